@@ -1,0 +1,230 @@
+//! mandelbrot: escape-time iteration counts over a grid of the complex plane.
+//!
+//! Per pixel: up to 7 floating-point operations per iteration (at most
+//! `max_iter` iterations), 4 bytes written. Compute-bound, with divergence
+//! between neighbouring pixels near the set's boundary.
+
+use std::time::Instant;
+
+use pel_runtime::{Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, Target};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::verify::{self, Check};
+use crate::{invalid, u32_len};
+
+/// The WGSL source.
+pub const WGSL: &str = include_str!("../../shaders/mandelbrot.wgsl");
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MandelbrotParams {
+    /// Pixels per row.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+    /// Iteration cap; points still bounded then count as inside the set.
+    pub max_iter: u32,
+    /// Pixels in all: `width · height`.
+    pub n: u32,
+    /// Real part at the left edge.
+    pub x0: f32,
+    /// Imaginary part at the top edge.
+    pub y0: f32,
+    /// Real step per pixel.
+    pub dx: f32,
+    /// Imaginary step per row.
+    pub dy: f32,
+}
+
+/// The window of the complex plane to render.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct View {
+    /// Real part at the left edge.
+    pub x0: f32,
+    /// Imaginary part at the top edge.
+    pub y0: f32,
+    /// Real step per pixel.
+    pub dx: f32,
+    /// Imaginary step per row.
+    pub dy: f32,
+}
+
+impl View {
+    /// The classic full view, [-2.5, 1] × [-1.25, 1.25], at this resolution.
+    pub fn full(width: usize, height: usize) -> View {
+        View {
+            x0: -2.5,
+            y0: -1.25,
+            dx: 3.5 / width.max(1) as f32,
+            dy: 2.5 / height.max(1) as f32,
+        }
+    }
+}
+
+/// Iterations before `z² + c` leaves the radius-2 disc, capped at `max_iter`.
+/// The same arithmetic, in the same order, as the shader.
+#[inline]
+pub fn escape(cx: f32, cy: f32, max_iter: u32) -> u32 {
+    let (mut zx, mut zy) = (0.0f32, 0.0f32);
+    let mut it = 0;
+    while it < max_iter {
+        let zx2 = zx * zx;
+        let zy2 = zy * zy;
+        if zx2 + zy2 > 4.0 {
+            break;
+        }
+        zy = 2.0 * zx * zy + cy;
+        zx = zx2 - zy2 + cx;
+        it += 1;
+    }
+    it
+}
+
+fn pixel(p: &MandelbrotParams, i: usize) -> u32 {
+    let w = p.width as usize;
+    let cx = p.x0 + (i % w) as f32 * p.dx;
+    let cy = p.y0 + (i / w) as f32 * p.dy;
+    escape(cx, cy, p.max_iter)
+}
+
+/// The mandelbrot kernel.
+#[derive(Debug, Clone)]
+pub struct Mandelbrot {
+    kernel: Kernel,
+}
+
+impl Mandelbrot {
+    /// Builds the kernel.
+    pub fn new() -> Result<Self> {
+        let kernel = Kernel::builder("mandelbrot", WGSL)
+            .params::<MandelbrotParams>()
+            .cpu::<(ReadWrite<u32>,)>(|args, p| {
+                let (counts,) = args.split();
+                // Rows as tasks: neighbouring pixels cost alike, rows do not.
+                let w = (p.width as usize).max(1);
+                counts.par_chunks_mut(w).enumerate().for_each(|(row, out)| {
+                    for (j, c) in out.iter_mut().enumerate() {
+                        *c = pixel(p, row * w + j);
+                    }
+                });
+            })
+            .invocations(|p, _| p.n as u64)
+            .build()?;
+        Ok(Mandelbrot { kernel })
+    }
+
+    /// The underlying kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Fills `counts` (width·height, row-major) with iteration counts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        counts: &Buffer<u32>,
+        width: usize,
+        height: usize,
+        view: View,
+        max_iter: u32,
+    ) -> Result<RunInfo> {
+        if width.checked_mul(height) != Some(counts.len()) {
+            return Err(invalid(
+                "mandelbrot",
+                "counts",
+                format!(
+                    "a {width}×{height} image needs {} elements, but counts has {}",
+                    width as u128 * height as u128,
+                    counts.len()
+                ),
+            ));
+        }
+        let params = MandelbrotParams {
+            width: u32_len("mandelbrot", "width", width)?,
+            height: u32_len("mandelbrot", "height", height)?,
+            max_iter,
+            n: u32_len("mandelbrot", "counts", counts.len())?,
+            x0: view.x0,
+            y0: view.y0,
+            dx: view.dx,
+            dy: view.dy,
+        };
+        rt.execute(target, &self.kernel, &[counts], &params)
+    }
+}
+
+/// The serial reference.
+pub fn reference(width: usize, height: usize, view: View, max_iter: u32) -> Vec<u32> {
+    let p = MandelbrotParams {
+        width: width as u32,
+        height: height as u32,
+        max_iter,
+        n: (width * height) as u32,
+        x0: view.x0,
+        y0: view.y0,
+        dx: view.dx,
+        dy: view.dy,
+    };
+    (0..width * height).map(|i| pixel(&p, i)).collect()
+}
+
+/// Renders a seeded random window around the set at width×height; the output
+/// starts poisoned (0xDEADBEEF).
+///
+/// Tolerance: on the CPU every count equals the reference's. A GPU may fuse
+/// multiply-adds, and near the set's boundary the iteration is chaotic, so
+/// there up to 1 pixel in 500 (and at least 2) may differ; no count may
+/// exceed `max_iter`, and every pixel must be written.
+pub fn check(
+    rt: &Runtime,
+    target: Target,
+    (width, height): (usize, usize),
+    seed: u64,
+) -> Result<Check> {
+    let mandelbrot = Mandelbrot::new()?;
+    let mut rng = verify::rng(seed);
+    let span = rng.random_range(0.05f32..3.0);
+    let view = View {
+        x0: rng.random_range(-2.2f32..0.2) - span / 2.0 + 0.5,
+        y0: rng.random_range(-1.0f32..0.6) - span / 2.0 + 0.2,
+        dx: span / width.max(1) as f32,
+        dy: span / width.max(1) as f32,
+    };
+    let max_iter = 256;
+    let want = reference(width, height, view, max_iter);
+
+    let n = width * height;
+    let counts = rt.buffer(&vec![0xDEAD_BEEFu32; n]);
+    let start = Instant::now();
+    let info = mandelbrot.run(rt, target, &counts, width, height, view, max_iter)?;
+    let got = rt.read(&counts)?;
+    let elapsed = start.elapsed();
+
+    let invalid_counts = got.iter().filter(|&&c| c > max_iter).count();
+    let cmp = verify::compare(
+        got.iter().map(|&v| v as f64),
+        want.iter().map(|&v| v as f64),
+        |_| 0.0,
+    );
+    // An unwritten (poisoned) or impossible count is never excused.
+    let allowed = if info.backend == pel_runtime::Backend::Cpu || invalid_counts > 0 {
+        0
+    } else {
+        (n / 500).max(2)
+    };
+    Ok(Check {
+        shape: format!("{width}×{height}"),
+        backend: info.backend,
+        elapsed,
+        compared: cmp.compared,
+        mismatches: cmp.mismatches,
+        allowed_mismatches: allowed,
+        worst: cmp.worst,
+        first_bad: cmp.first_bad,
+        tolerance: "exact on the CPU; on a GPU ≤ 1 pixel in 500 off on the boundary",
+    })
+}

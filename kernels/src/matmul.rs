@@ -1,0 +1,181 @@
+//! matmul: `C = A·B` for row-major f32 matrices of any shape m×k by k×n.
+//!
+//! Per element of C: 2k floating-point operations; 2mnk in all, over
+//! 4(mk + kn + mn) bytes at the least. Compute-bound at large sizes.
+//!
+//! The GPU shader computes 64×64 tiles of C, each invocation a 4×4 block in
+//! registers, staging A and B through workgroup memory. The CPU side calls
+//! faer's matrix product, the fastest portable Rust GEMM: a runtime should
+//! use the best implementation it can get on each processor.
+
+use std::time::Instant;
+
+use faer::{Accum, MatMut, MatRef, Par};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+
+use crate::verify::{self, Check};
+use crate::{invalid, u32_len};
+
+/// The WGSL source.
+pub const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
+
+/// Edge of the square tile of C one workgroup computes.
+pub const TILE: usize = 64;
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of B and C.
+    pub n: u32,
+    /// Columns of A, rows of B.
+    pub k: u32,
+    /// Tiles across a row of C: `ceil(n / 64)`.
+    pub tiles_n: u32,
+    /// Tiles in all: `ceil(m / 64) · ceil(n / 64)`.
+    pub tiles: u32,
+    /// Padding to the uniform block's 16-byte alignment.
+    pub _pad: [u32; 3],
+}
+
+/// The matmul kernel.
+#[derive(Debug, Clone)]
+pub struct Matmul {
+    kernel: Kernel,
+}
+
+impl Matmul {
+    /// Builds the kernel.
+    pub fn new() -> Result<Self> {
+        let kernel = Kernel::builder("matmul", WGSL)
+            .params::<MatmulParams>()
+            .cpu::<(Read<f32>, Read<f32>, ReadWrite<f32>)>(|args, p| {
+                let (a, b, c) = args.split();
+                let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+                let a = MatRef::from_row_major_slice(a, m, k);
+                let b = MatRef::from_row_major_slice(b, k, n);
+                let c = MatMut::from_row_major_slice_mut(c, m, n);
+                // Par::rayon(0) takes the current pool: pel's CPU pool.
+                faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .build()?;
+        Ok(Matmul { kernel })
+    }
+
+    /// The underlying kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// `c = a·b` where `a` is m×k, `b` is k×n and `c` is m×n, row-major.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        a: &Buffer<f32>,
+        b: &Buffer<f32>,
+        c: &Buffer<f32>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<RunInfo> {
+        let expect = |arg: &str, buf: &Buffer<f32>, rows: usize, cols: usize| {
+            match rows.checked_mul(cols) {
+                Some(len) if len == buf.len() => Ok(()),
+                _ => Err(invalid(
+                    "matmul",
+                    arg,
+                    format!(
+                        "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, k={k}, but has {}",
+                        rows as u128 * cols as u128,
+                        buf.len()
+                    ),
+                )),
+            }
+        };
+        expect("a", a, m, k)?;
+        expect("b", b, k, n)?;
+        expect("c", c, m, n)?;
+        let tiles_n = n.div_ceil(TILE);
+        let tiles = m.div_ceil(TILE) as u128 * tiles_n as u128;
+        let tiles = u32::try_from(tiles).map_err(|_| {
+            invalid(
+                "matmul",
+                "c",
+                format!("{m}×{n} needs {tiles} tiles of 64×64; the most one launch can index is {}", u32::MAX),
+            )
+        })?;
+        let params = MatmulParams {
+            m: u32_len("matmul", "m", m)?,
+            n: u32_len("matmul", "n", n)?,
+            k: u32_len("matmul", "k", k)?,
+            tiles_n: tiles_n as u32,
+            tiles,
+            _pad: [0; 3],
+        };
+        rt.execute(target, &self.kernel, &[a, b, c], &params)
+    }
+}
+
+/// The serial reference in f64: `C` and `|A|·|B|` (for the tolerance).
+pub fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut c = vec![0.0f64; m * n];
+    let mut mag = vec![0.0f64; m * n];
+    for i in 0..m {
+        let row = &mut c[i * n..(i + 1) * n];
+        let mrow = &mut mag[i * n..(i + 1) * n];
+        for p in 0..k {
+            let aip = a[i * k + p] as f64;
+            let brow = &b[p * n..(p + 1) * n];
+            for ((c, g), &bv) in row.iter_mut().zip(mrow.iter_mut()).zip(brow) {
+                *c += aip * bv as f64;
+                *g += (aip * bv as f64).abs();
+            }
+        }
+    }
+    (c, mag)
+}
+
+/// Multiplies seeded random m×k and k×n matrices; C starts poisoned (NaN).
+///
+/// Tolerance: each element within `(k + 2)·ε·(|A|·|B|)ᵢⱼ`, the classic bound
+/// for a k-term f32 dot product, whatever the order of summation.
+pub fn check(
+    rt: &Runtime,
+    target: Target,
+    (m, n, k): (usize, usize, usize),
+    seed: u64,
+) -> Result<Check> {
+    let matmul = Matmul::new()?;
+    let av = verify::random_f32(seed, m * k, -1.0, 1.0);
+    let bv = verify::random_f32(seed + 1, k * n, -1.0, 1.0);
+    let (want, mag) = reference(&av, &bv, m, n, k);
+
+    let a = rt.buffer(&av);
+    let b = rt.buffer(&bv);
+    let c = rt.buffer(&vec![f32::NAN; m * n]);
+    let start = Instant::now();
+    let info = matmul.run(rt, target, &a, &b, &c, m, n, k)?;
+    let got = rt.read(&c)?;
+    let elapsed = start.elapsed();
+
+    let eps = f32::EPSILON as f64;
+    let cmp = verify::compare(got.iter().map(|&v| v as f64), want.iter().copied(), |i| {
+        (k as f64 + 2.0) * eps * mag[i] + f32::MIN_POSITIVE as f64
+    });
+    Ok(Check {
+        shape: format!("{m}×{n}×{k}"),
+        backend: info.backend,
+        elapsed,
+        compared: cmp.compared,
+        mismatches: cmp.mismatches,
+        allowed_mismatches: 0,
+        worst: cmp.worst,
+        first_bad: cmp.first_bad,
+        tolerance: "(k+2)·ε·(|A|·|B|)ᵢⱼ per element",
+    })
+}

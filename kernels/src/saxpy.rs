@@ -1,0 +1,122 @@
+//! saxpy: `y = a·x + y`, the BLAS level-1 classic.
+//!
+//! Per element: 2 floating-point operations, 12 bytes moved (read x and y,
+//! write y). Memory-bound on every processor.
+
+use std::time::Instant;
+
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use rayon::prelude::*;
+
+use crate::verify::{self, Check};
+use crate::{invalid, u32_len};
+
+/// The WGSL source.
+pub const WGSL: &str = include_str!("../../shaders/saxpy.wgsl");
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SaxpyParams {
+    /// The scale `a`.
+    pub a: f32,
+    /// Elements.
+    pub n: u32,
+}
+
+/// The saxpy kernel.
+#[derive(Debug, Clone)]
+pub struct Saxpy {
+    kernel: Kernel,
+}
+
+impl Saxpy {
+    /// Builds the kernel.
+    pub fn new() -> Result<Self> {
+        let kernel = Kernel::builder("saxpy", WGSL)
+            .params::<SaxpyParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
+                let (x, y) = args.split();
+                let a = p.a;
+                // Chunks of 16 Ki elements: large enough to amortise rayon's
+                // task cost, small enough to balance across cores.
+                y.par_chunks_mut(1 << 14)
+                    .zip(x.par_chunks(1 << 14))
+                    .for_each(|(y, x)| {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y += a * x;
+                        }
+                    });
+            })
+            .build()?;
+        Ok(Saxpy { kernel })
+    }
+
+    /// The underlying kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// `y = a·x + y` at `target`.
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        a: f32,
+        x: &Buffer<f32>,
+        y: &Buffer<f32>,
+    ) -> Result<RunInfo> {
+        if x.len() != y.len() {
+            return Err(invalid(
+                "saxpy",
+                "y",
+                format!("x has {} elements but y has {}; they must match", x.len(), y.len()),
+            ));
+        }
+        let n = u32_len("saxpy", "x", x.len())?;
+        rt.execute(target, &self.kernel, &[x, y], &SaxpyParams { a, n })
+    }
+}
+
+/// The serial reference, in f64.
+pub fn reference(a: f32, x: &[f32], y: &[f32]) -> Vec<f64> {
+    x.iter()
+        .zip(y)
+        .map(|(&x, &y)| a as f64 * x as f64 + y as f64)
+        .collect()
+}
+
+/// Runs saxpy on `n` seeded random elements and compares with the reference.
+///
+/// Tolerance: each element within 2 ulp of `|a·x| + |y|` (one rounding of the
+/// product and one of the sum, or one of a fused multiply-add).
+pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    let saxpy = Saxpy::new()?;
+    let a = verify::random_f32(seed, 1, -2.0, 2.0)[0];
+    let xs = verify::random_f32(seed + 1, n, -1.0, 1.0);
+    let ys = verify::random_f32(seed + 2, n, -1.0, 1.0);
+    let want = reference(a, &xs, &ys);
+
+    let x = rt.buffer(&xs);
+    let y = rt.buffer(&ys);
+    let start = Instant::now();
+    let info = saxpy.run(rt, target, a, &x, &y)?;
+    let got = rt.read(&y)?;
+    let elapsed = start.elapsed();
+
+    let eps = f32::EPSILON as f64;
+    let c = verify::compare(got.iter().map(|&v| v as f64), want.iter().copied(), |i| {
+        2.0 * eps * ((a as f64 * xs[i] as f64).abs() + (ys[i] as f64).abs())
+    });
+    Ok(Check {
+        shape: n.to_string(),
+        backend: info.backend,
+        elapsed,
+        compared: c.compared,
+        mismatches: c.mismatches + n.abs_diff(got.len()),
+        allowed_mismatches: 0,
+        worst: c.worst,
+        first_bad: c.first_bad,
+        tolerance: "2 ulp of |a·x|+|y| per element",
+    })
+}

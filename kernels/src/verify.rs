@@ -1,0 +1,135 @@
+//! Checking a result against its serial reference, with the tolerance
+//! stated, and the outcome as a value the CLI, the tour and the tests share.
+
+use std::fmt;
+use std::time::Duration;
+
+use pel_runtime::Backend;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The outcome of running a sample kernel on seeded random input and
+/// comparing it with the serial reference.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// The problem's shape, e.g. `1000003` or `256×256×256`.
+    pub shape: String,
+    /// Where the last kernel of the operation ran.
+    pub backend: Backend,
+    /// Wall time of the operation, from host-resident inputs to the result
+    /// read back to the host.
+    pub elapsed: Duration,
+    /// Elements compared.
+    pub compared: usize,
+    /// Elements outside the tolerance.
+    pub mismatches: usize,
+    /// Mismatches allowed (non-zero only where the tolerance says so).
+    pub allowed_mismatches: usize,
+    /// Largest error as a fraction of its element's tolerance (≤ 1 passes).
+    pub worst: f64,
+    /// The first element outside the tolerance: (index, got, expected).
+    pub first_bad: Option<(usize, f64, f64)>,
+    /// The tolerance, in words.
+    pub tolerance: &'static str,
+}
+
+impl Check {
+    /// Whether the result agrees with the reference within the tolerance.
+    pub fn verified(&self) -> bool {
+        self.mismatches <= self.allowed_mismatches
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.verified() {
+            write!(f, "verified")?;
+        } else {
+            write!(f, "MISMATCH")?;
+        }
+        write!(
+            f,
+            " ({} of {} outside tolerance, {} allowed; worst {:.3} of tolerance; {})",
+            self.mismatches, self.compared, self.allowed_mismatches, self.worst, self.tolerance
+        )?;
+        if let Some((i, got, want)) = self.first_bad {
+            write!(f, "; first at [{i}]: got {got}, expected {want}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Element-wise comparison of `got` with `want`, where element `i` may be off
+/// by `tol(i)`. A NaN (for example a poisoned output never written) always
+/// counts as a mismatch.
+pub(crate) struct Compare {
+    pub(crate) compared: usize,
+    pub(crate) mismatches: usize,
+    pub(crate) worst: f64,
+    pub(crate) first_bad: Option<(usize, f64, f64)>,
+}
+
+pub(crate) fn compare(
+    got: impl IntoIterator<Item = f64>,
+    want: impl IntoIterator<Item = f64>,
+    tol: impl Fn(usize) -> f64,
+) -> Compare {
+    let mut c = Compare {
+        compared: 0,
+        mismatches: 0,
+        worst: 0.0,
+        first_bad: None,
+    };
+    for (i, (g, w)) in got.into_iter().zip(want).enumerate() {
+        c.compared += 1;
+        let err = (g - w).abs();
+        let t = tol(i);
+        let ratio = if err == 0.0 {
+            0.0
+        } else if t > 0.0 {
+            err / t
+        } else {
+            f64::INFINITY
+        };
+        let bad = !(ratio <= 1.0); // NaN is bad too
+        if bad {
+            c.mismatches += 1;
+            if c.first_bad.is_none() {
+                c.first_bad = Some((i, g, w));
+            }
+        }
+        if ratio.is_nan() || ratio > c.worst {
+            c.worst = if ratio.is_nan() { f64::INFINITY } else { ratio };
+        }
+    }
+    c
+}
+
+/// Seeded uniform f32 values in `[lo, hi)`.
+pub(crate) fn random_f32(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// A seeded random generator for a sample's scalar parameters.
+pub(crate) fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_catches_errors_and_nan() {
+        let c = compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], |_| 0.0);
+        assert_eq!((c.compared, c.mismatches), (3, 0));
+        let c = compare([1.0, 2.5, f64::NAN], [1.0, 2.0, 3.0], |_| 0.1);
+        assert_eq!(c.mismatches, 2);
+        assert_eq!(c.first_bad, Some((1, 2.5, 2.0)));
+        assert!(c.worst.is_infinite());
+        let c = compare([1.05], [1.0], |_| 0.1);
+        assert_eq!(c.mismatches, 0);
+        assert!((c.worst - 0.5).abs() < 1e-9);
+    }
+}

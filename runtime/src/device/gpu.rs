@@ -1,0 +1,451 @@
+//! One wgpu adapter opened as a device: its queue, its compiled pipelines,
+//! its buffer pool, and the primitive moves (upload, download, clear,
+//! dispatch). Every wgpu call that can fail runs inside validation and
+//! out-of-memory error scopes, so failures come back as values.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::{Backend, DeviceInfo, DeviceKind, DeviceLimits};
+use crate::buffer::pool::{BufferPool, size_class};
+use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+
+/// Usage of pooled buffers that hold kernel arguments.
+pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
+const READBACK: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+pub(crate) struct GpuDevice {
+    info: DeviceInfo,
+    limits: DeviceLimits,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    lost: Arc<Mutex<Option<String>>>,
+    pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
+    pool: Mutex<BufferPool>,
+}
+
+/// Opens every usable adapter, best first: real GPUs before software ones,
+/// and native APIs before GL on the same kind of device.
+pub(crate) fn open_all(instance: &wgpu::Instance, backends: wgpu::Backends) -> Vec<GpuDevice> {
+    let mut adapters: Vec<wgpu::Adapter> = pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .filter(|a| {
+            a.get_downlevel_capabilities()
+                .flags
+                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        })
+        .collect();
+    adapters.sort_by_key(|a| {
+        let info = a.get_info();
+        let kind = match info.device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        let api = match info.backend {
+            wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+            _ => 1,
+        };
+        (kind, api)
+    });
+    let mut devices = Vec::new();
+    for adapter in adapters {
+        let index = devices.len();
+        match GpuDevice::open(&adapter, index) {
+            Ok(d) => devices.push(d),
+            Err(e) => eprintln!(
+                "pel: skipping adapter {} ({:?}): {e}",
+                adapter.get_info().name,
+                adapter.get_info().backend
+            ),
+        }
+    }
+    devices
+}
+
+impl GpuDevice {
+    fn open(adapter: &wgpu::Adapter, index: usize) -> std::result::Result<Self, String> {
+        let ai = adapter.get_info();
+        let al = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("pel"),
+            required_features: wgpu::Features::empty(),
+            required_limits: al.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| e.to_string())?;
+
+        let backend = Backend::Gpu(index);
+        let name = format!("{backend} ({})", ai.name);
+        let lost = Arc::new(Mutex::new(None));
+        let lost_flag = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                *lost_flag.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let uncaptured_name = name.clone();
+        device.on_uncaptured_error(Arc::new(move |e| {
+            eprintln!("pel: {uncaptured_name}: wgpu error outside an error scope: {e}");
+        }));
+
+        let limits = DeviceLimits {
+            max_storage_binding: al.max_storage_buffer_binding_size,
+            max_buffer: al.max_buffer_size,
+            max_workgroups_per_dim: al.max_compute_workgroups_per_dimension,
+            max_invocations_per_workgroup: al.max_compute_invocations_per_workgroup,
+            max_workgroup_memory: al.max_compute_workgroup_storage_size,
+            max_storage_buffers: al.max_storage_buffers_per_shader_stage,
+        };
+        let kind = match ai.device_type {
+            wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu,
+            wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu,
+            wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu,
+            wgpu::DeviceType::Cpu => DeviceKind::SoftwareGpu,
+            wgpu::DeviceType::Other => DeviceKind::Other,
+        };
+        let driver = format!("{} {}", ai.driver, ai.driver_info)
+            .trim()
+            .to_owned();
+        let info = DeviceInfo {
+            backend,
+            name: ai.name.clone(),
+            driver,
+            api: ai.backend.to_str().to_owned(),
+            kind,
+            threads: 0,
+            limits: Some(limits),
+        };
+        // Free buffers kept for reuse: a quarter of the largest buffer, at
+        // least 256 MiB, so a chain of kernels reuses its temporaries.
+        let cap = (al.max_buffer_size / 4).max(256 << 20);
+        Ok(GpuDevice {
+            info,
+            limits,
+            device,
+            queue,
+            lost,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::new(BufferPool::new(cap)),
+        })
+    }
+
+    pub(crate) fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    pub(crate) fn limits(&self) -> &DeviceLimits {
+        &self.limits
+    }
+
+    fn label(&self) -> String {
+        format!("{} ({})", self.info.backend, self.info.name)
+    }
+
+    /// `Err(DeviceLost)` once the driver reported the device lost.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => Ok(()),
+            Some(reason) => Err(Error::DeviceLost {
+                device: self.label(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Pool statistics: (hits, misses, free bytes).
+    pub(crate) fn pool_stats(&self) -> (u64, u64, u64) {
+        let p = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        (p.hits, p.misses, p.free_bytes())
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes.
+    fn scoped<T>(&self, doing: &str, kernel: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = o {
+            return Err(Error::OutOfMemory {
+                device: self.label(),
+                doing: doing.to_owned(),
+                message: e.to_string(),
+            });
+        }
+        if let Some(e) = v {
+            self.check_alive()?;
+            return Err(Error::Gpu {
+                kernel: kernel.to_owned(),
+                device: self.label(),
+                message: e.to_string(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A buffer of at least `bytes` (from the pool where one is free).
+    pub(crate) fn alloc(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        self.alloc_usage(bytes, STORAGE)
+    }
+
+    fn alloc_usage(&self, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        let class = size_class(bytes);
+        // A class may round past the largest buffer; then ask for the exact size.
+        let class = if class > self.limits.max_buffer {
+            bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
+        } else {
+            class
+        };
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = pool.take(usage, class) {
+            return Ok(b);
+        }
+        pool.misses += 1;
+        let create = || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("pel buffer"),
+                size: class,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        match self.scoped("allocating a buffer", "buffer", create) {
+            Err(Error::OutOfMemory { .. }) => {
+                // Free what the pool holds and try once more.
+                pool.clear();
+                self.scoped(&format!("allocating {bytes} bytes"), "buffer", create)
+            }
+            other => other,
+        }
+    }
+
+    /// Returns a buffer to the pool.
+    pub(crate) fn release(&self, buf: wgpu::Buffer) {
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give(buf);
+    }
+
+    /// Copies host bytes into the start of `buf`.
+    pub(crate) fn upload(&self, buf: &wgpu::Buffer, bytes: &[u8]) -> Result<()> {
+        self.check_alive()?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.scoped("uploading", "upload", || {
+            self.queue.write_buffer(buf, 0, bytes)
+        })
+    }
+
+    /// Zeroes the first `bytes` of `buf` on the device, moving nothing.
+    pub(crate) fn clear(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<()> {
+        self.check_alive()?;
+        let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        if size == 0 {
+            return Ok(());
+        }
+        self.scoped("clearing a buffer", "clear", || {
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            enc.clear_buffer(buf, 0, Some(size));
+            self.queue.submit([enc.finish()]);
+        })
+    }
+
+    /// Copies the first `out.len()` bytes of `buf` to the host, waiting.
+    pub(crate) fn download(&self, buf: &wgpu::Buffer, out: &mut [u8]) -> Result<()> {
+        self.check_alive()?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let size = (out.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let staging = self.alloc_usage(size, READBACK)?;
+        self.scoped("downloading", "download", || {
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
+            self.queue.submit([enc.finish()]);
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        let mapped = rx
+            .recv()
+            .map_err(|_| self.lost_or("the readback was dropped"))?
+            .map_err(|e| self.lost_or(&e.to_string()))?;
+        let () = mapped;
+        {
+            let view = staging
+                .get_mapped_range(0..size)
+                .map_err(|e| self.lost_or(&e.to_string()))?;
+            out.copy_from_slice(&view[..out.len()]);
+        }
+        staging.unmap();
+        self.release(staging);
+        Ok(())
+    }
+
+    fn lost_or(&self, message: &str) -> Error {
+        match self.check_alive() {
+            Err(e) => e,
+            Ok(()) => Error::Gpu {
+                kernel: "download".to_owned(),
+                device: self.label(),
+                message: message.to_owned(),
+            },
+        }
+    }
+
+    /// Blocks until the queue is idle.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| match self.check_alive() {
+                Err(lost) => lost,
+                Ok(()) => Error::DeviceLost {
+                    device: self.label(),
+                    reason: e.to_string(),
+                },
+            })
+    }
+
+    fn pipeline(&self, kernel: &Kernel) -> Result<Arc<Pipeline>> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = cache.get(&kernel.id()) {
+            return Ok(Arc::clone(p));
+        }
+        let p = self.scoped("compiling the pipeline", kernel.name(), || {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name()),
+                    source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(kernel.source())),
+                });
+            let pipeline = self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.name()),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(&kernel.reflection().entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+            let layout = pipeline.get_bind_group_layout(0);
+            Arc::new(Pipeline { pipeline, layout })
+        })?;
+        cache.insert(kernel.id(), Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// Splits a linear workgroup count over x and y, as few extra groups as
+    /// possible; shaders unfold it as `id.x + id.y * num_workgroups.x`.
+    pub(crate) fn fold(&self, kernel: &str, workgroups: u64) -> Result<(u32, u32)> {
+        let d = self.limits.max_workgroups_per_dim as u64;
+        if workgroups <= d {
+            return Ok((workgroups as u32, 1));
+        }
+        if workgroups > d * d {
+            return Err(Error::DispatchTooLarge {
+                kernel: kernel.to_owned(),
+                workgroups,
+                limit: d * d,
+                per_dim: self.limits.max_workgroups_per_dim,
+                device: self.label(),
+            });
+        }
+        let y = workgroups.div_ceil(d);
+        let x = workgroups.div_ceil(y);
+        Ok((x as u32, y as u32))
+    }
+
+    /// Runs `kernel` over `args` (buffer and bound size, in binding order)
+    /// and waits for it.
+    pub(crate) fn dispatch(
+        &self,
+        kernel: &Kernel,
+        args: &[(wgpu::Buffer, u64)],
+        params: &[u8],
+        workgroups: u64,
+    ) -> Result<()> {
+        self.check_alive()?;
+        let (x, y) = self.fold(kernel.name(), workgroups)?;
+        if x == 0 {
+            return Ok(());
+        }
+        let pipeline = self.pipeline(kernel)?;
+        let uniform = match &kernel.reflection().uniform {
+            Some(u) => {
+                let b = self.alloc_usage(u.size as u64, UNIFORM)?;
+                self.queue.write_buffer(&b, 0, params);
+                Some((u.binding, b, u.size as u64))
+            }
+            None => None,
+        };
+        self.scoped("dispatching", kernel.name(), || {
+            let mut entries: Vec<wgpu::BindGroupEntry<'_>> = kernel
+                .reflection()
+                .storage
+                .iter()
+                .zip(args)
+                .map(|(binding, (buf, size))| wgpu::BindGroupEntry {
+                    binding: binding.binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buf,
+                        offset: 0,
+                        size: NonZeroU64::new((*size).max(4)),
+                    }),
+                })
+                .collect();
+            if let Some((binding, buf, size)) = &uniform {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buf,
+                        offset: 0,
+                        size: NonZeroU64::new(*size),
+                    }),
+                });
+            }
+            let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel.name()),
+                layout: &pipeline.layout,
+                entries: &entries,
+            });
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(kernel.name()),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&pipeline.pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+            self.queue.submit([enc.finish()]);
+        })?;
+        self.wait()?;
+        if let Some((_, b, _)) = uniform {
+            self.release(b);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! The processors pel runs on: the host CPU (a rayon pool) and any number of
+//! wgpu adapters. This module owns opening them and describing them; it does
+//! not decide where work goes (`dispatch/`) or track data (`buffer/`).
+
+pub(crate) mod cpu;
+pub(crate) mod gpu;
+
+use std::fmt;
+
+/// Where a kernel runs: the CPU, or the GPU with this index in
+/// [`Runtime::devices`](crate::Runtime::devices) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    /// The rayon pool on the host.
+    Cpu,
+    /// A wgpu adapter, by index (0 is the preferred one).
+    Gpu(usize),
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Cpu => f.write_str("cpu"),
+            Backend::Gpu(i) => write!(f, "gpu{i}"),
+        }
+    }
+}
+
+/// What kind of processor a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The host's cores.
+    Cpu,
+    /// A GPU on its own board.
+    DiscreteGpu,
+    /// A GPU sharing the host's memory.
+    IntegratedGpu,
+    /// A GPU behind a virtualisation layer.
+    VirtualGpu,
+    /// A GPU API implemented in software on the host (llvmpipe, lavapipe, WARP).
+    SoftwareGpu,
+    /// Anything else wgpu reports.
+    Other,
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::DiscreteGpu => "discrete-gpu",
+            DeviceKind::IntegratedGpu => "integrated-gpu",
+            DeviceKind::VirtualGpu => "virtual-gpu",
+            DeviceKind::SoftwareGpu => "software-gpu",
+            DeviceKind::Other => "other",
+        })
+    }
+}
+
+/// The limits of a device that decide what a kernel may ask of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Largest storage-buffer binding, in bytes.
+    pub max_storage_binding: u64,
+    /// Largest buffer, in bytes.
+    pub max_buffer: u64,
+    /// Most workgroups in one dimension of a dispatch.
+    pub max_workgroups_per_dim: u32,
+    /// Most invocations in one workgroup.
+    pub max_invocations_per_workgroup: u32,
+    /// Workgroup (shared) memory, in bytes.
+    pub max_workgroup_memory: u32,
+    /// Storage buffers one shader stage may bind.
+    pub max_storage_buffers: u32,
+}
+
+/// A description of one backend, for people and for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Which backend this is.
+    pub backend: Backend,
+    /// The adapter's (or processor's) name.
+    pub name: String,
+    /// The driver and its version, where known.
+    pub driver: String,
+    /// The API pel drives it through: `rayon`, `vulkan`, `gl`, `metal`, `dx12`.
+    pub api: String,
+    /// What kind of processor it is.
+    pub kind: DeviceKind,
+    /// Worker threads (CPU only; 0 for GPUs).
+    pub threads: usize,
+    /// Its limits (`None` for the CPU, which has none worth naming).
+    pub limits: Option<DeviceLimits>,
+}
+
+impl DeviceInfo {
+    /// A short label: `cpu` or `gpu0 (llvmpipe ..., vulkan)`.
+    pub fn label(&self) -> String {
+        match self.backend {
+            Backend::Cpu => "cpu".to_owned(),
+            Backend::Gpu(_) => format!("{} ({}, {})", self.backend, self.name, self.api),
+        }
+    }
+}
+
+impl fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<5} {} | driver: {} | api: {} | type: {}",
+            self.backend.to_string(),
+            self.name,
+            if self.driver.is_empty() {
+                "-"
+            } else {
+                &self.driver
+            },
+            self.api,
+            self.kind
+        )?;
+        match &self.limits {
+            None => write!(f, " | threads: {}", self.threads),
+            Some(l) => write!(
+                f,
+                " | max storage binding: {} | max buffer: {} | workgroups/dim: {} | invocations/workgroup: {} | workgroup memory: {} | storage buffers: {}",
+                human_bytes(l.max_storage_binding),
+                human_bytes(l.max_buffer),
+                l.max_workgroups_per_dim,
+                l.max_invocations_per_workgroup,
+                human_bytes(l.max_workgroup_memory as u64),
+                l.max_storage_buffers
+            ),
+        }
+    }
+}
+
+/// `134217728` → `128 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || v.fract() == 0.0 {
+        format!("{} {}", v as u64, UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,249 @@
+//! The library's one error type. Every message names the kernel (or the
+//! device), the argument, what was asked and the limit, so a user can act on
+//! it without reading pel's source.
+
+use crate::device::Backend;
+
+/// Everything that can go wrong in pel, as a value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The WGSL did not parse or did not validate.
+    #[error("kernel `{kernel}`: invalid WGSL at line {line}, column {column}: {message}")]
+    InvalidShader {
+        /// Kernel name.
+        kernel: String,
+        /// 1-based line of the offending code (0 when naga gave no span).
+        line: u32,
+        /// 1-based column of the offending code (0 when naga gave no span).
+        column: u32,
+        /// naga's message, with its notes.
+        message: String,
+    },
+
+    /// The shader has no compute entry point of the requested name.
+    #[error(
+        "kernel `{kernel}`: no compute entry point `{entry}` in the WGSL (compute entry points: {available})"
+    )]
+    NoEntryPoint {
+        /// Kernel name.
+        kernel: String,
+        /// The entry point asked for.
+        entry: String,
+        /// The compute entry points the shader does have.
+        available: String,
+    },
+
+    /// A binding the runtime cannot drive (not a runtime-sized storage array,
+    /// a second uniform, a texture, a group other than 0...).
+    #[error("kernel `{kernel}`: binding @group({group}) @binding({binding}) `{name}`: {reason}")]
+    UnsupportedBinding {
+        /// Kernel name.
+        kernel: String,
+        /// Bind group.
+        group: u32,
+        /// Binding number.
+        binding: u32,
+        /// Variable name in the WGSL.
+        name: String,
+        /// What pel supports instead.
+        reason: String,
+    },
+
+    /// The CPU implementation or the call passes a different number of
+    /// arguments than the shader binds.
+    #[error(
+        "kernel `{kernel}`: {what} has {got} buffer argument(s), but the shader binds {expected} storage buffer(s)"
+    )]
+    ArgCount {
+        /// Kernel name.
+        kernel: String,
+        /// "the CPU implementation" or "the call".
+        what: &'static str,
+        /// Number the shader binds.
+        expected: usize,
+        /// Number given.
+        got: usize,
+    },
+
+    /// An argument's element type differs from the shader's.
+    #[error(
+        "kernel `{kernel}`: argument {index} (`{name}`): {what} uses element type {got}, but the shader declares array<{expected}>"
+    )]
+    ArgType {
+        /// Kernel name.
+        kernel: String,
+        /// Position of the argument.
+        index: usize,
+        /// Variable name in the WGSL.
+        name: String,
+        /// "the CPU implementation" or "the call".
+        what: &'static str,
+        /// Element type in the WGSL.
+        expected: String,
+        /// Element type given.
+        got: String,
+    },
+
+    /// The CPU implementation's access mode differs from the shader's.
+    #[error(
+        "kernel `{kernel}`: argument {index} (`{name}`): the shader declares it {expected} but the CPU implementation takes it {got}"
+    )]
+    ArgAccess {
+        /// Kernel name.
+        kernel: String,
+        /// Position of the argument.
+        index: usize,
+        /// Variable name in the WGSL.
+        name: String,
+        /// Access in the WGSL.
+        expected: String,
+        /// Access in the CPU signature.
+        got: String,
+    },
+
+    /// The params type differs from the shader's uniform block.
+    #[error("kernel `{kernel}`: params: {message}")]
+    Params {
+        /// Kernel name.
+        kernel: String,
+        /// What differs.
+        message: String,
+    },
+
+    /// The kernel was built without a CPU implementation.
+    #[error(
+        "kernel `{kernel}`: no CPU implementation; call `.cpu::<Signature>(...)` on the builder"
+    )]
+    NoCpuImplementation {
+        /// Kernel name.
+        kernel: String,
+    },
+
+    /// A buffer passed to a call belongs to another runtime.
+    #[error(
+        "kernel `{kernel}`: argument {index} is a buffer of another runtime (#{owner}); this is runtime #{runtime}: create it with this runtime"
+    )]
+    ForeignBuffer {
+        /// Kernel name (or the operation).
+        kernel: String,
+        /// Position of the argument.
+        index: usize,
+        /// Runtime that owns the buffer.
+        owner: u64,
+        /// Runtime asked to use it.
+        runtime: u64,
+    },
+
+    /// One buffer passed twice where at least one use writes it.
+    #[error(
+        "kernel `{kernel}`: arguments {first} and {second} are the same buffer and the shader writes at least one of them; pass distinct buffers"
+    )]
+    AliasedArguments {
+        /// Kernel name.
+        kernel: String,
+        /// First position.
+        first: usize,
+        /// Second position.
+        second: usize,
+    },
+
+    /// An argument is larger than the adapter can bind to one storage binding.
+    #[error(
+        "kernel `{kernel}`: argument {index} (`{name}`) is {size} bytes, more than {device}'s storage-binding limit of {limit} bytes; split the data or run on the CPU"
+    )]
+    BindingTooLarge {
+        /// Kernel name.
+        kernel: String,
+        /// Position of the argument.
+        index: usize,
+        /// Variable name in the WGSL.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// `max_storage_buffer_binding_size` (or `max_buffer_size`).
+        limit: u64,
+        /// The device.
+        device: String,
+    },
+
+    /// More workgroups than the adapter can dispatch, even folded into 2-D.
+    #[error(
+        "kernel `{kernel}`: {workgroups} workgroups asked, more than {device} can dispatch ({limit} = {per_dim}² folded into 2-D)"
+    )]
+    DispatchTooLarge {
+        /// Kernel name.
+        kernel: String,
+        /// Workgroups asked.
+        workgroups: u64,
+        /// Largest count that fits.
+        limit: u64,
+        /// `max_compute_workgroups_per_dimension`.
+        per_dim: u32,
+        /// The device.
+        device: String,
+    },
+
+    /// A backend that this runtime does not have.
+    #[error("{backend} is not a backend of this runtime (backends: {available})")]
+    NoSuchBackend {
+        /// The backend asked for.
+        backend: Backend,
+        /// The backends that exist.
+        available: String,
+    },
+
+    /// Bad input to a sample kernel or a buffer operation.
+    #[error("kernel `{kernel}`: argument `{arg}`: {message}")]
+    InvalidInput {
+        /// Kernel or operation name.
+        kernel: String,
+        /// Argument name.
+        arg: String,
+        /// What is wrong, with the sizes involved.
+        message: String,
+    },
+
+    /// wgpu reported a validation error.
+    #[error("kernel `{kernel}` on {device}: wgpu validation error: {message}")]
+    Gpu {
+        /// Kernel name (or the operation).
+        kernel: String,
+        /// The device.
+        device: String,
+        /// wgpu's message.
+        message: String,
+    },
+
+    /// The GPU ran out of memory.
+    #[error("{device} is out of memory while {doing}: {message}")]
+    OutOfMemory {
+        /// The device.
+        device: String,
+        /// What pel was doing.
+        doing: String,
+        /// wgpu's message.
+        message: String,
+    },
+
+    /// The GPU device was lost.
+    #[error("{device} was lost: {reason}")]
+    DeviceLost {
+        /// The device.
+        device: String,
+        /// The driver's reason.
+        reason: String,
+    },
+
+    /// The CPU implementation of a kernel panicked.
+    #[error("kernel `{kernel}`: the CPU implementation panicked: {message}")]
+    KernelPanicked {
+        /// Kernel name.
+        kernel: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// pel's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,368 @@
+//! A kernel: one WGSL compute entry point plus a Rust implementation of the
+//! same computation for the CPU. Built once; naga checks the shader and the
+//! CPU signature against it before anything runs. This module owns the
+//! kernel's definition only: where and how it runs belongs to `dispatch/`.
+
+mod reflect;
+mod signature;
+
+use std::any::TypeId;
+use std::fmt;
+use std::sync::Arc;
+
+pub use reflect::{Reflection, StorageBinding, UniformBinding};
+pub(crate) use signature::RawSlice;
+pub use signature::{
+    Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Read, ReadWrite, Scalar, Signature,
+};
+
+use crate::error::{Error, Result};
+
+/// The size of a launch: how many workgroups the GPU runs. The CPU
+/// implementation does not use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grid {
+    /// This many invocations in all; rounded up to whole workgroups.
+    Invocations(u64),
+    /// This many workgroups, linearly numbered.
+    Workgroups(u64),
+}
+
+type CpuFn = dyn Fn(&[RawSlice], &[u8]) + Send + Sync;
+type GridFn = dyn Fn(&[u8], &[usize]) -> Grid + Send + Sync;
+
+/// A compute kernel with a WGSL shader and a CPU implementation.
+///
+/// Cheap to clone. Build one with [`Kernel::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use pel_runtime::{Kernel, Read, ReadWrite};
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// struct Scale { factor: f32, n: u32 }
+///
+/// let kernel = Kernel::builder("scale", r#"
+///     struct Scale { factor: f32, n: u32 }
+///     @group(0) @binding(0) var<storage, read> x: array<f32>;
+///     @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+///     @group(0) @binding(2) var<uniform> p: Scale;
+///     @compute @workgroup_size(64)
+///     fn main(@builtin(global_invocation_id) id: vec3<u32>,
+///             @builtin(num_workgroups) groups: vec3<u32>) {
+///         let i = id.x + id.y * groups.x * 64u;
+///         if i < p.n { y[i] = p.factor * x[i]; }
+///     }
+/// "#)
+/// .params::<Scale>()
+/// .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
+///     let (x, y) = args.split();
+///     for (y, x) in y.iter_mut().zip(x) {
+///         *y = p.factor * x;
+///     }
+/// })
+/// .build()?;
+/// assert_eq!(kernel.reflection().storage.len(), 2);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Kernel {
+    inner: Arc<KernelInner>,
+}
+
+struct KernelInner {
+    name: String,
+    source: String,
+    id: u64,
+    reflection: Reflection,
+    params_type: TypeId,
+    params_type_name: &'static str,
+    params_size: usize,
+    cpu: Box<CpuFn>,
+    grid: Box<GridFn>,
+}
+
+impl Kernel {
+    /// Starts a kernel from its name and WGSL source. The entry point is
+    /// `main` unless [`KernelBuilder::entry`] says otherwise.
+    pub fn builder(name: impl Into<String>, wgsl: impl Into<String>) -> KernelBuilder<()> {
+        KernelBuilder {
+            name: name.into(),
+            source: wgsl.into(),
+            entry: "main".to_owned(),
+            version: String::new(),
+            cpu: None,
+            grid: None,
+        }
+    }
+
+    /// The kernel's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Identity of this kernel: a stable hash of its name, WGSL, entry point
+    /// and CPU version string. A changed kernel gets a new identity.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The WGSL source.
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// What naga read from the shader.
+    pub fn reflection(&self) -> &Reflection {
+        &self.inner.reflection
+    }
+
+    pub(crate) fn check_params<P: 'static>(&self) -> Result<()> {
+        if TypeId::of::<P>() != self.inner.params_type {
+            return Err(Error::Params {
+                kernel: self.name().to_owned(),
+                message: format!(
+                    "the call passes {}, but the kernel was built with .params::<{}>()",
+                    std::any::type_name::<P>(),
+                    self.inner.params_type_name
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn params_size(&self) -> usize {
+        self.inner.params_size
+    }
+
+    /// Workgroups to launch for these params and argument lengths.
+    pub(crate) fn workgroups(&self, params: &[u8], lens: &[usize]) -> u64 {
+        match (self.inner.grid)(params, lens) {
+            Grid::Workgroups(n) => n,
+            Grid::Invocations(n) => n.div_ceil(self.inner.reflection.workgroup_invocations()),
+        }
+    }
+
+    pub(crate) fn run_cpu(&self, args: &[RawSlice], params: &[u8]) {
+        (self.inner.cpu)(args, params)
+    }
+}
+
+impl fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernel")
+            .field("name", &self.inner.name)
+            .field("id", &format_args!("{:016x}", self.inner.id))
+            .field("reflection", &self.inner.reflection)
+            .finish()
+    }
+}
+
+/// Builds a [`Kernel`]; see [`Kernel::builder`].
+#[must_use = "a builder does nothing until .build()"]
+pub struct KernelBuilder<P> {
+    name: String,
+    source: String,
+    entry: String,
+    version: String,
+    cpu: Option<(Vec<ArgSpec>, Box<CpuFn>)>,
+    grid: Option<Box<dyn Fn(&P, &[usize]) -> Grid + Send + Sync>>,
+}
+
+impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
+    /// The compute entry point to use (default `main`).
+    pub fn entry(mut self, entry: impl Into<String>) -> Self {
+        self.entry = entry.into();
+        self
+    }
+
+    /// A version string for the CPU implementation. Changing it changes the
+    /// kernel's [`id`](Kernel::id), so measurements of the old code are not
+    /// reused for the new.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The Rust type of the shader's uniform params block; its size is checked
+    /// against the WGSL. Call it first: it starts the CPU implementation and
+    /// the grid afresh, since both take the params.
+    pub fn params<Q: bytemuck::Pod + Send + Sync>(self) -> KernelBuilder<Q> {
+        KernelBuilder {
+            name: self.name,
+            source: self.source,
+            entry: self.entry,
+            version: self.version,
+            cpu: None,
+            grid: None,
+        }
+    }
+
+    /// The CPU implementation. `S` is its argument list, e.g.
+    /// `(Read<f32>, ReadWrite<f32>)`, in the shader's binding order; the
+    /// closure receives the slices through [`CpuArgs::split`] and the params.
+    /// It runs inside pel's rayon pool, so `par_iter` uses that pool.
+    pub fn cpu<S: Signature>(
+        mut self,
+        f: impl Fn(CpuArgs<'_, S>, &P) + Send + Sync + 'static,
+    ) -> Self {
+        let erased = move |raw: &[RawSlice], params: &[u8]| {
+            let p: P = bytemuck::pod_read_unaligned(params);
+            // SAFETY: the runtime builds `raw` from live, aligned host copies of
+            // the call's buffers, after checking their element types against
+            // `S::specs()` (at build) and refusing aliased writable buffers.
+            let args = unsafe { CpuArgs::<S>::new(raw) };
+            f(args, &p)
+        };
+        self.cpu = Some((S::specs(), Box::new(erased)));
+        self
+    }
+
+    /// The launch size as a count of invocations, from the params and the
+    /// arguments' lengths. The default is one invocation per element of the
+    /// first written argument.
+    pub fn invocations(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
+        self.grid = Some(Box::new(move |p, lens| Grid::Invocations(f(p, lens))));
+        self
+    }
+
+    /// The launch size as a count of workgroups (for kernels where one
+    /// workgroup computes one tile). The shader numbers them linearly as
+    /// `workgroup_id.x + workgroup_id.y * num_workgroups.x`.
+    pub fn workgroups(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
+        self.grid = Some(Box::new(move |p, lens| Grid::Workgroups(f(p, lens))));
+        self
+    }
+
+    /// Parses and validates the WGSL, checks the CPU signature and the params
+    /// against it, and returns the kernel.
+    pub fn build(self) -> Result<Kernel> {
+        let name = self.name;
+        let reflection = reflect::reflect(&name, &self.source, &self.entry)?;
+        let (specs, cpu) = self
+            .cpu
+            .ok_or_else(|| Error::NoCpuImplementation {
+                kernel: name.clone(),
+            })?;
+        check_signature(&name, &reflection, &specs)?;
+
+        let params_size = std::mem::size_of::<P>();
+        match &reflection.uniform {
+            Some(u) if u.size as usize != params_size => {
+                return Err(Error::Params {
+                    kernel: name,
+                    message: format!(
+                        "the WGSL uniform `{}` is {} bytes but {} is {} bytes; match the fields and padding",
+                        u.name,
+                        u.size,
+                        std::any::type_name::<P>(),
+                        params_size
+                    ),
+                });
+            }
+            None if params_size != 0 => {
+                return Err(Error::Params {
+                    kernel: name,
+                    message: format!(
+                        "the kernel has params {} ({} bytes) but its entry point uses no uniform block",
+                        std::any::type_name::<P>(),
+                        params_size
+                    ),
+                });
+            }
+            _ => {}
+        }
+
+        let grid: Box<GridFn> = match self.grid {
+            Some(g) => Box::new(move |bytes: &[u8], lens: &[usize]| {
+                g(&bytemuck::pod_read_unaligned::<P>(bytes), lens)
+            }),
+            None => {
+                let first_written = reflection
+                    .storage
+                    .iter()
+                    .position(|b| b.access.writes())
+                    .unwrap_or(0);
+                Box::new(move |_: &[u8], lens: &[usize]| {
+                    Grid::Invocations(lens.get(first_written).copied().unwrap_or(0) as u64)
+                })
+            }
+        };
+
+        let id = {
+            let mut h = Fnv::new();
+            for part in [&name, &self.source, &self.entry, &self.version] {
+                h.write(part.as_bytes());
+                h.write(&[0xff]);
+            }
+            h.finish()
+        };
+        Ok(Kernel {
+            inner: Arc::new(KernelInner {
+                name,
+                source: self.source,
+                id,
+                reflection,
+                params_type: TypeId::of::<P>(),
+                params_type_name: std::any::type_name::<P>(),
+                params_size,
+                cpu,
+                grid,
+            }),
+        })
+    }
+}
+
+fn check_signature(kernel: &str, reflection: &Reflection, specs: &[ArgSpec]) -> Result<()> {
+    if specs.len() != reflection.storage.len() {
+        return Err(Error::ArgCount {
+            kernel: kernel.to_owned(),
+            what: "the CPU implementation",
+            expected: reflection.storage.len(),
+            got: specs.len(),
+        });
+    }
+    for (index, (spec, binding)) in specs.iter().zip(&reflection.storage).enumerate() {
+        if spec.elem != binding.elem {
+            return Err(Error::ArgType {
+                kernel: kernel.to_owned(),
+                index,
+                name: binding.name.clone(),
+                what: "the CPU implementation",
+                expected: binding.elem.to_string(),
+                got: spec.elem.to_string(),
+            });
+        }
+        if spec.access != binding.access {
+            return Err(Error::ArgAccess {
+                kernel: kernel.to_owned(),
+                index,
+                name: binding.name.clone(),
+                expected: binding.access.to_string(),
+                got: spec.access.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a: a hash that stays the same across Rust releases, so kernel
+/// identities can be persisted.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

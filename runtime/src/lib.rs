@@ -1,0 +1,40 @@
+//! # pel-runtime
+//!
+//! The engine of pel (Parallel Execution Layer): it runs compute kernels on
+//! whichever processor does them best and keeps every buffer's data coherent
+//! between the host and the GPUs.
+//!
+//! - A [`Kernel`] is a WGSL compute shader plus a Rust implementation of the
+//!   same computation. naga reads the shader's bindings, so the runtime knows
+//!   what each kernel reads and writes without being told.
+//! - A [`Runtime`] owns a rayon pool and every usable wgpu adapter, and the
+//!   [`Buffer`]s. [`Runtime::run_on`] runs a kernel on a chosen [`Backend`];
+//!   [`Runtime::run`] chooses.
+//! - Buffers move lazily: only when a kernel or a [`Runtime::read`] needs
+//!   them somewhere their valid copy is not. [`Runtime::stats`] counts it.
+//!
+//! Every fallible call returns [`Error`], whose message names the kernel,
+//! the argument, what was asked and the limit.
+//!
+//! Environment: `PEL_GPU=off` opens no GPU; `WGPU_BACKEND=vulkan|gl|...`
+//! limits the wgpu backends tried; `PEL_CPU_THREADS=N` sizes the CPU pool.
+
+#![deny(missing_docs, unreachable_pub)]
+
+mod buffer;
+mod device;
+mod dispatch;
+mod error;
+mod kernel;
+mod runtime;
+mod stats;
+
+pub use buffer::{ArgRef, Buffer, BufferArg, Validity};
+pub use device::{Backend, DeviceInfo, DeviceKind, DeviceLimits, human_bytes};
+pub use error::{Error, Result};
+pub use kernel::{
+    Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Grid, Kernel, KernelBuilder, Read,
+    ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding,
+};
+pub use runtime::{RunInfo, Runtime, RuntimeBuilder, Target};
+pub use stats::Stats;

@@ -1,0 +1,468 @@
+//! The runtime: the one object a user holds. It owns the devices and the
+//! buffer table, and runs a kernel call end to end: check the arguments,
+//! choose a backend (`dispatch/`), make every argument valid there
+//! (`buffer/`), execute (`device/`), record what was written.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::buffer::{BufferArg, Handle, HostCopy, Table, Validity};
+use crate::device::cpu::CpuDevice;
+use crate::device::gpu::{self, GpuDevice};
+use crate::device::{Backend, DeviceInfo};
+use crate::dispatch;
+use crate::error::{Error, Result};
+use crate::kernel::{Element, Kernel, RawSlice};
+use crate::stats::{Counters, Stats};
+use crate::Buffer;
+
+static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
+
+/// Where a call should run: chosen by pel, or forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Let the runtime choose.
+    #[default]
+    Auto,
+    /// Run on this backend.
+    On(Backend),
+}
+
+impl From<Backend> for Target {
+    fn from(b: Backend) -> Self {
+        Target::On(b)
+    }
+}
+
+/// What one kernel call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunInfo {
+    /// Where it ran.
+    pub backend: Backend,
+    /// Wall time of the call, transfers of its inputs included.
+    pub elapsed: Duration,
+}
+
+/// The pel runtime: a rayon pool, every usable GPU, and the buffers.
+///
+/// Cheap to clone (clones share everything) and usable from many threads.
+///
+/// # Examples
+///
+/// ```
+/// let rt = pel_runtime::Runtime::new()?;
+/// let x = rt.buffer(&[1.0f32, 2.0, 3.0]);
+/// assert_eq!(rt.read(&x)?, vec![1.0, 2.0, 3.0]);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    id: u64,
+    cpu: CpuDevice,
+    gpus: Vec<GpuDevice>,
+    table: Mutex<Table>,
+    counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn release_buffer(&self, id: u64) {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id, &self.gpus);
+    }
+}
+
+/// Options for [`Runtime`]; see [`Runtime::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until .build()"]
+pub struct RuntimeBuilder {
+    gpu: Option<bool>,
+    cpu_threads: Option<usize>,
+}
+
+impl RuntimeBuilder {
+    /// Whether to open GPUs at all (default: yes, unless `PEL_GPU=off`).
+    pub fn gpu(mut self, enabled: bool) -> Self {
+        self.gpu = Some(enabled);
+        self
+    }
+
+    /// Threads in the CPU pool (default: `PEL_CPU_THREADS`, else one per core).
+    pub fn cpu_threads(mut self, threads: usize) -> Self {
+        self.cpu_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Starts the runtime. Finding no GPU is not an error: everything then
+    /// runs on the CPU.
+    pub fn build(self) -> Result<Runtime> {
+        let gpu_enabled = self.gpu.unwrap_or_else(|| {
+            !matches!(
+                std::env::var("PEL_GPU").as_deref(),
+                Ok("off" | "0" | "false" | "no")
+            )
+        });
+        let threads = self.cpu_threads.or_else(|| {
+            std::env::var("PEL_CPU_THREADS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .filter(|&n: &usize| n > 0)
+        });
+        let cpu = CpuDevice::new(threads);
+        let gpus = if gpu_enabled {
+            // Respects WGPU_BACKEND (e.g. `vulkan`, `gl`) and wgpu's other
+            // environment variables.
+            let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+            let backends = desc.backends;
+            let instance = wgpu::Instance::new(desc);
+            gpu::open_all(&instance, backends)
+        } else {
+            Vec::new()
+        };
+        let n = gpus.len();
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
+                cpu,
+                gpus,
+                table: Mutex::new(Table::new(n)),
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+impl Runtime {
+    /// Starts a runtime with the defaults (see [`RuntimeBuilder`]).
+    pub fn new() -> Result<Runtime> {
+        Self::builder().build()
+    }
+
+    /// Options for a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// This runtime's identity (buffers remember it).
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// Every backend, the CPU first, then GPUs best first.
+    pub fn backends(&self) -> Vec<Backend> {
+        std::iter::once(Backend::Cpu)
+            .chain((0..self.shared.gpus.len()).map(Backend::Gpu))
+            .collect()
+    }
+
+    /// Number of GPUs opened.
+    pub fn gpu_count(&self) -> usize {
+        self.shared.gpus.len()
+    }
+
+    /// A description of every backend, in [`backends`](Self::backends) order.
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        std::iter::once(self.shared.cpu.info().clone())
+            .chain(self.shared.gpus.iter().map(|g| g.info().clone()))
+            .collect()
+    }
+
+    /// The description of one backend.
+    pub fn device(&self, backend: Backend) -> Result<DeviceInfo> {
+        match backend {
+            Backend::Cpu => Ok(self.shared.cpu.info().clone()),
+            Backend::Gpu(i) => self
+                .shared
+                .gpus
+                .get(i)
+                .map(|g| g.info().clone())
+                .ok_or_else(|| self.no_such(backend)),
+        }
+    }
+
+    fn no_such(&self, backend: Backend) -> Error {
+        Error::NoSuchBackend {
+            backend,
+            available: self
+                .backends()
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.shared
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn new_buffer<T: Element>(&self, len: usize, data: Option<HostCopy>) -> Buffer<T> {
+        let bytes = len as u64 * std::mem::size_of::<T>() as u64;
+        let id = self.table().insert(bytes, data);
+        Buffer::from_handle(Arc::new(Handle {
+            id,
+            runtime: self.shared.id,
+            len,
+            elem: T::TYPE,
+            bytes,
+            owner: Arc::downgrade(&self.shared),
+        }))
+    }
+
+    /// A buffer holding a copy of `data`, valid on the host. Nothing moves to
+    /// a GPU until a kernel there needs it.
+    pub fn buffer<T: Element>(&self, data: &[T]) -> Buffer<T> {
+        self.new_buffer(
+            data.len(),
+            Some(HostCopy::from_bytes(bytemuck::cast_slice(data))),
+        )
+    }
+
+    /// A buffer of `len` zeros. No copy exists until a device needs one, and
+    /// then it is zeroed there: a GPU output moves no bytes over the bus.
+    pub fn zeros<T: Element>(&self, len: usize) -> Buffer<T> {
+        self.new_buffer(len, None)
+    }
+
+    fn check_owner<T: Element>(&self, what: &str, buf: &Buffer<T>) -> Result<()> {
+        let h = buf.handle();
+        if h.runtime != self.shared.id {
+            return Err(Error::ForeignBuffer {
+                kernel: what.to_owned(),
+                index: 0,
+                owner: h.runtime,
+                runtime: self.shared.id,
+            });
+        }
+        Ok(())
+    }
+
+    /// The buffer's contents, brought to the host if the valid copy is on a
+    /// GPU (the host copy then stays valid too).
+    pub fn read<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>> {
+        self.check_owner("read", buf)?;
+        let id = buf.handle().id;
+        let mut table = self.table();
+        table.ensure_host(id, &self.shared.gpus, &self.shared.counters)?;
+        let bytes = table.host_bytes(id);
+        Ok(bytemuck::pod_collect_to_vec(bytes))
+    }
+
+    /// Replaces the buffer's contents from the host; GPU copies become stale.
+    pub fn write<T: Element>(&self, buf: &Buffer<T>, data: &[T]) -> Result<()> {
+        self.check_owner("write", buf)?;
+        if data.len() != buf.len() {
+            return Err(Error::InvalidInput {
+                kernel: "write".to_owned(),
+                arg: "data".to_owned(),
+                message: format!(
+                    "{} elements given for a buffer of {}",
+                    data.len(),
+                    buf.len()
+                ),
+            });
+        }
+        self.table()
+            .write_host(buf.handle().id, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Where the buffer's current contents live.
+    pub fn validity<T: Element>(&self, buf: &Buffer<T>) -> Result<Validity> {
+        self.check_owner("validity", buf)?;
+        Ok(self
+            .table()
+            .validity(buf.handle().id)
+            .expect("a live handle keeps its table entry"))
+    }
+
+    /// Counters of transfers and launches so far.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.shared.counters.snapshot();
+        for g in &self.shared.gpus {
+            let (hits, misses, free) = g.pool_stats();
+            s.pool_hits += hits;
+            s.pool_misses += misses;
+            s.pool_free_bytes += free;
+        }
+        s.live_buffers = self.table().live();
+        s
+    }
+
+    /// Sets the transfer and launch counters back to zero.
+    pub fn reset_stats(&self) {
+        self.shared.counters.reset();
+    }
+
+    /// Runs `kernel` where the runtime thinks best.
+    ///
+    /// `args` are the storage buffers in the shader's binding order;
+    /// `params` fills its uniform block (`&()` when it has none).
+    pub fn run<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<RunInfo> {
+        self.execute(Target::Auto, kernel, args, params)
+    }
+
+    /// Runs `kernel` on `backend`.
+    pub fn run_on<P: bytemuck::Pod>(
+        &self,
+        backend: Backend,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<RunInfo> {
+        self.execute(Target::On(backend), kernel, args, params)
+    }
+
+    /// Runs `kernel` at `target`: [`Target::Auto`] or a forced backend.
+    pub fn execute<P: bytemuck::Pod>(
+        &self,
+        target: Target,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<RunInfo> {
+        let start = Instant::now();
+        kernel.check_params::<P>()?;
+        let args: Vec<&Handle> = args.iter().map(|a| a.as_arg().handle).collect();
+        self.check_args(kernel, &args)?;
+        let params = bytemuck::bytes_of(params);
+        debug_assert_eq!(params.len(), kernel.params_size());
+
+        let mut table = self.table();
+        let backend = match target {
+            Target::On(b) => {
+                self.device(b)?;
+                b
+            }
+            Target::Auto => dispatch::place(&self.backends(), |b| {
+                args.iter().map(|h| table.missing_bytes(h.id, b)).sum()
+            }),
+        };
+        let writes: Vec<bool> = kernel
+            .reflection()
+            .storage
+            .iter()
+            .map(|b| b.access.writes())
+            .collect();
+        match backend {
+            Backend::Cpu => {
+                let mut raw = Vec::with_capacity(args.len());
+                for h in &args {
+                    table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)?;
+                    raw.push(RawSlice {
+                        ptr: table.host_ptr(h.id),
+                        len: h.len,
+                    });
+                }
+                self.shared.cpu.execute(kernel, &raw, params)?;
+            }
+            Backend::Gpu(g) => {
+                let gpu = &self.shared.gpus[g];
+                gpu.check_alive()?;
+                let limits = gpu.limits();
+                for (index, (h, binding)) in args.iter().zip(&kernel.reflection().storage).enumerate() {
+                    let limit = limits.max_storage_binding.min(limits.max_buffer);
+                    if h.bytes > limit {
+                        return Err(Error::BindingTooLarge {
+                            kernel: kernel.name().to_owned(),
+                            index,
+                            name: binding.name.clone(),
+                            size: h.bytes,
+                            limit,
+                            device: format!("{backend} ({})", gpu.info().name),
+                        });
+                    }
+                }
+                let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
+                let workgroups = kernel.workgroups(params, &lens);
+                gpu.fold(kernel.name(), workgroups)?;
+                let mut bound = Vec::with_capacity(args.len());
+                for h in &args {
+                    let buf = table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
+                    bound.push((buf, h.bytes));
+                }
+                gpu.dispatch(kernel, &bound, params, workgroups)?;
+            }
+        }
+        for (h, w) in args.iter().zip(&writes) {
+            if *w {
+                table.mark_written(h.id, backend);
+            }
+        }
+        drop(table);
+        self.shared.counters.ran(backend != Backend::Cpu);
+        Ok(RunInfo {
+            backend,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    fn check_args(&self, kernel: &Kernel, args: &[&Handle]) -> Result<()> {
+        let storage = &kernel.reflection().storage;
+        if args.len() != storage.len() {
+            return Err(Error::ArgCount {
+                kernel: kernel.name().to_owned(),
+                what: "the call",
+                expected: storage.len(),
+                got: args.len(),
+            });
+        }
+        for (index, (h, binding)) in args.iter().zip(storage).enumerate() {
+            if h.runtime != self.shared.id {
+                return Err(Error::ForeignBuffer {
+                    kernel: kernel.name().to_owned(),
+                    index,
+                    owner: h.runtime,
+                    runtime: self.shared.id,
+                });
+            }
+            if h.elem != binding.elem {
+                return Err(Error::ArgType {
+                    kernel: kernel.name().to_owned(),
+                    index,
+                    name: binding.name.clone(),
+                    what: "the call",
+                    expected: binding.elem.to_string(),
+                    got: h.elem.to_string(),
+                });
+            }
+        }
+        for i in 0..args.len() {
+            for j in i + 1..args.len() {
+                if args[i].id == args[j].id
+                    && (storage[i].access.writes() || storage[j].access.writes())
+                {
+                    return Err(Error::AliasedArguments {
+                        kernel: kernel.name().to_owned(),
+                        first: i,
+                        second: j,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("id", &self.shared.id)
+            .field("backends", &self.backends())
+            .finish()
+    }
+}

@@ -1,0 +1,104 @@
+//! Counters of what the runtime did: bytes and transfers each way, kernel
+//! launches per backend. Cheap enough to stay on in production.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::device::human_bytes;
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    uploads: AtomicU64,
+    upload_bytes: AtomicU64,
+    downloads: AtomicU64,
+    download_bytes: AtomicU64,
+    cpu_runs: AtomicU64,
+    gpu_runs: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn upload(&self, bytes: u64) {
+        self.uploads.fetch_add(1, Relaxed);
+        self.upload_bytes.fetch_add(bytes, Relaxed);
+    }
+    pub(crate) fn download(&self, bytes: u64) {
+        self.downloads.fetch_add(1, Relaxed);
+        self.download_bytes.fetch_add(bytes, Relaxed);
+    }
+    pub(crate) fn ran(&self, on_gpu: bool) {
+        if on_gpu {
+            self.gpu_runs.fetch_add(1, Relaxed);
+        } else {
+            self.cpu_runs.fetch_add(1, Relaxed);
+        }
+    }
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.uploads,
+            &self.upload_bytes,
+            &self.downloads,
+            &self.download_bytes,
+            &self.cpu_runs,
+            &self.gpu_runs,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            uploads: self.uploads.load(Relaxed),
+            upload_bytes: self.upload_bytes.load(Relaxed),
+            downloads: self.downloads.load(Relaxed),
+            download_bytes: self.download_bytes.load(Relaxed),
+            cpu_runs: self.cpu_runs.load(Relaxed),
+            gpu_runs: self.gpu_runs.load(Relaxed),
+            ..Stats::default()
+        }
+    }
+}
+
+/// What the runtime has done since it started (or since
+/// [`Runtime::reset_stats`](crate::Runtime::reset_stats)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Host-to-GPU transfers.
+    pub uploads: u64,
+    /// Bytes moved host to GPU.
+    pub upload_bytes: u64,
+    /// GPU-to-host transfers.
+    pub downloads: u64,
+    /// Bytes moved GPU to host.
+    pub download_bytes: u64,
+    /// Kernels run on the CPU.
+    pub cpu_runs: u64,
+    /// Kernels run on a GPU.
+    pub gpu_runs: u64,
+    /// GPU buffer requests served from the pool (all GPUs).
+    pub pool_hits: u64,
+    /// GPU buffer requests that allocated (all GPUs).
+    pub pool_misses: u64,
+    /// Bytes held by free pooled GPU buffers.
+    pub pool_free_bytes: u64,
+    /// Buffers alive now.
+    pub live_buffers: usize,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "host→gpu: {} in {} transfer(s); gpu→host: {} in {} transfer(s); kernels: {} cpu, {} gpu; pool: {} hit(s), {} allocation(s), {} free; live buffers: {}",
+            human_bytes(self.upload_bytes),
+            self.uploads,
+            human_bytes(self.download_bytes),
+            self.downloads,
+            self.cpu_runs,
+            self.gpu_runs,
+            self.pool_hits,
+            self.pool_misses,
+            human_bytes(self.pool_free_bytes),
+            self.live_buffers
+        )
+    }
+}

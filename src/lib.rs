@@ -1,0 +1,30 @@
+//! # pel — Parallel Execution Layer
+//!
+//! Runs compute kernels on whichever processor does them best. Each kernel is
+//! a WGSL compute shader for wgpu plus a Rust implementation for a rayon
+//! pool; the runtime knows from the shader itself what each kernel reads and
+//! writes, and keeps every buffer's valid copy where it was last written, so
+//! data moves only when it must.
+//!
+//! This crate is the front door: the engine ([`pel_runtime`]) re-exported at
+//! the top, and the sample kernels as [`kernels`].
+//!
+//! # Examples
+//!
+//! ```
+//! use pel::{Backend, Runtime, Target};
+//! use pel::kernels::Saxpy;
+//!
+//! let rt = Runtime::new()?;
+//! let saxpy = Saxpy::new()?;
+//! let x = rt.buffer(&[1.0f32, 2.0, 3.0]);
+//! let y = rt.buffer(&[10.0f32, 20.0, 30.0]);
+//! saxpy.run(&rt, Target::On(Backend::Cpu), 2.0, &x, &y)?;
+//! assert_eq!(rt.read(&y)?, vec![12.0, 24.0, 36.0]);
+//! # Ok::<(), pel::Error>(())
+//! ```
+
+#![deny(missing_docs, unreachable_pub)]
+
+pub use pel_kernels as kernels;
+pub use pel_runtime::*;

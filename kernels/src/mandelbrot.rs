@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use pel_runtime::{Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Backend, Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 use rayon::prelude::*;
 
@@ -80,6 +80,55 @@ pub fn escape(cx: f32, cy: f32, max_iter: u32) -> u32 {
         it += 1;
     }
     it
+}
+
+/// The escape count as a GPU compiler may legally compute it: the pixel's
+/// coordinate as one fused multiply-add (`fused_coords`), and/or the
+/// iteration's multiply-adds fused (`fused_iter`).
+fn pixel_variant(p: &MandelbrotParams, i: usize, fused_coords: bool, fused_iter: bool) -> u32 {
+    let w = p.width as usize;
+    let (fx, fy) = ((i % w) as f32, (i / w) as f32);
+    let (cx, cy) = if fused_coords {
+        (fx.mul_add(p.dx, p.x0), fy.mul_add(p.dy, p.y0))
+    } else {
+        (p.x0 + fx * p.dx, p.y0 + fy * p.dy)
+    };
+    if !fused_iter {
+        return escape(cx, cy, p.max_iter);
+    }
+    let (mut zx, mut zy) = (0.0f32, 0.0f32);
+    let mut it = 0;
+    while it < p.max_iter {
+        let zx2 = zx * zx;
+        let zy2 = zy * zy;
+        if zx2 + zy2 > 4.0 {
+            break;
+        }
+        zy = (2.0 * zx).mul_add(zy, cy);
+        zx = zx.mul_add(zx, -zy2) + cx;
+        it += 1;
+    }
+    it
+}
+
+/// Whether pixel `i`'s count is sensitive to rounding: it changes when the
+/// multiply-adds are fused, or when c moves by one or two ulps along an axis.
+fn ill_conditioned(p: &MandelbrotParams, i: usize, count: u32) -> bool {
+    let fused = [(true, false), (true, true), (false, true)];
+    if fused
+        .iter()
+        .any(|&(c, it)| pixel_variant(p, i, c, it) != count)
+    {
+        return true;
+    }
+    let w = p.width as usize;
+    let cx = p.x0 + (i % w) as f32 * p.dx;
+    let cy = p.y0 + (i / w) as f32 * p.dy;
+    let nudge = |v: f32, ulps: i32| f32::from_bits((v.to_bits() as i32).wrapping_add(ulps) as u32);
+    [-2, -1, 1, 2].iter().any(|&u| {
+        escape(nudge(cx, u), cy, p.max_iter) != count
+            || escape(cx, nudge(cy, u), p.max_iter) != count
+    })
 }
 
 fn pixel(p: &MandelbrotParams, i: usize) -> u32 {
@@ -175,10 +224,13 @@ pub fn reference(width: usize, height: usize, view: View, max_iter: u32) -> Vec<
 /// Renders a seeded random window around the set at width×height; the output
 /// starts poisoned (0xDEADBEEF).
 ///
-/// Tolerance: on the CPU every count equals the reference's. A GPU may fuse
-/// multiply-adds, and near the set's boundary the iteration is chaotic, so
-/// there up to 1 pixel in 500 (and at least 2) may differ; no count may
-/// exceed `max_iter`, and every pixel must be written.
+/// Tolerance: on the CPU every count equals the reference's. A GPU compiler
+/// may fuse or reassociate the multiply-adds, and near the set's boundary the
+/// iteration is chaotic: there the count of an *ill-conditioned* pixel (one
+/// whose reference count changes when c moves by 2 ulps, or when the
+/// multiply-adds are fused) may differ. Beyond those, at most 1 pixel in
+/// 10,000 (and at least 2) may differ. No count may exceed `max_iter` and
+/// every pixel must be written.
 pub fn check(
     rt: &Runtime,
     target: Target,
@@ -204,17 +256,43 @@ pub fn check(
     let got = rt.read(&counts)?;
     let elapsed = start.elapsed();
 
-    let invalid_counts = got.iter().filter(|&&c| c > max_iter).count();
-    let cmp = verify::compare(
+    let params = MandelbrotParams {
+        width: width as u32,
+        height: height as u32,
+        max_iter,
+        n: n as u32,
+        x0: view.x0,
+        y0: view.y0,
+        dx: view.dx,
+        dy: view.dy,
+    };
+    let mut cmp = verify::compare(
         got.iter().map(|&v| v as f64),
         want.iter().map(|&v| v as f64),
         |_| 0.0,
     );
-    // An unwritten (poisoned) or impossible count is never excused.
-    let allowed = if info.backend == pel_runtime::Backend::Cpu || invalid_counts > 0 {
+    // Excuse the GPU's mismatches at ill-conditioned pixels, where legal
+    // rounding differences change the count anyway; a poisoned (unwritten)
+    // or impossible count is never excused.
+    let mut unexcused = 0;
+    let mut excused_count = 0;
+    for i in 0..n {
+        if got[i] != want[i] {
+            let excused = info.backend != Backend::Cpu
+                && got[i] <= max_iter
+                && ill_conditioned(&params, i, want[i]);
+            if excused {
+                excused_count += 1;
+            } else {
+                unexcused += 1;
+            }
+        }
+    }
+    cmp.mismatches = unexcused;
+    let allowed = if info.backend == Backend::Cpu {
         0
     } else {
-        (n / 500).max(2)
+        (n / 10_000).max(2)
     };
     Ok(Check {
         shape: format!("{width}×{height}"),
@@ -222,9 +300,10 @@ pub fn check(
         elapsed,
         compared: cmp.compared,
         mismatches: cmp.mismatches,
+        excused: excused_count,
         allowed_mismatches: allowed,
         worst: cmp.worst,
         first_bad: cmp.first_bad,
-        tolerance: "exact on the CPU; on a GPU ≤ 1 pixel in 500 off on the boundary",
+        tolerance: "exact on the CPU; on a GPU exact except at ill-conditioned pixels, and ≤ 1 in 10,000 more",
     })
 }

@@ -173,6 +173,7 @@ pub fn check(
         elapsed,
         compared: cmp.compared,
         mismatches: cmp.mismatches,
+        excused: 0,
         allowed_mismatches: 0,
         worst: cmp.worst,
         first_bad: cmp.first_bad,

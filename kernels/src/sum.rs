@@ -152,6 +152,7 @@ pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check>
         elapsed,
         compared: c.compared,
         mismatches: c.mismatches,
+        excused: 0,
         allowed_mismatches: 0,
         worst: c.worst,
         first_bad: c.first_bad,

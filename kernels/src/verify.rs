@@ -23,6 +23,9 @@ pub struct Check {
     pub compared: usize,
     /// Elements outside the tolerance.
     pub mismatches: usize,
+    /// Mismatches the tolerance excused one by one (ill-conditioned elements);
+    /// they are not counted in `mismatches`.
+    pub excused: usize,
     /// Mismatches allowed (non-zero only where the tolerance says so).
     pub allowed_mismatches: usize,
     /// Largest error as a fraction of its element's tolerance (≤ 1 passes).
@@ -49,9 +52,15 @@ impl fmt::Display for Check {
         }
         write!(
             f,
-            " ({} of {} outside tolerance, {} allowed; worst {:.3} of tolerance; {})",
-            self.mismatches, self.compared, self.allowed_mismatches, self.worst, self.tolerance
+            " ({} of {} outside tolerance, {} allowed",
+            self.mismatches, self.compared, self.allowed_mismatches
         )?;
+        if self.excused > 0 {
+            write!(f, ", {} excused as ill-conditioned", self.excused)?;
+        } else {
+            write!(f, "; worst {:.3} of tolerance", self.worst)?;
+        }
+        write!(f, "; {})", self.tolerance)?;
         if let Some((i, got, want)) = self.first_bad {
             write!(f, "; first at [{i}]: got {got}, expected {want}")?;
         }

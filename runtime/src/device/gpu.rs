@@ -356,25 +356,17 @@ impl GpuDevice {
         Ok(p)
     }
 
-    /// Splits a linear workgroup count over x and y, as few extra groups as
-    /// possible; shaders unfold it as `id.x + id.y * num_workgroups.x`.
+    /// Splits a linear workgroup count over x and y (see [`fold`]), or
+    /// says why it cannot.
     pub(crate) fn fold(&self, kernel: &str, workgroups: u64) -> Result<(u32, u32)> {
-        let d = self.limits.max_workgroups_per_dim as u64;
-        if workgroups <= d {
-            return Ok((workgroups as u32, 1));
-        }
-        if workgroups > d * d {
-            return Err(Error::DispatchTooLarge {
-                kernel: kernel.to_owned(),
-                workgroups,
-                limit: d * d,
-                per_dim: self.limits.max_workgroups_per_dim,
-                device: self.label(),
-            });
-        }
-        let y = workgroups.div_ceil(d);
-        let x = workgroups.div_ceil(y);
-        Ok((x as u32, y as u32))
+        let per_dim = self.limits.max_workgroups_per_dim;
+        fold(workgroups, per_dim).ok_or_else(|| Error::DispatchTooLarge {
+            kernel: kernel.to_owned(),
+            workgroups,
+            limit: per_dim as u64 * per_dim as u64,
+            per_dim,
+            device: self.label(),
+        })
     }
 
     /// Runs `kernel` over `args` (buffer and bound size, in binding order)
@@ -447,5 +439,41 @@ impl GpuDevice {
             self.release(b);
         }
         Ok(())
+    }
+}
+
+/// Splits a linear count of workgroups into an (x, y) grid with at most
+/// `per_dim` in each dimension and as few extra workgroups as possible.
+/// Shaders unfold it as `id.x + id.y * num_workgroups.x` and skip indices past
+/// the count. `None` when even `per_dim²` is too few.
+pub(crate) fn fold(workgroups: u64, per_dim: u32) -> Option<(u32, u32)> {
+    let d = per_dim as u64;
+    if workgroups <= d {
+        return Some((workgroups as u32, 1));
+    }
+    if workgroups > d * d {
+        return None;
+    }
+    let y = workgroups.div_ceil(d);
+    let x = workgroups.div_ceil(y);
+    Some((x as u32, y as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold;
+
+    #[test]
+    fn folding_covers_every_workgroup_within_the_limit() {
+        for (w, d) in [(0u64, 65535u32), (1, 65535), (65535, 65535), (65536, 65535), (131071, 65535),
+            (65535 * 65535, 65535), (999_999, 1000), (15, 4), (16, 4)] {
+            let (x, y) = fold(w, d).expect("fits");
+            assert!(x <= d && y <= d, "{w} over {d}: {x}×{y}");
+            let total = x as u64 * y as u64;
+            assert!(total >= w, "{w}: {x}×{y} covers too few");
+            assert!(total - w < y as u64, "{w}: {x}×{y} wastes a whole row");
+        }
+        assert_eq!(fold(65535u64 * 65535 + 1, 65535), None);
+        assert_eq!(fold(17, 4), None);
     }
 }

@@ -1,0 +1,147 @@
+//! Every sample kernel against its serial reference, on the CPU and on every
+//! GPU, at awkward sizes: 0, 1, 63, 64, 65, 1,000,003 and one that needs more
+//! than 65,535 workgroups. Inputs are seeded random values; outputs start
+//! poisoned (NaN or 0xDEADBEEF). The tolerances are stated in each kernel's
+//! `check` (see pel-kernels).
+
+mod common;
+
+use pel::kernels::{Check, mandelbrot, matmul, saxpy, sum};
+use pel::{Backend, Result, Target};
+
+/// Elements that take 65,537 workgroups of 256 invocations: past the
+/// 65,535-per-dimension limit, so the launch is folded into 2-D.
+const OVER_65535_GROUPS: usize = 65_536 * 256 + 1;
+
+const SIZES: [usize; 7] = [0, 1, 63, 64, 65, 1_000_003, OVER_65535_GROUPS];
+
+fn run_all(
+    name: &str,
+    backends: &[Backend],
+    cases: &[(String, &dyn Fn(Target, u64) -> Result<Check>)],
+) {
+    let mut failures = Vec::new();
+    for &backend in backends {
+        for (seed, (case, f)) in cases.iter().enumerate() {
+            match f(Target::On(backend), 1000 + seed as u64) {
+                Ok(check) => {
+                    eprintln!("{name} {case} on {backend}: {check}");
+                    assert_eq!(check.backend, backend, "{name} {case} ran elsewhere");
+                    if !check.verified() {
+                        failures.push(format!("{name} {case} on {backend}: {check}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{name} {case} on {backend}: error: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn sized(f: fn(&pel::Runtime, Target, usize, u64) -> Result<Check>) -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)> {
+    SIZES
+        .iter()
+        .map(|&n| {
+            let b: Box<dyn Fn(Target, u64) -> Result<Check>> =
+                Box::new(move |t, seed| f(common::rt(), t, n, seed));
+            (format!("n={n}"), b)
+        })
+        .collect()
+}
+
+fn cases_of(v: &[(String, Box<dyn Fn(Target, u64) -> Result<Check>>)]) -> Vec<(String, &dyn Fn(Target, u64) -> Result<Check>)> {
+    v.iter().map(|(s, f)| (s.clone(), f.as_ref())).collect()
+}
+
+fn matmul_cases() -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)> {
+    let shapes: &[(usize, usize, usize)] = &[
+        (0, 0, 0),
+        (0, 5, 7),
+        (5, 0, 7),
+        (5, 7, 0),
+        (1, 1, 1),
+        (63, 63, 63),
+        (64, 64, 64),
+        (65, 65, 65),
+        (100, 37, 211),
+        (256, 256, 256),
+        // 1,000,003 rows.
+        (1_000_003, 2, 3),
+        // 65,537 tiles of 64×64: more than 65,535 workgroups.
+        (65_537 * 64 - 5, 2, 3),
+    ];
+    shapes
+        .iter()
+        .map(|&s| {
+            let b: Box<dyn Fn(Target, u64) -> Result<Check>> =
+                Box::new(move |t, seed| matmul::check(common::rt(), t, s, seed));
+            (format!("{}×{}×{}", s.0, s.1, s.2), b)
+        })
+        .collect()
+}
+
+fn mandelbrot_cases() -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)> {
+    let shapes: &[(usize, usize)] = &[
+        (0, 0),
+        (7, 0),
+        (1, 1),
+        (63, 1),
+        (64, 1),
+        (65, 1),
+        (31, 37),
+        (1_000_003, 1),
+        (OVER_65535_GROUPS, 1),
+    ];
+    shapes
+        .iter()
+        .map(|&s| {
+            let b: Box<dyn Fn(Target, u64) -> Result<Check>> =
+                Box::new(move |t, seed| mandelbrot::check(common::rt(), t, s, seed));
+            (format!("{}×{}", s.0, s.1), b)
+        })
+        .collect()
+}
+
+#[test]
+fn saxpy_cpu() {
+    run_all("saxpy", &[Backend::Cpu], &cases_of(&sized(saxpy::check)));
+}
+
+#[test]
+fn saxpy_gpu() {
+    run_all("saxpy", &common::gpus(common::rt(), "saxpy_gpu"), &cases_of(&sized(saxpy::check)));
+}
+
+#[test]
+fn sum_cpu() {
+    run_all("sum", &[Backend::Cpu], &cases_of(&sized(sum::check)));
+}
+
+#[test]
+fn sum_gpu() {
+    run_all("sum", &common::gpus(common::rt(), "sum_gpu"), &cases_of(&sized(sum::check)));
+}
+
+#[test]
+fn matmul_cpu() {
+    run_all("matmul", &[Backend::Cpu], &cases_of(&matmul_cases()));
+}
+
+#[test]
+fn matmul_gpu() {
+    run_all("matmul", &common::gpus(common::rt(), "matmul_gpu"), &cases_of(&matmul_cases()));
+}
+
+#[test]
+fn mandelbrot_cpu() {
+    run_all("mandelbrot", &[Backend::Cpu], &cases_of(&mandelbrot_cases()));
+}
+
+#[test]
+fn mandelbrot_gpu() {
+    run_all(
+        "mandelbrot",
+        &common::gpus(common::rt(), "mandelbrot_gpu"),
+        &cases_of(&mandelbrot_cases()),
+    );
+}

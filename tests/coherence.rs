@@ -1,0 +1,220 @@
+//! The buffer manager: data moves only when a kernel or a read needs it
+//! somewhere its valid copy is not, and a write leaves only the writer's copy
+//! valid. Checked through `rt.validity` and the byte counters.
+
+mod common;
+
+use pel::kernels::{Saxpy, Sum};
+use pel::{Backend, Kernel, Read, ReadWrite, Target};
+
+/// Serialises the tests that read the shared runtime's counters.
+static COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn random(n: usize, seed: u32) -> Vec<f32> {
+    // A small LCG: enough to make the values differ and not be zeros.
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+#[test]
+fn a_two_kernel_chain_on_the_gpu_moves_the_minimum() {
+    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = common::rt();
+    let Some(gpu) = common::gpu(rt, "a_two_kernel_chain_on_the_gpu_moves_the_minimum") else {
+        return;
+    };
+    let (saxpy, sum) = (Saxpy::new().unwrap(), Sum::new().unwrap());
+    let n = 1_000_003;
+    let xs = random(n, 1);
+    let ys = random(n, 2);
+    let x = rt.buffer(&xs);
+    let y = rt.buffer(&ys);
+    let total = rt.zeros::<f32>(1);
+    assert_eq!(rt.validity(&x).unwrap().describe(), "host");
+    assert_eq!(rt.validity(&total).unwrap().describe(), "zero");
+
+    rt.reset_stats();
+    saxpy.run(rt, Target::On(gpu), 3.0, &x, &y).unwrap();
+    sum.run(rt, Target::On(gpu), &y, &total).unwrap();
+    let got = rt.read(&total).unwrap()[0];
+    let s = rt.stats();
+    eprintln!("saxpy → sum on {gpu}, n = {n}: {s}");
+
+    // x and y up once each; the partial sums are born on the GPU; one f32 back.
+    assert_eq!(s.upload_bytes, 2 * 4 * n as u64, "{s}");
+    assert_eq!(s.uploads, 2, "{s}");
+    assert_eq!(s.download_bytes, 4, "{s}");
+    assert_eq!(s.downloads, 1, "{s}");
+    assert_eq!(s.gpu_runs, 1 + 3, "saxpy, then three sum passes: {s}");
+
+    // y was written on the GPU: only that copy is valid; x is shared.
+    assert_eq!(rt.validity(&y).unwrap().describe(), format!("{gpu}"));
+    assert_eq!(rt.validity(&x).unwrap().describe(), format!("host+{gpu}"));
+    assert_eq!(rt.validity(&total).unwrap().describe(), format!("host+{gpu}"));
+
+    let want: f64 = xs
+        .iter()
+        .zip(&ys)
+        .map(|(&x, &y)| 3.0 * x as f64 + y as f64)
+        .sum();
+    let magnitude: f64 = xs
+        .iter()
+        .zip(&ys)
+        .map(|(&x, &y)| (3.0 * x as f64 + y as f64).abs())
+        .sum();
+    assert!(
+        (got as f64 - want).abs() <= 1e-5 * magnitude,
+        "sum {got}, expected {want}"
+    );
+
+    // Reading y brings it home once; reading again moves nothing.
+    rt.reset_stats();
+    let host_y = rt.read(&y).unwrap();
+    let _ = rt.read(&y).unwrap();
+    let s = rt.stats();
+    assert_eq!((s.downloads, s.download_bytes), (1, 4 * n as u64), "{s}");
+    assert_eq!(rt.validity(&y).unwrap().describe(), format!("host+{gpu}"));
+    assert!((host_y[7] - (3.0 * xs[7] + ys[7])).abs() < 1e-5);
+
+    // A host write makes the GPU copy stale; the next GPU use uploads again.
+    rt.write(&x, &ys).unwrap();
+    assert_eq!(rt.validity(&x).unwrap().describe(), "host");
+    rt.reset_stats();
+    saxpy.run(rt, Target::On(gpu), 1.0, &x, &y).unwrap();
+    let s = rt.stats();
+    assert_eq!(
+        (s.uploads, s.upload_bytes),
+        (1, 4 * n as u64),
+        "only x moves: {s}"
+    );
+}
+
+#[test]
+fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
+    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = common::rt();
+    let saxpy = Saxpy::new().unwrap();
+    let x = rt.buffer(&random(1000, 3));
+    let y = rt.buffer(&random(1000, 4));
+    rt.reset_stats();
+    saxpy.run(rt, Target::On(Backend::Cpu), 2.0, &x, &y).unwrap();
+    let _ = rt.read(&y).unwrap();
+    let s = rt.stats();
+    assert_eq!((s.upload_bytes, s.download_bytes, s.cpu_runs), (0, 0, 1), "{s}");
+
+    let Some(gpu) = common::gpu(rt, "the_pool_reuses_gpu_buffers") else {
+        return;
+    };
+    let sum = Sum::new().unwrap();
+    let run_chain = || {
+        let x = rt.buffer(&random(70_000, 5));
+        let out = rt.zeros::<f32>(1);
+        sum.run(rt, Target::On(gpu), &x, &out).unwrap();
+        rt.read(&out).unwrap()[0]
+    };
+    let first = run_chain();
+    let misses = rt.stats().pool_misses;
+    let hits = rt.stats().pool_hits;
+    let second = run_chain();
+    let s = rt.stats();
+    assert_eq!(first, second, "same input, same device, same answer");
+    assert_eq!(s.pool_misses, misses, "the second chain allocates nothing: {s}");
+    assert!(s.pool_hits > hits, "{s}");
+}
+
+#[test]
+fn a_buffer_valid_on_one_gpu_reaches_another_through_the_host() {
+    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = common::rt();
+    let gpus = common::gpus(rt, "a_buffer_valid_on_one_gpu_reaches_another_through_the_host");
+    if gpus.len() < 2 {
+        eprintln!(
+            "SKIPPED a_buffer_valid_on_one_gpu_reaches_another_through_the_host: needs two GPU adapters, found {}",
+            gpus.len()
+        );
+        return;
+    }
+    let saxpy = Saxpy::new().unwrap();
+    let n = 4099;
+    let xs = random(n, 6);
+    let x = rt.buffer(&xs);
+    let y = rt.zeros::<f32>(n);
+    saxpy.run(rt, Target::On(gpus[0]), 2.0, &x, &y).unwrap(); // y = 2x on gpu0
+    rt.reset_stats();
+    saxpy.run(rt, Target::On(gpus[1]), 1.0, &x, &y).unwrap(); // y = 3x on gpu1
+    let s = rt.stats();
+    assert_eq!((s.downloads, s.download_bytes), (1, 4 * n as u64), "y comes home: {s}");
+    assert_eq!((s.uploads, s.upload_bytes), (2, 8 * n as u64), "x and y go out: {s}");
+    assert_eq!(rt.validity(&y).unwrap().describe(), format!("{}", gpus[1]));
+    let got = rt.read(&y).unwrap();
+    for (i, (&g, &x)) in got.iter().zip(&xs).enumerate() {
+        assert!((g - 3.0 * x).abs() <= 4.0 * f32::EPSILON * (3.0 * x).abs(), "[{i}] {g} vs {}", 3.0 * x);
+    }
+}
+
+#[test]
+fn automatic_placement_follows_the_data() {
+    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = common::rt();
+    let saxpy = Saxpy::new().unwrap();
+    let x = rt.buffer(&random(5000, 7));
+    let y = rt.buffer(&random(5000, 8));
+    let info = saxpy.run(rt, Target::Auto, 1.0, &x, &y).unwrap();
+    assert_eq!(info.backend, Backend::Cpu, "host data stays on the host");
+    let Some(gpu) = common::gpu(rt, "automatic_placement_follows_the_data") else {
+        return;
+    };
+    saxpy.run(rt, Target::On(gpu), 1.0, &x, &y).unwrap();
+    let info = saxpy.run(rt, Target::Auto, 1.0, &x, &y).unwrap();
+    assert_eq!(info.backend, gpu, "data on the GPU keeps the next call there");
+}
+
+#[test]
+fn kernels_without_params_and_with_vector_elements() {
+    let rt = common::rt();
+    let src = r#"
+@group(0) @binding(0) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> len2: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&len2) {
+        len2[id.x] = dot(v[id.x], v[id.x]);
+    }
+}
+"#;
+    let kernel = Kernel::builder("norm2", src)
+        .cpu::<(Read<[f32; 4]>, ReadWrite<f32>)>(|args, _| {
+            let (v, out) = args.split();
+            for (o, v) in out.iter_mut().zip(v) {
+                *o = v.iter().map(|c| c * c).sum();
+            }
+        })
+        .build()
+        .unwrap();
+    let vs: Vec<[f32; 4]> = (0..300).map(|i| [i as f32, 1.0, -2.0, 0.5]).collect();
+    let want: Vec<f32> = vs.iter().map(|v| v.iter().map(|c| c * c).sum()).collect();
+    let mut backends = vec![Backend::Cpu];
+    backends.extend(common::gpus(rt, "kernels_without_params_and_with_vector_elements"));
+    for b in backends {
+        let v = rt.buffer(&vs);
+        let out = rt.buffer(&vec![f32::NAN; vs.len()]);
+        rt.run_on(b, &kernel, &[&v, &out], &()).unwrap();
+        let got = rt.read(&out).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-6 * w.abs(), "{b}: [{i}] {g} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn the_runtime_is_send_sync_and_clone() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<pel::Runtime>();
+    assert_send_sync::<pel::Kernel>();
+    assert_send_sync::<pel::Buffer<f32>>();
+}

@@ -1,0 +1,340 @@
+//! Bad input gets a typed error whose message a user can act on: never a
+//! panic, never a silent wrong answer.
+
+mod common;
+
+use pel::kernels::{Matmul, Saxpy, Sum};
+use pel::{Backend, Error, Kernel, Read, ReadWrite, Runtime, Target};
+
+const COPY: &str = r#"
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = id.x + id.y * groups.x * 64u;
+    if i < arrayLength(&dst) {
+        dst[i] = src[i];
+    }
+}
+"#;
+
+fn copy_kernel() -> Kernel {
+    Kernel::builder("copy", COPY)
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
+            let (src, dst) = args.split();
+            dst.copy_from_slice(src);
+        })
+        .build()
+        .expect("the copy kernel builds")
+}
+
+#[test]
+fn invalid_wgsl_names_kernel_line_and_column() {
+    let src = "@compute @workgroup_size(64)\nfn main() {\n    let x: f32 = 1u;\n}\n";
+    let err = Kernel::builder("broken", src)
+        .cpu::<()>(|_, _| {})
+        .build()
+        .unwrap_err();
+    match &err {
+        Error::InvalidShader {
+            kernel,
+            line,
+            column,
+            ..
+        } => {
+            assert_eq!(kernel, "broken");
+            assert_eq!(*line, 3, "{err}");
+            assert!(*column > 0, "{err}");
+        }
+        other => panic!("expected InvalidShader, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("broken") && msg.contains("line 3"), "{msg}");
+
+    let err = Kernel::builder("syntax", "fn main( {")
+        .cpu::<()>(|_, _| {})
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidShader { line: 1, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn missing_entry_point_lists_the_ones_there() {
+    let err = Kernel::builder("copy", COPY)
+        .entry("nope")
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::NoEntryPoint { .. }), "{err:?}");
+    assert!(msg.contains("nope") && msg.contains("main"), "{msg}");
+}
+
+#[test]
+fn cpu_signature_is_checked_when_the_kernel_is_built() {
+    let err = Kernel::builder("copy", COPY)
+        .cpu::<(Read<f32>,)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ArgCount {
+                expected: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let err = Kernel::builder("copy", COPY)
+        .cpu::<(Read<f32>, ReadWrite<u32>)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ArgType { index: 1, name, .. } if name == "dst"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("array<f32>"), "{err}");
+
+    let err = Kernel::builder("copy", COPY)
+        .cpu::<(ReadWrite<f32>, ReadWrite<f32>)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ArgAccess { index: 0, name, .. } if name == "src"),
+        "{err:?}"
+    );
+
+    let err = Kernel::builder("copy", COPY).build().unwrap_err();
+    assert!(
+        matches!(err, Error::NoCpuImplementation { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn params_size_is_checked_against_the_uniform() {
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct TooBig {
+        a: f32,
+        n: u32,
+        extra: u32,
+    }
+    let err = Kernel::builder("saxpy", pel::kernels::saxpy::WGSL)
+        .params::<TooBig>()
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Params { .. }), "{err:?}");
+    assert!(msg.contains("8 bytes") && msg.contains("12 bytes"), "{msg}");
+
+    // A kernel without a uniform takes no params.
+    let err = Kernel::builder("copy", COPY)
+        .params::<TooBig>()
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Params { .. }), "{err:?}");
+}
+
+#[test]
+fn unsupported_bindings_are_refused_with_the_reason() {
+    let src = r#"
+@group(1) @binding(0) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(1) fn main() { x[0] = 1.0; }
+"#;
+    let err = Kernel::builder("g1", src)
+        .cpu::<(ReadWrite<f32>,)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedBinding { group: 1, .. }),
+        "{err:?}"
+    );
+
+    let src = r#"
+@group(0) @binding(0) var<storage, read_write> x: array<f32, 4>;
+@compute @workgroup_size(1) fn main() { x[0] = 1.0; }
+"#;
+    let err = Kernel::builder("fixed", src)
+        .cpu::<(ReadWrite<f32>,)>(|_, _| {})
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("runtime-sized"), "{err}");
+}
+
+#[test]
+fn calls_with_wrong_arguments_are_refused() {
+    let rt = common::rt();
+    let copy = copy_kernel();
+    let a = rt.buffer(&[1.0f32, 2.0]);
+    let b = rt.zeros::<f32>(2);
+    let u = rt.zeros::<u32>(2);
+
+    let err = rt.run_on(Backend::Cpu, &copy, &[&a], &()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ArgCount {
+                expected: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let err = rt.run_on(Backend::Cpu, &copy, &[&a, &u], &()).unwrap_err();
+    assert!(
+        matches!(&err, Error::ArgType { index: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("u32"), "{err}");
+
+    let err = rt.run_on(Backend::Cpu, &copy, &[&b, &b], &()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::AliasedArguments {
+                first: 0,
+                second: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let err = rt.run_on(Backend::Cpu, &copy, &[&a, &b], &7u32).unwrap_err();
+    assert!(matches!(err, Error::Params { .. }), "{err:?}");
+
+    let err = rt
+        .run_on(Backend::Gpu(99), &copy, &[&a, &b], &())
+        .unwrap_err();
+    assert!(matches!(err, Error::NoSuchBackend { .. }), "{err:?}");
+    assert!(err.to_string().contains("gpu99"), "{err}");
+
+    // None of that touched the data.
+    assert_eq!(rt.read(&b).unwrap(), vec![0.0, 0.0]);
+}
+
+#[test]
+fn a_buffer_of_another_runtime_is_refused() {
+    let rt = common::rt();
+    let other = Runtime::builder().gpu(false).build().unwrap();
+    let copy = copy_kernel();
+    let mine = rt.zeros::<f32>(4);
+    let theirs = other.buffer(&[1.0f32; 4]);
+    let err = rt
+        .run_on(Backend::Cpu, &copy, &[&theirs, &mine], &())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ForeignBuffer { index: 0, .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        rt.read(&theirs).unwrap_err(),
+        Error::ForeignBuffer { .. }
+    ));
+}
+
+#[test]
+fn sample_kernels_refuse_mismatched_sizes() {
+    let rt = common::rt();
+    let saxpy = Saxpy::new().unwrap();
+    let x = rt.zeros::<f32>(10);
+    let y = rt.zeros::<f32>(11);
+    let err = saxpy.run(rt, Target::Auto, 1.0, &x, &y).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { arg, .. } if arg == "y"),
+        "{err:?}"
+    );
+
+    let matmul = Matmul::new().unwrap();
+    let a = rt.zeros::<f32>(6);
+    let b = rt.zeros::<f32>(6);
+    let c = rt.zeros::<f32>(5);
+    let err = matmul
+        .run(rt, Target::Auto, &a, &b, &c, 2, 2, 3)
+        .unwrap_err();
+    assert!(err.to_string().contains("2×2 = 4"), "{err}");
+    // Dimensions whose product overflows are an error, not a wrap-around.
+    let err = matmul
+        .run(rt, Target::Auto, &a, &b, &c, usize::MAX, 2, 3)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+
+    let sum = Sum::new().unwrap();
+    let out = rt.zeros::<f32>(2);
+    let err = sum.run(rt, Target::Auto, &x, &out).unwrap_err();
+    assert!(err.to_string().contains("exactly 1"), "{err}");
+
+    let err = rt.write(&x, &[1.0; 3]).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+}
+
+#[test]
+fn a_panicking_cpu_kernel_is_an_error_and_the_runtime_goes_on() {
+    let rt = common::rt();
+    let bomb = Kernel::builder("bomb", COPY)
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
+            let (src, _) = args.split();
+            if src[0] < 0.0 {
+                panic!("negative input {}", src[0]);
+            }
+        })
+        .build()
+        .unwrap();
+    let a = rt.buffer(&[-1.0f32]);
+    let b = rt.zeros::<f32>(1);
+    let err = rt.run_on(Backend::Cpu, &bomb, &[&a, &b], &()).unwrap_err();
+    match &err {
+        Error::KernelPanicked { kernel, message } => {
+            assert_eq!(kernel, "bomb");
+            assert!(message.contains("negative input -1"), "{message}");
+        }
+        other => panic!("expected KernelPanicked, got {other:?}"),
+    }
+    // Still usable.
+    let copy = copy_kernel();
+    rt.run_on(Backend::Cpu, &copy, &[&a, &b], &()).unwrap();
+    assert_eq!(rt.read(&b).unwrap(), vec![-1.0]);
+}
+
+#[test]
+fn an_argument_over_the_storage_binding_limit_is_refused() {
+    let rt = common::rt();
+    for gpu in common::gpus(rt, "an_argument_over_the_storage_binding_limit_is_refused") {
+        let limit = rt.device(gpu).unwrap().limits.unwrap().max_storage_binding;
+        if limit >= 1 << 31 {
+            eprintln!("{gpu}: binding limit {limit} too large to exceed in a test; skipped");
+            continue;
+        }
+        let elems = (limit / 4 + 1) as usize;
+        let copy = copy_kernel();
+        // Zeros cost nothing until used: the refusal comes before any copy.
+        let big = rt.zeros::<f32>(elems);
+        let out = rt.zeros::<f32>(elems);
+        let err = rt.run_on(gpu, &copy, &[&big, &out], &()).unwrap_err();
+        match &err {
+            Error::BindingTooLarge {
+                index, size, limit: l, ..
+            } => {
+                assert_eq!(*index, 0);
+                assert_eq!(*size, elems as u64 * 4);
+                assert_eq!(*l, limit);
+            }
+            other => panic!("expected BindingTooLarge, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains(&limit.to_string()) && msg.contains("copy"), "{msg}");
+    }
+}

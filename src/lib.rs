@@ -28,3 +28,8 @@
 
 pub use pel_kernels as kernels;
 pub use pel_runtime::*;
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

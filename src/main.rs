@@ -185,10 +185,10 @@ fn tour() -> Result<ExitCode> {
     }
     println!();
     println!(
-        "| {:<10} | {:<13} | {:<42} | {:>10} | {:<8} |",
+        "| {:<10} | {:<13} | {:<50} | {:>10} | {:<8} |",
         "kernel", "size", "backend", "time", "verified"
     );
-    println!("|{:-<12}|{:-<15}|{:-<44}|{:->12}|{:-<10}|", "", "", "", "", "");
+    println!("|{:-<12}|{:-<15}|{:-<52}|{:->12}|{:-<10}|", "", "", "", "", "");
     let mut all_ok = true;
     for sample in kernels::samples() {
         let size = sample.tour_size();
@@ -199,10 +199,10 @@ fn tour() -> Result<ExitCode> {
             let check = sample.check(&rt, Target::On(backend), size, 7)?;
             all_ok &= check.verified();
             println!(
-                "| {:<10} | {:<13} | {:<42} | {:>10} | {:<8} |",
+                "| {:<10} | {:<13} | {:<50} | {:>10} | {:<8} |",
                 sample.name(),
                 check.shape,
-                truncate(&rt.device(backend)?.label(), 42),
+                truncate(&rt.device(backend)?.label(), 50),
                 fmt_time(check.elapsed),
                 if check.verified() { "yes" } else { "NO" }
             );

@@ -1,0 +1,98 @@
+//! The `pel` command line, run as a user would.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn pel(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let xdg = std::env::temp_dir().join("pel-xdg-runtime");
+    let _ = std::fs::create_dir_all(&xdg);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pel"));
+    cmd.args(args).env("XDG_RUNTIME_DIR", xdg);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("pel runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn list_names_every_sample_kernel_first_on_its_line() {
+    let o = pel(&["list"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+        .collect();
+    for k in ["saxpy", "sum", "matmul", "mandelbrot"] {
+        assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
+    }
+}
+
+#[test]
+fn devices_lists_the_cpu_and_honours_pel_gpu_off() {
+    let o = pel(&["devices"], &[("PEL_GPU", "off")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let backends: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("cpu") || w.starts_with("gpu"))
+        .collect();
+    assert_eq!(backends, ["cpu"], "{out}");
+    assert!(out.contains("no GPU adapter"), "{out}");
+
+    let o = pel(&["devices"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.lines().next().unwrap_or("").starts_with("cpu"), "{out}");
+    if !common::gpus(common::rt(), "devices_lists_a_gpu").is_empty() {
+        assert!(out.lines().any(|l| l.starts_with("gpu0")), "{out}");
+        assert!(out.contains("max storage binding"), "{out}");
+    }
+}
+
+#[test]
+fn run_verifies_each_first_kernel_on_the_cpu_and_the_gpu() {
+    let mut backends = vec!["cpu"];
+    if !common::gpus(common::rt(), "run_verifies_on_the_gpu").is_empty() {
+        backends.push("gpu");
+    }
+    for k in ["saxpy", "sum", "matmul", "mandelbrot"] {
+        let size = if k == "matmul" { "67" } else { "100003" };
+        for b in &backends {
+            let o = pel(&["run", k, "--size", size, "--backend", b], &[]);
+            let out = stdout(&o);
+            assert!(o.status.success(), "pel run {k} --backend {b}: {out}{}", stderr(&o));
+            assert!(out.contains("verified"), "{out}");
+            let want = if *b == "cpu" { " on cpu" } else { " on gpu0" };
+            assert!(out.contains(want), "{out}");
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    for args in [
+        &["run", "nosuch"][..],
+        &["run", "saxpy", "--size", "many"],
+        &["run", "saxpy", "--backend", "tpu"],
+        &["frobnicate"],
+    ] {
+        let o = pel(args, &[]);
+        assert_eq!(o.status.code(), Some(2), "pel {args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).trim().is_empty(), "pel {args:?} says why");
+    }
+    let o = pel(&["run", "nosuch"], &[]);
+    assert!(stderr(&o).contains("saxpy"), "lists the kernels: {}", stderr(&o));
+    let o = pel(&["run", "saxpy", "--backend", "gpu3"], &[("PEL_GPU", "off")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gpu3"), "{}", stderr(&o));
+}

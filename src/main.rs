@@ -176,7 +176,9 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
 
 fn tour() -> Result<ExitCode> {
     let rt = Runtime::new()?;
-    println!("pel tour: every sample kernel on every backend, checked against its serial reference.\n");
+    println!(
+        "pel tour: every sample kernel on every backend, checked against its serial reference.\n"
+    );
     for d in rt.devices() {
         println!("  {}", d.label());
     }
@@ -188,7 +190,10 @@ fn tour() -> Result<ExitCode> {
         "| {:<10} | {:<13} | {:<50} | {:>10} | {:<8} |",
         "kernel", "size", "backend", "time", "verified"
     );
-    println!("|{:-<12}|{:-<15}|{:-<52}|{:->12}|{:-<10}|", "", "", "", "", "");
+    println!(
+        "|{:-<12}|{:-<15}|{:-<52}|{:->12}|{:-<10}|",
+        "", "", "", "", ""
+    );
     let mut all_ok = true;
     for sample in kernels::samples() {
         let size = sample.tour_size();

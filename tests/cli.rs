@@ -70,7 +70,11 @@ fn run_verifies_each_first_kernel_on_the_cpu_and_the_gpu() {
         for b in &backends {
             let o = pel(&["run", k, "--size", size, "--backend", b], &[]);
             let out = stdout(&o);
-            assert!(o.status.success(), "pel run {k} --backend {b}: {out}{}", stderr(&o));
+            assert!(
+                o.status.success(),
+                "pel run {k} --backend {b}: {out}{}",
+                stderr(&o)
+            );
             assert!(out.contains("verified"), "{out}");
             let want = if *b == "cpu" { " on cpu" } else { " on gpu0" };
             assert!(out.contains(want), "{out}");
@@ -91,8 +95,15 @@ fn bad_arguments_exit_2_with_one_line() {
         assert!(!stderr(&o).trim().is_empty(), "pel {args:?} says why");
     }
     let o = pel(&["run", "nosuch"], &[]);
-    assert!(stderr(&o).contains("saxpy"), "lists the kernels: {}", stderr(&o));
-    let o = pel(&["run", "saxpy", "--backend", "gpu3"], &[("PEL_GPU", "off")]);
+    assert!(
+        stderr(&o).contains("saxpy"),
+        "lists the kernels: {}",
+        stderr(&o)
+    );
+    let o = pel(
+        &["run", "saxpy", "--backend", "gpu3"],
+        &[("PEL_GPU", "off")],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("gpu3"), "{}", stderr(&o));
 }

@@ -55,7 +55,10 @@ fn a_two_kernel_chain_on_the_gpu_moves_the_minimum() {
     // y was written on the GPU: only that copy is valid; x is shared.
     assert_eq!(rt.validity(&y).unwrap().describe(), format!("{gpu}"));
     assert_eq!(rt.validity(&x).unwrap().describe(), format!("host+{gpu}"));
-    assert_eq!(rt.validity(&total).unwrap().describe(), format!("host+{gpu}"));
+    assert_eq!(
+        rt.validity(&total).unwrap().describe(),
+        format!("host+{gpu}")
+    );
 
     let want: f64 = xs
         .iter()
@@ -102,10 +105,16 @@ fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
     let x = rt.buffer(&random(1000, 3));
     let y = rt.buffer(&random(1000, 4));
     rt.reset_stats();
-    saxpy.run(rt, Target::On(Backend::Cpu), 2.0, &x, &y).unwrap();
+    saxpy
+        .run(rt, Target::On(Backend::Cpu), 2.0, &x, &y)
+        .unwrap();
     let _ = rt.read(&y).unwrap();
     let s = rt.stats();
-    assert_eq!((s.upload_bytes, s.download_bytes, s.cpu_runs), (0, 0, 1), "{s}");
+    assert_eq!(
+        (s.upload_bytes, s.download_bytes, s.cpu_runs),
+        (0, 0, 1),
+        "{s}"
+    );
 
     let Some(gpu) = common::gpu(rt, "the_pool_reuses_gpu_buffers") else {
         return;
@@ -123,7 +132,10 @@ fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
     let second = run_chain();
     let s = rt.stats();
     assert_eq!(first, second, "same input, same device, same answer");
-    assert_eq!(s.pool_misses, misses, "the second chain allocates nothing: {s}");
+    assert_eq!(
+        s.pool_misses, misses,
+        "the second chain allocates nothing: {s}"
+    );
     assert!(s.pool_hits > hits, "{s}");
 }
 
@@ -131,9 +143,14 @@ fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
 fn a_buffer_valid_on_one_gpu_reaches_another_through_the_host() {
     let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let rt = common::rt();
-    let gpus = common::gpus(rt, "a_buffer_valid_on_one_gpu_reaches_another_through_the_host");
+    let gpus = common::gpus(
+        rt,
+        "a_buffer_valid_on_one_gpu_reaches_another_through_the_host",
+    );
     if gpus.len() < 2 {
-        eprintln!(
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED a_buffer_valid_on_one_gpu_reaches_another_through_the_host: needs two GPU adapters, found {}",
             gpus.len()
         );
@@ -148,12 +165,24 @@ fn a_buffer_valid_on_one_gpu_reaches_another_through_the_host() {
     rt.reset_stats();
     saxpy.run(rt, Target::On(gpus[1]), 1.0, &x, &y).unwrap(); // y = 3x on gpu1
     let s = rt.stats();
-    assert_eq!((s.downloads, s.download_bytes), (1, 4 * n as u64), "y comes home: {s}");
-    assert_eq!((s.uploads, s.upload_bytes), (2, 8 * n as u64), "x and y go out: {s}");
+    assert_eq!(
+        (s.downloads, s.download_bytes),
+        (1, 4 * n as u64),
+        "y comes home: {s}"
+    );
+    assert_eq!(
+        (s.uploads, s.upload_bytes),
+        (2, 8 * n as u64),
+        "x and y go out: {s}"
+    );
     assert_eq!(rt.validity(&y).unwrap().describe(), format!("{}", gpus[1]));
     let got = rt.read(&y).unwrap();
     for (i, (&g, &x)) in got.iter().zip(&xs).enumerate() {
-        assert!((g - 3.0 * x).abs() <= 4.0 * f32::EPSILON * (3.0 * x).abs(), "[{i}] {g} vs {}", 3.0 * x);
+        assert!(
+            (g - 3.0 * x).abs() <= 4.0 * f32::EPSILON * (3.0 * x).abs(),
+            "[{i}] {g} vs {}",
+            3.0 * x
+        );
     }
 }
 
@@ -171,7 +200,10 @@ fn automatic_placement_follows_the_data() {
     };
     saxpy.run(rt, Target::On(gpu), 1.0, &x, &y).unwrap();
     let info = saxpy.run(rt, Target::Auto, 1.0, &x, &y).unwrap();
-    assert_eq!(info.backend, gpu, "data on the GPU keeps the next call there");
+    assert_eq!(
+        info.backend, gpu,
+        "data on the GPU keeps the next call there"
+    );
 }
 
 #[test]
@@ -199,7 +231,10 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let vs: Vec<[f32; 4]> = (0..300).map(|i| [i as f32, 1.0, -2.0, 0.5]).collect();
     let want: Vec<f32> = vs.iter().map(|v| v.iter().map(|c| c * c).sum()).collect();
     let mut backends = vec![Backend::Cpu];
-    backends.extend(common::gpus(rt, "kernels_without_params_and_with_vector_elements"));
+    backends.extend(common::gpus(
+        rt,
+        "kernels_without_params_and_with_vector_elements",
+    ));
     for b in backends {
         let v = rt.buffer(&vs);
         let out = rt.buffer(&vec![f32::NAN; vs.len()]);

@@ -113,10 +113,7 @@ fn cpu_signature_is_checked_when_the_kernel_is_built() {
     );
 
     let err = Kernel::builder("copy", COPY).build().unwrap_err();
-    assert!(
-        matches!(err, Error::NoCpuImplementation { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::NoCpuImplementation { .. }), "{err:?}");
 }
 
 #[test]
@@ -194,10 +191,7 @@ fn calls_with_wrong_arguments_are_refused() {
     );
 
     let err = rt.run_on(Backend::Cpu, &copy, &[&a, &u], &()).unwrap_err();
-    assert!(
-        matches!(&err, Error::ArgType { index: 1, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::ArgType { index: 1, .. }), "{err:?}");
     assert!(err.to_string().contains("u32"), "{err}");
 
     let err = rt.run_on(Backend::Cpu, &copy, &[&b, &b], &()).unwrap_err();
@@ -213,7 +207,9 @@ fn calls_with_wrong_arguments_are_refused() {
         "{err:?}"
     );
 
-    let err = rt.run_on(Backend::Cpu, &copy, &[&a, &b], &7u32).unwrap_err();
+    let err = rt
+        .run_on(Backend::Cpu, &copy, &[&a, &b], &7u32)
+        .unwrap_err();
     assert!(matches!(err, Error::Params { .. }), "{err:?}");
 
     let err = rt
@@ -326,7 +322,10 @@ fn an_argument_over_the_storage_binding_limit_is_refused() {
         let err = rt.run_on(gpu, &copy, &[&big, &out], &()).unwrap_err();
         match &err {
             Error::BindingTooLarge {
-                index, size, limit: l, ..
+                index,
+                size,
+                limit: l,
+                ..
             } => {
                 assert_eq!(*index, 0);
                 assert_eq!(*size, elems as u64 * 4);
@@ -335,6 +334,9 @@ fn an_argument_over_the_storage_binding_limit_is_refused() {
             other => panic!("expected BindingTooLarge, got {other:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.contains(&limit.to_string()) && msg.contains("copy"), "{msg}");
+        assert!(
+            msg.contains(&limit.to_string()) && msg.contains("copy"),
+            "{msg}"
+        );
     }
 }

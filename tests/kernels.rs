@@ -15,11 +15,10 @@ const OVER_65535_GROUPS: usize = 65_536 * 256 + 1;
 
 const SIZES: [usize; 7] = [0, 1, 63, 64, 65, 1_000_003, OVER_65535_GROUPS];
 
-fn run_all(
-    name: &str,
-    backends: &[Backend],
-    cases: &[(String, &dyn Fn(Target, u64) -> Result<Check>)],
-) {
+/// A named problem: runs on a target with a seed and reports its check.
+type Case = (String, Box<dyn Fn(Target, u64) -> Result<Check>>);
+
+fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
     let mut failures = Vec::new();
     for &backend in backends {
         for (seed, (case, f)) in cases.iter().enumerate() {
@@ -38,22 +37,19 @@ fn run_all(
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-fn sized(f: fn(&pel::Runtime, Target, usize, u64) -> Result<Check>) -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)> {
+fn sized(f: fn(&pel::Runtime, Target, usize, u64) -> Result<Check>) -> Vec<Case> {
     SIZES
         .iter()
-        .map(|&n| {
-            let b: Box<dyn Fn(Target, u64) -> Result<Check>> =
-                Box::new(move |t, seed| f(common::rt(), t, n, seed));
-            (format!("n={n}"), b)
+        .map(|&n| -> Case {
+            (
+                format!("n={n}"),
+                Box::new(move |t, seed| f(common::rt(), t, n, seed)),
+            )
         })
         .collect()
 }
 
-fn cases_of(v: &[(String, Box<dyn Fn(Target, u64) -> Result<Check>>)]) -> Vec<(String, &dyn Fn(Target, u64) -> Result<Check>)> {
-    v.iter().map(|(s, f)| (s.clone(), f.as_ref())).collect()
-}
-
-fn matmul_cases() -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)> {
+fn matmul_cases() -> Vec<Case> {
     let shapes: &[(usize, usize, usize)] = &[
         (0, 0, 0),
         (0, 5, 7),
@@ -72,15 +68,16 @@ fn matmul_cases() -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)> {
     ];
     shapes
         .iter()
-        .map(|&s| {
-            let b: Box<dyn Fn(Target, u64) -> Result<Check>> =
-                Box::new(move |t, seed| matmul::check(common::rt(), t, s, seed));
-            (format!("{}×{}×{}", s.0, s.1, s.2), b)
+        .map(|&s| -> Case {
+            (
+                format!("{}×{}×{}", s.0, s.1, s.2),
+                Box::new(move |t, seed| matmul::check(common::rt(), t, s, seed)),
+            )
         })
         .collect()
 }
 
-fn mandelbrot_cases() -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)> {
+fn mandelbrot_cases() -> Vec<Case> {
     let shapes: &[(usize, usize)] = &[
         (0, 0),
         (7, 0),
@@ -94,47 +91,60 @@ fn mandelbrot_cases() -> Vec<(String, Box<dyn Fn(Target, u64) -> Result<Check>>)
     ];
     shapes
         .iter()
-        .map(|&s| {
-            let b: Box<dyn Fn(Target, u64) -> Result<Check>> =
-                Box::new(move |t, seed| mandelbrot::check(common::rt(), t, s, seed));
-            (format!("{}×{}", s.0, s.1), b)
+        .map(|&s| -> Case {
+            (
+                format!("{}×{}", s.0, s.1),
+                Box::new(move |t, seed| mandelbrot::check(common::rt(), t, s, seed)),
+            )
         })
         .collect()
 }
 
 #[test]
 fn saxpy_cpu() {
-    run_all("saxpy", &[Backend::Cpu], &cases_of(&sized(saxpy::check)));
+    run_all("saxpy", &[Backend::Cpu], &sized(saxpy::check));
 }
 
 #[test]
 fn saxpy_gpu() {
-    run_all("saxpy", &common::gpus(common::rt(), "saxpy_gpu"), &cases_of(&sized(saxpy::check)));
+    run_all(
+        "saxpy",
+        &common::gpus(common::rt(), "saxpy_gpu"),
+        &sized(saxpy::check),
+    );
 }
 
 #[test]
 fn sum_cpu() {
-    run_all("sum", &[Backend::Cpu], &cases_of(&sized(sum::check)));
+    run_all("sum", &[Backend::Cpu], &sized(sum::check));
 }
 
 #[test]
 fn sum_gpu() {
-    run_all("sum", &common::gpus(common::rt(), "sum_gpu"), &cases_of(&sized(sum::check)));
+    run_all(
+        "sum",
+        &common::gpus(common::rt(), "sum_gpu"),
+        &sized(sum::check),
+    );
 }
 
 #[test]
 fn matmul_cpu() {
-    run_all("matmul", &[Backend::Cpu], &cases_of(&matmul_cases()));
+    run_all("matmul", &[Backend::Cpu], &matmul_cases());
 }
 
 #[test]
 fn matmul_gpu() {
-    run_all("matmul", &common::gpus(common::rt(), "matmul_gpu"), &cases_of(&matmul_cases()));
+    run_all(
+        "matmul",
+        &common::gpus(common::rt(), "matmul_gpu"),
+        &matmul_cases(),
+    );
 }
 
 #[test]
 fn mandelbrot_cpu() {
-    run_all("mandelbrot", &[Backend::Cpu], &cases_of(&mandelbrot_cases()));
+    run_all("mandelbrot", &[Backend::Cpu], &mandelbrot_cases());
 }
 
 #[test]
@@ -142,6 +152,6 @@ fn mandelbrot_gpu() {
     run_all(
         "mandelbrot",
         &common::gpus(common::rt(), "mandelbrot_gpu"),
-        &cases_of(&mandelbrot_cases()),
+        &mandelbrot_cases(),
     );
 }

@@ -83,19 +83,19 @@ impl Matmul {
         n: usize,
         k: usize,
     ) -> Result<RunInfo> {
-        let expect = |arg: &str, buf: &Buffer<f32>, rows: usize, cols: usize| {
-            match rows.checked_mul(cols) {
-                Some(len) if len == buf.len() => Ok(()),
-                _ => Err(invalid(
-                    "matmul",
-                    arg,
-                    format!(
-                        "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, k={k}, but has {}",
-                        rows as u128 * cols as u128,
-                        buf.len()
-                    ),
-                )),
-            }
+        let expect = |arg: &str, buf: &Buffer<f32>, rows: usize, cols: usize| match rows
+            .checked_mul(cols)
+        {
+            Some(len) if len == buf.len() => Ok(()),
+            _ => Err(invalid(
+                "matmul",
+                arg,
+                format!(
+                    "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, k={k}, but has {}",
+                    rows as u128 * cols as u128,
+                    buf.len()
+                ),
+            )),
         };
         expect("a", a, m, k)?;
         expect("b", b, k, n)?;
@@ -106,7 +106,10 @@ impl Matmul {
             invalid(
                 "matmul",
                 "c",
-                format!("{m}×{n} needs {tiles} tiles of 64×64; the most one launch can index is {}", u32::MAX),
+                format!(
+                    "{m}×{n} needs {tiles} tiles of 64×64; the most one launch can index is {}",
+                    u32::MAX
+                ),
             )
         })?;
         let params = MatmulParams {

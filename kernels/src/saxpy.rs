@@ -70,7 +70,11 @@ impl Saxpy {
             return Err(invalid(
                 "saxpy",
                 "y",
-                format!("x has {} elements but y has {}; they must match", x.len(), y.len()),
+                format!(
+                    "x has {} elements but y has {}; they must match",
+                    x.len(),
+                    y.len()
+                ),
             ));
         }
         let n = u32_len("saxpy", "x", x.len())?;

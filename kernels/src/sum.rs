@@ -46,7 +46,12 @@ fn chunk_sum(xs: &[f32]) -> f32 {
         }
     }
     let tail: f32 = it.remainder().iter().sum();
-    let a = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    let a = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
     ((a[0] + a[2]) + (a[1] + a[3])) + tail
 }
 
@@ -124,8 +129,9 @@ impl Sum {
 
 /// The serial reference in f64, and the sum of magnitudes (for the tolerance).
 pub fn reference(x: &[f32]) -> (f64, f64) {
-    x.iter()
-        .fold((0.0, 0.0), |(s, m), &v| (s + v as f64, m + (v as f64).abs()))
+    x.iter().fold((0.0, 0.0), |(s, m), &v| {
+        (s + v as f64, m + (v as f64).abs())
+    })
 }
 
 /// Sums `n` seeded random elements; `out` starts poisoned with NaN.

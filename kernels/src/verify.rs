@@ -100,7 +100,7 @@ pub(crate) fn compare(
         } else {
             f64::INFINITY
         };
-        let bad = !(ratio <= 1.0); // NaN is bad too
+        let bad = ratio.is_nan() || ratio > 1.0;
         if bad {
             c.mismatches += 1;
             if c.first_bad.is_none() {

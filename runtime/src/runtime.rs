@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::Buffer;
 use crate::buffer::{BufferArg, Handle, HostCopy, Table, Validity};
 use crate::device::cpu::CpuDevice;
 use crate::device::gpu::{self, GpuDevice};
@@ -15,7 +16,6 @@ use crate::dispatch;
 use crate::error::{Error, Result};
 use crate::kernel::{Element, Kernel, RawSlice};
 use crate::stats::{Counters, Stats};
-use crate::Buffer;
 
 static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
 
@@ -374,7 +374,9 @@ impl Runtime {
                 let gpu = &self.shared.gpus[g];
                 gpu.check_alive()?;
                 let limits = gpu.limits();
-                for (index, (h, binding)) in args.iter().zip(&kernel.reflection().storage).enumerate() {
+                for (index, (h, binding)) in
+                    args.iter().zip(&kernel.reflection().storage).enumerate()
+                {
                     let limit = limits.max_storage_binding.min(limits.max_buffer);
                     if h.bytes > limit {
                         return Err(Error::BindingTooLarge {
@@ -392,7 +394,8 @@ impl Runtime {
                 gpu.fold(kernel.name(), workgroups)?;
                 let mut bound = Vec::with_capacity(args.len());
                 for h in &args {
-                    let buf = table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
+                    let buf =
+                        table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
                     bound.push((buf, h.bytes));
                 }
                 gpu.dispatch(kernel, &bound, params, workgroups)?;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::sync::OnceLock;
 
 use pel::{Backend, Runtime};
@@ -35,7 +36,11 @@ pub fn gpus(rt: &Runtime, test: &str) -> Vec<Backend> {
         if std::env::var("PEL_REQUIRE_GPU").as_deref() == Ok("1") {
             panic!("{test}: PEL_REQUIRE_GPU=1 but no GPU adapter was found");
         }
-        eprintln!("SKIPPED {test}: no GPU adapter (install mesa-vulkan-drivers for one)");
+        // Straight to stderr, past libtest's capture, so a skip is always seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: no GPU adapter (install mesa-vulkan-drivers for one)"
+        );
     }
     gpus
 }

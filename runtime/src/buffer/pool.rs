@@ -77,10 +77,26 @@ mod tests {
 
     #[test]
     fn classes_round_up_by_at_most_a_quarter() {
-        for bytes in [0u64, 1, 4, 255, 256, 257, 1000, 4096, 4097, 1 << 20, 3 << 20, 123_456_789] {
+        for bytes in [
+            0u64,
+            1,
+            4,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            4097,
+            1 << 20,
+            3 << 20,
+            123_456_789,
+        ] {
             let c = size_class(bytes);
             assert!(c >= bytes.max(256), "{bytes} -> {c}");
-            assert!(c <= bytes.max(256) + bytes.max(256) / 4 + 64, "{bytes} -> {c}");
+            assert!(
+                c <= bytes.max(256) + bytes.max(256) / 4 + 64,
+                "{bytes} -> {c}"
+            );
             assert_eq!(size_class(c), c, "a class is its own class");
         }
     }

@@ -39,14 +39,15 @@ pub(crate) struct GpuDevice {
 /// Opens every usable adapter, best first: real GPUs before software ones,
 /// and native APIs before GL on the same kind of device.
 pub(crate) fn open_all(instance: &wgpu::Instance, backends: wgpu::Backends) -> Vec<GpuDevice> {
-    let mut adapters: Vec<wgpu::Adapter> = pollster::block_on(instance.enumerate_adapters(backends))
-        .into_iter()
-        .filter(|a| {
-            a.get_downlevel_capabilities()
-                .flags
-                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-        })
-        .collect();
+    let mut adapters: Vec<wgpu::Adapter> =
+        pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .filter(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            })
+            .collect();
     adapters.sort_by_key(|a| {
         let info = a.get_info();
         let kind = match info.device_type {
@@ -286,11 +287,9 @@ impl GpuDevice {
             let _ = tx.send(r);
         });
         self.wait()?;
-        let mapped = rx
-            .recv()
+        rx.recv()
             .map_err(|_| self.lost_or("the readback was dropped"))?
             .map_err(|e| self.lost_or(&e.to_string()))?;
-        let () = mapped;
         {
             let view = staging
                 .get_mapped_range(0..size)
@@ -328,7 +327,10 @@ impl GpuDevice {
     }
 
     fn pipeline(&self, kernel: &Kernel) -> Result<Arc<Pipeline>> {
-        let mut cache = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = cache.get(&kernel.id()) {
             return Ok(Arc::clone(p));
         }
@@ -465,8 +467,17 @@ mod tests {
 
     #[test]
     fn folding_covers_every_workgroup_within_the_limit() {
-        for (w, d) in [(0u64, 65535u32), (1, 65535), (65535, 65535), (65536, 65535), (131071, 65535),
-            (65535 * 65535, 65535), (999_999, 1000), (15, 4), (16, 4)] {
+        for (w, d) in [
+            (0u64, 65535u32),
+            (1, 65535),
+            (65535, 65535),
+            (65536, 65535),
+            (131071, 65535),
+            (65535 * 65535, 65535),
+            (999_999, 1000),
+            (15, 4),
+            (16, 4),
+        ] {
             let (x, y) = fold(w, d).expect("fits");
             assert!(x <= d && y <= d, "{w} over {d}: {x}×{y}");
             let total = x as u64 * y as u64;

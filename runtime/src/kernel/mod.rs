@@ -30,6 +30,7 @@ pub enum Grid {
 
 type CpuFn = dyn Fn(&[RawSlice], &[u8]) + Send + Sync;
 type GridFn = dyn Fn(&[u8], &[usize]) -> Grid + Send + Sync;
+type TypedGridFn<P> = dyn Fn(&P, &[usize]) -> Grid + Send + Sync;
 
 /// A compute kernel with a WGSL shader and a CPU implementation.
 ///
@@ -168,7 +169,7 @@ pub struct KernelBuilder<P> {
     entry: String,
     version: String,
     cpu: Option<(Vec<ArgSpec>, Box<CpuFn>)>,
-    grid: Option<Box<dyn Fn(&P, &[usize]) -> Grid + Send + Sync>>,
+    grid: Option<Box<TypedGridFn<P>>>,
 }
 
 impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
@@ -241,11 +242,9 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     pub fn build(self) -> Result<Kernel> {
         let name = self.name;
         let reflection = reflect::reflect(&name, &self.source, &self.entry)?;
-        let (specs, cpu) = self
-            .cpu
-            .ok_or_else(|| Error::NoCpuImplementation {
-                kernel: name.clone(),
-            })?;
+        let (specs, cpu) = self.cpu.ok_or_else(|| Error::NoCpuImplementation {
+            kernel: name.clone(),
+        })?;
         check_signature(&name, &reflection, &specs)?;
 
         let params_size = std::mem::size_of::<P>();

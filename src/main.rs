@@ -128,10 +128,7 @@ fn list() -> Result<ExitCode> {
     for s in kernels::samples() {
         println!(
             "{:<12} {}  [size: {}, default {}]",
-            s.name(),
-            s.about(),
-            s.size_meaning(),
-            s.default_size()
+            s.name, s.about, s.size_meaning, s.default_size
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -139,7 +136,7 @@ fn list() -> Result<ExitCode> {
 
 fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Result<ExitCode> {
     let Some(sample) = kernels::sample(name) else {
-        let names: Vec<_> = kernels::samples().iter().map(|s| s.name()).collect();
+        let names: Vec<_> = kernels::samples().iter().map(|s| s.name).collect();
         eprintln!(
             "pel: no kernel `{name}`; the kernels are: {}",
             names.join(", ")
@@ -154,7 +151,7 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
             return Ok(ExitCode::from(2));
         }
     }
-    let size = size.unwrap_or_else(|| sample.default_size());
+    let size = size.unwrap_or_else(|| sample.default_size);
     let check = sample
         .check(&rt, target, size, seed)
         .with_context(|| format!("running {name}"))?;
@@ -196,7 +193,7 @@ fn tour() -> Result<ExitCode> {
     );
     let mut all_ok = true;
     for sample in kernels::samples() {
-        let size = sample.tour_size();
+        let size = sample.tour_size;
         for backend in rt.backends() {
             // A first, small run compiles the pipeline and warms the pool, so
             // the timed run measures the kernel rather than start-up.
@@ -205,7 +202,7 @@ fn tour() -> Result<ExitCode> {
             all_ok &= check.verified();
             println!(
                 "| {:<10} | {:<13} | {:<50} | {:>10} | {:<8} |",
-                sample.name(),
+                sample.name,
                 check.shape,
                 truncate(&rt.device(backend)?.label(), 50),
                 fmt_time(check.elapsed),

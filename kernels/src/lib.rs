@@ -44,123 +44,70 @@ pub(crate) fn u32_len(kernel: &str, arg: &str, len: usize) -> Result<u32> {
 
 /// A sample kernel as the command line and the tour see it: a name, a size
 /// knob, and a verified run.
-pub trait Sample: Send + Sync {
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
     /// Its name, as `pel run NAME` takes it.
-    fn name(&self) -> &'static str;
+    pub name: &'static str,
     /// One line on what it computes.
-    fn about(&self) -> &'static str;
+    pub about: &'static str,
     /// What `--size` means for it.
-    fn size_meaning(&self) -> &'static str;
+    pub size_meaning: &'static str,
     /// The size `pel run` uses by default.
-    fn default_size(&self) -> usize;
+    pub default_size: usize,
     /// The size the tour uses.
-    fn tour_size(&self) -> usize;
+    pub tour_size: usize,
+    check: fn(&Runtime, Target, usize, u64) -> Result<Check>,
+}
+
+impl Sample {
     /// Runs it at `size` on seeded random input and checks the result.
-    fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check>;
-}
-
-struct SaxpySample;
-struct SumSample;
-struct MatmulSample;
-struct MandelbrotSample;
-
-impl Sample for SaxpySample {
-    fn name(&self) -> &'static str {
-        "saxpy"
-    }
-    fn about(&self) -> &'static str {
-        "y = a·x + y over f32 arrays (memory-bound)"
-    }
-    fn size_meaning(&self) -> &'static str {
-        "elements"
-    }
-    fn default_size(&self) -> usize {
-        1 << 24
-    }
-    fn tour_size(&self) -> usize {
-        1 << 24
-    }
-    fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check> {
-        saxpy::check(rt, target, size, seed)
-    }
-}
-
-impl Sample for SumSample {
-    fn name(&self) -> &'static str {
-        "sum"
-    }
-    fn about(&self) -> &'static str {
-        "f32 reduction to one value, multi-pass on the GPU (memory-bound)"
-    }
-    fn size_meaning(&self) -> &'static str {
-        "elements"
-    }
-    fn default_size(&self) -> usize {
-        1 << 24
-    }
-    fn tour_size(&self) -> usize {
-        1 << 24
-    }
-    fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check> {
-        sum::check(rt, target, size, seed)
-    }
-}
-
-impl Sample for MatmulSample {
-    fn name(&self) -> &'static str {
-        "matmul"
-    }
-    fn about(&self) -> &'static str {
-        "C = A·B, f32, any m×k by k×n, 64×64 tiles on the GPU, faer on the CPU (compute-bound)"
-    }
-    fn size_meaning(&self) -> &'static str {
-        "n for an n×n×n product"
-    }
-    fn default_size(&self) -> usize {
-        512
-    }
-    fn tour_size(&self) -> usize {
-        512
-    }
-    fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check> {
-        matmul::check(rt, target, (size, size, size), seed)
-    }
-}
-
-impl Sample for MandelbrotSample {
-    fn name(&self) -> &'static str {
-        "mandelbrot"
-    }
-    fn about(&self) -> &'static str {
-        "escape-time iteration counts, u32 per pixel, 256 iterations at most (compute-bound)"
-    }
-    fn size_meaning(&self) -> &'static str {
-        "pixels, as a square image"
-    }
-    fn default_size(&self) -> usize {
-        1 << 20
-    }
-    fn tour_size(&self) -> usize {
-        1 << 20
-    }
-    fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check> {
-        let width = (size as f64).sqrt().round().max(1.0) as usize;
-        let height = size.div_ceil(width);
-        mandelbrot::check(rt, target, (width, height), seed)
+    pub fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check> {
+        (self.check)(rt, target, size, seed)
     }
 }
 
 /// Every sample kernel, in the order `pel list` prints them.
-pub fn samples() -> Vec<Box<dyn Sample>> {
+pub fn samples() -> Vec<Sample> {
     vec![
-        Box::new(SaxpySample),
-        Box::new(SumSample),
-        Box::new(MatmulSample),
-        Box::new(MandelbrotSample),
+        Sample {
+            name: "saxpy",
+            about: "y = a·x + y over f32 arrays (memory-bound)",
+            size_meaning: "elements",
+            default_size: 1 << 24,
+            tour_size: 1 << 24,
+            check: saxpy::check,
+        },
+        Sample {
+            name: "sum",
+            about: "f32 reduction to one value, multi-pass on the GPU (memory-bound)",
+            size_meaning: "elements",
+            default_size: 1 << 24,
+            tour_size: 1 << 24,
+            check: sum::check,
+        },
+        Sample {
+            name: "matmul",
+            about: "C = A·B, f32, any m×k by k×n; 64×64 tiles on the GPU, faer on the CPU (compute-bound)",
+            size_meaning: "n, for an n×n×n product",
+            default_size: 512,
+            tour_size: 512,
+            check: |rt, target, n, seed| matmul::check(rt, target, (n, n, n), seed),
+        },
+        Sample {
+            name: "mandelbrot",
+            about: "escape-time iteration counts, u32 per pixel, at most 256 iterations (compute-bound)",
+            size_meaning: "pixels, as a square image",
+            default_size: 1 << 20,
+            tour_size: 1 << 20,
+            check: |rt, target, pixels, seed| {
+                let width = (pixels as f64).sqrt().round().max(1.0) as usize;
+                mandelbrot::check(rt, target, (width, pixels.div_ceil(width)), seed)
+            },
+        },
     ]
 }
 
 /// The sample kernel called `name`.
-pub fn sample(name: &str) -> Option<Box<dyn Sample>> {
-    samples().into_iter().find(|s| s.name() == name)
+pub fn sample(name: &str) -> Option<Sample> {
+    samples().into_iter().find(|s| s.name == name)
 }

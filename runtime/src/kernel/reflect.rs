@@ -57,30 +57,11 @@ impl Reflection {
 
 /// Parses, validates and reflects `source` for `entry`.
 pub(crate) fn reflect(kernel: &str, source: &str, entry: &str) -> Result<Reflection> {
-    let module = naga::front::wgsl::parse_str(source).map_err(|e| {
-        let (line, column) = e
-            .location(source)
-            .map_or((0, 0), |l| (l.line_number, l.line_position));
-        Error::InvalidShader {
-            kernel: kernel.to_owned(),
-            line,
-            column,
-            message: e.emit_to_string(source).trim().to_owned(),
-        }
-    })?;
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| invalid_shader(kernel, e.location(source), e.emit_to_string(source)))?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::default())
         .validate(&module)
-        .map_err(|e| {
-            let (line, column) = e
-                .location(source)
-                .map_or((0, 0), |l| (l.line_number, l.line_position));
-            Error::InvalidShader {
-                kernel: kernel.to_owned(),
-                line,
-                column,
-                message: e.emit_to_string(source).trim().to_owned(),
-            }
-        })?;
+        .map_err(|e| invalid_shader(kernel, e.location(source), e.emit_to_string(source)))?;
 
     let (index, ep) = module
         .entry_points
@@ -187,6 +168,16 @@ pub(crate) fn reflect(kernel: &str, source: &str, entry: &str) -> Result<Reflect
         storage,
         uniform,
     })
+}
+
+fn invalid_shader(kernel: &str, at: Option<naga::SourceLocation>, message: String) -> Error {
+    let (line, column) = at.map_or((0, 0), |l| (l.line_number, l.line_position));
+    Error::InvalidShader {
+        kernel: kernel.to_owned(),
+        line,
+        column,
+        message: message.trim().to_owned(),
+    }
 }
 
 fn elem_type(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<ElemType> {

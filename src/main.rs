@@ -151,7 +151,7 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
             return Ok(ExitCode::from(2));
         }
     }
-    let size = size.unwrap_or_else(|| sample.default_size);
+    let size = size.unwrap_or(sample.default_size);
     let check = sample
         .check(&rt, target, size, seed)
         .with_context(|| format!("running {name}"))?;

@@ -187,23 +187,46 @@ fn a_buffer_valid_on_one_gpu_reaches_another_through_the_host() {
 }
 
 #[test]
-fn automatic_placement_follows_the_data() {
+fn placement_counts_the_transfers_where_the_data_is_not() {
     let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let rt = common::rt();
     let saxpy = Saxpy::new().unwrap();
-    let x = rt.buffer(&random(5000, 7));
-    let y = rt.buffer(&random(5000, 8));
-    let info = saxpy.run(rt, Target::Auto, 1.0, &x, &y).unwrap();
-    assert_eq!(info.backend, Backend::Cpu, "host data stays on the host");
-    let Some(gpu) = common::gpu(rt, "automatic_placement_follows_the_data") else {
+    let n = 100_000;
+    let x = rt.buffer(&random(n, 7));
+    let y = rt.buffer(&random(n, 8));
+    let params = pel::kernels::saxpy::SaxpyParams {
+        a: 1.0,
+        n: n as u32,
+    };
+    let transfer = |d: &pel::Decision, b: Backend| {
+        d.estimates
+            .iter()
+            .find(|e| e.backend == b)
+            .map(|e| e.transfer_s)
+            .unwrap()
+    };
+    let before = rt.stats().calibration_runs;
+    let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
+    assert_eq!(
+        rt.stats().calibration_runs,
+        before,
+        "explaining runs nothing"
+    );
+    assert_eq!(transfer(&d, Backend::Cpu), 0.0, "{d}");
+    let Some(gpu) = common::gpu(rt, "placement_counts_the_transfers_where_the_data_is_not") else {
         return;
     };
-    saxpy.run(rt, Target::On(gpu), 1.0, &x, &y).unwrap();
-    let info = saxpy.run(rt, Target::Auto, 1.0, &x, &y).unwrap();
-    assert_eq!(
-        info.backend, gpu,
-        "data on the GPU keeps the next call there"
+    assert!(
+        transfer(&d, gpu) > 0.0,
+        "host data costs the GPU an upload: {d}"
     );
+
+    // After a GPU run y lives only there and x on both: the GPU moves
+    // nothing, the CPU must fetch y.
+    saxpy.run(rt, Target::On(gpu), 1.0, &x, &y).unwrap();
+    let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
+    assert_eq!(transfer(&d, gpu), 0.0, "{d}");
+    assert!(transfer(&d, Backend::Cpu) > 0.0, "{d}");
 }
 
 #[test]

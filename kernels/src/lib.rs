@@ -19,7 +19,7 @@ pub use mandelbrot::Mandelbrot;
 pub use matmul::Matmul;
 pub use saxpy::Saxpy;
 pub use sum::Sum;
-pub use verify::Check;
+pub use verify::{Check, Trial, run_check};
 
 use pel_runtime::{Error, Result, Runtime, Target};
 
@@ -56,14 +56,23 @@ pub struct Sample {
     pub default_size: usize,
     /// The size the tour uses.
     pub tour_size: usize,
-    check: fn(&Runtime, Target, usize, u64) -> Result<Check>,
+    prepare: fn(&Runtime, usize, u64) -> Result<Box<dyn Trial>>,
 }
 
 impl Sample {
+    /// Seeded random inputs at `size`, ready to run (and re-run).
+    pub fn trial(&self, rt: &Runtime, size: usize, seed: u64) -> Result<Box<dyn Trial>> {
+        (self.prepare)(rt, size, seed)
+    }
+
     /// Runs it at `size` on seeded random input and checks the result.
     pub fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check> {
-        (self.check)(rt, target, size, seed)
+        run_check(self.trial(rt, size, seed)?.as_mut(), rt, target)
     }
+}
+
+fn boxed<T: Trial + 'static>(t: Result<T>) -> Result<Box<dyn Trial>> {
+    Ok(Box::new(t?))
 }
 
 /// Every sample kernel, in the order `pel list` prints them.
@@ -75,7 +84,7 @@ pub fn samples() -> Vec<Sample> {
             size_meaning: "elements",
             default_size: 1 << 24,
             tour_size: 1 << 24,
-            check: saxpy::check,
+            prepare: |rt, n, seed| boxed(saxpy::trial(rt, n, seed)),
         },
         Sample {
             name: "sum",
@@ -83,7 +92,7 @@ pub fn samples() -> Vec<Sample> {
             size_meaning: "elements",
             default_size: 1 << 24,
             tour_size: 1 << 24,
-            check: sum::check,
+            prepare: |rt, n, seed| boxed(sum::trial(rt, n, seed)),
         },
         Sample {
             name: "matmul",
@@ -91,7 +100,7 @@ pub fn samples() -> Vec<Sample> {
             size_meaning: "n, for an n×n×n product",
             default_size: 512,
             tour_size: 512,
-            check: |rt, target, n, seed| matmul::check(rt, target, (n, n, n), seed),
+            prepare: |rt, n, seed| boxed(matmul::trial(rt, (n, n, n), seed)),
         },
         Sample {
             name: "mandelbrot",
@@ -99,9 +108,9 @@ pub fn samples() -> Vec<Sample> {
             size_meaning: "pixels, as a square image",
             default_size: 1 << 20,
             tour_size: 1 << 20,
-            check: |rt, target, pixels, seed| {
+            prepare: |rt, pixels, seed| {
                 let width = (pixels as f64).sqrt().round().max(1.0) as usize;
-                mandelbrot::check(rt, target, (width, pixels.div_ceil(width)), seed)
+                boxed(mandelbrot::trial(rt, (width, pixels.div_ceil(width)), seed))
             },
         },
     ]

@@ -4,13 +4,11 @@
 //! `max_iter` iterations), 4 bytes written. Compute-bound, with divergence
 //! between neighbouring pixels near the set's boundary.
 
-use std::time::Instant;
-
 use pel_runtime::{Backend, Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check};
+use crate::verify::{self, Check, Trial};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -221,8 +219,8 @@ pub fn reference(width: usize, height: usize, view: View, max_iter: u32) -> Vec<
     (0..width * height).map(|i| pixel(&p, i)).collect()
 }
 
-/// Renders a seeded random window around the set at width×height; the output
-/// starts poisoned (0xDEADBEEF).
+/// A seeded random window around the set at width×height, at most 256
+/// iterations; the output starts poisoned (0xDEADBEEF).
 ///
 /// Tolerance: on the CPU every count equals the reference's. A GPU compiler
 /// may fuse or reassociate the multiply-adds, and near the set's boundary the
@@ -231,13 +229,18 @@ pub fn reference(width: usize, height: usize, view: View, max_iter: u32) -> Vec<
 /// multiply-adds are fused) may differ. Beyond those, at most 1 pixel in
 /// 10,000 (and at least 2) may differ. No count may exceed `max_iter` and
 /// every pixel must be written.
-pub fn check(
-    rt: &Runtime,
-    target: Target,
-    (width, height): (usize, usize),
-    seed: u64,
-) -> Result<Check> {
-    let mandelbrot = Mandelbrot::new()?;
+pub struct MandelbrotTrial {
+    mandelbrot: Mandelbrot,
+    width: usize,
+    height: usize,
+    view: View,
+    max_iter: u32,
+    counts: Buffer<u32>,
+    got: Vec<u32>,
+}
+
+/// Prepares a width×height render of a seeded random view.
+pub fn trial(rt: &Runtime, (width, height): (usize, usize), seed: u64) -> Result<MandelbrotTrial> {
     let mut rng = verify::rng(seed);
     let span = rng.random_range(0.05f32..3.0);
     let view = View {
@@ -246,64 +249,91 @@ pub fn check(
         dx: span / width.max(1) as f32,
         dy: span / width.max(1) as f32,
     };
-    let max_iter = 256;
-    let want = reference(width, height, view, max_iter);
+    Ok(MandelbrotTrial {
+        mandelbrot: Mandelbrot::new()?,
+        width,
+        height,
+        view,
+        max_iter: 256,
+        counts: rt.zeros(width * height),
+        got: Vec::new(),
+    })
+}
 
-    let n = width * height;
-    let counts = rt.buffer(&vec![0xDEAD_BEEFu32; n]);
-    let start = Instant::now();
-    let info = mandelbrot.run(rt, target, &counts, width, height, view, max_iter)?;
-    let got = rt.read(&counts)?;
-    let elapsed = start.elapsed();
-
-    let params = MandelbrotParams {
-        width: width as u32,
-        height: height as u32,
-        max_iter,
-        n: n as u32,
-        x0: view.x0,
-        y0: view.y0,
-        dx: view.dx,
-        dy: view.dy,
-    };
-    let mut cmp = verify::compare(
-        got.iter().map(|&v| v as f64),
-        want.iter().map(|&v| v as f64),
-        |_| 0.0,
-    );
-    // Excuse the GPU's mismatches at ill-conditioned pixels, where legal
-    // rounding differences change the count anyway; a poisoned (unwritten)
-    // or impossible count is never excused.
-    let mut unexcused = 0;
-    let mut excused_count = 0;
-    for i in 0..n {
-        if got[i] != want[i] {
-            let excused = info.backend != Backend::Cpu
-                && got[i] <= max_iter
-                && ill_conditioned(&params, i, want[i]);
-            if excused {
-                excused_count += 1;
-            } else {
-                unexcused += 1;
+impl Trial for MandelbrotTrial {
+    fn shape(&self) -> String {
+        format!("{}×{}", self.width, self.height)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.counts, &vec![0xDEAD_BEEF; self.counts.len()])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = self.mandelbrot.run(
+            rt,
+            target,
+            &self.counts,
+            self.width,
+            self.height,
+            self.view,
+            self.max_iter,
+        )?;
+        self.got = rt.read(&self.counts)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (width, height, view, max_iter) = (self.width, self.height, self.view, self.max_iter);
+        let want = reference(width, height, view, max_iter);
+        let got = &self.got;
+        let n = width * height;
+        let params = MandelbrotParams {
+            width: width as u32,
+            height: height as u32,
+            max_iter,
+            n: n as u32,
+            x0: view.x0,
+            y0: view.y0,
+            dx: view.dx,
+            dy: view.dy,
+        };
+        let mut cmp = verify::compare(
+            got.iter().map(|&v| v as f64),
+            want.iter().map(|&v| v as f64),
+            |_| 0.0,
+        );
+        // Excuse the GPU's mismatches at ill-conditioned pixels, where legal
+        // rounding differences change the count anyway; a poisoned (unwritten)
+        // or impossible count is never excused.
+        let (mut unexcused, mut excused) = (n.abs_diff(got.len()), 0);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            if g != w {
+                if backend != Backend::Cpu && g <= max_iter && ill_conditioned(&params, i, w) {
+                    excused += 1;
+                } else {
+                    unexcused += 1;
+                }
             }
         }
+        cmp.mismatches = unexcused;
+        Check {
+            shape: self.shape(),
+            backend,
+            elapsed: Default::default(),
+            compared: cmp.compared,
+            mismatches: cmp.mismatches,
+            excused,
+            allowed_mismatches: if backend == Backend::Cpu {
+                0
+            } else {
+                (n / 10_000).max(2)
+            },
+            worst: cmp.worst,
+            first_bad: cmp.first_bad,
+            tolerance: "exact on the CPU; on a GPU exact except at ill-conditioned pixels, and ≤ 1 in 10,000 more",
+        }
     }
-    cmp.mismatches = unexcused;
-    let allowed = if info.backend == Backend::Cpu {
-        0
-    } else {
-        (n / 10_000).max(2)
-    };
-    Ok(Check {
-        shape: format!("{width}×{height}"),
-        backend: info.backend,
-        elapsed,
-        compared: cmp.compared,
-        mismatches: cmp.mismatches,
-        excused: excused_count,
-        allowed_mismatches: allowed,
-        worst: cmp.worst,
-        first_bad: cmp.first_bad,
-        tolerance: "exact on the CPU; on a GPU exact except at ill-conditioned pixels, and ≤ 1 in 10,000 more",
-    })
+}
+
+/// Renders a seeded random view and checks it (see [`MandelbrotTrial`]).
+pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
 }

@@ -8,12 +8,10 @@
 //! faer's matrix product, the fastest portable Rust GEMM: a runtime should
 //! use the best implementation it can get on each processor.
 
-use std::time::Instant;
-
 use faer::{Accum, MatMut, MatRef, Par};
-use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
 
-use crate::verify::{self, Check};
+use crate::verify::{self, Check, Trial};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -61,6 +59,7 @@ impl Matmul {
                 faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
             })
             .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.m as u64 * p.n as u64 * p.k.max(1) as u64)
             .build()?;
         Ok(Matmul { kernel })
     }
@@ -143,43 +142,84 @@ pub fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> (Vec<f64
     (c, mag)
 }
 
-/// Multiplies seeded random m×k and k×n matrices; C starts poisoned (NaN).
+/// A product of seeded random m×k and k×n matrices with values in [-1, 1);
+/// C starts poisoned (NaN).
 ///
 /// Tolerance: each element within `(k + 2)·ε·(|A|·|B|)ᵢⱼ`, the classic bound
 /// for a k-term f32 dot product, whatever the order of summation.
+pub struct MatmulTrial {
+    matmul: Matmul,
+    dims: (usize, usize, usize),
+    av: Vec<f32>,
+    bv: Vec<f32>,
+    a: Buffer<f32>,
+    b: Buffer<f32>,
+    c: Buffer<f32>,
+    got: Vec<f32>,
+}
+
+/// Prepares an m×k by k×n product.
+pub fn trial(rt: &Runtime, (m, n, k): (usize, usize, usize), seed: u64) -> Result<MatmulTrial> {
+    let av = verify::random_f32(seed, m * k, -1.0, 1.0);
+    let bv = verify::random_f32(seed + 1, k * n, -1.0, 1.0);
+    Ok(MatmulTrial {
+        matmul: Matmul::new()?,
+        dims: (m, n, k),
+        a: rt.buffer(&av),
+        b: rt.buffer(&bv),
+        c: rt.zeros(m * n),
+        av,
+        bv,
+        got: Vec::new(),
+    })
+}
+
+impl Trial for MatmulTrial {
+    fn shape(&self) -> String {
+        let (m, n, k) = self.dims;
+        format!("{m}×{n}×{k}")
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.a, &self.av)?;
+        rt.write(&self.b, &self.bv)?;
+        rt.write(&self.c, &vec![f32::NAN; self.c.len()])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let (m, n, k) = self.dims;
+        let info = self
+            .matmul
+            .run(rt, target, &self.a, &self.b, &self.c, m, n, k)?;
+        self.got = rt.read(&self.c)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (m, n, k) = self.dims;
+        let (want, mag) = reference(&self.av, &self.bv, m, n, k);
+        let eps = f32::EPSILON as f64;
+        let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
+            (k as f64 + 2.0) * eps * mag[i] + f32::MIN_POSITIVE as f64
+        });
+        Check {
+            shape: self.shape(),
+            backend,
+            elapsed: Default::default(),
+            compared: cmp.compared,
+            mismatches: cmp.mismatches + (m * n).abs_diff(self.got.len()),
+            excused: 0,
+            allowed_mismatches: 0,
+            worst: cmp.worst,
+            first_bad: cmp.first_bad,
+            tolerance: "(k+2)·ε·(|A|·|B|)ᵢⱼ per element",
+        }
+    }
+}
+
+/// Multiplies seeded random matrices and checks it (see [`MatmulTrial`]).
 pub fn check(
     rt: &Runtime,
     target: Target,
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     seed: u64,
 ) -> Result<Check> {
-    let matmul = Matmul::new()?;
-    let av = verify::random_f32(seed, m * k, -1.0, 1.0);
-    let bv = verify::random_f32(seed + 1, k * n, -1.0, 1.0);
-    let (want, mag) = reference(&av, &bv, m, n, k);
-
-    let a = rt.buffer(&av);
-    let b = rt.buffer(&bv);
-    let c = rt.buffer(&vec![f32::NAN; m * n]);
-    let start = Instant::now();
-    let info = matmul.run(rt, target, &a, &b, &c, m, n, k)?;
-    let got = rt.read(&c)?;
-    let elapsed = start.elapsed();
-
-    let eps = f32::EPSILON as f64;
-    let cmp = verify::compare(got.iter().map(|&v| v as f64), want.iter().copied(), |i| {
-        (k as f64 + 2.0) * eps * mag[i] + f32::MIN_POSITIVE as f64
-    });
-    Ok(Check {
-        shape: format!("{m}×{n}×{k}"),
-        backend: info.backend,
-        elapsed,
-        compared: cmp.compared,
-        mismatches: cmp.mismatches,
-        excused: 0,
-        allowed_mismatches: 0,
-        worst: cmp.worst,
-        first_bad: cmp.first_bad,
-        tolerance: "(k+2)·ε·(|A|·|B|)ᵢⱼ per element",
-    })
+    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
 }

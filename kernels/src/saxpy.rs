@@ -3,12 +3,10 @@
 //! Per element: 2 floating-point operations, 12 bytes moved (read x and y,
 //! write y). Memory-bound on every processor.
 
-use std::time::Instant;
-
-use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
 use rayon::prelude::*;
 
-use crate::verify::{self, Check};
+use crate::verify::{self, Check, Trial};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -83,45 +81,77 @@ impl Saxpy {
 }
 
 /// The serial reference, in f64.
-pub fn reference(a: f32, x: &[f32], y: &[f32]) -> Vec<f64> {
+pub fn reference<'a>(a: f32, x: &'a [f32], y: &'a [f32]) -> impl Iterator<Item = f64> + 'a {
     x.iter()
         .zip(y)
-        .map(|(&x, &y)| a as f64 * x as f64 + y as f64)
-        .collect()
+        .map(move |(&x, &y)| a as f64 * x as f64 + y as f64)
 }
 
-/// Runs saxpy on `n` seeded random elements and compares with the reference.
+/// saxpy on seeded random data: `a` in [-2, 2), x and y in [-1, 1).
 ///
 /// Tolerance: each element within 2 ulp of `|a·x| + |y|` (one rounding of the
 /// product and one of the sum, or one of a fused multiply-add).
-pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    let saxpy = Saxpy::new()?;
-    let a = verify::random_f32(seed, 1, -2.0, 2.0)[0];
+pub struct SaxpyTrial {
+    saxpy: Saxpy,
+    a: f32,
+    xs: Vec<f32>,
+    ys: Vec<f32>,
+    x: Buffer<f32>,
+    y: Buffer<f32>,
+    got: Vec<f32>,
+}
+
+/// Prepares saxpy over `n` elements.
+pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SaxpyTrial> {
     let xs = verify::random_f32(seed + 1, n, -1.0, 1.0);
     let ys = verify::random_f32(seed + 2, n, -1.0, 1.0);
-    let want = reference(a, &xs, &ys);
-
-    let x = rt.buffer(&xs);
-    let y = rt.buffer(&ys);
-    let start = Instant::now();
-    let info = saxpy.run(rt, target, a, &x, &y)?;
-    let got = rt.read(&y)?;
-    let elapsed = start.elapsed();
-
-    let eps = f32::EPSILON as f64;
-    let c = verify::compare(got.iter().map(|&v| v as f64), want.iter().copied(), |i| {
-        2.0 * eps * ((a as f64 * xs[i] as f64).abs() + (ys[i] as f64).abs())
-    });
-    Ok(Check {
-        shape: n.to_string(),
-        backend: info.backend,
-        elapsed,
-        compared: c.compared,
-        mismatches: c.mismatches + n.abs_diff(got.len()),
-        excused: 0,
-        allowed_mismatches: 0,
-        worst: c.worst,
-        first_bad: c.first_bad,
-        tolerance: "2 ulp of |a·x|+|y| per element",
+    Ok(SaxpyTrial {
+        saxpy: Saxpy::new()?,
+        a: verify::random_f32(seed, 1, -2.0, 2.0)[0],
+        x: rt.buffer(&xs),
+        y: rt.buffer(&ys),
+        xs,
+        ys,
+        got: Vec::new(),
     })
+}
+
+impl Trial for SaxpyTrial {
+    fn shape(&self) -> String {
+        self.xs.len().to_string()
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.x, &self.xs)?;
+        rt.write(&self.y, &self.ys)
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = self.saxpy.run(rt, target, self.a, &self.x, &self.y)?;
+        self.got = rt.read(&self.y)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (a, xs, ys) = (self.a, &self.xs, &self.ys);
+        let want = reference(a, xs, ys);
+        let eps = f32::EPSILON as f64;
+        let c = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
+            2.0 * eps * ((a as f64 * xs[i] as f64).abs() + (ys[i] as f64).abs())
+        });
+        Check {
+            shape: self.shape(),
+            backend,
+            elapsed: Default::default(),
+            compared: c.compared,
+            mismatches: c.mismatches + xs.len().abs_diff(self.got.len()),
+            excused: 0,
+            allowed_mismatches: 0,
+            worst: c.worst,
+            first_bad: c.first_bad,
+            tolerance: "2 ulp of |a·x|+|y| per element",
+        }
+    }
+}
+
+/// Runs saxpy on `n` seeded random elements and checks it (see [`SaxpyTrial`]).
+pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
 }

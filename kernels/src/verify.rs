@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pel_runtime::Backend;
+use pel_runtime::{Backend, Result, RunInfo, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -66,6 +66,33 @@ impl fmt::Display for Check {
         }
         Ok(())
     }
+}
+
+/// A sample problem: seeded inputs in buffers, the operation, and the
+/// comparison of its result with the serial reference.
+pub trait Trial: Send {
+    /// The problem's shape, e.g. `1000003` or `256×256×256`.
+    fn shape(&self) -> String;
+    /// Puts fresh inputs back on the host only (as a user's new data would
+    /// be) and poisons the outputs.
+    fn reset(&mut self, rt: &Runtime) -> Result<()>;
+    /// Runs the operation at `target` and reads its result back to the host.
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo>;
+    /// Compares the last result with the serial reference.
+    fn verify(&mut self, backend: Backend) -> Check;
+}
+
+/// Resets, runs (timed, from host-resident inputs to the result on the
+/// host) and verifies one trial.
+pub fn run_check(trial: &mut dyn Trial, rt: &Runtime, target: Target) -> Result<Check> {
+    trial.reset(rt)?;
+    let start = std::time::Instant::now();
+    let info = trial.run(rt, target)?;
+    let elapsed = start.elapsed();
+    let mut check = trial.verify(info.backend);
+    check.backend = info.backend;
+    check.elapsed = elapsed;
+    Ok(check)
 }
 
 /// Element-wise comparison of `got` with `want`, where element `i` may be off

@@ -17,7 +17,11 @@
 //! the argument, what was asked and the limit.
 //!
 //! Environment: `PEL_GPU=off` opens no GPU; `WGPU_BACKEND=vulkan|gl|...`
-//! limits the wgpu backends tried; `PEL_CPU_THREADS=N` sizes the CPU pool.
+//! limits the wgpu backends tried; `PEL_CPU_THREADS=N` gives pel a CPU pool
+//! of its own; `PEL_BACKEND=cpu|gpu|gpuN` forces every automatic call;
+//! `PEL_MODEL_DIR` says where the performance model is kept;
+//! `PEL_CALIBRATION_SAMPLES` how many samples calibrate a size;
+//! `PEL_EXPLAIN=1` prints every placement decision.
 
 #![deny(missing_docs, unreachable_pub)]
 
@@ -31,6 +35,9 @@ mod stats;
 
 pub use buffer::{ArgRef, Buffer, BufferArg, Validity};
 pub use device::{Backend, DeviceInfo, DeviceKind, DeviceLimits, human_bytes};
+pub use dispatch::{
+    Curve, Decision, Estimate, Link, ModelRow, Reason, Summary, TransferModel, secs,
+};
 pub use error::{Error, Result};
 pub use kernel::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Grid, Kernel, KernelBuilder, Read,

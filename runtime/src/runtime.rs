@@ -12,7 +12,7 @@ use crate::buffer::{BufferArg, Handle, HostCopy, Table, Validity};
 use crate::device::cpu::CpuDevice;
 use crate::device::gpu::{self, GpuDevice};
 use crate::device::{Backend, DeviceInfo};
-use crate::dispatch;
+use crate::dispatch::{self, Decision, Dispatcher, ModelRow, Moves, Reason};
 use crate::error::{Error, Result};
 use crate::kernel::{Element, Kernel, RawSlice};
 use crate::stats::{Counters, Stats};
@@ -40,8 +40,12 @@ impl From<Backend> for Target {
 pub struct RunInfo {
     /// Where it ran.
     pub backend: Backend,
+    /// Why it ran there.
+    pub reason: Reason,
     /// Wall time of the call, transfers of its inputs included.
     pub elapsed: Duration,
+    /// Time of the execution alone (what the performance model records).
+    pub exec: Duration,
 }
 
 /// The pel runtime: a rayon pool, every usable GPU, and the buffers.
@@ -67,6 +71,17 @@ pub(crate) struct Shared {
     gpus: Vec<GpuDevice>,
     table: Mutex<Table>,
     counters: Counters,
+    dispatcher: Mutex<Dispatcher>,
+    explain: bool,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.dispatcher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .save();
+    }
 }
 
 impl Shared {
@@ -84,6 +99,10 @@ impl Shared {
 pub struct RuntimeBuilder {
     gpu: Option<bool>,
     cpu_threads: Option<usize>,
+    calibration_samples: Option<usize>,
+    model_file: Option<std::path::PathBuf>,
+    persist: Option<bool>,
+    backend: Option<Option<Backend>>,
 }
 
 impl RuntimeBuilder {
@@ -96,6 +115,34 @@ impl RuntimeBuilder {
     /// Threads in the CPU pool (default: `PEL_CPU_THREADS`, else one per core).
     pub fn cpu_threads(mut self, threads: usize) -> Self {
         self.cpu_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Samples each backend needs near a size before the model is trusted
+    /// there (default: `PEL_CALIBRATION_SAMPLES`, else 5).
+    pub fn calibration_samples(mut self, n: usize) -> Self {
+        self.calibration_samples = Some(n.max(1));
+        self
+    }
+
+    /// Loads the performance model from this file (and saves it there),
+    /// instead of the per-machine file under `PEL_MODEL_DIR` or the cache
+    /// directory: an application can ship its calibration.
+    pub fn model_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.model_file = Some(path.into());
+        self
+    }
+
+    /// Whether to load and save the performance model at all (default yes).
+    pub fn persist_model(mut self, persist: bool) -> Self {
+        self.persist = Some(persist);
+        self
+    }
+
+    /// Forces every call with [`Target::Auto`] onto `backend` (`None`:
+    /// choose). Default: `PEL_BACKEND=cpu|gpu|gpuN|auto`.
+    pub fn force_backend(mut self, backend: Option<Backend>) -> Self {
+        self.backend = Some(backend);
         self
     }
 
@@ -126,6 +173,48 @@ impl RuntimeBuilder {
             Vec::new()
         };
         let n = gpus.len();
+
+        let mut keys = vec![format!(
+            "cpu {} ({} threads)",
+            cpu.info().name,
+            cpu.info().threads
+        )];
+        keys.extend(gpus.iter().map(|g| {
+            let i = g.info();
+            format!("{} {} [{}] ({})", i.api, i.name, i.driver, i.kind)
+        }));
+        let forced = match self.backend {
+            Some(b) => b,
+            None => parse_backend_env(),
+        };
+        let min_samples = self.calibration_samples.unwrap_or_else(|| {
+            std::env::var("PEL_CALIBRATION_SAMPLES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or(5)
+        });
+        let mut dispatcher = Dispatcher::new(keys, min_samples, forced);
+        let persist = self.persist.unwrap_or(true);
+        let path = self
+            .model_file
+            .or_else(|| dispatch::persist::default_path(&dispatcher.keys));
+        if let Some(path) = path.filter(|_| persist) {
+            dispatcher.attach(path, true);
+        }
+        // A bus never measured is measured now, once per machine.
+        for (g, gpu) in gpus.iter().enumerate() {
+            if dispatcher.bus[g].is_none() {
+                match gpu.measure_bus() {
+                    Ok(t) => {
+                        dispatcher.bus[g] = Some(t);
+                        dispatcher.reset_dirty(true);
+                    }
+                    Err(e) => eprintln!("pel: warning: could not measure the bus of gpu{g}: {e}"),
+                }
+            }
+        }
+        dispatcher.save();
         Ok(Runtime {
             shared: Arc::new(Shared {
                 id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
@@ -133,6 +222,8 @@ impl RuntimeBuilder {
                 gpus,
                 table: Mutex::new(Table::new(n)),
                 counters: Counters::default(),
+                dispatcher: Mutex::new(dispatcher),
+                explain: std::env::var("PEL_EXPLAIN").is_ok_and(|v| v != "0" && !v.is_empty()),
             }),
         })
     }
@@ -295,6 +386,7 @@ impl Runtime {
             s.pool_free_bytes += free;
         }
         s.live_buffers = self.table().live();
+        s.calibration_runs = self.dispatcher().calibration_runs;
         s
     }
 
@@ -342,23 +434,25 @@ impl Runtime {
         let params = bytemuck::bytes_of(params);
         debug_assert_eq!(params.len(), kernel.params_size());
 
+        let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
+        let size = kernel.cost(params, &lens);
+        let workgroups = kernel.workgroups(params, &lens);
+
         let mut table = self.table();
-        let backend = match target {
-            Target::On(b) => {
-                self.device(b)?;
-                b
-            }
-            Target::Auto => dispatch::place(&self.backends(), |b| {
-                args.iter().map(|h| table.missing_bytes(h.id, b)).sum()
-            }),
-        };
+        let decision = self.decide(&table, target, kernel, &args, size, workgroups, true)?;
+        let backend = decision.chosen;
+        let reason = decision.reason;
+        {
+            let mut d = self.dispatcher();
+            d.log(decision, self.shared.explain);
+        }
         let writes: Vec<bool> = kernel
             .reflection()
             .storage
             .iter()
             .map(|b| b.access.writes())
             .collect();
-        match backend {
+        let exec = match backend {
             Backend::Cpu => {
                 let mut raw = Vec::with_capacity(args.len());
                 for h in &args {
@@ -368,50 +462,179 @@ impl Runtime {
                         len: h.len,
                     });
                 }
+                let t = Instant::now();
                 self.shared.cpu.execute(kernel, &raw, params)?;
+                t.elapsed()
             }
             Backend::Gpu(g) => {
                 let gpu = &self.shared.gpus[g];
-                gpu.check_alive()?;
-                let limits = gpu.limits();
-                for (index, (h, binding)) in
-                    args.iter().zip(&kernel.reflection().storage).enumerate()
-                {
-                    let limit = limits.max_storage_binding.min(limits.max_buffer);
-                    if h.bytes > limit {
-                        return Err(Error::BindingTooLarge {
-                            kernel: kernel.name().to_owned(),
-                            index,
-                            name: binding.name.clone(),
-                            size: h.bytes,
-                            limit,
-                            device: format!("{backend} ({})", gpu.info().name),
-                        });
-                    }
-                }
-                let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
-                let workgroups = kernel.workgroups(params, &lens);
-                gpu.fold(kernel.name(), workgroups)?;
+                self.check_gpu_limits(kernel, &args, g, workgroups)?;
                 let mut bound = Vec::with_capacity(args.len());
+                let mut queued = false;
                 for h in &args {
-                    let buf =
+                    let (buf, moved) =
                         table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
+                    queued |= moved;
                     bound.push((buf, h.bytes));
                 }
+                // Let the transfers finish first, so the execution is timed alone.
+                if queued {
+                    gpu.flush()?;
+                }
+                let t = Instant::now();
                 gpu.dispatch(kernel, &bound, params, workgroups)?;
+                t.elapsed()
             }
-        }
+        };
         for (h, w) in args.iter().zip(&writes) {
             if *w {
                 table.mark_written(h.id, backend);
             }
         }
         drop(table);
+        self.dispatcher().record(
+            kernel.id(),
+            kernel.name(),
+            backend,
+            size,
+            exec.as_secs_f64(),
+        );
         self.shared.counters.ran(backend != Backend::Cpu);
         Ok(RunInfo {
             backend,
+            reason,
             elapsed: start.elapsed(),
+            exec,
         })
+    }
+
+    fn dispatcher(&self) -> MutexGuard<'_, Dispatcher> {
+        self.shared
+            .dispatcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether GPU `g` can run the call at all: every argument within its
+    /// binding limit and the launch within its dispatch limit.
+    fn check_gpu_limits(
+        &self,
+        kernel: &Kernel,
+        args: &[&Handle],
+        g: usize,
+        workgroups: u64,
+    ) -> Result<()> {
+        let gpu = &self.shared.gpus[g];
+        gpu.check_alive()?;
+        let limits = gpu.limits();
+        let limit = limits.max_storage_binding.min(limits.max_buffer);
+        for (index, (h, binding)) in args.iter().zip(&kernel.reflection().storage).enumerate() {
+            if h.bytes > limit {
+                return Err(Error::BindingTooLarge {
+                    kernel: kernel.name().to_owned(),
+                    index,
+                    name: binding.name.clone(),
+                    size: h.bytes,
+                    limit,
+                    device: format!("gpu{g} ({})", gpu.info().name),
+                });
+            }
+        }
+        gpu.fold(kernel.name(), workgroups)?;
+        Ok(())
+    }
+
+    /// The placement decision for a call (`commit`: count it as a real call).
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        table: &Table,
+        target: Target,
+        kernel: &Kernel,
+        args: &[&Handle],
+        size: u64,
+        workgroups: u64,
+        commit: bool,
+    ) -> Result<Decision> {
+        let forced = match target {
+            Target::On(b) => {
+                self.device(b)?;
+                Some(b)
+            }
+            Target::Auto => None,
+        };
+        let mut d = self.dispatcher();
+        let candidates: Vec<(Backend, f64, f64)> = self
+            .backends()
+            .into_iter()
+            .filter(|&b| match b {
+                Backend::Cpu => true,
+                Backend::Gpu(g) => self.check_gpu_limits(kernel, args, g, workgroups).is_ok(),
+            })
+            .map(|b| {
+                let mut moves = Moves::default();
+                for h in args {
+                    table.moves_to(h.id, b, &mut moves);
+                }
+                (b, d.transfer_secs(&moves), 0.0)
+            })
+            .collect();
+        if let (Some(f), None) = (d.forced, forced) {
+            self.device(f)?;
+        }
+        let calibrations = d.calibration_runs;
+        let decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced);
+        if !commit {
+            d.calibration_runs = calibrations;
+        }
+        Ok(decision)
+    }
+
+    /// What [`run`](Self::run) would decide for this call, with the
+    /// estimates per backend and the reason, without running anything.
+    pub fn explain<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<Decision> {
+        kernel.check_params::<P>()?;
+        let args: Vec<&Handle> = args.iter().map(|a| a.as_arg().handle).collect();
+        self.check_args(kernel, &args)?;
+        let params = bytemuck::bytes_of(params);
+        let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
+        let size = kernel.cost(params, &lens);
+        let workgroups = kernel.workgroups(params, &lens);
+        let table = self.table();
+        self.decide(&table, Target::Auto, kernel, &args, size, workgroups, false)
+    }
+
+    /// The most recent placement decisions (up to 1,024), oldest first.
+    pub fn decisions(&self) -> Vec<Decision> {
+        self.dispatcher().decisions()
+    }
+
+    /// The performance model, one row per (kernel, device, size bucket).
+    pub fn model_rows(&self) -> Vec<ModelRow> {
+        self.dispatcher().rows()
+    }
+
+    /// The file the performance model is loaded from and saved to, if any.
+    pub fn model_path(&self) -> Option<std::path::PathBuf> {
+        self.dispatcher().path.clone()
+    }
+
+    /// Writes the performance model now (it is also written when the last
+    /// clone of the runtime drops, and whenever an entry finishes calibrating).
+    pub fn save_model(&self) {
+        self.dispatcher().save();
+    }
+
+    /// Forgets every measurement of every kernel (the bus model stays).
+    pub fn reset_model(&self) {
+        let mut d = self.dispatcher();
+        d.reset();
+        d.save();
     }
 
     fn check_args(&self, kernel: &Kernel, args: &[&Handle]) -> Result<()> {
@@ -458,6 +681,25 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+/// `PEL_BACKEND`: `cpu`, `gpu` (the first GPU), `gpuN`, or `auto`/unset.
+fn parse_backend_env() -> Option<Backend> {
+    let v = std::env::var("PEL_BACKEND").ok()?;
+    match v.trim() {
+        "" | "auto" => None,
+        "cpu" => Some(Backend::Cpu),
+        "gpu" => Some(Backend::Gpu(0)),
+        other => match other.strip_prefix("gpu").and_then(|n| n.parse().ok()) {
+            Some(i) => Some(Backend::Gpu(i)),
+            None => {
+                eprintln!(
+                    "pel: warning: PEL_BACKEND={other} is not cpu, gpu, gpuN or auto; ignored"
+                );
+                None
+            }
+        },
     }
 }
 

@@ -82,13 +82,15 @@ pub struct Stats {
     pub pool_free_bytes: u64,
     /// Buffers alive now.
     pub live_buffers: usize,
+    /// Calls placed to calibrate the performance model.
+    pub calibration_runs: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "host→gpu: {} in {} transfer(s); gpu→host: {} in {} transfer(s); kernels: {} cpu, {} gpu; pool: {} hit(s), {} allocation(s), {} free; live buffers: {}",
+            "host→gpu: {} in {} transfer(s); gpu→host: {} in {} transfer(s); kernels: {} cpu, {} gpu; pool: {} hit(s), {} allocation(s), {} free; live buffers: {}; calibration runs: {}",
             human_bytes(self.upload_bytes),
             self.uploads,
             human_bytes(self.download_bytes),
@@ -98,7 +100,8 @@ impl fmt::Display for Stats {
             self.pool_hits,
             self.pool_misses,
             human_bytes(self.pool_free_bytes),
-            self.live_buffers
+            self.live_buffers,
+            self.calibration_runs
         )
     }
 }

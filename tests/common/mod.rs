@@ -20,7 +20,13 @@ pub fn rt() -> &'static Runtime {
             // the environment (the runtime is created inside this OnceLock).
             unsafe { std::env::set_var("XDG_RUNTIME_DIR", dir) };
         }
-        Runtime::new().expect("a runtime starts, with or without GPUs")
+        // The tests' measurements go to a model of their own, not the user's.
+        let model =
+            std::env::temp_dir().join(format!("pel-test-model-{}.json", std::process::id()));
+        Runtime::builder()
+            .model_file(model)
+            .build()
+            .expect("a runtime starts, with or without GPUs")
     })
 }
 

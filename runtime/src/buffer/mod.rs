@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 
 use crate::device::Backend;
 use crate::device::gpu::GpuDevice;
+use crate::dispatch::Moves;
 use crate::error::Result;
 use crate::kernel::{ElemType, Element};
 use crate::runtime::Shared;
@@ -303,23 +304,23 @@ impl Table {
         Ok(())
     }
 
-    /// Makes the copy on GPU `g` valid and returns it: cleared on the device
-    /// for zero contents, uploaded from the host, or routed through the host
-    /// from another GPU.
+    /// Makes the copy on GPU `g` valid and returns it, and whether anything
+    /// was queued for the device: cleared there for zero contents, uploaded
+    /// from the host, or routed through the host from another GPU.
     pub(crate) fn ensure_gpu(
         &mut self,
         id: u64,
         g: usize,
         gpus: &[GpuDevice],
         c: &Counters,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<(wgpu::Buffer, bool)> {
         let e = self.entry(id);
         if e.gpu[g].is_none() {
             e.gpu[g] = Some(gpus[g].alloc(e.bytes)?);
         }
         let buf = e.gpu[g].clone().expect("allocated above");
         if e.valid.gpu[g] {
-            return Ok(buf);
+            return Ok((buf, false));
         }
         if !e.valid.zero && !e.valid.host {
             self.ensure_host(id, gpus, c)?;
@@ -333,7 +334,7 @@ impl Table {
             gpus[g].clear(&buf, e.bytes)?;
         }
         e.valid.gpu[g] = true;
-        Ok(buf)
+        Ok((buf, true))
     }
 
     /// A pointer to the valid host copy (call [`ensure_host`] first).
@@ -373,13 +374,27 @@ impl Table {
         }
     }
 
-    /// Bytes of argument data not yet valid on `backend`.
-    pub(crate) fn missing_bytes(&self, id: u64, backend: Backend) -> u64 {
+    /// Adds to `moves` what making this buffer valid on `backend` would move.
+    pub(crate) fn moves_to(&self, id: u64, backend: Backend, moves: &mut Moves) {
         let e = &self.entries[&id];
-        if e.valid.on(backend) || e.valid.zero {
-            0
-        } else {
-            e.bytes
+        if e.valid.on(backend) || e.valid.zero || e.bytes == 0 {
+            return;
+        }
+        let on_gpu = e.valid.gpu.iter().position(|&v| v);
+        match backend {
+            Backend::Cpu => {
+                if let Some(h) = on_gpu {
+                    moves.down.push((h, e.bytes));
+                }
+            }
+            Backend::Gpu(g) => {
+                if !e.valid.host {
+                    if let Some(h) = on_gpu {
+                        moves.down.push((h, e.bytes));
+                    }
+                }
+                moves.up.push((g, e.bytes));
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The CPU backend: a rayon pool of its own, so pel's kernels neither queue
-//! behind nor starve the application's global pool.
+//! The CPU backend: rayon. By default the kernels run on the calling thread
+//! and fan out over rayon's global pool, which costs nothing per call; with
+//! a thread count set (`PEL_CPU_THREADS`, or the builder) pel builds a pool
+//! of its own and runs kernels inside it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -8,31 +10,32 @@ use crate::error::{Error, Result};
 use crate::kernel::{Kernel, RawSlice};
 
 pub(crate) struct CpuDevice {
-    pool: rayon::ThreadPool,
+    /// `None`: rayon's global pool.
+    pool: Option<rayon::ThreadPool>,
     info: DeviceInfo,
 }
 
 impl CpuDevice {
     pub(crate) fn new(threads: Option<usize>) -> Self {
-        let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("pel-cpu-{i}"));
-        if let Some(n) = threads {
-            builder = builder.num_threads(n);
-        }
-        // Building a pool fails only when the OS refuses threads; then fall
-        // back to a single thread rather than refusing to start at all.
-        let pool = builder.build().unwrap_or_else(|_| {
+        // Building a pool fails only when the OS refuses threads; then the
+        // global pool serves rather than refusing to start at all.
+        let pool = threads.and_then(|n| {
             rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
+                .num_threads(n)
+                .thread_name(|i| format!("pel-cpu-{i}"))
                 .build()
-                .expect("a one-thread rayon pool")
+                .ok()
         });
+        let threads = pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
         let info = DeviceInfo {
             backend: Backend::Cpu,
             name: cpu_name(),
-            driver: format!("rayon, {} threads", pool.current_num_threads()),
+            driver: format!("rayon, {threads} threads"),
             api: "rayon".to_owned(),
             kind: DeviceKind::Cpu,
-            threads: pool.current_num_threads(),
+            threads,
             limits: None,
         };
         CpuDevice { pool, info }
@@ -45,12 +48,15 @@ impl CpuDevice {
     /// Runs the kernel's CPU implementation in the pool; a panic becomes
     /// [`Error::KernelPanicked`].
     pub(crate) fn execute(&self, kernel: &Kernel, args: &[RawSlice], params: &[u8]) -> Result<()> {
-        self.pool
-            .install(|| catch_unwind(AssertUnwindSafe(|| kernel.run_cpu(args, params))))
-            .map_err(|payload| Error::KernelPanicked {
-                kernel: kernel.name().to_owned(),
-                message: panic_message(payload.as_ref()),
-            })
+        let run = || catch_unwind(AssertUnwindSafe(|| kernel.run_cpu(args, params)));
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+        .map_err(|payload| Error::KernelPanicked {
+            kernel: kernel.name().to_owned(),
+            message: panic_message(payload.as_ref()),
+        })
     }
 }
 

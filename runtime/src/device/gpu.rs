@@ -312,6 +312,46 @@ impl GpuDevice {
         }
     }
 
+    /// Measures the bus both ways: the best of three transfers of 4 KiB and
+    /// of 16 MiB each way gives the latency and the bandwidth.
+    pub(crate) fn measure_bus(&self) -> Result<crate::dispatch::TransferModel> {
+        use crate::dispatch::{Link, TransferModel};
+        const SMALL: u64 = 4 << 10;
+        const LARGE: u64 = 16 << 20;
+        let buf = self.alloc(LARGE)?;
+        let mut host = vec![0x5au8; LARGE as usize];
+        let best = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+            let mut best = f64::INFINITY;
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                f()?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            Ok(best)
+        };
+        let up = |n: u64| -> Result<f64> {
+            best(&mut || {
+                self.upload(&buf, &host[..n as usize])?;
+                self.flush()
+            })
+        };
+        let (up_small, up_large) = (up(SMALL)?, up(LARGE)?);
+        let mut down =
+            |n: u64| -> Result<f64> { best(&mut || self.download(&buf, &mut host[..n as usize])) };
+        let (down_small, down_large) = (down(SMALL)?, down(LARGE)?);
+        self.release(buf);
+        Ok(TransferModel {
+            h2d: Link::from_two((SMALL, up_small), (LARGE, up_large)),
+            d2h: Link::from_two((SMALL, down_small), (LARGE, down_large)),
+        })
+    }
+
+    /// Submits what the queue holds (pending uploads) and waits for it.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.queue.submit([]);
+        self.wait()
+    }
+
     /// Blocks until the queue is idle.
     pub(crate) fn wait(&self) -> Result<()> {
         self.device

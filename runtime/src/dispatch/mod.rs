@@ -1,50 +1,564 @@
-//! Placement: which backend runs a call. Today's policy is deliberately
-//! simple and data-driven: run where the fewest argument bytes would have to
-//! move, preferring a GPU on a tie. The measured performance model replaces
-//! it; this module is the only place that has to change.
+//! Placement: which backend runs a call, and why.
+//!
+//! For every backend that can run the call, the expected finish is the
+//! execution estimate from the measured [`profile`] + the time to move every
+//! argument not valid there (from the [`TransferModel`] of each bus) + the
+//! backend's queued work. Until every backend has enough samples near this
+//! size the calls alternate between them (calibration), except that a
+//! backend the model already shows to be hopeless is not explored further.
+//! This module owns the model and the decision; it moves no data.
+
+pub(crate) mod persist;
+pub(crate) mod profile;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use crate::device::Backend;
+pub use profile::{Curve, Summary};
+use profile::{Profile, Sample, bucket};
 
-/// Chooses among `backends` (CPU first, then GPUs best first) given the bytes
-/// each would have to receive before it could run the call.
-pub(crate) fn place(backends: &[Backend], missing_bytes: impl Fn(Backend) -> u64) -> Backend {
-    let mut best = Backend::Cpu;
-    let mut best_cost = u64::MAX;
-    // GPUs first, so that a tie goes to the best GPU.
-    for &b in backends
-        .iter()
-        .filter(|b| **b != Backend::Cpu)
-        .chain(&[Backend::Cpu])
-    {
-        let cost = missing_bytes(b);
-        if cost < best_cost {
-            best = b;
-            best_cost = cost;
+/// Decisions kept for [`Runtime::decisions`](crate::Runtime::decisions).
+const LOG: usize = 1024;
+/// A backend whose estimate is this many times the best one's is not
+/// explored further.
+const HOPELESS: f64 = 8.0;
+
+/// Why a backend was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Reason {
+    /// Measuring: this backend had the fewest samples near this size.
+    Calibrating,
+    /// The model predicted the earliest finish here.
+    Modelled,
+    /// The call or `PEL_BACKEND` named the backend.
+    Forced,
+    /// No other backend can run the call.
+    OnlyBackend,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reason::Calibrating => "calibrating",
+            Reason::Modelled => "modelled",
+            Reason::Forced => "forced",
+            Reason::OnlyBackend => "only backend",
+        })
+    }
+}
+
+/// One backend's side of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// The backend.
+    pub backend: Backend,
+    /// Expected execution time, seconds (`None`: never measured).
+    pub exec_s: Option<f64>,
+    /// Expected time to move the arguments there, seconds.
+    pub transfer_s: f64,
+    /// Work already queued there, seconds.
+    pub queue_s: f64,
+    /// Samples of this kernel near this size on this backend.
+    pub samples: usize,
+}
+
+impl Estimate {
+    /// Expected finish: queue + transfers + execution (`None` if unknown).
+    pub fn finish_s(&self) -> Option<f64> {
+        self.exec_s.map(|e| e + self.transfer_s + self.queue_s)
+    }
+}
+
+/// A placement decision, with the estimates behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The kernel's name.
+    pub kernel: String,
+    /// The call's problem size (the kernel's cost measure).
+    pub size: u64,
+    /// Where it goes.
+    pub chosen: Backend,
+    /// Why.
+    pub reason: Reason,
+    /// Every backend that could run it.
+    pub estimates: Vec<Estimate>,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (size {}) → {} [{}]:",
+            self.kernel, self.size, self.chosen, self.reason
+        )?;
+        for e in &self.estimates {
+            match e.finish_s() {
+                Some(t) => write!(
+                    f,
+                    " {}: {} (exec {} + transfer {} + queue {}, {} samples);",
+                    e.backend,
+                    secs(t),
+                    secs(e.exec_s.unwrap_or(0.0)),
+                    secs(e.transfer_s),
+                    secs(e.queue_s),
+                    e.samples
+                )?,
+                None => write!(f, " {}: unmeasured;", e.backend)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `0.00123` → `1.23 ms`.
+pub fn secs(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+/// Cost of moving data one way over one bus: `latency + bytes / bandwidth`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// Fixed cost of a transfer, seconds.
+    pub latency_s: f64,
+    /// Sustained bandwidth, bytes per second.
+    pub bytes_per_s: f64,
+}
+
+impl Link {
+    /// Seconds to move `bytes`.
+    pub fn secs(&self, bytes: u64) -> f64 {
+        if bytes == 0 {
+            0.0
+        } else {
+            self.latency_s + bytes as f64 / self.bytes_per_s
         }
     }
-    best
+
+    /// The link through two measured transfers of `small` and `large` bytes.
+    pub(crate) fn from_two(small: (u64, f64), large: (u64, f64)) -> Link {
+        let bw = (large.0 - small.0) as f64 / (large.1 - small.1).max(1e-9);
+        Link {
+            latency_s: (small.1 - small.0 as f64 / bw).max(0.0),
+            bytes_per_s: bw.max(1e6),
+        }
+    }
+}
+
+/// The bus between the host and one GPU, measured when the GPU is first seen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TransferModel {
+    /// Host to GPU.
+    pub h2d: Link,
+    /// GPU to host.
+    pub d2h: Link,
+}
+
+/// Bytes a backend would have to receive before it could run a call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Moves {
+    /// (GPU, bytes) to upload.
+    pub(crate) up: Vec<(usize, u64)>,
+    /// (GPU, bytes) to download.
+    pub(crate) down: Vec<(usize, u64)>,
+}
+
+/// The dispatcher's state: the profile, the buses, the decision log and the
+/// model file.
+pub(crate) struct Dispatcher {
+    pub(crate) profile: Profile,
+    pub(crate) bus: Vec<Option<TransferModel>>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) names: BTreeMap<u64, String>,
+    pub(crate) min_samples: usize,
+    pub(crate) forced: Option<Backend>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) persist: bool,
+    log: VecDeque<Decision>,
+    pub(crate) calibration_runs: u64,
+    dirty: bool,
+    warned: bool,
+}
+
+/// Index of a backend in the model: 0 is the CPU, g + 1 is GPU g.
+pub(crate) fn device_index(b: Backend) -> usize {
+    match b {
+        Backend::Cpu => 0,
+        Backend::Gpu(g) => g + 1,
+    }
+}
+
+impl Dispatcher {
+    pub(crate) fn new(keys: Vec<String>, min_samples: usize, forced: Option<Backend>) -> Self {
+        let gpus = keys.len() - 1;
+        Dispatcher {
+            profile: Profile::default(),
+            bus: vec![None; gpus],
+            keys,
+            names: BTreeMap::new(),
+            min_samples: min_samples.max(1),
+            forced,
+            path: None,
+            persist: false,
+            log: VecDeque::new(),
+            calibration_runs: 0,
+            dirty: false,
+            warned: false,
+        }
+    }
+
+    /// Loads the model file at `path` (a warning and a fresh model if it is
+    /// damaged) and remembers it as where to save.
+    pub(crate) fn attach(&mut self, path: PathBuf, persist: bool) {
+        match persist::load(&path, &self.keys) {
+            Ok(Some(loaded)) => {
+                self.profile = loaded.profile;
+                self.names = loaded.names;
+                for (mine, theirs) in self.bus.iter_mut().zip(loaded.bus) {
+                    *mine = theirs;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("pel: warning: {e}; starting a fresh model"),
+        }
+        self.path = Some(path);
+        self.persist = persist;
+    }
+
+    /// Writes the model if it changed since the last save.
+    pub(crate) fn save(&mut self) {
+        if !self.persist || !self.dirty {
+            return;
+        }
+        let Some(path) = &self.path else { return };
+        match persist::save(path, &self.keys, &self.profile, &self.names, &self.bus) {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                if !self.warned {
+                    eprintln!("pel: warning: the performance model was not saved: {e}");
+                    self.warned = true;
+                }
+            }
+        }
+    }
+
+    /// Marks the model as changed (or not) since the last save.
+    pub(crate) fn reset_dirty(&mut self, dirty: bool) {
+        self.dirty = dirty;
+    }
+
+    /// Forgets every measurement (the buses stay).
+    pub(crate) fn reset(&mut self) {
+        self.profile.clear();
+        self.dirty = true;
+    }
+
+    pub(crate) fn transfer_secs(&self, moves: &Moves) -> f64 {
+        let link = |g: usize| self.bus.get(g).copied().flatten();
+        let up: f64 = moves
+            .up
+            .iter()
+            .map(|&(g, n)| link(g).map_or(0.0, |l| l.h2d.secs(n)))
+            .sum();
+        let down: f64 = moves
+            .down
+            .iter()
+            .map(|&(g, n)| link(g).map_or(0.0, |l| l.d2h.secs(n)))
+            .sum();
+        up + down
+    }
+
+    /// Chooses among `candidates` (each with its transfer and queue times).
+    pub(crate) fn decide(
+        &mut self,
+        kernel: u64,
+        name: &str,
+        size: u64,
+        candidates: &[(Backend, f64, f64)],
+        forced: Option<Backend>,
+    ) -> Decision {
+        let min = self.min_samples;
+        let b = bucket(size);
+        let estimates: Vec<Estimate> = candidates
+            .iter()
+            .map(|&(backend, transfer_s, queue_s)| {
+                let d = device_index(backend);
+                Estimate {
+                    backend,
+                    exec_s: self.profile.estimate(kernel, d, size, min),
+                    transfer_s,
+                    queue_s,
+                    samples: self.profile.samples_near(kernel, d, b),
+                }
+            })
+            .collect();
+        let decision = |chosen, reason| Decision {
+            kernel: name.to_owned(),
+            size,
+            chosen,
+            reason,
+            estimates: estimates.clone(),
+        };
+
+        let forced = forced.or(self.forced);
+        let (chosen, reason) = if let Some(f) = forced {
+            (f, Reason::Forced)
+        } else if estimates.len() == 1 {
+            (estimates[0].backend, Reason::OnlyBackend)
+        } else {
+            let best_known = estimates
+                .iter()
+                .filter_map(Estimate::finish_s)
+                .fold(f64::INFINITY, f64::min);
+            let explore = estimates
+                .iter()
+                .filter(|e| e.samples < min)
+                .filter(|e| {
+                    // Hopeless: known to be far slower than the best, on
+                    // evidence near this size or from a fitted curve.
+                    let hopeless = e.finish_s().is_some_and(|t| t > HOPELESS * best_known)
+                        && (e.samples >= 2
+                            || self
+                                .profile
+                                .curve(kernel, device_index(e.backend), min)
+                                .is_some());
+                    !hopeless
+                })
+                .min_by_key(|e| e.samples);
+            match explore {
+                Some(e) => (e.backend, Reason::Calibrating),
+                None => {
+                    let best = estimates
+                        .iter()
+                        .filter(|e| e.finish_s().is_some())
+                        .min_by(|a, b| a.finish_s().unwrap().total_cmp(&b.finish_s().unwrap()))
+                        .unwrap_or(&estimates[0]);
+                    (best.backend, Reason::Modelled)
+                }
+            }
+        };
+        if reason == Reason::Calibrating {
+            self.calibration_runs += 1;
+        }
+        decision(chosen, reason)
+    }
+
+    /// Files a decision in the log (and prints it under `PEL_EXPLAIN=1`).
+    pub(crate) fn log(&mut self, d: Decision, explain: bool) {
+        if explain {
+            eprintln!("pel: {d}");
+        }
+        if self.log.len() == LOG {
+            self.log.pop_front();
+        }
+        self.log.push_back(d);
+    }
+
+    pub(crate) fn decisions(&self) -> Vec<Decision> {
+        self.log.iter().cloned().collect()
+    }
+
+    /// Records a measured execution.
+    pub(crate) fn record(
+        &mut self,
+        kernel: u64,
+        name: &str,
+        backend: Backend,
+        size: u64,
+        secs: f64,
+    ) {
+        if !secs.is_finite() || secs <= 0.0 {
+            return;
+        }
+        let d = device_index(backend);
+        if !self.names.contains_key(&kernel) {
+            self.names.insert(kernel, name.to_owned());
+        }
+        let predicted = self.profile.estimate(kernel, d, size, self.min_samples);
+        let before = self.profile.samples_near(kernel, d, bucket(size));
+        self.profile
+            .record(kernel, d, Sample { size, secs }, predicted);
+        self.dirty = true;
+        // Save when an entry finishes calibrating, so a crash later loses
+        // little; otherwise on drop or on request.
+        if before + 1 == self.min_samples {
+            self.save();
+        }
+    }
+
+    /// One row per profile entry, for `pel model show`.
+    pub(crate) fn rows(&mut self) -> Vec<ModelRow> {
+        let min = self.min_samples;
+        let mut keys: Vec<_> = self.profile.entries.keys().copied().collect();
+        keys.sort_by_key(|&(k, d, b)| (self.names.get(&k).cloned().unwrap_or_default(), d, b));
+        keys.into_iter()
+            .filter_map(|(k, d, b)| {
+                let s = self.profile.entries[&(k, d, b)].summary()?;
+                Some(ModelRow {
+                    kernel: self
+                        .names
+                        .get(&k)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{k:016x}")),
+                    device: self.keys[d].clone(),
+                    bucket_from: profile::bucket_start(b),
+                    bucket_to: profile::bucket_start(b + 1) - 1,
+                    summary: s,
+                    curve: self.profile.curve(k, d, min),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One entry of the performance model, as `pel model show` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    /// Kernel name.
+    pub kernel: String,
+    /// Device key.
+    pub device: String,
+    /// Smallest size in the bucket.
+    pub bucket_from: u64,
+    /// Largest size in the bucket.
+    pub bucket_to: u64,
+    /// The samples' statistics.
+    pub summary: Summary,
+    /// The curve fitted across this kernel's buckets on this device.
+    pub curve: Option<Curve>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn dispatcher() -> Dispatcher {
+        Dispatcher::new(vec!["cpu".into(), "gpu-a".into()], 5, None)
+    }
+
+    const CPU: Backend = Backend::Cpu;
+    const GPU: Backend = Backend::Gpu(0);
+
+    fn both(transfer_gpu: f64) -> [(Backend, f64, f64); 2] {
+        [(CPU, 0.0, 0.0), (GPU, transfer_gpu, 0.0)]
+    }
+
     #[test]
-    fn data_on_the_gpu_keeps_the_call_there() {
-        let all = [Backend::Cpu, Backend::Gpu(0), Backend::Gpu(1)];
+    fn calibration_alternates_until_every_backend_has_its_samples() {
+        let mut d = dispatcher();
+        let mut order = Vec::new();
+        for _ in 0..12 {
+            let dec = d.decide(1, "k", 1000, &both(0.0), None);
+            order.push((dec.chosen, dec.reason));
+            let t = if dec.chosen == CPU { 2e-3 } else { 1e-3 };
+            d.record(1, "k", dec.chosen, 1000, t);
+        }
+        // Each backend: one warm-up call (dropped) and five samples.
+        let calibrating: Vec<Backend> = order
+            .iter()
+            .filter(|(_, r)| *r == Reason::Calibrating)
+            .map(|(b, _)| *b)
+            .collect();
+        assert_eq!(calibrating.len(), 12);
+        assert_eq!(calibrating.iter().filter(|b| **b == CPU).count(), 6);
         assert_eq!(
-            place(&all, |b| if b == Backend::Gpu(1) { 0 } else { 8 }),
-            Backend::Gpu(1)
+            &calibrating[..4],
+            &[CPU, CPU, GPU, GPU],
+            "warm-up, then alternate"
         );
-        assert_eq!(
-            place(&all, |b| if b == Backend::Cpu { 0 } else { 8 }),
-            Backend::Cpu
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Modelled));
+        assert_eq!(d.calibration_runs, 12);
+    }
+
+    fn calibrated(cpu: f64, gpu: f64) -> Dispatcher {
+        let mut d = dispatcher();
+        for _ in 0..6 {
+            d.record(1, "k", CPU, 1000, cpu);
+            d.record(1, "k", GPU, 1000, gpu);
+        }
+        d
+    }
+
+    #[test]
+    fn data_on_the_gpu_keeps_a_follow_up_there() {
+        // GPU compute 1 ms, CPU 3 ms; moving the data to the GPU costs 5 ms.
+        let mut d = calibrated(3e-3, 1e-3);
+        let far = d.decide(1, "k", 1000, &both(5e-3), None);
+        assert_eq!((far.chosen, far.reason), (CPU, Reason::Modelled), "{far}");
+        // Already there: nothing to move, the GPU wins.
+        let near = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!(near.chosen, GPU, "{near}");
+        // Data resident on the GPU costs the CPU a download instead.
+        let back = d.decide(1, "k", 1000, &[(CPU, 5e-3, 0.0), (GPU, 0.0, 0.0)], None);
+        assert_eq!(back.chosen, GPU, "{back}");
+    }
+
+    #[test]
+    fn a_single_spike_does_not_flip_the_decision() {
+        let mut d = calibrated(3e-3, 1e-3);
+        d.record(1, "k", GPU, 1000, 0.5);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Modelled), "{dec}");
+    }
+
+    #[test]
+    fn drift_sends_the_pair_back_to_calibration_and_then_elsewhere() {
+        let mut d = calibrated(3e-3, 1e-3);
+        for _ in 0..3 {
+            d.record(1, "k", GPU, 1000, 20e-3); // the GPU got 20× slower
+        }
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!(dec.reason, Reason::Calibrating, "{dec}");
+        assert_eq!(dec.chosen, GPU);
+        d.record(1, "k", GPU, 1000, 20e-3);
+        d.record(1, "k", GPU, 1000, 20e-3);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
+    }
+
+    #[test]
+    fn a_hopeless_backend_is_not_explored_further() {
+        let mut d = dispatcher();
+        for _ in 0..6 {
+            d.record(1, "k", CPU, 1000, 1e-3);
+        }
+        d.record(1, "k", GPU, 1000, 1.0); // warm-up
+        d.record(1, "k", GPU, 1000, 1.0);
+        d.record(1, "k", GPU, 1000, 1.0);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
+    }
+
+    #[test]
+    fn forced_and_only_backends() {
+        let mut d = calibrated(3e-3, 1e-3);
+        let dec = d.decide(1, "k", 1000, &both(0.0), Some(CPU));
+        assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Forced));
+        let dec = d.decide(1, "k", 1000, &[(CPU, 0.0, 0.0)], None);
+        assert_eq!((dec.chosen, dec.reason), (CPU, Reason::OnlyBackend));
+        d.forced = Some(CPU);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Forced));
+    }
+
+    #[test]
+    fn links_come_from_two_transfers() {
+        let l = Link::from_two(
+            (4096, 10e-6 + 4096.0 / 1e9),
+            (1 << 24, 10e-6 + (1 << 24) as f64 / 1e9),
         );
-        assert_eq!(
-            place(&all, |_| 0),
-            Backend::Gpu(0),
-            "a tie goes to the best GPU"
-        );
-        assert_eq!(place(&[Backend::Cpu], |_| 8), Backend::Cpu);
+        assert!((l.bytes_per_s - 1e9).abs() / 1e9 < 1e-6);
+        assert!((l.latency_s - 10e-6).abs() < 1e-9);
+        assert_eq!(l.secs(0), 0.0);
     }
 }

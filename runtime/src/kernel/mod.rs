@@ -31,6 +31,8 @@ pub enum Grid {
 type CpuFn = dyn Fn(&[RawSlice], &[u8]) + Send + Sync;
 type GridFn = dyn Fn(&[u8], &[usize]) -> Grid + Send + Sync;
 type TypedGridFn<P> = dyn Fn(&P, &[usize]) -> Grid + Send + Sync;
+type CostFn = dyn Fn(&[u8], &[usize]) -> u64 + Send + Sync;
+type TypedCostFn<P> = dyn Fn(&P, &[usize]) -> u64 + Send + Sync;
 
 /// A compute kernel with a WGSL shader and a CPU implementation.
 ///
@@ -83,6 +85,7 @@ struct KernelInner {
     params_size: usize,
     cpu: Box<CpuFn>,
     grid: Box<GridFn>,
+    cost: Box<CostFn>,
 }
 
 impl Kernel {
@@ -96,6 +99,7 @@ impl Kernel {
             version: String::new(),
             cpu: None,
             grid: None,
+            cost: None,
         }
     }
 
@@ -146,6 +150,11 @@ impl Kernel {
         }
     }
 
+    /// The problem size of a call, as the performance model measures it.
+    pub(crate) fn cost(&self, params: &[u8], lens: &[usize]) -> u64 {
+        (self.inner.cost)(params, lens)
+    }
+
     pub(crate) fn run_cpu(&self, args: &[RawSlice], params: &[u8]) {
         (self.inner.cpu)(args, params)
     }
@@ -170,6 +179,7 @@ pub struct KernelBuilder<P> {
     version: String,
     cpu: Option<(Vec<ArgSpec>, Box<CpuFn>)>,
     grid: Option<Box<TypedGridFn<P>>>,
+    cost: Option<Box<TypedCostFn<P>>>,
 }
 
 impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
@@ -198,6 +208,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             version: self.version,
             cpu: None,
             grid: None,
+            cost: None,
         }
     }
 
@@ -234,6 +245,15 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// `workgroup_id.x + workgroup_id.y * num_workgroups.x`.
     pub fn workgroups(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
         self.grid = Some(Box::new(move |p, lens| Grid::Workgroups(f(p, lens))));
+        self
+    }
+
+    /// The problem size the performance model files a call under, from the
+    /// params and the arguments' lengths: something the run time grows with,
+    /// such as `m·n·k` for a matrix product. The default is the total number
+    /// of elements of all arguments.
+    pub fn cost(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
+        self.cost = Some(Box::new(f));
         self
     }
 
@@ -290,6 +310,12 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             }
         };
 
+        let cost: Box<CostFn> = match self.cost {
+            Some(c) => Box::new(move |bytes: &[u8], lens: &[usize]| {
+                c(&bytemuck::pod_read_unaligned::<P>(bytes), lens)
+            }),
+            None => Box::new(|_: &[u8], lens: &[usize]| lens.iter().map(|&n| n as u64).sum()),
+        };
         let id = {
             let mut h = Fnv::new();
             for part in [&name, &self.source, &self.entry, &self.version] {
@@ -309,6 +335,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
                 params_size,
                 cpu,
                 grid,
+                cost,
             }),
         })
     }

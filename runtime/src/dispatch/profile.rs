@@ -1,0 +1,464 @@
+//! The performance model: measured execution times per (kernel identity,
+//! device, size bucket), robust statistics over them, and a curve fitted
+//! across buckets to predict sizes never seen.
+//!
+//! Robustness is the point. The first sample of every entry is dropped
+//! (pipeline compilation, pool warm-up); estimates use the median of the
+//! samples left after rejecting those beyond 5 median absolute deviations,
+//! so a single spike moves nothing; a pair whose times drift far from the
+//! prediction for several calls in a row starts measuring afresh.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Samples kept per entry (the newest).
+const KEEP: usize = 32;
+/// A time this many times off the prediction counts as drift...
+const DRIFT_FACTOR: f64 = 3.0;
+/// ...and this many drifting calls in a row re-open calibration.
+const DRIFT_CALLS: u32 = 3;
+/// Buckets per doubling of the size.
+const BUCKETS_PER_OCTAVE: f64 = 2.0;
+
+/// The bucket of a problem size: half-octaves, so sizes within √2 of each
+/// other share one.
+pub(crate) fn bucket(size: u64) -> i32 {
+    ((size.max(1) as f64).log2() * BUCKETS_PER_OCTAVE).floor() as i32
+}
+
+/// The smallest size of a bucket.
+pub(crate) fn bucket_start(bucket: i32) -> u64 {
+    2f64.powf(bucket as f64 / BUCKETS_PER_OCTAVE).ceil() as u64
+}
+
+/// One measured call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Sample {
+    pub(crate) size: u64,
+    pub(crate) secs: f64,
+}
+
+/// Robust summary of an entry's samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    /// Samples kept (outliers included).
+    pub samples: usize,
+    /// Samples rejected as outliers.
+    pub outliers: usize,
+    /// Mean of the retained samples, seconds.
+    pub mean: f64,
+    /// Median of the retained samples, seconds.
+    pub median: f64,
+    /// Median absolute deviation of the retained samples, seconds.
+    pub spread: f64,
+    /// Median problem size of the retained samples.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Entry {
+    pub(crate) samples: VecDeque<Sample>,
+    /// The first sample has been seen (and dropped).
+    pub(crate) warmed: bool,
+    /// Calls recorded over the entry's life.
+    pub(crate) calls: u64,
+    drift_streak: u32,
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+impl Entry {
+    /// Median and MAD over all samples, then again over those within 5 MADs.
+    pub(crate) fn summary(&self) -> Option<Summary> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut t: Vec<f64> = self.samples.iter().map(|s| s.secs).collect();
+        t.sort_by(f64::total_cmp);
+        let m = median(&t);
+        let mut dev: Vec<f64> = t.iter().map(|x| (x - m).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        // A floor of 5% of the median keeps near-identical samples from
+        // making ordinary noise an "outlier".
+        let mad = median(&dev).max(0.05 * m);
+        let keep: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| self.samples.len() < 3 || (s.secs - m).abs() <= 5.0 * mad)
+            .collect();
+        let mut kt: Vec<f64> = keep.iter().map(|s| s.secs).collect();
+        kt.sort_by(f64::total_cmp);
+        let mut ks: Vec<u64> = keep.iter().map(|s| s.size).collect();
+        ks.sort_unstable();
+        let km = median(&kt);
+        let mut kd: Vec<f64> = kt.iter().map(|x| (x - km).abs()).collect();
+        kd.sort_by(f64::total_cmp);
+        Some(Summary {
+            samples: self.samples.len(),
+            outliers: self.samples.len() - keep.len(),
+            mean: kt.iter().sum::<f64>() / kt.len() as f64,
+            median: km,
+            spread: median(&kd),
+            size: ks[ks.len() / 2],
+        })
+    }
+
+    /// Adds a sample; `predicted` is what the model expected before it.
+    /// Returns whether calibration of this entry was re-opened by drift.
+    pub(crate) fn record(&mut self, sample: Sample, predicted: Option<f64>) -> bool {
+        self.calls += 1;
+        if !self.warmed {
+            self.warmed = true;
+            return false;
+        }
+        let drifting = predicted.is_some_and(|p| {
+            p > 0.0 && (sample.secs > p * DRIFT_FACTOR || sample.secs < p / DRIFT_FACTOR)
+        });
+        self.drift_streak = if drifting { self.drift_streak + 1 } else { 0 };
+        self.samples.push_back(sample);
+        while self.samples.len() > KEEP {
+            self.samples.pop_front();
+        }
+        if self.drift_streak >= DRIFT_CALLS {
+            // The old samples describe a device that is no more: keep the new.
+            let n = self.samples.len();
+            self.samples.drain(..n - DRIFT_CALLS as usize);
+            self.drift_streak = 0;
+            return true;
+        }
+        false
+    }
+}
+
+/// A curve `t = a·sizeᵇ + c` fitted across buckets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Curve {
+    /// Scale, seconds per size unit to the power b.
+    pub a: f64,
+    /// Exponent.
+    pub b: f64,
+    /// Fixed cost per call, seconds.
+    pub c: f64,
+}
+
+impl Curve {
+    /// Predicted seconds at `size`.
+    pub fn at(&self, size: u64) -> f64 {
+        self.a * (size.max(1) as f64).powf(self.b) + self.c
+    }
+
+    /// Weighted least squares in relative error over `points` (size,
+    /// seconds): for each exponent b on a grid, a and c ≥ 0 in closed form.
+    pub(crate) fn fit(points: &[(u64, f64)]) -> Option<Curve> {
+        if points.len() < 2 {
+            return None;
+        }
+        if points.len() == 2 {
+            // Two points fix two parameters: a pure power law through both.
+            let ((n1, t1), (n2, t2)) = (points[0], points[1]);
+            let ratio = (n2.max(1) as f64 / n1.max(1) as f64).ln();
+            let b = if ratio.abs() < 1e-9 {
+                1.0
+            } else {
+                ((t2 / t1).ln() / ratio).clamp(0.0, 3.0)
+            };
+            let a = t1 / (n1.max(1) as f64).powf(b);
+            return (a.is_finite() && b.is_finite()).then_some(Curve { a, b, c: 0.0 });
+        }
+        let mut best: Option<(f64, Curve)> = None;
+        for step in 0..=30 {
+            let b = 0.5 + step as f64 * 0.05;
+            // Minimise Σ ((a·xᵢ + c − tᵢ) / tᵢ)² with xᵢ = sizeᵢᵇ.
+            let (mut sxx, mut sx, mut s1, mut sxt, mut st) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for &(n, t) in points {
+                let w = 1.0 / (t * t);
+                let x = (n.max(1) as f64).powf(b);
+                sxx += w * x * x;
+                sx += w * x;
+                s1 += w;
+                sxt += w * x * t;
+                st += w * t;
+            }
+            let det = sxx * s1 - sx * sx;
+            let (mut a, mut c) = if det.abs() > f64::EPSILON * sxx * s1 {
+                ((sxt * s1 - sx * st) / det, (sxx * st - sx * sxt) / det)
+            } else {
+                (sxt / sxx, 0.0)
+            };
+            if c < 0.0 {
+                c = 0.0;
+                a = sxt / sxx;
+            }
+            if a < 0.0 {
+                a = 0.0;
+                c = st / s1;
+            }
+            let curve = Curve { a, b, c };
+            let err: f64 = points
+                .iter()
+                .map(|&(n, t)| ((curve.at(n) - t) / t).powi(2))
+                .sum();
+            if err.is_finite() && best.is_none_or(|(e, _)| err < e) {
+                best = Some((err, curve));
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+}
+
+impl std::fmt::Display for Curve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3e}·n^{:.2} + {:.3e} s", self.a, self.b, self.c)
+    }
+}
+
+/// Key of a profile entry: kernel identity, device index, size bucket.
+pub(crate) type Key = (u64, usize, i32);
+
+/// Every entry, for every kernel and device.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Profile {
+    pub(crate) entries: HashMap<Key, Entry>,
+    /// Cached curve per (kernel, device); cleared when an entry changes.
+    curves: HashMap<(u64, usize), Option<Curve>>,
+}
+
+impl Profile {
+    /// Samples near `bucket` (it and its neighbours), after warm-up.
+    pub(crate) fn samples_near(&self, kernel: u64, device: usize, bucket: i32) -> usize {
+        (bucket - 1..=bucket + 1)
+            .filter_map(|b| self.entries.get(&(kernel, device, b)))
+            .map(|e| e.samples.len())
+            .sum()
+    }
+
+    /// The curve through the medians of the entries with at least `min`
+    /// samples.
+    pub(crate) fn curve(&mut self, kernel: u64, device: usize, min: usize) -> Option<Curve> {
+        if let Some(c) = self.curves.get(&(kernel, device)) {
+            return *c;
+        }
+        let mut points: Vec<(u64, f64)> = self
+            .entries
+            .iter()
+            .filter(|((k, d, _), e)| *k == kernel && *d == device && e.samples.len() >= min)
+            .filter_map(|(_, e)| e.summary())
+            .map(|s| (s.size, s.median))
+            .filter(|&(_, t)| t > 0.0)
+            .collect();
+        points.sort_by_key(|p| p.0);
+        let c = Curve::fit(&points);
+        self.curves.insert((kernel, device), c);
+        c
+    }
+
+    /// Expected seconds for `kernel` on `device` at `size`: the bucket's
+    /// median (scaled to the size) where the bucket is calibrated, else the
+    /// fitted curve, else the nearest measured bucket scaled linearly.
+    pub(crate) fn estimate(
+        &mut self,
+        kernel: u64,
+        device: usize,
+        size: u64,
+        min: usize,
+    ) -> Option<f64> {
+        let b = bucket(size);
+        if let Some(s) = self
+            .entries
+            .get(&(kernel, device, b))
+            .filter(|e| e.samples.len() >= min)
+            .and_then(Entry::summary)
+        {
+            return Some(s.median * size.max(1) as f64 / s.size.max(1) as f64);
+        }
+        if let Some(c) = self.curve(kernel, device, min) {
+            return Some(c.at(size));
+        }
+        self.entries
+            .iter()
+            .filter(|((k, d, _), e)| *k == kernel && *d == device && !e.samples.is_empty())
+            .min_by_key(|((_, _, eb), _)| (eb - b).abs())
+            .and_then(|(_, e)| e.summary())
+            .map(|s| s.median * size.max(1) as f64 / s.size.max(1) as f64)
+    }
+
+    /// Records a measured call. Returns whether drift re-opened calibration.
+    pub(crate) fn record(
+        &mut self,
+        kernel: u64,
+        device: usize,
+        sample: Sample,
+        predicted: Option<f64>,
+    ) -> bool {
+        self.curves.remove(&(kernel, device));
+        self.entries
+            .entry((kernel, device, bucket(sample.size)))
+            .or_default()
+            .record(sample, predicted)
+    }
+
+    /// Forgets everything.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.curves.clear();
+    }
+
+    pub(crate) fn insert(&mut self, key: Key, entry: Entry) {
+        self.curves.remove(&(key.0, key.1));
+        self.entries.insert(key, entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(times: &[f64]) -> Entry {
+        let mut e = Entry::default();
+        e.warmed = true;
+        for &t in times {
+            e.record(
+                Sample {
+                    size: 1000,
+                    secs: t,
+                },
+                None,
+            );
+        }
+        e
+    }
+
+    #[test]
+    fn the_first_sample_is_dropped() {
+        let mut e = Entry::default();
+        e.record(
+            Sample {
+                size: 10,
+                secs: 5.0,
+            },
+            None,
+        );
+        assert!(e.samples.is_empty());
+        e.record(
+            Sample {
+                size: 10,
+                secs: 1.0,
+            },
+            None,
+        );
+        assert_eq!(e.samples.len(), 1);
+        assert_eq!(e.calls, 2);
+    }
+
+    #[test]
+    fn a_spike_is_an_outlier_and_moves_nothing() {
+        let e = entry(&[1.0, 1.02, 0.98, 1.01, 100.0, 0.99]);
+        let s = e.summary().unwrap();
+        assert_eq!(s.outliers, 1);
+        assert!((s.median - 1.0).abs() < 0.02, "{s:?}");
+        assert!((s.mean - 1.0).abs() < 0.02, "{s:?}");
+    }
+
+    #[test]
+    fn drift_reopens_calibration_after_three_calls_not_one() {
+        let mut e = entry(&[1.0; 6]);
+        assert!(!e.record(
+            Sample {
+                size: 1000,
+                secs: 10.0
+            },
+            Some(1.0)
+        ));
+        assert!(
+            !e.record(
+                Sample {
+                    size: 1000,
+                    secs: 1.0
+                },
+                Some(1.0)
+            ),
+            "streak broken"
+        );
+        assert!(!e.record(
+            Sample {
+                size: 1000,
+                secs: 10.0
+            },
+            Some(1.0)
+        ));
+        assert!(!e.record(
+            Sample {
+                size: 1000,
+                secs: 10.0
+            },
+            Some(1.0)
+        ));
+        assert!(e.record(
+            Sample {
+                size: 1000,
+                secs: 10.0
+            },
+            Some(1.0)
+        ));
+        assert_eq!(e.samples.len(), 3, "only the drifted samples remain");
+        assert!((e.summary().unwrap().median - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_curve_recovers_a_power_law_with_a_fixed_cost() {
+        let truth = Curve {
+            a: 2e-9,
+            b: 1.0,
+            c: 50e-6,
+        };
+        let points: Vec<(u64, f64)> = [1_000u64, 10_000, 100_000, 1_000_000, 10_000_000]
+            .iter()
+            .map(|&n| (n, truth.at(n)))
+            .collect();
+        let fit = Curve::fit(&points).unwrap();
+        for n in [500u64, 5_000, 50_000_000] {
+            let rel = (fit.at(n) - truth.at(n)).abs() / truth.at(n);
+            assert!(rel < 0.05, "n={n}: {fit} vs {truth}: {rel}");
+        }
+        let cubic = Curve {
+            a: 1e-10,
+            b: 1.5,
+            c: 0.0,
+        };
+        let points: Vec<(u64, f64)> = [1u64 << 12, 1 << 15, 1 << 18, 1 << 21]
+            .iter()
+            .map(|&n| (n, cubic.at(n)))
+            .collect();
+        let fit = Curve::fit(&points).unwrap();
+        assert!((fit.b - 1.5).abs() < 0.051, "{fit}");
+    }
+
+    #[test]
+    fn estimates_use_the_bucket_then_the_curve() {
+        let mut p = Profile::default();
+        for &(n, t) in &[(1000u64, 1e-3), (100_000, 1e-1)] {
+            for _ in 0..6 {
+                p.record(7, 0, Sample { size: n, secs: t }, None);
+            }
+        }
+        let at = p.estimate(7, 0, 1000, 5).unwrap();
+        assert!((at - 1e-3).abs() < 1e-9);
+        let between = p.estimate(7, 0, 10_000, 5).unwrap();
+        assert!((between - 1e-2).abs() / 1e-2 < 0.1, "{between}");
+        assert_eq!(
+            p.estimate(8, 0, 1000, 5),
+            None,
+            "another kernel knows nothing"
+        );
+        assert_eq!(p.samples_near(7, 0, bucket(1000)), 5);
+    }
+}

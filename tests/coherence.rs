@@ -231,6 +231,8 @@ fn placement_counts_the_transfers_where_the_data_is_not() {
 
 #[test]
 fn kernels_without_params_and_with_vector_elements() {
+    // Every test here that moves data holds this: others count bytes.
+    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let rt = common::rt();
     let src = r#"
 @group(0) @binding(0) var<storage, read> v: array<vec4<f32>>;

@@ -26,6 +26,8 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod bench;
+
 pub use pel_kernels as kernels;
 pub use pel_runtime::*;
 

@@ -43,8 +43,50 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Run every sample kernel on every backend and print a table (the default).
+    /// Run every sample kernel on every backend and with automatic placement, and print a table (the default).
     Tour,
+    /// Look at or reset the performance model.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+    /// Fill the performance model for every sample kernel over a range of sizes.
+    Calibrate {
+        /// Fewer, smaller sizes.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Benchmarks. `routing`: every sample kernel over sizes spanning its crossover, on every backend and with automatic placement.
+    Bench {
+        /// Which suite.
+        #[arg(value_enum, default_value = "routing")]
+        suite: Suite,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Fewer, smaller sizes and fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Timed repetitions per backend per point (default 7, or 3 with --quick).
+        #[arg(long)]
+        reps: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelAction {
+    /// A table of kernel, device, size bucket, samples, mean, median, spread and the fitted curve.
+    Show,
+    /// Forget every measurement.
+    Reset,
+    /// Print the model file's path.
+    Path,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Suite {
+    /// Placement against the best single backend, point by point.
+    Routing,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -100,6 +142,14 @@ fn main() -> ExitCode {
             seed,
         } => run(&kernel, size, backend, seed),
         Command::Tour => tour(),
+        Command::Model { action } => model(action),
+        Command::Calibrate { quick } => calibrate(quick),
+        Command::Bench {
+            suite: Suite::Routing,
+            json,
+            quick,
+            reps,
+        } => bench_routing(json, quick, reps),
     };
     match result {
         Ok(code) => code,
@@ -156,13 +206,21 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
         .check(&rt, target, size, seed)
         .with_context(|| format!("running {name}"))?;
     let device = rt.device(check.backend)?;
+    let reason = rt
+        .decisions()
+        .last()
+        .map(|d| d.reason.to_string())
+        .unwrap_or_default();
     println!(
-        "{name} {} on {}: {} — {}",
+        "{name} {} on {} ({reason}): {} — {}",
         check.shape,
         device.label(),
         fmt_time(check.elapsed),
         check
     );
+    if let Some(d) = rt.decisions().last() {
+        println!("decision: {d}");
+    }
     println!("transfers: {}", rt.stats());
     Ok(if check.verified() {
         ExitCode::SUCCESS
@@ -173,53 +231,243 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
 
 fn tour() -> Result<ExitCode> {
     let rt = Runtime::new()?;
-    println!(
-        "pel tour: every sample kernel on every backend, checked against its serial reference.\n"
-    );
+    println!("pel tour: every sample kernel on every backend and with automatic placement,");
+    println!("each checked against its serial reference.\n");
     for d in rt.devices() {
         println!("  {}", d.label());
     }
     if rt.gpu_count() == 0 {
         println!("  (no GPU adapter: CPU only)");
     }
+    let backends = rt.backends();
     println!();
-    println!(
-        "| {:<10} | {:<13} | {:<50} | {:>10} | {:<8} |",
-        "kernel", "size", "backend", "time", "verified"
+    let mut header = format!("| {:<10} | {:<11} |", "kernel", "size");
+    let mut rule = format!("|{:-<12}|{:-<13}|", "", "");
+    for b in &backends {
+        header += &format!(" {:>10} |", b.to_string());
+        rule += &format!("{:->12}|", "");
+    }
+    header += &format!(
+        " {:>10} | {:<22} | {:<8} |",
+        "auto", "auto's choice", "verified"
     );
-    println!(
-        "|{:-<12}|{:-<15}|{:-<52}|{:->12}|{:-<10}|",
-        "", "", "", "", ""
-    );
+    rule += &format!("{:->12}|{:-<24}|{:-<10}|", "", "", "");
+    println!("{header}\n{rule}");
+
+    const REPS: usize = 3;
     let mut all_ok = true;
     for sample in kernels::samples() {
-        let size = sample.tour_size;
-        for backend in rt.backends() {
-            // A first, small run compiles the pipeline and warms the pool, so
-            // the timed run measures the kernel rather than start-up.
-            sample.check(&rt, Target::On(backend), 64, 1)?;
-            let check = sample.check(&rt, Target::On(backend), size, 7)?;
-            all_ok &= check.verified();
-            println!(
-                "| {:<10} | {:<13} | {:<50} | {:>10} | {:<8} |",
-                sample.name,
-                check.shape,
-                truncate(&rt.device(backend)?.label(), 50),
-                fmt_time(check.elapsed),
-                if check.verified() { "yes" } else { "NO" }
-            );
-            if !check.verified() {
-                println!("  {check}");
+        let mut trial = sample.trial(&rt, sample.tour_size, 7)?;
+        let mut row = format!("| {:<10} | {:<11} |", sample.name, trial.shape());
+        let mut failures = Vec::new();
+        // Forced runs: the first of each warms up (and is dropped by the model).
+        for &b in &backends {
+            let mut times = Vec::new();
+            for rep in 0..=REPS {
+                let check = kernels::run_check(trial.as_mut(), &rt, Target::On(b))?;
+                if rep == 0 && !check.verified() {
+                    failures.push(format!("{b}: {check}"));
+                }
+                if rep > 0 {
+                    times.push(check.elapsed);
+                }
             }
+            times.sort();
+            row += &format!(" {:>10} |", fmt_time(times[times.len() / 2]));
+        }
+        // Automatic placement, once the model is calibrated at this size.
+        pel::bench::calibrate_trial(&rt, trial.as_mut(), 12)?;
+        let mut times = Vec::new();
+        let mut choice = String::new();
+        for _ in 0..REPS {
+            let check = kernels::run_check(trial.as_mut(), &rt, Target::Auto)?;
+            if !check.verified() {
+                failures.push(format!("auto on {}: {check}", check.backend));
+            }
+            let reason = rt
+                .decisions()
+                .last()
+                .map(|d| d.reason)
+                .unwrap_or(pel::Reason::Modelled);
+            choice = format!("{} ({reason})", check.backend);
+            times.push(check.elapsed);
+        }
+        times.sort();
+        let ok = failures.is_empty();
+        all_ok &= ok;
+        row += &format!(
+            " {:>10} | {:<22} | {:<8} |",
+            fmt_time(times[times.len() / 2]),
+            choice,
+            if ok { "yes" } else { "NO" }
+        );
+        println!("{row}");
+        for f in failures {
+            println!("  {f}");
         }
     }
-    println!("\ntimes: host-resident inputs to result on the host, transfers included.");
-    println!("runtime stats: {}", rt.stats());
+    println!(
+        "\ntimes: median of {REPS}, from host-resident inputs to the result on the host, transfers included."
+    );
+    println!("runtime: {}", rt.stats());
+    if let Some(p) = rt.model_path() {
+        println!("performance model: {}", p.display());
+    }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn model(action: ModelAction) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    match action {
+        ModelAction::Path => match rt.model_path() {
+            Some(p) => println!("{}", p.display()),
+            None => println!("(no model file)"),
+        },
+        ModelAction::Reset => {
+            rt.reset_model();
+            println!(
+                "performance model reset{}",
+                rt.model_path()
+                    .map(|p| format!(": {}", p.display()))
+                    .unwrap_or_default()
+            );
+        }
+        ModelAction::Show => {
+            let rows = rt.model_rows();
+            if let Some(p) = rt.model_path() {
+                println!("performance model: {}\n", p.display());
+            }
+            if rows.is_empty() {
+                println!("(empty: run `pel calibrate`, or use pel, to fill it)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "| {:<10} | {:<44} | {:>21} | {:>7} | {:>10} | {:>10} | {:>10} | {:<32} |",
+                "kernel",
+                "device",
+                "size bucket",
+                "samples",
+                "mean",
+                "median",
+                "spread",
+                "fitted curve"
+            );
+            println!(
+                "|{:-<12}|{:-<46}|{:->23}|{:->9}|{:->12}|{:->12}|{:->12}|{:-<34}|",
+                "", "", "", "", "", "", "", ""
+            );
+            for r in rows {
+                println!(
+                    "| {:<10} | {:<44} | {:>21} | {:>7} | {:>10} | {:>10} | {:>10} | {:<32} |",
+                    r.kernel,
+                    truncate(&r.device, 44),
+                    format!("{}–{}", r.bucket_from, r.bucket_to),
+                    if r.summary.outliers > 0 {
+                        format!("{} ({}✗)", r.summary.samples, r.summary.outliers)
+                    } else {
+                        r.summary.samples.to_string()
+                    },
+                    pel::secs(r.summary.mean),
+                    pel::secs(r.summary.median),
+                    pel::secs(r.summary.spread),
+                    r.curve.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn calibrate(quick: bool) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    let sweep = pel::bench::sweep(quick);
+    let bar = progress(sweep.iter().map(|(_, s)| s.len()).sum());
+    let before = rt.stats().calibration_runs;
+    pel::bench::calibrate(&rt, &sweep, &mut |done, _, what| {
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "calibrated {} kernels over {} sizes with {} exploration runs; model: {}",
+        sweep.len(),
+        sweep.iter().map(|(_, s)| s.len()).sum::<usize>(),
+        rt.stats().calibration_runs - before,
+        rt.model_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not saved".into())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_routing(
+    json: Option<std::path::PathBuf>,
+    quick: bool,
+    reps: Option<usize>,
+) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    let sweep = pel::bench::sweep(quick);
+    let reps = reps.unwrap_or(if quick { 3 } else { 7 });
+    let bar = progress(sweep.iter().map(|(_, s)| s.len()).sum());
+    let report = pel::bench::routing(&rt, &sweep, reps, &mut |done, _, what| {
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    })?;
+    bar.finish_and_clear();
+
+    let backends = rt.backends();
+    let mut header = format!("| {:<10} | {:>9} |", "kernel", "size");
+    let mut rule = format!("|{:-<12}|{:->11}|", "", "");
+    for b in &backends {
+        header += &format!(" {:>10} |", b.to_string());
+        rule += &format!("{:->12}|", "");
+    }
+    header += &format!(" {:>10} | {:<6} | {:>6} |", "auto", "choice", "regret");
+    rule += &format!("{:->12}|{:-<8}|{:->8}|", "", "", "");
+    println!("{header}\n{rule}");
+    for p in &report.points {
+        let mut row = format!("| {:<10} | {:>9} |", p.kernel, p.size);
+        for b in &backends {
+            row += &format!(
+                " {:>10} |",
+                p.backends
+                    .get(&b.to_string())
+                    .map(|s| pel::secs(*s))
+                    .unwrap_or_default()
+            );
+        }
+        let best = p.gpu_s.map_or(p.cpu_s, |g| g.min(p.cpu_s));
+        row += &format!(
+            " {:>10} | {:<6} | {:>6.3} |",
+            pel::secs(p.auto_s),
+            p.choice,
+            p.auto_s / best
+        );
+        println!("{row}");
+    }
+    println!(
+        "\nregret_total {:.3} (target ≤ 1.05), regret_max {:.3} (target ≤ 1.25), calibration_runs {}",
+        report.regret_total, report.regret_max, report.calibration_runs
+    );
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn truncate(s: &str, max: usize) -> String {

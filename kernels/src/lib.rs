@@ -91,7 +91,7 @@ pub fn samples() -> Vec<Sample> {
             about: "f32 reduction to one value, multi-pass on the GPU (memory-bound)",
             size_meaning: "elements",
             default_size: 1 << 24,
-            tour_size: 1 << 24,
+            tour_size: 1 << 22,
             prepare: |rt, n, seed| boxed(sum::trial(rt, n, seed)),
         },
         Sample {

@@ -20,7 +20,7 @@ use crate::stats::{Counters, Stats};
 static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
 
 /// Where a call should run: chosen by pel, or forced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Target {
     /// Let the runtime choose.
     #[default]
@@ -439,13 +439,10 @@ impl Runtime {
         let workgroups = kernel.workgroups(params, &lens);
 
         let mut table = self.table();
-        let decision = self.decide(&table, target, kernel, &args, size, workgroups, true)?;
-        let backend = decision.chosen;
-        let reason = decision.reason;
-        {
-            let mut d = self.dispatcher();
-            d.log(decision, self.shared.explain);
-        }
+        let (backend, reason) = {
+            let d = self.decide(&table, target, kernel, &args, size, workgroups, true)?;
+            (d.chosen, d.reason)
+        };
         let writes: Vec<bool> = kernel
             .reflection()
             .storage
@@ -544,7 +541,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// The placement decision for a call (`commit`: count it as a real call).
+    /// The placement decision for a call (`commit`: a real call, counted and
+    /// logged; otherwise an explanation).
     #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
@@ -564,9 +562,8 @@ impl Runtime {
             Target::Auto => None,
         };
         let mut d = self.dispatcher();
-        let candidates: Vec<(Backend, f64, f64)> = self
-            .backends()
-            .into_iter()
+        let candidates: Vec<(Backend, f64, f64)> = std::iter::once(Backend::Cpu)
+            .chain((0..self.shared.gpus.len()).map(Backend::Gpu))
             .filter(|&b| match b {
                 Backend::Cpu => true,
                 Backend::Gpu(g) => self.check_gpu_limits(kernel, args, g, workgroups).is_ok(),
@@ -586,8 +583,18 @@ impl Runtime {
         let decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced);
         if !commit {
             d.calibration_runs = calibrations;
+            return Ok(decision);
         }
-        Ok(decision)
+        // The log keeps the whole decision; the caller needs only its verdict.
+        let verdict = Decision {
+            kernel: String::new(),
+            size,
+            chosen: decision.chosen,
+            reason: decision.reason,
+            estimates: Vec::new(),
+        };
+        d.log(decision, self.shared.explain);
+        Ok(verdict)
     }
 
     /// What [`run`](Self::run) would decide for this call, with the

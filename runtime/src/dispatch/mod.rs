@@ -301,13 +301,6 @@ impl Dispatcher {
                 }
             })
             .collect();
-        let decision = |chosen, reason| Decision {
-            kernel: name.to_owned(),
-            size,
-            chosen,
-            reason,
-            estimates: estimates.clone(),
-        };
 
         let forced = forced.or(self.forced);
         let (chosen, reason) = if let Some(f) = forced {
@@ -349,7 +342,13 @@ impl Dispatcher {
         if reason == Reason::Calibrating {
             self.calibration_runs += 1;
         }
-        decision(chosen, reason)
+        Decision {
+            kernel: name.to_owned(),
+            size,
+            chosen,
+            reason,
+            estimates,
+        }
     }
 
     /// Files a decision in the log (and prints it under `PEL_EXPLAIN=1`).
@@ -398,11 +397,11 @@ impl Dispatcher {
     /// One row per profile entry, for `pel model show`.
     pub(crate) fn rows(&mut self) -> Vec<ModelRow> {
         let min = self.min_samples;
-        let mut keys: Vec<_> = self.profile.entries.keys().copied().collect();
+        let mut keys: Vec<_> = self.profile.iter().map(|(key, _)| key).collect();
         keys.sort_by_key(|&(k, d, b)| (self.names.get(&k).cloned().unwrap_or_default(), d, b));
         keys.into_iter()
             .filter_map(|(k, d, b)| {
-                let s = self.profile.entries[&(k, d, b)].summary()?;
+                let s = self.profile.get((k, d, b))?.summary()?;
                 Some(ModelRow {
                     kernel: self
                         .names

@@ -139,6 +139,7 @@ pub(crate) fn load(path: &Path, keys: &[String]) -> Result<Option<Loaded>, Strin
             while entry.samples.len() > 32 {
                 entry.samples.pop_front();
             }
+            entry.refresh();
             loaded.profile.insert((kernel, device, b), entry);
         }
         let name: String = e.name.chars().take(128).collect();
@@ -156,13 +157,12 @@ pub(crate) fn save(
     bus: &[Option<TransferModel>],
 ) -> Result<(), String> {
     let mut entries: Vec<FileEntry> = profile
-        .entries
         .iter()
         .filter(|(_, e)| !e.samples.is_empty())
         .map(|((kernel, device, _), e)| FileEntry {
             kernel: format!("{kernel:016x}"),
-            name: names.get(kernel).cloned().unwrap_or_default(),
-            device: keys[*device].clone(),
+            name: names.get(&kernel).cloned().unwrap_or_default(),
+            device: keys[device].clone(),
             calls: e.calls,
             samples: e.samples.iter().map(|s| (s.size, s.secs)).collect(),
         })

@@ -8,7 +8,39 @@
 //! so a single spike moves nothing; a pair whose times drift far from the
 //! prediction for several calls in a row starts measuring afresh.
 
-use std::collections::{HashMap, VecDeque};
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FxHash: the profile is consulted several times per call, and its keys are
+/// small integers, for which SipHash's strength buys nothing.
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u32 as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Samples kept per entry (the newest).
 const KEEP: usize = 32;
@@ -57,6 +89,8 @@ pub struct Summary {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Entry {
     pub(crate) samples: VecDeque<Sample>,
+    /// The summary of `samples`, computed once per change.
+    summary: OnceCell<Option<Summary>>,
     /// The first sample has been seen (and dropped).
     pub(crate) warmed: bool,
     /// Calls recorded over the entry's life.
@@ -79,6 +113,10 @@ fn median(sorted: &[f64]) -> f64 {
 impl Entry {
     /// Median and MAD over all samples, then again over those within 5 MADs.
     pub(crate) fn summary(&self) -> Option<Summary> {
+        *self.summary.get_or_init(|| self.compute_summary())
+    }
+
+    fn compute_summary(&self) -> Option<Summary> {
         if self.samples.is_empty() {
             return None;
         }
@@ -112,6 +150,11 @@ impl Entry {
         })
     }
 
+    /// Forgets the cached summary (after the samples were changed directly).
+    pub(crate) fn refresh(&mut self) {
+        self.summary = OnceCell::new();
+    }
+
     /// Adds a sample; `predicted` is what the model expected before it.
     /// Returns whether calibration of this entry was re-opened by drift.
     pub(crate) fn record(&mut self, sample: Sample, predicted: Option<f64>) -> bool {
@@ -124,6 +167,12 @@ impl Entry {
             p > 0.0 && (sample.secs > p * DRIFT_FACTOR || sample.secs < p / DRIFT_FACTOR)
         });
         self.drift_streak = if drifting { self.drift_streak + 1 } else { 0 };
+        // A full entry keeps one call in eight (and every drifting one): the
+        // statistics stay fresh without being recomputed on every call.
+        if self.samples.len() >= KEEP && !drifting && self.calls % 8 != 0 {
+            return false;
+        }
+        self.summary = OnceCell::new();
         self.samples.push_back(sample);
         while self.samples.len() > KEEP {
             self.samples.pop_front();
@@ -132,6 +181,7 @@ impl Entry {
             // The old samples describe a device that is no more: keep the new.
             let n = self.samples.len();
             self.samples.drain(..n - DRIFT_CALLS as usize);
+            self.summary = OnceCell::new();
             self.drift_streak = 0;
             return true;
         }
@@ -224,41 +274,53 @@ impl std::fmt::Display for Curve {
 /// Key of a profile entry: kernel identity, device index, size bucket.
 pub(crate) type Key = (u64, usize, i32);
 
+/// Everything measured of one kernel on one device.
+#[derive(Debug, Clone, Default)]
+struct Pair {
+    buckets: BTreeMap<i32, Entry>,
+    /// The fitted curve, computed once per change (`None`: not yet).
+    curve: Option<Option<Curve>>,
+}
+
 /// Every entry, for every kernel and device.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Profile {
-    pub(crate) entries: HashMap<Key, Entry>,
-    /// Cached curve per (kernel, device); cleared when an entry changes.
-    curves: HashMap<(u64, usize), Option<Curve>>,
+    pairs: FxMap<(u64, usize), Pair>,
 }
 
 impl Profile {
+    /// Every entry with its key.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &Entry)> {
+        self.pairs
+            .iter()
+            .flat_map(|(&(k, d), p)| p.buckets.iter().map(move |(&b, e)| ((k, d, b), e)))
+    }
+
     /// Samples near `bucket` (it and its neighbours), after warm-up.
     pub(crate) fn samples_near(&self, kernel: u64, device: usize, bucket: i32) -> usize {
-        (bucket - 1..=bucket + 1)
-            .filter_map(|b| self.entries.get(&(kernel, device, b)))
-            .map(|e| e.samples.len())
-            .sum()
+        self.pairs.get(&(kernel, device)).map_or(0, |p| {
+            p.buckets
+                .range(bucket - 1..=bucket + 1)
+                .map(|(_, e)| e.samples.len())
+                .sum()
+        })
     }
 
     /// The curve through the medians of the entries with at least `min`
     /// samples.
     pub(crate) fn curve(&mut self, kernel: u64, device: usize, min: usize) -> Option<Curve> {
-        if let Some(c) = self.curves.get(&(kernel, device)) {
-            return *c;
-        }
-        let mut points: Vec<(u64, f64)> = self
-            .entries
-            .iter()
-            .filter(|((k, d, _), e)| *k == kernel && *d == device && e.samples.len() >= min)
-            .filter_map(|(_, e)| e.summary())
-            .map(|s| (s.size, s.median))
-            .filter(|&(_, t)| t > 0.0)
-            .collect();
-        points.sort_by_key(|p| p.0);
-        let c = Curve::fit(&points);
-        self.curves.insert((kernel, device), c);
-        c
+        let pair = self.pairs.get_mut(&(kernel, device))?;
+        *pair.curve.get_or_insert_with(|| {
+            let points: Vec<(u64, f64)> = pair
+                .buckets
+                .values()
+                .filter(|e| e.samples.len() >= min)
+                .filter_map(Entry::summary)
+                .map(|s| (s.size, s.median))
+                .filter(|&(_, t)| t > 0.0)
+                .collect();
+            Curve::fit(&points)
+        })
     }
 
     /// Expected seconds for `kernel` on `device` at `size`: the bucket's
@@ -272,23 +334,34 @@ impl Profile {
         min: usize,
     ) -> Option<f64> {
         let b = bucket(size);
-        if let Some(s) = self
-            .entries
-            .get(&(kernel, device, b))
+        let scaled = |s: Summary| s.median * size.max(1) as f64 / s.size.max(1) as f64;
+        let pair = self.pairs.get(&(kernel, device))?;
+        if let Some(s) = pair
+            .buckets
+            .get(&b)
             .filter(|e| e.samples.len() >= min)
             .and_then(Entry::summary)
         {
-            return Some(s.median * size.max(1) as f64 / s.size.max(1) as f64);
+            return Some(scaled(s));
         }
         if let Some(c) = self.curve(kernel, device, min) {
             return Some(c.at(size));
         }
-        self.entries
-            .iter()
-            .filter(|((k, d, _), e)| *k == kernel && *d == device && !e.samples.is_empty())
-            .min_by_key(|((_, _, eb), _)| (eb - b).abs())
-            .and_then(|(_, e)| e.summary())
-            .map(|s| s.median * size.max(1) as f64 / s.size.max(1) as f64)
+        let pair = self.pairs.get(&(kernel, device))?;
+        let below = pair
+            .buckets
+            .range(..=b)
+            .rev()
+            .find(|(_, e)| !e.samples.is_empty());
+        let above = pair
+            .buckets
+            .range(b + 1..)
+            .find(|(_, e)| !e.samples.is_empty());
+        let nearest = match (below, above) {
+            (Some(x), Some(y)) => Some(if b - x.0 <= y.0 - b { x } else { y }),
+            (x, y) => x.or(y),
+        };
+        nearest.and_then(|(_, e)| e.summary()).map(scaled)
     }
 
     /// Records a measured call. Returns whether drift re-opened calibration.
@@ -299,22 +372,30 @@ impl Profile {
         sample: Sample,
         predicted: Option<f64>,
     ) -> bool {
-        self.curves.remove(&(kernel, device));
-        self.entries
-            .entry((kernel, device, bucket(sample.size)))
-            .or_default()
-            .record(sample, predicted)
+        let pair = self.pairs.entry((kernel, device)).or_default();
+        let entry = pair.buckets.entry(bucket(sample.size)).or_default();
+        let before = entry.samples.len();
+        let reopened = entry.record(sample, predicted);
+        if reopened || entry.samples.len() != before || entry.samples.len() >= KEEP {
+            pair.curve = None;
+        }
+        reopened
     }
 
     /// Forgets everything.
     pub(crate) fn clear(&mut self) {
-        self.entries.clear();
-        self.curves.clear();
+        self.pairs.clear();
     }
 
-    pub(crate) fn insert(&mut self, key: Key, entry: Entry) {
-        self.curves.remove(&(key.0, key.1));
-        self.entries.insert(key, entry);
+    pub(crate) fn insert(&mut self, (kernel, device, b): Key, entry: Entry) {
+        let pair = self.pairs.entry((kernel, device)).or_default();
+        pair.curve = None;
+        pair.buckets.insert(b, entry);
+    }
+
+    /// The entry at `key`.
+    pub(crate) fn get(&self, (kernel, device, b): Key) -> Option<&Entry> {
+        self.pairs.get(&(kernel, device))?.buckets.get(&b)
     }
 }
 

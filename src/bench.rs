@@ -1,0 +1,236 @@
+//! Measurement harnesses shared by the `pel` command line and by programs
+//! that want the same figures: calibrating the performance model over the
+//! sample kernels, and the routing benchmark (each point measured on every
+//! backend and with automatic placement, in the same run).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use pel_kernels::{Sample, Trial, samples};
+use pel_runtime::{Backend, Result, Runtime, Target};
+use serde::Serialize;
+
+/// Sizes that span each sample kernel's crossover, from sizes where a GPU's
+/// fixed cost dominates to large ones. `quick` stops lower.
+pub fn sweep(quick: bool) -> Vec<(Sample, Vec<usize>)> {
+    let elements: Vec<usize> = if quick {
+        vec![1 << 10, 1 << 14, 1 << 18, 1 << 20]
+    } else {
+        vec![1 << 10, 1 << 13, 1 << 16, 1 << 19, 1 << 22, 1 << 24]
+    };
+    let pixels: Vec<usize> = if quick {
+        vec![1 << 10, 1 << 14, 1 << 18]
+    } else {
+        vec![1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20]
+    };
+    let square: Vec<usize> = if quick {
+        vec![16, 64, 128]
+    } else {
+        vec![16, 32, 64, 128, 256, 512]
+    };
+    samples()
+        .into_iter()
+        .map(|s| {
+            let sizes = match s.name {
+                "matmul" => square.clone(),
+                "mandelbrot" => pixels.clone(),
+                _ => elements.clone(),
+            };
+            (s, sizes)
+        })
+        .collect()
+}
+
+/// Runs `trial` with automatic placement until a whole run places nothing to
+/// calibrate (at most `limit` runs). Returns the runs made.
+pub fn calibrate_trial(rt: &Runtime, trial: &mut dyn Trial, limit: usize) -> Result<usize> {
+    for run in 0..limit {
+        let before = rt.stats().calibration_runs;
+        trial.reset(rt)?;
+        trial.run(rt, Target::Auto)?;
+        if rt.stats().calibration_runs == before {
+            return Ok(run + 1);
+        }
+    }
+    Ok(limit)
+}
+
+/// Calibrates the model for every sample kernel over `sweep`, calling
+/// `step(done, total, what)` after each point.
+pub fn calibrate(
+    rt: &Runtime,
+    sweep: &[(Sample, Vec<usize>)],
+    step: &mut dyn FnMut(usize, usize, &str),
+) -> Result<()> {
+    let total: usize = sweep.iter().map(|(_, s)| s.len()).sum();
+    let mut done = 0;
+    for (sample, sizes) in sweep {
+        for &size in sizes {
+            let mut trial = sample.trial(rt, size, 11)?;
+            calibrate_trial(rt, trial.as_mut(), 40)?;
+            done += 1;
+            step(done, total, &format!("{} {}", sample.name, trial.shape()));
+        }
+    }
+    rt.save_model();
+    Ok(())
+}
+
+/// One point of the routing benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingPoint {
+    /// Sample kernel.
+    pub kernel: String,
+    /// Its size (as `pel run --size` takes it).
+    pub size: usize,
+    /// Median seconds on the CPU.
+    pub cpu_s: f64,
+    /// Median seconds on the best GPU (`null` without one).
+    pub gpu_s: Option<f64>,
+    /// Median seconds with automatic placement.
+    pub auto_s: f64,
+    /// Where automatic placement ran the (last) kernel.
+    pub choice: String,
+    /// Median seconds on every backend.
+    pub backends: BTreeMap<String, f64>,
+}
+
+/// The routing benchmark's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingReport {
+    /// Every point.
+    pub points: Vec<RoutingPoint>,
+    /// Σ auto_s / Σ min(cpu_s, gpu_s).
+    pub regret_total: f64,
+    /// max over points of auto_s / min(cpu_s, gpu_s).
+    pub regret_max: f64,
+    /// Exploration calls the dispatcher made during this invocation.
+    pub calibration_runs: u64,
+    /// Timed repetitions per backend per point (the median is kept).
+    pub reps: usize,
+    /// The devices, one line each.
+    pub devices: Vec<String>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Measures every point of `sweep` on every backend and with automatic
+/// placement, after calibrating it. Times run from host-resident inputs to
+/// the result on the host.
+pub fn routing(
+    rt: &Runtime,
+    sweep: &[(Sample, Vec<usize>)],
+    reps: usize,
+    step: &mut dyn FnMut(usize, usize, &str),
+) -> Result<RoutingReport> {
+    let start_runs = rt.stats().calibration_runs;
+    let total: usize = sweep.iter().map(|(_, s)| s.len()).sum();
+    let reps = reps.max(1);
+    let mut points = Vec::new();
+    for (sample, sizes) in sweep {
+        for &size in sizes {
+            let mut trial = sample.trial(rt, size, 23)?;
+            calibrate_trial(rt, trial.as_mut(), 40)?;
+            let mut times: BTreeMap<Target, Vec<f64>> = BTreeMap::new();
+            let mut choices: BTreeMap<Backend, usize> = BTreeMap::new();
+            let targets: Vec<Target> = rt
+                .backends()
+                .into_iter()
+                .map(Target::On)
+                .chain([Target::Auto])
+                .collect();
+            // Every timed run follows an untimed run of the same mode, so
+            // the caches, rayon's sleeping workers and a GPU driver's threads
+            // treat every mode alike; the order rotates each repetition. A
+            // GPU more than 10× slower than the best after one repetition is
+            // not timed again: its figure no longer matters to the regret.
+            let mut dropped: Vec<Target> = Vec::new();
+            for rep in 0..reps {
+                for i in 0..targets.len() {
+                    let t = targets[(i + rep) % targets.len()];
+                    if dropped.contains(&t) {
+                        continue;
+                    }
+                    trial.reset(rt)?;
+                    trial.run(rt, t)?;
+                    trial.reset(rt)?;
+                    let start = Instant::now();
+                    let info = trial.run(rt, t)?;
+                    times
+                        .entry(t)
+                        .or_default()
+                        .push(start.elapsed().as_secs_f64());
+                    if t == Target::Auto {
+                        *choices.entry(info.backend).or_default() += 1;
+                    }
+                }
+                if rep == 0 {
+                    let best = times
+                        .values()
+                        .flatten()
+                        .copied()
+                        .fold(f64::INFINITY, f64::min);
+                    dropped = times
+                        .iter()
+                        .filter(|(t, v)| {
+                            matches!(t, Target::On(Backend::Gpu(_))) && v[0] > 10.0 * best
+                        })
+                        .map(|(t, _)| *t)
+                        .collect();
+                }
+            }
+            let med: BTreeMap<Target, f64> =
+                times.into_iter().map(|(t, v)| (t, median(v))).collect();
+            let backends: BTreeMap<String, f64> = med
+                .iter()
+                .filter_map(|(t, s)| match t {
+                    Target::On(b) => Some((b.to_string(), *s)),
+                    Target::Auto => None,
+                })
+                .collect();
+            let gpu_s = med
+                .iter()
+                .filter(|(t, _)| matches!(t, Target::On(Backend::Gpu(_))))
+                .map(|(_, s)| *s)
+                .reduce(f64::min);
+            let choice = choices
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(b, _)| b.to_string())
+                .unwrap_or_default();
+            points.push(RoutingPoint {
+                kernel: sample.name.to_owned(),
+                size,
+                cpu_s: med[&Target::On(Backend::Cpu)],
+                gpu_s,
+                auto_s: med[&Target::Auto],
+                choice,
+                backends,
+            });
+            step(
+                points.len(),
+                total,
+                &format!("{} {}", sample.name, trial.shape()),
+            );
+        }
+    }
+    rt.save_model();
+    let best = |p: &RoutingPoint| p.gpu_s.map_or(p.cpu_s, |g| g.min(p.cpu_s));
+    let regret_total = points.iter().map(|p| p.auto_s).sum::<f64>()
+        / points.iter().map(best).sum::<f64>().max(f64::MIN_POSITIVE);
+    let regret_max = points
+        .iter()
+        .map(|p| p.auto_s / best(p).max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max);
+    Ok(RoutingReport {
+        points,
+        regret_total,
+        regret_max,
+        calibration_runs: rt.stats().calibration_runs - start_runs,
+        reps,
+        devices: rt.devices().iter().map(|d| d.label()).collect(),
+    })
+}

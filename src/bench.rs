@@ -8,6 +8,9 @@ use std::time::Instant;
 
 use pel_kernels::{Sample, Trial, samples};
 use pel_runtime::{Backend, Result, Runtime, Target};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::Serialize;
 
 /// Sizes that span each sample kernel's crossover, from sizes where a GPU's
@@ -106,7 +109,8 @@ pub struct RoutingReport {
     pub regret_max: f64,
     /// Exploration calls the dispatcher made during this invocation.
     pub calibration_runs: u64,
-    /// Timed repetitions per backend per point (the median is kept).
+    /// Least timed repetitions per backend per point (fast points get up to
+    /// eight times more); the median is kept.
     pub reps: usize,
     /// The devices, one line each.
     pub devices: Vec<String>,
@@ -144,13 +148,19 @@ pub fn routing(
                 .collect();
             // Every timed run follows an untimed run of the same mode, so
             // the caches, rayon's sleeping workers and a GPU driver's threads
-            // treat every mode alike; the order rotates each repetition. A
+            // treat every mode alike; the order is shuffled each round, since
+            // a fixed alternation was seen to favour one mode by chance
+            // (allocation addresses, thread placement) for hundreds of runs. A
             // GPU more than 10× slower than the best after one repetition is
             // not timed again: its figure no longer matters to the regret.
             let mut dropped: Vec<Target> = Vec::new();
-            for rep in 0..reps {
-                for i in 0..targets.len() {
-                    let t = targets[(i + rep) % targets.len()];
+            let mut rng = StdRng::seed_from_u64(points.len() as u64);
+            let mut rounds = reps;
+            let mut rep = 0;
+            while rep < rounds {
+                let mut order = targets.clone();
+                order.shuffle(&mut rng);
+                for &t in &order {
                     if dropped.contains(&t) {
                         continue;
                     }
@@ -180,7 +190,11 @@ pub fn routing(
                         })
                         .map(|(t, _)| *t)
                         .collect();
+                    // Fast points get more rounds (about a quarter second
+                    // for the best mode), so noise averages out there too.
+                    rounds = ((0.25 / best.max(1e-9)) as usize).clamp(reps, 8 * reps);
                 }
+                rep += 1;
             }
             let med: BTreeMap<Target, f64> =
                 times.into_iter().map(|(t, v)| (t, median(v))).collect();

@@ -70,6 +70,9 @@ enum Command {
         /// Timed repetitions per backend per point (default 7, or 3 with --quick).
         #[arg(long)]
         reps: Option<usize>,
+        /// Only these kernels (repeatable).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
     },
 }
 
@@ -149,7 +152,8 @@ fn main() -> ExitCode {
             json,
             quick,
             reps,
-        } => bench_routing(json, quick, reps),
+            kernels,
+        } => bench_routing(json, quick, reps, &kernels),
     };
     match result {
         Ok(code) => code,
@@ -202,6 +206,9 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
         }
     }
     let size = size.unwrap_or(sample.default_size);
+    // An untimed first run compiles the pipeline, so the time shown is the
+    // kernel's rather than start-up's.
+    sample.check(&rt, target, size.min(64), seed)?;
     let check = sample
         .check(&rt, target, size, seed)
         .with_context(|| format!("running {name}"))?;
@@ -417,9 +424,17 @@ fn bench_routing(
     json: Option<std::path::PathBuf>,
     quick: bool,
     reps: Option<usize>,
+    only: &[String],
 ) -> Result<ExitCode> {
     let rt = Runtime::new()?;
-    let sweep = pel::bench::sweep(quick);
+    let mut sweep = pel::bench::sweep(quick);
+    if !only.is_empty() {
+        sweep.retain(|(s, _)| only.iter().any(|k| k == s.name));
+        if sweep.is_empty() {
+            eprintln!("pel: no such kernel among {only:?}; see `pel list`");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let reps = reps.unwrap_or(if quick { 3 } else { 7 });
     let bar = progress(sweep.iter().map(|(_, s)| s.len()).sum());
     let report = pel::bench::routing(&rt, &sweep, reps, &mut |done, _, what| {

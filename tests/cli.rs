@@ -8,7 +8,10 @@ fn pel(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let xdg = std::env::temp_dir().join("pel-xdg-runtime");
     let _ = std::fs::create_dir_all(&xdg);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pel"));
-    cmd.args(args).env("XDG_RUNTIME_DIR", xdg);
+    let models = std::env::temp_dir().join(format!("pel-cli-models-{}", std::process::id()));
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", xdg)
+        .env("PEL_MODEL_DIR", models);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -106,4 +109,70 @@ fn bad_arguments_exit_2_with_one_line() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("gpu3"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_corrupted_model_file_warns_and_run_still_verifies() {
+    let dir = std::env::temp_dir().join(format!("pel-cli-model-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let env = [("PEL_MODEL_DIR", dir.to_str().unwrap()), ("PEL_GPU", "off")];
+    let o = pel(&["model", "path"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = stdout(&o).trim().to_owned();
+    assert!(path.starts_with(dir.to_str().unwrap()), "{path}");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&path, "{ not a model").unwrap();
+
+    let o = pel(&["run", "saxpy", "--size", "10007"], &env);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("verified"), "{}", stdout(&o));
+    // A second run: the first sample of an entry is dropped as warm-up.
+    let o = pel(&["run", "saxpy", "--size", "10007"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The file was replaced by a good one; `model show` lists the kernel.
+    let o = pel(&["model", "show"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("saxpy"), "{}", stdout(&o));
+
+    let o = pel(&["model", "reset"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pel(&["model", "show"], &env);
+    assert!(!stdout(&o).contains("| saxpy"), "{}", stdout(&o));
+}
+
+#[test]
+fn bench_routing_quick_writes_json() {
+    let dir = std::env::temp_dir().join(format!("pel-cli-bench-{}", std::process::id()));
+    let json = dir.join("routing.json");
+    let _ = std::fs::create_dir_all(&dir);
+    let o = pel(
+        &[
+            "bench",
+            "routing",
+            "--quick",
+            "--reps",
+            "1",
+            "--kernel",
+            "saxpy",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[("PEL_MODEL_DIR", dir.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let text = std::fs::read_to_string(&json).unwrap();
+    for key in [
+        "\"points\"",
+        "\"regret_total\"",
+        "\"regret_max\"",
+        "\"calibration_runs\"",
+        "\"cpu_s\"",
+        "\"auto_s\"",
+        "\"choice\"",
+    ] {
+        assert!(text.contains(key), "{key} missing: {text}");
+    }
 }

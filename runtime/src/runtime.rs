@@ -343,9 +343,13 @@ impl Runtime {
         self.check_owner("read", buf)?;
         let id = buf.handle().id;
         let mut table = self.table();
-        table.ensure_host(id, &self.shared.gpus, &self.shared.counters)?;
-        let bytes = table.host_bytes(id);
-        Ok(bytemuck::pod_collect_to_vec(bytes))
+        let writer = table.ensure_host(id, &self.shared.gpus, &self.shared.counters)?;
+        let data = bytemuck::pod_collect_to_vec(table.host_bytes(id));
+        drop(table);
+        if let Some(k) = writer {
+            self.dispatcher().note_readback(k);
+        }
+        Ok(data)
     }
 
     /// Replaces the buffer's contents from the host; GPU copies become stale.
@@ -453,7 +457,11 @@ impl Runtime {
             Backend::Cpu => {
                 let mut raw = Vec::with_capacity(args.len());
                 for h in &args {
-                    table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)?;
+                    if let Some(k) =
+                        table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)?
+                    {
+                        self.dispatcher().note_readback(k);
+                    }
                     raw.push(RawSlice {
                         ptr: table.host_ptr(h.id),
                         len: h.len,
@@ -485,7 +493,7 @@ impl Runtime {
         };
         for (h, w) in args.iter().zip(&writes) {
             if *w {
-                table.mark_written(h.id, backend);
+                table.mark_written(h.id, backend, kernel.id());
             }
         }
         drop(table);
@@ -572,6 +580,24 @@ impl Runtime {
                 let mut moves = Moves::default();
                 for h in args {
                     table.moves_to(h.id, b, &mut moves);
+                }
+                // Outputs left on a GPU come home as often as this kernel's
+                // outputs have been needed on the host before.
+                if let Backend::Gpu(g) = b {
+                    let p = d.readback_probability(kernel.id());
+                    let written: u64 = args
+                        .iter()
+                        .zip(&kernel.reflection().storage)
+                        .filter(|(_, s)| s.access.writes())
+                        .map(|(h, _)| h.bytes)
+                        .sum();
+                    if p > 0.0 && written > 0 {
+                        let back = d.transfer_secs(&Moves {
+                            up: Vec::new(),
+                            down: vec![(g, written)],
+                        });
+                        return (b, d.transfer_secs(&moves) + p * back, 0.0);
+                    }
                 }
                 (b, d.transfer_secs(&moves), 0.0)
             })

@@ -207,6 +207,10 @@ impl HostCopy {
 
 pub(crate) struct Entry {
     bytes: u64,
+    /// The kernel that last wrote the buffer on a GPU, while that copy is
+    /// the newest: a download then tells the dispatcher its output was
+    /// needed on the host.
+    gpu_writer: Option<u64>,
     host: Option<HostCopy>,
     gpu: Vec<Option<wgpu::Buffer>>,
     valid: Validity,
@@ -238,6 +242,7 @@ impl Table {
             id,
             Entry {
                 bytes,
+                gpu_writer: None,
                 host: data,
                 gpu: (0..self.gpus).map(|_| None).collect(),
                 valid: Validity {
@@ -275,11 +280,17 @@ impl Table {
             .expect("a live handle keeps its table entry")
     }
 
-    /// Makes the host copy valid, downloading from a GPU if needed.
-    pub(crate) fn ensure_host(&mut self, id: u64, gpus: &[GpuDevice], c: &Counters) -> Result<()> {
+    /// Makes the host copy valid, downloading from a GPU if needed. Returns
+    /// the kernel whose GPU output was downloaded, if that happened.
+    pub(crate) fn ensure_host(
+        &mut self,
+        id: u64,
+        gpus: &[GpuDevice],
+        c: &Counters,
+    ) -> Result<Option<u64>> {
         let e = self.entry(id);
         if e.valid.host {
-            return Ok(());
+            return Ok(None);
         }
         let bytes = e.bytes as usize;
         let mut host = e.host.take().unwrap_or_else(|| HostCopy::zeroed(bytes));
@@ -301,7 +312,7 @@ impl Table {
         }
         e.host = Some(host);
         e.valid.host = true;
-        Ok(())
+        Ok(source.and(e.gpu_writer.take()))
     }
 
     /// Makes the copy on GPU `g` valid and returns it, and whether anything
@@ -362,11 +373,15 @@ impl Table {
         e.valid.host = true;
         e.valid.zero = false;
         e.valid.gpu.fill(false);
+        e.gpu_writer = None;
     }
 
-    /// Records that `backend` wrote the buffer: only its copy is valid now.
-    pub(crate) fn mark_written(&mut self, id: u64, backend: Backend) {
-        let v = &mut self.entry(id).valid;
+    /// Records that `kernel` wrote the buffer on `backend`: only that copy
+    /// is valid now.
+    pub(crate) fn mark_written(&mut self, id: u64, backend: Backend, kernel: u64) {
+        let e = self.entry(id);
+        e.gpu_writer = (backend != Backend::Cpu).then_some(kernel);
+        let v = &mut e.valid;
         v.zero = false;
         v.host = backend == Backend::Cpu;
         for (i, g) in v.gpu.iter_mut().enumerate() {

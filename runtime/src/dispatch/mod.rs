@@ -185,6 +185,11 @@ pub(crate) struct Dispatcher {
     pub(crate) persist: bool,
     log: VecDeque<Decision>,
     pub(crate) calibration_runs: u64,
+    /// Per kernel: (GPU runs, downloads of their outputs).
+    pub(crate) readback: BTreeMap<u64, (u64, u64)>,
+    /// (kernel, device) pairs that have run in this process: the first run
+    /// of each compiles its pipeline and is not recorded.
+    warm: std::collections::HashSet<(u64, usize)>,
     dirty: bool,
     warned: bool,
 }
@@ -211,6 +216,8 @@ impl Dispatcher {
             persist: false,
             log: VecDeque::new(),
             calibration_runs: 0,
+            readback: BTreeMap::new(),
+            warm: Default::default(),
             dirty: false,
             warned: false,
         }
@@ -226,6 +233,7 @@ impl Dispatcher {
                 for (mine, theirs) in self.bus.iter_mut().zip(loaded.bus) {
                     *mine = theirs;
                 }
+                self.readback = loaded.readback;
             }
             Ok(None) => {}
             Err(e) => eprintln!("pel: warning: {e}; starting a fresh model"),
@@ -240,7 +248,14 @@ impl Dispatcher {
             return;
         }
         let Some(path) = &self.path else { return };
-        match persist::save(path, &self.keys, &self.profile, &self.names, &self.bus) {
+        match persist::save(
+            path,
+            &self.keys,
+            &self.profile,
+            &self.names,
+            &self.bus,
+            &self.readback,
+        ) {
             Ok(()) => self.dirty = false,
             Err(e) => {
                 if !self.warned {
@@ -274,7 +289,8 @@ impl Dispatcher {
             .iter()
             .map(|&(g, n)| link(g).map_or(0.0, |l| l.d2h.secs(n)))
             .sum();
-        up + down
+        // An empty sum of f64 is -0.0; no transfer is +0.
+        (up + down).max(0.0)
     }
 
     /// Chooses among `candidates` (each with its transfer and queue times).
@@ -366,6 +382,19 @@ impl Dispatcher {
         self.log.iter().cloned().collect()
     }
 
+    /// How likely an output this kernel writes on a GPU is needed on the
+    /// host afterwards: downloads over GPU runs, with a prior of one half.
+    pub(crate) fn readback_probability(&self, kernel: u64) -> f64 {
+        let (runs, downloads) = self.readback.get(&kernel).copied().unwrap_or((0, 0));
+        ((downloads as f64 + 0.5) / (runs as f64 + 1.0)).min(1.0)
+    }
+
+    /// A GPU output of `kernel` was brought to the host.
+    pub(crate) fn note_readback(&mut self, kernel: u64) {
+        self.readback.entry(kernel).or_default().1 += 1;
+        self.dirty = true;
+    }
+
     /// Records a measured execution.
     pub(crate) fn record(
         &mut self,
@@ -379,9 +408,13 @@ impl Dispatcher {
             return;
         }
         let d = device_index(backend);
-        if !self.names.contains_key(&kernel) {
-            self.names.insert(kernel, name.to_owned());
+        if backend != Backend::Cpu {
+            self.readback.entry(kernel).or_default().0 += 1;
         }
+        if self.warm.insert((kernel, d)) {
+            return;
+        }
+        self.names.entry(kernel).or_insert_with(|| name.to_owned());
         let predicted = self.profile.estimate(kernel, d, size, self.min_samples);
         let before = self.profile.samples_near(kernel, d, bucket(size));
         self.profile
@@ -461,7 +494,7 @@ mod tests {
             let t = if dec.chosen == CPU { 2e-3 } else { 1e-3 };
             d.record(1, "k", dec.chosen, 1000, t);
         }
-        // Each backend: one warm-up call (dropped) and five samples.
+        // Each backend: one warm-up call (not recorded) and five samples.
         let calibrating: Vec<Backend> = order
             .iter()
             .filter(|(_, r)| *r == Reason::Calibrating)

@@ -23,6 +23,9 @@ struct File {
     bus: BTreeMap<String, TransferModel>,
     #[serde(default)]
     entries: Vec<FileEntry>,
+    /// Per kernel (16 hex digits): [GPU runs, downloads of their outputs].
+    #[serde(default)]
+    readback: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -45,6 +48,7 @@ pub(crate) struct Loaded {
     pub(crate) profile: Profile,
     pub(crate) names: BTreeMap<u64, String>,
     pub(crate) bus: Vec<Option<TransferModel>>,
+    pub(crate) readback: BTreeMap<u64, (u64, u64)>,
 }
 
 /// Where the model of this device set lives: `PEL_MODEL_DIR`, else the
@@ -131,7 +135,6 @@ pub(crate) fn load(path: &Path, keys: &[String]) -> Result<Option<Loaded>, Strin
         let mut by_bucket: BTreeMap<i32, Entry> = BTreeMap::new();
         for s in samples {
             let entry = by_bucket.entry(bucket(s.size)).or_default();
-            entry.warmed = true;
             entry.calls = e.calls.min(u32::MAX as u64);
             entry.samples.push_back(s);
         }
@@ -145,6 +148,11 @@ pub(crate) fn load(path: &Path, keys: &[String]) -> Result<Option<Loaded>, Strin
         let name: String = e.name.chars().take(128).collect();
         loaded.names.insert(kernel, name);
     }
+    for (k, (runs, downloads)) in file.readback {
+        if let Ok(k) = u64::from_str_radix(&k, 16) {
+            loaded.readback.insert(k, (runs, downloads.min(runs)));
+        }
+    }
     Ok(Some(loaded))
 }
 
@@ -155,6 +163,7 @@ pub(crate) fn save(
     profile: &Profile,
     names: &BTreeMap<u64, String>,
     bus: &[Option<TransferModel>],
+    readback: &BTreeMap<u64, (u64, u64)>,
 ) -> Result<(), String> {
     let mut entries: Vec<FileEntry> = profile
         .iter()
@@ -179,6 +188,10 @@ pub(crate) fn save(
             .filter_map(|(g, t)| t.map(|t| (keys[g + 1].clone(), t)))
             .collect(),
         entries,
+        readback: readback
+            .iter()
+            .map(|(k, v)| (format!("{k:016x}"), *v))
+            .collect(),
     };
     let json = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
     let dir = path.parent().unwrap_or(Path::new("."));

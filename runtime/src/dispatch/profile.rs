@@ -2,8 +2,9 @@
 //! device, size bucket), robust statistics over them, and a curve fitted
 //! across buckets to predict sizes never seen.
 //!
-//! Robustness is the point. The first sample of every entry is dropped
-//! (pipeline compilation, pool warm-up); estimates use the median of the
+//! Robustness is the point. The first call of every kernel on every device
+//! in a process is not recorded (pipeline compilation; see `Dispatcher`);
+//! estimates use the median of the
 //! samples left after rejecting those beyond 5 median absolute deviations,
 //! so a single spike moves nothing; a pair whose times drift far from the
 //! prediction for several calls in a row starts measuring afresh.
@@ -91,8 +92,6 @@ pub(crate) struct Entry {
     pub(crate) samples: VecDeque<Sample>,
     /// The summary of `samples`, computed once per change.
     summary: OnceCell<Option<Summary>>,
-    /// The first sample has been seen (and dropped).
-    pub(crate) warmed: bool,
     /// Calls recorded over the entry's life.
     pub(crate) calls: u64,
     drift_streak: u32,
@@ -159,17 +158,13 @@ impl Entry {
     /// Returns whether calibration of this entry was re-opened by drift.
     pub(crate) fn record(&mut self, sample: Sample, predicted: Option<f64>) -> bool {
         self.calls += 1;
-        if !self.warmed {
-            self.warmed = true;
-            return false;
-        }
         let drifting = predicted.is_some_and(|p| {
             p > 0.0 && (sample.secs > p * DRIFT_FACTOR || sample.secs < p / DRIFT_FACTOR)
         });
         self.drift_streak = if drifting { self.drift_streak + 1 } else { 0 };
         // A full entry keeps one call in eight (and every drifting one): the
         // statistics stay fresh without being recomputed on every call.
-        if self.samples.len() >= KEEP && !drifting && self.calls % 8 != 0 {
+        if self.samples.len() >= KEEP && !drifting && !self.calls.is_multiple_of(8) {
             return false;
         }
         self.summary = OnceCell::new();
@@ -405,7 +400,6 @@ mod tests {
 
     fn entry(times: &[f64]) -> Entry {
         let mut e = Entry::default();
-        e.warmed = true;
         for &t in times {
             e.record(
                 Sample {
@@ -416,28 +410,6 @@ mod tests {
             );
         }
         e
-    }
-
-    #[test]
-    fn the_first_sample_is_dropped() {
-        let mut e = Entry::default();
-        e.record(
-            Sample {
-                size: 10,
-                secs: 5.0,
-            },
-            None,
-        );
-        assert!(e.samples.is_empty());
-        e.record(
-            Sample {
-                size: 10,
-                secs: 1.0,
-            },
-            None,
-        );
-        assert_eq!(e.samples.len(), 1);
-        assert_eq!(e.calls, 2);
     }
 
     #[test]
@@ -527,7 +499,7 @@ mod tests {
     fn estimates_use_the_bucket_then_the_curve() {
         let mut p = Profile::default();
         for &(n, t) in &[(1000u64, 1e-3), (100_000, 1e-1)] {
-            for _ in 0..6 {
+            for _ in 0..5 {
                 p.record(7, 0, Sample { size: n, secs: t }, None);
             }
         }

@@ -221,12 +221,13 @@ fn placement_counts_the_transfers_where_the_data_is_not() {
         "host data costs the GPU an upload: {d}"
     );
 
-    // After a GPU run y lives only there and x on both: the GPU moves
-    // nothing, the CPU must fetch y.
+    // After a GPU run y lives only there and x on both: the GPU needs no
+    // upload (only the expected read-back of y, weighted by how often it has
+    // been needed), while the CPU must fetch y for certain.
     saxpy.run(rt, Target::On(gpu), 1.0, &x, &y).unwrap();
     let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
-    assert_eq!(transfer(&d, gpu), 0.0, "{d}");
     assert!(transfer(&d, Backend::Cpu) > 0.0, "{d}");
+    assert!(transfer(&d, gpu) < transfer(&d, Backend::Cpu), "{d}");
 }
 
 #[test]

@@ -496,12 +496,5 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 fn fmt_time(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 1.0 {
-        format!("{s:.2} s")
-    } else if s >= 1e-3 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{:.1} µs", s * 1e6)
-    }
+    pel::secs(d.as_secs_f64())
 }

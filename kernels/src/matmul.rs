@@ -199,18 +199,12 @@ impl Trial for MatmulTrial {
         let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
             (k as f64 + 2.0) * eps * mag[i] + f32::MIN_POSITIVE as f64
         });
-        Check {
-            shape: self.shape(),
+        cmp.into_check(
+            self.shape(),
             backend,
-            elapsed: Default::default(),
-            compared: cmp.compared,
-            mismatches: cmp.mismatches + (m * n).abs_diff(self.got.len()),
-            excused: 0,
-            allowed_mismatches: 0,
-            worst: cmp.worst,
-            first_bad: cmp.first_bad,
-            tolerance: "(k+2)·ε·(|A|·|B|)ᵢⱼ per element",
-        }
+            (m * n).abs_diff(self.got.len()),
+            "(k+2)·ε·(|A|·|B|)ᵢⱼ per element",
+        )
     }
 }
 

@@ -177,18 +177,8 @@ impl Trial for SumTrial {
         let (want, magnitude) = reference(&self.xs);
         let tol = 1e-5 * magnitude + f32::MIN_POSITIVE as f64;
         let c = verify::compare(self.got.iter().map(|&v| v as f64), [want], |_| tol);
-        Check {
-            shape: self.shape(),
-            backend,
-            elapsed: Default::default(),
-            compared: c.compared,
-            mismatches: c.mismatches + 1 - c.compared.min(1),
-            excused: 0,
-            allowed_mismatches: 0,
-            worst: c.worst,
-            first_bad: c.first_bad,
-            tolerance: "1e-5 of Σ|x|",
-        }
+        let missing = 1 - c.compared.min(1);
+        c.into_check(self.shape(), backend, missing, "1e-5 of Σ|x|")
     }
 }
 

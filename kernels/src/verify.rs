@@ -105,6 +105,31 @@ pub(crate) struct Compare {
     pub(crate) first_bad: Option<(usize, f64, f64)>,
 }
 
+impl Compare {
+    /// The check these results make, with `missing` elements never produced
+    /// counted as mismatches, and no mismatch allowed.
+    pub(crate) fn into_check(
+        self,
+        shape: String,
+        backend: Backend,
+        missing: usize,
+        tolerance: &'static str,
+    ) -> Check {
+        Check {
+            shape,
+            backend,
+            elapsed: Default::default(),
+            compared: self.compared,
+            mismatches: self.mismatches + missing,
+            excused: 0,
+            allowed_mismatches: 0,
+            worst: self.worst,
+            first_bad: self.first_bad,
+            tolerance,
+        }
+    }
+}
+
 pub(crate) fn compare(
     got: impl IntoIterator<Item = f64>,
     want: impl IntoIterator<Item = f64>,

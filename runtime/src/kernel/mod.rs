@@ -215,7 +215,9 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// The CPU implementation. `S` is its argument list, e.g.
     /// `(Read<f32>, ReadWrite<f32>)`, in the shader's binding order; the
     /// closure receives the slices through [`CpuArgs::split`] and the params.
-    /// It runs inside pel's rayon pool, so `par_iter` uses that pool.
+    /// Its `par_iter`s run on rayon's global pool, or on pel's own pool when
+    /// one is configured. It must not call back into the runtime (a read or
+    /// a run from inside a kernel would wait for itself).
     pub fn cpu<S: Signature>(
         mut self,
         f: impl Fn(CpuArgs<'_, S>, &P) + Send + Sync + 'static,

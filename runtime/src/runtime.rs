@@ -1,10 +1,13 @@
 //! The runtime: the one object a user holds. It owns the devices and the
 //! buffer table, and runs a kernel call end to end: check the arguments,
-//! choose a backend (`dispatch/`), make every argument valid there
-//! (`buffer/`), execute (`device/`), record what was written.
+//! lease them (shared to read, exclusive to write), choose a backend
+//! (`dispatch/`), make every argument valid there (`buffer/`), execute
+//! (`device/`) outside the table's lock, record what was written. Calls on
+//! different buffers from different threads therefore run at once; calls on
+//! the same buffer take turns.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::Buffer;
@@ -33,6 +36,12 @@ impl From<Backend> for Target {
     fn from(b: Backend) -> Self {
         Target::On(b)
     }
+}
+
+/// What a prepared call runs: host slices, or bound GPU buffers.
+enum Work {
+    Cpu(Vec<RawSlice>),
+    Gpu(usize, Vec<(wgpu::Buffer, u64)>),
 }
 
 /// What one kernel call did.
@@ -70,6 +79,8 @@ pub(crate) struct Shared {
     cpu: CpuDevice,
     gpus: Vec<GpuDevice>,
     table: Mutex<Table>,
+    /// Signalled whenever a call gives back its buffer leases.
+    leases: Condvar,
     counters: Counters,
     dispatcher: Mutex<Dispatcher>,
     explain: bool,
@@ -221,6 +232,7 @@ impl RuntimeBuilder {
                 cpu,
                 gpus,
                 table: Mutex::new(Table::new(n)),
+                leases: Condvar::new(),
                 counters: Counters::default(),
                 dispatcher: Mutex::new(dispatcher),
                 explain: std::env::var("PEL_EXPLAIN").is_ok_and(|v| v != "0" && !v.is_empty()),
@@ -296,6 +308,20 @@ impl Runtime {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The table, once `ready` holds (waiting for running calls to give
+    /// back their leases).
+    fn table_when(&self, ready: impl Fn(&Table) -> bool) -> MutexGuard<'_, Table> {
+        let mut table = self.table();
+        while !ready(&table) {
+            table = self
+                .shared
+                .leases
+                .wait(table)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        table
+    }
+
     fn new_buffer<T: Element>(&self, len: usize, data: Option<HostCopy>) -> Buffer<T> {
         let bytes = len as u64 * std::mem::size_of::<T>() as u64;
         let id = self.table().insert(bytes, data);
@@ -342,7 +368,7 @@ impl Runtime {
     pub fn read<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>> {
         self.check_owner("read", buf)?;
         let id = buf.handle().id;
-        let mut table = self.table();
+        let mut table = self.table_when(|t| t.readable(id));
         let writer = table.ensure_host(id, &self.shared.gpus, &self.shared.counters)?;
         let data = bytemuck::pod_collect_to_vec(table.host_bytes(id));
         drop(table);
@@ -366,8 +392,9 @@ impl Runtime {
                 ),
             });
         }
-        self.table()
-            .write_host(buf.handle().id, bytemuck::cast_slice(data));
+        let id = buf.handle().id;
+        self.table_when(|t| t.writable(id))
+            .write_host(id, bytemuck::cast_slice(data));
         Ok(())
     }
 
@@ -442,61 +469,60 @@ impl Runtime {
         let size = kernel.cost(params, &lens);
         let workgroups = kernel.workgroups(params, &lens);
 
-        let mut table = self.table();
-        let (backend, reason) = {
-            let d = self.decide(&table, target, kernel, &args, size, workgroups, true)?;
-            (d.chosen, d.reason)
-        };
         let writes: Vec<bool> = kernel
             .reflection()
             .storage
             .iter()
             .map(|b| b.access.writes())
             .collect();
-        let exec = match backend {
-            Backend::Cpu => {
-                let mut raw = Vec::with_capacity(args.len());
-                for h in &args {
-                    if let Some(k) =
-                        table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)?
-                    {
-                        self.dispatcher().note_readback(k);
-                    }
-                    raw.push(RawSlice {
-                        ptr: table.host_ptr(h.id),
-                        len: h.len,
-                    });
-                }
-                let t = Instant::now();
-                self.shared.cpu.execute(kernel, &raw, params)?;
-                t.elapsed()
-            }
-            Backend::Gpu(g) => {
-                let gpu = &self.shared.gpus[g];
-                self.check_gpu_limits(kernel, &args, g, workgroups)?;
-                let mut bound = Vec::with_capacity(args.len());
-                let mut queued = false;
-                for h in &args {
-                    let (buf, moved) =
-                        table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
-                    queued |= moved;
-                    bound.push((buf, h.bytes));
-                }
-                // Let the transfers finish first, so the execution is timed alone.
-                if queued {
-                    gpu.flush()?;
-                }
-                let t = Instant::now();
-                gpu.dispatch(kernel, &bound, params, workgroups)?;
-                t.elapsed()
-            }
-        };
-        for (h, w) in args.iter().zip(&writes) {
-            if *w {
-                table.mark_written(h.id, backend, kernel.id());
+        let (mut read_ids, mut write_ids) = (Vec::new(), Vec::new());
+        for (h, &w) in args.iter().zip(&writes) {
+            if w {
+                write_ids.push(h.id);
+            } else if !read_ids.contains(&h.id) {
+                read_ids.push(h.id);
             }
         }
+
+        // Lease every argument, then prepare under the table's lock: the
+        // decision, and every argument made valid where the call will run.
+        let mut table = self.table();
+        while !table.try_lease(&read_ids, &write_ids) {
+            table = self
+                .shared
+                .leases
+                .wait(table)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let prepared = self.prepare(&mut table, target, kernel, &args, size, workgroups);
         drop(table);
+
+        // Run outside the lock, so calls on other buffers (on other devices)
+        // proceed meanwhile; the leases keep these buffers to this call.
+        let result = prepared.and_then(|(backend, reason, work)| {
+            let t = Instant::now();
+            match work {
+                Work::Cpu(raw) => self.shared.cpu.execute(kernel, &raw, params)?,
+                Work::Gpu(g, bound) => {
+                    self.shared.gpus[g].dispatch(kernel, &bound, params, workgroups)?
+                }
+            }
+            Ok((backend, reason, t.elapsed()))
+        });
+
+        let mut table = self.table();
+        if let Ok((backend, _, _)) = &result {
+            for (h, w) in args.iter().zip(&writes) {
+                if *w {
+                    table.mark_written(h.id, *backend, kernel.id());
+                }
+            }
+        }
+        table.release_lease(&read_ids, &write_ids);
+        drop(table);
+        self.shared.leases.notify_all();
+
+        let (backend, reason, exec) = result?;
         self.dispatcher().record(
             kernel.id(),
             kernel.name(),
@@ -511,6 +537,56 @@ impl Runtime {
             elapsed: start.elapsed(),
             exec,
         })
+    }
+
+    /// Chooses the backend and makes every argument valid there.
+    fn prepare(
+        &self,
+        table: &mut Table,
+        target: Target,
+        kernel: &Kernel,
+        args: &[&Handle],
+        size: u64,
+        workgroups: u64,
+    ) -> Result<(Backend, Reason, Work)> {
+        let (backend, reason) = {
+            let d = self.decide(table, target, kernel, args, size, workgroups, true)?;
+            (d.chosen, d.reason)
+        };
+        let work = match backend {
+            Backend::Cpu => {
+                let mut raw = Vec::with_capacity(args.len());
+                for h in args {
+                    if let Some(k) =
+                        table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)?
+                    {
+                        self.dispatcher().note_readback(k);
+                    }
+                    raw.push(RawSlice {
+                        ptr: table.host_ptr(h.id),
+                        len: h.len,
+                    });
+                }
+                Work::Cpu(raw)
+            }
+            Backend::Gpu(g) => {
+                self.check_gpu_limits(kernel, args, g, workgroups)?;
+                let mut bound = Vec::with_capacity(args.len());
+                let mut queued = false;
+                for h in args {
+                    let (buf, moved) =
+                        table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
+                    queued |= moved;
+                    bound.push((buf, h.bytes));
+                }
+                // Let the transfers finish first, so the execution is timed alone.
+                if queued {
+                    self.shared.gpus[g].flush()?;
+                }
+                Work::Gpu(g, bound)
+            }
+        };
+        Ok((backend, reason, work))
     }
 
     fn dispatcher(&self) -> MutexGuard<'_, Dispatcher> {

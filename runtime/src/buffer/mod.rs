@@ -207,6 +207,10 @@ impl HostCopy {
 
 pub(crate) struct Entry {
     bytes: u64,
+    /// Calls running now that read the buffer.
+    readers: u32,
+    /// A call running now writes the buffer.
+    writer: bool,
     /// The kernel that last wrote the buffer on a GPU, while that copy is
     /// the newest: a download then tells the dispatcher its output was
     /// needed on the host.
@@ -242,6 +246,8 @@ impl Table {
             id,
             Entry {
                 bytes,
+                readers: 0,
+                writer: false,
                 gpu_writer: None,
                 host: data,
                 gpu: (0..self.gpus).map(|_| None).collect(),
@@ -261,6 +267,46 @@ impl Table {
 
     pub(crate) fn live(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Takes leases for a call: shared on `reads`, exclusive on `writes`,
+    /// all or none. A call holds them while it runs outside the table's
+    /// lock, so no other call or host access can touch what it uses.
+    pub(crate) fn try_lease(&mut self, reads: &[u64], writes: &[u64]) -> bool {
+        let free = reads.iter().all(|id| !self.entries[id].writer)
+            && writes
+                .iter()
+                .all(|id| !self.entries[id].writer && self.entries[id].readers == 0);
+        if free {
+            for id in reads {
+                self.entry(*id).readers += 1;
+            }
+            for id in writes {
+                self.entry(*id).writer = true;
+            }
+        }
+        free
+    }
+
+    /// Gives back the leases of [`try_lease`](Self::try_lease).
+    pub(crate) fn release_lease(&mut self, reads: &[u64], writes: &[u64]) {
+        for id in reads {
+            self.entry(*id).readers -= 1;
+        }
+        for id in writes {
+            self.entry(*id).writer = false;
+        }
+    }
+
+    /// Whether no running call writes the buffer (so it may be read).
+    pub(crate) fn readable(&self, id: u64) -> bool {
+        !self.entries[&id].writer
+    }
+
+    /// Whether no running call uses the buffer (so it may be written).
+    pub(crate) fn writable(&self, id: u64) -> bool {
+        let e = &self.entries[&id];
+        !e.writer && e.readers == 0
     }
 
     /// Frees a buffer; its GPU copies go back to their pools.

@@ -34,6 +34,10 @@ pub(crate) struct GpuDevice {
     lost: Arc<Mutex<Option<String>>>,
     pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
     pool: Mutex<BufferPool>,
+    /// wgpu's GL backend holds one context lock through long waits and
+    /// panics when another thread waits for it too long; on GL every device
+    /// operation therefore takes this lock first, one thread at a time.
+    serial: Option<Mutex<()>>,
 }
 
 /// Opens every usable adapter, best first: real GPUs before software ones,
@@ -143,6 +147,7 @@ impl GpuDevice {
             lost,
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(BufferPool::new(cap)),
+            serial: (ai.backend == wgpu::Backend::Gl).then(|| Mutex::new(())),
         })
     }
 
@@ -175,6 +180,13 @@ impl GpuDevice {
         (p.hits, p.misses, p.free_bytes())
     }
 
+    /// The GL serialisation lock (`None` elsewhere); see `serial`.
+    fn exclusive(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.serial
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Runs `f` inside out-of-memory and validation error scopes.
     fn scoped<T>(&self, doing: &str, kernel: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -202,6 +214,7 @@ impl GpuDevice {
 
     /// A buffer of at least `bytes` (from the pool where one is free).
     pub(crate) fn alloc(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let _serial = self.exclusive();
         self.alloc_usage(bytes, STORAGE)
     }
 
@@ -238,6 +251,11 @@ impl GpuDevice {
 
     /// Returns a buffer to the pool.
     pub(crate) fn release(&self, buf: wgpu::Buffer) {
+        let _serial = self.exclusive();
+        self.give_back(buf);
+    }
+
+    fn give_back(&self, buf: wgpu::Buffer) {
         self.pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -246,6 +264,7 @@ impl GpuDevice {
 
     /// Copies host bytes into the start of `buf`.
     pub(crate) fn upload(&self, buf: &wgpu::Buffer, bytes: &[u8]) -> Result<()> {
+        let _serial = self.exclusive();
         self.check_alive()?;
         if bytes.is_empty() {
             return Ok(());
@@ -257,6 +276,7 @@ impl GpuDevice {
 
     /// Zeroes the first `bytes` of `buf` on the device, moving nothing.
     pub(crate) fn clear(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<()> {
+        let _serial = self.exclusive();
         self.check_alive()?;
         let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         if size == 0 {
@@ -271,6 +291,7 @@ impl GpuDevice {
 
     /// Copies the first `out.len()` bytes of `buf` to the host, waiting.
     pub(crate) fn download(&self, buf: &wgpu::Buffer, out: &mut [u8]) -> Result<()> {
+        let _serial = self.exclusive();
         self.check_alive()?;
         if out.is_empty() {
             return Ok(());
@@ -297,7 +318,7 @@ impl GpuDevice {
             out.copy_from_slice(&view[..out.len()]);
         }
         staging.unmap();
-        self.release(staging);
+        self.give_back(staging);
         Ok(())
     }
 
@@ -320,6 +341,7 @@ impl GpuDevice {
         const LARGE: u64 = 16 << 20;
         let buf = self.alloc(LARGE)?;
         let mut host = vec![0x5au8; LARGE as usize];
+        // upload, flush and download each serialise themselves on GL.
         let best = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
             let mut best = f64::INFINITY;
             for _ in 0..3 {
@@ -348,12 +370,13 @@ impl GpuDevice {
 
     /// Submits what the queue holds (pending uploads) and waits for it.
     pub(crate) fn flush(&self) -> Result<()> {
+        let _serial = self.exclusive();
         self.queue.submit([]);
         self.wait()
     }
 
     /// Blocks until the queue is idle.
-    pub(crate) fn wait(&self) -> Result<()> {
+    fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
@@ -420,6 +443,7 @@ impl GpuDevice {
         params: &[u8],
         workgroups: u64,
     ) -> Result<()> {
+        let _serial = self.exclusive();
         self.check_alive()?;
         let (x, y) = self.fold(kernel.name(), workgroups)?;
         if x == 0 {
@@ -478,7 +502,7 @@ impl GpuDevice {
         })?;
         self.wait()?;
         if let Some((_, b, _)) = uniform {
-            self.release(b);
+            self.give_back(b);
         }
         Ok(())
     }

@@ -216,8 +216,8 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// `(Read<f32>, ReadWrite<f32>)`, in the shader's binding order; the
     /// closure receives the slices through [`CpuArgs::split`] and the params.
     /// Its `par_iter`s run on rayon's global pool, or on pel's own pool when
-    /// one is configured. It must not call back into the runtime (a read or
-    /// a run from inside a kernel would wait for itself).
+    /// one is configured. It must not use its own arguments through the
+    /// runtime (a read or a run of a buffer it writes would wait for itself).
     pub fn cpu<S: Signature>(
         mut self,
         f: impl Fn(CpuArgs<'_, S>, &P) + Send + Sync + 'static,
@@ -226,7 +226,8 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             let p: P = bytemuck::pod_read_unaligned(params);
             // SAFETY: the runtime builds `raw` from live, aligned host copies of
             // the call's buffers, after checking their element types against
-            // `S::specs()` (at build) and refusing aliased writable buffers.
+            // `S::specs()` (at build) and refusing aliased writable buffers,
+            // and holds their leases until this returns.
             let args = unsafe { CpuArgs::<S>::new(raw) };
             f(args, &p)
         };

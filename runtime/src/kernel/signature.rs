@@ -131,8 +131,9 @@ pub struct RawSlice {
 }
 
 // SAFETY: a RawSlice is only an address handed to the CPU implementation on
-// the pool's threads while the caller holds the buffer table; the runtime
-// never hands the same writable region to two calls at once.
+// rayon's threads while its call holds the buffer's lease (shared to read,
+// exclusive to write), so the runtime never hands a writable region to two
+// calls at once, nor frees or rewrites it meanwhile.
 unsafe impl Send for RawSlice {}
 // SAFETY: as above; sharing the address is harmless, and dereferencing it is
 // governed by `ArgKind::bind`'s contract.

@@ -310,14 +310,16 @@ impl Runtime {
 
     /// The table, once `ready` holds (waiting for running calls to give
     /// back their leases).
-    fn table_when(&self, ready: impl Fn(&Table) -> bool) -> MutexGuard<'_, Table> {
+    fn table_when(&self, mut ready: impl FnMut(&mut Table) -> bool) -> MutexGuard<'_, Table> {
         let mut table = self.table();
-        while !ready(&table) {
+        while !ready(&mut table) {
+            table.waiters += 1;
             table = self
                 .shared
                 .leases
                 .wait(table)
                 .unwrap_or_else(PoisonError::into_inner);
+            table.waiters -= 1;
         }
         table
     }
@@ -486,14 +488,7 @@ impl Runtime {
 
         // Lease every argument, then prepare under the table's lock: the
         // decision, and every argument made valid where the call will run.
-        let mut table = self.table();
-        while !table.try_lease(&read_ids, &write_ids) {
-            table = self
-                .shared
-                .leases
-                .wait(table)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        let mut table = self.table_when(|t| t.try_lease(&read_ids, &write_ids));
         let prepared = self.prepare(&mut table, target, kernel, &args, size, workgroups);
         drop(table);
 
@@ -519,8 +514,12 @@ impl Runtime {
             }
         }
         table.release_lease(&read_ids, &write_ids);
+        // A wake-up is a system call: only when someone waits.
+        let waiting = table.waiters > 0;
         drop(table);
-        self.shared.leases.notify_all();
+        if waiting {
+            self.shared.leases.notify_all();
+        }
 
         let (backend, reason, exec) = result?;
         self.dispatcher().record(

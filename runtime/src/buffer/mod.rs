@@ -223,6 +223,8 @@ pub(crate) struct Entry {
 /// Every live buffer of one runtime.
 pub(crate) struct Table {
     entries: HashMap<u64, Entry>,
+    /// Threads waiting for a lease to be given back.
+    pub(crate) waiters: usize,
     next_id: u64,
     gpus: usize,
 }
@@ -231,6 +233,7 @@ impl Table {
     pub(crate) fn new(gpus: usize) -> Self {
         Table {
             entries: HashMap::new(),
+            waiters: 0,
             next_id: 1,
             gpus,
         }

@@ -12,14 +12,6 @@ use pel::{Backend, Runtime};
 pub fn rt() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            // Mesa warns on every adapter without it.
-            let dir = std::env::temp_dir().join("pel-xdg-runtime");
-            let _ = std::fs::create_dir_all(&dir);
-            // SAFETY: set once, before any other thread of this binary reads
-            // the environment (the runtime is created inside this OnceLock).
-            unsafe { std::env::set_var("XDG_RUNTIME_DIR", dir) };
-        }
         // The tests' measurements go to a model of their own, not the user's.
         let model =
             std::env::temp_dir().join(format!("pel-test-model-{}.json", std::process::id()));

@@ -248,3 +248,58 @@ pub fn routing(
         devices: rt.devices().iter().map(|d| d.label()).collect(),
     })
 }
+
+/// The trace demo: compute-bound work (mandelbrot) on `gpu` in one thread
+/// while another runs memory-bound work (saxpy) and a chain (saxpy, then a
+/// multi-pass sum) on the CPU. Until tasks can be submitted without
+/// blocking, the two streams are two threads with fixed placement.
+pub fn trace_demo(rt: &Runtime, gpu: Option<Backend>) -> Result<()> {
+    use pel_kernels::{Mandelbrot, Saxpy, Sum, mandelbrot::View};
+    let (saxpy, sum, mandelbrot) = (Saxpy::new()?, Sum::new()?, Mandelbrot::new()?);
+    let (w, h) = (768, 768);
+    let n = 1 << 22;
+    let compute = Target::On(gpu.unwrap_or(Backend::Cpu));
+    let memory = Target::On(Backend::Cpu);
+    std::thread::scope(|s| {
+        let image = s.spawn(|| -> Result<()> {
+            let counts = rt.zeros::<u32>(w * h);
+            for i in 0..6 {
+                let view = View {
+                    x0: -2.0 + 0.05 * i as f32,
+                    ..View::full(w, h)
+                };
+                mandelbrot.run(rt, compute, &counts, w, h, view, 512)?;
+            }
+            rt.read(&counts).map(|_| ())
+        });
+        let stream = s.spawn(|| -> Result<()> {
+            let x = rt.buffer(&vec![1.0f32; n]);
+            let y = rt.buffer(&vec![0.5f32; n]);
+            let total = rt.zeros::<f32>(1);
+            for _ in 0..6 {
+                saxpy.run(rt, memory, 0.5, &x, &y)?;
+                sum.run(rt, memory, &y, &total)?;
+            }
+            rt.read(&total).map(|_| ())
+        });
+        image.join().expect("the image thread")?;
+        stream.join().expect("the stream thread")
+    })
+}
+
+/// A CPU-lane event and a GPU-lane event that overlap in time (by their
+/// start and end order), for a runtime with `gpus` GPUs (lanes 1..=gpus).
+pub fn overlapping(
+    events: &[pel_runtime::TraceEvent],
+    gpus: usize,
+) -> Option<(pel_runtime::TraceEvent, pel_runtime::TraceEvent)> {
+    let on_gpu = |e: &&pel_runtime::TraceEvent| (1..=gpus as u32).contains(&e.tid);
+    for a in events.iter().filter(|e| e.tid == 0) {
+        for b in events.iter().filter(on_gpu) {
+            if a.ts < b.ts + b.dur && b.ts < a.ts + a.dur {
+                return Some((a.clone(), b.clone()));
+            }
+        }
+    }
+    None
+}

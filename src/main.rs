@@ -45,6 +45,12 @@ enum Command {
     },
     /// Run every sample kernel on every backend and with automatic placement, and print a table (the default).
     Tour,
+    /// Run a small demo workload with tracing on and write a Chrome trace (open it in ui.perfetto.dev).
+    Trace {
+        /// Where to write the trace.
+        #[arg(long, default_value = "pel-trace.json")]
+        out: std::path::PathBuf,
+    },
     /// Look at or reset the performance model.
     Model {
         #[command(subcommand)]
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
         } => run(&kernel, size, backend, seed),
         Command::Tour => tour(),
         Command::Model { action } => model(action),
+        Command::Trace { out } => trace(&out),
         Command::Calibrate { quick } => calibrate(quick),
         Command::Bench {
             suite: Suite::Routing,
@@ -325,6 +332,27 @@ fn tour() -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn trace(out: &std::path::Path) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    rt.enable_trace();
+    let gpu = rt.backends().into_iter().find(|b| *b != Backend::Cpu);
+    pel::bench::trace_demo(&rt, gpu)?;
+    rt.write_trace(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let events = rt.trace_events();
+    let lanes: std::collections::BTreeSet<u32> = events.iter().map(|e| e.tid).collect();
+    println!(
+        "wrote {} ({} events on {} lanes; open it in ui.perfetto.dev)",
+        out.display(),
+        events.len(),
+        lanes.len()
+    );
+    if pel::bench::overlapping(&events, rt.gpu_count()).is_some() {
+        println!("a CPU-lane and a GPU-lane event overlap in time");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn model(action: ModelAction) -> Result<ExitCode> {

@@ -176,3 +176,16 @@ fn bench_routing_quick_writes_json() {
         assert!(text.contains(key), "{key} missing: {text}");
     }
 }
+
+#[test]
+fn trace_writes_chrome_trace_events() {
+    let out = std::env::temp_dir().join(format!("pel-cli-trace-{}.json", std::process::id()));
+    let o = pel(&["trace", "--out", out.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("\"traceEvents\"") && text.contains("\"thread_name\""),
+        "{text}"
+    );
+    assert!(text.contains("\"name\":\"saxpy\""), "{text}");
+}

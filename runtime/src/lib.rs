@@ -21,7 +21,8 @@
 //! of its own; `PEL_BACKEND=cpu|gpu|gpuN` forces every automatic call;
 //! `PEL_MODEL_DIR` says where the performance model is kept;
 //! `PEL_CALIBRATION_SAMPLES` how many samples calibrate a size;
-//! `PEL_EXPLAIN=1` prints every placement decision.
+//! `PEL_EXPLAIN=1` prints every placement decision; `PEL_TRACE=FILE` writes
+//! a Chrome trace of every kernel and transfer when the runtime drops.
 
 #![deny(missing_docs, unreachable_pub)]
 
@@ -32,6 +33,7 @@ mod error;
 mod kernel;
 mod runtime;
 mod stats;
+mod trace;
 
 pub use buffer::{ArgRef, Buffer, BufferArg, Validity};
 pub use device::{Backend, DeviceInfo, DeviceKind, DeviceLimits, human_bytes};
@@ -45,3 +47,4 @@ pub use kernel::{
 };
 pub use runtime::{RunInfo, Runtime, RuntimeBuilder, Target};
 pub use stats::Stats;
+pub use trace::TraceEvent;

@@ -19,6 +19,7 @@ use crate::dispatch::{self, Decision, Dispatcher, ModelRow, Moves, Reason};
 use crate::error::{Error, Result};
 use crate::kernel::{Element, Kernel, RawSlice};
 use crate::stats::{Counters, Stats};
+use crate::trace::{TraceEvent, Tracer};
 
 static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
 
@@ -84,6 +85,9 @@ pub(crate) struct Shared {
     counters: Counters,
     dispatcher: Mutex<Dispatcher>,
     explain: bool,
+    tracer: Tracer,
+    /// Where the trace goes when the runtime drops (`PEL_TRACE`, builder).
+    trace_file: Option<std::path::PathBuf>,
 }
 
 impl Drop for Shared {
@@ -92,6 +96,14 @@ impl Drop for Shared {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .save();
+        if let Some(path) = &self.trace_file {
+            if let Err(e) = self.tracer.write(path) {
+                eprintln!(
+                    "pel: warning: the trace was not written to {}: {e}",
+                    path.display()
+                );
+            }
+        }
     }
 }
 
@@ -114,6 +126,7 @@ pub struct RuntimeBuilder {
     model_file: Option<std::path::PathBuf>,
     persist: Option<bool>,
     backend: Option<Option<Backend>>,
+    trace: Option<std::path::PathBuf>,
 }
 
 impl RuntimeBuilder {
@@ -154,6 +167,14 @@ impl RuntimeBuilder {
     /// choose). Default: `PEL_BACKEND=cpu|gpu|gpuN|auto`.
     pub fn force_backend(mut self, backend: Option<Backend>) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Records a trace of every kernel and transfer and writes it to `path`
+    /// (Chrome trace-event JSON) when the runtime drops. Default:
+    /// `PEL_TRACE=FILE`.
+    pub fn trace(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.trace = Some(path.into());
         self
     }
 
@@ -226,6 +247,18 @@ impl RuntimeBuilder {
             }
         }
         dispatcher.save();
+        let trace_file = self.trace.or_else(|| {
+            std::env::var_os("PEL_TRACE")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from)
+        });
+        let mut lanes = vec!["cpu".to_owned()];
+        lanes.extend(
+            gpus.iter()
+                .map(|g| format!("{}: {} ({})", g.info().backend, g.info().name, g.info().api)),
+        );
+        lanes.push("transfers".to_owned());
+        let tracer = Tracer::new(lanes, trace_file.is_some());
         Ok(Runtime {
             shared: Arc::new(Shared {
                 id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
@@ -236,6 +269,8 @@ impl RuntimeBuilder {
                 counters: Counters::default(),
                 dispatcher: Mutex::new(dispatcher),
                 explain: std::env::var("PEL_EXPLAIN").is_ok_and(|v| v != "0" && !v.is_empty()),
+                tracer,
+                trace_file,
             }),
         })
     }
@@ -371,7 +406,12 @@ impl Runtime {
         self.check_owner("read", buf)?;
         let id = buf.handle().id;
         let mut table = self.table_when(|t| t.readable(id));
+        let t = Instant::now();
+        let before = self.shared.counters.download_count();
         let writer = table.ensure_host(id, &self.shared.gpus, &self.shared.counters)?;
+        if self.shared.counters.download_count() != before {
+            self.trace_transfer("to host", buf.size_bytes(), t);
+        }
         let data = bytemuck::pod_collect_to_vec(table.host_bytes(id));
         drop(table);
         if let Some(k) = writer {
@@ -407,6 +447,31 @@ impl Runtime {
             .table()
             .validity(buf.handle().id)
             .expect("a live handle keeps its table entry"))
+    }
+
+    fn trace_transfer(&self, what: &str, bytes: u64, began: Instant) {
+        if self.shared.tracer.on() {
+            let name = format!("{what} ({})", crate::device::human_bytes(bytes));
+            let lane = self.shared.tracer.transfer_lane();
+            self.shared.tracer.span(name, lane, began);
+        }
+    }
+
+    /// Starts recording a trace of every kernel and transfer.
+    pub fn enable_trace(&self) {
+        self.shared.tracer.enable();
+    }
+
+    /// The trace recorded so far (empty unless tracing is on).
+    pub fn trace_events(&self) -> Vec<TraceEvent> {
+        self.shared.tracer.events()
+    }
+
+    /// Writes the trace recorded so far to `path` as Chrome trace-event
+    /// JSON (open it in ui.perfetto.dev): one lane per device, named, plus
+    /// a lane for transfers.
+    pub fn write_trace(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        self.shared.tracer.write(path.as_ref())
     }
 
     /// Counters of transfers and launches so far.
@@ -502,7 +567,10 @@ impl Runtime {
                     self.shared.gpus[g].dispatch(kernel, &bound, params, workgroups)?
                 }
             }
-            Ok((backend, reason, t.elapsed()))
+            let exec = t.elapsed();
+            let lane = dispatch::device_index(backend) as u32;
+            self.shared.tracer.span(kernel.name(), lane, t);
+            Ok((backend, reason, exec))
         });
 
         let mut table = self.table();
@@ -556,10 +624,15 @@ impl Runtime {
             Backend::Cpu => {
                 let mut raw = Vec::with_capacity(args.len());
                 for h in args {
+                    let t = Instant::now();
+                    let before = self.shared.counters.download_count();
                     if let Some(k) =
                         table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)?
                     {
                         self.dispatcher().note_readback(k);
+                    }
+                    if self.shared.counters.download_count() != before {
+                        self.trace_transfer("to host", h.bytes, t);
                     }
                     raw.push(RawSlice {
                         ptr: table.host_ptr(h.id),
@@ -572,15 +645,21 @@ impl Runtime {
                 self.check_gpu_limits(kernel, args, g, workgroups)?;
                 let mut bound = Vec::with_capacity(args.len());
                 let mut queued = false;
+                let t = Instant::now();
+                let mut moved_bytes = 0;
                 for h in args {
                     let (buf, moved) =
                         table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
                     queued |= moved;
+                    if moved {
+                        moved_bytes += h.bytes;
+                    }
                     bound.push((buf, h.bytes));
                 }
                 // Let the transfers finish first, so the execution is timed alone.
                 if queued {
                     self.shared.gpus[g].flush()?;
+                    self.trace_transfer(&format!("to gpu{g}"), moved_bytes, t);
                 }
                 Work::Gpu(g, bound)
             }

@@ -25,6 +25,9 @@ impl Counters {
         self.downloads.fetch_add(1, Relaxed);
         self.download_bytes.fetch_add(bytes, Relaxed);
     }
+    pub(crate) fn download_count(&self) -> u64 {
+        self.downloads.load(Relaxed)
+    }
     pub(crate) fn ran(&self, on_gpu: bool) {
         if on_gpu {
             self.gpu_runs.fetch_add(1, Relaxed);

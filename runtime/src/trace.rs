@@ -1,0 +1,110 @@
+//! Chrome trace events (they open in ui.perfetto.dev): one lane per device,
+//! named by a `thread_name` metadata event, plus a lane for transfers. Off
+//! unless asked for (`PEL_TRACE=FILE`, the builder, or
+//! [`Runtime::enable_trace`](crate::Runtime::enable_trace)); when off,
+//! recording costs one atomic load.
+//!
+//! Spans are wall-clock times on the host: a GPU span runs from submission
+//! to completion as the host saw it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// One span of work on one lane.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceEvent {
+    /// What ran: a kernel's name, or a transfer.
+    pub name: String,
+    /// The lane: 0 is the CPU, `g + 1` GPU g, and the last the transfers.
+    pub tid: u32,
+    /// Start, microseconds since the runtime started.
+    pub ts: f64,
+    /// Duration, microseconds.
+    pub dur: f64,
+}
+
+pub(crate) struct Tracer {
+    start: Instant,
+    enabled: AtomicBool,
+    lanes: Vec<String>,
+    events: Mutex<Vec<TraceEvent>>,
+}
+
+impl Tracer {
+    pub(crate) fn new(lanes: Vec<String>, enabled: bool) -> Self {
+        Tracer {
+            start: Instant::now(),
+            enabled: AtomicBool::new(enabled),
+            lanes,
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// The lane of the transfers.
+    pub(crate) fn transfer_lane(&self) -> u32 {
+        self.lanes.len() as u32 - 1
+    }
+
+    /// Records a span that began at `began` and ends now.
+    pub(crate) fn span(&self, name: impl Into<String>, tid: u32, began: Instant) {
+        if !self.on() {
+            return;
+        }
+        let end = Instant::now();
+        let ts = began.saturating_duration_since(self.start).as_secs_f64() * 1e6;
+        let dur = end.saturating_duration_since(began).as_secs_f64() * 1e6;
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(TraceEvent {
+                name: name.into(),
+                tid,
+                ts,
+                dur,
+            });
+    }
+
+    pub(crate) fn events(&self) -> Vec<TraceEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The trace as Chrome trace-event JSON.
+    pub(crate) fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        for (tid, name) in self.lanes.iter().enumerate() {
+            out.push(serde_json::json!({
+                "name": "thread_name", "ph": "M", "pid": 1, "tid": tid,
+                "args": { "name": name },
+            }));
+        }
+        for e in self.events() {
+            out.push(serde_json::json!({
+                "name": e.name, "ph": "X", "pid": 1, "tid": e.tid,
+                "ts": e.ts, "dur": e.dur, "cat": if e.tid == self.transfer_lane() { "transfer" } else { "kernel" },
+            }));
+        }
+        serde_json::json!({ "traceEvents": out, "displayTimeUnit": "ms" }).to_string()
+    }
+
+    /// Writes the trace to `path`, atomically.
+    pub(crate) fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, self.to_json())?;
+        std::fs::rename(&tmp, path)
+    }
+}

@@ -556,6 +556,12 @@ impl Runtime {
         let mut table = self.table_when(|t| t.try_lease(&read_ids, &write_ids));
         let prepared = self.prepare(&mut table, target, kernel, &args, size, workgroups);
         drop(table);
+        // The chosen device is busy for the expected execution until the
+        // call ends: calls from other threads see it queued there.
+        let decided = prepared.as_ref().ok().map(|(b, _, _)| *b);
+        if let Some(b) = decided {
+            self.dispatcher().enqueue(kernel.id(), b, size);
+        }
 
         // Run outside the lock, so calls on other buffers (on other devices)
         // proceed meanwhile; the leases keep these buffers to this call.
@@ -589,14 +595,19 @@ impl Runtime {
             self.shared.leases.notify_all();
         }
 
+        let mut d = self.dispatcher();
+        if let Some(backend) = decided {
+            d.finished(kernel.id(), backend, size);
+        }
         let (backend, reason, exec) = result?;
-        self.dispatcher().record(
+        d.record(
             kernel.id(),
             kernel.name(),
             backend,
             size,
             exec.as_secs_f64(),
         );
+        drop(d);
         self.shared.counters.ran(backend != Backend::Cpu);
         Ok(RunInfo {
             backend,
@@ -750,10 +761,10 @@ impl Runtime {
                             up: Vec::new(),
                             down: vec![(g, written)],
                         });
-                        return (b, d.transfer_secs(&moves) + p * back, 0.0);
+                        return (b, d.transfer_secs(&moves) + p * back, d.queued(b));
                     }
                 }
-                (b, d.transfer_secs(&moves), 0.0)
+                (b, d.transfer_secs(&moves), d.queued(b))
             })
             .collect();
         if let (Some(f), None) = (d.forced, forced) {

@@ -190,6 +190,9 @@ pub(crate) struct Dispatcher {
     /// (kernel, device) pairs that have run in this process: the first run
     /// of each compiles its pipeline and is not recorded.
     warm: std::collections::HashSet<(u64, usize)>,
+    /// Per device: calls running now, and the seconds they are expected to
+    /// take: the queue a new call would wait behind.
+    in_flight: Vec<(u32, f64)>,
     dirty: bool,
     warned: bool,
 }
@@ -218,6 +221,7 @@ impl Dispatcher {
             calibration_runs: 0,
             readback: BTreeMap::new(),
             warm: Default::default(),
+            in_flight: vec![(0, 0.0); gpus + 1],
             dirty: false,
             warned: false,
         }
@@ -380,6 +384,40 @@ impl Dispatcher {
 
     pub(crate) fn decisions(&self) -> Vec<Decision> {
         self.log.iter().cloned().collect()
+    }
+
+    /// Seconds of work expected on `backend` from calls running now.
+    pub(crate) fn queued(&self, backend: Backend) -> f64 {
+        self.in_flight
+            .get(device_index(backend))
+            .map_or(0.0, |q| q.1)
+    }
+
+    /// Charges `backend` with a call's expected execution until it ends.
+    pub(crate) fn enqueue(&mut self, kernel: u64, backend: Backend, size: u64) {
+        let d = device_index(backend);
+        let secs = self
+            .profile
+            .estimate(kernel, d, size, self.min_samples)
+            .unwrap_or(0.0);
+        if let Some(q) = self.in_flight.get_mut(d) {
+            q.0 += 1;
+            q.1 += secs;
+        }
+    }
+
+    /// A call placed on `backend` has ended: its charge comes off the queue.
+    pub(crate) fn finished(&mut self, kernel: u64, backend: Backend, size: u64) {
+        let d = device_index(backend);
+        let secs = self
+            .profile
+            .estimate(kernel, d, size, self.min_samples)
+            .unwrap_or(0.0);
+        if let Some(q) = self.in_flight.get_mut(d) {
+            q.0 = q.0.saturating_sub(1);
+            // Estimates change while a call runs: an idle device owes nothing.
+            q.1 = if q.0 == 0 { 0.0 } else { (q.1 - secs).max(0.0) };
+        }
     }
 
     /// How likely an output this kernel writes on a GPU is needed on the
@@ -581,6 +619,25 @@ mod tests {
         d.forced = Some(CPU);
         let dec = d.decide(1, "k", 1000, &both(0.0), None);
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Forced));
+    }
+
+    #[test]
+    fn a_busy_device_counts_its_queue() {
+        let mut d = calibrated(3e-3, 1e-3);
+        // Four calls already running on the GPU (1 ms each; CPU takes 3 ms).
+        for _ in 0..4 {
+            d.enqueue(1, GPU, 1000);
+        }
+        assert!((d.queued(GPU) - 4e-3).abs() < 1e-9, "{}", d.queued(GPU));
+        let busy = [(CPU, 0.0, d.queued(CPU)), (GPU, 0.0, d.queued(GPU))];
+        let dec = d.decide(1, "k", 1000, &busy, None);
+        assert_eq!(dec.chosen, CPU, "the idle CPU finishes first: {dec}");
+        for _ in 0..4 {
+            d.finished(1, GPU, 1000);
+        }
+        assert_eq!(d.queued(GPU), 0.0, "an idle device owes nothing");
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!(dec.chosen, GPU);
     }
 
     #[test]

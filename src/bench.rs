@@ -110,7 +110,7 @@ pub struct RoutingReport {
     /// Exploration calls the dispatcher made during this invocation.
     pub calibration_runs: u64,
     /// Least timed repetitions per backend per point (fast points get up to
-    /// eight times more); the median is kept.
+    /// forty times more); the median is kept.
     pub reps: usize,
     /// The devices, one line each.
     pub devices: Vec<String>,
@@ -190,9 +190,11 @@ pub fn routing(
                         })
                         .map(|(t, _)| *t)
                         .collect();
-                    // Fast points get more rounds (about a quarter second
-                    // for the best mode), so noise averages out there too.
-                    rounds = ((0.25 / best.max(1e-9)) as usize).clamp(reps, 8 * reps);
+                    // Fast points get more rounds (about a second for the
+                    // best mode): this machine's memory bandwidth wanders
+                    // for tenths of a second at a time, and a shorter
+                    // window let it favour one mode by 30%.
+                    rounds = ((1.0 / best.max(1e-9)) as usize).clamp(reps, 40 * reps);
                 }
                 rep += 1;
             }

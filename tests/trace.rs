@@ -2,25 +2,18 @@
 //! overlapping a GPU-lane span when two threads use two devices. Asserts on
 //! the events' start and end order, never on durations.
 
-use pel::{Backend, Runtime};
+mod common;
+
+use pel::Runtime;
 
 #[test]
 fn cpu_and_gpu_work_from_two_threads_overlap_in_the_trace() {
     let rt = Runtime::builder().persist_model(false).build().unwrap();
-    let gpus: Vec<Backend> = rt
-        .backends()
-        .into_iter()
-        .filter(|b| *b != Backend::Cpu)
-        .collect();
+    let gpus = common::gpus(
+        &rt,
+        "cpu_and_gpu_work_from_two_threads_overlap_in_the_trace",
+    );
     if gpus.is_empty() {
-        if std::env::var("PEL_REQUIRE_GPU").as_deref() == Ok("1") {
-            panic!("PEL_REQUIRE_GPU=1 but no GPU adapter was found");
-        }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED cpu_and_gpu_work_from_two_threads_overlap_in_the_trace: no GPU adapter"
-        );
         return;
     }
     assert!(

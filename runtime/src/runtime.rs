@@ -39,6 +39,14 @@ impl From<Backend> for Target {
     }
 }
 
+/// A checked call: its buffers, params bytes, problem size and launch size.
+struct Call<'a> {
+    args: Vec<&'a Handle>,
+    params: &'a [u8],
+    size: u64,
+    workgroups: u64,
+}
+
 /// What a prepared call runs: host slices, or bound GPU buffers.
 enum Work {
     Cpu(Vec<RawSlice>),
@@ -526,15 +534,12 @@ impl Runtime {
         params: &P,
     ) -> Result<RunInfo> {
         let start = Instant::now();
-        kernel.check_params::<P>()?;
-        let args: Vec<&Handle> = args.iter().map(|a| a.as_arg().handle).collect();
-        self.check_args(kernel, &args)?;
-        let params = bytemuck::bytes_of(params);
-        debug_assert_eq!(params.len(), kernel.params_size());
-
-        let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
-        let size = kernel.cost(params, &lens);
-        let workgroups = kernel.workgroups(params, &lens);
+        let Call {
+            args,
+            params,
+            size,
+            workgroups,
+        } = self.call(kernel, args, params)?;
 
         let writes: Vec<bool> = kernel
             .reflection()
@@ -796,15 +801,38 @@ impl Runtime {
         args: &[&dyn BufferArg],
         params: &P,
     ) -> Result<Decision> {
+        let call = self.call(kernel, args, params)?;
+        let table = self.table();
+        self.decide(
+            &table,
+            Target::Auto,
+            kernel,
+            &call.args,
+            call.size,
+            call.workgroups,
+            false,
+        )
+    }
+
+    /// Checks a call's params and arguments against the kernel and sizes it.
+    fn call<'a, P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        args: &'a [&'a dyn BufferArg],
+        params: &'a P,
+    ) -> Result<Call<'a>> {
         kernel.check_params::<P>()?;
         let args: Vec<&Handle> = args.iter().map(|a| a.as_arg().handle).collect();
         self.check_args(kernel, &args)?;
         let params = bytemuck::bytes_of(params);
+        debug_assert_eq!(params.len(), kernel.params_size());
         let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
-        let size = kernel.cost(params, &lens);
-        let workgroups = kernel.workgroups(params, &lens);
-        let table = self.table();
-        self.decide(&table, Target::Auto, kernel, &args, size, workgroups, false)
+        Ok(Call {
+            size: kernel.cost(params, &lens),
+            workgroups: kernel.workgroups(params, &lens),
+            args,
+            params,
+        })
     }
 
     /// The most recent placement decisions (up to 1,024), oldest first.

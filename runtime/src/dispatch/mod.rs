@@ -393,13 +393,16 @@ impl Dispatcher {
             .map_or(0.0, |q| q.1)
     }
 
+    /// The device index and expected execution seconds of a call (0 unknown).
+    fn expected(&mut self, kernel: u64, backend: Backend, size: u64) -> (usize, f64) {
+        let d = device_index(backend);
+        let secs = self.profile.estimate(kernel, d, size, self.min_samples);
+        (d, secs.unwrap_or(0.0))
+    }
+
     /// Charges `backend` with a call's expected execution until it ends.
     pub(crate) fn enqueue(&mut self, kernel: u64, backend: Backend, size: u64) {
-        let d = device_index(backend);
-        let secs = self
-            .profile
-            .estimate(kernel, d, size, self.min_samples)
-            .unwrap_or(0.0);
+        let (d, secs) = self.expected(kernel, backend, size);
         if let Some(q) = self.in_flight.get_mut(d) {
             q.0 += 1;
             q.1 += secs;
@@ -408,11 +411,7 @@ impl Dispatcher {
 
     /// A call placed on `backend` has ended: its charge comes off the queue.
     pub(crate) fn finished(&mut self, kernel: u64, backend: Backend, size: u64) {
-        let d = device_index(backend);
-        let secs = self
-            .profile
-            .estimate(kernel, d, size, self.min_samples)
-            .unwrap_or(0.0);
+        let (d, secs) = self.expected(kernel, backend, size);
         if let Some(q) = self.in_flight.get_mut(d) {
             q.0 = q.0.saturating_sub(1);
             // Estimates change while a call runs: an idle device owes nothing.

@@ -243,6 +243,20 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+
+    /// A submitted task did not run because a task that produced one of
+    /// its inputs failed (or a read found its buffer's producer failed).
+    #[error(
+        "kernel `{kernel}`: not run, because `{dependency}`, which produces its input, failed: {cause}"
+    )]
+    DependencyFailed {
+        /// The task (or `read`) that did not run.
+        kernel: String,
+        /// The kernel of the failed task it depended on.
+        dependency: String,
+        /// That task's error.
+        cause: Box<Error>,
+    },
 }
 
 /// pel's result type.

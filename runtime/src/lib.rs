@@ -30,6 +30,7 @@ mod buffer;
 mod device;
 mod dispatch;
 mod error;
+mod graph;
 mod kernel;
 mod runtime;
 mod stats;
@@ -41,6 +42,7 @@ pub use dispatch::{
     Curve, Decision, Estimate, Link, ModelRow, Reason, Summary, TransferModel, secs,
 };
 pub use error::{Error, Result};
+pub use graph::Task;
 pub use kernel::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Grid, Kernel, KernelBuilder, Read,
     ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding,

@@ -17,6 +17,7 @@ use crate::device::gpu::{self, GpuDevice};
 use crate::device::{Backend, DeviceInfo};
 use crate::dispatch::{self, Decision, Dispatcher, ModelRow, Moves, Reason};
 use crate::error::{Error, Result};
+use crate::graph::{Job, Pending, Task, TaskInner, Workers};
 use crate::kernel::{Element, Kernel, RawSlice};
 use crate::stats::{Counters, Stats};
 use crate::trace::{TraceEvent, Tracer};
@@ -96,6 +97,10 @@ pub(crate) struct Shared {
     tracer: Tracer,
     /// Where the trace goes when the runtime drops (`PEL_TRACE`, builder).
     trace_file: Option<std::path::PathBuf>,
+    /// One worker thread per device for submitted tasks.
+    workers: Workers,
+    /// Submitted tasks not finished yet.
+    pending: Pending,
 }
 
 impl Drop for Shared {
@@ -279,6 +284,8 @@ impl RuntimeBuilder {
                 explain: std::env::var("PEL_EXPLAIN").is_ok_and(|v| v != "0" && !v.is_empty()),
                 tracer,
                 trace_file,
+                workers: Workers::default(),
+                pending: Pending::default(),
             }),
         })
     }
@@ -288,6 +295,10 @@ impl Runtime {
     /// Starts a runtime with the defaults (see [`RuntimeBuilder`]).
     pub fn new() -> Result<Runtime> {
         Self::builder().build()
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Runtime {
+        Runtime { shared }
     }
 
     /// Options for a runtime.
@@ -413,7 +424,10 @@ impl Runtime {
     pub fn read<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>> {
         self.check_owner("read", buf)?;
         let id = buf.handle().id;
-        let mut table = self.table_when(|t| t.readable(id));
+        let mut table = self.table_when(|t| t.readable(id) && t.settled(&[id], &[]));
+        if let Some(e) = self.failed_input(&table, "read", &[id]) {
+            return Err(e);
+        }
         let t = Instant::now();
         let before = self.shared.counters.download_count();
         let writer = table.ensure_host(id, &self.shared.gpus, &self.shared.counters)?;
@@ -443,7 +457,7 @@ impl Runtime {
             });
         }
         let id = buf.handle().id;
-        self.table_when(|t| t.writable(id))
+        self.table_when(|t| t.writable(id) && t.settled(&[], &[id]))
             .write_host(id, bytemuck::cast_slice(data));
         Ok(())
     }
@@ -526,6 +540,9 @@ impl Runtime {
     }
 
     /// Runs `kernel` at `target`: [`Target::Auto`] or a forced backend.
+    ///
+    /// The call first waits for submitted tasks it depends on (the producer
+    /// of each buffer it uses, and the readers of each buffer it writes).
     pub fn execute<P: bytemuck::Pod>(
         &self,
         target: Target,
@@ -533,40 +550,302 @@ impl Runtime {
         args: &[&dyn BufferArg],
         params: &P,
     ) -> Result<RunInfo> {
-        let start = Instant::now();
-        let Call {
-            args,
-            params,
-            size,
-            workgroups,
-        } = self.call(kernel, args, params)?;
+        let call = self.call(kernel, args, params)?;
+        self.run_call(kernel, &call, target, None)
+    }
 
-        let writes: Vec<bool> = kernel
-            .reflection()
-            .storage
-            .iter()
-            .map(|b| b.access.writes())
-            .collect();
-        let (mut read_ids, mut write_ids) = (Vec::new(), Vec::new());
-        for (h, &w) in args.iter().zip(&writes) {
-            if w {
-                write_ids.push(h.id);
-            } else if !read_ids.contains(&h.id) {
-                read_ids.push(h.id);
+    /// Submits `kernel` for automatic placement and returns at once.
+    ///
+    /// The task runs after every task submitted before it that it depends
+    /// on: what it reads waits for that buffer's last writer, and what it
+    /// writes waits for the readers of the version it replaces. Which
+    /// arguments are read and which written comes from the shader's
+    /// bindings (`read` or `read_write`). Independent tasks run at once on
+    /// different devices. Bad arguments are refused here, as by
+    /// [`run`](Self::run); a failure while running is the task's outcome,
+    /// and tasks that read what it should have written fail with
+    /// [`Error::DependencyFailed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use pel_runtime::{Kernel, Read, ReadWrite, Runtime};
+    /// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+    /// let double = Kernel::builder("double", r#"
+    ///     @group(0) @binding(0) var<storage, read> x: array<f32>;
+    ///     @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+    ///     @compute @workgroup_size(64)
+    ///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    ///         if id.x < arrayLength(&y) { y[id.x] = 2.0 * x[id.x]; }
+    ///     }"#)
+    ///     .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
+    ///         let (x, y) = args.split();
+    ///         for (y, x) in y.iter_mut().zip(x) { *y = 2.0 * x; }
+    ///     })
+    ///     .build()?;
+    /// let (a, b, c) = (rt.buffer(&[1.0f32, 2.0]), rt.zeros::<f32>(2), rt.zeros::<f32>(2));
+    /// rt.submit(&double, &[&a, &b], &())?;     // b = 2a
+    /// let last = rt.submit(&double, &[&b, &c], &())?; // waits for b: c = 4a
+    /// last.wait()?;
+    /// assert_eq!(rt.read(&c)?, vec![4.0, 8.0]);
+    /// # Ok::<(), pel_runtime::Error>(())
+    /// ```
+    pub fn submit<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<Task> {
+        self.submit_to(Target::Auto, kernel, args, params)
+    }
+
+    /// [`submit`](Self::submit) with a placement: automatic or forced.
+    pub fn submit_to<P: bytemuck::Pod>(
+        &self,
+        target: Target,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<Task> {
+        let call = self.call(kernel, args, params)?;
+        if let Target::On(b) = target {
+            self.device(b)?;
+        }
+        let handles = args.iter().map(|a| Arc::clone(a.as_arg().handle)).collect();
+        let task = Arc::new(TaskInner::new(
+            kernel,
+            handles,
+            call.params,
+            call.size,
+            call.workgroups,
+            target,
+        ));
+        let (read_ids, write_ids) = access_sets(kernel, &call.args);
+
+        let mut table = self.table();
+        // Every argument is read (a written binding is read_write), so the
+        // producer of each is a data dependency; the readers of what this
+        // task overwrites only have to go first.
+        let mut deps: Vec<(Arc<TaskInner>, bool)> = Vec::new();
+        let mut depend =
+            |t: &Arc<TaskInner>, data: bool| match deps.iter_mut().find(|(d, _)| Arc::ptr_eq(d, t))
+            {
+                Some(d) => d.1 |= data,
+                None => deps.push((Arc::clone(t), data)),
+            };
+        for id in read_ids.iter().chain(&write_ids) {
+            if let Some(p) = table.producer(*id) {
+                depend(p, true);
             }
         }
+        for id in &write_ids {
+            for c in table.consumers(*id) {
+                depend(c, false);
+            }
+        }
+        for id in &write_ids {
+            table.set_producer(*id, Some(Arc::clone(&task)));
+        }
+        for id in &read_ids {
+            table.add_consumer(*id, Arc::clone(&task));
+        }
+        self.shared.pending.add();
+        let (mut waiting, mut failed) = (0, None);
+        for (dep, data) in deps {
+            let mut s = dep.state();
+            match &s.outcome {
+                None => {
+                    s.dependents.push((Arc::clone(&task), data));
+                    waiting += 1;
+                }
+                Some(Err(e)) if data && failed.is_none() => {
+                    failed = Some(dep.failure_for(kernel.name(), e));
+                }
+                Some(_) => {}
+            }
+        }
+        {
+            let mut s = task.state();
+            s.waiting_on = waiting;
+            s.failed = failed;
+            s.runtime = Some(Arc::clone(&self.shared));
+        }
+        if waiting == 0 {
+            self.settle(&mut table, vec![Arc::clone(&task)]);
+        }
+        self.unlock(table);
+        Ok(Task { inner: task })
+    }
 
-        // Lease every argument, then prepare under the table's lock: the
-        // decision, and every argument made valid where the call will run.
-        let mut table = self.table_when(|t| t.try_lease(&read_ids, &write_ids));
-        let prepared = self.prepare(&mut table, target, kernel, &args, size, workgroups);
+    /// Blocks until every submitted task has finished. Returns the first
+    /// failure among the tasks that finished since the last call, if any
+    /// (each task's own outcome stays with its [`Task`]).
+    pub fn wait_all(&self) -> Result<()> {
+        self.shared.pending.wait()
+    }
+
+    /// Runs a submitted task that its device's worker has taken.
+    pub(crate) fn run_job(&self, job: Job) {
+        let task = &job.task;
+        let call = Call {
+            args: task.args.iter().map(|a| &**a).collect(),
+            params: &task.params,
+            size: task.size,
+            workgroups: task.workgroups,
+        };
+        // The outcome goes to the task (and its dependents) inside.
+        let _ = self.run_call(
+            &task.kernel,
+            &call,
+            task.target,
+            Some((task, job.backend, job.reason)),
+        );
+    }
+
+    /// Tasks whose dependencies have all finished: each is placed and sent
+    /// to its device's worker, or fails for a failed dependency (and so on
+    /// down the graph).
+    fn settle(&self, table: &mut Table, mut ready: Vec<Arc<TaskInner>>) {
+        while let Some(t) = ready.pop() {
+            let failed = t.state().failed.take();
+            let outcome = match failed {
+                Some(e) => Err(e),
+                None => match self.place(table, &t) {
+                    Ok(()) => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            let outcome_for_count = outcome.clone();
+            ready.extend(t.complete(outcome));
+            self.shared.pending.finish(&outcome_for_count);
+        }
+    }
+
+    /// Places a ready task, charges its device's queue, starts its uploads
+    /// if that device is busy, and hands it to the device's worker.
+    fn place(&self, table: &mut Table, t: &Arc<TaskInner>) -> Result<()> {
+        let args: Vec<&Handle> = t.args.iter().map(|a| &**a).collect();
+        let d = self.decide(
+            table,
+            t.target,
+            &t.kernel,
+            &args,
+            t.size,
+            t.workgroups,
+            true,
+        )?;
+        let busy = {
+            let mut disp = self.dispatcher();
+            disp.enqueue(t.kernel.id(), d.chosen, t.size);
+            disp.busy(d.chosen)
+        };
+        if let (Backend::Gpu(g), true) = (d.chosen, busy) {
+            self.prefetch(table, &args, g);
+        }
+        self.shared.workers.send(
+            dispatch::device_index(d.chosen),
+            Job {
+                task: Arc::clone(t),
+                backend: d.chosen,
+                reason: d.reason,
+            },
+        );
+        Ok(())
+    }
+
+    /// Uploads a placed task's arguments to GPU `g` while the device still
+    /// runs earlier work, so the task finds them there. Buffers a running
+    /// call writes are left alone; a GL device, which serialises every
+    /// operation, is not prefetched to.
+    fn prefetch(&self, table: &mut Table, args: &[&Handle], g: usize) {
+        let gpu = &self.shared.gpus[g];
+        if gpu.serialised() {
+            return;
+        }
+        let t = Instant::now();
+        let mut bytes = 0;
+        for h in args {
+            if !table.readable(h.id) {
+                continue;
+            }
+            if let Ok((_, true)) =
+                table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)
+            {
+                bytes += h.bytes;
+                self.shared.counters.prefetched(h.bytes);
+            }
+        }
+        if bytes > 0 {
+            gpu.kick();
+            self.trace_transfer(&format!("prefetch to gpu{g}"), bytes, t);
+        }
+    }
+
+    /// Gives the table back and wakes whoever waits for leases or tasks.
+    fn unlock(&self, table: MutexGuard<'_, Table>) {
+        // A wake-up is a system call: only when someone waits.
+        let waiting = table.waiters > 0;
+        drop(table);
+        if waiting {
+            self.shared.leases.notify_all();
+        }
+    }
+
+    /// The failure of a submitted task that produced one of these buffers,
+    /// as the error of `what`, which needed them.
+    fn failed_input(&self, table: &Table, what: &str, ids: &[u64]) -> Option<Error> {
+        ids.iter().find_map(|id| {
+            let p = table.producer(*id)?;
+            match p.state().outcome.as_ref()? {
+                Err(e) => Some(p.failure_for(what, e)),
+                Ok(_) => None,
+            }
+        })
+    }
+
+    /// Runs a checked call: a synchronous one (`task` None), which first
+    /// waits for the submitted tasks it depends on, or a placed task.
+    fn run_call(
+        &self,
+        kernel: &Kernel,
+        call: &Call<'_>,
+        target: Target,
+        task: Option<(&Arc<TaskInner>, Backend, Reason)>,
+    ) -> Result<RunInfo> {
+        let start = Instant::now();
+        let (args, params, size, workgroups) =
+            (&call.args, call.params, call.size, call.workgroups);
+        let (read_ids, write_ids) = access_sets(kernel, args);
+
+        // Lease every argument (a synchronous call also waits for the tasks
+        // it depends on), then prepare under the table's lock: the decision,
+        // and every argument made valid where the call will run.
+        let mut table = self.table_when(|t| {
+            (task.is_some() || t.settled(&read_ids, &write_ids))
+                && t.try_lease(&read_ids, &write_ids)
+        });
+        if task.is_none() {
+            let all: Vec<u64> = read_ids.iter().chain(&write_ids).copied().collect();
+            if let Some(e) = self.failed_input(&table, kernel.name(), &all) {
+                table.release_lease(&read_ids, &write_ids);
+                self.unlock(table);
+                return Err(e);
+            }
+        }
+        let placed = task.map(|(_, b, r)| (b, r));
+        let prepared = self.prepare(&mut table, target, placed, kernel, args, size, workgroups);
         drop(table);
         // The chosen device is busy for the expected execution until the
-        // call ends: calls from other threads see it queued there.
-        let decided = prepared.as_ref().ok().map(|(b, _, _)| *b);
-        if let Some(b) = decided {
-            self.dispatcher().enqueue(kernel.id(), b, size);
-        }
+        // call ends: calls from other threads see it queued there. (A task
+        // was charged when it was placed.)
+        let decided = match (&prepared, placed) {
+            (_, Some((b, _))) => Some(b),
+            (Ok((b, _, _)), None) => {
+                self.dispatcher().enqueue(kernel.id(), *b, size);
+                Some(*b)
+            }
+            (Err(_), None) => None,
+        };
 
         // Run outside the lock, so calls on other buffers (on other devices)
         // proceed meanwhile; the leases keep these buffers to this call.
@@ -581,60 +860,69 @@ impl Runtime {
             let exec = t.elapsed();
             let lane = dispatch::device_index(backend) as u32;
             self.shared.tracer.span(kernel.name(), lane, t);
-            Ok((backend, reason, exec))
+            Ok(RunInfo {
+                backend,
+                reason,
+                elapsed: start.elapsed(),
+                exec,
+            })
         });
 
         let mut table = self.table();
-        if let Ok((backend, _, _)) = &result {
-            for (h, w) in args.iter().zip(&writes) {
-                if *w {
-                    table.mark_written(h.id, *backend, kernel.id());
+        if let Ok(info) = &result {
+            for id in &write_ids {
+                table.mark_written(*id, info.backend, kernel.id());
+                if task.is_none() {
+                    table.clear_finished_producer(*id);
                 }
             }
         }
         table.release_lease(&read_ids, &write_ids);
-        // A wake-up is a system call: only when someone waits.
-        let waiting = table.waiters > 0;
-        drop(table);
-        if waiting {
-            self.shared.leases.notify_all();
+        {
+            let mut d = self.dispatcher();
+            if let Some(backend) = decided {
+                d.finished(kernel.id(), backend, size);
+            }
+            if let Ok(info) = &result {
+                d.record(
+                    kernel.id(),
+                    kernel.name(),
+                    info.backend,
+                    size,
+                    info.exec.as_secs_f64(),
+                );
+            }
         }
-
-        let mut d = self.dispatcher();
-        if let Some(backend) = decided {
-            d.finished(kernel.id(), backend, size);
+        if let Ok(info) = &result {
+            self.shared.counters.ran(info.backend != Backend::Cpu);
         }
-        let (backend, reason, exec) = result?;
-        d.record(
-            kernel.id(),
-            kernel.name(),
-            backend,
-            size,
-            exec.as_secs_f64(),
-        );
-        drop(d);
-        self.shared.counters.ran(backend != Backend::Cpu);
-        Ok(RunInfo {
-            backend,
-            reason,
-            elapsed: start.elapsed(),
-            exec,
-        })
+        if let Some((t, _, _)) = task {
+            let ready = t.complete(result.clone());
+            self.shared.pending.finish(&result);
+            self.settle(&mut table, ready);
+        }
+        self.unlock(table);
+        result
     }
 
     /// Chooses the backend and makes every argument valid there.
+    #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
         table: &mut Table,
         target: Target,
+        placed: Option<(Backend, Reason)>,
         kernel: &Kernel,
         args: &[&Handle],
         size: u64,
         workgroups: u64,
     ) -> Result<(Backend, Reason, Work)> {
-        let (backend, reason) = {
-            let d = self.decide(table, target, kernel, args, size, workgroups, true)?;
-            (d.chosen, d.reason)
+        let (backend, reason) = match placed {
+            Some(p) => p,
+            None => {
+                let d = self.decide(table, target, kernel, args, size, workgroups, true)?;
+                (d.chosen, d.reason)
+            }
         };
         let work = match backend {
             Backend::Cpu => {
@@ -822,7 +1110,7 @@ impl Runtime {
         params: &'a P,
     ) -> Result<Call<'a>> {
         kernel.check_params::<P>()?;
-        let args: Vec<&Handle> = args.iter().map(|a| a.as_arg().handle).collect();
+        let args: Vec<&Handle> = args.iter().map(|a| &**a.as_arg().handle).collect();
         self.check_args(kernel, &args)?;
         let params = bytemuck::bytes_of(params);
         debug_assert_eq!(params.len(), kernel.params_size());
@@ -911,6 +1199,23 @@ impl Runtime {
 }
 
 /// `PEL_BACKEND`: `cpu`, `gpu` (the first GPU), `gpuN`, or `auto`/unset.
+/// The buffers a call only reads, and those it writes (from the shader's
+/// access modes; a buffer passed twice counts once, as written if either is).
+fn access_sets(kernel: &Kernel, args: &[&Handle]) -> (Vec<u64>, Vec<u64>) {
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    for (h, b) in args.iter().zip(&kernel.reflection().storage) {
+        if b.access.writes() {
+            writes.push(h.id);
+        }
+    }
+    for (h, b) in args.iter().zip(&kernel.reflection().storage) {
+        if !b.access.writes() && !writes.contains(&h.id) && !reads.contains(&h.id) {
+            reads.push(h.id);
+        }
+    }
+    (reads, writes)
+}
+
 fn parse_backend_env() -> Option<Backend> {
     let v = std::env::var("PEL_BACKEND").ok()?;
     match v.trim() {

@@ -14,6 +14,7 @@ pub(crate) struct Counters {
     download_bytes: AtomicU64,
     cpu_runs: AtomicU64,
     gpu_runs: AtomicU64,
+    prefetches: AtomicU64,
 }
 
 impl Counters {
@@ -24,6 +25,10 @@ impl Counters {
     pub(crate) fn download(&self, bytes: u64) {
         self.downloads.fetch_add(1, Relaxed);
         self.download_bytes.fetch_add(bytes, Relaxed);
+    }
+    /// An upload (already counted) made ahead of its task.
+    pub(crate) fn prefetched(&self, _bytes: u64) {
+        self.prefetches.fetch_add(1, Relaxed);
     }
     pub(crate) fn download_count(&self) -> u64 {
         self.downloads.load(Relaxed)
@@ -43,6 +48,7 @@ impl Counters {
             &self.download_bytes,
             &self.cpu_runs,
             &self.gpu_runs,
+            &self.prefetches,
         ] {
             c.store(0, Relaxed);
         }
@@ -55,6 +61,7 @@ impl Counters {
             download_bytes: self.download_bytes.load(Relaxed),
             cpu_runs: self.cpu_runs.load(Relaxed),
             gpu_runs: self.gpu_runs.load(Relaxed),
+            prefetches: self.prefetches.load(Relaxed),
             ..Stats::default()
         }
     }
@@ -87,13 +94,16 @@ pub struct Stats {
     pub live_buffers: usize,
     /// Calls placed to calibrate the performance model.
     pub calibration_runs: u64,
+    /// Uploads started for a submitted task while its GPU was still busy
+    /// with earlier work (counted in `uploads` too).
+    pub prefetches: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "host→gpu: {} in {} transfer(s); gpu→host: {} in {} transfer(s); kernels: {} cpu, {} gpu; pool: {} hit(s), {} allocation(s), {} free; live buffers: {}; calibration runs: {}",
+            "host→gpu: {} in {} transfer(s); gpu→host: {} in {} transfer(s); kernels: {} cpu, {} gpu; pool: {} hit(s), {} allocation(s), {} free; live buffers: {}; calibration runs: {}; prefetches: {}",
             human_bytes(self.upload_bytes),
             self.uploads,
             human_bytes(self.download_bytes),
@@ -104,7 +114,8 @@ impl fmt::Display for Stats {
             self.pool_misses,
             human_bytes(self.pool_free_bytes),
             self.live_buffers,
-            self.calibration_runs
+            self.calibration_runs,
+            self.prefetches
         )
     }
 }

@@ -17,6 +17,7 @@ use crate::device::Backend;
 use crate::device::gpu::GpuDevice;
 use crate::dispatch::Moves;
 use crate::error::Result;
+use crate::graph::TaskInner;
 use crate::kernel::{ElemType, Element};
 use crate::runtime::Shared;
 use crate::stats::Counters;
@@ -114,7 +115,7 @@ impl<T: Element> BufferArg for Buffer<T> {
 /// A type-erased reference to a buffer; see [`BufferArg`].
 #[derive(Clone, Copy)]
 pub struct ArgRef<'a> {
-    pub(crate) handle: &'a Handle,
+    pub(crate) handle: &'a Arc<Handle>,
 }
 
 impl ArgRef<'_> {
@@ -218,6 +219,10 @@ pub(crate) struct Entry {
     host: Option<HostCopy>,
     gpu: Vec<Option<wgpu::Buffer>>,
     valid: Validity,
+    /// The submitted task that writes (or last wrote) the current version.
+    producer: Option<Arc<TaskInner>>,
+    /// Submitted tasks that read the current version and may not have run.
+    consumers: Vec<Arc<TaskInner>>,
 }
 
 /// Every live buffer of one runtime.
@@ -259,6 +264,8 @@ impl Table {
                     gpu: vec![false; self.gpus],
                     zero: !host_valid,
                 },
+                producer: None,
+                consumers: Vec::new(),
             },
         );
         id
@@ -310,6 +317,53 @@ impl Table {
     pub(crate) fn writable(&self, id: u64) -> bool {
         let e = &self.entries[&id];
         !e.writer && e.readers == 0
+    }
+
+    /// The submitted task that produces the buffer's current version.
+    pub(crate) fn producer(&self, id: u64) -> Option<&Arc<TaskInner>> {
+        self.entries[&id].producer.as_ref()
+    }
+
+    /// Submitted tasks reading the current version that may not have run.
+    pub(crate) fn consumers(&self, id: u64) -> &[Arc<TaskInner>] {
+        &self.entries[&id].consumers
+    }
+
+    /// Whether every submitted task the host (or a call made now) must wait
+    /// for has finished: the producer of each buffer read, and also the
+    /// readers of each buffer written.
+    pub(crate) fn settled(&self, reads: &[u64], writes: &[u64]) -> bool {
+        let done = |t: &Option<Arc<TaskInner>>| t.as_ref().is_none_or(|t| t.is_finished());
+        reads
+            .iter()
+            .chain(writes)
+            .all(|id| done(&self.entries[id].producer))
+            && writes
+                .iter()
+                .all(|id| self.entries[id].consumers.iter().all(|t| t.is_finished()))
+    }
+
+    /// Records `task` as the producer of the buffer's next version.
+    pub(crate) fn set_producer(&mut self, id: u64, task: Option<Arc<TaskInner>>) {
+        let e = self.entry(id);
+        e.producer = task;
+        e.consumers.clear();
+    }
+
+    /// Forgets a producer that has finished: a synchronous call has written
+    /// a newer version (a producer submitted meanwhile stays).
+    pub(crate) fn clear_finished_producer(&mut self, id: u64) {
+        let e = self.entry(id);
+        if e.producer.as_ref().is_some_and(|t| t.is_finished()) {
+            e.producer = None;
+        }
+    }
+
+    /// Records `task` as a reader of the buffer's current version.
+    pub(crate) fn add_consumer(&mut self, id: u64, task: Arc<TaskInner>) {
+        let e = self.entry(id);
+        e.consumers.retain(|t| !t.is_finished());
+        e.consumers.push(task);
     }
 
     /// Frees a buffer; its GPU copies go back to their pools.
@@ -423,6 +477,7 @@ impl Table {
         e.valid.zero = false;
         e.valid.gpu.fill(false);
         e.gpu_writer = None;
+        e.producer = None;
     }
 
     /// Records that `kernel` wrote the buffer on `backend`: only that copy

@@ -369,6 +369,17 @@ impl GpuDevice {
     }
 
     /// Submits what the queue holds (pending uploads) and waits for it.
+    /// Whether every operation on this device takes a lock (GL): then work
+    /// is not queued to it from a second thread while it runs.
+    pub(crate) fn serialised(&self) -> bool {
+        self.serial.is_some()
+    }
+
+    /// Submits what is queued (uploads) without waiting for it.
+    pub(crate) fn kick(&self) {
+        self.queue.submit([]);
+    }
+
     pub(crate) fn flush(&self) -> Result<()> {
         let _serial = self.exclusive();
         self.queue.submit([]);

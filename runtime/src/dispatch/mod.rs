@@ -393,6 +393,13 @@ impl Dispatcher {
             .map_or(0.0, |q| q.1)
     }
 
+    /// Whether `backend` has more than one call placed on it and unfinished.
+    pub(crate) fn busy(&self, backend: Backend) -> bool {
+        self.in_flight
+            .get(device_index(backend))
+            .is_some_and(|q| q.0 > 1)
+    }
+
     /// The device index and expected execution seconds of a call (0 unknown).
     fn expected(&mut self, kernel: u64, backend: Backend, size: u64) -> (usize, f64) {
         let d = device_index(backend);

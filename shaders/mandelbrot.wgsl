@@ -1,9 +1,10 @@
 // mandelbrot: escape-time iteration counts over a width×height grid of the
-// complex plane, one invocation per pixel, row-major.
+// complex plane, one invocation per pixel, row-major. A launch computes the
+// n pixels from `first` on (the whole image, or its part of a split call).
 
 struct Params {
     width: u32,
-    height: u32,
+    first: u32,
     max_iter: u32,
     n: u32,
     x0: f32,
@@ -20,10 +21,11 @@ const WG: u32 = 256u;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) id: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
-    if i >= p.n {
+    let k = id.x + id.y * groups.x * WG;
+    if k >= p.n {
         return;
     }
+    let i = p.first + k;
     let cx = p.x0 + f32(i % p.width) * p.dx;
     let cy = p.y0 + f32(i / p.width) * p.dy;
     var zx = 0.0;

@@ -204,7 +204,7 @@ pub fn routing(
                 .iter()
                 .filter_map(|(t, s)| match t {
                     Target::On(b) => Some((b.to_string(), *s)),
-                    Target::Auto => None,
+                    Target::Auto | Target::Split { .. } => None,
                 })
                 .collect();
             let gpu_s = med
@@ -251,41 +251,281 @@ pub fn routing(
     })
 }
 
-/// The trace demo: compute-bound work (mandelbrot) on `gpu` in one thread
-/// while another runs memory-bound work (saxpy) and a chain (saxpy, then a
-/// multi-pass sum) on the CPU. Until tasks can be submitted without
-/// blocking, the two streams are two threads with fixed placement.
-pub fn trace_demo(rt: &Runtime, gpu: Option<Backend>) -> Result<()> {
-    use pel_kernels::{Mandelbrot, Saxpy, Sum, mandelbrot::View};
-    let (saxpy, sum, mandelbrot) = (Saxpy::new()?, Sum::new()?, Mandelbrot::new()?);
-    let (w, h) = (768, 768);
-    let n = 1 << 22;
-    let compute = Target::On(gpu.unwrap_or(Backend::Cpu));
-    let memory = Target::On(Backend::Cpu);
-    std::thread::scope(|s| {
-        let image = s.spawn(|| -> Result<()> {
-            let counts = rt.zeros::<u32>(w * h);
-            for i in 0..6 {
-                let view = View {
-                    x0: -2.0 + 0.05 * i as f32,
-                    ..View::full(w, h)
-                };
-                mandelbrot.run(rt, compute, &counts, w, h, view, 512)?;
-            }
-            rt.read(&counts).map(|_| ())
-        });
-        let stream = s.spawn(|| -> Result<()> {
-            let x = rt.buffer(&vec![1.0f32; n]);
-            let y = rt.buffer(&vec![0.5f32; n]);
-            let total = rt.zeros::<f32>(1);
-            for _ in 0..6 {
-                saxpy.run(rt, memory, 0.5, &x, &y)?;
-                sum.run(rt, memory, &y, &total)?;
-            }
-            rt.read(&total).map(|_| ())
-        });
-        image.join().expect("the image thread")?;
-        stream.join().expect("the stream thread")
+/// Where the demo graph's tasks go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Placing {
+    /// Every task placed by the runtime.
+    Auto,
+    /// Every task on this backend.
+    All(Backend),
+    /// The compute-bound tasks on this backend, the rest on the CPU.
+    ComputeOn(Backend),
+}
+
+impl std::fmt::Display for Placing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placing::Auto => f.write_str("auto"),
+            Placing::All(b) => write!(f, "all on {b}"),
+            Placing::ComputeOn(b) => write!(f, "images on {b}, the rest on cpu"),
+        }
+    }
+}
+
+/// The demo graph's buffers: made before a run, so a timed run measures the
+/// tasks alone (from host-resident inputs to every result on the host).
+pub struct DemoGraph {
+    frames: Vec<pel_runtime::Buffer<u32>>,
+    streams: Vec<(pel_runtime::Buffer<f32>, pel_runtime::Buffer<f32>)>,
+    chain: (
+        pel_runtime::Buffer<f32>,
+        pel_runtime::Buffer<f32>,
+        pel_runtime::Buffer<f32>,
+    ),
+}
+
+/// Image side, pixels (compute-bound part of the demo graph).
+const DEMO_SIDE: usize = 512;
+/// Elements of each vector (memory-bound part and chain).
+const DEMO_N: usize = 1 << 21;
+
+impl DemoGraph {
+    /// Fresh inputs: four images to render, three independent saxpy
+    /// streams, and a chain (saxpy, saxpy, then a multi-pass sum).
+    pub fn new(rt: &Runtime, seed: u64) -> DemoGraph {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let vector = |rng: &mut StdRng| -> Vec<f32> {
+            (0..DEMO_N).map(|_| rng.random_range(-1.0..1.0)).collect()
+        };
+        DemoGraph {
+            frames: (0..4).map(|_| rt.zeros(DEMO_SIDE * DEMO_SIDE)).collect(),
+            streams: (0..3)
+                .map(|_| (rt.buffer(&vector(&mut rng)), rt.buffer(&vector(&mut rng))))
+                .collect(),
+            chain: (
+                rt.buffer(&vector(&mut rng)),
+                rt.buffer(&vector(&mut rng)),
+                rt.zeros(1),
+            ),
+        }
+    }
+
+    /// Submits every task (the runtime orders them by what they read and
+    /// write), waits for all, and reads every result. Returns the tasks run.
+    pub fn run(&self, rt: &Runtime, placing: Placing) -> Result<usize> {
+        use pel_kernels::{Mandelbrot, Saxpy, Sum, mandelbrot::View};
+        let (saxpy, sum, mandelbrot) = (Saxpy::new()?, Sum::new()?, Mandelbrot::new()?);
+        let (compute, memory) = match placing {
+            Placing::Auto => (Target::Auto, Target::Auto),
+            Placing::All(b) => (Target::On(b), Target::On(b)),
+            Placing::ComputeOn(b) => (Target::On(b), Target::On(Backend::Cpu)),
+        };
+        let mut tasks = Vec::new();
+        let (x, y, total) = &self.chain;
+        // The chain first: its later links wait for the earlier ones.
+        tasks.push(saxpy.submit(rt, memory, 0.5, x, y)?);
+        tasks.push(saxpy.submit(rt, memory, -0.25, y, x)?);
+        tasks.push(sum.submit(rt, memory, x, total)?);
+        for (i, counts) in self.frames.iter().enumerate() {
+            let view = View {
+                x0: -2.0 + 0.05 * i as f32,
+                ..View::full(DEMO_SIDE, DEMO_SIDE)
+            };
+            let t = mandelbrot.submit(rt, compute, counts, DEMO_SIDE, DEMO_SIDE, view, 256)?;
+            tasks.push(t);
+        }
+        for (i, (a, b)) in self.streams.iter().enumerate() {
+            tasks.push(saxpy.submit(rt, memory, 1.0 + i as f32, a, b)?);
+        }
+        for t in &tasks {
+            t.wait()?;
+        }
+        for f in &self.frames {
+            rt.read(f)?;
+        }
+        for (_, b) in &self.streams {
+            rt.read(b)?;
+        }
+        rt.read(total)?;
+        Ok(tasks.len())
+    }
+}
+
+/// The trace demo: the demo graph, submitted from one thread. `pel trace`
+/// runs it with automatic placement; the trace test with the images forced
+/// onto a GPU and the rest onto the CPU.
+pub fn trace_demo(rt: &Runtime, placing: Placing) -> Result<()> {
+    DemoGraph::new(rt, 5).run(rt, placing).map(|_| ())
+}
+
+/// The task-graph benchmark's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphReport {
+    /// Demo graph: automatic placement's makespan over the best single
+    /// device running it all (medians).
+    pub makespan_ratio: f64,
+    /// A splittable kernel with automatic placement (at its calibrated
+    /// split) over the best single device (medians).
+    pub coexec_ratio: f64,
+    /// The share of the splittable kernel's items the model gives a GPU
+    /// (0 or 1: unsplit on the CPU or the GPU).
+    pub coexec_gpu_share: Option<f64>,
+    /// Median seconds of the demo graph per placement.
+    pub makespan_s: BTreeMap<String, f64>,
+    /// Median seconds of the splittable kernel per placement.
+    pub coexec_s: BTreeMap<String, f64>,
+    /// Tasks in the demo graph.
+    pub tasks: usize,
+    /// Timed runs per placement.
+    pub reps: usize,
+    /// The devices, one line each.
+    pub devices: Vec<String>,
+}
+
+/// Times `run` for every mode, shuffled each round, after one untimed run
+/// of each. `prepare` makes each run's inputs, untimed (and they are
+/// dropped untimed). A mode `slow` says may be dropped is not timed again
+/// when its first run took over 10× the best. Returns the median per mode.
+fn interleaved<M: Copy + Ord, T>(
+    modes: &[M],
+    reps: usize,
+    seed: u64,
+    mut prepare: impl FnMut(M) -> T,
+    mut run: impl FnMut(M, &T) -> Result<()>,
+    slow: impl Fn(M) -> bool,
+) -> Result<BTreeMap<M, f64>> {
+    let mut times: BTreeMap<M, Vec<f64>> = BTreeMap::new();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut live: Vec<M> = modes.to_vec();
+    for &m in modes {
+        let input = prepare(m);
+        run(m, &input)?;
+    }
+    for rep in 0..reps {
+        let mut order = live.clone();
+        order.shuffle(&mut rng);
+        for &m in &order {
+            let input = prepare(m);
+            let start = Instant::now();
+            run(m, &input)?;
+            times.entry(m).or_default().push(start.elapsed().as_secs_f64());
+            drop(input);
+        }
+        if rep == 0 {
+            let best = times.values().flatten().copied().fold(f64::INFINITY, f64::min);
+            live.retain(|&m| !(slow(m) && times[&m][0] > 10.0 * best));
+        }
+    }
+    Ok(times.into_iter().map(|(m, v)| (m, median(v))).collect())
+}
+
+/// `pel bench graph`: the demo graph submitted with automatic placement
+/// against every single device running it all, and mandelbrot (splittable)
+/// at its calibrated split against every single device. Both after
+/// calibration; `reps` timed rounds.
+pub fn graph(
+    rt: &Runtime,
+    reps: usize,
+    step: &mut dyn FnMut(usize, usize, &str),
+) -> Result<GraphReport> {
+    use pel_kernels::{Mandelbrot, mandelbrot::View};
+    let reps = reps.max(3);
+    let total_steps = 4;
+    // Calibrate: automatic runs until the model has every kernel's sizes.
+    let calibration = DemoGraph::new(rt, 1);
+    let mut tasks = 0;
+    for _ in 0..40 {
+        let before = rt.stats().calibration_runs;
+        tasks = calibration.run(rt, Placing::Auto)?;
+        if rt.stats().calibration_runs == before {
+            break;
+        }
+    }
+    step(1, total_steps, "demo graph calibrated");
+    let mut modes = vec![Placing::Auto];
+    modes.extend(rt.backends().into_iter().map(Placing::All));
+    // Fresh host-resident inputs for every run.
+    let makespan = interleaved(
+        &modes,
+        reps,
+        11,
+        |_| DemoGraph::new(rt, 2),
+        |m, g| g.run(rt, m).map(|_| ()),
+        |m| matches!(m, Placing::All(Backend::Gpu(_))),
+    )?;
+    step(2, total_steps, "demo graph measured");
+
+    // Co-execution: mandelbrot, where the CPU and a GPU are closest.
+    let m = Mandelbrot::new()?;
+    let (w, h) = (1024, 1024);
+    let view = View::full(w, h);
+    let counts = rt.zeros::<u32>(w * h);
+    let params = Mandelbrot::params(&counts, w, h, view, 256)?;
+    for _ in 0..60 {
+        m.run(rt, Target::Auto, &counts, w, h, view, 256)?;
+        if rt.split_share(m.kernel(), &[&counts], &params)?.is_some() {
+            break;
+        }
+    }
+    // A few more, so a kept split refines its share.
+    for _ in 0..10 {
+        m.run(rt, Target::Auto, &counts, w, h, view, 256)?;
+    }
+    let share = rt.split_share(m.kernel(), &[&counts], &params)?;
+    step(3, total_steps, "split calibrated");
+    let mut targets = vec![Target::Auto];
+    targets.extend(rt.backends().into_iter().map(Target::On));
+    let coexec = interleaved(
+        &targets,
+        reps * 3,
+        12,
+        |_| rt.zeros::<u32>(w * h),
+        |t, out| {
+            m.run(rt, t, out, w, h, view, 256)?;
+            rt.read(out).map(|_| ())
+        },
+        |t| matches!(t, Target::On(Backend::Gpu(_))),
+    )?;
+    step(4, total_steps, "co-execution measured");
+    rt.save_model();
+
+    let best_single = |times: &BTreeMap<String, f64>| {
+        times
+            .iter()
+            .filter(|(k, _)| k.as_str() != "auto")
+            .map(|(_, v)| *v)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let makespan_s: BTreeMap<String, f64> = makespan
+        .into_iter()
+        .map(|(m, v)| {
+            let key = match m {
+                Placing::Auto => "auto".to_owned(),
+                Placing::All(b) | Placing::ComputeOn(b) => b.to_string(),
+            };
+            (key, v)
+        })
+        .collect();
+    let coexec_s: BTreeMap<String, f64> = coexec
+        .into_iter()
+        .map(|(t, v)| {
+            let key = match t {
+                Target::On(b) => b.to_string(),
+                _ => "auto".to_owned(),
+            };
+            (key, v)
+        })
+        .collect();
+    Ok(GraphReport {
+        makespan_ratio: makespan_s["auto"] / best_single(&makespan_s),
+        coexec_ratio: coexec_s["auto"] / best_single(&coexec_s),
+        coexec_gpu_share: share,
+        makespan_s,
+        coexec_s,
+        tasks,
+        reps,
+        devices: rt.devices().iter().map(|d| d.label()).collect(),
     })
 }
 

@@ -62,7 +62,7 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-    /// Benchmarks. `routing`: every sample kernel over sizes spanning its crossover, on every backend and with automatic placement.
+    /// Benchmarks. `routing`: every sample kernel over sizes spanning its crossover, on every backend and with automatic placement. `graph`: submitted task graphs and co-execution against the best single device.
     Bench {
         /// Which suite.
         #[arg(value_enum, default_value = "routing")]
@@ -96,6 +96,8 @@ enum ModelAction {
 enum Suite {
     /// Placement against the best single backend, point by point.
     Routing,
+    /// The task graph: the demo graph's makespan with submit and automatic placement, and a splittable kernel at its calibrated split, each against the best single device.
+    Graph,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -161,6 +163,13 @@ fn main() -> ExitCode {
             reps,
             kernels,
         } => bench_routing(json, quick, reps, &kernels),
+        Command::Bench {
+            suite: Suite::Graph,
+            json,
+            quick,
+            reps,
+            ..
+        } => bench_graph(json, quick, reps),
     };
     match result {
         Ok(code) => code,
@@ -336,9 +345,18 @@ fn tour() -> Result<ExitCode> {
 
 fn trace(out: &std::path::Path) -> Result<ExitCode> {
     let rt = Runtime::new()?;
+    // Untraced runs first, so placement is decided by the model rather
+    // than by calibration.
+    let graph = pel::bench::DemoGraph::new(&rt, 3);
+    for _ in 0..20 {
+        let before = rt.stats().calibration_runs;
+        graph.run(&rt, pel::bench::Placing::Auto)?;
+        if rt.stats().calibration_runs == before {
+            break;
+        }
+    }
     rt.enable_trace();
-    let gpu = rt.backends().into_iter().find(|b| *b != Backend::Cpu);
-    pel::bench::trace_demo(&rt, gpu)?;
+    pel::bench::trace_demo(&rt, pel::bench::Placing::Auto)?;
     rt.write_trace(out)
         .with_context(|| format!("writing {}", out.display()))?;
     let events = rt.trace_events();
@@ -445,6 +463,41 @@ fn calibrate(quick: bool) -> Result<ExitCode> {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "not saved".into())
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_graph(json: Option<std::path::PathBuf>, quick: bool, reps: Option<usize>) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    let reps = reps.unwrap_or(if quick { 5 } else { 15 });
+    let bar = progress(4);
+    let report = pel::bench::graph(&rt, reps, &mut |done, _, what| {
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    })?;
+    bar.finish_and_clear();
+    println!("| {:<38} | {:>10} |", "placement", "median");
+    println!("|{:-<40}|{:->12}|", "", "");
+    for (k, v) in &report.makespan_s {
+        let what = format!("demo graph ({} tasks), {k}", report.tasks);
+        println!("| {what:<38} | {:>10} |", pel::secs(*v));
+    }
+    for (k, v) in &report.coexec_s {
+        let what = format!("mandelbrot 1024×1024, {k}");
+        println!("| {what:<38} | {:>10} |", pel::secs(*v));
+    }
+    let share = report
+        .coexec_gpu_share
+        .map(|s| format!("{:.0}%", s * 100.0))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!(
+        "\nmakespan_ratio {:.3} (target ≤ 1.02), coexec_ratio {:.3} (target ≤ 1.02; GPU share {share})",
+        report.makespan_ratio, report.coexec_ratio
+    );
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,7 +25,7 @@ fn cpu_and_gpu_work_from_two_threads_overlap_in_the_trace() {
     // so try a few times before concluding that they cannot.
     let mut overlap = None;
     for _ in 0..5 {
-        pel::bench::trace_demo(&rt, Some(gpus[0])).unwrap();
+        pel::bench::trace_demo(&rt, pel::bench::Placing::ComputeOn(gpus[0])).unwrap();
         overlap = pel::bench::overlapping(&rt.trace_events(), rt.gpu_count());
         if overlap.is_some() {
             break;

@@ -4,7 +4,7 @@
 //! `max_iter` iterations), 4 bytes written. Compute-bound, with divergence
 //! between neighbouring pixels near the set's boundary.
 
-use pel_runtime::{Backend, Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Backend, Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, Target, Task};
 use rand::Rng;
 use rayon::prelude::*;
 
@@ -20,11 +20,11 @@ pub const WGSL: &str = include_str!("../../shaders/mandelbrot.wgsl");
 pub struct MandelbrotParams {
     /// Pixels per row.
     pub width: u32,
-    /// Rows.
-    pub height: u32,
+    /// The first pixel this launch computes (0 for the whole image).
+    pub first: u32,
     /// Iteration cap; points still bounded then count as inside the set.
     pub max_iter: u32,
-    /// Pixels in all: `width · height`.
+    /// Pixels this launch computes (`width · height` for the whole image).
     pub n: u32,
     /// Real part at the left edge.
     pub x0: f32,
@@ -151,13 +151,30 @@ impl Mandelbrot {
                 let (counts,) = args.split();
                 // Rows as tasks: neighbouring pixels cost alike, rows do not.
                 let w = (p.width as usize).max(1);
-                counts.par_chunks_mut(w).enumerate().for_each(|(row, out)| {
-                    for (j, c) in out.iter_mut().enumerate() {
-                        *c = pixel(p, row * w + j);
-                    }
-                });
+                let first = (p.first as usize).min(counts.len());
+                let last = (first + p.n as usize).min(counts.len());
+                counts[first..last]
+                    .par_chunks_mut(w)
+                    .enumerate()
+                    .for_each(|(row, out)| {
+                        for (j, c) in out.iter_mut().enumerate() {
+                            *c = pixel(p, first + row * w + j);
+                        }
+                    });
             })
             .invocations(|p, _| p.n as u64)
+            // Rows can be split between a GPU and the CPU.
+            .splittable(
+                |p, lens| {
+                    let whole = p.first == 0 && p.n as usize == lens[0] && p.width > 0;
+                    if whole { (p.n / p.width) as u64 } else { 1 }
+                },
+                |p, rows| MandelbrotParams {
+                    first: (rows.start * p.width as u64) as u32,
+                    n: ((rows.end - rows.start) * p.width as u64) as u32,
+                    ..*p
+                },
+            )
             .build()?;
         Ok(Mandelbrot { kernel })
     }
@@ -179,6 +196,34 @@ impl Mandelbrot {
         view: View,
         max_iter: u32,
     ) -> Result<RunInfo> {
+        let p = Self::params(counts, width, height, view, max_iter)?;
+        rt.execute(target, &self.kernel, &[counts], &p)
+    }
+
+    /// Submits the render of [`run`](Self::run) and returns its task at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        counts: &Buffer<u32>,
+        width: usize,
+        height: usize,
+        view: View,
+        max_iter: u32,
+    ) -> Result<Task> {
+        let p = Self::params(counts, width, height, view, max_iter)?;
+        rt.submit_to(target, &self.kernel, &[counts], &p)
+    }
+
+    /// The params of a whole-image render, checked.
+    pub fn params(
+        counts: &Buffer<u32>,
+        width: usize,
+        height: usize,
+        view: View,
+        max_iter: u32,
+    ) -> Result<MandelbrotParams> {
         if width.checked_mul(height) != Some(counts.len()) {
             return Err(invalid(
                 "mandelbrot",
@@ -190,17 +235,17 @@ impl Mandelbrot {
                 ),
             ));
         }
-        let params = MandelbrotParams {
+        u32_len("mandelbrot", "height", height)?;
+        Ok(MandelbrotParams {
             width: u32_len("mandelbrot", "width", width)?,
-            height: u32_len("mandelbrot", "height", height)?,
+            first: 0,
             max_iter,
             n: u32_len("mandelbrot", "counts", counts.len())?,
             x0: view.x0,
             y0: view.y0,
             dx: view.dx,
             dy: view.dy,
-        };
-        rt.execute(target, &self.kernel, &[counts], &params)
+        })
     }
 }
 
@@ -208,7 +253,7 @@ impl Mandelbrot {
 pub fn reference(width: usize, height: usize, view: View, max_iter: u32) -> Vec<u32> {
     let p = MandelbrotParams {
         width: width as u32,
-        height: height as u32,
+        first: 0,
         max_iter,
         n: (width * height) as u32,
         x0: view.x0,
@@ -287,7 +332,7 @@ impl Trial for MandelbrotTrial {
         let n = width * height;
         let params = MandelbrotParams {
             width: width as u32,
-            height: height as u32,
+            first: 0,
             max_iter,
             n: n as u32,
             x0: view.x0,

@@ -3,7 +3,9 @@
 //! Per element: 2 floating-point operations, 12 bytes moved (read x and y,
 //! write y). Memory-bound on every processor.
 
-use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{
+    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
+};
 use rayon::prelude::*;
 
 use crate::verify::{self, Check, Trial};
@@ -64,6 +66,24 @@ impl Saxpy {
         x: &Buffer<f32>,
         y: &Buffer<f32>,
     ) -> Result<RunInfo> {
+        let p = Self::params(a, x, y)?;
+        rt.execute(target, &self.kernel, &[x, y], &p)
+    }
+
+    /// Submits `y = a·x + y` at `target` and returns its task at once.
+    pub fn submit(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        a: f32,
+        x: &Buffer<f32>,
+        y: &Buffer<f32>,
+    ) -> Result<Task> {
+        let p = Self::params(a, x, y)?;
+        rt.submit_to(target, &self.kernel, &[x, y], &p)
+    }
+
+    fn params(a: f32, x: &Buffer<f32>, y: &Buffer<f32>) -> Result<SaxpyParams> {
         if x.len() != y.len() {
             return Err(invalid(
                 "saxpy",
@@ -76,7 +96,7 @@ impl Saxpy {
             ));
         }
         let n = u32_len("saxpy", "x", x.len())?;
-        rt.execute(target, &self.kernel, &[x, y], &SaxpyParams { a, n })
+        Ok(SaxpyParams { a, n })
     }
 }
 

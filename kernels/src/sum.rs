@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{
+    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
+};
 use rayon::prelude::*;
 
 use crate::verify::{self, Check, Trial};
@@ -122,6 +124,48 @@ impl Sum {
                     exec,
                     ..info
                 });
+            }
+            current = next;
+            n = groups;
+        }
+    }
+}
+
+impl Sum {
+    /// Submits the passes of the sum of `x` into `out` (one element) and
+    /// returns the last one's task without waiting. Each pass reads the
+    /// previous pass's partial sums, so the runtime orders them; each is
+    /// placed on its own when `target` is automatic.
+    pub fn submit(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<f32>,
+        out: &Buffer<f32>,
+    ) -> Result<Task> {
+        if out.len() != 1 {
+            return Err(invalid(
+                "sum",
+                "out",
+                format!("out has {} elements; it must have exactly 1", out.len()),
+            ));
+        }
+        let mut n = u32_len("sum", "x", x.len())? as usize;
+        let mut current = x.clone();
+        loop {
+            let groups = n.div_ceil(CHUNK).max(1);
+            let next = if groups == 1 {
+                out.clone()
+            } else {
+                rt.zeros(groups)
+            };
+            let params = SumParams {
+                n: n as u32,
+                groups: groups as u32,
+            };
+            let task = rt.submit_to(target, &self.kernel, &[&current, &next], &params)?;
+            if groups == 1 {
+                return Ok(task);
             }
             current = next;
             n = groups;

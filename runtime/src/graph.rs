@@ -20,11 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
 use crate::buffer::Handle;
-use crate::device::Backend;
-use crate::dispatch::Reason;
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
-use crate::runtime::{RunInfo, Shared, Target};
+use crate::runtime::{Placement, RunInfo, Shared, Target};
 
 static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
 
@@ -189,8 +187,7 @@ impl TaskInner {
 /// A placed task on its way to a device's worker.
 pub(crate) struct Job {
     pub(crate) task: Arc<TaskInner>,
-    pub(crate) backend: Backend,
-    pub(crate) reason: Reason,
+    pub(crate) placement: Placement,
 }
 
 /// One worker thread per device, started on first use. Each runs its

@@ -15,7 +15,7 @@ use crate::buffer::{BufferArg, Handle, HostCopy, Table, Validity};
 use crate::device::cpu::CpuDevice;
 use crate::device::gpu::{self, GpuDevice};
 use crate::device::{Backend, DeviceInfo};
-use crate::dispatch::{self, Decision, Dispatcher, ModelRow, Moves, Reason};
+use crate::dispatch::{self, Decision, Dispatcher, Estimate, ModelRow, Moves, Reason, SplitRow};
 use crate::error::{Error, Result};
 use crate::graph::{Job, Pending, Task, TaskInner, Workers};
 use crate::kernel::{Element, Kernel, RawSlice};
@@ -32,6 +32,15 @@ pub enum Target {
     Auto,
     /// Run on this backend.
     On(Backend),
+    /// Split a splittable kernel's items (see
+    /// [`KernelBuilder::splittable`](crate::KernelBuilder::splittable)):
+    /// the first `permille`/1000 of them on GPU `gpu`, the rest on the CPU.
+    Split {
+        /// The GPU's index.
+        gpu: usize,
+        /// The GPU's share, in thousandths (1 to 999).
+        permille: u16,
+    },
 }
 
 impl From<Backend> for Target {
@@ -48,14 +57,33 @@ struct Call<'a> {
     workgroups: u64,
 }
 
-/// What a prepared call runs: host slices, or bound GPU buffers.
+/// What a prepared call runs: host slices, bound GPU buffers, or both.
 enum Work {
     Cpu(Vec<RawSlice>),
     Gpu(usize, Vec<(wgpu::Buffer, u64)>),
+    Split(SplitWork),
+}
+
+/// A call split between GPU `gpu` (items `0..cut`) and the CPU (the rest).
+struct SplitWork {
+    gpu: usize,
+    items: u64,
+    cut: u64,
+    raw: Vec<RawSlice>,
+    bound: Vec<(wgpu::Buffer, u64)>,
+}
+
+/// Where a call runs, and why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Placement {
+    pub(crate) backend: Backend,
+    pub(crate) reason: Reason,
+    /// The GPU's share of a call split with the CPU.
+    pub(crate) split: Option<f64>,
 }
 
 /// What one kernel call did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunInfo {
     /// Where it ran.
     pub backend: Backend,
@@ -65,6 +93,9 @@ pub struct RunInfo {
     pub elapsed: Duration,
     /// Time of the execution alone (what the performance model records).
     pub exec: Duration,
+    /// When the call was split: the share of its items that `backend` (a
+    /// GPU) computed while the CPU computed the rest.
+    pub split: Option<f64>,
 }
 
 /// The pel runtime: a rayon pool, every usable GPU, and the buffers.
@@ -608,8 +639,14 @@ impl Runtime {
         params: &P,
     ) -> Result<Task> {
         let call = self.call(kernel, args, params)?;
-        if let Target::On(b) = target {
-            self.device(b)?;
+        match target {
+            Target::On(b) => {
+                self.device(b)?;
+            }
+            Target::Split { gpu, .. } => {
+                self.device(Backend::Gpu(gpu))?;
+            }
+            Target::Auto => {}
         }
         let handles = args.iter().map(|a| Arc::clone(a.as_arg().handle)).collect();
         let task = Arc::new(TaskInner::new(
@@ -698,7 +735,7 @@ impl Runtime {
             &task.kernel,
             &call,
             task.target,
-            Some((task, job.backend, job.reason)),
+            Some((task, job.placement)),
         );
     }
 
@@ -730,6 +767,7 @@ impl Runtime {
             t.target,
             &t.kernel,
             &args,
+            &t.params,
             t.size,
             t.workgroups,
             true,
@@ -742,12 +780,21 @@ impl Runtime {
         if let (Backend::Gpu(g), true) = (d.chosen, busy) {
             self.prefetch(table, &args, g);
         }
+        // A split call runs its CPU part on the CPU's worker, which starts
+        // the GPU part beside it.
+        let worker = match d.split {
+            Some(_) => 0,
+            None => dispatch::device_index(d.chosen),
+        };
         self.shared.workers.send(
-            dispatch::device_index(d.chosen),
+            worker,
             Job {
                 task: Arc::clone(t),
-                backend: d.chosen,
-                reason: d.reason,
+                placement: Placement {
+                    backend: d.chosen,
+                    reason: d.reason,
+                    split: d.split,
+                },
             },
         );
         Ok(())
@@ -810,7 +857,7 @@ impl Runtime {
         kernel: &Kernel,
         call: &Call<'_>,
         target: Target,
-        task: Option<(&Arc<TaskInner>, Backend, Reason)>,
+        task: Option<(&Arc<TaskInner>, Placement)>,
     ) -> Result<RunInfo> {
         let start = Instant::now();
         let (args, params, size, workgroups) =
@@ -832,46 +879,62 @@ impl Runtime {
                 return Err(e);
             }
         }
-        let placed = task.map(|(_, b, r)| (b, r));
-        let prepared = self.prepare(&mut table, target, placed, kernel, args, size, workgroups);
+        let placed = task.map(|(_, p)| p);
+        let prepared = self.prepare(&mut table, target, placed, kernel, call);
         drop(table);
         // The chosen device is busy for the expected execution until the
         // call ends: calls from other threads see it queued there. (A task
         // was charged when it was placed.)
         let decided = match (&prepared, placed) {
-            (_, Some((b, _))) => Some(b),
-            (Ok((b, _, _)), None) => {
-                self.dispatcher().enqueue(kernel.id(), *b, size);
-                Some(*b)
+            (_, Some(p)) => Some(p.backend),
+            (Ok((p, _)), None) => {
+                self.dispatcher().enqueue(kernel.id(), p.backend, size);
+                Some(p.backend)
             }
             (Err(_), None) => None,
         };
 
         // Run outside the lock, so calls on other buffers (on other devices)
         // proceed meanwhile; the leases keep these buffers to this call.
-        let result = prepared.and_then(|(backend, reason, work)| {
+        let result = prepared.and_then(|(placement, work)| {
             let t = Instant::now();
-            match work {
-                Work::Cpu(raw) => self.shared.cpu.execute(kernel, &raw, params)?,
-                Work::Gpu(g, bound) => {
-                    self.shared.gpus[g].dispatch(kernel, &bound, params, workgroups)?
+            let parts = match work {
+                Work::Cpu(raw) => {
+                    self.shared.cpu.execute(kernel, &raw, params)?;
+                    None
                 }
-            }
+                Work::Gpu(g, bound) => {
+                    self.shared.gpus[g].dispatch(kernel, &bound, params, workgroups)?;
+                    None
+                }
+                Work::Split(split) => Some(self.run_split(kernel, call, split)?),
+            };
             let exec = t.elapsed();
-            let lane = dispatch::device_index(backend) as u32;
-            self.shared.tracer.span(kernel.name(), lane, t);
-            Ok(RunInfo {
-                backend,
-                reason,
-                elapsed: start.elapsed(),
-                exec,
-            })
+            if parts.is_none() {
+                let lane = dispatch::device_index(placement.backend) as u32;
+                self.shared.tracer.span(kernel.name(), lane, t);
+            }
+            Ok((
+                RunInfo {
+                    backend: placement.backend,
+                    reason: placement.reason,
+                    elapsed: start.elapsed(),
+                    exec,
+                    split: placement.split,
+                },
+                parts,
+            ))
         });
 
         let mut table = self.table();
-        if let Ok(info) = &result {
+        if let Ok((info, _)) = &result {
+            // A split call's halves meet in the host copy.
+            let written_on = match info.split {
+                Some(_) => Backend::Cpu,
+                None => info.backend,
+            };
             for id in &write_ids {
-                table.mark_written(*id, info.backend, kernel.id());
+                table.mark_written(*id, written_on, kernel.id());
                 if task.is_none() {
                     table.clear_finished_producer(*id);
                 }
@@ -883,20 +946,34 @@ impl Runtime {
             if let Some(backend) = decided {
                 d.finished(kernel.id(), backend, size);
             }
-            if let Ok(info) = &result {
-                d.record(
+            match &result {
+                Ok((info, None)) => d.record(
                     kernel.id(),
                     kernel.name(),
                     info.backend,
                     size,
                     info.exec.as_secs_f64(),
-                );
+                ),
+                Ok((info, Some((cpu_s, gpu_s)))) => d.record_split(
+                    kernel.id(),
+                    size,
+                    dispatch::device_index(info.backend).saturating_sub(1),
+                    info.split.unwrap_or(0.0),
+                    info.exec.as_secs_f64(),
+                    *cpu_s,
+                    *gpu_s,
+                ),
+                Err(_) => {}
             }
         }
-        if let Ok(info) = &result {
+        let result = result.map(|(info, parts)| {
+            if parts.is_some() {
+                self.shared.counters.ran(false);
+            }
             self.shared.counters.ran(info.backend != Backend::Cpu);
-        }
-        if let Some((t, _, _)) = task {
+            info
+        });
+        if let Some((t, _)) = task {
             let ready = t.complete(result.clone());
             self.shared.pending.finish(&result);
             self.settle(&mut table, ready);
@@ -905,70 +982,176 @@ impl Runtime {
         result
     }
 
-    /// Chooses the backend and makes every argument valid there.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs a split call: items `0..cut` on the GPU, in a thread of its own,
+    /// while this thread runs `cut..items` on the CPU; then the GPU's part
+    /// of every written buffer comes down into the host copy. Returns how
+    /// long each part took, seconds (the GPU's with its download).
+    fn run_split(&self, kernel: &Kernel, call: &Call<'_>, s: SplitWork) -> Result<(f64, f64)> {
+        let lens: Vec<usize> = call.args.iter().map(|h| h.len).collect();
+        let part = |a, b| {
+            kernel
+                .split_params(call.params, a, b)
+                .expect("only splittable kernels are split")
+        };
+        let (gpu_params, cpu_params) = (part(0, s.cut), part(s.cut, s.items));
+        let gpu_groups = kernel.workgroups(&gpu_params, &lens);
+        let gpu = &self.shared.gpus[s.gpu];
+        let gpu_lane = s.gpu as u32 + 1;
+        // The bytes of each written buffer that the GPU's items cover.
+        let written: Vec<(usize, usize)> = call
+            .args
+            .iter()
+            .zip(&kernel.reflection().storage)
+            .enumerate()
+            .filter(|(_, (_, b))| b.access.writes())
+            .map(|(i, (h, _))| (i, (h.bytes / s.items * s.cut) as usize))
+            .collect();
+        let (cpu, gpu_part) = std::thread::scope(|scope| {
+            let gpu_part = scope.spawn(|| -> Result<(Vec<Vec<u8>>, f64)> {
+                let t = Instant::now();
+                gpu.dispatch(kernel, &s.bound, &gpu_params, gpu_groups)?;
+                self.shared.tracer.span(kernel.name(), gpu_lane, t);
+                let mut parts = Vec::with_capacity(written.len());
+                for &(i, bytes) in &written {
+                    let mut out = vec![0u8; bytes];
+                    gpu.download(&s.bound[i].0, &mut out)?;
+                    self.shared.counters.download(bytes as u64);
+                    parts.push(out);
+                }
+                Ok((parts, t.elapsed().as_secs_f64()))
+            });
+            let t = Instant::now();
+            let cpu = self.shared.cpu.execute(kernel, &s.raw, &cpu_params);
+            self.shared.tracer.span(kernel.name(), 0, t);
+            let cpu = cpu.map(|()| t.elapsed().as_secs_f64());
+            let gpu_part = gpu_part.join().unwrap_or_else(|_| {
+                Err(Error::KernelPanicked {
+                    kernel: kernel.name().to_owned(),
+                    message: "the GPU part of a split call panicked".to_owned(),
+                })
+            });
+            (cpu, gpu_part)
+        });
+        let (cpu_s, (parts, gpu_s)) = (cpu?, gpu_part?);
+        for ((i, bytes), part) in written.iter().zip(parts) {
+            debug_assert_eq!(part.len(), *bytes);
+            // SAFETY: `raw[i]` points at the valid host copy of argument i,
+            // at least `h.bytes` long (`bytes` is a prefix of it), which
+            // this call holds exclusively (its lease); the CPU part, which
+            // wrote only the elements of items `cut..`, has returned, and
+            // `part` is a separate allocation.
+            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), s.raw[*i].ptr, *bytes) };
+        }
+        Ok((cpu_s, gpu_s))
+    }
+
+    /// Chooses the backend (unless the call was placed already) and makes
+    /// every argument valid there.
     fn prepare(
         &self,
         table: &mut Table,
         target: Target,
-        placed: Option<(Backend, Reason)>,
+        placed: Option<Placement>,
         kernel: &Kernel,
-        args: &[&Handle],
-        size: u64,
-        workgroups: u64,
-    ) -> Result<(Backend, Reason, Work)> {
-        let (backend, reason) = match placed {
+        call: &Call<'_>,
+    ) -> Result<(Placement, Work)> {
+        let args = &call.args;
+        let placement = match placed {
             Some(p) => p,
             None => {
-                let d = self.decide(table, target, kernel, args, size, workgroups, true)?;
-                (d.chosen, d.reason)
+                let d = self.decide(
+                    table,
+                    target,
+                    kernel,
+                    args,
+                    call.params,
+                    call.size,
+                    call.workgroups,
+                    true,
+                )?;
+                Placement {
+                    backend: d.chosen,
+                    reason: d.reason,
+                    split: d.split,
+                }
             }
         };
-        let work = match backend {
-            Backend::Cpu => {
-                let mut raw = Vec::with_capacity(args.len());
-                for h in args {
-                    let t = Instant::now();
-                    let before = self.shared.counters.download_count();
-                    if let Some(k) =
-                        table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)?
-                    {
-                        self.dispatcher().note_readback(k);
-                    }
-                    if self.shared.counters.download_count() != before {
-                        self.trace_transfer("to host", h.bytes, t);
-                    }
-                    raw.push(RawSlice {
-                        ptr: table.host_ptr(h.id),
-                        len: h.len,
-                    });
-                }
-                Work::Cpu(raw)
+        let split = match (placement.split, placement.backend) {
+            (Some(share), Backend::Gpu(g)) => {
+                split_items(kernel, args, call.params).map(|items| (g, share, items))
             }
-            Backend::Gpu(g) => {
-                self.check_gpu_limits(kernel, args, g, workgroups)?;
-                let mut bound = Vec::with_capacity(args.len());
-                let mut queued = false;
-                let t = Instant::now();
-                let mut moved_bytes = 0;
-                for h in args {
-                    let (buf, moved) =
-                        table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
-                    queued |= moved;
-                    if moved {
-                        moved_bytes += h.bytes;
-                    }
-                    bound.push((buf, h.bytes));
-                }
-                // Let the transfers finish first, so the execution is timed alone.
-                if queued {
-                    self.shared.gpus[g].flush()?;
-                    self.trace_transfer(&format!("to gpu{g}"), moved_bytes, t);
-                }
-                Work::Gpu(g, bound)
+            _ => None,
+        };
+        let work = match (split, placement.backend) {
+            (Some((g, share, items)), _) => {
+                let raw = self.host_args(table, args)?;
+                let bound = self.gpu_args(table, kernel, args, g, call.workgroups)?;
+                let cut = ((items as f64 * share).round() as u64).clamp(1, items - 1);
+                Work::Split(SplitWork {
+                    gpu: g,
+                    items,
+                    cut,
+                    raw,
+                    bound,
+                })
+            }
+            (None, Backend::Cpu) => Work::Cpu(self.host_args(table, args)?),
+            (None, Backend::Gpu(g)) => {
+                Work::Gpu(g, self.gpu_args(table, kernel, args, g, call.workgroups)?)
             }
         };
-        Ok((backend, reason, work))
+        Ok((placement, work))
+    }
+
+    /// Makes every argument valid on the host; their host copies.
+    fn host_args(&self, table: &mut Table, args: &[&Handle]) -> Result<Vec<RawSlice>> {
+        let mut raw = Vec::with_capacity(args.len());
+        for h in args {
+            let t = Instant::now();
+            let before = self.shared.counters.download_count();
+            if let Some(k) = table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)? {
+                self.dispatcher().note_readback(k);
+            }
+            if self.shared.counters.download_count() != before {
+                self.trace_transfer("to host", h.bytes, t);
+            }
+            raw.push(RawSlice {
+                ptr: table.host_ptr(h.id),
+                len: h.len,
+            });
+        }
+        Ok(raw)
+    }
+
+    /// Makes every argument valid on GPU `g` (and waits for the transfers,
+    /// so the execution is timed alone); the bound buffers.
+    fn gpu_args(
+        &self,
+        table: &mut Table,
+        kernel: &Kernel,
+        args: &[&Handle],
+        g: usize,
+        workgroups: u64,
+    ) -> Result<Vec<(wgpu::Buffer, u64)>> {
+        self.check_gpu_limits(kernel, args, g, workgroups)?;
+        let mut bound = Vec::with_capacity(args.len());
+        let mut queued = false;
+        let t = Instant::now();
+        let mut moved_bytes = 0;
+        for h in args {
+            let (buf, moved) =
+                table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
+            queued |= moved;
+            if moved {
+                moved_bytes += h.bytes;
+            }
+            bound.push((buf, h.bytes));
+        }
+        if queued {
+            self.shared.gpus[g].flush()?;
+            self.trace_transfer(&format!("to gpu{g}"), moved_bytes, t);
+        }
+        Ok(bound)
     }
 
     fn dispatcher(&self) -> MutexGuard<'_, Dispatcher> {
@@ -1016,6 +1199,7 @@ impl Runtime {
         target: Target,
         kernel: &Kernel,
         args: &[&Handle],
+        params: &[u8],
         size: u64,
         workgroups: u64,
         commit: bool,
@@ -1026,6 +1210,9 @@ impl Runtime {
                 Some(b)
             }
             Target::Auto => None,
+            Target::Split { gpu, permille } => {
+                return self.forced_split(kernel, args, params, size, workgroups, gpu, permille);
+            }
         };
         let mut d = self.dispatcher();
         let candidates: Vec<(Backend, f64, f64)> = std::iter::once(Backend::Cpu)
@@ -1064,7 +1251,33 @@ impl Runtime {
             self.device(f)?;
         }
         let calibrations = d.calibration_runs;
-        let decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced);
+        let mut decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced);
+        // A splittable call the model has calibrated on every device may
+        // run partly on the best GPU and partly on the CPU.
+        if forced.is_none()
+            && d.forced.is_none()
+            && decision.reason == Reason::Modelled
+            && split_items(kernel, args, params).is_some()
+        {
+            let finish = |e: &&Estimate| e.finish_s().unwrap_or(f64::INFINITY);
+            let cpu = decision
+                .estimates
+                .iter()
+                .find(|e| e.backend == Backend::Cpu);
+            let gpu = decision
+                .estimates
+                .iter()
+                .filter(|e| e.backend != Backend::Cpu)
+                .min_by(|a, b| finish(a).total_cmp(&finish(b)));
+            if let (Some(c), Some(g)) = (cpu, gpu) {
+                let (c, g) = (c.clone(), g.clone());
+                if let Some((share, reason)) = d.split_choice(kernel.id(), size, &c, &g) {
+                    decision.chosen = g.backend;
+                    decision.reason = reason;
+                    decision.split = Some(share);
+                }
+            }
+        }
         if !commit {
             d.calibration_runs = calibrations;
             return Ok(decision);
@@ -1076,9 +1289,52 @@ impl Runtime {
             chosen: decision.chosen,
             reason: decision.reason,
             estimates: Vec::new(),
+            split: decision.split,
         };
         d.log(decision, self.shared.explain);
         Ok(verdict)
+    }
+
+    /// The decision for a [`Target::Split`], once the call is known to fit.
+    #[allow(clippy::too_many_arguments)]
+    fn forced_split(
+        &self,
+        kernel: &Kernel,
+        args: &[&Handle],
+        params: &[u8],
+        size: u64,
+        workgroups: u64,
+        gpu: usize,
+        permille: u16,
+    ) -> Result<Decision> {
+        let backend = Backend::Gpu(gpu);
+        self.device(backend)?;
+        self.check_gpu_limits(kernel, args, gpu, workgroups)?;
+        let invalid = |message: String| Error::InvalidInput {
+            kernel: kernel.name().to_owned(),
+            arg: "target".to_owned(),
+            message,
+        };
+        if !(1..=999).contains(&permille) {
+            return Err(invalid(format!(
+                "a split gives the GPU 1 to 999 thousandths of the items, not {permille}"
+            )));
+        }
+        if split_items(kernel, args, params).is_none() {
+            return Err(invalid(if kernel.is_splittable() {
+                "this call cannot be split: it has fewer than 2 items, or a written buffer is not a whole number of elements per item".to_owned()
+            } else {
+                "the kernel was not declared splittable (KernelBuilder::splittable)".to_owned()
+            }));
+        }
+        Ok(Decision {
+            kernel: kernel.name().to_owned(),
+            size,
+            chosen: backend,
+            reason: Reason::Forced,
+            estimates: Vec::new(),
+            split: Some(permille as f64 / 1000.0),
+        })
     }
 
     /// What [`run`](Self::run) would decide for this call, with the
@@ -1096,6 +1352,7 @@ impl Runtime {
             Target::Auto,
             kernel,
             &call.args,
+            call.params,
             call.size,
             call.workgroups,
             false,
@@ -1131,6 +1388,40 @@ impl Runtime {
     /// The performance model, one row per (kernel, device, size bucket).
     pub fn model_rows(&self) -> Vec<ModelRow> {
         self.dispatcher().rows()
+    }
+
+    /// The share of this call's items the model gives a GPU when the call is
+    /// split with the CPU: `Some(1.0)` or `Some(0.0)` where one device alone
+    /// wins (a call not split runs there), the calibrated share where the
+    /// split wins, and `None` while not yet known or not splittable.
+    pub fn split_share<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<Option<f64>> {
+        let call = self.call(kernel, args, params)?;
+        if split_items(kernel, &call.args, call.params).is_none() {
+            return Ok(None);
+        }
+        let d = self.explain(kernel, args, params)?;
+        let finish = |e: &&Estimate| e.finish_s().unwrap_or(f64::INFINITY);
+        let cpu = d.estimates.iter().find(|e| e.backend == Backend::Cpu);
+        let gpu = d
+            .estimates
+            .iter()
+            .filter(|e| e.backend != Backend::Cpu)
+            .min_by(|a, b| finish(a).total_cmp(&finish(b)));
+        Ok(match (cpu, gpu) {
+            (Some(c), Some(g)) => self.dispatcher().split_share(kernel.id(), call.size, c, g),
+            (Some(_), None) => Some(0.0),
+            _ => None,
+        })
+    }
+
+    /// What the model knows about splitting calls between a GPU and the CPU.
+    pub fn split_rows(&self) -> Vec<SplitRow> {
+        self.dispatcher().split_rows()
     }
 
     /// The file the performance model is loaded from and saved to, if any.
@@ -1199,6 +1490,20 @@ impl Runtime {
 }
 
 /// `PEL_BACKEND`: `cpu`, `gpu` (the first GPU), `gpuN`, or `auto`/unset.
+/// The length of a splittable call's index range, when the call can be
+/// split: at least two items, and every written buffer a whole number of
+/// elements per item.
+fn split_items(kernel: &Kernel, args: &[&Handle], params: &[u8]) -> Option<u64> {
+    let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
+    let items = kernel.split_items(params, &lens)?;
+    let whole = args
+        .iter()
+        .zip(&kernel.reflection().storage)
+        .filter(|(_, b)| b.access.writes())
+        .all(|(h, _)| (h.len as u64).is_multiple_of(items.max(1)) && h.bytes.is_multiple_of(4));
+    (items >= 2 && whole).then_some(items)
+}
+
 /// The buffers a call only reads, and those it writes (from the shader's
 /// access modes; a buffer passed twice counts once, as written if either is).
 fn access_sets(kernel: &Kernel, args: &[&Handle]) -> (Vec<u64>, Vec<u64>) {

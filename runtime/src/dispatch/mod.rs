@@ -10,6 +10,7 @@
 
 pub(crate) mod persist;
 pub(crate) mod profile;
+pub(crate) mod split;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::Backend;
 pub use profile::{Curve, Summary};
 use profile::{Profile, Sample, bucket};
+use split::SplitEntry;
 
 /// Decisions kept for [`Runtime::decisions`](crate::Runtime::decisions).
 const LOG: usize = 1024;
@@ -86,15 +88,23 @@ pub struct Decision {
     pub reason: Reason,
     /// Every backend that could run it.
     pub estimates: Vec<Estimate>,
+    /// Co-execution: the share of the items `chosen` (a GPU) computes while
+    /// the CPU computes the rest; `None` when the call runs unsplit.
+    pub split: Option<f64>,
 }
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (size {}) → {} [{}]:",
-            self.kernel, self.size, self.chosen, self.reason
-        )?;
+        write!(f, "{} (size {}) → {}", self.kernel, self.size, self.chosen)?;
+        if let Some(share) = self.split {
+            write!(
+                f,
+                "+cpu split {:.0}%/{:.0}%",
+                share * 100.0,
+                (1.0 - share) * 100.0
+            )?;
+        }
+        write!(f, " [{}]:", self.reason)?;
         for e in &self.estimates {
             match e.finish_s() {
                 Some(t) => write!(
@@ -193,6 +203,8 @@ pub(crate) struct Dispatcher {
     /// Per device: calls running now, and the seconds they are expected to
     /// take: the queue a new call would wait behind.
     in_flight: Vec<(u32, f64)>,
+    /// Co-execution shares per (kernel, size bucket).
+    pub(crate) splits: BTreeMap<(u64, i32), SplitEntry>,
     dirty: bool,
     warned: bool,
 }
@@ -222,6 +234,7 @@ impl Dispatcher {
             readback: BTreeMap::new(),
             warm: Default::default(),
             in_flight: vec![(0, 0.0); gpus + 1],
+            splits: BTreeMap::new(),
             dirty: false,
             warned: false,
         }
@@ -238,6 +251,7 @@ impl Dispatcher {
                     *mine = theirs;
                 }
                 self.readback = loaded.readback;
+                self.splits = loaded.splits;
             }
             Ok(None) => {}
             Err(e) => eprintln!("pel: warning: {e}; starting a fresh model"),
@@ -259,6 +273,7 @@ impl Dispatcher {
             &self.names,
             &self.bus,
             &self.readback,
+            &self.splits,
         ) {
             Ok(()) => self.dirty = false,
             Err(e) => {
@@ -278,6 +293,7 @@ impl Dispatcher {
     /// Forgets every measurement (the buses stay).
     pub(crate) fn reset(&mut self) {
         self.profile.clear();
+        self.splits.clear();
         self.dirty = true;
     }
 
@@ -368,7 +384,119 @@ impl Dispatcher {
             chosen,
             reason,
             estimates,
+            split: None,
         }
+    }
+
+    /// Whether to split a call of a splittable kernel between the CPU and
+    /// the GPU of `gpu` (both estimates calibrated), and at what share.
+    /// Explores (calibrates) a promising split first; afterwards splits
+    /// only where the measured split beats the faster device alone.
+    pub(crate) fn split_choice(
+        &mut self,
+        kernel: u64,
+        size: u64,
+        cpu: &Estimate,
+        gpu: &Estimate,
+    ) -> Option<(f64, Reason)> {
+        let min = self.min_samples;
+        let Backend::Gpu(g) = gpu.backend else {
+            return None;
+        };
+        if cpu.samples < min || gpu.samples < min {
+            return None;
+        }
+        let (tc, tg) = (cpu.finish_s()?, gpu.finish_s()?);
+        let best = tc.min(tg);
+        let key = (kernel, bucket(size));
+        match self.splits.get(&key) {
+            Some(e) if e.gpu == g && e.times.len() >= min => {
+                let share = e.share;
+                (e.median()? < split::KEEP_IF_BELOW * best).then_some((share, Reason::Modelled))
+            }
+            _ if !split::promising(tc, tg) => None,
+            existing => {
+                let share = match existing {
+                    Some(e) if e.gpu == g => e.share,
+                    _ => {
+                        let e = SplitEntry::new(g, tc, tg);
+                        let share = e.share;
+                        self.splits.insert(key, e);
+                        share
+                    }
+                };
+                self.calibration_runs += 1;
+                Some((share, Reason::Calibrating))
+            }
+        }
+    }
+
+    /// Records a split run on GPU `gpu`: its wall time and each part's.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_split(
+        &mut self,
+        kernel: u64,
+        size: u64,
+        gpu: usize,
+        share: f64,
+        total_s: f64,
+        cpu_s: f64,
+        gpu_s: f64,
+    ) {
+        let e = self
+            .splits
+            .entry((kernel, bucket(size)))
+            .or_insert_with(|| SplitEntry::new(gpu, 1.0 - share, share));
+        if e.gpu != gpu {
+            *e = SplitEntry::new(gpu, 1.0 - share, share);
+        }
+        e.record(share, total_s, cpu_s, gpu_s);
+        self.dirty = true;
+    }
+
+    /// The share of the items a split call at `size` gives its GPU, as
+    /// learned: `Some(1.0)` or `Some(0.0)` where running unsplit on the GPU
+    /// or the CPU wins, `None` while unknown.
+    pub(crate) fn split_share(
+        &self,
+        kernel: u64,
+        size: u64,
+        cpu: &Estimate,
+        gpu: &Estimate,
+    ) -> Option<f64> {
+        let (tc, tg) = (cpu.finish_s()?, gpu.finish_s()?);
+        let single = if tg < tc { 1.0 } else { 0.0 };
+        match self.splits.get(&(kernel, bucket(size))) {
+            Some(e) if e.times.len() >= self.min_samples => {
+                Some(if e.median()? < split::KEEP_IF_BELOW * tc.min(tg) {
+                    e.share
+                } else {
+                    single
+                })
+            }
+            _ if !split::promising(tc, tg) => Some(single),
+            _ => None,
+        }
+    }
+
+    /// One row per split entry, for `pel model show`.
+    pub(crate) fn split_rows(&self) -> Vec<SplitRow> {
+        self.splits
+            .iter()
+            .map(|(&(k, b), e)| SplitRow {
+                kernel: self
+                    .names
+                    .get(&k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{k:016x}")),
+                bucket_from: profile::bucket_start(b),
+                bucket_to: profile::bucket_start(b + 1) - 1,
+                gpu: e.gpu,
+                share: e.share,
+                runs: e.times.len(),
+                median_s: e.median(),
+            })
+            .collect()
     }
 
     /// Files a decision in the log (and prints it under `PEL_EXPLAIN=1`).
@@ -494,6 +622,25 @@ impl Dispatcher {
             })
             .collect()
     }
+}
+
+/// What the model knows about splitting one kernel at one size bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitRow {
+    /// Kernel name.
+    pub kernel: String,
+    /// Smallest size in the bucket.
+    pub bucket_from: u64,
+    /// Largest size in the bucket.
+    pub bucket_to: u64,
+    /// The GPU that takes its share.
+    pub gpu: usize,
+    /// The GPU's share of the items.
+    pub share: f64,
+    /// Split runs measured (the latest are kept).
+    pub runs: usize,
+    /// Their median wall time, seconds.
+    pub median_s: Option<f64>,
 }
 
 /// One entry of the performance model, as `pel model show` prints it.

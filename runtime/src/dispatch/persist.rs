@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::profile::{Entry, Profile, Sample, bucket};
+use super::split::SplitEntry;
 use super::{Link, TransferModel};
 
 /// The file format's version; files of any other are ignored with a warning.
@@ -26,6 +27,22 @@ struct File {
     /// Per kernel (16 hex digits): [GPU runs, downloads of their outputs].
     #[serde(default)]
     readback: BTreeMap<String, (u64, u64)>,
+    /// Co-execution shares.
+    #[serde(default)]
+    splits: Vec<FileSplit>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileSplit {
+    /// Kernel identity, 16 hex digits.
+    kernel: String,
+    /// Size bucket.
+    bucket: i32,
+    /// Device key of the GPU.
+    device: String,
+    /// The GPU's share and the latest split runs.
+    #[serde(flatten)]
+    entry: SplitEntry,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,6 +66,7 @@ pub(crate) struct Loaded {
     pub(crate) names: BTreeMap<u64, String>,
     pub(crate) bus: Vec<Option<TransferModel>>,
     pub(crate) readback: BTreeMap<u64, (u64, u64)>,
+    pub(crate) splits: BTreeMap<(u64, i32), SplitEntry>,
 }
 
 /// Where the model of this device set lives: `PEL_MODEL_DIR`, else the
@@ -153,6 +171,21 @@ pub(crate) fn load(path: &Path, keys: &[String]) -> Result<Option<Loaded>, Strin
             loaded.readback.insert(k, (runs, downloads.min(runs)));
         }
     }
+    let gpus = keys.len().saturating_sub(1);
+    for s in file.splits {
+        let (Some(device), Ok(kernel)) = (index(&s.device), u64::from_str_radix(&s.kernel, 16))
+        else {
+            continue;
+        };
+        let mut entry = s.entry;
+        if device == 0 || !(0..1024).contains(&s.bucket) {
+            continue;
+        }
+        entry.gpu = device - 1;
+        if entry.sane(gpus) {
+            loaded.splits.insert((kernel, s.bucket), entry);
+        }
+    }
     Ok(Some(loaded))
 }
 
@@ -164,6 +197,7 @@ pub(crate) fn save(
     names: &BTreeMap<u64, String>,
     bus: &[Option<TransferModel>],
     readback: &BTreeMap<u64, (u64, u64)>,
+    splits: &BTreeMap<(u64, i32), SplitEntry>,
 ) -> Result<(), String> {
     let mut entries: Vec<FileEntry> = profile
         .iter()
@@ -191,6 +225,16 @@ pub(crate) fn save(
         readback: readback
             .iter()
             .map(|(k, v)| (format!("{k:016x}"), *v))
+            .collect(),
+        splits: splits
+            .iter()
+            .filter(|(_, e)| e.gpu + 1 < keys.len())
+            .map(|(&(k, b), e)| FileSplit {
+                kernel: format!("{k:016x}"),
+                bucket: b,
+                device: keys[e.gpu + 1].clone(),
+                entry: e.clone(),
+            })
             .collect(),
     };
     let json = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;

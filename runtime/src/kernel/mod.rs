@@ -33,6 +33,15 @@ type GridFn = dyn Fn(&[u8], &[usize]) -> Grid + Send + Sync;
 type TypedGridFn<P> = dyn Fn(&P, &[usize]) -> Grid + Send + Sync;
 type CostFn = dyn Fn(&[u8], &[usize]) -> u64 + Send + Sync;
 type TypedCostFn<P> = dyn Fn(&P, &[usize]) -> u64 + Send + Sync;
+type PartFn = dyn Fn(&[u8], u64, u64) -> Vec<u8> + Send + Sync;
+type TypedPartFn<P> = dyn Fn(&P, std::ops::Range<u64>) -> P + Send + Sync;
+type TypedSplit<P> = (Box<TypedCostFn<P>>, Box<TypedPartFn<P>>);
+
+/// How a splittable kernel's work divides (see [`KernelBuilder::splittable`]).
+struct Split {
+    items: Box<CostFn>,
+    part: Box<PartFn>,
+}
 
 /// A compute kernel with a WGSL shader and a CPU implementation.
 ///
@@ -86,6 +95,7 @@ struct KernelInner {
     cpu: Box<CpuFn>,
     grid: Box<GridFn>,
     cost: Box<CostFn>,
+    split: Option<Split>,
 }
 
 impl Kernel {
@@ -100,6 +110,7 @@ impl Kernel {
             cpu: None,
             grid: None,
             cost: None,
+            split: None,
         }
     }
 
@@ -158,6 +169,24 @@ impl Kernel {
     pub(crate) fn run_cpu(&self, args: &[RawSlice], params: &[u8]) {
         (self.inner.cpu)(args, params)
     }
+
+    /// Whether the kernel was declared splittable between devices.
+    pub fn is_splittable(&self) -> bool {
+        self.inner.split.is_some()
+    }
+
+    /// The length of a splittable call's index range (`None`: not splittable).
+    pub(crate) fn split_items(&self, params: &[u8], lens: &[usize]) -> Option<u64> {
+        self.inner.split.as_ref().map(|s| (s.items)(params, lens))
+    }
+
+    /// The params of the part of a call that computes items `start..end`.
+    pub(crate) fn split_params(&self, params: &[u8], start: u64, end: u64) -> Option<Vec<u8>> {
+        self.inner
+            .split
+            .as_ref()
+            .map(|s| (s.part)(params, start, end))
+    }
 }
 
 impl fmt::Debug for Kernel {
@@ -180,6 +209,7 @@ pub struct KernelBuilder<P> {
     cpu: Option<(Vec<ArgSpec>, Box<CpuFn>)>,
     grid: Option<Box<TypedGridFn<P>>>,
     cost: Option<Box<TypedCostFn<P>>>,
+    split: Option<TypedSplit<P>>,
 }
 
 impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
@@ -209,6 +239,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             cpu: None,
             grid: None,
             cost: None,
+            split: None,
         }
     }
 
@@ -257,6 +288,29 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// of elements of all arguments.
     pub fn cost(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
         self.cost = Some(Box::new(f));
+        self
+    }
+
+    /// Declares the kernel splittable, so one call can run partly on a GPU
+    /// and partly on the CPU at once (co-execution, in the manner of Qilin).
+    ///
+    /// The call's work must be an index range `0..items(params, lens)` over
+    /// its outputs: item `i` writes only its own elements of each written
+    /// buffer, and every written buffer has the same whole number of
+    /// elements per item (one per element for an elementwise kernel, a row
+    /// for an image or a matrix product). `part(params, start..end)` returns
+    /// the params of a launch that computes only items `start..end`; the
+    /// launch size (`invocations`/`workgroups`) must follow those params.
+    /// The runtime calibrates the share each device gets, keeps it in the
+    /// performance model, and runs unsplit where splitting does not pay.
+    /// Each element is computed by exactly one device, so the result equals
+    /// the unsplit runs' elements, each from the device that computed it.
+    pub fn splittable(
+        mut self,
+        items: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static,
+        part: impl Fn(&P, std::ops::Range<u64>) -> P + Send + Sync + 'static,
+    ) -> Self {
+        self.split = Some((Box::new(items), Box::new(part)));
         self
     }
 
@@ -319,6 +373,15 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             }),
             None => Box::new(|_: &[u8], lens: &[usize]| lens.iter().map(|&n| n as u64).sum()),
         };
+        let split = self.split.map(|(items, part)| Split {
+            items: Box::new(move |bytes: &[u8], lens: &[usize]| {
+                items(&bytemuck::pod_read_unaligned::<P>(bytes), lens)
+            }),
+            part: Box::new(move |bytes: &[u8], start: u64, end: u64| {
+                let p = part(&bytemuck::pod_read_unaligned::<P>(bytes), start..end);
+                bytemuck::bytes_of(&p).to_vec()
+            }),
+        });
         let id = {
             let mut h = Fnv::new();
             for part in [&name, &self.source, &self.entry, &self.version] {
@@ -339,6 +402,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
                 cpu,
                 grid,
                 cost,
+                split,
             }),
         })
     }

@@ -1,0 +1,150 @@
+//! Co-execution: how much of a splittable call a GPU gets while the CPU
+//! does the rest, per (kernel, size bucket).
+//!
+//! The first share comes from the single-device estimates, so that both
+//! parts should finish together: `t_cpu / (t_cpu + t_gpu)` to the GPU. Each
+//! split run then measures both parts, and the share moves halfway towards
+//! the one that would have balanced them (Qilin's adaptive mapping, refined
+//! online). A split is explored only where it could pay in theory (neither
+//! device more than nine times faster than the other), and kept only where
+//! its measured median beats the best single device by 5%; elsewhere the
+//! call runs unsplit, which is a share of 0 or 100%.
+
+use serde::{Deserialize, Serialize};
+
+/// Split runs kept per entry.
+pub(crate) const KEEP: usize = 32;
+/// Shares never go below this (or above one minus it) while splitting.
+const MIN_SHARE: f64 = 0.01;
+
+/// What is known about splitting one kernel at one size bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SplitEntry {
+    /// The GPU (index among the runtime's GPUs) that takes the first part;
+    /// the model file names it by its device key instead.
+    #[serde(skip)]
+    pub(crate) gpu: usize,
+    /// The GPU's share of the items, in (0, 1).
+    pub(crate) share: f64,
+    /// Wall times of the latest split runs, seconds, oldest first.
+    pub(crate) times: Vec<f64>,
+}
+
+impl SplitEntry {
+    /// A first share from the devices' expected times for the whole call.
+    pub(crate) fn new(gpu: usize, cpu_s: f64, gpu_s: f64) -> Self {
+        SplitEntry {
+            gpu,
+            share: clamp_share(cpu_s / (cpu_s + gpu_s)),
+            times: Vec::new(),
+        }
+    }
+
+    /// The median split run, if any.
+    pub(crate) fn median(&self) -> Option<f64> {
+        if self.times.is_empty() {
+            return None;
+        }
+        let mut t = self.times.clone();
+        t.sort_by(f64::total_cmp);
+        Some(t[t.len() / 2])
+    }
+
+    /// Learns from one split run at `share`: its wall time, and how long
+    /// each part took.
+    pub(crate) fn record(&mut self, share: f64, total_s: f64, cpu_s: f64, gpu_s: f64) {
+        if !(total_s.is_finite() && total_s > 0.0) {
+            return;
+        }
+        self.times.push(total_s);
+        if self.times.len() > KEEP {
+            self.times.remove(0);
+        }
+        if cpu_s > 0.0 && gpu_s > 0.0 && cpu_s.is_finite() && gpu_s.is_finite() {
+            let cpu_rate = (1.0 - share) / cpu_s;
+            let gpu_rate = share / gpu_s;
+            let balanced = gpu_rate / (cpu_rate + gpu_rate);
+            self.share = clamp_share(0.5 * self.share + 0.5 * balanced);
+        }
+    }
+
+    /// Whether the entry came from a file intact: drop it otherwise.
+    pub(crate) fn sane(&self, gpus: usize) -> bool {
+        self.gpu < gpus
+            && self.share.is_finite()
+            && (MIN_SHARE..=1.0 - MIN_SHARE).contains(&self.share)
+            && self.times.len() <= KEEP
+            && self
+                .times
+                .iter()
+                .all(|t| t.is_finite() && *t > 0.0 && *t < 1e6)
+    }
+}
+
+fn clamp_share(s: f64) -> f64 {
+    if s.is_finite() {
+        s.clamp(MIN_SHARE, 1.0 - MIN_SHARE)
+    } else {
+        0.5
+    }
+}
+
+/// Whether splitting can pay at all: perfectly balanced parts would finish
+/// in `t_c·t_g / (t_c + t_g)`; explore only if that is under 90% of the
+/// faster device alone.
+pub(crate) fn promising(cpu_s: f64, gpu_s: f64) -> bool {
+    let ideal = cpu_s * gpu_s / (cpu_s + gpu_s);
+    ideal < 0.9 * cpu_s.min(gpu_s)
+}
+
+/// A split is kept when its median beats the best single device by this.
+pub(crate) const KEEP_IF_BELOW: f64 = 0.95;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_share_balances_the_estimates() {
+        // The GPU is three times faster: it gets three quarters.
+        let e = SplitEntry::new(0, 3.0, 1.0);
+        assert!((e.share - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_share_moves_towards_balanced_parts() {
+        let mut e = SplitEntry::new(0, 1.0, 1.0);
+        // At half and half the GPU part took twice as long as the CPU part:
+        // the balanced share is a third, and the share moves halfway there.
+        e.record(0.5, 2.0, 1.0, 2.0);
+        assert!((e.share - (0.5 + 1.0 / 3.0) / 2.0).abs() < 1e-12);
+        for _ in 0..40 {
+            let s = e.share;
+            // A CPU that does 2 items/s and a GPU that does 1: parts take
+            // (1 - s)/2 and s/1 seconds.
+            e.record(s, 1.0, (1.0 - s) / 2.0, s);
+        }
+        assert!((e.share - 1.0 / 3.0).abs() < 1e-6, "{}", e.share);
+        assert_eq!(e.times.len(), KEEP);
+    }
+
+    #[test]
+    fn splitting_is_explored_only_between_comparable_devices() {
+        assert!(promising(1.0, 1.0));
+        assert!(promising(1.0, 5.0));
+        assert!(!promising(1.0, 20.0));
+        assert!(!promising(20.0, 1.0));
+    }
+
+    #[test]
+    fn damaged_entries_are_refused() {
+        let mut e = SplitEntry::new(0, 1.0, 1.0);
+        assert!(e.sane(1));
+        assert!(!e.sane(0));
+        e.share = f64::NAN;
+        assert!(!e.sane(1));
+        e.share = 0.5;
+        e.times = vec![f64::INFINITY];
+        assert!(!e.sane(1));
+    }
+}

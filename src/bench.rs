@@ -409,11 +409,18 @@ fn interleaved<M: Copy + Ord, T>(
             let input = prepare(m);
             let start = Instant::now();
             run(m, &input)?;
-            times.entry(m).or_default().push(start.elapsed().as_secs_f64());
+            times
+                .entry(m)
+                .or_default()
+                .push(start.elapsed().as_secs_f64());
             drop(input);
         }
         if rep == 0 {
-            let best = times.values().flatten().copied().fold(f64::INFINITY, f64::min);
+            let best = times
+                .values()
+                .flatten()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
             live.retain(|&m| !(slow(m) && times[&m][0] > 10.0 * best));
         }
     }

@@ -466,7 +466,11 @@ fn calibrate(quick: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_graph(json: Option<std::path::PathBuf>, quick: bool, reps: Option<usize>) -> Result<ExitCode> {
+fn bench_graph(
+    json: Option<std::path::PathBuf>,
+    quick: bool,
+    reps: Option<usize>,
+) -> Result<ExitCode> {
     let rt = Runtime::new()?;
     let reps = reps.unwrap_or(if quick { 5 } else { 15 });
     let bar = progress(4);

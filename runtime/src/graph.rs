@@ -219,7 +219,10 @@ impl Workers {
                     for job in rx {
                         let shared = job.task.state().runtime.clone();
                         if let Some(shared) = shared {
+                            let pending = Arc::clone(&shared.pending);
                             crate::runtime::Runtime::from_shared(shared).run_job(job);
+                            // This worker's hold on the runtime is gone.
+                            pending.left_worker();
                         }
                     }
                 })
@@ -235,32 +238,72 @@ impl Workers {
 /// last [`Runtime::wait_all`](crate::Runtime::wait_all).
 #[derive(Default)]
 pub(crate) struct Pending {
-    state: Mutex<(usize, Option<Error>)>,
+    state: Mutex<PendingState>,
     idle: Condvar,
 }
 
+#[derive(Default)]
+struct PendingState {
+    /// Tasks submitted and not finished.
+    tasks: usize,
+    /// Tasks a worker has taken and not yet let go of.
+    in_workers: usize,
+    /// The first failure since the last `wait`.
+    failure: Option<Error>,
+}
+
 impl Pending {
+    fn lock(&self) -> MutexGuard<'_, PendingState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn add(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
+        let mut s = self.lock();
+        s.tasks += 1;
+        // Counted as in a worker from submission: whatever path the task
+        // takes, `left_worker` or a failure before placement gives it back.
+        s.in_workers += 1;
     }
 
     pub(crate) fn finish(&self, outcome: &Result<RunInfo>) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.0 -= 1;
+        let mut s = self.lock();
+        s.tasks -= 1;
         if let Err(e) = outcome {
-            s.1.get_or_insert_with(|| e.clone());
+            s.failure.get_or_insert_with(|| e.clone());
         }
-        if s.0 == 0 {
+        if s.tasks == 0 {
             self.idle.notify_all();
         }
     }
 
-    pub(crate) fn wait(&self) -> Result<()> {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while s.0 > 0 {
+    /// A task that never reached a worker (failed before placement).
+    pub(crate) fn never_ran(&self) {
+        self.left_worker();
+    }
+
+    /// A worker has dropped its handle on the runtime after a task.
+    pub(crate) fn left_worker(&self) {
+        let mut s = self.lock();
+        s.in_workers -= 1;
+        if s.in_workers == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Blocks until no task is pending and no worker holds the runtime.
+    pub(crate) fn idle(&self) {
+        let mut s = self.lock();
+        while s.tasks > 0 || s.in_workers > 0 {
             s = self.idle.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
-        match s.1.take() {
+    }
+
+    pub(crate) fn wait(&self) -> Result<()> {
+        let mut s = self.lock();
+        while s.tasks > 0 {
+            s = self.idle.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        match s.failure.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }

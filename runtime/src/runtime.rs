@@ -113,6 +113,22 @@ pub struct RunInfo {
 #[derive(Clone)]
 pub struct Runtime {
     shared: Arc<Shared>,
+    /// Shared by the user's handles (absent in a worker's): when the last
+    /// one drops, submitted work finishes first, so the runtime is torn
+    /// down on the user's thread rather than on a worker's.
+    user: Option<Arc<()>>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if self
+            .user
+            .as_ref()
+            .is_some_and(|u| Arc::strong_count(u) == 1)
+        {
+            self.shared.pending.idle();
+        }
+    }
 }
 
 pub(crate) struct Shared {
@@ -131,7 +147,7 @@ pub(crate) struct Shared {
     /// One worker thread per device for submitted tasks.
     workers: Workers,
     /// Submitted tasks not finished yet.
-    pending: Pending,
+    pub(crate) pending: Arc<Pending>,
 }
 
 impl Drop for Shared {
@@ -316,8 +332,9 @@ impl RuntimeBuilder {
                 tracer,
                 trace_file,
                 workers: Workers::default(),
-                pending: Pending::default(),
+                pending: Arc::default(),
             }),
+            user: Some(Arc::new(())),
         })
     }
 }
@@ -328,8 +345,9 @@ impl Runtime {
         Self::builder().build()
     }
 
+    /// A worker's handle on the runtime.
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Runtime {
-        Runtime { shared }
+        Runtime { shared, user: None }
     }
 
     /// Options for a runtime.
@@ -755,6 +773,7 @@ impl Runtime {
             let outcome_for_count = outcome.clone();
             ready.extend(t.complete(outcome));
             self.shared.pending.finish(&outcome_for_count);
+            self.shared.pending.never_ran();
         }
     }
 
@@ -810,7 +829,8 @@ impl Runtime {
             return;
         }
         let t = Instant::now();
-        let mut bytes = 0;
+        let uploaded = self.shared.counters.upload_bytes();
+        let mut queued = false;
         for h in args {
             if !table.readable(h.id) {
                 continue;
@@ -818,13 +838,16 @@ impl Runtime {
             if let Ok((_, true)) =
                 table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)
             {
-                bytes += h.bytes;
-                self.shared.counters.prefetched(h.bytes);
+                queued = true;
+                self.shared.counters.prefetched();
             }
         }
-        if bytes > 0 {
+        if queued {
             gpu.kick();
-            self.trace_transfer(&format!("prefetch to gpu{g}"), bytes, t);
+            let bytes = self.shared.counters.upload_bytes() - uploaded;
+            if bytes > 0 {
+                self.trace_transfer(&format!("prefetch to gpu{g}"), bytes, t);
+            }
         }
     }
 
@@ -904,15 +927,26 @@ impl Runtime {
                     None
                 }
                 Work::Gpu(g, bound) => {
-                    self.shared.gpus[g].dispatch(kernel, &bound, params, workgroups)?;
+                    let timed = self.shared.tracer.on();
+                    let gpu_time =
+                        self.shared.gpus[g].dispatch(kernel, &bound, params, workgroups, timed)?;
+                    if let Some(d) = gpu_time {
+                        self.shared.tracer.span_ending(
+                            kernel.name(),
+                            g as u32 + 1,
+                            Instant::now(),
+                            d,
+                        );
+                    } else {
+                        self.shared.tracer.span(kernel.name(), g as u32 + 1, t);
+                    }
                     None
                 }
                 Work::Split(split) => Some(self.run_split(kernel, call, split)?),
             };
             let exec = t.elapsed();
-            if parts.is_none() {
-                let lane = dispatch::device_index(placement.backend) as u32;
-                self.shared.tracer.span(kernel.name(), lane, t);
+            if let (None, Backend::Cpu) = (&parts, placement.backend) {
+                self.shared.tracer.span(kernel.name(), 0, t);
             }
             Ok((
                 RunInfo {
@@ -1009,8 +1043,15 @@ impl Runtime {
         let (cpu, gpu_part) = std::thread::scope(|scope| {
             let gpu_part = scope.spawn(|| -> Result<(Vec<Vec<u8>>, f64)> {
                 let t = Instant::now();
-                gpu.dispatch(kernel, &s.bound, &gpu_params, gpu_groups)?;
-                self.shared.tracer.span(kernel.name(), gpu_lane, t);
+                let timed = self.shared.tracer.on();
+                match gpu.dispatch(kernel, &s.bound, &gpu_params, gpu_groups, timed)? {
+                    Some(d) => {
+                        self.shared
+                            .tracer
+                            .span_ending(kernel.name(), gpu_lane, Instant::now(), d)
+                    }
+                    None => self.shared.tracer.span(kernel.name(), gpu_lane, t),
+                }
                 let mut parts = Vec::with_capacity(written.len());
                 for &(i, bytes) in &written {
                     let mut out = vec![0u8; bytes];
@@ -1137,19 +1178,20 @@ impl Runtime {
         let mut bound = Vec::with_capacity(args.len());
         let mut queued = false;
         let t = Instant::now();
-        let mut moved_bytes = 0;
+        let uploaded = self.shared.counters.upload_bytes();
         for h in args {
             let (buf, moved) =
                 table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
             queued |= moved;
-            if moved {
-                moved_bytes += h.bytes;
-            }
             bound.push((buf, h.bytes));
         }
         if queued {
             self.shared.gpus[g].flush()?;
-            self.trace_transfer(&format!("to gpu{g}"), moved_bytes, t);
+            // Zero buffers were cleared there: only uploads are transfers.
+            let bytes = self.shared.counters.upload_bytes() - uploaded;
+            if bytes > 0 {
+                self.trace_transfer(&format!("to gpu{g}"), bytes, t);
+            }
         }
         Ok(bound)
     }
@@ -1259,16 +1301,7 @@ impl Runtime {
             && decision.reason == Reason::Modelled
             && split_items(kernel, args, params).is_some()
         {
-            let finish = |e: &&Estimate| e.finish_s().unwrap_or(f64::INFINITY);
-            let cpu = decision
-                .estimates
-                .iter()
-                .find(|e| e.backend == Backend::Cpu);
-            let gpu = decision
-                .estimates
-                .iter()
-                .filter(|e| e.backend != Backend::Cpu)
-                .min_by(|a, b| finish(a).total_cmp(&finish(b)));
+            let (cpu, gpu) = split_pair(&decision.estimates);
             if let (Some(c), Some(g)) = (cpu, gpu) {
                 let (c, g) = (c.clone(), g.clone());
                 if let Some((share, reason)) = d.split_choice(kernel.id(), size, &c, &g) {
@@ -1405,14 +1438,7 @@ impl Runtime {
             return Ok(None);
         }
         let d = self.explain(kernel, args, params)?;
-        let finish = |e: &&Estimate| e.finish_s().unwrap_or(f64::INFINITY);
-        let cpu = d.estimates.iter().find(|e| e.backend == Backend::Cpu);
-        let gpu = d
-            .estimates
-            .iter()
-            .filter(|e| e.backend != Backend::Cpu)
-            .min_by(|a, b| finish(a).total_cmp(&finish(b)));
-        Ok(match (cpu, gpu) {
+        Ok(match split_pair(&d.estimates) {
             (Some(c), Some(g)) => self.dispatcher().split_share(kernel.id(), call.size, c, g),
             (Some(_), None) => Some(0.0),
             _ => None,
@@ -1490,6 +1516,19 @@ impl Runtime {
 }
 
 /// `PEL_BACKEND`: `cpu`, `gpu` (the first GPU), `gpuN`, or `auto`/unset.
+/// The CPU's estimate and that of the GPU a split would use: the one that
+/// runs the call fastest (execution and transfers; queues change from call
+/// to call, and a split's GPU should not).
+fn split_pair(estimates: &[Estimate]) -> (Option<&Estimate>, Option<&Estimate>) {
+    let alone = |e: &&Estimate| e.exec_s.map_or(f64::INFINITY, |x| x + e.transfer_s);
+    let cpu = estimates.iter().find(|e| e.backend == Backend::Cpu);
+    let gpu = estimates
+        .iter()
+        .filter(|e| e.backend != Backend::Cpu)
+        .min_by(|a, b| alone(a).total_cmp(&alone(b)));
+    (cpu, gpu)
+}
+
 /// The length of a splittable call's index range, when the call can be
 /// split: at least two items, and every written buffer a whole number of
 /// elements per item.

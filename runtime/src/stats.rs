@@ -26,9 +26,13 @@ impl Counters {
         self.downloads.fetch_add(1, Relaxed);
         self.download_bytes.fetch_add(bytes, Relaxed);
     }
-    /// An upload (already counted) made ahead of its task.
-    pub(crate) fn prefetched(&self, _bytes: u64) {
+    /// A copy made valid on a GPU ahead of its task (an upload among them
+    /// is counted as one too).
+    pub(crate) fn prefetched(&self) {
         self.prefetches.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn upload_bytes(&self) -> u64 {
+        self.upload_bytes.load(Relaxed)
     }
     pub(crate) fn download_count(&self) -> u64 {
         self.downloads.load(Relaxed)
@@ -94,8 +98,9 @@ pub struct Stats {
     pub live_buffers: usize,
     /// Calls placed to calibrate the performance model.
     pub calibration_runs: u64,
-    /// Uploads started for a submitted task while its GPU was still busy
-    /// with earlier work (counted in `uploads` too).
+    /// Arguments made valid on a GPU for a submitted task while that GPU
+    /// was still busy with earlier work (uploads among them are counted in
+    /// `uploads` too).
     pub prefetches: u64,
 }
 

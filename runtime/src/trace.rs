@@ -4,8 +4,10 @@
 //! [`Runtime::enable_trace`](crate::Runtime::enable_trace)); when off,
 //! recording costs one atomic load.
 //!
-//! Spans are wall-clock times on the host: a GPU span runs from submission
-//! to completion as the host saw it.
+//! Spans are wall-clock times on the host, except that a GPU kernel on a
+//! device with timestamp queries lasts as long as the device measured, and
+//! ends when the host saw it end; on other devices a GPU span runs from
+//! submission to completion as the host saw it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,12 +61,25 @@ impl Tracer {
 
     /// Records a span that began at `began` and ends now.
     pub(crate) fn span(&self, name: impl Into<String>, tid: u32, began: Instant) {
+        let end = Instant::now();
+        self.span_ending(name, tid, end, end.saturating_duration_since(began));
+    }
+
+    /// Records a span of `dur` that ended at `end` (a kernel timed on its
+    /// device: the host saw it end at `end`).
+    pub(crate) fn span_ending(
+        &self,
+        name: impl Into<String>,
+        tid: u32,
+        end: Instant,
+        dur: std::time::Duration,
+    ) {
         if !self.on() {
             return;
         }
-        let end = Instant::now();
+        let began = end.checked_sub(dur).unwrap_or(end);
         let ts = began.saturating_duration_since(self.start).as_secs_f64() * 1e6;
-        let dur = end.saturating_duration_since(began).as_secs_f64() * 1e6;
+        let dur = dur.as_secs_f64() * 1e6;
         self.events
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -37,6 +37,7 @@ impl CpuDevice {
             kind: DeviceKind::Cpu,
             threads,
             limits: None,
+            timestamps: false,
         };
         CpuDevice { pool, info }
     }

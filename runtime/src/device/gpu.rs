@@ -20,6 +20,8 @@ pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
 const READBACK: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+const RESOLVE: wgpu::BufferUsages =
+    wgpu::BufferUsages::QUERY_RESOLVE.union(wgpu::BufferUsages::COPY_SRC);
 
 struct Pipeline {
     pipeline: wgpu::ComputePipeline,
@@ -38,6 +40,8 @@ pub(crate) struct GpuDevice {
     /// panics when another thread waits for it too long; on GL every device
     /// operation therefore takes this lock first, one thread at a time.
     serial: Option<Mutex<()>>,
+    /// Nanoseconds per timestamp tick, where the device has timestamp queries.
+    timestamp_period: Option<f32>,
 }
 
 /// Opens every usable adapter, best first: real GPUs before software ones,
@@ -86,9 +90,11 @@ impl GpuDevice {
     fn open(adapter: &wgpu::Adapter, index: usize) -> std::result::Result<Self, String> {
         let ai = adapter.get_info();
         let al = adapter.limits();
+        // Timestamp queries time kernels on the device itself, for the trace.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("pel"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: al.clone(),
             ..Default::default()
         }))
@@ -135,6 +141,7 @@ impl GpuDevice {
             kind,
             threads: 0,
             limits: Some(limits),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         };
         // Free buffers kept for reuse: a quarter of the largest buffer, at
         // least 256 MiB, so a chain of kernels reuses its temporaries.
@@ -143,11 +150,14 @@ impl GpuDevice {
             info,
             limits,
             device,
-            queue,
             lost,
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(BufferPool::new(cap)),
             serial: (ai.backend == wgpu::Backend::Gl).then(|| Mutex::new(())),
+            timestamp_period: features
+                .contains(wgpu::Features::TIMESTAMP_QUERY)
+                .then(|| queue.get_timestamp_period()),
+            queue,
         })
     }
 
@@ -303,6 +313,15 @@ impl GpuDevice {
             enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
             self.queue.submit([enc.finish()]);
         })?;
+        self.read_mapped(&staging, out)?;
+        self.give_back(staging);
+        Ok(())
+    }
+
+    /// Maps a readback buffer whose copy has been submitted and copies its
+    /// first `out.len()` bytes out.
+    fn read_mapped(&self, staging: &wgpu::Buffer, out: &mut [u8]) -> Result<()> {
+        let size = (out.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
             let _ = tx.send(r);
@@ -318,7 +337,6 @@ impl GpuDevice {
             out.copy_from_slice(&view[..out.len()]);
         }
         staging.unmap();
-        self.give_back(staging);
         Ok(())
     }
 
@@ -447,19 +465,36 @@ impl GpuDevice {
 
     /// Runs `kernel` over `args` (buffer and bound size, in binding order)
     /// and waits for it.
+    /// Runs `kernel` over `workgroups` and waits for it. With `timed`, and
+    /// where the device has timestamp queries, returns the kernel's time as
+    /// the device measured it.
     pub(crate) fn dispatch(
         &self,
         kernel: &Kernel,
         args: &[(wgpu::Buffer, u64)],
         params: &[u8],
         workgroups: u64,
-    ) -> Result<()> {
+        timed: bool,
+    ) -> Result<Option<std::time::Duration>> {
         let _serial = self.exclusive();
         self.check_alive()?;
         let (x, y) = self.fold(kernel.name(), workgroups)?;
         if x == 0 {
-            return Ok(());
+            return Ok(None);
         }
+        let stamps = match (timed, self.timestamp_period) {
+            (true, Some(period)) => Some((
+                self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("pel kernel time"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                }),
+                self.alloc_usage(16, RESOLVE)?,
+                self.alloc_usage(16, READBACK)?,
+                period,
+            )),
+            _ => None,
+        };
         let pipeline = self.pipeline(kernel)?;
         let uniform = match &kernel.reflection().uniform {
             Some(u) => {
@@ -503,11 +538,21 @@ impl GpuDevice {
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(kernel.name()),
-                    timestamp_writes: None,
+                    timestamp_writes: stamps.as_ref().map(|(set, ..)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }
+                    }),
                 });
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, &group, &[]);
                 pass.dispatch_workgroups(x, y, 1);
+            }
+            if let Some((set, resolve, readback, _)) = &stamps {
+                enc.resolve_query_set(set, 0..2, resolve, 0);
+                enc.copy_buffer_to_buffer(resolve, 0, readback, 0, 16);
             }
             self.queue.submit([enc.finish()]);
         })?;
@@ -515,7 +560,17 @@ impl GpuDevice {
         if let Some((_, b, _)) = uniform {
             self.give_back(b);
         }
-        Ok(())
+        let Some((_, resolve, readback, period)) = stamps else {
+            return Ok(None);
+        };
+        let mut ticks = [0u8; 16];
+        self.read_mapped(&readback, &mut ticks)?;
+        self.give_back(resolve);
+        self.give_back(readback);
+        let [start, end]: [u64; 2] = bytemuck::cast(ticks);
+        Ok((end > start).then(|| {
+            std::time::Duration::from_nanos(((end - start) as f64 * period as f64) as u64)
+        }))
     }
 }
 

@@ -90,6 +90,9 @@ pub struct DeviceInfo {
     pub threads: usize,
     /// Its limits (`None` for the CPU, which has none worth naming).
     pub limits: Option<DeviceLimits>,
+    /// Whether kernels are timed on the device itself (timestamp queries),
+    /// for the trace.
+    pub timestamps: bool,
 }
 
 impl DeviceInfo {
@@ -121,13 +124,14 @@ impl fmt::Display for DeviceInfo {
             None => write!(f, " | threads: {}", self.threads),
             Some(l) => write!(
                 f,
-                " | max storage binding: {} | max buffer: {} | workgroups/dim: {} | invocations/workgroup: {} | workgroup memory: {} | storage buffers: {}",
+                " | max storage binding: {} | max buffer: {} | workgroups/dim: {} | invocations/workgroup: {} | workgroup memory: {} | storage buffers: {} | timestamp queries: {}",
                 human_bytes(l.max_storage_binding),
                 human_bytes(l.max_buffer),
                 l.max_workgroups_per_dim,
                 l.max_invocations_per_workgroup,
                 human_bytes(l.max_workgroup_memory as u64),
-                l.max_storage_buffers
+                l.max_storage_buffers,
+                if self.timestamps { "yes" } else { "no" }
             ),
         }
     }

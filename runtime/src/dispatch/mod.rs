@@ -406,13 +406,17 @@ impl Dispatcher {
         if cpu.samples < min || gpu.samples < min {
             return None;
         }
-        let (tc, tg) = (cpu.finish_s()?, gpu.finish_s()?);
-        let best = tc.min(tg);
+        // The split itself starts when both devices are free; each alone
+        // would finish at its own estimate, queue included.
+        let (tc, tg) = (cpu.exec_s? + cpu.transfer_s, gpu.exec_s? + gpu.transfer_s);
+        let wait = cpu.queue_s.max(gpu.queue_s);
+        let best = cpu.finish_s()?.min(gpu.finish_s()?);
         let key = (kernel, bucket(size));
         match self.splits.get(&key) {
             Some(e) if e.gpu == g && e.times.len() >= min => {
                 let share = e.share;
-                (e.median()? < split::KEEP_IF_BELOW * best).then_some((share, Reason::Modelled))
+                (wait + e.median()? < split::KEEP_IF_BELOW * best)
+                    .then_some((share, Reason::Modelled))
             }
             _ if !split::promising(tc, tg) => None,
             existing => {
@@ -464,7 +468,7 @@ impl Dispatcher {
         cpu: &Estimate,
         gpu: &Estimate,
     ) -> Option<f64> {
-        let (tc, tg) = (cpu.finish_s()?, gpu.finish_s()?);
+        let (tc, tg) = (cpu.exec_s? + cpu.transfer_s, gpu.exec_s? + gpu.transfer_s);
         let single = if tg < tc { 1.0 } else { 0.0 };
         match self.splits.get(&(kernel, bucket(size))) {
             Some(e) if e.times.len() >= self.min_samples => {

@@ -116,6 +116,15 @@ pub struct RoutingReport {
     pub devices: Vec<String>,
 }
 
+/// The fastest time measured in any mode.
+fn fastest<M>(times: &BTreeMap<M, Vec<f64>>) -> f64 {
+    times
+        .values()
+        .flatten()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -178,11 +187,7 @@ pub fn routing(
                     }
                 }
                 if rep == 0 {
-                    let best = times
-                        .values()
-                        .flatten()
-                        .copied()
-                        .fold(f64::INFINITY, f64::min);
+                    let best = fastest(&times);
                     dropped = times
                         .iter()
                         .filter(|(t, v)| {
@@ -416,11 +421,7 @@ fn interleaved<M: Copy + Ord, T>(
             drop(input);
         }
         if rep == 0 {
-            let best = times
-                .values()
-                .flatten()
-                .copied()
-                .fold(f64::INFINITY, f64::min);
+            let best = fastest(&times);
             live.retain(|&m| !(slow(m) && times[&m][0] > 10.0 * best));
         }
     }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use pel_runtime::{
-    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
+    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
 };
 use rayon::prelude::*;
 
@@ -94,44 +94,20 @@ impl Sum {
         x: &Buffer<f32>,
         out: &Buffer<f32>,
     ) -> Result<RunInfo> {
-        if out.len() != 1 {
-            return Err(invalid(
-                "sum",
-                "out",
-                format!("out has {} elements; it must have exactly 1", out.len()),
-            ));
-        }
-        let mut n = u32_len("sum", "x", x.len())? as usize;
         let (mut elapsed, mut exec) = (Duration::ZERO, Duration::ZERO);
-        let mut current = x.clone();
-        loop {
-            let groups = n.div_ceil(CHUNK).max(1);
-            let next = if groups == 1 {
-                out.clone()
-            } else {
-                rt.zeros(groups)
-            };
-            let params = SumParams {
-                n: n as u32,
-                groups: groups as u32,
-            };
-            let info = rt.execute(target, &self.kernel, &[&current, &next], &params)?;
+        let info = self.passes(rt, x, out, |args, params| {
+            let info = rt.execute(target, &self.kernel, args, params)?;
             elapsed += info.elapsed;
             exec += info.exec;
-            if groups == 1 {
-                return Ok(RunInfo {
-                    elapsed,
-                    exec,
-                    ..info
-                });
-            }
-            current = next;
-            n = groups;
-        }
+            Ok(info)
+        })?;
+        Ok(RunInfo {
+            elapsed,
+            exec,
+            ..info
+        })
     }
-}
 
-impl Sum {
     /// Submits the passes of the sum of `x` into `out` (one element) and
     /// returns the last one's task without waiting. Each pass reads the
     /// previous pass's partial sums, so the runtime orders them; each is
@@ -143,6 +119,20 @@ impl Sum {
         x: &Buffer<f32>,
         out: &Buffer<f32>,
     ) -> Result<Task> {
+        self.passes(rt, x, out, |args, params| {
+            rt.submit_to(target, &self.kernel, args, params)
+        })
+    }
+
+    /// Calls `launch` for each pass, in order, with its arguments (input,
+    /// partial sums) and params; returns what the last pass's launch gave.
+    fn passes<T>(
+        &self,
+        rt: &Runtime,
+        x: &Buffer<f32>,
+        out: &Buffer<f32>,
+        mut launch: impl FnMut(&[&dyn BufferArg], &SumParams) -> Result<T>,
+    ) -> Result<T> {
         if out.len() != 1 {
             return Err(invalid(
                 "sum",
@@ -163,9 +153,9 @@ impl Sum {
                 n: n as u32,
                 groups: groups as u32,
             };
-            let task = rt.submit_to(target, &self.kernel, &[&current, &next], &params)?;
+            let last = launch(&[&current, &next], &params)?;
             if groups == 1 {
-                return Ok(task);
+                return Ok(last);
             }
             current = next;
             n = groups;

@@ -12,6 +12,11 @@
 //!   [`Runtime::run`] chooses.
 //! - Buffers move lazily: only when a kernel or a [`Runtime::read`] needs
 //!   them somewhere their valid copy is not. [`Runtime::stats`] counts it.
+//! - [`Runtime::submit`] returns a [`Task`] at once; tasks are ordered by
+//!   what their shaders read and write, placed on the device expected to
+//!   finish first given what is queued there, and run on every device at
+//!   once. A kernel declared [`splittable`](KernelBuilder::splittable) may
+//!   run partly on a GPU and partly on the CPU, at a calibrated share.
 //!
 //! Every fallible call returns [`Error`], whose message names the kernel,
 //! the argument, what was asked and the limit.

@@ -15,38 +15,10 @@ const OVER_65535_GROUPS: usize = 65_536 * 256 + 1;
 
 const SIZES: [usize; 7] = [0, 1, 63, 64, 65, 1_000_003, OVER_65535_GROUPS];
 
-/// A named problem: runs on a target with a seed and reports its check.
-type Case = (String, Box<dyn Fn(Target, u64) -> Result<Check>>);
-
-fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
-    let mut failures = Vec::new();
-    for &backend in backends {
-        for (seed, (case, f)) in cases.iter().enumerate() {
-            match f(Target::On(backend), 1000 + seed as u64) {
-                Ok(check) => {
-                    eprintln!("{name} {case} on {backend}: {check}");
-                    assert_eq!(check.backend, backend, "{name} {case} ran elsewhere");
-                    if !check.verified() {
-                        failures.push(format!("{name} {case} on {backend}: {check}"));
-                    }
-                }
-                Err(e) => failures.push(format!("{name} {case} on {backend}: error: {e}")),
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
+use common::{Case, run_all};
 
 fn sized(f: fn(&pel::Runtime, Target, usize, u64) -> Result<Check>) -> Vec<Case> {
-    SIZES
-        .iter()
-        .map(|&n| -> Case {
-            (
-                format!("n={n}"),
-                Box::new(move |t, seed| f(common::rt(), t, n, seed)),
-            )
-        })
-        .collect()
+    common::sized(&SIZES, f)
 }
 
 fn matmul_cases() -> Vec<Case> {

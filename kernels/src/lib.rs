@@ -9,10 +9,25 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod black_scholes;
+pub mod blur;
+pub mod heat;
+pub mod histogram;
+pub mod kmeans;
+pub mod kmer;
+pub mod layernorm;
 pub mod mandelbrot;
 pub mod matmul;
+pub mod monte_carlo;
+pub mod nbody;
+pub mod reduce;
 pub mod saxpy;
+pub mod scan;
+pub mod softmax;
+pub mod sort;
+pub mod spmv;
 pub mod sum;
+pub mod transpose;
 mod verify;
 
 pub use mandelbrot::Mandelbrot;
@@ -77,6 +92,33 @@ fn boxed<T: Trial + 'static>(t: Result<T>) -> Result<Box<dyn Trial>> {
 
 /// Every sample kernel, in the order `pel list` prints them.
 pub fn samples() -> Vec<Sample> {
+    let mut all = first_samples();
+    // By domain: linear algebra, machine learning, images and signals,
+    // physics, finance, sorting, genomics.
+    for group in [
+        reduce::samples,
+        scan::samples,
+        transpose::samples,
+        spmv::samples,
+        softmax::samples,
+        layernorm::samples,
+        kmeans::samples,
+        blur::samples,
+        histogram::samples,
+        heat::samples,
+        nbody::samples,
+        black_scholes::samples,
+        monte_carlo::samples,
+        sort::samples,
+        kmer::samples,
+    ] {
+        all.extend(group());
+    }
+    all
+}
+
+/// The first four samples, defined here.
+fn first_samples() -> Vec<Sample> {
     vec![
         Sample {
             name: "saxpy",

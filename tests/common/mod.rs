@@ -47,3 +47,46 @@ pub fn gpus(rt: &Runtime, test: &str) -> Vec<Backend> {
 pub fn gpu(rt: &Runtime, test: &str) -> Option<Backend> {
     gpus(rt, test).first().copied()
 }
+
+/// A named problem: runs on a target with a seed and reports its check.
+pub type Case = (
+    String,
+    Box<dyn Fn(pel::Target, u64) -> pel::Result<pel::kernels::Check>>,
+);
+
+/// Runs every case on every backend and fails with every case that did not
+/// verify (or errored), after printing each check.
+pub fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
+    let mut failures = Vec::new();
+    for &backend in backends {
+        for (seed, (case, f)) in cases.iter().enumerate() {
+            match f(pel::Target::On(backend), 1000 + seed as u64) {
+                Ok(check) => {
+                    eprintln!("{name} {case} on {backend}: {check}");
+                    assert_eq!(check.backend, backend, "{name} {case} ran elsewhere");
+                    if !check.verified() {
+                        failures.push(format!("{name} {case} on {backend}: {check}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{name} {case} on {backend}: error: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One case per size: `f(rt, target, size, seed)`.
+pub fn sized(
+    sizes: &[usize],
+    f: fn(&Runtime, pel::Target, usize, u64) -> pel::Result<pel::kernels::Check>,
+) -> Vec<Case> {
+    sizes
+        .iter()
+        .map(|&n| -> Case {
+            (
+                format!("n={n}"),
+                Box::new(move |t, seed| f(rt(), t, n, seed)),
+            )
+        })
+        .collect()
+}

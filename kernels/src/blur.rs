@@ -1,0 +1,8 @@
+//! blur: 2-D convolution (Gaussian blur). (Being written.)
+
+use crate::Sample;
+
+/// This module's entries in [`samples`](crate::samples).
+pub(crate) fn samples() -> Vec<Sample> {
+    Vec::new()
+}

@@ -1,0 +1,8 @@
+//! spmv: sparse matrix-vector product over CSR. (Being written.)
+
+use crate::Sample;
+
+/// This module's entries in [`samples`](crate::samples).
+pub(crate) fn samples() -> Vec<Sample> {
+    Vec::new()
+}

@@ -101,6 +101,8 @@ pub struct RunInfo {
 /// The pel runtime: a rayon pool, every usable GPU, and the buffers.
 ///
 /// Cheap to clone (clones share everything) and usable from many threads.
+/// Dropping the last clone waits for the tasks submitted to it (see
+/// [`submit`](Self::submit)) and then saves the performance model.
 ///
 /// # Examples
 ///

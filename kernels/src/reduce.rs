@@ -1,8 +1,592 @@
-//! reduce: min, max and argmax reductions. (Being written.)
+//! reduce: the min, the max and the argmax of an f32 array, NaNs ignored.
+//!
+//! Per element: 1 floating-point operation (a comparison), 4 bytes read.
+//! Memory-bound. Each pass reduces 256 consecutive elements to one partial
+//! result (4 elements per invocation, then a tree in workgroup memory on the
+//! GPU; eight interleaved lanes on the CPU); passes repeat on the partials
+//! until one is left, all on the device that holds them.
+//!
+//! NaNs are ignored, as by [`f32::min`] and [`f32::max`]. An input with no
+//! number at all (empty, or all NaN) has no min, max or argmax, and is
+//! refused with [`Error::InvalidInput`](pel_runtime::Error::InvalidInput):
+//! the empty input before anything runs, the all-NaN one once the reduction
+//! has found no number (so [`Reduce::run`] and [`Argmax::run`] read their
+//! 4-byte result back to the host to look). argmax is the index of the
+//! *first* maximum: on a tie the lowest index wins, on every backend. The
+//! results are exact: a min, a max or a position involves no rounding.
 
-use crate::Sample;
+use std::time::Duration;
+
+use pel_runtime::{
+    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target,
+};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::verify::{self, Check, Trial};
+use crate::{Sample, invalid, u32_len};
+
+/// The WGSL source of min and max (entry points `min_pass` and `max_pass`).
+pub const WGSL: &str = include_str!("../../shaders/reduce.wgsl");
+
+/// The WGSL source of argmax (entry points `first` and `merge`).
+pub const ARGMAX_WGSL: &str = include_str!("../../shaders/reduce_argmax.wgsl");
+
+/// Elements one partial result covers (64 invocations, 4 elements each).
+pub const CHUNK: usize = 256;
+
+/// The index of an argmax partial whose candidates are all NaN: none.
+const NONE: u32 = u32::MAX;
+
+/// The shaders' uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ReduceParams {
+    /// Elements (or partial results) in the input of this pass.
+    pub n: u32,
+    /// Partial results this pass writes: `ceil(n / 256)`.
+    pub groups: u32,
+}
+
+/// Which extremum [`Reduce`] finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// The smallest number.
+    Min,
+    /// The largest number.
+    Max,
+}
+
+impl ReduceOp {
+    /// Its name, as the kernel and `pel run` call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Min => "min",
+            ReduceOp::Max => "max",
+        }
+    }
+
+    /// The min or max of one chunk, NaNs ignored (NaN only if all are).
+    fn of_chunk(self, xs: &[f32]) -> f32 {
+        // Each arm is its own copy of the loop, with the operation inlined.
+        match self {
+            ReduceOp::Min => chunk_pick(xs, f32::min),
+            ReduceOp::Max => chunk_pick(xs, f32::max),
+        }
+    }
+}
+
+/// The min or max of one chunk, NaNs ignored (NaN only if all are): eight
+/// interleaved lanes, which the compiler turns into vector min/max.
+#[inline]
+fn chunk_pick(xs: &[f32], pick: impl Fn(f32, f32) -> f32 + Copy) -> f32 {
+    let mut lanes = [f32::NAN; 8];
+    let mut it = xs.chunks_exact(8);
+    for c in &mut it {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = pick(*l, v);
+        }
+    }
+    let tail = it.remainder().iter().fold(f32::NAN, |a, &v| pick(a, v));
+    lanes.iter().fold(tail, |a, &v| pick(a, v))
+}
+
+/// The first maximum of one chunk whose first element has index `base`:
+/// (value, index), or (NaN, NONE) when the chunk is all NaN. The max comes
+/// first (vectorised), then the first position holding it (`==`, so -0 and
+/// +0 tie, as in the shader).
+fn chunk_argmax(xs: &[f32], base: usize) -> (f32, u32) {
+    let max = chunk_pick(xs, f32::max);
+    match xs.iter().position(|&v| v == max) {
+        Some(i) => (max, (base + i) as u32),
+        None => (f32::NAN, NONE),
+    }
+}
+
+/// Whether candidate `(b, j)` beats `(a, i)`: the shader's rule.
+#[inline]
+fn beats(b: f32, j: u32, a: f32, i: u32) -> bool {
+    !b.is_nan() && (a.is_nan() || b > a || (b == a && j < i))
+}
+
+/// The best of a chunk of (value, index) candidates.
+fn chunk_merge(vals: &[f32], idx: &[u32]) -> (f32, u32) {
+    let best = vals
+        .iter()
+        .zip(idx)
+        .fold((f32::NAN, NONE), |(a, i), (&b, &j)| {
+            if beats(b, j, a, i) { (b, j) } else { (a, i) }
+        });
+    if best.0.is_nan() {
+        (f32::NAN, NONE)
+    } else {
+        best
+    }
+}
+
+/// The partial results of one pass over `n` inputs: `ceil(n / 256)`, or the
+/// error that an operation over nothing has no result.
+fn groups(kernel: &str, n: usize) -> Result<usize> {
+    if n == 0 {
+        return Err(invalid(
+            kernel,
+            "x",
+            format!(
+                "x is empty; the {kernel} of no numbers is undefined (pass at least one element that is not NaN)"
+            ),
+        ));
+    }
+    Ok(n.div_ceil(CHUNK))
+}
+
+fn all_nan(kernel: &str, n: usize) -> pel_runtime::Error {
+    invalid(
+        kernel,
+        "x",
+        format!(
+            "all {n} elements of x are NaN; {kernel} ignores NaNs, so it needs at least one number"
+        ),
+    )
+}
+
+fn expect_one<T: pel_runtime::Element>(kernel: &str, out: &Buffer<T>) -> Result<()> {
+    if out.len() != 1 {
+        return Err(invalid(
+            kernel,
+            "out",
+            format!("out has {} elements; it must have exactly 1", out.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Adds up the passes' times into one [`RunInfo`] (the last pass's backend).
+#[derive(Default)]
+struct Totals {
+    elapsed: Duration,
+    exec: Duration,
+}
+
+impl Totals {
+    fn add(&mut self, info: RunInfo) -> RunInfo {
+        self.elapsed += info.elapsed;
+        self.exec += info.exec;
+        info
+    }
+    fn into_info(self, last: RunInfo) -> RunInfo {
+        RunInfo {
+            elapsed: self.elapsed,
+            exec: self.exec,
+            ..last
+        }
+    }
+}
+
+/// The min or max kernel (one pass) and the multi-pass driver.
+#[derive(Debug, Clone)]
+pub struct Reduce {
+    op: ReduceOp,
+    kernel: Kernel,
+}
+
+impl Reduce {
+    /// Builds the kernel for `op`.
+    pub fn new(op: ReduceOp) -> Result<Self> {
+        let entry = match op {
+            ReduceOp::Min => "min_pass",
+            ReduceOp::Max => "max_pass",
+        };
+        let kernel = Kernel::builder(op.name(), WGSL)
+            .entry(entry)
+            .params::<ReduceParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(move |args, p| {
+                let (x, partial) = args.split();
+                let n = (p.n as usize).min(x.len());
+                // 64 chunks (16 Ki elements) per task at the least.
+                partial[..p.groups as usize]
+                    .par_iter_mut()
+                    .enumerate()
+                    .with_min_len(64)
+                    .for_each(|(g, out)| {
+                        let lo = (g * CHUNK).min(n);
+                        let hi = (lo + CHUNK).min(n);
+                        *out = op.of_chunk(&x[lo..hi]);
+                    });
+            })
+            .invocations(|p, _| p.groups as u64 * 64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        Ok(Reduce { op, kernel })
+    }
+
+    /// Which extremum it finds.
+    pub fn op(&self) -> ReduceOp {
+        self.op
+    }
+
+    /// The underlying one-pass kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Writes the min (or max) of the numbers in `x` into `out` (one
+    /// element), NaNs ignored. Every pass runs at `target`; with
+    /// [`Target::Auto`] each is placed on its own, and the partials stay on
+    /// the device that computed them unless the placement moves them.
+    ///
+    /// An empty or all-NaN `x` is an
+    /// [`Error::InvalidInput`](pel_runtime::Error::InvalidInput); to tell
+    /// the second, the result (4 bytes) is read back to the host, where it
+    /// then stays valid.
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<f32>,
+        out: &Buffer<f32>,
+    ) -> Result<RunInfo> {
+        let name = self.op.name();
+        expect_one(name, out)?;
+        let mut n = u32_len(name, "x", x.len())? as usize;
+        let mut totals = Totals::default();
+        let mut current = x.clone();
+        let last = loop {
+            let groups = groups(name, n)?;
+            let next = if groups == 1 {
+                out.clone()
+            } else {
+                rt.zeros(groups)
+            };
+            let params = ReduceParams {
+                n: n as u32,
+                groups: groups as u32,
+            };
+            let args: [&dyn BufferArg; 2] = [&current, &next];
+            let info = totals.add(rt.execute(target, &self.kernel, &args, &params)?);
+            if groups == 1 {
+                break info;
+            }
+            current = next;
+            n = groups;
+        };
+        if rt.read(out)?[0].is_nan() {
+            return Err(all_nan(name, x.len()));
+        }
+        Ok(totals.into_info(last))
+    }
+}
+
+/// The argmax kernels (first pass over the input, merge passes over
+/// (value, index) partials) and the multi-pass driver.
+#[derive(Debug, Clone)]
+pub struct Argmax {
+    first: Kernel,
+    merge: Kernel,
+}
+
+impl Argmax {
+    /// Builds the kernels.
+    pub fn new() -> Result<Self> {
+        let first = Kernel::builder("argmax", ARGMAX_WGSL)
+            .entry("first")
+            .params::<ReduceParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>, ReadWrite<u32>)>(|args, p| {
+                let (x, best_val, best_idx) = args.split();
+                let n = (p.n as usize).min(x.len());
+                let groups = p.groups as usize;
+                best_val[..groups]
+                    .par_iter_mut()
+                    .zip(&mut best_idx[..groups])
+                    .enumerate()
+                    .with_min_len(64)
+                    .for_each(|(g, (v, i))| {
+                        let lo = (g * CHUNK).min(n);
+                        let hi = (lo + CHUNK).min(n);
+                        (*v, *i) = chunk_argmax(&x[lo..hi], lo);
+                    });
+            })
+            .invocations(|p, _| p.groups as u64 * 64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let merge = Kernel::builder("argmax_merge", ARGMAX_WGSL)
+            .entry("merge")
+            .params::<ReduceParams>()
+            .cpu::<(Read<f32>, Read<u32>, ReadWrite<f32>, ReadWrite<u32>)>(|args, p| {
+                let (vals, idx, best_val, best_idx) = args.split();
+                let n = (p.n as usize).min(vals.len()).min(idx.len());
+                let groups = p.groups as usize;
+                best_val[..groups]
+                    .par_iter_mut()
+                    .zip(&mut best_idx[..groups])
+                    .enumerate()
+                    .with_min_len(64)
+                    .for_each(|(g, (v, i))| {
+                        let lo = (g * CHUNK).min(n);
+                        let hi = (lo + CHUNK).min(n);
+                        (*v, *i) = chunk_merge(&vals[lo..hi], &idx[lo..hi]);
+                    });
+            })
+            .invocations(|p, _| p.groups as u64 * 64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        Ok(Argmax { first, merge })
+    }
+
+    /// The kernel of the first pass, over the input.
+    pub fn kernel(&self) -> &Kernel {
+        &self.first
+    }
+
+    /// The kernel of the later passes, over (value, index) partials.
+    pub fn merge_kernel(&self) -> &Kernel {
+        &self.merge
+    }
+
+    /// Writes the index of the first maximum of `x` into `out` (one
+    /// element), NaNs ignored. Every pass runs at `target` (see
+    /// [`Reduce::run`]); an empty or all-NaN `x` is an
+    /// [`Error::InvalidInput`](pel_runtime::Error::InvalidInput), told as
+    /// for [`Reduce::run`] by reading the 4-byte result back.
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<f32>,
+        out: &Buffer<u32>,
+    ) -> Result<RunInfo> {
+        expect_one("argmax", out)?;
+        let mut n = u32_len("argmax", "x", x.len())? as usize;
+        let mut totals = Totals::default();
+        let mut current: Option<(Buffer<f32>, Buffer<u32>)> = None;
+        let last = loop {
+            let groups = groups("argmax", n)?;
+            let (next_val, next_idx) = if groups == 1 {
+                (rt.zeros(1), out.clone())
+            } else {
+                (rt.zeros(groups), rt.zeros(groups))
+            };
+            let params = ReduceParams {
+                n: n as u32,
+                groups: groups as u32,
+            };
+            let info = totals.add(match &current {
+                None => rt.execute(target, &self.first, &[x, &next_val, &next_idx], &params)?,
+                Some((vals, idx)) => rt.execute(
+                    target,
+                    &self.merge,
+                    &[vals, idx, &next_val, &next_idx],
+                    &params,
+                )?,
+            });
+            if groups == 1 {
+                break info;
+            }
+            current = Some((next_val, next_idx));
+            n = groups;
+        };
+        if rt.read(out)?[0] == NONE {
+            return Err(all_nan("argmax", x.len()));
+        }
+        Ok(totals.into_info(last))
+    }
+}
+
+/// The serial reference: the min or max of the numbers in `x`, NaNs
+/// ignored; `None` when there is none.
+pub fn reference(op: ReduceOp, x: &[f32]) -> Option<f32> {
+    let mut best: Option<f32> = None;
+    for &v in x.iter().filter(|v| !v.is_nan()) {
+        best = Some(match (best, op) {
+            (None, _) => v,
+            (Some(b), ReduceOp::Min) => {
+                if v < b {
+                    v
+                } else {
+                    b
+                }
+            }
+            (Some(b), ReduceOp::Max) => {
+                if v > b {
+                    v
+                } else {
+                    b
+                }
+            }
+        });
+    }
+    best
+}
+
+/// The serial reference of argmax: the index of the first maximum of the
+/// numbers in `x` (a later equal value, -0 against +0 included, never
+/// replaces it), NaNs ignored; `None` when there is no number.
+pub fn argmax_reference(x: &[f32]) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &v) in x.iter().enumerate() {
+        if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Seeded random input that is never all NaN: multiples of 1/64 in
+/// [-64, 64) (so the maximum repeats at large sizes, and ties are tested),
+/// about 1 in 16 of them NaN, zeros of either sign.
+fn input(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = verify::rng(seed);
+    let mut xs: Vec<f32> = (0..n)
+        .map(|_| {
+            if rng.random_ratio(1, 16) {
+                f32::NAN
+            } else {
+                let v = rng.random_range(-4096i32..4096) as f32 / 64.0;
+                if v == 0.0 && rng.random::<bool>() {
+                    -0.0
+                } else {
+                    v
+                }
+            }
+        })
+        .collect();
+    if n > 0 && xs.iter().all(|v| v.is_nan()) {
+        let i = rng.random_range(0..n);
+        xs[i] = rng.random_range(-4096i32..4096) as f32 / 64.0;
+    }
+    xs
+}
+
+/// The min or max of seeded random input (see `input`: multiples of 1/64 in
+/// [-64, 64), about 1 in 16 NaN, never all NaN); the result starts poisoned
+/// (NaN).
+///
+/// Tolerance: none; the result must equal the reference's exactly (-0 and
+/// +0 count as equal).
+pub struct ReduceTrial {
+    reduce: Reduce,
+    xs: Vec<f32>,
+    x: Buffer<f32>,
+    out: Buffer<f32>,
+    got: Vec<f32>,
+}
+
+/// Prepares the min or max of `n` elements.
+pub fn trial(rt: &Runtime, op: ReduceOp, n: usize, seed: u64) -> Result<ReduceTrial> {
+    let xs = input(seed, n);
+    Ok(ReduceTrial {
+        reduce: Reduce::new(op)?,
+        x: rt.buffer(&xs),
+        out: rt.buffer(&[f32::NAN]),
+        xs,
+        got: Vec::new(),
+    })
+}
+
+impl Trial for ReduceTrial {
+    fn shape(&self) -> String {
+        self.xs.len().to_string()
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.x, &self.xs)?;
+        rt.write(&self.out, &[f32::NAN])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = self.reduce.run(rt, target, &self.x, &self.out)?;
+        self.got = rt.read(&self.out)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let want = reference(self.reduce.op, &self.xs).map_or(f64::NAN, f64::from);
+        let c = verify::compare(self.got.iter().map(|&v| v as f64), [want], |_| 0.0);
+        let missing = 1 - c.compared.min(1);
+        c.into_check(self.shape(), backend, missing, "exact")
+    }
+}
+
+/// Runs min or max on `n` seeded random elements and checks it (see
+/// [`ReduceTrial`]).
+pub fn check(rt: &Runtime, target: Target, op: ReduceOp, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial(rt, op, n, seed)?, rt, target)
+}
+
+/// The argmax of seeded random input (as for [`ReduceTrial`]: many ties for
+/// the maximum at large sizes); the result starts poisoned (0xDEADBEEF).
+///
+/// Tolerance: none; the index must equal the reference's exactly (the
+/// first maximum).
+pub struct ArgmaxTrial {
+    argmax: Argmax,
+    xs: Vec<f32>,
+    x: Buffer<f32>,
+    out: Buffer<u32>,
+    got: Vec<u32>,
+}
+
+/// Prepares the argmax of `n` elements.
+pub fn argmax_trial(rt: &Runtime, n: usize, seed: u64) -> Result<ArgmaxTrial> {
+    let xs = input(seed, n);
+    Ok(ArgmaxTrial {
+        argmax: Argmax::new()?,
+        x: rt.buffer(&xs),
+        out: rt.buffer(&[0xDEAD_BEEF]),
+        xs,
+        got: Vec::new(),
+    })
+}
+
+impl Trial for ArgmaxTrial {
+    fn shape(&self) -> String {
+        self.xs.len().to_string()
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.x, &self.xs)?;
+        rt.write(&self.out, &[0xDEAD_BEEF])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = self.argmax.run(rt, target, &self.x, &self.out)?;
+        self.got = rt.read(&self.out)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let want = argmax_reference(&self.xs).map_or(f64::NAN, |i| i as f64);
+        let c = verify::compare(self.got.iter().map(|&v| v as f64), [want], |_| 0.0);
+        let missing = 1 - c.compared.min(1);
+        c.into_check(self.shape(), backend, missing, "exact (the first maximum)")
+    }
+}
+
+/// Runs argmax on `n` seeded random elements and checks it (see
+/// [`ArgmaxTrial`]).
+pub fn check_argmax(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut argmax_trial(rt, n, seed)?, rt, target)
+}
 
 /// This module's entries in [`samples`](crate::samples).
 pub(crate) fn samples() -> Vec<Sample> {
-    Vec::new()
+    vec![
+        Sample {
+            name: "min",
+            about: "smallest f32, NaNs ignored, multi-pass on the GPU (memory-bound)",
+            size_meaning: "elements",
+            default_size: 1 << 23,
+            tour_size: 1 << 20,
+            prepare: |rt, n, seed| crate::boxed(trial(rt, ReduceOp::Min, n, seed)),
+        },
+        Sample {
+            name: "max",
+            about: "largest f32, NaNs ignored, multi-pass on the GPU (memory-bound)",
+            size_meaning: "elements",
+            default_size: 1 << 23,
+            tour_size: 1 << 20,
+            prepare: |rt, n, seed| crate::boxed(trial(rt, ReduceOp::Max, n, seed)),
+        },
+        Sample {
+            name: "argmax",
+            about: "index of the first largest f32, NaNs ignored, multi-pass on the GPU (memory-bound)",
+            size_meaning: "elements",
+            default_size: 1 << 23,
+            tour_size: 1 << 19,
+            prepare: |rt, n, seed| crate::boxed(argmax_trial(rt, n, seed)),
+        },
+    ]
 }

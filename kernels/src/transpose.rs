@@ -1,8 +1,315 @@
-//! transpose: matrix transpose. (Being written.)
+//! transpose: `B = Aᵀ` for a row-major m×n f32 matrix A (B is n×m).
+//!
+//! Per element: no floating-point operations, 8 bytes moved (read A, write
+//! B). Memory-bound; the art is in keeping both the reads and the writes
+//! contiguous.
+//!
+//! The GPU shader moves 16×16 tiles through workgroup memory (padded to 17
+//! columns against bank conflicts), so reads and writes are both coalesced.
+//! The CPU side is cache-blocked: it fills B in tiles of 16 rows by 64
+//! columns, whose source (64 rows by 16 columns of A) stays in the L1 cache
+//! while it is used, moving 8×8 blocks through registers; rayon runs blocks
+//! of rows of B, or, for a B of few rows, segments of all its rows.
 
-use crate::Sample;
+use pel_runtime::{
+    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
+};
+use rayon::prelude::*;
+
+use crate::verify::{self, Check, Trial};
+use crate::{Sample, invalid, u32_len};
+
+/// The WGSL source.
+pub const WGSL: &str = include_str!("../../shaders/transpose.wgsl");
+
+/// Edge of the square tile one workgroup moves.
+pub const TILE: usize = 16;
+
+/// Rows of B per CPU block (columns of A).
+const BLOCK_ROWS: usize = 16;
+/// Columns of B per CPU tile (rows of A): 64 rows of A's cache lines.
+const BLOCK_COLS: usize = 64;
+/// Elements a rayon task should move at the least.
+const TASK_ELEMS: usize = 1 << 14;
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TransposeParams {
+    /// Rows of A, columns of B.
+    pub m: u32,
+    /// Columns of A, rows of B.
+    pub n: u32,
+    /// Tiles across a row of A: `ceil(n / 16)`.
+    pub tiles_n: u32,
+    /// Tiles in all: `ceil(m / 16) · ceil(n / 16)`.
+    pub tiles: u32,
+}
+
+/// Copies column `j` of `a` (n columns), rows `i0..i0 + dst.len()`, into `dst`.
+#[inline]
+fn column(a: &[f32], n: usize, j: usize, i0: usize, dst: &mut [f32]) {
+    if dst.is_empty() {
+        return;
+    }
+    for (d, s) in dst.iter_mut().zip(a[i0 * n + j..].iter().step_by(n)) {
+        *d = *s;
+    }
+}
+
+/// Fills rows `j0..j0 + rows.len()` of B from columns `i0..i0 + w` on,
+/// where `rows[r]` is row `j0 + r`'s part (all `w` long). Tiles of 64
+/// columns of B (64 rows of A, whose cache lines stay in L1 while they are
+/// used), moved in 8×8 blocks: eight contiguous reads of A, then eight
+/// contiguous writes of B.
+fn fill(a: &[f32], n: usize, j0: usize, i0: usize, rows: &mut [&mut [f32]]) {
+    let h = rows.len();
+    let w = rows.first().map_or(0, |r| r.len());
+    for t0 in (0..w).step_by(BLOCK_COLS) {
+        let t1 = (t0 + BLOCK_COLS).min(w);
+        let mut r0 = 0;
+        while r0 + 8 <= h {
+            let mut t = t0;
+            while t + 8 <= t1 {
+                let mut block = [[0.0f32; 8]; 8];
+                for (k, b) in block.iter_mut().enumerate() {
+                    let s = (i0 + t + k) * n + j0 + r0;
+                    b.copy_from_slice(&a[s..s + 8]);
+                }
+                for (c, row) in rows[r0..r0 + 8].iter_mut().enumerate() {
+                    for (d, b) in row[t..t + 8].iter_mut().zip(&block) {
+                        *d = b[c];
+                    }
+                }
+                t += 8;
+            }
+            for (c, row) in rows[r0..r0 + 8].iter_mut().enumerate() {
+                column(a, n, j0 + r0 + c, i0 + t, &mut row[t..t1]);
+            }
+            r0 += 8;
+        }
+        for (c, row) in rows[r0..].iter_mut().enumerate() {
+            column(a, n, j0 + r0 + c, i0 + t0, &mut row[t0..t1]);
+        }
+    }
+}
+
+/// `b = aᵀ`, with `a` m×n and `b` n×m, both row-major.
+fn transpose_into(a: &[f32], b: &mut [f32], m: usize, n: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    if n.div_ceil(BLOCK_ROWS) >= 4 * threads {
+        // Many rows of B: blocks of 16 of them, each a contiguous slice.
+        let blocks_per_task = TASK_ELEMS.div_ceil(BLOCK_ROWS * m);
+        b.par_chunks_mut(BLOCK_ROWS * m)
+            .enumerate()
+            .with_min_len(blocks_per_task)
+            .for_each(|(blk, block)| {
+                let mut rows: [&mut [f32]; BLOCK_ROWS] = Default::default();
+                let mut h = 0;
+                for (slot, row) in rows.iter_mut().zip(block.chunks_mut(m)) {
+                    *slot = row;
+                    h += 1;
+                }
+                fill(a, n, blk * BLOCK_ROWS, 0, &mut rows[..h]);
+            });
+        return;
+    }
+    // Few rows of B (A is tall and narrow): split the columns of B into
+    // segments, each a task holding its piece of every row of B.
+    let seg = m
+        .div_ceil(4 * threads)
+        .max(TASK_ELEMS.div_ceil(n))
+        .next_multiple_of(BLOCK_COLS)
+        .min(m);
+    let mut tasks: Vec<Vec<&mut [f32]>> = (0..m.div_ceil(seg))
+        .map(|_| Vec::with_capacity(n))
+        .collect();
+    for row in b.chunks_mut(m) {
+        for (task, piece) in tasks.iter_mut().zip(row.chunks_mut(seg)) {
+            task.push(piece);
+        }
+    }
+    tasks
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(s, mut pieces)| fill(a, n, 0, s * seg, &mut pieces));
+}
+
+/// The transpose kernel.
+#[derive(Debug, Clone)]
+pub struct Transpose {
+    kernel: Kernel,
+}
+
+impl Transpose {
+    /// Builds the kernel.
+    pub fn new() -> Result<Self> {
+        let kernel = Kernel::builder("transpose", WGSL)
+            .params::<TransposeParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
+                let (a, b) = args.split();
+                let (m, n) = (p.m as usize, p.n as usize);
+                transpose_into(&a[..m * n], &mut b[..m * n], m, n);
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.m as u64 * p.n as u64)
+            .build()?;
+        Ok(Transpose { kernel })
+    }
+
+    /// The underlying kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// `b = aᵀ` at `target`, where `a` is m×n and `b` n×m, row-major.
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        a: &Buffer<f32>,
+        b: &Buffer<f32>,
+        m: usize,
+        n: usize,
+    ) -> Result<RunInfo> {
+        let p = Self::params(a, b, m, n)?;
+        rt.execute(target, &self.kernel, &[a, b], &p)
+    }
+
+    /// Submits `b = aᵀ` at `target` and returns its task at once.
+    pub fn submit(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        a: &Buffer<f32>,
+        b: &Buffer<f32>,
+        m: usize,
+        n: usize,
+    ) -> Result<Task> {
+        let p = Self::params(a, b, m, n)?;
+        rt.submit_to(target, &self.kernel, &[a, b], &p)
+    }
+
+    /// The params of an m×n transpose, checked against the buffers.
+    pub fn params(a: &Buffer<f32>, b: &Buffer<f32>, m: usize, n: usize) -> Result<TransposeParams> {
+        let elems = m.checked_mul(n);
+        for (arg, buf, rows, cols) in [("a", a, m, n), ("b", b, n, m)] {
+            if elems != Some(buf.len()) {
+                return Err(invalid(
+                    "transpose",
+                    arg,
+                    format!(
+                        "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, but has {}",
+                        rows as u128 * cols as u128,
+                        buf.len()
+                    ),
+                ));
+            }
+        }
+        u32_len("transpose", "a", a.len())?;
+        let tiles_n = n.div_ceil(TILE);
+        // m·n fits in u32 (just checked), so the tile count does too.
+        let tiles = m.div_ceil(TILE) * tiles_n;
+        Ok(TransposeParams {
+            m: u32_len("transpose", "m", m)?,
+            n: u32_len("transpose", "n", n)?,
+            tiles_n: tiles_n as u32,
+            tiles: u32_len("transpose", "a", tiles)?,
+        })
+    }
+}
+
+/// The serial reference: `aᵀ` for a row-major m×n `a`.
+pub fn reference(a: &[f32], m: usize, n: usize) -> Vec<f32> {
+    let mut b = Vec::with_capacity(m * n);
+    for j in 0..n {
+        for i in 0..m {
+            b.push(a[i * n + j]);
+        }
+    }
+    b
+}
+
+/// The transpose of a seeded random m×n matrix with values in [-1, 1); B
+/// starts poisoned (NaN).
+///
+/// Tolerance: none; every element must equal the reference's exactly.
+pub struct TransposeTrial {
+    transpose: Transpose,
+    dims: (usize, usize),
+    av: Vec<f32>,
+    a: Buffer<f32>,
+    b: Buffer<f32>,
+    got: Vec<f32>,
+}
+
+/// Prepares the transpose of an m×n matrix.
+pub fn trial(rt: &Runtime, (m, n): (usize, usize), seed: u64) -> Result<TransposeTrial> {
+    let av = verify::random_f32(seed, m * n, -1.0, 1.0);
+    Ok(TransposeTrial {
+        transpose: Transpose::new()?,
+        dims: (m, n),
+        a: rt.buffer(&av),
+        b: rt.zeros(m * n),
+        av,
+        got: Vec::new(),
+    })
+}
+
+impl Trial for TransposeTrial {
+    fn shape(&self) -> String {
+        format!("{}×{}", self.dims.0, self.dims.1)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.a, &self.av)?;
+        rt.write(&self.b, &vec![f32::NAN; self.b.len()])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let (m, n) = self.dims;
+        let info = self.transpose.run(rt, target, &self.a, &self.b, m, n)?;
+        self.got = rt.read(&self.b)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (m, n) = self.dims;
+        let want = reference(&self.av, m, n);
+        let c = verify::compare(
+            self.got.iter().map(|&v| v as f64),
+            want.iter().map(|&v| v as f64),
+            |_| 0.0,
+        );
+        c.into_check(
+            self.shape(),
+            backend,
+            (m * n).abs_diff(self.got.len()),
+            "exact",
+        )
+    }
+}
+
+/// Transposes a seeded random m×n matrix and checks it (see
+/// [`TransposeTrial`]).
+pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
+}
+
+/// The m×n shape `pel run transpose --size N` uses: near-square, m·n ≤ N.
+fn shape_for(elements: usize) -> (usize, usize) {
+    let m = (elements as f64).sqrt().round().max(1.0) as usize;
+    (m, elements / m)
+}
 
 /// This module's entries in [`samples`](crate::samples).
 pub(crate) fn samples() -> Vec<Sample> {
-    Vec::new()
+    vec![Sample {
+        name: "transpose",
+        about: "B = Aᵀ, f32, any m×n; 16×16 tiles through workgroup memory on the GPU (memory-bound)",
+        size_meaning: "elements, as a near-square m×n matrix (m = √size)",
+        default_size: 1 << 20,
+        tour_size: 1 << 17,
+        prepare: |rt, elements, seed| crate::boxed(trial(rt, shape_for(elements), seed)),
+    }]
 }

@@ -31,8 +31,10 @@ pub fn sweep(quick: bool) -> Vec<(Sample, Vec<usize>)> {
     } else {
         vec![16, 32, 64, 128, 256, 512]
     };
+    // The four kernels whose crossovers the routing benchmark follows.
     samples()
         .into_iter()
+        .filter(|s| matches!(s.name, "saxpy" | "sum" | "matmul" | "mandelbrot"))
         .map(|s| {
             let sizes = match s.name {
                 "matmul" => square.clone(),
@@ -42,6 +44,26 @@ pub fn sweep(quick: bool) -> Vec<(Sample, Vec<usize>)> {
             (s, sizes)
         })
         .collect()
+}
+
+/// Sizes to calibrate every sample kernel at: the routing sweep for the
+/// kernels it follows, and for the others their default size and smaller
+/// ones by factors of 4 (`quick`: only the smaller ones).
+pub fn calibration_sweep(quick: bool) -> Vec<(Sample, Vec<usize>)> {
+    let mut sweep = self::sweep(quick);
+    for s in samples() {
+        if sweep.iter().any(|(t, _)| t.name == s.name) {
+            continue;
+        }
+        let steps = if quick { 1..3 } else { 0..4 };
+        let mut sizes: Vec<usize> = steps
+            .rev()
+            .map(|k| (s.default_size >> (2 * k)).max(1))
+            .collect();
+        sizes.dedup();
+        sweep.push((s, sizes));
+    }
+    sweep
 }
 
 /// Runs `trial` with automatic placement until a whole run places nothing to

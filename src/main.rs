@@ -4,6 +4,17 @@
 //! at the machine and the sample kernels.
 
 use std::process::ExitCode;
+
+/// `println!` that ends the program quietly when standard output has gone
+/// (e.g. `pel run saxpy | head -1`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -183,10 +194,10 @@ fn main() -> ExitCode {
 fn devices() -> Result<ExitCode> {
     let rt = Runtime::new()?;
     for d in rt.devices() {
-        println!("{d}");
+        say!("{d}");
     }
     if rt.gpu_count() == 0 {
-        println!(
+        say!(
             "no GPU adapter: everything runs on the CPU (PEL_GPU={}; install mesa-vulkan-drivers for a software Vulkan adapter)",
             std::env::var("PEL_GPU").unwrap_or_else(|_| "unset".into())
         );
@@ -196,7 +207,7 @@ fn devices() -> Result<ExitCode> {
 
 fn list() -> Result<ExitCode> {
     for s in kernels::samples() {
-        println!(
+        say!(
             "{:<12} {}  [size: {}, default {}]",
             s.name, s.about, s.size_meaning, s.default_size
         );
@@ -234,7 +245,7 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
         .last()
         .map(|d| d.reason.to_string())
         .unwrap_or_default();
-    println!(
+    say!(
         "{name} {} on {} ({reason}): {} — {}",
         check.shape,
         device.label(),
@@ -242,9 +253,9 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
         check
     );
     if let Some(d) = rt.decisions().last() {
-        println!("decision: {d}");
+        say!("decision: {d}");
     }
-    println!("transfers: {}", rt.stats());
+    say!("transfers: {}", rt.stats());
     Ok(if check.verified() {
         ExitCode::SUCCESS
     } else {
@@ -254,16 +265,16 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
 
 fn tour() -> Result<ExitCode> {
     let rt = Runtime::new()?;
-    println!("pel tour: every sample kernel on every backend and with automatic placement,");
-    println!("each checked against its serial reference.\n");
+    say!("pel tour: every sample kernel on every backend and with automatic placement,");
+    say!("each checked against its serial reference.\n");
     for d in rt.devices() {
-        println!("  {}", d.label());
+        say!("  {}", d.label());
     }
     if rt.gpu_count() == 0 {
-        println!("  (no GPU adapter: CPU only)");
+        say!("  (no GPU adapter: CPU only)");
     }
     let backends = rt.backends();
-    println!();
+    say!();
     let mut header = format!("| {:<10} | {:<11} |", "kernel", "size");
     let mut rule = format!("|{:-<12}|{:-<13}|", "", "");
     for b in &backends {
@@ -275,7 +286,7 @@ fn tour() -> Result<ExitCode> {
         "auto", "auto's choice", "verified"
     );
     rule += &format!("{:->12}|{:-<24}|{:-<10}|", "", "", "");
-    println!("{header}\n{rule}");
+    say!("{header}\n{rule}");
 
     const REPS: usize = 3;
     let mut all_ok = true;
@@ -324,17 +335,17 @@ fn tour() -> Result<ExitCode> {
             choice,
             if ok { "yes" } else { "NO" }
         );
-        println!("{row}");
+        say!("{row}");
         for f in failures {
-            println!("  {f}");
+            say!("  {f}");
         }
     }
-    println!(
+    say!(
         "\ntimes: median of {REPS}, from host-resident inputs to the result on the host, transfers included."
     );
-    println!("runtime: {}", rt.stats());
+    say!("runtime: {}", rt.stats());
     if let Some(p) = rt.model_path() {
-        println!("performance model: {}", p.display());
+        say!("performance model: {}", p.display());
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -361,14 +372,14 @@ fn trace(out: &std::path::Path) -> Result<ExitCode> {
         .with_context(|| format!("writing {}", out.display()))?;
     let events = rt.trace_events();
     let lanes: std::collections::BTreeSet<u32> = events.iter().map(|e| e.tid).collect();
-    println!(
+    say!(
         "wrote {} ({} events on {} lanes; open it in ui.perfetto.dev)",
         out.display(),
         events.len(),
         lanes.len()
     );
     if pel::bench::overlapping(&events, rt.gpu_count()).is_some() {
-        println!("a CPU-lane and a GPU-lane event overlap in time");
+        say!("a CPU-lane and a GPU-lane event overlap in time");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -377,12 +388,12 @@ fn model(action: ModelAction) -> Result<ExitCode> {
     let rt = Runtime::new()?;
     match action {
         ModelAction::Path => match rt.model_path() {
-            Some(p) => println!("{}", p.display()),
-            None => println!("(no model file)"),
+            Some(p) => say!("{}", p.display()),
+            None => say!("(no model file)"),
         },
         ModelAction::Reset => {
             rt.reset_model();
-            println!(
+            say!(
                 "performance model reset{}",
                 rt.model_path()
                     .map(|p| format!(": {}", p.display()))
@@ -392,13 +403,13 @@ fn model(action: ModelAction) -> Result<ExitCode> {
         ModelAction::Show => {
             let rows = rt.model_rows();
             if let Some(p) = rt.model_path() {
-                println!("performance model: {}\n", p.display());
+                say!("performance model: {}\n", p.display());
             }
             if rows.is_empty() {
-                println!("(empty: run `pel calibrate`, or use pel, to fill it)");
+                say!("(empty: run `pel calibrate`, or use pel, to fill it)");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            say!(
                 "| {:<10} | {:<44} | {:>21} | {:>7} | {:>10} | {:>10} | {:>10} | {:<32} |",
                 "kernel",
                 "device",
@@ -409,12 +420,12 @@ fn model(action: ModelAction) -> Result<ExitCode> {
                 "spread",
                 "fitted curve"
             );
-            println!(
+            say!(
                 "|{:-<12}|{:-<46}|{:->23}|{:->9}|{:->12}|{:->12}|{:->12}|{:-<34}|",
                 "", "", "", "", "", "", "", ""
             );
             for r in rows {
-                println!(
+                say!(
                     "| {:<10} | {:<44} | {:>21} | {:>7} | {:>10} | {:>10} | {:>10} | {:<32} |",
                     r.kernel,
                     truncate(&r.device, 44),
@@ -446,7 +457,7 @@ fn progress(total: usize) -> indicatif::ProgressBar {
 
 fn calibrate(quick: bool) -> Result<ExitCode> {
     let rt = Runtime::new()?;
-    let sweep = pel::bench::sweep(quick);
+    let sweep = pel::bench::calibration_sweep(quick);
     let bar = progress(sweep.iter().map(|(_, s)| s.len()).sum());
     let before = rt.stats().calibration_runs;
     pel::bench::calibrate(&rt, &sweep, &mut |done, _, what| {
@@ -454,7 +465,7 @@ fn calibrate(quick: bool) -> Result<ExitCode> {
         bar.set_message(what.to_owned());
     })?;
     bar.finish_and_clear();
-    println!(
+    say!(
         "calibrated {} kernels over {} sizes with {} exploration runs; model: {}",
         sweep.len(),
         sweep.iter().map(|(_, s)| s.len()).sum::<usize>(),
@@ -479,28 +490,28 @@ fn bench_graph(
         bar.set_message(what.to_owned());
     })?;
     bar.finish_and_clear();
-    println!("| {:<38} | {:>10} |", "placement", "median");
-    println!("|{:-<40}|{:->12}|", "", "");
+    say!("| {:<38} | {:>10} |", "placement", "median");
+    say!("|{:-<40}|{:->12}|", "", "");
     for (k, v) in &report.makespan_s {
         let what = format!("demo graph ({} tasks), {k}", report.tasks);
-        println!("| {what:<38} | {:>10} |", pel::secs(*v));
+        say!("| {what:<38} | {:>10} |", pel::secs(*v));
     }
     for (k, v) in &report.coexec_s {
         let what = format!("mandelbrot 1024×1024, {k}");
-        println!("| {what:<38} | {:>10} |", pel::secs(*v));
+        say!("| {what:<38} | {:>10} |", pel::secs(*v));
     }
     let share = report
         .coexec_gpu_share
         .map(|s| format!("{:.0}%", s * 100.0))
         .unwrap_or_else(|| "unknown".to_owned());
-    println!(
+    say!(
         "\nmakespan_ratio {:.3} (target ≤ 1.02), coexec_ratio {:.3} (target ≤ 1.02; GPU share {share})",
         report.makespan_ratio, report.coexec_ratio
     );
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -537,7 +548,7 @@ fn bench_routing(
     }
     header += &format!(" {:>10} | {:<6} | {:>6} |", "auto", "choice", "regret");
     rule += &format!("{:->12}|{:-<8}|{:->8}|", "", "", "");
-    println!("{header}\n{rule}");
+    say!("{header}\n{rule}");
     for p in &report.points {
         let mut row = format!("| {:<10} | {:>9} |", p.kernel, p.size);
         for b in &backends {
@@ -556,16 +567,16 @@ fn bench_routing(
             p.choice,
             p.auto_s / best
         );
-        println!("{row}");
+        say!("{row}");
     }
-    println!(
+    say!(
         "\nregret_total {:.3} (target ≤ 1.05), regret_max {:.3} (target ≤ 1.25), calibration_runs {}",
         report.regret_total, report.regret_max, report.calibration_runs
     );
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -133,7 +133,7 @@ fn first_samples() -> Vec<Sample> {
             about: "f32 reduction to one value, multi-pass on the GPU (memory-bound)",
             size_meaning: "elements",
             default_size: 1 << 24,
-            tour_size: 1 << 22,
+            tour_size: 1 << 20,
             prepare: |rt, n, seed| boxed(sum::trial(rt, n, seed)),
         },
         Sample {

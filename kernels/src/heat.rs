@@ -1,8 +1,395 @@
-//! heat: 2-D heat diffusion (5-point Jacobi stencil). (Being written.)
+//! heat: 2-D heat diffusion on a width×height grid, many explicit (Jacobi)
+//! steps of the 5-point stencil
+//! `u' = u + α·(u_n + u_s + u_e + u_w − 4u)` on interior cells; boundary
+//! cells keep their values (Dirichlet). The scheme is stable for
+//! `0 ≤ α ≤ 0.25` (α = κ·Δt/Δx²); a larger α is refused.
+//!
+//! Per cell and step: 7 floating-point operations, 8 bytes moved (read the
+//! cell, write its new value; neighbours come from cache). Memory-bound.
+//!
+//! Steps alternate between the caller's grid and a scratch buffer on the
+//! device that computes them, never read back in between; after an odd
+//! number of steps one copy brings the result back into the caller's grid.
+//! On the GPU each invocation walks down a column of 8 cells with the cells
+//! above, at and below in registers (each cell loaded once, its east and
+//! west neighbours from the cache), consecutive invocations on consecutive
+//! columns; the CPU updates rows in parallel in loops that vectorise.
 
-use crate::Sample;
+use std::time::Duration;
+
+use pel_runtime::{
+    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
+};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::verify::{self, Check, Trial};
+use crate::{Sample, invalid, u32_len};
+
+/// The WGSL source: `main` (one step) and `copy`.
+pub const WGSL: &str = include_str!("../../shaders/heat.wgsl");
+
+/// Columns of the tile one GPU workgroup updates (one per invocation).
+pub const TILE_WIDTH: usize = 64;
+
+/// Rows of the tile one GPU workgroup updates (each invocation walks them).
+pub const TILE_ROWS: usize = 8;
+
+/// The largest stable α of the explicit 5-point scheme.
+pub const MAX_ALPHA: f32 = 0.25;
+
+/// Cells one CPU task updates at the least.
+const CPU_GRAIN: usize = 1 << 14;
+
+/// The shader's uniform block (both entry points).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct HeatParams {
+    /// Cells per row.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+    /// Diffusion number α = κ·Δt/Δx², in [0, 0.25].
+    pub alpha: f32,
+    /// Tiles across the grid: `ceil(width / 64)`.
+    pub tiles_x: u32,
+    /// Tiles in all: `ceil(width / 64) · ceil(height / 8)`.
+    pub tiles: u32,
+}
+
+/// The heat kernels (one step, and a copy) and the multi-step driver.
+#[derive(Debug, Clone)]
+pub struct Heat {
+    step: Kernel,
+    copy: Kernel,
+}
+
+/// One step from `u` into `v` (both width×height) on rayon's pool.
+fn step_rows(u: &[f32], v: &mut [f32], p: &HeatParams) {
+    let (w, h) = (p.width as usize, p.height as usize);
+    if w == 0 || h == 0 || u.len() < w * h || v.len() < w * h {
+        return;
+    }
+    let alpha = p.alpha;
+    v[..w * h]
+        .par_chunks_mut(w)
+        .enumerate()
+        .with_min_len((CPU_GRAIN / w).max(1))
+        .for_each(|(y, out)| {
+            let c = &u[y * w..(y + 1) * w];
+            if y == 0 || y + 1 == h || w < 3 {
+                out.copy_from_slice(c);
+                return;
+            }
+            let n = &u[(y - 1) * w + 1..y * w - 1];
+            let s = &u[(y + 1) * w + 1..(y + 2) * w - 1];
+            let (west, mid, east) = (&c[..w - 2], &c[1..w - 1], &c[2..]);
+            out[0] = c[0];
+            out[w - 1] = c[w - 1];
+            let cells = out[1..w - 1]
+                .iter_mut()
+                .zip(n.iter().zip(s))
+                .zip(west.iter().zip(east).zip(mid));
+            for ((o, (&n, &s)), ((&we, &ea), &m)) in cells {
+                *o = m + alpha * (((n + s) + (ea + we)) - 4.0 * m);
+            }
+        });
+}
+
+impl Heat {
+    /// Builds the kernels.
+    pub fn new() -> Result<Self> {
+        let step = Kernel::builder("heat", WGSL)
+            .params::<HeatParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
+                let (u, v) = args.split();
+                step_rows(u, v, p);
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.width as u64 * p.height as u64)
+            .build()?;
+        let copy = Kernel::builder("heat_copy", WGSL)
+            .entry("copy")
+            .params::<HeatParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
+                let (u, v) = args.split();
+                let n = (p.width as usize * p.height as usize)
+                    .min(u.len())
+                    .min(v.len());
+                v[..n]
+                    .par_chunks_mut(CPU_GRAIN)
+                    .zip(u[..n].par_chunks(CPU_GRAIN))
+                    .for_each(|(v, u)| v.copy_from_slice(u));
+            })
+            .invocations(|p, _| p.width as u64 * p.height as u64)
+            .build()?;
+        Ok(Heat { step, copy })
+    }
+
+    /// The one-step kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.step
+    }
+
+    /// The copy kernel (for an odd number of steps).
+    pub fn copy_kernel(&self) -> &Kernel {
+        &self.copy
+    }
+
+    /// Runs `steps` steps of diffusion on `grid` (width×height, row-major),
+    /// leaving the result in `grid`. Every step runs at `target`, the data
+    /// staying where it is computed. Zero steps leave `grid` as it is (one
+    /// copy runs, out of it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        grid: &Buffer<f32>,
+        width: usize,
+        height: usize,
+        alpha: f32,
+        steps: usize,
+    ) -> Result<RunInfo> {
+        let (mut elapsed, mut exec) = (Duration::ZERO, Duration::ZERO);
+        let info = self.passes(rt, grid, width, height, alpha, steps, |k, args, p| {
+            let info = rt.execute(target, k, args, p)?;
+            elapsed += info.elapsed;
+            exec += info.exec;
+            Ok(info)
+        })?;
+        Ok(RunInfo {
+            elapsed,
+            exec,
+            ..info
+        })
+    }
+
+    /// Submits the steps of [`run`](Self::run) and returns the last one's
+    /// task without waiting; each step reads the one before, so the runtime
+    /// orders them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        grid: &Buffer<f32>,
+        width: usize,
+        height: usize,
+        alpha: f32,
+        steps: usize,
+    ) -> Result<Task> {
+        self.passes(rt, grid, width, height, alpha, steps, |k, args, p| {
+            rt.submit_to(target, k, args, p)
+        })
+    }
+
+    /// Calls `launch` for each launch in order (kernel, arguments, params)
+    /// and returns what the last one gave.
+    #[allow(clippy::too_many_arguments)]
+    fn passes<T>(
+        &self,
+        rt: &Runtime,
+        grid: &Buffer<f32>,
+        width: usize,
+        height: usize,
+        alpha: f32,
+        steps: usize,
+        mut launch: impl FnMut(&Kernel, &[&dyn BufferArg], &HeatParams) -> Result<T>,
+    ) -> Result<T> {
+        let p = Self::params(grid, width, height, alpha)?;
+        let scratch: Buffer<f32> = rt.zeros(grid.len());
+        if steps == 0 {
+            return launch(&self.copy, &[grid, &scratch], &p);
+        }
+        let mut last = launch(&self.step, &[grid, &scratch], &p)?;
+        let (mut src, mut dst) = (&scratch, grid);
+        for _ in 1..steps {
+            last = launch(&self.step, &[src, dst], &p)?;
+            std::mem::swap(&mut src, &mut dst);
+        }
+        if steps % 2 == 1 {
+            // The last step wrote the scratch buffer.
+            last = launch(&self.copy, &[&scratch, grid], &p)?;
+        }
+        Ok(last)
+    }
+
+    /// The params of a run, checked: the grid's size and α's stability.
+    pub fn params(
+        grid: &Buffer<f32>,
+        width: usize,
+        height: usize,
+        alpha: f32,
+    ) -> Result<HeatParams> {
+        if width.checked_mul(height) != Some(grid.len()) {
+            return Err(invalid(
+                "heat",
+                "grid",
+                format!(
+                    "a {width}×{height} grid needs {} elements, but grid has {}",
+                    width as u128 * height as u128,
+                    grid.len()
+                ),
+            ));
+        }
+        if !(0.0..=MAX_ALPHA).contains(&alpha) {
+            return Err(invalid(
+                "heat",
+                "alpha",
+                format!(
+                    "alpha is {alpha}; the explicit 5-point scheme is stable only for 0 ≤ alpha ≤ {MAX_ALPHA} (alpha = κ·Δt/Δx²: take a smaller time step)"
+                ),
+            ));
+        }
+        u32_len("heat", "grid", grid.len())?;
+        let tiles_x = width.div_ceil(TILE_WIDTH);
+        // At most one tile per cell, so this fits in u32 when the grid does.
+        let tiles = tiles_x * height.div_ceil(TILE_ROWS);
+        Ok(HeatParams {
+            width: u32_len("heat", "width", width)?,
+            height: u32_len("heat", "height", height)?,
+            alpha,
+            tiles_x: u32_len("heat", "width", tiles_x)?,
+            tiles: u32_len("heat", "grid", tiles)?,
+        })
+    }
+}
+
+/// The serial reference in f64: the grid after `steps` steps.
+/// `initial` must be width×height.
+pub fn reference(
+    initial: &[f32],
+    width: usize,
+    height: usize,
+    alpha: f32,
+    steps: usize,
+) -> Vec<f64> {
+    let mut u: Vec<f64> = initial.iter().map(|&v| v as f64).collect();
+    let mut v = u.clone();
+    let a = alpha as f64;
+    for _ in 0..steps {
+        for y in 1..height.saturating_sub(1) {
+            for x in 1..width.saturating_sub(1) {
+                let i = y * width + x;
+                let sum = u[i - width] + u[i + width] + u[i + 1] + u[i - 1];
+                v[i] = u[i] + a * (sum - 4.0 * u[i]);
+            }
+        }
+        std::mem::swap(&mut u, &mut v);
+    }
+    u
+}
+
+/// Diffusion of a seeded random width×height grid (values in [0, 1), the
+/// boundary's included) over `steps` steps at a seeded α in [0.1, 0.25].
+///
+/// Tolerance: each cell within `4·s·ε·max|u₀|` of the f64 reference after
+/// s steps (at least one): one step's roundings come to at most about
+/// `4ε·max|u|`, a step with α ≤ 0.25 never magnifies earlier errors (its
+/// weights are non-negative and sum to 1), and `max|u|` never grows.
+pub struct HeatTrial {
+    heat: Heat,
+    width: usize,
+    height: usize,
+    alpha: f32,
+    steps: usize,
+    initial: Vec<f32>,
+    grid: Buffer<f32>,
+    got: Vec<f32>,
+}
+
+/// Prepares `steps` steps on a width×height grid.
+pub fn trial(
+    rt: &Runtime,
+    (width, height, steps): (usize, usize, usize),
+    seed: u64,
+) -> Result<HeatTrial> {
+    let initial = verify::random_f32(seed, width * height, 0.0, 1.0);
+    Ok(HeatTrial {
+        heat: Heat::new()?,
+        width,
+        height,
+        alpha: verify::rng(seed).random_range(0.1f32..=MAX_ALPHA),
+        steps,
+        grid: rt.buffer(&initial),
+        initial,
+        got: Vec::new(),
+    })
+}
+
+impl Trial for HeatTrial {
+    fn shape(&self) -> String {
+        format!("{}×{}, {} steps", self.width, self.height, self.steps)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.grid, &self.initial)
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = self.heat.run(
+            rt,
+            target,
+            &self.grid,
+            self.width,
+            self.height,
+            self.alpha,
+            self.steps,
+        )?;
+        self.got = rt.read(&self.grid)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let want = reference(
+            &self.initial,
+            self.width,
+            self.height,
+            self.alpha,
+            self.steps,
+        );
+        let max = self
+            .initial
+            .iter()
+            .fold(0.0f64, |m, &v| m.max((v as f64).abs()));
+        let tol =
+            4.0 * self.steps.max(1) as f64 * f32::EPSILON as f64 * max + f32::MIN_POSITIVE as f64;
+        let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |_| tol);
+        cmp.into_check(
+            self.shape(),
+            backend,
+            (self.width * self.height).abs_diff(self.got.len()),
+            "4·s·ε·max|u₀| per cell after s steps",
+        )
+    }
+}
+
+/// Runs diffusion on a seeded random grid and checks it (see [`HeatTrial`]).
+pub fn check(
+    rt: &Runtime,
+    target: Target,
+    dims: (usize, usize, usize),
+    seed: u64,
+) -> Result<Check> {
+    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
+}
+
+/// Steps the sample runs.
+const SAMPLE_STEPS: usize = 50;
 
 /// This module's entries in [`samples`](crate::samples).
 pub(crate) fn samples() -> Vec<Sample> {
-    Vec::new()
+    vec![Sample {
+        name: "heat",
+        about: "2-D heat diffusion, 50 Jacobi steps of the 5-point stencil, double-buffered on the device (memory-bound)",
+        size_meaning: "cells, as a square grid",
+        default_size: 1 << 18,
+        tour_size: 1 << 16,
+        prepare: |rt, cells, seed| {
+            let width = (cells as f64).sqrt().round().max(1.0) as usize;
+            crate::boxed(trial(
+                rt,
+                (width, cells.div_ceil(width), SAMPLE_STEPS),
+                seed,
+            ))
+        },
+    }]
 }

@@ -1,8 +1,1060 @@
-//! kmeans: k-means: assignment to the nearest centroid, then the centroid update. (Being written.)
+//! kmeans: Lloyd's k-means on n points of dimension d (f32, row-major) with
+//! k clusters. Each iteration (1) assigns every point to its nearest
+//! centroid by squared Euclidean distance, ties to the lowest index, and (2)
+//! moves every centroid to the mean of its points; a cluster left empty
+//! keeps its centroid. [`KMeans::fit`] iterates until no label changes.
+//!
+//! Per point and iteration: `3·k·d` floating-point operations to assign
+//! (a subtraction, a multiply and an add per coordinate and centroid) and
+//! `d + 1` to update; `8·d + 12` bytes moved (the point read by both steps,
+//! its label read and written by the assignment and read by the update).
+//! Compute-bound once `k` passes a few.
+//!
+//! The assignment runs one invocation per point, the centroids staged
+//! through workgroup memory; it counts the points whose label changed (one
+//! atomic per workgroup). WGSL has no f32 atomics, so the update is a
+//! reduction without them: each workgroup sums a chunk of 1,024 points per
+//! cluster into a row of partial sums, middle passes add those rows 256 at a
+//! time while more than 256 are left, and a last pass adds the rest and
+//! divides. The CPU does the same with rayon: chunks of points to assign in
+//! parallel (distances to all k centroids as one vectorisable loop per
+//! coordinate), one partial row per chunk, then the same adds.
 
-use crate::Sample;
+use std::time::Duration;
+
+use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::verify::{self, Check, Trial};
+use crate::{Sample, invalid, u32_len};
+
+/// The assignment's WGSL source.
+pub const ASSIGN_WGSL: &str = include_str!("../../shaders/kmeans_assign.wgsl");
+/// The WGSL source of the update's first pass (partial sums per chunk).
+pub const PARTIAL_WGSL: &str = include_str!("../../shaders/kmeans_partial.wgsl");
+/// The WGSL source of the update's middle passes (adding partial rows).
+pub const REDUCE_WGSL: &str = include_str!("../../shaders/kmeans_reduce.wgsl");
+/// The WGSL source of the update's last pass (the means).
+pub const FINALIZE_WGSL: &str = include_str!("../../shaders/kmeans_finalize.wgsl");
+
+/// Points one row of partial sums covers (one workgroup of the first pass).
+pub const CHUNK: usize = 1024;
+
+/// Rows of partial sums one middle pass adds into one, and the most the
+/// last pass adds.
+pub const BLOCK: usize = 256;
+
+/// Points per rayon task of the CPU assignment.
+const POINTS_PER_TASK: usize = 1024;
+
+/// A label no centroid has: what [`KMeans::fit`] starts from.
+const NO_LABEL: u32 = u32::MAX;
+
+/// The assignment shader's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AssignParams {
+    /// Points.
+    pub n: u32,
+    /// Coordinates per point.
+    pub d: u32,
+    /// Centroids.
+    pub k: u32,
+    /// Padding to the uniform block's 16 bytes.
+    pub _pad: u32,
+}
+
+/// The first update pass's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PartialParams {
+    /// Points.
+    pub n: u32,
+    /// Coordinates per point.
+    pub d: u32,
+    /// Clusters.
+    pub k: u32,
+    /// Values per row of partial sums: `k·(d + 1)`.
+    pub m: u32,
+    /// Points per row ([`CHUNK`]).
+    pub chunk: u32,
+    /// Rows: `ceil(n / chunk)`.
+    pub groups: u32,
+    /// Padding to the uniform block's 16-byte alignment.
+    pub _pad: [u32; 2],
+}
+
+/// A middle update pass's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ReduceParams {
+    /// Rows of partial sums in.
+    pub rows: u32,
+    /// Values per row.
+    pub m: u32,
+    /// Rows out: `ceil(rows / 256)`.
+    pub out_rows: u32,
+    /// Padding to the uniform block's 16 bytes.
+    pub _pad: u32,
+}
+
+/// The last update pass's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FinalizeParams {
+    /// Rows of partial sums in (at most [`BLOCK`]).
+    pub rows: u32,
+    /// Coordinates per point.
+    pub d: u32,
+    /// Clusters.
+    pub k: u32,
+    /// Values per row: `k·(d + 1)`.
+    pub m: u32,
+}
+
+/// Where [`KMeans::fit`] starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init<'a> {
+    /// k-means++ seeding from this seed: the first centroid a random point,
+    /// each next one a point drawn with probability proportional to its
+    /// squared distance from the nearest centroid so far.
+    Seed(u64),
+    /// These k·d coordinates, row-major.
+    Centroids(&'a [f32]),
+}
+
+/// What [`KMeans::fit`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansResult {
+    /// Each point's cluster: the index of its nearest centroid in
+    /// `centroids` (ties to the lowest).
+    pub labels: Vec<u32>,
+    /// k·d coordinates, row-major.
+    pub centroids: Vec<f32>,
+    /// Centroid updates made.
+    pub iterations: usize,
+    /// Whether the last assignment changed no label (otherwise the
+    /// iteration cap stopped it).
+    pub converged: bool,
+}
+
+/// A checked problem shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dims {
+    n: usize,
+    d: usize,
+    k: usize,
+}
+
+impl Dims {
+    /// Checks n points of dimension d in `points` values, and k clusters.
+    fn new(points: usize, n: usize, d: usize, k: usize) -> Result<Dims> {
+        if d == 0 {
+            return Err(invalid(
+                "kmeans",
+                "d",
+                "d is 0; points need at least one coordinate".to_owned(),
+            ));
+        }
+        if k == 0 {
+            return Err(invalid(
+                "kmeans",
+                "k",
+                "k is 0; ask for at least one cluster".to_owned(),
+            ));
+        }
+        if k > n {
+            return Err(invalid(
+                "kmeans",
+                "k",
+                format!("k is {k} but there are only {n} points; k may be at most n"),
+            ));
+        }
+        if n.checked_mul(d) != Some(points) {
+            return Err(invalid(
+                "kmeans",
+                "points",
+                format!(
+                    "{n} points of dimension {d} need {} values, but points has {points}",
+                    n as u128 * d as u128
+                ),
+            ));
+        }
+        u32_len("kmeans", "points", points)?;
+        // k ≤ n, so k·d ≤ n·d and fits too; the partial sums need k·(d + 1)
+        // per chunk of points.
+        let m = k as u128 * (d as u128 + 1);
+        let partial = m * n.div_ceil(CHUNK) as u128;
+        if partial > u32::MAX as u128 {
+            return Err(invalid(
+                "kmeans",
+                "k",
+                format!(
+                    "{k} clusters of dimension {d} over {n} points need {partial} partial sums; a shader can index at most {}",
+                    u32::MAX
+                ),
+            ));
+        }
+        Ok(Dims { n, d, k })
+    }
+
+    /// Values per row of partial sums.
+    fn m(&self) -> usize {
+        self.k * (self.d + 1)
+    }
+
+    /// Rows of partial sums: chunks of points.
+    fn groups(&self) -> usize {
+        self.n.div_ceil(CHUNK)
+    }
+}
+
+/// The k-means kernels: the assignment and the update's three passes.
+#[derive(Debug, Clone)]
+pub struct KMeans {
+    assign: Kernel,
+    partial: Kernel,
+    reduce: Kernel,
+    finalize: Kernel,
+}
+
+/// The `RunInfo` of an operation's passes so far and then `next`: the last
+/// pass's placement, the total times.
+fn chain(so_far: RunInfo, next: RunInfo) -> RunInfo {
+    RunInfo {
+        elapsed: so_far.elapsed + next.elapsed,
+        exec: so_far.exec + next.exec,
+        ..next
+    }
+}
+
+/// Labels a chunk of points and returns how many labels changed. `ct` is
+/// the centroids transposed (d×k), so the distances to all k centroids grow
+/// together, one vectorisable loop per coordinate; each distance is summed
+/// over the coordinates in order, as in the shader.
+fn assign_chunk(points: &[f32], ct: &[f32], k: usize, labels: &mut [u32], dist: &mut [f32]) -> u64 {
+    let d = ct.len() / k;
+    let mut moved = 0;
+    for (label, x) in labels.iter_mut().zip(points.chunks_exact(d)) {
+        dist.fill(0.0);
+        for (&xj, cj) in x.iter().zip(ct.chunks_exact(k)) {
+            for (s, &c) in dist.iter_mut().zip(cj) {
+                let t = xj - c;
+                *s += t * t;
+            }
+        }
+        let (mut best, mut best_dist) = (0, dist[0]);
+        for (c, &s) in dist.iter().enumerate().skip(1) {
+            if s < best_dist {
+                best = c;
+                best_dist = s;
+            }
+        }
+        if *label != best as u32 {
+            *label = best as u32;
+            moved += 1;
+        }
+    }
+    moved
+}
+
+impl KMeans {
+    /// Builds the kernels.
+    pub fn new() -> Result<Self> {
+        let assign = Kernel::builder("kmeans_assign", ASSIGN_WGSL)
+            .params::<AssignParams>()
+            .cpu::<(Read<f32>, Read<f32>, ReadWrite<u32>, ReadWrite<u32>)>(|args, p| {
+                let (points, centroids, labels, changed) = args.split();
+                let (n, d, k) = (p.n as usize, p.d as usize, p.k as usize);
+                if n == 0 || d == 0 || k == 0 {
+                    return;
+                }
+                let mut ct = vec![0.0f32; d * k];
+                for (c, centroid) in centroids[..k * d].chunks_exact(d).enumerate() {
+                    for (j, &v) in centroid.iter().enumerate() {
+                        ct[j * k + c] = v;
+                    }
+                }
+                let moved: u64 = labels[..n]
+                    .par_chunks_mut(POINTS_PER_TASK)
+                    .zip(points[..n * d].par_chunks(POINTS_PER_TASK * d))
+                    .map_init(
+                        || vec![0.0f32; k],
+                        |dist, (labels, points)| assign_chunk(points, &ct, k, labels, dist),
+                    )
+                    .sum();
+                // Fewer than 2³² points, so the count fits; the sum over
+                // iterations wraps, as the shader's atomic does.
+                changed[0] = changed[0].wrapping_add(moved as u32);
+            })
+            .invocations(|p, _| p.n as u64)
+            .cost(|p, _| p.n as u64 * p.k as u64 * p.d as u64)
+            .build()?;
+
+        let partial = Kernel::builder("kmeans_partial", PARTIAL_WGSL)
+            .params::<PartialParams>()
+            .cpu::<(Read<f32>, Read<u32>, ReadWrite<f32>)>(|args, p| {
+                let (points, labels, partial) = args.split();
+                let (n, d, k, m) = (p.n as usize, p.d as usize, p.k as usize, p.m as usize);
+                let chunk = p.chunk as usize;
+                if m == 0 || chunk == 0 {
+                    return;
+                }
+                partial[..p.groups as usize * m]
+                    .par_chunks_mut(m)
+                    .enumerate()
+                    .for_each(|(g, row)| {
+                        row.fill(0.0);
+                        let lo = (g * chunk).min(n);
+                        let hi = (lo + chunk).min(n);
+                        for (&c, x) in labels[lo..hi]
+                            .iter()
+                            .zip(points[lo * d..hi * d].chunks_exact(d))
+                        {
+                            // A label that names no cluster counts for none,
+                            // as in the shader.
+                            let c = c as usize;
+                            if c < k {
+                                let sums = &mut row[c * (d + 1)..(c + 1) * (d + 1)];
+                                for (s, &v) in sums.iter_mut().zip(x) {
+                                    *s += v;
+                                }
+                                sums[d] += 1.0;
+                            }
+                        }
+                    });
+            })
+            .workgroups(|p, _| p.groups as u64)
+            .cost(|p, _| p.n as u64 * (p.d as u64 + 1))
+            .build()?;
+
+        let reduce = Kernel::builder("kmeans_reduce", REDUCE_WGSL)
+            .params::<ReduceParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
+                let (partial, out) = args.split();
+                let (rows, m) = (p.rows as usize, p.m as usize);
+                if m == 0 {
+                    return;
+                }
+                out[..p.out_rows as usize * m]
+                    .par_chunks_mut(m)
+                    .enumerate()
+                    .for_each(|(b, sums)| {
+                        sums.fill(0.0);
+                        let end = ((b + 1) * BLOCK).min(rows);
+                        for row in partial[b * BLOCK * m..end * m].chunks_exact(m) {
+                            for (s, &v) in sums.iter_mut().zip(row) {
+                                *s += v;
+                            }
+                        }
+                    });
+            })
+            .invocations(|p, _| p.out_rows as u64 * p.m as u64)
+            .cost(|p, _| p.rows as u64 * p.m as u64)
+            .build()?;
+
+        let finalize = Kernel::builder("kmeans_finalize", FINALIZE_WGSL)
+            .params::<FinalizeParams>()
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
+                let (partial, centroids) = args.split();
+                let (rows, d, m) = (p.rows as usize, p.d as usize, p.m as usize);
+                if m == 0 || d == 0 {
+                    return;
+                }
+                // At most 256 rows of k·(d + 1) values: less work than a
+                // rayon task is worth.
+                let mut sums = vec![0.0f32; m];
+                for row in partial[..rows * m].chunks_exact(m) {
+                    for (s, &v) in sums.iter_mut().zip(row) {
+                        *s += v;
+                    }
+                }
+                for (centroid, cluster) in
+                    centroids.chunks_exact_mut(d).zip(sums.chunks_exact(d + 1))
+                {
+                    let count = cluster[d];
+                    if count > 0.0 {
+                        for (c, &s) in centroid.iter_mut().zip(cluster) {
+                            *c = s / count;
+                        }
+                    }
+                }
+            })
+            .invocations(|p, _| p.k as u64 * p.d as u64)
+            .cost(|p, _| p.rows as u64 * p.m as u64)
+            .build()?;
+
+        Ok(KMeans {
+            assign,
+            partial,
+            reduce,
+            finalize,
+        })
+    }
+
+    /// The assignment kernel.
+    pub fn assign_kernel(&self) -> &Kernel {
+        &self.assign
+    }
+
+    /// The update's first kernel: partial sums per chunk of points.
+    pub fn partial_kernel(&self) -> &Kernel {
+        &self.partial
+    }
+
+    /// The update's middle kernel: adds rows of partial sums.
+    pub fn reduce_kernel(&self) -> &Kernel {
+        &self.reduce
+    }
+
+    /// The update's last kernel: the means.
+    pub fn finalize_kernel(&self) -> &Kernel {
+        &self.finalize
+    }
+
+    /// The shape of an assignment or update call: n from `labels`, k from
+    /// `centroids`, checked against `points`.
+    fn dims_of(
+        points: &Buffer<f32>,
+        centroids: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        d: usize,
+    ) -> Result<Dims> {
+        if d > 0 && !centroids.len().is_multiple_of(d) {
+            return Err(invalid(
+                "kmeans",
+                "centroids",
+                format!(
+                    "centroids has {} values, not a whole number of {d}-dimensional centroids",
+                    centroids.len()
+                ),
+            ));
+        }
+        Dims::new(
+            points.len(),
+            labels.len(),
+            d,
+            centroids.len().checked_div(d).unwrap_or(0),
+        )
+    }
+
+    /// Labels each of the `labels.len()` points of dimension `d` in `points`
+    /// with the index of its nearest centroid in `centroids` (k·d values),
+    /// ties to the lowest, and adds the number of labels that changed to
+    /// `changed` (one element; the sum wraps at 2³²).
+    ///
+    /// Errors: `d` of 0; `centroids` not k·d values with 1 ≤ k ≤ n;
+    /// `points` not n·d values; `changed` not one element. The buffers'
+    /// values are not scanned: a NaN coordinate gives an unspecified label.
+    #[allow(clippy::too_many_arguments)]
+    pub fn assign(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        points: &Buffer<f32>,
+        centroids: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        changed: &Buffer<u32>,
+        d: usize,
+    ) -> Result<RunInfo> {
+        let dims = Self::dims_of(points, centroids, labels, d)?;
+        if changed.len() != 1 {
+            return Err(invalid(
+                "kmeans",
+                "changed",
+                format!(
+                    "changed has {} elements; it must have exactly 1",
+                    changed.len()
+                ),
+            ));
+        }
+        self.assign_dims(rt, target, points, centroids, labels, changed, dims)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assign_dims(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        points: &Buffer<f32>,
+        centroids: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        changed: &Buffer<u32>,
+        dims: Dims,
+    ) -> Result<RunInfo> {
+        let p = AssignParams {
+            n: dims.n as u32,
+            d: dims.d as u32,
+            k: dims.k as u32,
+            _pad: 0,
+        };
+        rt.execute(
+            target,
+            &self.assign,
+            &[points, centroids, labels, changed],
+            &p,
+        )
+    }
+
+    /// Moves each centroid in `centroids` (k·d values) to the mean of the
+    /// points of dimension `d` that `labels` gives it; a centroid with no
+    /// points stays. A label of k or more counts for no cluster. Every pass
+    /// runs at `target`, the partial sums staying where they are computed.
+    ///
+    /// Errors: as for [`assign`](Self::assign), `changed` aside.
+    pub fn update(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        points: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        centroids: &Buffer<f32>,
+        d: usize,
+    ) -> Result<RunInfo> {
+        let dims = Self::dims_of(points, centroids, labels, d)?;
+        let scratch = Self::scratch(rt, dims);
+        self.update_dims(rt, target, points, labels, centroids, dims, &scratch)
+    }
+
+    /// The buffers of partial sums an update of this shape fills: the first
+    /// pass's rows, then each middle pass's.
+    fn scratch(rt: &Runtime, dims: Dims) -> Vec<Buffer<f32>> {
+        let mut rows = dims.groups();
+        let mut levels = vec![rt.zeros(rows * dims.m())];
+        while rows > BLOCK {
+            rows = rows.div_ceil(BLOCK);
+            levels.push(rt.zeros(rows * dims.m()));
+        }
+        levels
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update_dims(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        points: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        centroids: &Buffer<f32>,
+        dims: Dims,
+        scratch: &[Buffer<f32>],
+    ) -> Result<RunInfo> {
+        let (d, k, m) = (dims.d as u32, dims.k as u32, dims.m() as u32);
+        let mut rows = dims.groups() as u32;
+        let mut total = rt.execute(
+            target,
+            &self.partial,
+            &[points, labels, &scratch[0]],
+            &PartialParams {
+                n: dims.n as u32,
+                d,
+                k,
+                m,
+                chunk: CHUNK as u32,
+                groups: rows,
+                _pad: [0; 2],
+            },
+        )?;
+        for pair in scratch.windows(2) {
+            let out_rows = rows.div_ceil(BLOCK as u32);
+            let info = rt.execute(
+                target,
+                &self.reduce,
+                &[&pair[0], &pair[1]],
+                &ReduceParams {
+                    rows,
+                    m,
+                    out_rows,
+                    _pad: 0,
+                },
+            )?;
+            total = chain(total, info);
+            rows = out_rows;
+        }
+        let last = &scratch[scratch.len() - 1];
+        let info = rt.execute(
+            target,
+            &self.finalize,
+            &[last, centroids],
+            &FinalizeParams { rows, d, k, m },
+        )?;
+        Ok(chain(total, info))
+    }
+
+    /// Runs k-means on `n` points of dimension `d` (`points`, row-major,
+    /// n·d values) with `k` clusters, from `init`, until an assignment
+    /// changes no label or `max_iterations` updates have been made. The
+    /// labels returned are always those of the centroids returned. Every
+    /// kernel runs at `target`; the data stay on the device between
+    /// iterations, and only the count of changed labels comes back to the
+    /// host each time.
+    ///
+    /// Errors: `k` of 0 or more than `n`, `d` of 0, `points.len() != n·d`,
+    /// initial centroids of the wrong length, or a NaN or infinity in the
+    /// points or the initial centroids.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pel_kernels::kmeans::{Init, KMeans};
+    /// use pel_runtime::{Runtime, Target};
+    ///
+    /// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+    /// // Two clumps on a line.
+    /// let points = [0.0f32, 0.1, 0.2, 10.0, 10.1, 10.2];
+    /// let fit = KMeans::new()?.fit(&rt, Target::Auto, &points, 6, 1, 2, Init::Seed(7), 20)?;
+    /// assert!(fit.converged);
+    /// assert_eq!(fit.labels[0], fit.labels[2]);
+    /// assert_ne!(fit.labels[0], fit.labels[3]);
+    /// # Ok::<(), pel_runtime::Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        points: &[f32],
+        n: usize,
+        d: usize,
+        k: usize,
+        init: Init<'_>,
+        max_iterations: usize,
+    ) -> Result<KMeansResult> {
+        let dims = Dims::new(points.len(), n, d, k)?;
+        finite("points", points)?;
+        let start = match init {
+            Init::Seed(seed) => kmeans_plus_plus(points, d, k, seed),
+            Init::Centroids(c) => {
+                if c.len() != k * d {
+                    return Err(invalid(
+                        "kmeans",
+                        "init",
+                        format!(
+                            "{k} centroids of dimension {d} need {} values, but init has {}",
+                            k * d,
+                            c.len()
+                        ),
+                    ));
+                }
+                finite("init", c)?;
+                c.to_vec()
+            }
+        };
+        let x = rt.buffer(points);
+        let centroids = rt.buffer(&start);
+        let labels = rt.buffer(&vec![NO_LABEL; n]);
+        let changed = rt.buffer(&[0u32]);
+        let scratch = Self::scratch(rt, dims);
+        let (mut counted, mut iterations) = (0u32, 0);
+        let converged = loop {
+            self.assign_dims(rt, target, &x, &centroids, &labels, &changed, dims)?;
+            let now = rt.read(&changed)?[0];
+            let moved = now.wrapping_sub(counted);
+            counted = now;
+            if moved == 0 {
+                break true;
+            }
+            if iterations == max_iterations {
+                break false;
+            }
+            self.update_dims(rt, target, &x, &labels, &centroids, dims, &scratch)?;
+            iterations += 1;
+        };
+        Ok(KMeansResult {
+            labels: rt.read(&labels)?,
+            centroids: rt.read(&centroids)?,
+            iterations,
+            converged,
+        })
+    }
+}
+
+/// An error naming the first value of `values` that is NaN or infinite.
+fn finite(arg: &str, values: &[f32]) -> Result<()> {
+    match values.par_iter().position_first(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(invalid(
+            "kmeans",
+            arg,
+            format!(
+                "{arg}[{i}] is {}; k-means needs finite coordinates",
+                values[i]
+            ),
+        )),
+    }
+}
+
+/// Squared distance in f64.
+fn dist64(x: &[f32], c: &[f32]) -> f64 {
+    x.iter()
+        .zip(c)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum()
+}
+
+/// k-means++ seeding (Arthur and Vassilvitskii, 2007): k of the n points of
+/// `points`, the first uniformly at random, each next one with probability
+/// proportional to its squared distance from the nearest chosen so far (or
+/// uniformly, once every point coincides with a chosen one).
+fn kmeans_plus_plus(points: &[f32], d: usize, k: usize, seed: u64) -> Vec<f32> {
+    let n = points.len() / d;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let point = |i: usize| &points[i * d..(i + 1) * d];
+    let first = rng.random_range(0..n);
+    let mut centroids = point(first).to_vec();
+    let mut nearest: Vec<f64> = points
+        .par_chunks(d)
+        .map(|x| dist64(x, point(first)))
+        .collect();
+    for _ in 1..k {
+        let total: f64 = nearest.iter().sum();
+        let pick = if total > 0.0 {
+            let mut target = rng.random::<f64>() * total;
+            let mut pick = None;
+            for (i, &w) in nearest.iter().enumerate() {
+                if w > 0.0 {
+                    pick = Some(i);
+                    if target < w {
+                        break;
+                    }
+                    target -= w;
+                }
+            }
+            pick.unwrap_or(0)
+        } else {
+            rng.random_range(0..n)
+        };
+        let chosen = point(pick);
+        centroids.extend_from_slice(chosen);
+        nearest
+            .par_iter_mut()
+            .zip(points.par_chunks(d))
+            .for_each(|(w, x)| *w = w.min(dist64(x, chosen)));
+    }
+    centroids
+}
+
+/// The serial reference assignment in f64: each point's nearest centroid
+/// (ties to the lowest index) and its squared distance.
+pub fn reference_assign(points: &[f32], centroids: &[f32], d: usize) -> (Vec<u32>, Vec<f64>) {
+    points
+        .chunks_exact(d.max(1))
+        .map(|x| {
+            let mut best = (0u32, f64::INFINITY);
+            for (c, centroid) in centroids.chunks_exact(d.max(1)).enumerate() {
+                let s = dist64(x, centroid);
+                if c == 0 || s < best.1 {
+                    best = (c as u32, s);
+                }
+            }
+            best
+        })
+        .unzip()
+}
+
+/// The serial reference update in f64: each centroid the mean of the points
+/// `labels` gives it, or unchanged with none; a label of k or more counts for
+/// no cluster. Also returns each cluster's count.
+pub fn reference_update(
+    points: &[f32],
+    labels: &[u32],
+    centroids: &[f32],
+    d: usize,
+) -> (Vec<f64>, Vec<usize>) {
+    let k = centroids.len() / d.max(1);
+    let mut sums = vec![0.0f64; k * d];
+    let mut counts = vec![0usize; k];
+    for (&c, x) in labels.iter().zip(points.chunks_exact(d.max(1))) {
+        let c = c as usize;
+        if c < k {
+            counts[c] += 1;
+            for (s, &v) in sums[c * d..(c + 1) * d].iter_mut().zip(x) {
+                *s += v as f64;
+            }
+        }
+    }
+    for (c, &count) in counts.iter().enumerate() {
+        for j in 0..d {
+            let i = c * d + j;
+            sums[i] = if count > 0 {
+                sums[i] / count as f64
+            } else {
+                centroids[i] as f64
+            };
+        }
+    }
+    (sums, counts)
+}
+
+/// The serial reference of one iteration in f64: the labels of
+/// [`reference_assign`], then the centroids of [`reference_update`].
+pub fn reference(points: &[f32], centroids: &[f32], d: usize) -> (Vec<u32>, Vec<f64>) {
+    let (labels, _) = reference_assign(points, centroids, d);
+    let (centroids, _) = reference_update(points, &labels, centroids, d);
+    (labels, centroids)
+}
+
+/// Whether a computed label `got` is as good as the nearest centroid `want`
+/// up to f32 rounding: its distance within `(d + 3)·ε` of the nearest's.
+/// Each distance is a sum of d positive squares of rounded differences, off
+/// by at most `(d + 2)·ε/2` relatively, so two centroids closer than that
+/// may come out either way (and a GPU may fuse the multiply-adds).
+fn near_tie(x: &[f32], centroids: &[f32], d: usize, got: u32, want_dist: f64) -> bool {
+    let Some(c) = centroids.chunks_exact(d).nth(got as usize) else {
+        return false;
+    };
+    let got_dist = dist64(x, c);
+    let slack =
+        (d as f64 + 3.0) * f32::EPSILON as f64 * got_dist + d as f64 * f32::MIN_POSITIVE as f64;
+    got_dist - want_dist <= slack
+}
+
+/// One k-means iteration (assignment, then update) on seeded random data:
+/// n points of dimension d around k random centres in [-20, 20)ᵈ, spread
+/// ±4 in each coordinate; k-means++ initial centroids, except that the last
+/// of k ≥ 2 is moved far away (10³ in every coordinate) so that its cluster
+/// is empty and must keep it. Labels start poisoned (0xDEADBEEF), so every
+/// one changes; the centroids start as the initial ones.
+///
+/// Tolerance: labels exact, except a point whose label's distance is within
+/// `(d + 3)·ε` of its nearest centroid's (a near-tie that f32 rounding may
+/// decide either way; excused and counted, on the CPU too); the change
+/// count exactly n. Centroids are compared with the f64 mean of the labels
+/// computed: each coordinate within `(min(count, 1024) + ⌈n/1024⌉ + 2)·ε`
+/// times its cluster's mean |coordinate| (the worst case of the chunked
+/// f32 sums, then the division); an empty cluster's centroid unchanged.
+pub struct KMeansTrial {
+    kmeans: KMeans,
+    dims: Dims,
+    xs: Vec<f32>,
+    init: Vec<f32>,
+    points: Buffer<f32>,
+    centroids: Buffer<f32>,
+    labels: Buffer<u32>,
+    changed: Buffer<u32>,
+    got_labels: Vec<u32>,
+    got_centroids: Vec<f32>,
+    got_changed: Option<u32>,
+}
+
+/// Prepares one k-means iteration over `n` points of dimension `d` with `k`
+/// clusters (see [`KMeansTrial`]).
+pub fn trial(rt: &Runtime, (n, d, k): (usize, usize, usize), seed: u64) -> Result<KMeansTrial> {
+    let dims = Dims::new(n.saturating_mul(d), n, d, k)?;
+    let centres = verify::random_f32(seed, k * d, -20.0, 20.0);
+    let mut rng = verify::rng(seed);
+    let mut xs = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let c = rng.random_range(0..k);
+        xs.extend(
+            centres[c * d..(c + 1) * d]
+                .iter()
+                .map(|&v| v + rng.random_range(-4.0f32..4.0)),
+        );
+    }
+    let mut init = kmeans_plus_plus(&xs, d, k, seed + 1);
+    if k >= 2 {
+        init[(k - 1) * d..].fill(1e3);
+    }
+    Ok(KMeansTrial {
+        kmeans: KMeans::new()?,
+        dims,
+        points: rt.buffer(&xs),
+        centroids: rt.buffer(&init),
+        labels: rt.zeros(n),
+        changed: rt.zeros(1),
+        xs,
+        init,
+        got_labels: Vec::new(),
+        got_centroids: Vec::new(),
+        got_changed: None,
+    })
+}
+
+impl Trial for KMeansTrial {
+    fn shape(&self) -> String {
+        let Dims { n, d, k } = self.dims;
+        format!("n={n} d={d} k={k}")
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.points, &self.xs)?;
+        rt.write(&self.centroids, &self.init)?;
+        rt.write(&self.labels, &vec![0xDEAD_BEEF; self.dims.n])?;
+        rt.write(&self.changed, &[0])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let assigned = self.kmeans.assign_dims(
+            rt,
+            target,
+            &self.points,
+            &self.centroids,
+            &self.labels,
+            &self.changed,
+            self.dims,
+        )?;
+        let scratch = KMeans::scratch(rt, self.dims);
+        let updated = self.kmeans.update_dims(
+            rt,
+            target,
+            &self.points,
+            &self.labels,
+            &self.centroids,
+            self.dims,
+            &scratch,
+        )?;
+        self.got_labels = rt.read(&self.labels)?;
+        self.got_centroids = rt.read(&self.centroids)?;
+        self.got_changed = rt.read(&self.changed)?.first().copied();
+        Ok(chain(assigned, updated))
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let Dims { n, d, k } = self.dims;
+        let (xs, init) = (&self.xs, &self.init);
+        let (want_labels, want_dist) = reference_assign(xs, init, d);
+
+        // Labels: exact but for near-ties.
+        let (mut mismatches, mut excused) = (0, 0);
+        let mut first_bad = None;
+        for (i, (&got, &want)) in self.got_labels.iter().zip(&want_labels).enumerate() {
+            if got == want {
+                continue;
+            }
+            if near_tie(&xs[i * d..(i + 1) * d], init, d, got, want_dist[i]) {
+                excused += 1;
+            } else {
+                mismatches += 1;
+                first_bad.get_or_insert((i, got as f64, want as f64));
+            }
+        }
+        mismatches += n.abs_diff(self.got_labels.len());
+        if self.got_changed != Some(n as u32) {
+            mismatches += 1;
+            let got = self.got_changed.map_or(f64::NAN, |c| c as f64);
+            first_bad.get_or_insert((n, got, n as f64));
+        }
+
+        // Centroids: the f64 means of the labels computed.
+        let (want, counts) = reference_update(xs, &self.got_labels, init, d);
+        let mut magnitude = vec![0.0f64; k * d];
+        for (&c, x) in self.got_labels.iter().zip(xs.chunks_exact(d)) {
+            if (c as usize) < k {
+                for (m, &v) in magnitude[c as usize * d..].iter_mut().zip(x) {
+                    *m += (v as f64).abs();
+                }
+            }
+        }
+        let depth = n.div_ceil(CHUNK) as f64 + 2.0;
+        let cmp = verify::compare(
+            self.got_centroids.iter().map(|&v| v as f64),
+            want.iter().copied(),
+            |i| {
+                let count = counts[i / d];
+                if count == 0 {
+                    return 0.0;
+                }
+                let mean_abs = magnitude[i] / count as f64;
+                (count.min(CHUNK) as f64 + depth) * f32::EPSILON as f64 * mean_abs
+                    + f32::MIN_POSITIVE as f64
+            },
+        );
+        mismatches += cmp.mismatches + (k * d).abs_diff(self.got_centroids.len());
+        if let Some((i, got, want)) = cmp.first_bad {
+            first_bad.get_or_insert((n + 1 + i, got, want));
+        }
+        Check {
+            shape: self.shape(),
+            backend,
+            elapsed: Duration::ZERO,
+            compared: want_labels.len() + 1 + cmp.compared,
+            mismatches,
+            excused,
+            allowed_mismatches: 0,
+            worst: cmp.worst,
+            first_bad,
+            tolerance: "labels exact but near-ties (within (d+3)·ε), change count n; centroids within (min(count,1024)+⌈n/1024⌉+2)·ε·mean|x|",
+        }
+    }
+}
+
+/// Runs one k-means iteration on seeded random data and checks it (see
+/// [`KMeansTrial`]).
+pub fn check(
+    rt: &Runtime,
+    target: Target,
+    dims: (usize, usize, usize),
+    seed: u64,
+) -> Result<Check> {
+    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
+}
 
 /// This module's entries in [`samples`](crate::samples).
 pub(crate) fn samples() -> Vec<Sample> {
-    Vec::new()
+    vec![Sample {
+        name: "kmeans",
+        about: "one k-means iteration, 16 clusters of 4-D f32 points: nearest centroid, then the means without f32 atomics (compute-bound)",
+        size_meaning: "points (4-D, 16 clusters)",
+        default_size: 1 << 17,
+        tour_size: 1 << 14,
+        prepare: |rt, n, seed| crate::boxed(trial(rt, (n, 4, 16), seed)),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu() -> Runtime {
+        Runtime::builder()
+            .gpu(false)
+            .persist_model(false)
+            .build()
+            .expect("a CPU runtime starts")
+    }
+
+    #[test]
+    fn near_ties_are_within_rounding_only() {
+        // 0 is 1 from the first centroid and 1.00000012 (one f32 ulp more)
+        // from the second: f32 rounding may pick either.
+        let centroids = [1.0f32, -1.000_000_1, 1.5];
+        assert!(near_tie(&[0.0], &centroids, 1, 1, 1.0));
+        assert!(!near_tie(&[0.0], &centroids, 1, 2, 1.0));
+        assert!(!near_tie(&[0.0], &centroids, 1, 3, 1.0), "no such centroid");
+    }
+
+    #[test]
+    fn the_check_catches_wrong_labels_counts_and_centroids() {
+        let rt = cpu();
+        let mut t = trial(&rt, (500, 3, 4), 3).expect("trial");
+        let check = verify::run_check(&mut t, &rt, Target::On(Backend::Cpu)).expect("runs");
+        assert!(check.verified(), "{check}");
+        assert_eq!(check.excused, 0);
+
+        // A label naming a far centroid.
+        let right = t.got_labels[7];
+        t.got_labels[7] = (right + 1) % 3;
+        let check = t.verify(Backend::Cpu);
+        assert!(
+            !check.verified() && check.first_bad.map(|b| b.0) == Some(7),
+            "{check}"
+        );
+        t.got_labels[7] = right;
+
+        t.got_changed = Some(499);
+        assert!(!t.verify(Backend::Cpu).verified());
+        t.got_changed = Some(500);
+
+        t.got_centroids[4] += 1e-3;
+        let check = t.verify(Backend::Cpu);
+        assert_eq!(
+            (check.mismatches, check.first_bad.map(|b| b.0)),
+            (1, Some(501 + 4))
+        );
+        t.got_centroids[4] -= 1e-3;
+
+        // The last centroid was moved away: its cluster is empty and kept.
+        assert_eq!(t.got_centroids[9..], [1e3; 3]);
+        assert!(t.verify(Backend::Cpu).verified());
+    }
 }

@@ -1,0 +1,108 @@
+// layernorm, row-wise: y = (x − μ)/√(σ² + eps)·gamma + beta along each row of
+// a rows×cols row-major matrix, μ and σ² the row's mean and (population)
+// variance, gamma and beta one value per column.
+//
+// A segment of `seg` invocations (a power of two, at most 256) computes one
+// row, and a workgroup of 256 holds 256/seg segments: one row per workgroup
+// for rows of 129 columns or more, many short rows per workgroup otherwise.
+// The invocations of a segment stride over its row together (coalesced).
+// Two passes, each reduced over the segment by a tree of fan-in 16 in
+// workgroup memory: the mean, then the sum of squared deviations from it.
+// Both sum `x − x₀`, x₀ the row's first element, so a row of 10⁴ + noise
+// sums the noise, not the 10⁴s: f32 rounding of the large values would
+// otherwise swamp it. Workgroups are numbered linearly (pel folds more than
+// 65,535 of them into 2-D).
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    // Invocations per row: a power of two from 1 to 256.
+    seg: u32,
+    // Workgroups: ceil(rows / (256 / seg)).
+    groups: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+const WG: u32 = 256u;
+var<workgroup> scratch: array<f32, 256>;
+
+// The sum of `v` over the segment of `seg` invocations from `first`,
+// returned to each of them. Every invocation of the workgroup must call it.
+fn segment_sum(lid: u32, first: u32, seg: u32, v: f32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    let lane = lid - first;
+    // A tree of fan-in 16: two levels (and barriers) for 256 values. Each
+    // level's `next` partial sums gather values `next` apart, so neighbouring
+    // invocations read neighbouring words. (width / 16 is the next level's
+    // width, or 0 after the last.)
+    for (var width = seg; width > 1u; width = width / 16u) {
+        let fan = min(width, 16u);
+        let next = width / fan;
+        if lane < next {
+            var acc = scratch[lid];
+            for (var f = 1u; f < fan; f = f + 1u) {
+                acc = acc + scratch[lid + f * next];
+            }
+            scratch[lid] = acc;
+        }
+        workgroupBarrier();
+    }
+    let total = scratch[first];
+    // Everyone has read the total before the scratch is reused.
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = wid.x + wid.y * groups.x;
+    // Uniform across the workgroup: the whole group leaves together.
+    if group >= p.groups {
+        return;
+    }
+    let seg = p.seg;
+    let lane = lid % seg;
+    let first = lid - lane;
+    let row = group * (WG / seg) + lid / seg;
+    // Past the last row a segment still takes part in the barriers, with
+    // nothing to read: its loops run zero times.
+    var cols = p.cols;
+    var shift = 0.0;
+    let base = row * p.cols;
+    if row < p.rows {
+        shift = x[base];
+    } else {
+        cols = 0u;
+    }
+    let n = f32(p.cols);
+
+    var s = 0.0;
+    for (var c = lane; c < cols; c = c + seg) {
+        s = s + (x[base + c] - shift);
+    }
+    let mean = segment_sum(lid, first, seg, s) / n;
+
+    var q = 0.0;
+    for (var c = lane; c < cols; c = c + seg) {
+        let d = (x[base + c] - shift) - mean;
+        q = q + d * d;
+    }
+    let r = inverseSqrt(segment_sum(lid, first, seg, q) / n + p.eps);
+
+    for (var c = lane; c < cols; c = c + seg) {
+        let d = (x[base + c] - shift) - mean;
+        y[base + c] = d * r * gamma[c] + beta[c];
+    }
+}

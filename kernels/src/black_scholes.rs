@@ -1,8 +1,936 @@
-//! black_scholes: Black–Scholes European call and put prices. (Being written.)
+//! black_scholes: European call and put prices under the Black–Scholes
+//! model, for arrays of options that share one interest rate and one
+//! volatility (the arrangement of the classic GPU benchmark).
+//!
+//! Per option: about 70 floating-point operations, counting each logarithm,
+//! exponential, square root and division as one (one log, three exps, one
+//! square root, three divisions and two 10-term polynomials), and 20 bytes
+//! moved (read spot, strike and expiry; write call and put). Compute-bound.
+//!
+//! WGSL has no `erf`, so both backends use the same f32 approximation of the
+//! normal distribution's tail: the rational Chebyshev fit of erfc from
+//! Numerical Recipes (`erfcc`), relative error below 1.2e-7 everywhere. The
+//! f64 [`reference()`] and [`closed_form`] use [`normal_cdf`], built on
+//! W. J. Cody's rational approximations of erfc (accurate to f64 rounding).
+//! The CPU kernel evaluates `exp` and `ln` with branch-free polynomials
+//! (within 2 ulp) instead of libm's calls, so its loop over a chunk of
+//! options compiles to SIMD.
+//!
+//! Invalid options (spot, strike or expiry not positive and finite) are
+//! refused on the host, from the slices given to [`OptionBatch::new`] and
+//! [`OptionBatch::write`], before anything is uploaded; the rate and the
+//! volatility are checked by [`Market::new`] and at every run.
 
-use crate::Sample;
+use pel_runtime::{
+    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
+};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::verify::{self, Check, Trial};
+use crate::{invalid, u32_len};
+
+/// The WGSL source.
+pub const WGSL: &str = include_str!("../../shaders/black_scholes.wgsl");
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlackScholesParams {
+    /// The continuously compounded risk-free rate r, per year.
+    pub rate: f32,
+    /// The volatility σ, per square root of a year.
+    pub sigma: f32,
+    /// The first option this launch prices (0 for the whole batch).
+    pub first: u32,
+    /// Options this launch prices (the batch's length for the whole batch).
+    pub n: u32,
+}
+
+/// The market every option of a batch is priced in: one rate and one
+/// volatility.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Market {
+    /// The continuously compounded risk-free rate r, per year (any finite
+    /// value; negative rates exist).
+    pub rate: f32,
+    /// The volatility σ, per square root of a year (positive).
+    pub volatility: f32,
+}
+
+impl Market {
+    /// A market with rate `rate` and volatility `volatility`, checked.
+    pub fn new(rate: f32, volatility: f32) -> Result<Market> {
+        let m = Market { rate, volatility };
+        m.check()?;
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.rate.is_finite() {
+            return Err(invalid(
+                "black_scholes",
+                "rate",
+                format!("the rate is {}; it must be finite", self.rate),
+            ));
+        }
+        if !(self.volatility > 0.0 && self.volatility.is_finite()) {
+            return Err(invalid(
+                "black_scholes",
+                "volatility",
+                format!(
+                    "the volatility is {}; it must be positive and finite",
+                    self.volatility
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A batch of European options on the host's and the devices' side: spot
+/// prices S, strikes K and times to expiry T in years, one element per
+/// option. Every value is checked (positive and finite) before it is
+/// uploaded, so a batch built or written through this type is always valid.
+/// Writing its buffers directly with [`Runtime::write`] skips the check; the
+/// kernel then gives whatever its arithmetic makes of an invalid option
+/// (NaN, or a limit such as the intrinsic value for T = 0).
+#[derive(Debug, Clone)]
+pub struct OptionBatch {
+    spot: Buffer<f32>,
+    strike: Buffer<f32>,
+    expiry: Buffer<f32>,
+}
+
+impl OptionBatch {
+    /// Checks the options and uploads them into new buffers (valid on the
+    /// host until a kernel needs them elsewhere).
+    pub fn new(rt: &Runtime, spot: &[f32], strike: &[f32], expiry: &[f32]) -> Result<Self> {
+        validate(spot, strike, expiry)?;
+        Ok(OptionBatch {
+            spot: rt.buffer(spot),
+            strike: rt.buffer(strike),
+            expiry: rt.buffer(expiry),
+        })
+    }
+
+    /// Checks new options and writes them over this batch's (same length).
+    pub fn write(&self, rt: &Runtime, spot: &[f32], strike: &[f32], expiry: &[f32]) -> Result<()> {
+        validate(spot, strike, expiry)?;
+        if spot.len() != self.len() {
+            return Err(invalid(
+                "black_scholes",
+                "spot",
+                format!(
+                    "{} options given for a batch of {}; they must match",
+                    spot.len(),
+                    self.len()
+                ),
+            ));
+        }
+        rt.write(&self.spot, spot)?;
+        rt.write(&self.strike, strike)?;
+        rt.write(&self.expiry, expiry)
+    }
+
+    /// Options in the batch.
+    pub fn len(&self) -> usize {
+        self.spot.len()
+    }
+
+    /// Whether the batch holds no option.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The spot prices S.
+    pub fn spot(&self) -> &Buffer<f32> {
+        &self.spot
+    }
+
+    /// The strikes K.
+    pub fn strike(&self) -> &Buffer<f32> {
+        &self.strike
+    }
+
+    /// The times to expiry T, in years.
+    pub fn expiry(&self) -> &Buffer<f32> {
+        &self.expiry
+    }
+}
+
+/// Checks a batch of options: the three slices have one element per option,
+/// and every spot, strike and expiry is positive and finite.
+pub fn validate(spot: &[f32], strike: &[f32], expiry: &[f32]) -> Result<()> {
+    for (arg, len) in [("strike", strike.len()), ("expiry", expiry.len())] {
+        if len != spot.len() {
+            return Err(invalid(
+                "black_scholes",
+                arg,
+                format!(
+                    "spot has {} options but {arg} has {len}; they must match",
+                    spot.len()
+                ),
+            ));
+        }
+    }
+    u32_len("black_scholes", "spot", spot.len())?;
+    for (arg, xs) in [("spot", spot), ("strike", strike), ("expiry", expiry)] {
+        // A vectorisable scan first; the position only once it fails.
+        if !xs.iter().all(|&v| v > 0.0 && v.is_finite()) {
+            let (i, v) = xs
+                .iter()
+                .enumerate()
+                .find(|&(_, &v)| !(v > 0.0 && v.is_finite()))
+                .map_or((0, f32::NAN), |(i, &v)| (i, v));
+            return Err(invalid(
+                "black_scholes",
+                arg,
+                format!("{arg}[{i}] is {v}; every {arg} must be positive and finite"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// P(Z > |x|) for a standard normal Z, as `0.5 · erfc(|x|/√2)` by the
+/// Numerical Recipes fit (relative error < 1.2e-7), in f32: the shader's
+/// arithmetic, in the same order.
+// The coefficients as published, digit for digit as in the shader, so both
+// round them to the same f32.
+#[allow(clippy::excessive_precision)]
+#[inline(always)]
+fn upper_tail(x: f32) -> f32 {
+    let z = x.abs() * 0.70710677;
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let mut poly = 0.17087277f32;
+    for c in [
+        -0.82215223,
+        1.48851587,
+        -1.13520398,
+        0.27886807,
+        -0.18628806,
+        0.09678418,
+        0.37409196,
+        1.00002368,
+        -1.26551223,
+    ] {
+        poly = poly * t + c;
+    }
+    0.5 * t * simd_math::exp(poly - z * z)
+}
+
+/// One option's (call, put) in f32, as the shader computes it, with `ln`
+/// for the logarithm of S/K.
+#[inline(always)]
+fn price_f32(s: f32, x: f32, t: f32, rate: f32, sigma: f32, ln: impl Fn(f32) -> f32) -> (f32, f32) {
+    let sd = sigma * t.sqrt();
+    let d1 = (ln(s / x) + (rate + 0.5 * sigma * sigma) * t) / sd;
+    let d2 = d1 - sd;
+    let (q1, q2) = (upper_tail(d1), upper_tail(d2));
+    let (n1, m1) = if d1 > 0.0 {
+        (1.0 - q1, q1)
+    } else {
+        (q1, 1.0 - q1)
+    };
+    let (n2, m2) = if d2 > 0.0 {
+        (1.0 - q2, q2)
+    } else {
+        (q2, 1.0 - q2)
+    };
+    let xd = x * simd_math::exp(-rate * t);
+    (s * n1 - xd * n2, xd * m2 - s * m1)
+}
+
+/// Prices one chunk of options. The loop has no calls and no branches, so
+/// it compiles to SIMD; a chunk where some S/K is not a normal f32 (an
+/// extreme ratio the branch-free logarithm does not handle) takes libm's.
+#[inline(never)]
+fn price_chunk(
+    (s, k, t): (&[f32], &[f32], &[f32]),
+    (call, put): (&mut [f32], &mut [f32]),
+    rate: f32,
+    sigma: f32,
+) {
+    let options = s.iter().zip(k).zip(t);
+    let prices = call.iter_mut().zip(put.iter_mut());
+    if s.iter().zip(k).all(|(&s, &k)| (s / k).is_normal()) {
+        for ((c, p), ((&s, &k), &t)) in prices.zip(options) {
+            (*c, *p) = price_f32(s, k, t, rate, sigma, simd_math::ln);
+        }
+    } else {
+        for ((c, p), ((&s, &k), &t)) in prices.zip(options) {
+            (*c, *p) = price_f32(s, k, t, rate, sigma, f32::ln);
+        }
+    }
+}
+
+/// Branch-free f32 `exp`, `ln` and `sin_cos` for the CPU kernels: loops over
+/// them compile to SIMD, where libm's functions are opaque calls that keep a
+/// loop scalar. Cephes' reductions and minimax polynomials (S. L. Moshier),
+/// within 2 ulp of the correctly rounded result over the ranges stated.
+pub(crate) mod simd_math {
+    /// Adding 1.5·2^23 to an f32 below 2^22 in magnitude rounds it to the
+    /// nearest integer, which the sum's low mantissa bits then hold (SSE2
+    /// has no rounding instruction, and `as i32` would saturate lane by
+    /// lane).
+    const ROUND: f32 = 12_582_912.0;
+
+    /// (n as f32, n) for the integer n nearest `x` (|x| < 2^22).
+    #[inline(always)]
+    fn round(x: f32) -> (f32, i32) {
+        let t = x + ROUND;
+        (t - ROUND, t.to_bits() as i32 - ROUND.to_bits() as i32)
+    }
+
+    /// e^x for every f32: +∞ above 88.72, 0 below −103.9 (where e^x
+    /// rounds to 0), NaN for NaN.
+    #[allow(clippy::excessive_precision)]
+    #[inline(always)]
+    pub(crate) fn exp(x: f32) -> f32 {
+        let xc = x.clamp(-103.9, 88.72);
+        // x = n·ln 2 + r, |r| ≤ ln 2 / 2, with ln 2 in two parts so n·ln 2
+        // is exact in its high part.
+        let (n, ni) = round(xc * std::f32::consts::LOG2_E);
+        let r = xc - n * 0.693_359_375 - n * -2.121_944_4e-4;
+        let mut p = 1.987_569_15e-4f32;
+        for c in [
+            1.398_199_950_7e-3,
+            8.333_451_907_3e-3,
+            4.166_579_589_4e-2,
+            1.666_666_545_9e-1,
+            5.000_000_120_1e-1,
+        ] {
+            p = p * r + c;
+        }
+        let y = p * r * r + r + 1.0;
+        // 2^n in two factors, each a normal f32 for n in [−150, 128]; the
+        // second product rounds into the subnormals as IEEE says.
+        let half = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
+        let v = y * half(ni >> 1) * half(ni - (ni >> 1));
+        if x < -103.9 {
+            0.0
+        } else if x > 88.72 {
+            f32::INFINITY
+        } else {
+            v
+        }
+    }
+
+    /// ln x for a positive normal f32 (anything else gives garbage).
+    #[allow(clippy::excessive_precision)]
+    #[inline(always)]
+    pub(crate) fn ln(x: f32) -> f32 {
+        // x = m·2^e, m in [√½, √2).
+        let bits = x.to_bits();
+        let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+        let small = m < std::f32::consts::FRAC_1_SQRT_2;
+        let e = ((bits >> 23) & 0xff) as i32 - 126 - small as i32;
+        let m = if small { m + m - 1.0 } else { m - 1.0 };
+        let z = m * m;
+        let mut y = 7.037_683_629_2e-2f32;
+        for c in [
+            -1.151_461_031_0e-1,
+            1.167_699_874_0e-1,
+            -1.242_014_084_6e-1,
+            1.424_932_278_7e-1,
+            -1.666_805_766_5e-1,
+            2.000_071_476_5e-1,
+            -2.499_999_399_3e-1,
+            3.333_333_117_4e-1,
+        ] {
+            y = y * m + c;
+        }
+        let e = e as f32;
+        let y = y * m * z + e * -2.121_944_4e-4 - 0.5 * z;
+        m + y + e * 0.693_359_375
+    }
+
+    /// (sin θ, cos θ) for |θ| ≤ 2^20 (the kernels take θ in (−π, π)).
+    #[allow(clippy::excessive_precision)]
+    #[inline(always)]
+    pub(crate) fn sin_cos(theta: f32) -> (f32, f32) {
+        // θ = j·π/2 + r, |r| ≤ π/4, with π/2 in three parts.
+        let (j, q) = round(theta * std::f32::consts::FRAC_2_PI);
+        let r = ((theta - j * 1.570_312_5) - j * 4.837_512_969_970_703_1e-4)
+            - j * 7.549_789_954_891_882_2e-8;
+        let z = r * r;
+        let s =
+            ((-1.951_529_589_1e-4 * z + 8.332_160_873_6e-3) * z - 1.666_665_461_1e-1) * z * r + r;
+        let c = ((2.443_315_711_809_948e-5 * z - 1.388_731_625_493_765e-3) * z
+            + 4.166_664_568_298_827e-2)
+            * z
+            * z
+            - 0.5 * z
+            + 1.0;
+        // The quadrant j mod 4 picks and signs them.
+        let (sn, cs) = if q & 1 != 0 { (c, s) } else { (s, c) };
+        let sin = if q & 2 != 0 { -sn } else { sn };
+        let cos = if (q + 1) & 2 != 0 { -cs } else { cs };
+        (sin, cos)
+    }
+}
+
+/// The Black–Scholes kernel.
+#[derive(Debug, Clone)]
+pub struct BlackScholes {
+    kernel: Kernel,
+}
+
+impl BlackScholes {
+    /// Builds the kernel.
+    pub fn new() -> Result<Self> {
+        let kernel = Kernel::builder("black_scholes", WGSL)
+            .params::<BlackScholesParams>()
+            .cpu::<(
+                Read<f32>,
+                Read<f32>,
+                Read<f32>,
+                ReadWrite<f32>,
+                ReadWrite<f32>,
+            )>(|args, p| {
+                let (s, k, t, call, put) = args.split();
+                // Every argument has one element per option (`run` checks);
+                // a hand-made call with fewer prices only what all hold.
+                let len = [s.len(), k.len(), t.len(), call.len(), put.len()]
+                    .into_iter()
+                    .min()
+                    .unwrap_or(0);
+                let first = (p.first as usize).min(len);
+                let last = (first + p.n as usize).min(len);
+                let (rate, sigma) = (p.rate, p.sigma);
+                // 4 Ki options a task: some 100 µs of work, enough to
+                // amortise rayon's cost and still balance two or many cores.
+                const CHUNK: usize = 1 << 12;
+                call[first..last]
+                    .par_chunks_mut(CHUNK)
+                    .zip(put[first..last].par_chunks_mut(CHUNK))
+                    .enumerate()
+                    .for_each(|(c, (call, put))| {
+                        let lo = first + c * CHUNK;
+                        let hi = lo + call.len();
+                        let inputs = (&s[lo..hi], &k[lo..hi], &t[lo..hi]);
+                        price_chunk(inputs, (call, put), rate, sigma);
+                    });
+            })
+            .invocations(|p, _| p.n as u64)
+            // Options are independent: any range of them can go to a GPU
+            // while the CPU prices the rest.
+            .splittable(
+                |p, lens| {
+                    let whole = p.first == 0 && p.n as usize == lens[0];
+                    if whole { p.n as u64 } else { 1 }
+                },
+                |p, range| BlackScholesParams {
+                    first: range.start as u32,
+                    n: (range.end - range.start) as u32,
+                    ..*p
+                },
+            )
+            .build()?;
+        Ok(BlackScholes { kernel })
+    }
+
+    /// The underlying kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Prices every option of `options` in `market` into `call` and `put`
+    /// (one element per option) at `target`.
+    pub fn run(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        options: &OptionBatch,
+        market: Market,
+        call: &Buffer<f32>,
+        put: &Buffer<f32>,
+    ) -> Result<RunInfo> {
+        let p = Self::params(options, market, call, put)?;
+        rt.execute(target, &self.kernel, &Self::args(options, call, put), &p)
+    }
+
+    /// Submits the pricing of [`run`](Self::run) and returns its task at once.
+    pub fn submit(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        options: &OptionBatch,
+        market: Market,
+        call: &Buffer<f32>,
+        put: &Buffer<f32>,
+    ) -> Result<Task> {
+        let p = Self::params(options, market, call, put)?;
+        rt.submit_to(target, &self.kernel, &Self::args(options, call, put), &p)
+    }
+
+    fn args<'a>(
+        options: &'a OptionBatch,
+        call: &'a Buffer<f32>,
+        put: &'a Buffer<f32>,
+    ) -> [&'a dyn BufferArg; 5] {
+        [&options.spot, &options.strike, &options.expiry, call, put]
+    }
+
+    /// The params of a whole-batch run, checked.
+    pub fn params(
+        options: &OptionBatch,
+        market: Market,
+        call: &Buffer<f32>,
+        put: &Buffer<f32>,
+    ) -> Result<BlackScholesParams> {
+        market.check()?;
+        for (arg, len) in [("call", call.len()), ("put", put.len())] {
+            if len != options.len() {
+                return Err(invalid(
+                    "black_scholes",
+                    arg,
+                    format!(
+                        "the batch has {} options but {arg} has {len} elements; they must match",
+                        options.len()
+                    ),
+                ));
+            }
+        }
+        Ok(BlackScholesParams {
+            rate: market.rate,
+            sigma: market.volatility,
+            first: 0,
+            n: u32_len("black_scholes", "spot", options.len())?,
+        })
+    }
+}
+
+/// The complementary error function erfc(x) = 1 − erf(x), in f64, by
+/// W. J. Cody's rational Chebyshev approximations ("Rational Chebyshev
+/// approximations for the error function", Math. Comp. 1969; the CALERF
+/// routine of SPECFUN): relative error near f64 rounding over the whole
+/// line, including the far tail where `1 − erf(x)` would cancel to zero.
+// The coefficients digit for digit as Cody published them.
+#[allow(clippy::excessive_precision)]
+pub fn erfc(x: f64) -> f64 {
+    const A: [f64; 5] = [
+        3.161_123_743_870_565_6e0,
+        1.138_641_541_510_501_6e2,
+        3.774_852_376_853_020_2e2,
+        3.209_377_589_138_469_5e3,
+        1.857_777_061_846_031_5e-1,
+    ];
+    const B: [f64; 4] = [
+        2.360_129_095_234_412_1e1,
+        2.440_246_379_344_441_7e2,
+        1.282_616_526_077_372_3e3,
+        2.844_236_833_439_170_6e3,
+    ];
+    const C: [f64; 9] = [
+        5.641_884_969_886_701e-1,
+        8.883_149_794_388_376e0,
+        6.611_919_063_714_163e1,
+        2.986_351_381_974_001_3e2,
+        8.819_522_212_417_691e2,
+        1.712_047_612_634_070_6e3,
+        2.051_078_377_826_071_5e3,
+        1.230_339_354_797_997_2e3,
+        2.153_115_354_744_038_5e-8,
+    ];
+    const D: [f64; 8] = [
+        1.574_492_611_070_983_5e1,
+        1.176_939_508_913_125e2,
+        5.371_811_018_620_098_6e2,
+        1.621_389_574_566_690_2e3,
+        3.290_799_235_733_459_6e3,
+        4.362_619_090_143_247e3,
+        3.439_367_674_143_721_6e3,
+        1.230_339_354_803_749_4e3,
+    ];
+    const P: [f64; 6] = [
+        3.053_266_349_612_323_4e-1,
+        3.603_448_999_498_044_4e-1,
+        1.257_817_261_112_292_5e-1,
+        1.608_378_514_874_227_7e-2,
+        6.587_491_615_298_378e-4,
+        1.631_538_713_730_209_8e-2,
+    ];
+    const Q: [f64; 5] = [
+        2.568_520_192_289_822_4e0,
+        1.872_952_849_923_460_5e0,
+        5.279_051_029_514_284e-1,
+        6.051_834_131_244_132e-2,
+        2.335_204_976_268_691_8e-3,
+    ];
+    // 1/√π.
+    const FRAC_1_SQRT_PI: f64 = 0.564_189_583_547_756_3;
+    // Beyond this erfc(x) underflows to 0.
+    const XBIG: f64 = 26.543;
+
+    if x.is_nan() {
+        return f64::NAN;
+    }
+    let y = x.abs();
+    if y <= 0.468_75 {
+        // erf by a rational function of x², then 1 − erf.
+        let ysq = if y > f64::EPSILON / 2.0 { y * y } else { 0.0 };
+        let (mut num, mut den) = (A[4] * ysq, ysq);
+        for i in 0..3 {
+            num = (num + A[i]) * ysq;
+            den = (den + B[i]) * ysq;
+        }
+        return 1.0 - x * (num + A[3]) / (den + B[3]);
+    }
+    let tail = if y <= 4.0 {
+        let (mut num, mut den) = (C[8] * y, y);
+        for i in 0..7 {
+            num = (num + C[i]) * y;
+            den = (den + D[i]) * y;
+        }
+        (num + C[7]) / (den + D[7]) * exp_neg_square(y)
+    } else if y >= XBIG {
+        0.0
+    } else {
+        let ysq = 1.0 / (y * y);
+        let (mut num, mut den) = (P[5] * ysq, ysq);
+        for i in 0..4 {
+            num = (num + P[i]) * ysq;
+            den = (den + Q[i]) * ysq;
+        }
+        let r = ysq * (num + P[4]) / (den + Q[4]);
+        (FRAC_1_SQRT_PI - r) / y * exp_neg_square(y)
+    };
+    if x < 0.0 { 2.0 - tail } else { tail }
+}
+
+/// exp(−y²) without the rounding error of y²: y is split into a part with
+/// 4 fraction bits, whose square is exact, and the rest (Cody's device).
+fn exp_neg_square(y: f64) -> f64 {
+    let ysq = (y * 16.0).trunc() / 16.0;
+    let del = (y - ysq) * (y + ysq);
+    (-ysq * ysq).exp() * (-del).exp()
+}
+
+/// The standard normal distribution function Φ(x) = P(Z ≤ x), in f64, with
+/// relative accuracy near f64 rounding in both tails (see [`erfc`]).
+pub fn normal_cdf(x: f64) -> f64 {
+    0.5 * erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// The Black–Scholes (call, put) prices of a European option with spot `s`,
+/// strike `k` and `t` years to expiry, at rate `r` and volatility `sigma`,
+/// in f64.
+pub fn closed_form(s: f64, k: f64, t: f64, r: f64, sigma: f64) -> (f64, f64) {
+    let sd = sigma * t.sqrt();
+    let d1 = ((s / k).ln() + (r + 0.5 * sigma * sigma) * t) / sd;
+    let d2 = d1 - sd;
+    let kd = k * (-r * t).exp();
+    let (n1, m1) = cdf_both(d1);
+    let (n2, m2) = cdf_both(d2);
+    (s * n1 - kd * n2, kd * m2 - s * m1)
+}
+
+/// (Φ(x), Φ(−x)) from one erfc, each as accurate as [`normal_cdf`]: the
+/// smaller is the tail itself, the larger `1 −` it (which cannot cancel).
+fn cdf_both(x: f64) -> (f64, f64) {
+    let tail = normal_cdf(-x.abs());
+    if x > 0.0 {
+        (1.0 - tail, tail)
+    } else {
+        (tail, 1.0 - tail)
+    }
+}
+
+/// The serial reference: each option's (call, put) by [`closed_form`], in
+/// f64, from the f32 inputs.
+pub fn reference<'a>(
+    spot: &'a [f32],
+    strike: &'a [f32],
+    expiry: &'a [f32],
+    market: Market,
+) -> impl Iterator<Item = (f64, f64)> + 'a {
+    let (r, sigma) = (market.rate as f64, market.volatility as f64);
+    spot.iter()
+        .zip(strike)
+        .zip(expiry)
+        .map(move |((&s, &k), &t)| closed_form(s as f64, k as f64, t as f64, r, sigma))
+}
+
+/// Prices of seeded random options: spot in [5, 50), strike in [1, 100),
+/// expiry in [0.25, 10) years, one rate in [0, 0.1) and one volatility in
+/// [0.1, 0.6) (deep in- and out-of-the-money options included). Call and
+/// put start poisoned (NaN).
+///
+/// Tolerance: against the f64 reference, each price within
+/// `1e-6·(S + K) + 1e-5·|price|`: an absolute part for the cancellation of
+/// the two terms `S·N(d1)` and `K·e^(−rT)·N(d2)` (each up to S or K, with
+/// f32 rounding and the GPU's looser `exp` and `log`), and a relative part
+/// for the approximation of N. Put–call parity, `C − P = S − K·e^(−rT)`,
+/// holds for the results within the same tolerance. A reported index `3i`
+/// is option i's call, `3i + 1` its put and `3i + 2` its parity residual.
+pub struct BlackScholesTrial {
+    bs: BlackScholes,
+    market: Market,
+    spot: Vec<f32>,
+    strike: Vec<f32>,
+    expiry: Vec<f32>,
+    options: OptionBatch,
+    call: Buffer<f32>,
+    put: Buffer<f32>,
+    got: (Vec<f32>, Vec<f32>),
+    want: Option<Vec<(f64, f64)>>,
+}
+
+/// Prepares the pricing of `n` seeded random options.
+pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<BlackScholesTrial> {
+    let mut rng = verify::rng(seed);
+    let market = Market::new(rng.random_range(0.0..0.1), rng.random_range(0.1..0.6))?;
+    let spot = verify::random_f32(seed + 1, n, 5.0, 50.0);
+    let strike = verify::random_f32(seed + 2, n, 1.0, 100.0);
+    let expiry = verify::random_f32(seed + 3, n, 0.25, 10.0);
+    Ok(BlackScholesTrial {
+        bs: BlackScholes::new()?,
+        market,
+        options: OptionBatch::new(rt, &spot, &strike, &expiry)?,
+        call: rt.zeros(n),
+        put: rt.zeros(n),
+        spot,
+        strike,
+        expiry,
+        got: (Vec::new(), Vec::new()),
+        want: None,
+    })
+}
+
+impl Trial for BlackScholesTrial {
+    fn shape(&self) -> String {
+        self.spot.len().to_string()
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        self.options
+            .write(rt, &self.spot, &self.strike, &self.expiry)?;
+        let poison = vec![f32::NAN; self.spot.len()];
+        rt.write(&self.call, &poison)?;
+        rt.write(&self.put, &poison)
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = self.bs.run(
+            rt,
+            target,
+            &self.options,
+            self.market,
+            &self.call,
+            &self.put,
+        )?;
+        self.got = (rt.read(&self.call)?, rt.read(&self.put)?);
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (s, k, t) = (&self.spot, &self.strike, &self.expiry);
+        let n = s.len();
+        let market = self.market;
+        // The serial reference, computed once per trial, over chunks of the
+        // batch at once: a large batch otherwise takes seconds to check.
+        let want = self.want.get_or_insert_with(|| {
+            const CHUNK: usize = 1 << 14;
+            s.par_chunks(CHUNK)
+                .zip(k.par_chunks(CHUNK))
+                .zip(t.par_chunks(CHUNK))
+                .flat_map_iter(|((s, k), t)| reference(s, k, t, market))
+                .collect()
+        });
+        let r = self.market.rate as f64;
+        let (call, put) = &self.got;
+        if call.len() != n || put.len() != n {
+            let none = verify::compare(std::iter::empty(), std::iter::empty(), |_| 0.0);
+            return none.into_check(n.to_string(), backend, 3 * n, TOLERANCE);
+        }
+        // Value 3i + 0 is option i's call, 3i + 1 its put, 3i + 2 its parity
+        // residual C − P against S − K·e^(−rT); chunks of options at once.
+        const CHUNK: usize = 1 << 14;
+        let want = &*want;
+        let parts: Vec<(usize, verify::Compare)> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                let got = (lo..hi).flat_map(|i| {
+                    let (c, p) = (call[i] as f64, put[i] as f64);
+                    [c, p, c - p]
+                });
+                let expected = (lo..hi).flat_map(|i| {
+                    let forward = s[i] as f64 - k[i] as f64 * (-r * t[i] as f64).exp();
+                    [want[i].0, want[i].1, forward]
+                });
+                let tol = |j: usize| {
+                    let i = lo + j / 3;
+                    let (wc, wp) = want[i];
+                    let price = [wc, wp, wc - wp][j % 3];
+                    1e-6 * (s[i] as f64 + k[i] as f64) + 1e-5 * price.abs()
+                };
+                (3 * lo, verify::compare(got, expected, tol))
+            })
+            .collect();
+        let mut all = verify::compare(std::iter::empty(), std::iter::empty(), |_| 0.0);
+        for (offset, part) in parts {
+            all.compared += part.compared;
+            all.mismatches += part.mismatches;
+            all.worst = all.worst.max(part.worst);
+            if all.first_bad.is_none() {
+                all.first_bad = part.first_bad.map(|(j, g, w)| (offset + j, g, w));
+            }
+        }
+        all.into_check(n.to_string(), backend, 0, TOLERANCE)
+    }
+}
+
+const TOLERANCE: &str =
+    "1e-6·(S+K) + 1e-5·|price| per price vs f64, and put–call parity as closely";
+
+/// Prices `n` seeded random options and checks them (see
+/// [`BlackScholesTrial`]).
+pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
+}
 
 /// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    Vec::new()
+pub(crate) fn samples() -> Vec<crate::Sample> {
+    vec![crate::Sample {
+        name: "black_scholes",
+        about: "European call and put prices, f32, shared rate and volatility (compute-bound)",
+        size_meaning: "options",
+        default_size: 1 << 22,
+        tour_size: 1 << 20,
+        prepare: |rt, n, seed| crate::boxed(trial(rt, n, seed)),
+    }]
+}
+
+#[cfg(test)]
+// Reference values to 17 digits, as mpmath prints them.
+#[allow(clippy::excessive_precision)]
+mod tests {
+    use super::*;
+
+    fn close(got: f64, want: f64, rel: f64) -> bool {
+        (got - want).abs() <= rel * want.abs()
+    }
+
+    #[test]
+    fn erfc_matches_known_values() {
+        // erfc and Φ to 17 significant digits (from mpmath at 40 digits).
+        let known = [
+            (0.0, 1.0),
+            (0.1, 0.887_537_083_981_715_1),
+            (0.5, 0.479_500_122_186_953_46),
+            (1.0, 0.157_299_207_050_285_13),
+            (2.0, 0.004_677_734_981_047_265_8),
+            (3.0, 2.209_049_699_858_544_1e-5),
+            (5.0, 1.537_459_794_428_034_9e-12),
+            (10.0, 2.088_487_583_762_544_8e-45),
+            (-1.0, 1.842_700_792_949_714_9),
+            (-3.0, 1.999_977_909_503_001_4),
+        ];
+        for (x, want) in known {
+            assert!(close(erfc(x), want, 1e-14), "erfc({x}) = {}", erfc(x));
+        }
+        assert_eq!(erfc(30.0), 0.0);
+        assert_eq!(erfc(-30.0), 2.0);
+        assert!(erfc(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn normal_cdf_matches_tables() {
+        let known = [
+            (0.0, 0.5),
+            (0.5, 0.691_462_461_274_013_1),
+            (1.0, 0.841_344_746_068_542_9),
+            (-1.0, 0.158_655_253_931_457_05),
+            (2.0, 0.977_249_868_051_820_8),
+            (-2.0, 0.022_750_131_948_179_207),
+            (3.0, 0.998_650_101_968_369_9),
+            (-5.0, 2.866_515_718_791_939e-7),
+            (-10.0, 7.619_853_024_160_527e-24),
+            (-20.0, 2.753_624_118_606_233_7e-89),
+        ];
+        for (x, want) in known {
+            assert!(
+                close(normal_cdf(x), want, 1e-13),
+                "Φ({x}) = {}",
+                normal_cdf(x)
+            );
+        }
+        // Symmetry, where 1 − Φ does not cancel.
+        for x in [0.1, 0.7, 1.3, 2.9] {
+            assert!((normal_cdf(x) + normal_cdf(-x) - 1.0).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn f32_tail_is_within_its_stated_error() {
+        for i in 0..2000 {
+            let x = i as f64 * 0.004;
+            let want = normal_cdf(-x);
+            let got = upper_tail(x as f32) as f64;
+            // 1.2e-7 for the fit, plus f32 rounding of x²·(1 + ...).
+            let allowed = want * (2e-7 + 4.0 * f32::EPSILON as f64 * (1.0 + x * x));
+            assert!((got - want).abs() <= allowed, "Q({x}): {got} vs {want}");
+        }
+    }
+
+    /// Distance in units in the last place between `got` and the f64 `want`.
+    fn ulps(got: f32, want: f64) -> f64 {
+        let ulp = (want.abs() as f32).max(f32::MIN_POSITIVE);
+        let ulp = (f32::from_bits(ulp.to_bits() + 1) - ulp) as f64;
+        (got as f64 - want).abs() / ulp
+    }
+
+    #[test]
+    fn simd_math_is_within_2_ulp() {
+        let mut worst = [0.0f64; 4];
+        for i in 0..200_001 {
+            let x = -87.0 + i as f32 * (175.7 / 200_000.0);
+            worst[0] = worst[0].max(ulps(simd_math::exp(x), (x as f64).exp()));
+            let y = f32::from_bits(0x0080_0000 + i * 10_600);
+            worst[1] = worst[1].max(ulps(simd_math::ln(y), (y as f64).ln()));
+            let th = -4.0 + i as f32 * (8.0 / 200_000.0);
+            let (sn, cs) = simd_math::sin_cos(th);
+            // Near a zero of sin or cos, ulps of the result mislead: count
+            // the error in ulps of 1 there.
+            let (ws, wc) = (th as f64).sin_cos();
+            worst[2] = worst[2].max(ulps(sn, ws).min((sn as f64 - ws).abs() / 1.2e-7));
+            worst[3] = worst[3].max(ulps(cs, wc).min((cs as f64 - wc).abs() / 1.2e-7));
+        }
+        assert!(
+            worst.iter().all(|&w| w <= 2.0),
+            "worst exp, ln, sin, cos: {worst:?}"
+        );
+        assert_eq!(simd_math::exp(-104.0), 0.0);
+        let tiny = simd_math::exp(-100.0) as f64;
+        assert!((tiny - (-100.0f64).exp()).abs() < 1.5e-45, "{tiny}");
+        assert_eq!(simd_math::exp(100.0), f32::INFINITY);
+        assert!(simd_math::exp(f32::NAN).is_nan());
+        assert_eq!(simd_math::exp(0.0), 1.0);
+        assert_eq!(simd_math::ln(1.0), 0.0);
+    }
+
+    #[test]
+    fn closed_form_matches_a_textbook_price_and_parity() {
+        // Hull's example: S = 42, K = 40, T = 0.5, r = 10%, σ = 20%:
+        // c = 4.76, p = 0.81.
+        let (c, p) = closed_form(42.0, 40.0, 0.5, 0.1, 0.2);
+        assert!((c - 4.7594).abs() < 1e-4, "call {c}");
+        assert!((p - 0.8086).abs() < 1e-4, "put {p}");
+        assert!((c - p - (42.0 - 40.0 * (-0.05f64).exp())).abs() < 1e-12);
+        let (c, p) = price_f32(42.0, 40.0, 0.5, 0.1, 0.2, simd_math::ln);
+        assert!((c as f64 - 4.7594).abs() < 1e-4 && (p as f64 - 0.8086).abs() < 1e-4);
+    }
+
+    #[test]
+    fn bad_options_are_refused_before_upload() {
+        assert!(validate(&[1.0], &[1.0], &[1.0]).is_ok());
+        assert!(validate(&[1.0, 2.0], &[1.0], &[1.0]).is_err());
+        assert!(validate(&[1.0], &[0.0], &[1.0]).is_err());
+        assert!(validate(&[1.0], &[1.0], &[f32::NAN]).is_err());
+        assert!(validate(&[-1.0], &[1.0], &[1.0]).is_err());
+        assert!(validate(&[f32::INFINITY], &[1.0], &[1.0]).is_err());
+        assert!(Market::new(0.05, 0.0).is_err());
+        assert!(Market::new(f32::NAN, 0.2).is_err());
+        assert!(Market::new(-0.01, 0.2).is_ok());
+    }
 }

@@ -23,6 +23,7 @@ pub mod nbody;
 pub mod reduce;
 pub mod saxpy;
 pub mod scan;
+mod simd_math;
 pub mod softmax;
 pub mod sort;
 pub mod spmv;

@@ -34,7 +34,8 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::black_scholes::{self, simd_math};
+use crate::black_scholes;
+use crate::simd_math;
 use crate::invalid;
 use crate::verify::{self, Check, Trial};
 

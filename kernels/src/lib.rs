@@ -31,10 +31,25 @@ pub mod sum;
 pub mod transpose;
 mod verify;
 
+pub use black_scholes::BlackScholes;
+pub use blur::Blur;
+pub use heat::Heat;
+pub use histogram::Histogram;
+pub use kmeans::KMeans;
+pub use kmer::KmerCounter;
+pub use layernorm::LayerNorm;
 pub use mandelbrot::Mandelbrot;
 pub use matmul::Matmul;
+pub use monte_carlo::MonteCarlo;
+pub use nbody::Nbody;
+pub use reduce::{Argmax, Reduce, ReduceOp};
 pub use saxpy::Saxpy;
+pub use scan::{Scan, ScanKind};
+pub use softmax::Softmax;
+pub use sort::Sort;
+pub use spmv::{CsrMatrix, Spmv};
 pub use sum::Sum;
+pub use transpose::Transpose;
 pub use verify::{Check, Trial, run_check};
 
 use pel_runtime::{Error, Result, Runtime, Target};

@@ -1,8 +1,698 @@
-//! scan: inclusive and exclusive prefix scans (u32 and f32). (Being written.)
+//! scan: inclusive and exclusive prefix sums of u32 (wrapping addition,
+//! exact) and f32 arrays.
+//!
+//! Per element: 1 addition (a floating-point operation for f32, a wrapping
+//! integer one for u32) and 8 bytes moved at the least (read x, write y).
+//! The passes here read x twice and write y once: 12 bytes per element, plus
+//! 1/256 of that for the block totals.
+//!
+//! Reduce-then-scan in blocks of 256 elements, the same passes on the GPU
+//! and on the CPU: `reduce` sums each block into a total; the totals are
+//! scanned (exclusively) by the same two kernels, recursively, until one
+//! block is left (16M elements: three levels); `scan` then scans each block
+//! and adds its block's offset. Scanning the block and adding its offset in
+//! one last pass writes y once: 12 bytes per element, where scanning blocks
+//! first and adding offsets after (scan-then-propagate) moves 16.
+//!
+//! On the GPU a workgroup of 64 invocations scans its block in workgroup
+//! memory (4 elements per invocation in registers, a Hillis–Steele scan of
+//! the 64 invocation totals, coalesced loads and stores through workgroup
+//! memory); on the CPU rayon takes runs of blocks, summing each block with
+//! vectorised accumulators and scanning it serially. With a forced target
+//! every pass runs there, so the data stays on that device; automatic
+//! placement places each pass on its own, transfers counted. The output
+//! must be a different buffer from the input (the runtime refuses aliased
+//! arguments).
 
-use crate::Sample;
+use std::time::Duration;
+
+use pel_runtime::{
+    Backend, Buffer, BufferArg, Element, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target,
+    Task,
+};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::verify::{self, Check, Trial};
+use crate::{Sample, invalid, u32_len};
+
+/// The WGSL source, for u32 elements (the f32 kernels replace its
+/// `alias T = u32;` line).
+pub const WGSL: &str = include_str!("../../shaders/scan.wgsl");
+
+/// Elements one workgroup (and one block total) covers.
+pub const BLOCK: usize = 256;
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ScanParams {
+    /// Elements at this level.
+    pub n: u32,
+    /// Blocks of 256 at this level: `max(1, ceil(n / 256))`.
+    pub blocks: u32,
+    /// 1 for an inclusive scan, 0 for an exclusive one.
+    pub inclusive: u32,
+}
+
+/// Which prefix sum: with or without the element itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScanKind {
+    /// `y[i] = x[0] + … + x[i-1]` (`y[0] = 0`).
+    Exclusive,
+    /// `y[i] = x[0] + … + x[i]`.
+    Inclusive,
+}
+
+impl ScanKind {
+    /// The other kind.
+    pub fn other(self) -> ScanKind {
+        match self {
+            ScanKind::Exclusive => ScanKind::Inclusive,
+            ScanKind::Inclusive => ScanKind::Exclusive,
+        }
+    }
+
+    /// `"exclusive"` or `"inclusive"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScanKind::Exclusive => "exclusive",
+            ScanKind::Inclusive => "inclusive",
+        }
+    }
+}
+
+/// The prefix-scan kernels (reduce and scan, for u32 and f32) and the
+/// multi-pass driver.
+///
+/// # Examples
+///
+/// ```
+/// use pel_kernels::scan::{Scan, ScanKind};
+/// use pel_runtime::{Backend, Runtime, Target};
+///
+/// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+/// let x = rt.buffer(&[3u32, 1, 4, 1, 5]);
+/// let y = rt.zeros::<u32>(5);
+/// Scan::new()?.scan_u32(&rt, Target::On(Backend::Cpu), &x, &y, ScanKind::Exclusive)?;
+/// assert_eq!(rt.read(&y)?, vec![0, 3, 4, 8, 9]);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Scan {
+    u32: Kernels,
+    f32: Kernels,
+}
+
+/// One level of the scan: its input, its output, and which scan it is.
+struct Level<T: Element> {
+    x: Buffer<T>,
+    y: Buffer<T>,
+    n: u32,
+    kind: ScanKind,
+}
+
+fn blocks(n: u32) -> u32 {
+    n.div_ceil(BLOCK as u32).max(1)
+}
+
+impl Scan {
+    /// Builds the kernels.
+    pub fn new() -> Result<Self> {
+        Ok(Scan {
+            u32: Kernels::build::<u32>()?,
+            f32: Kernels::build::<f32>()?,
+        })
+    }
+
+    /// The four kernels: u32 reduce, u32 scan, f32 reduce, f32 scan.
+    pub fn kernels(&self) -> [&Kernel; 4] {
+        [
+            &self.u32.reduce,
+            &self.u32.scan,
+            &self.f32.reduce,
+            &self.f32.scan,
+        ]
+    }
+
+    /// Writes the prefix sums of `input` (wrapping) into `output`, a buffer
+    /// of the same length; the passes run at `target`.
+    pub fn scan_u32(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        input: &Buffer<u32>,
+        output: &Buffer<u32>,
+        kind: ScanKind,
+    ) -> Result<RunInfo> {
+        Self::passes(
+            &self.u32,
+            rt,
+            input,
+            output,
+            kind,
+            &mut Execute::new(rt, target),
+        )
+    }
+
+    /// Writes the prefix sums of `input` into `output`, a buffer of the same
+    /// length; the passes run at `target`.
+    pub fn scan_f32(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        input: &Buffer<f32>,
+        output: &Buffer<f32>,
+        kind: ScanKind,
+    ) -> Result<RunInfo> {
+        Self::passes(
+            &self.f32,
+            rt,
+            input,
+            output,
+            kind,
+            &mut Execute::new(rt, target),
+        )
+    }
+
+    /// Submits the passes of [`scan_u32`](Self::scan_u32) and returns the
+    /// last one's task at once.
+    pub fn submit_u32(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        input: &Buffer<u32>,
+        output: &Buffer<u32>,
+        kind: ScanKind,
+    ) -> Result<Task> {
+        Self::passes(
+            &self.u32,
+            rt,
+            input,
+            output,
+            kind,
+            &mut Submit { rt, target },
+        )
+    }
+
+    /// Submits the passes of [`scan_f32`](Self::scan_f32) and returns the
+    /// last one's task at once.
+    pub fn submit_f32(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        input: &Buffer<f32>,
+        output: &Buffer<f32>,
+        kind: ScanKind,
+    ) -> Result<Task> {
+        Self::passes(
+            &self.f32,
+            rt,
+            input,
+            output,
+            kind,
+            &mut Submit { rt, target },
+        )
+    }
+
+    /// Launches the passes of a u32 scan through `launch` (for operations
+    /// built on the scan, such as the radix sort).
+    pub(crate) fn launch_u32<L: Launch>(
+        &self,
+        rt: &Runtime,
+        input: &Buffer<u32>,
+        output: &Buffer<u32>,
+        kind: ScanKind,
+        launch: &mut L,
+    ) -> Result<L::Out> {
+        Self::passes(&self.u32, rt, input, output, kind, launch)
+    }
+
+    /// Launches the passes of a scan of `x` into `y`: a reduce per level
+    /// down to one block, then a scan per level back up, each adding the
+    /// offsets the level above computed. Returns the last launch's result.
+    fn passes<T: ScanElem, L: Launch>(
+        kernels: &Kernels,
+        rt: &Runtime,
+        x: &Buffer<T>,
+        y: &Buffer<T>,
+        kind: ScanKind,
+        launch: &mut L,
+    ) -> Result<L::Out> {
+        let name = kernels.scan.name();
+        if x.len() != y.len() {
+            return Err(invalid(
+                name,
+                "output",
+                format!(
+                    "the input has {} elements but the output has {}; they must match",
+                    x.len(),
+                    y.len()
+                ),
+            ));
+        }
+        let n = u32_len(name, "input", x.len())?;
+        // Levels above the caller's: each scans the block totals of the one
+        // below, exclusively, into that level's block offsets.
+        let mut upper: Vec<Level<T>> = Vec::new();
+        let (mut below, mut len) = (x.clone(), n);
+        while blocks(len) > 1 {
+            let count = blocks(len);
+            let totals = rt.zeros::<T>(count as usize);
+            let params = ScanParams {
+                n: len,
+                blocks: count,
+                inclusive: 0,
+            };
+            launch.launch(&kernels.reduce, &[&below, &totals], &params)?;
+            upper.push(Level {
+                x: totals.clone(),
+                y: rt.zeros::<T>(count as usize),
+                n: count,
+                kind: ScanKind::Exclusive,
+            });
+            (below, len) = (totals, count);
+        }
+        let scan_level = |launch: &mut L, level: &Level<T>, offsets: &Buffer<T>| {
+            let params = ScanParams {
+                n: level.n,
+                blocks: blocks(level.n),
+                inclusive: (level.kind == ScanKind::Inclusive) as u32,
+            };
+            launch.launch(&kernels.scan, &[&level.x, offsets, &level.y], &params)
+        };
+        // The top level is one block: its offset is zero.
+        let mut offsets = rt.zeros::<T>(1);
+        for level in upper.iter().rev() {
+            scan_level(launch, level, &offsets)?;
+            offsets = level.y.clone();
+        }
+        let first = Level {
+            x: x.clone(),
+            y: y.clone(),
+            n,
+            kind,
+        };
+        scan_level(launch, &first, &offsets)
+    }
+}
+
+/// An element type the scan kernels add: u32 wraps, f32 rounds.
+pub(crate) trait ScanElem: Element + Default {
+    /// The WGSL type name, and the suffix of the kernels' names.
+    const NAME: &'static str;
+    fn add(self, other: Self) -> Self;
+    /// The sum of one block, in whatever order vectorises.
+    fn block_sum(xs: &[Self]) -> Self;
+}
+
+impl ScanElem for u32 {
+    const NAME: &'static str = "u32";
+    #[inline]
+    fn add(self, other: u32) -> u32 {
+        self.wrapping_add(other)
+    }
+    fn block_sum(xs: &[u32]) -> u32 {
+        xs.iter().fold(0, |a, &v| a.wrapping_add(v))
+    }
+}
+
+impl ScanElem for f32 {
+    const NAME: &'static str = "f32";
+    #[inline]
+    fn add(self, other: f32) -> f32 {
+        self + other
+    }
+    /// Eight interleaved accumulators: vectorisable, and the rounding error
+    /// grows with len/8 rather than len.
+    fn block_sum(xs: &[f32]) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let mut it = xs.chunks_exact(8);
+        for c in &mut it {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *a += v;
+            }
+        }
+        let tail: f32 = it.remainder().iter().sum();
+        let a = [
+            acc[0] + acc[4],
+            acc[1] + acc[5],
+            acc[2] + acc[6],
+            acc[3] + acc[7],
+        ];
+        ((a[0] + a[2]) + (a[1] + a[3])) + tail
+    }
+}
+
+/// The two kernels of one element type.
+#[derive(Debug, Clone)]
+struct Kernels {
+    reduce: Kernel,
+    scan: Kernel,
+}
+
+impl Kernels {
+    fn build<T: ScanElem>() -> Result<Kernels> {
+        let wgsl = WGSL.replacen("alias T = u32;", &format!("alias T = {};", T::NAME), 1);
+        let reduce = Kernel::builder(format!("scan_reduce_{}", T::NAME), wgsl.clone())
+            .entry("reduce")
+            .params::<ScanParams>()
+            .cpu::<(Read<T>, ReadWrite<T>)>(|args, p| {
+                let (x, totals) = args.split();
+                let n = (p.n as usize).min(x.len());
+                let blocks = (p.blocks as usize).min(totals.len());
+                totals[..blocks]
+                    .par_iter_mut()
+                    .enumerate()
+                    .with_min_len(64)
+                    .for_each(|(b, total)| {
+                        let lo = (b * BLOCK).min(n);
+                        let hi = (lo + BLOCK).min(n);
+                        *total = T::block_sum(&x[lo..hi]);
+                    });
+            })
+            .workgroups(|p, _| p.blocks as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let scan = Kernel::builder(format!("scan_{}", T::NAME), wgsl)
+            .entry("scan")
+            .params::<ScanParams>()
+            .cpu::<(Read<T>, Read<T>, ReadWrite<T>)>(|args, p| {
+                let (x, offsets, y) = args.split();
+                let n = (p.n as usize).min(x.len()).min(y.len());
+                let inclusive = p.inclusive != 0;
+                y[..n]
+                    .par_chunks_mut(BLOCK)
+                    .zip(x[..n].par_chunks(BLOCK))
+                    .enumerate()
+                    .with_min_len(64)
+                    .for_each(|(b, (y, x))| {
+                        let offset = offsets.get(b).copied().unwrap_or_default();
+                        // The block is scanned from zero and the offset added
+                        // last, as on the GPU: one rounding of the offset.
+                        let mut run = T::default();
+                        if inclusive {
+                            for (y, &v) in y.iter_mut().zip(x) {
+                                run = run.add(v);
+                                *y = offset.add(run);
+                            }
+                        } else {
+                            for (y, &v) in y.iter_mut().zip(x) {
+                                *y = offset.add(run);
+                                run = run.add(v);
+                            }
+                        }
+                    });
+            })
+            .workgroups(|p, _| p.blocks as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        Ok(Kernels { reduce, scan })
+    }
+}
+
+/// How a multi-pass operation launches each of its passes: executed now
+/// (times added up) or submitted as tasks.
+pub(crate) trait Launch {
+    /// What the whole operation returns: what its last launch gave.
+    type Out;
+    fn launch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<Self::Out>;
+}
+
+/// Runs each pass at once at `target`; each launch returns the run so far:
+/// the last pass's placement with the times of every pass added up.
+pub(crate) struct Execute<'a> {
+    pub(crate) rt: &'a Runtime,
+    pub(crate) target: Target,
+    pub(crate) elapsed: Duration,
+    pub(crate) exec: Duration,
+}
+
+impl<'a> Execute<'a> {
+    pub(crate) fn new(rt: &'a Runtime, target: Target) -> Self {
+        Execute {
+            rt,
+            target,
+            elapsed: Duration::ZERO,
+            exec: Duration::ZERO,
+        }
+    }
+}
+
+impl Launch for Execute<'_> {
+    type Out = RunInfo;
+    fn launch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<RunInfo> {
+        let info = self.rt.execute(self.target, kernel, args, params)?;
+        self.elapsed += info.elapsed;
+        self.exec += info.exec;
+        Ok(RunInfo {
+            elapsed: self.elapsed,
+            exec: self.exec,
+            ..info
+        })
+    }
+}
+
+/// Submits each pass at `target`; the runtime orders them by the buffers
+/// they share.
+pub(crate) struct Submit<'a> {
+    pub(crate) rt: &'a Runtime,
+    pub(crate) target: Target,
+}
+
+impl Launch for Submit<'_> {
+    type Out = Task;
+    fn launch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        params: &P,
+    ) -> Result<Task> {
+        self.rt.submit_to(self.target, kernel, args, params)
+    }
+}
+
+/// The serial reference: wrapping prefix sums.
+pub fn reference_u32(x: &[u32], kind: ScanKind) -> Vec<u32> {
+    let mut run = 0u32;
+    x.iter()
+        .map(|&v| {
+            let before = run;
+            run = run.wrapping_add(v);
+            match kind {
+                ScanKind::Exclusive => before,
+                ScanKind::Inclusive => run,
+            }
+        })
+        .collect()
+}
+
+/// The serial reference in f64: the prefix sums, and the prefix sums of
+/// magnitudes `Σ|x_j|` over the same elements (for the tolerance).
+pub fn reference_f32(x: &[f32], kind: ScanKind) -> (Vec<f64>, Vec<f64>) {
+    let (mut run, mut mag) = (0.0f64, 0.0f64);
+    x.iter()
+        .map(|&v| {
+            let before = (run, mag);
+            run += v as f64;
+            mag += (v as f64).abs();
+            match kind {
+                ScanKind::Exclusive => before,
+                ScanKind::Inclusive => (run, mag),
+            }
+        })
+        .unzip()
+}
+
+/// A scan of seeded random u32 values over the whole range (so the sums
+/// wrap many times); the output starts poisoned (0xDEADBEEF). Runs alternate
+/// between the two kinds, starting with the one given; the check's shape
+/// names the kind it verified.
+///
+/// Tolerance: none. Wrapping u32 addition is exact in any order.
+pub struct ScanU32Trial {
+    scan: Scan,
+    next: ScanKind,
+    last: ScanKind,
+    xs: Vec<u32>,
+    x: Buffer<u32>,
+    y: Buffer<u32>,
+    got: Vec<u32>,
+}
+
+impl ScanU32Trial {
+    /// Prepares a scan of `n` elements whose first run is a `kind` scan.
+    pub fn new(rt: &Runtime, n: usize, kind: ScanKind, seed: u64) -> Result<Self> {
+        let mut rng = verify::rng(seed);
+        let xs: Vec<u32> = (0..n).map(|_| rng.random()).collect();
+        Ok(ScanU32Trial {
+            scan: Scan::new()?,
+            next: kind,
+            last: kind,
+            x: rt.buffer(&xs),
+            y: rt.zeros(n),
+            xs,
+            got: Vec::new(),
+        })
+    }
+}
+
+/// The first kind a seed's trial runs: inclusive for even seeds.
+fn first_kind(seed: u64) -> ScanKind {
+    if seed.is_multiple_of(2) {
+        ScanKind::Inclusive
+    } else {
+        ScanKind::Exclusive
+    }
+}
+
+/// Prepares a u32 scan of `n` elements (inclusive first for an even seed).
+pub fn trial_u32(rt: &Runtime, n: usize, seed: u64) -> Result<ScanU32Trial> {
+    ScanU32Trial::new(rt, n, first_kind(seed), seed)
+}
+
+impl Trial for ScanU32Trial {
+    fn shape(&self) -> String {
+        self.xs.len().to_string()
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.x, &self.xs)?;
+        rt.write(&self.y, &vec![0xDEAD_BEEF; self.xs.len()])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        self.last = self.next;
+        self.next = self.next.other();
+        let info = self
+            .scan
+            .scan_u32(rt, target, &self.x, &self.y, self.last)?;
+        self.got = rt.read(&self.y)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let want = reference_u32(&self.xs, self.last);
+        let c = verify::compare(
+            self.got.iter().map(|&v| v as f64),
+            want.iter().map(|&v| v as f64),
+            |_| 0.0,
+        );
+        c.into_check(
+            format!("{} {}", self.xs.len(), self.last.name()),
+            backend,
+            self.xs.len().abs_diff(self.got.len()),
+            "exact (wrapping u32 addition)",
+        )
+    }
+}
+
+/// Scans `n` seeded random u32 values and checks it (see [`ScanU32Trial`]).
+pub fn check_u32(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial_u32(rt, n, seed)?, rt, target)
+}
+
+/// A scan of seeded random f32 values in [-1, 1); the output starts
+/// poisoned (NaN). Runs alternate between the two kinds, starting with the
+/// one given; the check's shape names the kind it verified.
+///
+/// Tolerance: element i within `(log2(n) + 2)·ε·Σ|x_j|` of the f64
+/// reference, the sum over the elements it adds up (j ≤ i inclusive, j < i
+/// exclusive): the error of a tree of that depth, whatever the blocking.
+pub struct ScanF32Trial {
+    scan: Scan,
+    next: ScanKind,
+    last: ScanKind,
+    xs: Vec<f32>,
+    x: Buffer<f32>,
+    y: Buffer<f32>,
+    got: Vec<f32>,
+}
+
+impl ScanF32Trial {
+    /// Prepares a scan of `n` elements whose first run is a `kind` scan.
+    pub fn new(rt: &Runtime, n: usize, kind: ScanKind, seed: u64) -> Result<Self> {
+        let xs = verify::random_f32(seed, n, -1.0, 1.0);
+        Ok(ScanF32Trial {
+            scan: Scan::new()?,
+            next: kind,
+            last: kind,
+            x: rt.buffer(&xs),
+            y: rt.zeros(n),
+            xs,
+            got: Vec::new(),
+        })
+    }
+}
+
+/// Prepares an f32 scan of `n` elements (inclusive first for an even seed).
+pub fn trial_f32(rt: &Runtime, n: usize, seed: u64) -> Result<ScanF32Trial> {
+    ScanF32Trial::new(rt, n, first_kind(seed), seed)
+}
+
+impl Trial for ScanF32Trial {
+    fn shape(&self) -> String {
+        self.xs.len().to_string()
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.x, &self.xs)?;
+        rt.write(&self.y, &vec![f32::NAN; self.xs.len()])
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        self.last = self.next;
+        self.next = self.next.other();
+        let info = self
+            .scan
+            .scan_f32(rt, target, &self.x, &self.y, self.last)?;
+        self.got = rt.read(&self.y)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (want, mag) = reference_f32(&self.xs, self.last);
+        let depth = (self.xs.len().max(2) as f64).log2().ceil() + 2.0;
+        let eps = f32::EPSILON as f64;
+        let c = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
+            depth * eps * mag[i] + f32::MIN_POSITIVE as f64
+        });
+        c.into_check(
+            format!("{} {}", self.xs.len(), self.last.name()),
+            backend,
+            self.xs.len().abs_diff(self.got.len()),
+            "(log2(n)+2)·ε·Σ|x_j| over the summed elements",
+        )
+    }
+}
+
+/// Scans `n` seeded random f32 values and checks it (see [`ScanF32Trial`]).
+pub fn check_f32(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial_f32(rt, n, seed)?, rt, target)
+}
 
 /// This module's entries in [`samples`](crate::samples).
 pub(crate) fn samples() -> Vec<Sample> {
-    Vec::new()
+    vec![
+        Sample {
+            name: "scan_u32",
+            about: "prefix sums of u32 (wrapping, exact), inclusive and exclusive by turns; reduce-then-scan in blocks of 256 (memory-bound)",
+            size_meaning: "elements",
+            default_size: 1 << 23,
+            tour_size: 1 << 19,
+            prepare: |rt, n, seed| crate::boxed(trial_u32(rt, n, seed)),
+        },
+        Sample {
+            name: "scan_f32",
+            about: "prefix sums of f32, inclusive and exclusive by turns; reduce-then-scan in blocks of 256 (memory-bound)",
+            size_meaning: "elements",
+            default_size: 1 << 23,
+            tour_size: 1 << 19,
+            prepare: |rt, n, seed| crate::boxed(trial_f32(rt, n, seed)),
+        },
+    ]
 }

@@ -1,8 +1,1196 @@
-//! sort: radix sort of u32 keys and key-value pairs. (Being written.)
+//! sort: stable radix sort of u32 keys, ascending, alone or with u32
+//! values that follow their keys (equal keys keep their input order).
+//!
+//! Per key: no floating-point operations, and 8 bytes moved at the least
+//! (each key read and written once; 16 for pairs): the figure for GB/s.
+//! What each device's algorithm moves through memory:
+//! - GPU: 8 passes of 4-bit digits, each reading the keys twice and writing
+//!   them once: 12 bytes per key per pass, 96 in all (pairs: 160), plus
+//!   about 3/4 of a byte per key per pass for the tile histograms and their
+//!   scan.
+//! - CPU: one count of every byte of every key (4 bytes), one partition by
+//!   the highest varying byte (8; pairs 16), then buckets sorted in cache
+//!   and written back (8; pairs 16): about 20 bytes per key (pairs 36).
+//!
+//! The GPU's pass, three kernels: `sort_histogram` counts each tile's keys
+//! (1,024 of them) per digit, digit-major; the scan kernels ([`Scan`]) turn
+//! the counts into each (digit, tile)'s first output slot; then
+//! `sort_scatter_keys` (or `_pairs`) ranks each tile's keys by digit in
+//! workgroup memory (per-invocation digit counts and their scan, a stable
+//! local sort) and writes the tile out in that order, so neighbouring
+//! invocations write neighbouring slots. Passes alternate between the keys'
+//! buffer and a temporary, all on the GPU; after 8 the keys are back.
+//!
+//! The CPU's sort, one kernel (`radix_sort`, `radix_sort_pairs`): bytes on
+//! which all keys agree are skipped; a parallel stable partition by the
+//! highest varying byte (per-chunk counts, each chunk scattering into its
+//! own disjoint ranges of the output, cut with `split_at_mut`: no `unsafe`)
+//! leaves 256 buckets of about n/256 keys, and each bucket is LSD-sorted on
+//! the lower bytes by one thread, in cache, the buckets in parallel (a
+//! bucket too large for that gets parallel passes). Its shader does the same
+//! sort in one workgroup: correct on a GPU, as a kernel must be, not fast.
+//!
+//! Every pass kernel also runs on the CPU (correctly; the whole-sort kernel
+//! is faster there), so automatic placement may put any of them anywhere.
 
-use crate::Sample;
+use pel_runtime::{
+    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
+};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::scan::{Execute, Launch, Scan, ScanKind, Submit};
+use crate::verify::{self, Check, Trial};
+use crate::{Sample, invalid, u32_len};
+
+/// The WGSL source of the multi-pass kernels.
+pub const WGSL: &str = include_str!("../../shaders/sort.wgsl");
+
+/// The WGSL source of the whole-sort kernels (one workgroup: correct on any
+/// device, fast on none; pel runs them on the CPU).
+pub const WGSL_WHOLE: &str = include_str!("../../shaders/sort_whole.wgsl");
+
+/// Keys one GPU workgroup ranks (and one histogram column counts).
+pub const TILE: usize = 1024;
+
+/// Bits per digit.
+pub const DIGIT_BITS: u32 = 4;
+
+/// Passes over the keys: one per digit.
+pub const PASSES: u32 = 32 / DIGIT_BITS;
+
+/// Digit values.
+const RADIX: usize = 1 << DIGIT_BITS;
+
+/// The shaders' uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SortParams {
+    /// Keys.
+    pub n: u32,
+    /// The digit's lowest bit: 0, 4, …, 28.
+    pub shift: u32,
+    /// Tiles of 1,024 keys: `max(1, ceil(n / 1024))`.
+    pub tiles: u32,
+}
+
+/// The whole-sort kernels' uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct WholeSortParams {
+    /// Keys.
+    pub n: u32,
+}
+
+/// The radix-sort kernels (the GPU's passes, the CPU's whole sort) and the
+/// driver that runs one or the other where the sort is placed.
+///
+/// # Examples
+///
+/// ```
+/// use pel_kernels::sort::Sort;
+/// use pel_runtime::{Backend, Runtime, Target};
+///
+/// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+/// let keys = rt.buffer(&[30u32, 10, 20, 10]);
+/// let values = rt.buffer(&[0u32, 1, 2, 3]);
+/// Sort::new()?.radix_sort_pairs(&rt, Target::On(Backend::Cpu), &keys, &values)?;
+/// assert_eq!(rt.read(&keys)?, vec![10, 10, 20, 30]);
+/// assert_eq!(rt.read(&values)?, vec![1, 3, 2, 0]);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sort {
+    histogram: Kernel,
+    scatter_keys: Kernel,
+    scatter_pairs: Kernel,
+    whole_keys: Kernel,
+    whole_pairs: Kernel,
+    scan: Scan,
+}
+
+fn tiles(n: u32) -> u32 {
+    n.div_ceil(TILE as u32).max(1)
+}
+
+/// One sort's buffers: the caller's, and the temporaries every path needs
+/// (created lazily: a path that does not touch one never allocates it).
+struct Plan<'a> {
+    keys: &'a Buffer<u32>,
+    values: Option<&'a Buffer<u32>>,
+    n: u32,
+    tiles: u32,
+    tmp: Buffer<u32>,
+    tmp_vals: Option<Buffer<u32>>,
+    hist: Buffer<u32>,
+    offsets: Buffer<u32>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(rt: &Runtime, keys: &'a Buffer<u32>, values: Option<&'a Buffer<u32>>) -> Result<Self> {
+        let name = if values.is_some() {
+            "radix_sort_pairs"
+        } else {
+            "radix_sort"
+        };
+        if let Some(v) = values {
+            if v.len() != keys.len() {
+                return Err(invalid(
+                    name,
+                    "values",
+                    format!(
+                        "there are {} keys but {} values; they must match",
+                        keys.len(),
+                        v.len()
+                    ),
+                ));
+            }
+        }
+        let n = u32_len(name, "keys", keys.len())?;
+        let tiles = tiles(n);
+        Ok(Plan {
+            keys,
+            values,
+            n,
+            tiles,
+            tmp: rt.zeros(n as usize),
+            tmp_vals: values.map(|_| rt.zeros(n as usize)),
+            hist: rt.zeros(RADIX * tiles as usize),
+            offsets: rt.zeros(RADIX * tiles as usize),
+        })
+    }
+
+    fn params(&self, pass: u32) -> SortParams {
+        SortParams {
+            n: self.n,
+            shift: pass * DIGIT_BITS,
+            tiles: self.tiles,
+        }
+    }
+}
+
+impl Sort {
+    /// Builds the kernels (and the scan's).
+    pub fn new() -> Result<Self> {
+        let histogram = Kernel::builder("sort_histogram", WGSL)
+            .entry("histogram")
+            .params::<SortParams>()
+            .cpu::<(Read<u32>, ReadWrite<u32>)>(|args, p| {
+                let (src, hist) = args.split();
+                histogram_cpu(src, hist, p);
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let scatter_keys = Kernel::builder("sort_scatter_keys", WGSL)
+            .entry("scatter_keys")
+            .params::<SortParams>()
+            .cpu::<(Read<u32>, Read<u32>, ReadWrite<u32>)>(|args, p| {
+                let (src, offsets, dst) = args.split();
+                scatter_cpu(p, offsets, src, dst, None);
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let scatter_pairs = Kernel::builder("sort_scatter_pairs", WGSL)
+            .entry("scatter_pairs")
+            .params::<SortParams>()
+            .cpu::<(
+                Read<u32>,
+                Read<u32>,
+                Read<u32>,
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+            )>(|args, p| {
+                let (src, src_vals, offsets, dst, dst_vals) = args.split();
+                scatter_cpu(p, offsets, src, dst, Some((src_vals, dst_vals)));
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let whole_keys = Kernel::builder("radix_sort", WGSL_WHOLE)
+            .entry("sort_keys")
+            .params::<WholeSortParams>()
+            .cpu::<(ReadWrite<u32>, ReadWrite<u32>)>(|args, p| {
+                let (keys, tmp) = args.split();
+                let n = (p.n as usize).min(keys.len()).min(tmp.len());
+                whole_cpu::<false>(&mut keys[..n], &mut [], &mut tmp[..n], &mut []);
+            })
+            .workgroups(|_, _| 1)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let whole_pairs = Kernel::builder("radix_sort_pairs", WGSL_WHOLE)
+            .entry("sort_pairs")
+            .params::<WholeSortParams>()
+            .cpu::<(
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+            )>(|args, p| {
+                let (keys, tmp, vals, tmp_vals) = args.split();
+                let n = [keys.len(), tmp.len(), vals.len(), tmp_vals.len()]
+                    .into_iter()
+                    .fold(p.n as usize, usize::min);
+                whole_cpu::<true>(
+                    &mut keys[..n],
+                    &mut vals[..n],
+                    &mut tmp[..n],
+                    &mut tmp_vals[..n],
+                );
+            })
+            .workgroups(|_, _| 1)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        Ok(Sort {
+            histogram,
+            scatter_keys,
+            scatter_pairs,
+            whole_keys,
+            whole_pairs,
+            scan: Scan::new()?,
+        })
+    }
+
+    /// The GPU algorithm's pass kernels (histogram, keys-only scatter, pairs
+    /// scatter), then the whole-sort kernels the CPU runs (keys, pairs).
+    pub fn kernels(&self) -> [&Kernel; 5] {
+        [
+            &self.histogram,
+            &self.scatter_keys,
+            &self.scatter_pairs,
+            &self.whole_keys,
+            &self.whole_pairs,
+        ]
+    }
+
+    /// The scan whose u32 kernels turn the histograms into offsets.
+    pub fn scan(&self) -> &Scan {
+        &self.scan
+    }
+
+    /// Sorts `keys` in place, ascending.
+    ///
+    /// On a GPU: 8 passes of the multi-pass kernels, all on that GPU. On the
+    /// CPU: the whole-sort kernel, once. Automatic placement places the
+    /// first pass's histogram, then sorts on the device that got it.
+    pub fn radix_sort(&self, rt: &Runtime, target: Target, keys: &Buffer<u32>) -> Result<RunInfo> {
+        self.run(rt, target, &Plan::new(rt, keys, None)?)
+    }
+
+    /// Sorts `keys` in place, ascending and stably, and permutes `values`
+    /// (the same length, a different buffer) the same way. Placement as
+    /// for [`radix_sort`](Self::radix_sort).
+    pub fn radix_sort_pairs(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        keys: &Buffer<u32>,
+        values: &Buffer<u32>,
+    ) -> Result<RunInfo> {
+        self.run(rt, target, &Plan::new(rt, keys, Some(values))?)
+    }
+
+    /// Submits [`radix_sort`](Self::radix_sort) and returns its last task
+    /// at once. With automatic placement each pass of the multi-pass
+    /// kernels is placed on its own when it runs.
+    pub fn submit_radix_sort(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        keys: &Buffer<u32>,
+    ) -> Result<Task> {
+        self.submit(rt, target, &Plan::new(rt, keys, None)?)
+    }
+
+    /// Submits [`radix_sort_pairs`](Self::radix_sort_pairs) and returns its
+    /// last task at once; placement as for
+    /// [`submit_radix_sort`](Self::submit_radix_sort).
+    pub fn submit_radix_sort_pairs(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        keys: &Buffer<u32>,
+        values: &Buffer<u32>,
+    ) -> Result<Task> {
+        self.submit(rt, target, &Plan::new(rt, keys, Some(values))?)
+    }
+
+    /// Sorts `keys` (and `values`, if given) with the multi-pass kernels at
+    /// `target`, whatever the device: the GPU's algorithm, which
+    /// [`radix_sort`](Self::radix_sort) uses on GPUs. On the CPU it is
+    /// correct but slower than the whole-sort kernel.
+    pub fn radix_sort_passes(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        keys: &Buffer<u32>,
+        values: Option<&Buffer<u32>>,
+    ) -> Result<RunInfo> {
+        let plan = Plan::new(rt, keys, values)?;
+        self.passes(rt, &plan, &mut Execute::new(rt, target), false)
+    }
+
+    fn run(&self, rt: &Runtime, target: Target, plan: &Plan<'_>) -> Result<RunInfo> {
+        let mut exec = Execute::new(rt, target);
+        match target {
+            Target::On(Backend::Cpu) => self.whole(plan, &mut exec),
+            Target::Auto => {
+                // The first histogram shows where the runtime would sort
+                // (data, queues, the model); the rest follows it there.
+                let first =
+                    exec.launch(&self.histogram, &[plan.keys, &plan.hist], &plan.params(0))?;
+                exec.target = Target::On(first.backend);
+                let info = match first.backend {
+                    Backend::Cpu => self.whole(plan, &mut exec),
+                    _ => self.passes(rt, plan, &mut exec, true),
+                }?;
+                Ok(RunInfo {
+                    reason: first.reason,
+                    ..info
+                })
+            }
+            _ => self.passes(rt, plan, &mut exec, false),
+        }
+    }
+
+    fn submit(&self, rt: &Runtime, target: Target, plan: &Plan<'_>) -> Result<Task> {
+        let mut submit = Submit { rt, target };
+        match target {
+            Target::On(Backend::Cpu) => self.whole(plan, &mut submit),
+            _ => self.passes(rt, plan, &mut submit, false),
+        }
+    }
+
+    /// The whole sort as one kernel (the CPU's way).
+    fn whole<L: Launch>(&self, plan: &Plan<'_>, launch: &mut L) -> Result<L::Out> {
+        let params = WholeSortParams { n: plan.n };
+        match (plan.values, &plan.tmp_vals) {
+            (Some(v), Some(tv)) => {
+                launch.launch(&self.whole_pairs, &[plan.keys, &plan.tmp, v, tv], &params)
+            }
+            _ => launch.launch(&self.whole_keys, &[plan.keys, &plan.tmp], &params),
+        }
+    }
+
+    /// Launches the 8 passes (histogram, scan, scatter each), alternating
+    /// between the caller's buffers and the temporaries, the first
+    /// histogram unless `first_counted`; returns what the last launch gave.
+    fn passes<L: Launch>(
+        &self,
+        rt: &Runtime,
+        plan: &Plan<'_>,
+        launch: &mut L,
+        first_counted: bool,
+    ) -> Result<L::Out> {
+        let pass = |launch: &mut L, pass: u32| -> Result<L::Out> {
+            let params = plan.params(pass);
+            // Even passes read the caller's buffers, odd ones the temporaries.
+            let swap = |a, b| {
+                if pass.is_multiple_of(2) {
+                    (a, b)
+                } else {
+                    (b, a)
+                }
+            };
+            let (from, to) = swap(plan.keys, &plan.tmp);
+            if pass > 0 || !first_counted {
+                launch.launch(&self.histogram, &[from, &plan.hist], &params)?;
+            }
+            self.scan
+                .launch_u32(rt, &plan.hist, &plan.offsets, ScanKind::Exclusive, launch)?;
+            match (plan.values, &plan.tmp_vals) {
+                (Some(v), Some(tv)) => {
+                    let (vfrom, vto) = swap(v, tv);
+                    launch.launch(
+                        &self.scatter_pairs,
+                        &[from, vfrom, &plan.offsets, to, vto],
+                        &params,
+                    )
+                }
+                _ => launch.launch(&self.scatter_keys, &[from, &plan.offsets, to], &params),
+            }
+        };
+        let mut out = pass(launch, 0)?;
+        for p in 1..PASSES {
+            out = pass(launch, p)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The digit of `key` at `shift`.
+#[inline]
+fn digit(key: u32, shift: u32) -> usize {
+    ((key >> shift) as usize) & (RADIX - 1)
+}
+
+/// Tiles per rayon task: a few tasks per thread, for balance.
+fn tiles_per_task(tiles: usize) -> usize {
+    let tasks = rayon::current_num_threads().max(1) * 4;
+    tiles.div_ceil(tasks).max(1)
+}
+
+/// Per-digit counts of `keys`. Four sets of counters, used in turn, so that
+/// runs of one digit do not wait on each other's increments.
+fn digit_counts(keys: &[u32], shift: u32) -> [u32; RADIX] {
+    let mut sets = [[0u32; RADIX]; 4];
+    let mut quads = keys.chunks_exact(4);
+    for q in &mut quads {
+        for (set, &k) in sets.iter_mut().zip(q) {
+            set[digit(k, shift)] += 1;
+        }
+    }
+    for &k in quads.remainder() {
+        sets[0][digit(k, shift)] += 1;
+    }
+    let mut total = [0u32; RADIX];
+    for set in &sets {
+        for (t, c) in total.iter_mut().zip(set) {
+            *t += c;
+        }
+    }
+    total
+}
+
+/// The histogram pass on the CPU: `hist[d · tiles + t]` = keys of tile `t`
+/// with digit `d`. Each task fills its own tiles' stretch of every digit's
+/// row.
+fn histogram_cpu(src: &[u32], hist: &mut [u32], p: &SortParams) {
+    let n = (p.n as usize).min(src.len());
+    let tiles = (p.tiles as usize).max(1);
+    let shift = p.shift & 31;
+    let per_task = tiles_per_task(tiles);
+    let tasks = tiles.div_ceil(per_task);
+    let mut parts: Vec<Vec<&mut [u32]>> = (0..tasks).map(|_| Vec::with_capacity(RADIX)).collect();
+    for row in hist.chunks_mut(tiles).take(RADIX) {
+        for (part, piece) in parts.iter_mut().zip(row.chunks_mut(per_task)) {
+            part.push(piece);
+        }
+    }
+    parts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(task, mut rows)| {
+            let first = task * per_task;
+            for (j, tile) in (first..(first + per_task).min(tiles)).enumerate() {
+                let lo = (tile * TILE).min(n);
+                let hi = (lo + TILE).min(n);
+                let counts = digit_counts(&src[lo..hi], shift);
+                for (row, &c) in rows.iter_mut().zip(&counts) {
+                    if let Some(h) = row.get_mut(j) {
+                        *h = c;
+                    }
+                }
+            }
+        });
+}
+
+/// Cuts `out` into consecutive runs of the given lengths and deals them to
+/// tasks: `runs[task][digit]`. The lengths are in output order, digit-major.
+fn deal<'a>(mut out: &'a mut [u32], lens: &[usize], tasks: usize) -> Vec<Vec<&'a mut [u32]>> {
+    let mut runs: Vec<Vec<&mut [u32]>> = (0..tasks).map(|_| Vec::with_capacity(RADIX)).collect();
+    for (i, &len) in lens.iter().enumerate() {
+        let len = len.min(out.len());
+        let (run, rest) = std::mem::take(&mut out).split_at_mut(len);
+        runs[i % tasks].push(run);
+        out = rest;
+    }
+    runs
+}
+
+/// Tiles a CPU task moves at once, each with its own cursors: independent
+/// chains of cursor updates, where one tile alone waits on its own
+/// increments whenever neighbouring keys share a digit.
+const INTERLEAVE: usize = 4;
+
+/// The scatter pass on the CPU: each key (and value) of tile `t` with digit
+/// `d` goes to `offsets[d · tiles + t]` onwards, in input order. Each task
+/// takes a stretch of tiles, whose keys of one digit fill one contiguous
+/// range of the output; the ranges of all tasks are disjoint slices of it.
+/// Offsets that do not partition the output at the tasks' boundaries (not
+/// what the scan of this pass's histogram gives) leave it unwritten.
+fn scatter_cpu(
+    p: &SortParams,
+    offsets: &[u32],
+    src: &[u32],
+    dst: &mut [u32],
+    vals: Option<(&[u32], &mut [u32])>,
+) {
+    let n = (p.n as usize).min(src.len()).min(dst.len());
+    let tiles = (p.tiles as usize).max(1);
+    let shift = p.shift & 31;
+    let per_task = tiles_per_task(tiles);
+    let tasks = tiles.div_ceil(per_task);
+
+    // The first slot of (digit d, tile t); tile `tiles` is the digit's end.
+    let start = |d: usize, tile: usize| -> Option<usize> {
+        if tile < tiles {
+            offsets.get(d * tiles + tile).map(|&o| o as usize)
+        } else if d + 1 < RADIX {
+            offsets.get((d + 1) * tiles).map(|&o| o as usize)
+        } else {
+            Some(n)
+        }
+    };
+    let mut lens = Vec::with_capacity(RADIX * tasks);
+    let mut at = 0;
+    for d in 0..RADIX {
+        for t in 0..tasks {
+            let end = ((t + 1) * per_task).min(tiles);
+            match (start(d, t * per_task), start(d, end)) {
+                (Some(s), Some(e)) if s == at && s <= e && e <= n => {
+                    lens.push(e - s);
+                    at = e;
+                }
+                _ => return,
+            }
+        }
+    }
+    if at != n {
+        return;
+    }
+
+    // Task t's tiles, and where each tile's digit-d keys start in the
+    // task's run of digit d.
+    let task = |t: usize| {
+        let tiles_of = t * per_task..((t + 1) * per_task).min(tiles);
+        let origin: [usize; RADIX] =
+            std::array::from_fn(|d| start(d, tiles_of.start).unwrap_or_default());
+        let starts: Vec<[usize; RADIX]> = tiles_of
+            .clone()
+            .map(|tile| {
+                std::array::from_fn(|d| start(d, tile).unwrap_or_default().wrapping_sub(origin[d]))
+            })
+            .collect();
+        let keys = (tiles_of.start * TILE).min(n)..(tiles_of.end * TILE).min(n);
+        (keys, starts)
+    };
+    let key_runs = deal(&mut dst[..n], &lens, tasks);
+    match vals {
+        None => key_runs.into_par_iter().enumerate().for_each(|(t, runs)| {
+            let (keys, starts) = task(t);
+            let Ok(mut runs) = runs.try_into() else {
+                return;
+            };
+            let mut none: [&mut [u32]; RADIX] = Default::default();
+            scatter_task::<false>(&src[keys], &[], &mut runs, &mut none, &starts, shift);
+        }),
+        Some((src_vals, dst_vals)) => {
+            if src_vals.len() < n || dst_vals.len() < n {
+                return;
+            }
+            let val_runs = deal(&mut dst_vals[..n], &lens, tasks);
+            key_runs
+                .into_par_iter()
+                .zip(val_runs)
+                .enumerate()
+                .for_each(|(t, (runs, vruns))| {
+                    let (keys, starts) = task(t);
+                    let (Ok(mut runs), Ok(mut vruns)) = (runs.try_into(), vruns.try_into()) else {
+                        return;
+                    };
+                    let vals = &src_vals[keys.clone()];
+                    scatter_task::<true>(&src[keys], vals, &mut runs, &mut vruns, &starts, shift);
+                });
+        }
+    }
+}
+
+/// Moves one task's keys (and, with `PAIRS`, their values) into its runs
+/// of each digit: tile `j`'s keys of digit `d` from `runs[d][starts[j][d]]`
+/// on, in order. `INTERLEAVE` tiles at a time, their keys taken in turn.
+fn scatter_task<const PAIRS: bool>(
+    keys: &[u32],
+    vals: &[u32],
+    runs: &mut [&mut [u32]; RADIX],
+    vruns: &mut [&mut [u32]; RADIX],
+    starts: &[[usize; RADIX]],
+    shift: u32,
+) {
+    let mut put = |cursor: &mut [usize; RADIX], i: usize| {
+        let k = keys[i];
+        let d = digit(k, shift);
+        let c = cursor[d];
+        if let Some(slot) = runs[d].get_mut(c) {
+            *slot = k;
+        }
+        if PAIRS {
+            if let (Some(slot), Some(&v)) = (vruns[d].get_mut(c), vals.get(i)) {
+                *slot = v;
+            }
+        }
+        cursor[d] = c + 1;
+    };
+    for (g, group) in starts.chunks(INTERLEAVE).enumerate() {
+        let lo = (g * INTERLEAVE * TILE).min(keys.len());
+        let hi = (lo + INTERLEAVE * TILE).min(keys.len());
+        let mut cursors = [[0usize; RADIX]; INTERLEAVE];
+        cursors[..group.len()].copy_from_slice(group);
+        if hi - lo == INTERLEAVE * TILE && group.len() == INTERLEAVE {
+            let [c0, c1, c2, c3] = &mut cursors;
+            for i in lo..lo + TILE {
+                put(c0, i);
+                put(c1, i + TILE);
+                put(c2, i + 2 * TILE);
+                put(c3, i + 3 * TILE);
+            }
+        } else {
+            for (w, cursor) in cursors.iter_mut().enumerate().take(group.len()) {
+                let from = (lo + w * TILE).min(hi);
+                for i in from..(from + TILE).min(hi) {
+                    put(cursor, i);
+                }
+            }
+        }
+    }
+}
+
+/// Keys below which the CPU sort runs on one thread.
+const SERIAL_BELOW: usize = 1 << 16;
+
+/// The byte of `key` at byte position `b` (0 the lowest).
+#[inline]
+fn byte(key: u32, b: usize) -> usize {
+    ((key >> (8 * b)) & 0xff) as usize
+}
+
+/// Counts of each byte value at each of the four byte positions.
+fn byte_counts(keys: &[u32]) -> [[u32; 256]; 4] {
+    let mut c = [[0u32; 256]; 4];
+    for &k in keys {
+        c[0][byte(k, 0)] += 1;
+        c[1][byte(k, 1)] += 1;
+        c[2][byte(k, 2)] += 1;
+        c[3][byte(k, 3)] += 1;
+    }
+    c
+}
+
+/// The byte positions, lowest first, where the keys do not all agree.
+fn varying(counts: &[[u32; 256]; 4], n: usize) -> Vec<usize> {
+    (0..4)
+        .filter(|&b| !counts[b].iter().any(|&c| c as usize == n))
+        .collect()
+}
+
+/// Splits `out` into runs of `lens` (in order) and returns a writer per run.
+fn runs<'a>(mut out: &'a mut [u32], lens: &[usize]) -> Vec<std::slice::IterMut<'a, u32>> {
+    lens.iter()
+        .map(|&len| {
+            let len = len.min(out.len());
+            let (run, rest) = std::mem::take(&mut out).split_at_mut(len);
+            out = rest;
+            run.iter_mut()
+        })
+        .collect()
+}
+
+/// As a fixed array of 256 writers (missing ones write nowhere).
+fn by_byte(runs: Vec<std::slice::IterMut<'_, u32>>) -> [std::slice::IterMut<'_, u32>; 256] {
+    let mut it = runs.into_iter();
+    std::array::from_fn(|_| it.next().unwrap_or_default())
+}
+
+/// Moves each key (and value) to the writer of its byte at `b`, in order.
+fn scatter_bytes<const PAIRS: bool>(
+    keys: &[u32],
+    vals: &[u32],
+    out: &mut [std::slice::IterMut<'_, u32>; 256],
+    out_vals: &mut [std::slice::IterMut<'_, u32>; 256],
+    b: usize,
+) {
+    for (i, &k) in keys.iter().enumerate() {
+        let d = byte(k, b);
+        if let Some(slot) = out[d].next() {
+            *slot = k;
+        }
+        if PAIRS {
+            if let (Some(slot), Some(&v)) = (out_vals[d].next(), vals.get(i)) {
+                *slot = v;
+            }
+        }
+    }
+}
+
+/// One stable pass by byte `b` from `src` into `dst` on the rayon pool:
+/// chunk `c` of `chunk` keys, whose byte counts are `counts[c]`, writes its
+/// keys of byte value `d` into its own range of `dst` (after those of byte
+/// values below `d`, and of earlier chunks with `d`).
+fn partition<const PAIRS: bool>(
+    src: &[u32],
+    src_vals: &[u32],
+    dst: &mut [u32],
+    dst_vals: &mut [u32],
+    b: usize,
+    counts: &[[u32; 256]],
+    chunk: usize,
+) {
+    let chunks = counts.len();
+    let lens: Vec<usize> = (0..256 * chunks)
+        .map(|i| counts[i % chunks][i / chunks] as usize)
+        .collect();
+    let mut key_runs: Vec<Vec<_>> = (0..chunks).map(|_| Vec::with_capacity(256)).collect();
+    let mut val_runs: Vec<Vec<_>> = (0..chunks).map(|_| Vec::new()).collect();
+    for (i, run) in runs(dst, &lens).into_iter().enumerate() {
+        key_runs[i % chunks].push(run);
+    }
+    if PAIRS {
+        for (i, run) in runs(dst_vals, &lens).into_iter().enumerate() {
+            val_runs[i % chunks].push(run);
+        }
+    }
+    key_runs
+        .into_par_iter()
+        .zip(val_runs)
+        .zip(src.par_chunks(chunk.max(1)))
+        .enumerate()
+        .for_each(|(c, ((k, v), keys))| {
+            let vals = src_vals.get(c * chunk..).unwrap_or_default();
+            scatter_bytes::<PAIRS>(keys, vals, &mut by_byte(k), &mut by_byte(v), b);
+        });
+}
+
+/// Copies `src` into `dst` on the rayon pool.
+fn copy_par(src: &[u32], dst: &mut [u32]) {
+    dst.par_chunks_mut(1 << 16)
+        .zip(src.par_chunks(1 << 16))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// LSD passes over `bytes` (lowest first) on one thread: the data starts in
+/// `a` and ends in `b` when `into_b`, else in `a`. Bytes on which this
+/// stretch of keys agrees are skipped.
+fn lsd_serial<const PAIRS: bool>(
+    a: &mut [u32],
+    a_vals: &mut [u32],
+    b: &mut [u32],
+    b_vals: &mut [u32],
+    bytes: &[usize],
+    into_b: bool,
+) {
+    let n = a.len();
+    let counts = byte_counts(a);
+    let mut in_a = true;
+    for &pos in bytes {
+        if counts[pos].iter().any(|&c| c as usize == n) {
+            continue;
+        }
+        let lens: Vec<usize> = counts[pos].iter().map(|&c| c as usize).collect();
+        let (src, src_vals, dst, dst_vals) = if in_a {
+            (&*a, &*a_vals, &mut *b, &mut *b_vals)
+        } else {
+            (&*b, &*b_vals, &mut *a, &mut *a_vals)
+        };
+        let mut out = by_byte(runs(dst, &lens));
+        let mut out_vals = by_byte(if PAIRS {
+            runs(dst_vals, &lens)
+        } else {
+            Vec::new()
+        });
+        scatter_bytes::<PAIRS>(src, src_vals, &mut out, &mut out_vals, pos);
+        in_a = !in_a;
+    }
+    if in_a == into_b {
+        let (src, src_vals, dst, dst_vals) = if in_a {
+            (&*a, &*a_vals, &mut *b, &mut *b_vals)
+        } else {
+            (&*b, &*b_vals, &mut *a, &mut *a_vals)
+        };
+        dst.copy_from_slice(src);
+        if PAIRS {
+            dst_vals.copy_from_slice(src_vals);
+        }
+    }
+}
+
+/// LSD passes over `bytes` (lowest first), each a parallel [`partition`]:
+/// the data starts in `a` and ends in `b`.
+fn lsd_parallel<const PAIRS: bool>(
+    a: &mut [u32],
+    a_vals: &mut [u32],
+    b: &mut [u32],
+    b_vals: &mut [u32],
+    bytes: &[usize],
+) {
+    let n = a.len();
+    let chunk = n.div_ceil(rayon::current_num_threads().max(1) * 4).max(1);
+    let mut in_a = true;
+    for &pos in bytes {
+        let (src, src_vals, dst, dst_vals) = if in_a {
+            (&*a, &*a_vals, &mut *b, &mut *b_vals)
+        } else {
+            (&*b, &*b_vals, &mut *a, &mut *a_vals)
+        };
+        let counts: Vec<[u32; 256]> = src
+            .par_chunks(chunk)
+            .map(|keys| {
+                let mut c = [0u32; 256];
+                for &k in keys {
+                    c[byte(k, pos)] += 1;
+                }
+                c
+            })
+            .collect();
+        if (0..256).any(|d| counts.iter().map(|c| c[d] as usize).sum::<usize>() == n) {
+            continue;
+        }
+        partition::<PAIRS>(src, src_vals, dst, dst_vals, pos, &counts, chunk);
+        in_a = !in_a;
+    }
+    if in_a {
+        copy_par(a, b);
+        if PAIRS {
+            copy_par(a_vals, b_vals);
+        }
+    }
+}
+
+/// The CPU's whole sort: `keys` (and `vals`, with `PAIRS`) sorted stably by
+/// key, `tmp` (and `tmp_vals`) as scratch; all slices the same length.
+///
+/// Bytes on which all keys agree are skipped. One parallel stable partition
+/// by the highest varying byte (per-chunk counts, each chunk writing its own
+/// disjoint ranges) leaves 256 buckets of about n/256 keys; each bucket is
+/// then sorted on the lower bytes by one thread, in cache, the buckets in
+/// parallel. A bucket too large to balance that way is sorted with parallel
+/// passes instead.
+fn whole_cpu<const PAIRS: bool>(
+    keys: &mut [u32],
+    vals: &mut [u32],
+    tmp: &mut [u32],
+    tmp_vals: &mut [u32],
+) {
+    let n = keys.len();
+    if n < 2 || tmp.len() < n || (PAIRS && (vals.len() < n || tmp_vals.len() < n)) {
+        return;
+    }
+    let tmp = &mut tmp[..n];
+    if n < SERIAL_BELOW {
+        let bytes = varying(&byte_counts(keys), n);
+        lsd_serial::<PAIRS>(keys, vals, tmp, tmp_vals, &bytes, false);
+        return;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = n.div_ceil(threads * 4);
+    let counts: Vec<[[u32; 256]; 4]> = keys.par_chunks(chunk).map(byte_counts).collect();
+    let mut total = [[0u32; 256]; 4];
+    for c in &counts {
+        for (t, c) in total.iter_mut().zip(c) {
+            for (t, c) in t.iter_mut().zip(c) {
+                *t += c;
+            }
+        }
+    }
+    let bytes = varying(&total, n);
+    let Some((&top, lower)) = bytes.split_last() else {
+        return;
+    };
+    let top_counts: Vec<[u32; 256]> = counts.iter().map(|c| c[top]).collect();
+    partition::<PAIRS>(keys, vals, tmp, tmp_vals, top, &top_counts, chunk);
+
+    // Bucket d is tmp[start_d .. start_d + total[top][d]]; it goes back to
+    // the same range of keys, sorted on the lower bytes.
+    let big = (n / (2 * threads)).max(SERIAL_BELOW);
+    let (mut k, mut kv, mut t, mut tv) = (keys, vals, tmp, tmp_vals);
+    let mut small = Vec::with_capacity(256);
+    for &len in &total[top] {
+        let len = len as usize;
+        let (kb, kr) = std::mem::take(&mut k).split_at_mut(len);
+        let (tb, tr) = std::mem::take(&mut t).split_at_mut(len);
+        let (kvb, kvr) = std::mem::take(&mut kv).split_at_mut(if PAIRS { len } else { 0 });
+        let (tvb, tvr) = std::mem::take(&mut tv).split_at_mut(if PAIRS { len } else { 0 });
+        (k, t, kv, tv) = (kr, tr, kvr, tvr);
+        if len > big {
+            lsd_parallel::<PAIRS>(tb, tvb, kb, kvb, lower);
+        } else if len > 0 {
+            small.push((tb, tvb, kb, kvb));
+        }
+    }
+    small.into_par_iter().for_each(|(tb, tvb, kb, kvb)| {
+        lsd_serial::<PAIRS>(tb, tvb, kb, kvb, lower, true);
+    });
+}
+
+/// The serial reference: the keys sorted ascending.
+pub fn reference(keys: &[u32]) -> Vec<u32> {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    sorted
+}
+
+/// The serial reference for pairs: a stable sort by key.
+pub fn reference_pairs(keys: &[u32], values: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut pairs: Vec<(u32, u32)> = keys.iter().copied().zip(values.iter().copied()).collect();
+    pairs.sort_by_key(|&(k, _)| k);
+    pairs.into_iter().unzip()
+}
+
+/// Which keys a trial sorts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Uniform over the whole u32 range.
+    Full,
+    /// Drawn from this many distinct values (themselves uniform over the
+    /// u32 range, so every digit varies): many ties, which show stability.
+    Ties(u32),
+    /// Uniform below this bound: the high digits are all zero.
+    Below(u32),
+}
+
+fn random_keys(n: usize, keys: Keys, seed: u64) -> Vec<u32> {
+    let mut rng = verify::rng(seed);
+    match keys {
+        Keys::Full => (0..n).map(|_| rng.random()).collect(),
+        Keys::Ties(k) => {
+            let set: Vec<u32> = (0..k.max(1)).map(|_| rng.random()).collect();
+            (0..n)
+                .map(|_| set[rng.random_range(0..set.len())])
+                .collect()
+        }
+        Keys::Below(bound) => (0..n).map(|_| rng.random_range(0..bound.max(1))).collect(),
+    }
+}
+
+fn shape(n: usize, keys: Keys, multi_pass: bool) -> String {
+    let keys = match keys {
+        Keys::Full => n.to_string(),
+        Keys::Ties(k) => format!("{n} ({k} distinct)"),
+        Keys::Below(bound) => format!("{n} (below {bound})"),
+    };
+    if multi_pass {
+        format!("{keys}, multi-pass")
+    } else {
+        keys
+    }
+}
+
+/// A sort of seeded random u32 keys, in place.
+///
+/// Tolerance: none; the result must equal the serial sort exactly.
+pub struct SortTrial {
+    sort: Sort,
+    spread: Keys,
+    multi_pass: bool,
+    input: Vec<u32>,
+    keys: Buffer<u32>,
+    got: Vec<u32>,
+}
+
+impl SortTrial {
+    /// Prepares a sort of `n` keys drawn as `keys` says.
+    pub fn new(rt: &Runtime, n: usize, keys: Keys, seed: u64) -> Result<Self> {
+        let input = random_keys(n, keys, seed);
+        Ok(SortTrial {
+            sort: Sort::new()?,
+            spread: keys,
+            multi_pass: false,
+            keys: rt.buffer(&input),
+            input,
+            got: Vec::new(),
+        })
+    }
+
+    /// Sorts with the multi-pass kernels wherever it runs (see
+    /// [`Sort::radix_sort_passes`]), the CPU included.
+    pub fn multi_pass(mut self) -> Self {
+        self.multi_pass = true;
+        self
+    }
+}
+
+/// Prepares a sort of `n` keys uniform over the u32 range.
+pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SortTrial> {
+    SortTrial::new(rt, n, Keys::Full, seed)
+}
+
+impl Trial for SortTrial {
+    fn shape(&self) -> String {
+        shape(self.input.len(), self.spread, self.multi_pass)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.keys, &self.input)
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = if self.multi_pass {
+            self.sort.radix_sort_passes(rt, target, &self.keys, None)?
+        } else {
+            self.sort.radix_sort(rt, target, &self.keys)?
+        };
+        self.got = rt.read(&self.keys)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let want = reference(&self.input);
+        let c = verify::compare(
+            self.got.iter().map(|&v| v as f64),
+            want.iter().map(|&v| v as f64),
+            |_| 0.0,
+        );
+        c.into_check(
+            self.shape(),
+            backend,
+            want.len().abs_diff(self.got.len()),
+            "exact: equal to a serial sort",
+        )
+    }
+}
+
+/// Sorts `n` seeded random keys and checks it (see [`SortTrial`]).
+pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
+}
+
+/// A sort of seeded random u32 keys with seeded random u32 values, in
+/// place. Elements compared: the n keys, then the n values.
+///
+/// Tolerance: none; keys and values must equal a serial stable sort by key
+/// exactly (values follow their keys, equal keys keep their input order).
+pub struct SortPairsTrial {
+    sort: Sort,
+    spread: Keys,
+    multi_pass: bool,
+    input: (Vec<u32>, Vec<u32>),
+    keys: Buffer<u32>,
+    values: Buffer<u32>,
+    got: (Vec<u32>, Vec<u32>),
+}
+
+impl SortPairsTrial {
+    /// Prepares a sort of `n` pairs whose keys are drawn as `keys` says.
+    pub fn new(rt: &Runtime, n: usize, keys: Keys, seed: u64) -> Result<Self> {
+        let ks = random_keys(n, keys, seed);
+        let vs = random_keys(n, Keys::Full, seed ^ 0x5eed);
+        Ok(SortPairsTrial {
+            sort: Sort::new()?,
+            spread: keys,
+            multi_pass: false,
+            keys: rt.buffer(&ks),
+            values: rt.buffer(&vs),
+            input: (ks, vs),
+            got: (Vec::new(), Vec::new()),
+        })
+    }
+
+    /// Sorts with the multi-pass kernels wherever it runs (see
+    /// [`Sort::radix_sort_passes`]), the CPU included.
+    pub fn multi_pass(mut self) -> Self {
+        self.multi_pass = true;
+        self
+    }
+}
+
+/// Prepares a sort of `n` pairs with keys uniform over the u32 range.
+pub fn trial_pairs(rt: &Runtime, n: usize, seed: u64) -> Result<SortPairsTrial> {
+    SortPairsTrial::new(rt, n, Keys::Full, seed)
+}
+
+impl Trial for SortPairsTrial {
+    fn shape(&self) -> String {
+        shape(self.input.0.len(), self.spread, self.multi_pass)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.keys, &self.input.0)?;
+        rt.write(&self.values, &self.input.1)
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = if self.multi_pass {
+            self.sort
+                .radix_sort_passes(rt, target, &self.keys, Some(&self.values))?
+        } else {
+            self.sort
+                .radix_sort_pairs(rt, target, &self.keys, &self.values)?
+        };
+        self.got = (rt.read(&self.keys)?, rt.read(&self.values)?);
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (wk, wv) = reference_pairs(&self.input.0, &self.input.1);
+        let got = self.got.0.iter().chain(&self.got.1);
+        let c = verify::compare(
+            got.map(|&v| v as f64),
+            wk.iter().chain(&wv).map(|&v| v as f64),
+            |_| 0.0,
+        );
+        let missing = (2 * wk.len()).abs_diff(self.got.0.len() + self.got.1.len());
+        c.into_check(
+            self.shape(),
+            backend,
+            missing,
+            "exact: equal to a serial stable sort by key",
+        )
+    }
+}
+
+/// Sorts `n` seeded random pairs and checks it (see [`SortPairsTrial`]).
+pub fn check_pairs(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial_pairs(rt, n, seed)?, rt, target)
+}
 
 /// This module's entries in [`samples`](crate::samples).
 pub(crate) fn samples() -> Vec<Sample> {
-    Vec::new()
+    vec![
+        Sample {
+            name: "radix_sort",
+            about: "stable radix sort of u32 keys: 8 passes of 4-bit digits on a GPU, a byte partition then in-cache passes on the CPU (memory-bound)",
+            size_meaning: "keys",
+            default_size: 1 << 20,
+            tour_size: 1 << 14,
+            prepare: |rt, n, seed| crate::boxed(trial(rt, n, seed)),
+        },
+        Sample {
+            name: "radix_sort_pairs",
+            about: "radix_sort with a u32 value per key; values follow their keys, equal keys keep input order (memory-bound)",
+            size_meaning: "pairs",
+            default_size: 1 << 20,
+            tour_size: 1 << 14,
+            prepare: |rt, n, seed| crate::boxed(trial_pairs(rt, n, seed)),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU's whole sort, keys alone and pairs, against the references.
+    fn check_whole(keys: Vec<u32>) {
+        let n = keys.len();
+        let ids: Vec<u32> = (0..n as u32).collect();
+        let (want_keys, want_ids) = reference_pairs(&keys, &ids);
+        let (mut k, mut v) = (keys.clone(), ids);
+        whole_cpu::<true>(&mut k, &mut v, &mut vec![0; n], &mut vec![0; n]);
+        assert_eq!(k, want_keys, "pairs' keys, n={n}");
+        assert_eq!(v, want_ids, "pairs' values, n={n}");
+        let mut k = keys;
+        whole_cpu::<false>(&mut k, &mut [], &mut vec![0; n], &mut []);
+        assert_eq!(k, want_keys, "keys, n={n}");
+    }
+
+    #[test]
+    fn whole_cpu_sorts_every_shape() {
+        for (i, n) in [0, 1, 2, 1000, SERIAL_BELOW - 1, SERIAL_BELOW, 200_003]
+            .into_iter()
+            .enumerate()
+        {
+            check_whole(random_keys(n, Keys::Full, i as u64));
+        }
+        // Two buckets, few values, high bytes zero, nothing varying.
+        check_whole(random_keys(300_000, Keys::Ties(2), 10));
+        check_whole(random_keys(300_000, Keys::Ties(300), 11));
+        check_whole(random_keys(300_000, Keys::Below(300), 12));
+        check_whole(vec![7; 100_000]);
+        // One bucket holds nearly everything: sorted by parallel passes.
+        check_whole(
+            (0..300_000u32)
+                .map(|i| {
+                    if i % 1000 == 0 {
+                        u32::MAX - i
+                    } else {
+                        i.wrapping_mul(2_654_435_761) >> 8
+                    }
+                })
+                .collect(),
+        );
+    }
 }

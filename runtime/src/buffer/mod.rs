@@ -396,7 +396,11 @@ impl Table {
             return Ok(None);
         }
         let bytes = e.bytes as usize;
-        let mut host = e.host.take().unwrap_or_else(|| HostCopy::zeroed(bytes));
+        // A fresh copy is zeroed already; only a reused one needs clearing.
+        let (mut host, fresh) = match e.host.take() {
+            Some(h) => (h, false),
+            None => (HostCopy::zeroed(bytes), true),
+        };
         let source = if e.valid.zero {
             None
         } else {
@@ -409,8 +413,8 @@ impl Table {
                 return Err(err);
             }
             c.download(bytes as u64);
-        } else {
-            // Zero contents (or a buffer nobody wrote): a fresh host copy.
+        } else if !fresh {
+            // Zero contents (or a buffer nobody wrote) in a reused copy.
             host.as_bytes_mut().fill(0);
         }
         e.host = Some(host);

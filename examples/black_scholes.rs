@@ -72,7 +72,8 @@ fn main() -> anyhow::Result<()> {
 
     // Monte Carlo for one of them: S = 100, K = 100, T = 1.
     let paths = 1 << 22;
-    let mc = MonteCarlo::new()?.price(&rt, Target::Auto, 100.0, 100.0, 1.0, 0.05, 0.2, paths, 42)?;
+    let mc =
+        MonteCarlo::new()?.price(&rt, Target::Auto, 100.0, 100.0, 1.0, 0.05, 0.2, paths, 42)?;
     let (c, p) = closed_form(100.0, 100.0, 1.0, 0.05, 0.2);
     println!("\nMonte Carlo, {paths} paths (Philox4x32-10; the same stream on every backend):");
     println!(

@@ -19,12 +19,17 @@ fn main() -> anyhow::Result<()> {
 
     // Three hot discs and a hot bar on a cold plate.
     let mut grid = vec![0.0f32; width * height];
-    let spots = [(120.0, 110.0, 28.0), (380.0, 90.0, 18.0), (300.0, 280.0, 36.0)];
+    let spots = [
+        (120.0, 110.0, 28.0),
+        (380.0, 90.0, 18.0),
+        (300.0, 280.0, 36.0),
+    ];
     for y in 0..height {
         for x in 0..width {
-            let hot = spots.iter().any(|&(cx, cy, r): &(f64, f64, f64)| {
-                (x as f64 - cx).hypot(y as f64 - cy) < r
-            }) || ((60..200).contains(&x) && (300..312).contains(&y));
+            let hot = spots
+                .iter()
+                .any(|&(cx, cy, r): &(f64, f64, f64)| (x as f64 - cx).hypot(y as f64 - cy) < r)
+                || ((60..200).contains(&x) && (300..312).contains(&y));
             if hot {
                 grid[y * width + x] = 100.0;
             }

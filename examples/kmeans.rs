@@ -67,7 +67,10 @@ fn main() -> anyhow::Result<()> {
     // White canvas, points coloured by cluster, centroids as crosses.
     let mut rgb = vec![255u8; side * side * 3];
     let mut plot = |x: f32, y: f32, colour: [u8; 3]| {
-        let (px, py) = ((x * side as f32) as isize, ((1.0 - y) * side as f32) as isize);
+        let (px, py) = (
+            (x * side as f32) as isize,
+            ((1.0 - y) * side as f32) as isize,
+        );
         if (0..side as isize).contains(&px) && (0..side as isize).contains(&py) {
             let i = (py as usize * side + px as usize) * 3;
             rgb[i..i + 3].copy_from_slice(&colour);
@@ -94,12 +97,19 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "{n} points, k = {k}, best of 5 starts (sum of squares {inertia:.2}): {} after {} iterations; 5 fits in {:.1} ms",
-        if fit.converged { "converged" } else { "stopped at the cap" },
+        if fit.converged {
+            "converged"
+        } else {
+            "stopped at the cap"
+        },
         fit.iterations,
         elapsed.as_secs_f64() * 1e3
     );
     for (i, c) in fit.centroids.chunks_exact(2).enumerate() {
-        println!("  cluster {i}: centroid ({:.3}, {:.3}), {} points", c[0], c[1], sizes[i]);
+        println!(
+            "  cluster {i}: centroid ({:.3}, {:.3}), {} points",
+            c[0], c[1], sizes[i]
+        );
     }
     println!("wrote {}", out.display());
     Ok(())

@@ -209,7 +209,10 @@ fn list() -> Result<ExitCode> {
     for s in kernels::samples() {
         say!(
             "{:<12} {}  [size: {}, default {}]",
-            s.name, s.about, s.size_meaning, s.default_size
+            s.name,
+            s.about,
+            s.size_meaning,
+            s.default_size
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -422,7 +425,14 @@ fn model(action: ModelAction) -> Result<ExitCode> {
             );
             say!(
                 "|{:-<12}|{:-<46}|{:->23}|{:->9}|{:->12}|{:->12}|{:->12}|{:-<34}|",
-                "", "", "", "", "", "", "", ""
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                ""
             );
             for r in rows {
                 say!(
@@ -506,7 +516,8 @@ fn bench_graph(
         .unwrap_or_else(|| "unknown".to_owned());
     say!(
         "\nmakespan_ratio {:.3} (target ≤ 1.02), coexec_ratio {:.3} (target ≤ 1.02; GPU share {share})",
-        report.makespan_ratio, report.coexec_ratio
+        report.makespan_ratio,
+        report.coexec_ratio
     );
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
@@ -571,7 +582,9 @@ fn bench_routing(
     }
     say!(
         "\nregret_total {:.3} (target ≤ 1.05), regret_max {:.3} (target ≤ 1.25), calibration_runs {}",
-        report.regret_total, report.regret_max, report.calibration_runs
+        report.regret_total,
+        report.regret_max,
+        report.calibration_runs
     );
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)

@@ -27,8 +27,8 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
 use crate::simd_math;
+use crate::verify::{self, Check, Trial};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.

@@ -35,8 +35,8 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::black_scholes;
-use crate::simd_math;
 use crate::invalid;
+use crate::simd_math;
 use crate::verify::{self, Check, Trial};
 
 /// The WGSL source (entry points `simulate` and `reduce`).

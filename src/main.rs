@@ -278,8 +278,8 @@ fn tour() -> Result<ExitCode> {
     }
     let backends = rt.backends();
     say!();
-    let mut header = format!("| {:<10} | {:<11} |", "kernel", "size");
-    let mut rule = format!("|{:-<12}|{:-<13}|", "", "");
+    let mut header = format!("| {:<16} | {:<26} |", "kernel", "size");
+    let mut rule = format!("|{:-<18}|{:-<28}|", "", "");
     for b in &backends {
         header += &format!(" {:>10} |", b.to_string());
         rule += &format!("{:->12}|", "");
@@ -295,7 +295,7 @@ fn tour() -> Result<ExitCode> {
     let mut all_ok = true;
     for sample in kernels::samples() {
         let mut trial = sample.trial(&rt, sample.tour_size, 7)?;
-        let mut row = format!("| {:<10} | {:<11} |", sample.name, trial.shape());
+        let mut row = format!("| {:<16} | {:<26} |", sample.name, trial.shape());
         let mut failures = Vec::new();
         // Forced runs: the first of each warms up (and is dropped by the model).
         for &b in &backends {

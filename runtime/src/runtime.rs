@@ -1303,7 +1303,8 @@ impl Runtime {
             && decision.reason == Reason::Modelled
             && split_items(kernel, args, params).is_some()
         {
-            let (cpu, gpu) = split_pair(&decision.estimates);
+            let kept = d.split_gpu(kernel.id(), size);
+            let (cpu, gpu) = split_pair(&decision.estimates, kept);
             if let (Some(c), Some(g)) = (cpu, gpu) {
                 let (c, g) = (c.clone(), g.clone());
                 if let Some((share, reason)) = d.split_choice(kernel.id(), size, &c, &g) {
@@ -1440,7 +1441,8 @@ impl Runtime {
             return Ok(None);
         }
         let d = self.explain(kernel, args, params)?;
-        Ok(match split_pair(&d.estimates) {
+        let kept = self.dispatcher().split_gpu(kernel.id(), call.size);
+        Ok(match split_pair(&d.estimates, kept) {
             (Some(c), Some(g)) => self.dispatcher().split_share(kernel.id(), call.size, c, g),
             (Some(_), None) => Some(0.0),
             _ => None,
@@ -1521,13 +1523,24 @@ impl Runtime {
 /// The CPU's estimate and that of the GPU a split would use: the one that
 /// runs the call fastest (execution and transfers; queues change from call
 /// to call, and a split's GPU should not).
-fn split_pair(estimates: &[Estimate]) -> (Option<&Estimate>, Option<&Estimate>) {
+/// The GPU the model already splits with (`kept`) stays while it is within
+/// 25% of the fastest, so that two GPUs of about the same speed do not take
+/// turns and restart the split's calibration each time.
+fn split_pair(
+    estimates: &[Estimate],
+    kept: Option<usize>,
+) -> (Option<&Estimate>, Option<&Estimate>) {
     let alone = |e: &&Estimate| e.exec_s.map_or(f64::INFINITY, |x| x + e.transfer_s);
     let cpu = estimates.iter().find(|e| e.backend == Backend::Cpu);
-    let gpu = estimates
+    let fastest = estimates
         .iter()
         .filter(|e| e.backend != Backend::Cpu)
         .min_by(|a, b| alone(a).total_cmp(&alone(b)));
+    let kept = kept.and_then(|g| estimates.iter().find(|e| e.backend == Backend::Gpu(g)));
+    let gpu = match (kept, fastest) {
+        (Some(k), Some(f)) if alone(&k) <= 1.25 * alone(&f) => Some(k),
+        _ => fastest,
+    };
     (cpu, gpu)
 }
 

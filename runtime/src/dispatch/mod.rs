@@ -435,6 +435,11 @@ impl Dispatcher {
         }
     }
 
+    /// The GPU a split of this kernel at this size has been measured with.
+    pub(crate) fn split_gpu(&self, kernel: u64, size: u64) -> Option<usize> {
+        self.splits.get(&(kernel, bucket(size))).map(|e| e.gpu)
+    }
+
     /// Records a split run on GPU `gpu`: its wall time and each part's.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_split(

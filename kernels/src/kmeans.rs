@@ -1005,13 +1005,7 @@ pub(crate) fn samples() -> Vec<Sample> {
 mod tests {
     use super::*;
 
-    fn cpu() -> Runtime {
-        Runtime::builder()
-            .gpu(false)
-            .persist_model(false)
-            .build()
-            .expect("a CPU runtime starts")
-    }
+    use crate::verify::cpu_runtime as cpu;
 
     #[test]
     fn near_ties_are_within_rounding_only() {

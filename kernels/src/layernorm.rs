@@ -389,13 +389,7 @@ pub(crate) fn samples() -> Vec<Sample> {
 mod tests {
     use super::*;
 
-    fn cpu() -> Runtime {
-        Runtime::builder()
-            .gpu(false)
-            .persist_model(false)
-            .build()
-            .expect("a CPU runtime starts")
-    }
+    use crate::verify::cpu_runtime as cpu;
 
     #[test]
     fn a_large_common_offset_costs_no_precision() {

@@ -342,13 +342,7 @@ pub(crate) fn samples() -> Vec<Sample> {
 mod tests {
     use super::*;
 
-    fn cpu() -> Runtime {
-        Runtime::builder()
-            .gpu(false)
-            .persist_model(false)
-            .build()
-            .expect("a CPU runtime starts")
-    }
+    use crate::verify::cpu_runtime as cpu;
 
     #[test]
     fn rows_a_naive_exp_overflows_come_out_right() {

@@ -172,6 +172,16 @@ pub(crate) fn random_f32(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(lo..hi)).collect()
 }
 
+/// A CPU-only runtime that keeps no model file, for unit tests.
+#[cfg(test)]
+pub(crate) fn cpu_runtime() -> Runtime {
+    Runtime::builder()
+        .gpu(false)
+        .persist_model(false)
+        .build()
+        .expect("a CPU runtime starts")
+}
+
 /// A seeded random generator for a sample's scalar parameters.
 pub(crate) fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15)

@@ -243,11 +243,7 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
         .check(&rt, target, size, seed)
         .with_context(|| format!("running {name}"))?;
     let device = rt.device(check.backend)?;
-    let reason = rt
-        .decisions()
-        .last()
-        .map(|d| d.reason.to_string())
-        .unwrap_or_default();
+    let reason = placement(&check);
     say!(
         "{name} {} on {} ({reason}): {} — {}",
         check.shape,
@@ -264,6 +260,16 @@ fn run(name: &str, size: Option<usize>, backend: BackendArg, seed: u64) -> Resul
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Why a checked run went where it did, e.g. `modelled` or
+/// `calibrating, split 40% gpu`.
+fn placement(check: &kernels::Check) -> String {
+    match check.placement {
+        Some((reason, Some(share))) => format!("{reason}, split {:.0}% gpu", share * 100.0),
+        Some((reason, None)) => reason.to_string(),
+        None => String::new(),
+    }
 }
 
 fn tour() -> Result<ExitCode> {
@@ -321,12 +327,7 @@ fn tour() -> Result<ExitCode> {
             if !check.verified() {
                 failures.push(format!("auto on {}: {check}", check.backend));
             }
-            let reason = rt
-                .decisions()
-                .last()
-                .map(|d| d.reason)
-                .unwrap_or(pel::Reason::Modelled);
-            choice = format!("{} ({reason})", check.backend);
+            choice = format!("{} ({})", check.backend, placement(&check));
             times.push(check.elapsed);
         }
         times.sort();

@@ -974,6 +974,7 @@ impl Trial for KMeansTrial {
             worst: cmp.worst,
             first_bad,
             tolerance: "labels exact but near-ties (within (d+3)·ε), change count n; centroids within (min(count,1024)+⌈n/1024⌉+2)·ε·mean|x|",
+            placement: None,
         }
     }
 }

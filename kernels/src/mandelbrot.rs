@@ -374,6 +374,7 @@ impl Trial for MandelbrotTrial {
             worst: cmp.worst,
             first_bad: cmp.first_bad,
             tolerance: "exact on the CPU; on a GPU exact except at ill-conditioned pixels, and ≤ 1 in 10,000 more",
+            placement: None,
         }
     }
 }

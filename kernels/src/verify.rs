@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pel_runtime::{Backend, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Backend, Reason, Result, RunInfo, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -34,6 +34,9 @@ pub struct Check {
     pub first_bad: Option<(usize, f64, f64)>,
     /// The tolerance, in words.
     pub tolerance: &'static str,
+    /// Why the operation ran where it did (its first call's placement), and
+    /// the GPU's share when it was split with the CPU.
+    pub placement: Option<(Reason, Option<f64>)>,
 }
 
 impl Check {
@@ -92,6 +95,7 @@ pub fn run_check(trial: &mut dyn Trial, rt: &Runtime, target: Target) -> Result<
     let mut check = trial.verify(info.backend);
     check.backend = info.backend;
     check.elapsed = elapsed;
+    check.placement = Some((info.reason, info.split));
     Ok(check)
 }
 
@@ -126,6 +130,7 @@ impl Compare {
             worst: self.worst,
             first_bad: self.first_bad,
             tolerance,
+            placement: None,
         }
     }
 }

@@ -414,28 +414,28 @@ pub struct GraphReport {
 /// of each. `prepare` makes each run's inputs, untimed (and they are
 /// dropped untimed). A mode `slow` says may be dropped is not timed again
 /// when its first run took over 10× the best. Returns the median per mode.
-fn interleaved<M: Copy + Ord, T>(
+pub fn interleaved<M: Copy + Ord, T, E>(
     modes: &[M],
     reps: usize,
     seed: u64,
-    mut prepare: impl FnMut(M) -> T,
-    mut run: impl FnMut(M, &T) -> Result<()>,
+    mut prepare: impl FnMut(M) -> std::result::Result<T, E>,
+    mut run: impl FnMut(M, &mut T) -> std::result::Result<(), E>,
     slow: impl Fn(M) -> bool,
-) -> Result<BTreeMap<M, f64>> {
+) -> std::result::Result<BTreeMap<M, f64>, E> {
     let mut times: BTreeMap<M, Vec<f64>> = BTreeMap::new();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut live: Vec<M> = modes.to_vec();
     for &m in modes {
-        let input = prepare(m);
-        run(m, &input)?;
+        let mut input = prepare(m)?;
+        run(m, &mut input)?;
     }
     for rep in 0..reps {
         let mut order = live.clone();
         order.shuffle(&mut rng);
         for &m in &order {
-            let input = prepare(m);
+            let mut input = prepare(m)?;
             let start = Instant::now();
-            run(m, &input)?;
+            run(m, &mut input)?;
             times
                 .entry(m)
                 .or_default()
@@ -480,7 +480,7 @@ pub fn graph(
         &modes,
         reps,
         11,
-        |_| DemoGraph::new(rt, 2),
+        |_| Ok(DemoGraph::new(rt, 2)),
         |m, g| g.run(rt, m).map(|_| ()),
         |m| matches!(m, Placing::All(Backend::Gpu(_))),
     )?;
@@ -510,7 +510,7 @@ pub fn graph(
         &targets,
         reps * 3,
         12,
-        |_| rt.zeros::<u32>(w * h),
+        |_| Ok(rt.zeros::<u32>(w * h)),
         |t, out| {
             m.run(rt, t, out, w, h, view, 256)?;
             rt.read(out).map(|_| ())

@@ -17,6 +17,8 @@ macro_rules! say {
 }
 use std::time::Duration;
 
+mod peers;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pel::kernels;
@@ -109,6 +111,8 @@ enum Suite {
     Routing,
     /// The task graph: the demo graph's makespan with submit and automatic placement, and a splittable kernel at its calibrated split, each against the best single device.
     Graph,
+    /// pel against the program a user would otherwise write: faer, a rayon loop, rayon's sort, a hand-written wgpu program, a direct call.
+    Peers,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -181,6 +185,13 @@ fn main() -> ExitCode {
             reps,
             ..
         } => bench_graph(json, quick, reps),
+        Command::Bench {
+            suite: Suite::Peers,
+            json,
+            quick,
+            reps,
+            ..
+        } => bench_peers(json, quick, reps),
     };
     match result {
         Ok(code) => code,
@@ -485,6 +496,52 @@ fn calibrate(quick: bool) -> Result<ExitCode> {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "not saved".into())
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_peers(
+    json: Option<std::path::PathBuf>,
+    quick: bool,
+    reps: Option<usize>,
+) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    let reps = reps.unwrap_or(if quick { 3 } else { 9 });
+    let bar = progress(6);
+    let report = peers::peers(&rt, quick, reps, &mut |done, _, what| {
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    })?;
+    bar.finish_and_clear();
+    let ratio = |v: Option<f64>| v.map_or("no GPU".to_owned(), |v| format!("{v:.3}"));
+    say!("| key | value | target |");
+    say!("|---|---|---|");
+    say!("| gemm_vs_faer | {:.3} | ≤ 1.10 |", report.gemm_vs_faer);
+    say!("| saxpy_vs_rayon | {:.3} | ≤ 1.10 |", report.saxpy_vs_rayon);
+    say!(
+        "| sort_speedup_vs_par_sort | {:.3} | ≥ 1.5 |",
+        report.sort_speedup_vs_par_sort
+    );
+    say!(
+        "| gpu_vs_raw_wgpu_saxpy | {} | ≤ 1.05 |",
+        ratio(report.gpu_vs_raw_wgpu_saxpy)
+    );
+    say!(
+        "| gpu_vs_raw_wgpu_matmul | {} | ≤ 1.05 |",
+        ratio(report.gpu_vs_raw_wgpu_matmul)
+    );
+    say!(
+        "| dispatch_overhead_us | {:.3} | ≤ 2 |",
+        report.dispatch_overhead_us
+    );
+    say!("\nmedians:");
+    for (k, v) in &report.medians_s {
+        say!("  {k:<24} {}", pel::secs(*v));
+    }
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        say!("wrote {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -178,6 +178,40 @@ fn bench_routing_quick_writes_json() {
 }
 
 #[test]
+fn bench_peers_quick_writes_json_with_every_key() {
+    let dir = std::env::temp_dir().join(format!("pel-cli-peers-{}", std::process::id()));
+    let json = dir.join("peers.json");
+    let _ = std::fs::create_dir_all(&dir);
+    let o = pel(
+        &[
+            "bench",
+            "peers",
+            "--quick",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[("PEL_MODEL_DIR", dir.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // A smoke test of the harness: every key is there and positive (no
+    // bound on time: that is the benchmark's job).
+    for key in [
+        "gemm_vs_faer",
+        "saxpy_vs_rayon",
+        "sort_speedup_vs_par_sort",
+        "dispatch_overhead_us",
+    ] {
+        let v = report[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite(), "{key}: {report}");
+    }
+    for key in ["gpu_vs_raw_wgpu_saxpy", "gpu_vs_raw_wgpu_matmul"] {
+        assert!(report.get(key).is_some(), "{key} missing: {report}");
+    }
+}
+
+#[test]
 fn trace_writes_chrome_trace_events() {
     let out = std::env::temp_dir().join(format!("pel-cli-trace-{}.json", std::process::id()));
     let o = pel(&["trace", "--out", out.to_str().unwrap()], &[]);

@@ -1,0 +1,497 @@
+//! `pel bench peers`: pel against what a user would otherwise write, each
+//! pair measured in the same run (shuffled rounds, medians) and reported as
+//! a ratio.
+//!
+//! - `gemm_vs_faer`: pel's CPU matmul over faer's `matmul` called directly,
+//!   1024³ (pel's CPU matmul *is* faer's: a runtime should use the best
+//!   implementation it can get; the ratio shows what pel adds).
+//! - `saxpy_vs_rayon`: pel's CPU saxpy over a hand-written rayon loop, 16M.
+//! - `sort_speedup_vs_par_sort`: rayon's `par_sort_unstable` over pel's CPU
+//!   radix sort, 16M random u32 keys.
+//! - `gpu_vs_raw_wgpu_saxpy` / `_matmul`: pel on its first GPU over a
+//!   hand-written wgpu program dispatching the same shader on the same
+//!   adapter, from host data to the result on the host, 16M and 512³.
+//! - `dispatch_overhead_us`: per-call time of `rt.run` on the CPU minus a
+//!   direct call of the same closure, 16 elements.
+
+use std::collections::BTreeMap;
+
+use pel::kernels::matmul::MatmulParams;
+use pel::kernels::saxpy::SaxpyParams;
+use pel::kernels::{Matmul, Saxpy, Sort};
+use pel::{Backend, Kernel, ReadWrite, Runtime, Target};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use pel::bench::interleaved;
+
+/// The peers benchmark's report: the six ratios, then every median.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeersReport {
+    /// pel CPU matmul time / faer time (target ≤ 1.10).
+    pub gemm_vs_faer: f64,
+    /// pel CPU saxpy time / hand-written rayon loop time (target ≤ 1.10).
+    pub saxpy_vs_rayon: f64,
+    /// `par_sort_unstable` time / pel CPU radix sort time (target ≥ 1.5).
+    pub sort_speedup_vs_par_sort: f64,
+    /// pel on the first GPU / the hand-written wgpu program, saxpy
+    /// (target ≤ 1.05; `null` without a GPU).
+    pub gpu_vs_raw_wgpu_saxpy: Option<f64>,
+    /// The same for matmul.
+    pub gpu_vs_raw_wgpu_matmul: Option<f64>,
+    /// Per-call overhead of `rt.run`, microseconds (target ≤ 2).
+    pub dispatch_overhead_us: f64,
+    /// Median seconds of every measured program.
+    pub medians_s: BTreeMap<String, f64>,
+    /// Problem sizes: matmul n, saxpy and sort elements, GPU matmul n.
+    pub sizes: BTreeMap<String, usize>,
+    /// Timed rounds per pair.
+    pub reps: usize,
+    /// The GPU compared, if any.
+    pub gpu: Option<String>,
+}
+
+fn random_f32(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// Runs the peers benchmark (`quick`: smaller sizes). `step` is told after
+/// each pair.
+pub fn peers(
+    rt: &Runtime,
+    quick: bool,
+    reps: usize,
+    step: &mut dyn FnMut(usize, usize, &str),
+) -> anyhow::Result<PeersReport> {
+    let reps = reps.max(3);
+    let (gemm_n, elems, gpu_n) = if quick {
+        (256, 1 << 20, 128)
+    } else {
+        (1024, 1 << 24, 512)
+    };
+    let mut medians = BTreeMap::new();
+    let total = 6;
+
+    // GEMM: pel's CPU matmul against faer called directly.
+    let (a, b) = (
+        random_f32(1, gemm_n * gemm_n),
+        random_f32(2, gemm_n * gemm_n),
+    );
+    let matmul = Matmul::new()?;
+    let (ab, bb, cb) = (
+        rt.buffer(&a),
+        rt.buffer(&b),
+        rt.zeros::<f32>(gemm_n * gemm_n),
+    );
+    let mut c = vec![0.0f32; gemm_n * gemm_n];
+    let gemm = interleaved(
+        &[0u8, 1],
+        reps,
+        1,
+        |_| anyhow::Ok(()),
+        |m, _| {
+            if m == 0 {
+                matmul.run(
+                    rt,
+                    Target::On(Backend::Cpu),
+                    &ab,
+                    &bb,
+                    &cb,
+                    gemm_n,
+                    gemm_n,
+                    gemm_n,
+                )?;
+            } else {
+                use faer::{Accum, MatMut, MatRef, Par};
+                faer::linalg::matmul::matmul(
+                    MatMut::from_row_major_slice_mut(&mut c, gemm_n, gemm_n),
+                    Accum::Replace,
+                    MatRef::from_row_major_slice(&a, gemm_n, gemm_n),
+                    MatRef::from_row_major_slice(&b, gemm_n, gemm_n),
+                    1.0f32,
+                    Par::rayon(0),
+                );
+            }
+            Ok(())
+        },
+        |_| false,
+    )?;
+    medians.insert("gemm_pel_cpu".to_owned(), gemm[&0]);
+    medians.insert("gemm_faer".to_owned(), gemm[&1]);
+    step(1, total, "gemm");
+
+    // saxpy: pel's CPU saxpy against a hand-written rayon loop.
+    let (x, y0) = (random_f32(3, elems), random_f32(4, elems));
+    let saxpy = Saxpy::new()?;
+    let (xb, yb) = (rt.buffer(&x), rt.buffer(&y0));
+    let mut y = y0.clone();
+    let sax = interleaved(
+        &[0u8, 1],
+        reps * 3,
+        2,
+        |_| anyhow::Ok(()),
+        |m, _| {
+            if m == 0 {
+                saxpy.run(rt, Target::On(Backend::Cpu), 0.5, &xb, &yb)?;
+            } else {
+                y.par_chunks_mut(1 << 14)
+                    .zip(x.par_chunks(1 << 14))
+                    .for_each(|(y, x)| {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y += 0.5 * x;
+                        }
+                    });
+            }
+            Ok(())
+        },
+        |_| false,
+    )?;
+    medians.insert("saxpy_pel_cpu".to_owned(), sax[&0]);
+    medians.insert("saxpy_rayon".to_owned(), sax[&1]);
+    step(2, total, "saxpy");
+
+    // Sort: fresh random keys each run, put in place untimed (pel's into
+    // its buffer on the host, the peer's into a Vec).
+    let sort = Sort::new()?;
+    let keys_b = rt.zeros::<u32>(elems);
+    let mut rng = StdRng::seed_from_u64(5);
+    let sorts = interleaved(
+        &[0u8, 1],
+        reps,
+        3,
+        |m| {
+            let keys: Vec<u32> = (0..elems).map(|_| rng.random()).collect();
+            if m == 0 {
+                rt.write(&keys_b, &keys)?;
+                anyhow::Ok(Vec::new())
+            } else {
+                Ok(keys)
+            }
+        },
+        |m, keys| {
+            if m == 0 {
+                sort.radix_sort(rt, Target::On(Backend::Cpu), &keys_b)?;
+            } else {
+                keys.par_sort_unstable();
+            }
+            Ok(())
+        },
+        |_| false,
+    )?;
+    medians.insert("sort_pel_cpu".to_owned(), sorts[&0]);
+    medians.insert("sort_par_sort_unstable".to_owned(), sorts[&1]);
+    step(3, total, "sort");
+
+    // The GPU against a hand-written wgpu program on the same adapter.
+    let gpu = rt.backends().into_iter().find(|b| *b != Backend::Cpu);
+    let (mut gpu_saxpy, mut gpu_matmul) = (None, None);
+    if let Some(g) = gpu {
+        let raw = RawWgpu::open(rt, g)?;
+        let n = elems;
+        let (sx, sy) = (random_f32(6, n), random_f32(7, n));
+        let (sxb, syb) = (rt.buffer(&sx), rt.buffer(&sy));
+        let p = SaxpyParams {
+            a: 0.5,
+            n: n as u32,
+        };
+        let t = interleaved(
+            &[0u8, 1],
+            reps,
+            4,
+            |_| anyhow::Ok(()),
+            |m, _| {
+                if m == 0 {
+                    rt.write(&sxb, &sx)?;
+                    rt.write(&syb, &sy)?;
+                    saxpy.run(rt, Target::On(g), 0.5, &sxb, &syb)?;
+                    rt.read(&syb)?;
+                } else {
+                    raw.run(
+                        pel::kernels::saxpy::WGSL,
+                        &[bytemuck::cast_slice(&sx), bytemuck::cast_slice(&sy)],
+                        bytemuck::bytes_of(&p),
+                        (n as u64).div_ceil(256),
+                    )?;
+                }
+                Ok(())
+            },
+            |_| false,
+        )?;
+        medians.insert("saxpy_pel_gpu".to_owned(), t[&0]);
+        medians.insert("saxpy_raw_wgpu".to_owned(), t[&1]);
+        gpu_saxpy = Some(t[&0] / t[&1]);
+        step(4, total, "gpu saxpy");
+
+        let (ga, gb) = (random_f32(8, gpu_n * gpu_n), random_f32(9, gpu_n * gpu_n));
+        let (gab, gbb, gcb) = (
+            rt.buffer(&ga),
+            rt.buffer(&gb),
+            rt.zeros::<f32>(gpu_n * gpu_n),
+        );
+        let zero_c = vec![0.0f32; gpu_n * gpu_n];
+        let tiles_n = gpu_n.div_ceil(64) as u32;
+        let mp = MatmulParams {
+            m: gpu_n as u32,
+            n: gpu_n as u32,
+            k: gpu_n as u32,
+            tiles_n,
+            tiles: tiles_n * tiles_n,
+            _pad: [0; 3],
+        };
+        let t = interleaved(
+            &[0u8, 1],
+            reps,
+            5,
+            |_| anyhow::Ok(()),
+            |m, _| {
+                if m == 0 {
+                    rt.write(&gab, &ga)?;
+                    rt.write(&gbb, &gb)?;
+                    matmul.run(rt, Target::On(g), &gab, &gbb, &gcb, gpu_n, gpu_n, gpu_n)?;
+                    rt.read(&gcb)?;
+                } else {
+                    raw.run(
+                        pel::kernels::matmul::WGSL,
+                        &[
+                            bytemuck::cast_slice(&ga),
+                            bytemuck::cast_slice(&gb),
+                            bytemuck::cast_slice(&zero_c),
+                        ],
+                        bytemuck::bytes_of::<MatmulParams>(&mp),
+                        mp.tiles as u64,
+                    )?;
+                }
+                Ok(())
+            },
+            |_| false,
+        )?;
+        medians.insert("matmul_pel_gpu".to_owned(), t[&0]);
+        medians.insert("matmul_raw_wgpu".to_owned(), t[&1]);
+        gpu_matmul = Some(t[&0] / t[&1]);
+    }
+    step(5, total, "gpu matmul");
+
+    let overhead = dispatch_overhead_us(rt)?;
+    step(6, total, "overhead");
+
+    Ok(PeersReport {
+        gemm_vs_faer: medians["gemm_pel_cpu"] / medians["gemm_faer"],
+        saxpy_vs_rayon: medians["saxpy_pel_cpu"] / medians["saxpy_rayon"],
+        sort_speedup_vs_par_sort: medians["sort_par_sort_unstable"] / medians["sort_pel_cpu"],
+        gpu_vs_raw_wgpu_saxpy: gpu_saxpy,
+        gpu_vs_raw_wgpu_matmul: gpu_matmul,
+        dispatch_overhead_us: overhead,
+        medians_s: medians,
+        sizes: [
+            ("gemm_n".to_owned(), gemm_n),
+            ("elements".to_owned(), elems),
+            ("gpu_matmul_n".to_owned(), gpu_n),
+        ]
+        .into_iter()
+        .collect(),
+        reps,
+        gpu: gpu.and_then(|g| rt.device(g).ok()).map(|d| d.label()),
+    })
+}
+
+/// `rt.run` of a 16-element kernel on the CPU against a direct call of the
+/// same closure: the difference per call, microseconds (medians of rounds
+/// of 20,000 calls each).
+fn dispatch_overhead_us(rt: &Runtime) -> anyhow::Result<f64> {
+    fn add_one(x: &mut [f32]) {
+        for v in x {
+            *v += 1.0;
+        }
+    }
+    let kernel = Kernel::builder(
+        "overhead_probe",
+        r#"
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&x) { x[id.x] = x[id.x] + 1.0; }
+}
+"#,
+    )
+    .cpu::<(ReadWrite<f32>,)>(|args, _: &()| {
+        let (x,) = args.split();
+        add_one(x);
+    })
+    .build()?;
+    let buf = rt.buffer(&[0.0f32; 16]);
+    let mut host = [0.0f32; 16];
+    const CALLS: usize = 20_000;
+    let times = interleaved(
+        &[0u8, 1],
+        7,
+        6,
+        |_| anyhow::Ok(()),
+        |m, _| {
+            for _ in 0..CALLS {
+                if m == 0 {
+                    rt.run_on(Backend::Cpu, &kernel, &[&buf], &())?;
+                } else {
+                    add_one(std::hint::black_box(&mut host));
+                }
+            }
+            Ok(())
+        },
+        |_| false,
+    )?;
+    Ok((times[&0] - times[&1]) / CALLS as f64 * 1e6)
+}
+
+/// A hand-written wgpu program: the adapter pel calls `gpu`, a compute
+/// pipeline and buffers made once per shader, and per run an upload of
+/// every argument, one dispatch and the download of the last argument —
+/// what a user writing against wgpu directly would do.
+struct RawWgpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    /// Per shader: its pipeline, argument buffers, uniform and staging.
+    programs: std::cell::RefCell<BTreeMap<String, Program>>,
+}
+
+struct Program {
+    pipeline: wgpu::ComputePipeline,
+    buffers: Vec<wgpu::Buffer>,
+    uniform: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    group: wgpu::BindGroup,
+}
+
+impl RawWgpu {
+    fn open(rt: &Runtime, gpu: Backend) -> anyhow::Result<RawWgpu> {
+        let info = rt.device(gpu)?;
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .find(|a| {
+                let i = a.get_info();
+                i.name == info.name && i.backend.to_str() == info.api
+            })
+            .ok_or_else(|| anyhow::anyhow!("no adapter like {}", info.label()))?;
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("raw"),
+                required_limits: adapter.limits(),
+                ..Default::default()
+            }))?;
+        Ok(RawWgpu {
+            device,
+            queue,
+            programs: Default::default(),
+        })
+    }
+
+    fn program(&self, wgsl: &str, args: &[&[u8]], params: &[u8]) -> Program {
+        let d = &self.device;
+        let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: None,
+            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        });
+        let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: None,
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let buffers: Vec<wgpu::Buffer> = args
+            .iter()
+            .map(|a| {
+                d.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: a.len() as u64,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let uniform = d.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: params.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: buffers.len() as u32,
+            resource: uniform.as_entire_binding(),
+        });
+        let group = d.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: args.last().map_or(0, |a| a.len() as u64),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Program {
+            pipeline,
+            buffers,
+            uniform,
+            staging,
+            group,
+        }
+    }
+
+    /// Uploads `args`, dispatches `groups` workgroups (folded into 2-D past
+    /// 65,535, as pel's shaders expect) and reads the last argument back.
+    fn run(
+        &self,
+        wgsl: &str,
+        args: &[&[u8]],
+        params: &[u8],
+        groups: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut programs = self.programs.borrow_mut();
+        let p = programs
+            .entry(wgsl.to_owned())
+            .or_insert_with(|| self.program(wgsl, args, params));
+        for (b, a) in p.buffers.iter().zip(args) {
+            self.queue.write_buffer(b, 0, a);
+        }
+        self.queue.write_buffer(&p.uniform, 0, params);
+        let out = p.buffers.last().expect("an output");
+        let size = out.size();
+        let x = groups.min(65_535) as u32;
+        let y = groups.div_ceil(65_535) as u32;
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&p.pipeline);
+            pass.set_bind_group(0, &p.group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        enc.copy_buffer_to_buffer(out, 0, &p.staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        p.staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        rx.recv()??;
+        let data = p.staging.get_mapped_range(..)?.to_vec();
+        p.staging.unmap();
+        Ok(data)
+    }
+}

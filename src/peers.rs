@@ -58,6 +58,31 @@ fn random_f32(seed: u64, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
+/// Times pel (`ours`) against its peer in shuffled rounds, each run's input
+/// made untimed by `prepare` (mode 0 is pel's, 1 the peer's), files both
+/// medians under `names` and returns pel's over the peer's.
+fn pair<T>(
+    medians: &mut BTreeMap<String, f64>,
+    names: [&str; 2],
+    reps: usize,
+    seed: u64,
+    prepare: impl FnMut(u8) -> anyhow::Result<T>,
+    mut ours: impl FnMut(&mut T) -> anyhow::Result<()>,
+    mut peer: impl FnMut(&mut T) -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    let t = interleaved(
+        &[0u8, 1],
+        reps,
+        seed,
+        prepare,
+        |m, input| if m == 0 { ours(input) } else { peer(input) },
+        |_| false,
+    )?;
+    medians.insert(names[0].to_owned(), t[&0]);
+    medians.insert(names[1].to_owned(), t[&1]);
+    Ok(t[&0] / t[&1])
+}
+
 /// Runs the peers benchmark (`quick`: smaller sizes). `step` is told after
 /// each pair.
 pub fn peers(
@@ -74,6 +99,7 @@ pub fn peers(
     };
     let mut medians = BTreeMap::new();
     let total = 6;
+    let cpu = Target::On(Backend::Cpu);
 
     // GEMM: pel's CPU matmul against faer called directly.
     let (a, b) = (
@@ -81,46 +107,32 @@ pub fn peers(
         random_f32(2, gemm_n * gemm_n),
     );
     let matmul = Matmul::new()?;
-    let (ab, bb, cb) = (
-        rt.buffer(&a),
-        rt.buffer(&b),
-        rt.zeros::<f32>(gemm_n * gemm_n),
-    );
+    let (ab, bb) = (rt.buffer(&a), rt.buffer(&b));
+    let cb = rt.zeros::<f32>(gemm_n * gemm_n);
     let mut c = vec![0.0f32; gemm_n * gemm_n];
-    let gemm = interleaved(
-        &[0u8, 1],
+    let gemm = pair(
+        &mut medians,
+        ["gemm_pel_cpu", "gemm_faer"],
         reps,
         1,
-        |_| anyhow::Ok(()),
-        |m, _| {
-            if m == 0 {
-                matmul.run(
-                    rt,
-                    Target::On(Backend::Cpu),
-                    &ab,
-                    &bb,
-                    &cb,
-                    gemm_n,
-                    gemm_n,
-                    gemm_n,
-                )?;
-            } else {
-                use faer::{Accum, MatMut, MatRef, Par};
-                faer::linalg::matmul::matmul(
-                    MatMut::from_row_major_slice_mut(&mut c, gemm_n, gemm_n),
-                    Accum::Replace,
-                    MatRef::from_row_major_slice(&a, gemm_n, gemm_n),
-                    MatRef::from_row_major_slice(&b, gemm_n, gemm_n),
-                    1.0f32,
-                    Par::rayon(0),
-                );
-            }
+        |_| Ok(()),
+        |_| {
+            matmul.run(rt, cpu, &ab, &bb, &cb, gemm_n, gemm_n, gemm_n)?;
             Ok(())
         },
-        |_| false,
+        |_| {
+            use faer::{Accum, MatMut, MatRef, Par};
+            faer::linalg::matmul::matmul(
+                MatMut::from_row_major_slice_mut(&mut c, gemm_n, gemm_n),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&a, gemm_n, gemm_n),
+                MatRef::from_row_major_slice(&b, gemm_n, gemm_n),
+                1.0f32,
+                Par::rayon(0),
+            );
+            Ok(())
+        },
     )?;
-    medians.insert("gemm_pel_cpu".to_owned(), gemm[&0]);
-    medians.insert("gemm_faer".to_owned(), gemm[&1]);
     step(1, total, "gemm");
 
     // saxpy: pel's CPU saxpy against a hand-written rayon loop.
@@ -128,29 +140,27 @@ pub fn peers(
     let saxpy = Saxpy::new()?;
     let (xb, yb) = (rt.buffer(&x), rt.buffer(&y0));
     let mut y = y0.clone();
-    let sax = interleaved(
-        &[0u8, 1],
+    let sax = pair(
+        &mut medians,
+        ["saxpy_pel_cpu", "saxpy_rayon"],
         reps * 3,
         2,
-        |_| anyhow::Ok(()),
-        |m, _| {
-            if m == 0 {
-                saxpy.run(rt, Target::On(Backend::Cpu), 0.5, &xb, &yb)?;
-            } else {
-                y.par_chunks_mut(1 << 14)
-                    .zip(x.par_chunks(1 << 14))
-                    .for_each(|(y, x)| {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            *y += 0.5 * x;
-                        }
-                    });
-            }
+        |_| Ok(()),
+        |_| {
+            saxpy.run(rt, cpu, 0.5, &xb, &yb)?;
             Ok(())
         },
-        |_| false,
+        |_| {
+            y.par_chunks_mut(1 << 14)
+                .zip(x.par_chunks(1 << 14))
+                .for_each(|(y, x)| {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y += 0.5 * x;
+                    }
+                });
+            Ok(())
+        },
     )?;
-    medians.insert("saxpy_pel_cpu".to_owned(), sax[&0]);
-    medians.insert("saxpy_rayon".to_owned(), sax[&1]);
     step(2, total, "saxpy");
 
     // Sort: fresh random keys each run, put in place untimed (pel's into
@@ -158,79 +168,72 @@ pub fn peers(
     let sort = Sort::new()?;
     let keys_b = rt.zeros::<u32>(elems);
     let mut rng = StdRng::seed_from_u64(5);
-    let sorts = interleaved(
-        &[0u8, 1],
+    let sorted = pair(
+        &mut medians,
+        ["sort_pel_cpu", "sort_par_sort_unstable"],
         reps,
         3,
         |m| {
             let keys: Vec<u32> = (0..elems).map(|_| rng.random()).collect();
             if m == 0 {
                 rt.write(&keys_b, &keys)?;
-                anyhow::Ok(Vec::new())
-            } else {
-                Ok(keys)
+                return Ok(Vec::new());
             }
+            Ok(keys)
         },
-        |m, keys| {
-            if m == 0 {
-                sort.radix_sort(rt, Target::On(Backend::Cpu), &keys_b)?;
-            } else {
-                keys.par_sort_unstable();
-            }
+        |_| {
+            sort.radix_sort(rt, cpu, &keys_b)?;
             Ok(())
         },
-        |_| false,
+        |keys| {
+            keys.par_sort_unstable();
+            Ok(())
+        },
     )?;
-    medians.insert("sort_pel_cpu".to_owned(), sorts[&0]);
-    medians.insert("sort_par_sort_unstable".to_owned(), sorts[&1]);
     step(3, total, "sort");
 
-    // The GPU against a hand-written wgpu program on the same adapter.
+    // The GPU against a hand-written wgpu program on the same adapter, from
+    // host data to the result on the host.
     let gpu = rt.backends().into_iter().find(|b| *b != Backend::Cpu);
     let (mut gpu_saxpy, mut gpu_matmul) = (None, None);
     if let Some(g) = gpu {
         let raw = RawWgpu::open(rt, g)?;
-        let n = elems;
-        let (sx, sy) = (random_f32(6, n), random_f32(7, n));
+        let (sx, sy) = (random_f32(6, elems), random_f32(7, elems));
         let (sxb, syb) = (rt.buffer(&sx), rt.buffer(&sy));
         let p = SaxpyParams {
             a: 0.5,
-            n: n as u32,
+            n: elems as u32,
         };
-        let t = interleaved(
-            &[0u8, 1],
+        gpu_saxpy = Some(pair(
+            &mut medians,
+            ["saxpy_pel_gpu", "saxpy_raw_wgpu"],
             reps,
             4,
-            |_| anyhow::Ok(()),
-            |m, _| {
-                if m == 0 {
-                    rt.write(&sxb, &sx)?;
-                    rt.write(&syb, &sy)?;
-                    saxpy.run(rt, Target::On(g), 0.5, &sxb, &syb)?;
-                    rt.read(&syb)?;
-                } else {
-                    raw.run(
-                        pel::kernels::saxpy::WGSL,
-                        &[bytemuck::cast_slice(&sx), bytemuck::cast_slice(&sy)],
-                        bytemuck::bytes_of(&p),
-                        (n as u64).div_ceil(256),
-                    )?;
-                }
+            |_| Ok(()),
+            |_| {
+                rt.write(&sxb, &sx)?;
+                rt.write(&syb, &sy)?;
+                saxpy.run(rt, Target::On(g), 0.5, &sxb, &syb)?;
+                rt.read(&syb)?;
                 Ok(())
             },
-            |_| false,
-        )?;
-        medians.insert("saxpy_pel_gpu".to_owned(), t[&0]);
-        medians.insert("saxpy_raw_wgpu".to_owned(), t[&1]);
-        gpu_saxpy = Some(t[&0] / t[&1]);
+            |_| {
+                let args = [bytemuck::cast_slice(&sx), bytemuck::cast_slice(&sy)];
+                let groups = (elems as u64).div_ceil(256);
+                raw.run(
+                    pel::kernels::saxpy::WGSL,
+                    &args,
+                    bytemuck::bytes_of(&p),
+                    groups,
+                )
+                .map(drop)
+            },
+        )?);
         step(4, total, "gpu saxpy");
 
         let (ga, gb) = (random_f32(8, gpu_n * gpu_n), random_f32(9, gpu_n * gpu_n));
-        let (gab, gbb, gcb) = (
-            rt.buffer(&ga),
-            rt.buffer(&gb),
-            rt.zeros::<f32>(gpu_n * gpu_n),
-        );
+        let (gab, gbb) = (rt.buffer(&ga), rt.buffer(&gb));
+        let gcb = rt.zeros::<f32>(gpu_n * gpu_n);
         let zero_c = vec![0.0f32; gpu_n * gpu_n];
         let tiles_n = gpu_n.div_ceil(64) as u32;
         let mp = MatmulParams {
@@ -241,36 +244,30 @@ pub fn peers(
             tiles: tiles_n * tiles_n,
             _pad: [0; 3],
         };
-        let t = interleaved(
-            &[0u8, 1],
+        gpu_matmul = Some(pair(
+            &mut medians,
+            ["matmul_pel_gpu", "matmul_raw_wgpu"],
             reps,
             5,
-            |_| anyhow::Ok(()),
-            |m, _| {
-                if m == 0 {
-                    rt.write(&gab, &ga)?;
-                    rt.write(&gbb, &gb)?;
-                    matmul.run(rt, Target::On(g), &gab, &gbb, &gcb, gpu_n, gpu_n, gpu_n)?;
-                    rt.read(&gcb)?;
-                } else {
-                    raw.run(
-                        pel::kernels::matmul::WGSL,
-                        &[
-                            bytemuck::cast_slice(&ga),
-                            bytemuck::cast_slice(&gb),
-                            bytemuck::cast_slice(&zero_c),
-                        ],
-                        bytemuck::bytes_of::<MatmulParams>(&mp),
-                        mp.tiles as u64,
-                    )?;
-                }
+            |_| Ok(()),
+            |_| {
+                rt.write(&gab, &ga)?;
+                rt.write(&gbb, &gb)?;
+                matmul.run(rt, Target::On(g), &gab, &gbb, &gcb, gpu_n, gpu_n, gpu_n)?;
+                rt.read(&gcb)?;
                 Ok(())
             },
-            |_| false,
-        )?;
-        medians.insert("matmul_pel_gpu".to_owned(), t[&0]);
-        medians.insert("matmul_raw_wgpu".to_owned(), t[&1]);
-        gpu_matmul = Some(t[&0] / t[&1]);
+            |_| {
+                let args = [
+                    bytemuck::cast_slice(&ga),
+                    bytemuck::cast_slice(&gb),
+                    bytemuck::cast_slice(&zero_c),
+                ];
+                let params = bytemuck::bytes_of(&mp);
+                raw.run(pel::kernels::matmul::WGSL, &args, params, mp.tiles as u64)
+                    .map(drop)
+            },
+        )?);
     }
     step(5, total, "gpu matmul");
 
@@ -278,9 +275,9 @@ pub fn peers(
     step(6, total, "overhead");
 
     Ok(PeersReport {
-        gemm_vs_faer: medians["gemm_pel_cpu"] / medians["gemm_faer"],
-        saxpy_vs_rayon: medians["saxpy_pel_cpu"] / medians["saxpy_rayon"],
-        sort_speedup_vs_par_sort: medians["sort_par_sort_unstable"] / medians["sort_pel_cpu"],
+        gemm_vs_faer: gemm,
+        saxpy_vs_rayon: sax,
+        sort_speedup_vs_par_sort: 1.0 / sorted,
         gpu_vs_raw_wgpu_saxpy: gpu_saxpy,
         gpu_vs_raw_wgpu_matmul: gpu_matmul,
         dispatch_overhead_us: overhead,
@@ -324,24 +321,27 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let buf = rt.buffer(&[0.0f32; 16]);
     let mut host = [0.0f32; 16];
     const CALLS: usize = 20_000;
-    let times = interleaved(
-        &[0u8, 1],
+    let mut medians = BTreeMap::new();
+    pair(
+        &mut medians,
+        ["rt.run", "direct"],
         7,
         6,
-        |_| anyhow::Ok(()),
-        |m, _| {
+        |_| Ok(()),
+        |_| {
             for _ in 0..CALLS {
-                if m == 0 {
-                    rt.run_on(Backend::Cpu, &kernel, &[&buf], &())?;
-                } else {
-                    add_one(std::hint::black_box(&mut host));
-                }
+                rt.run_on(Backend::Cpu, &kernel, &[&buf], &())?;
             }
             Ok(())
         },
-        |_| false,
+        |_| {
+            for _ in 0..CALLS {
+                add_one(std::hint::black_box(&mut host));
+            }
+            Ok(())
+        },
     )?;
-    Ok((times[&0] - times[&1]) / CALLS as f64 * 1e6)
+    Ok((medians["rt.run"] - medians["direct"]) / CALLS as f64 * 1e6)
 }
 
 /// A hand-written wgpu program: the adapter pel calls `gpu`, a compute

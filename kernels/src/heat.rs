@@ -15,14 +15,13 @@
 //! west neighbours from the cache), consecutive invocations on consecutive
 //! columns; the CPU updates rows in parallel in loops that vectorise.
 
-use std::time::Duration;
-
 use pel_runtime::{
     Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
 };
 use rand::Rng;
 use rayon::prelude::*;
 
+use crate::PassTimes;
 use crate::verify::{self, Check, Trial};
 use crate::{Sample, invalid, u32_len};
 
@@ -151,17 +150,9 @@ impl Heat {
         alpha: f32,
         steps: usize,
     ) -> Result<RunInfo> {
-        let (mut elapsed, mut exec) = (Duration::ZERO, Duration::ZERO);
-        let info = self.passes(rt, grid, width, height, alpha, steps, |k, args, p| {
-            let info = rt.execute(target, k, args, p)?;
-            elapsed += info.elapsed;
-            exec += info.exec;
-            Ok(info)
-        })?;
-        Ok(RunInfo {
-            elapsed,
-            exec,
-            ..info
+        let mut times = PassTimes::default();
+        self.passes(rt, grid, width, height, alpha, steps, |k, args, p| {
+            Ok(times.add(rt.execute(target, k, args, p)?))
         })
     }
 

@@ -19,14 +19,13 @@
 //! an atomic add straight into the result.
 //! The CPU counts chunks into a histogram per rayon task and merges them.
 
-use std::time::Duration;
-
 use pel_runtime::{
     Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
 };
 use rand::Rng;
 use rayon::prelude::*;
 
+use crate::PassTimes;
 use crate::verify::{self, Check, Trial};
 use crate::{Sample, invalid, u32_len};
 
@@ -277,17 +276,9 @@ impl Histogram {
         hist: &Buffer<u32>,
         max_value: u32,
     ) -> Result<RunInfo> {
-        let (mut elapsed, mut exec) = (Duration::ZERO, Duration::ZERO);
-        let info = self.passes(values, hist, max_value, |k, args, p| {
-            let info = rt.execute(target, k, args, p)?;
-            elapsed += info.elapsed;
-            exec += info.exec;
-            Ok(info)
-        })?;
-        Ok(RunInfo {
-            elapsed,
-            exec,
-            ..info
+        let mut times = PassTimes::default();
+        self.passes(values, hist, max_value, |k, args, p| {
+            Ok(times.add(rt.execute(target, k, args, p)?))
         })
     }
 

@@ -52,13 +52,34 @@ pub use sum::Sum;
 pub use transpose::Transpose;
 pub use verify::{Check, Trial, run_check};
 
-use pel_runtime::{Error, Result, Runtime, Target};
+use pel_runtime::{Error, Result, RunInfo, Runtime, Target};
 
 pub(crate) fn invalid(kernel: &str, arg: &str, message: String) -> Error {
     Error::InvalidInput {
         kernel: kernel.to_owned(),
         arg: arg.to_owned(),
         message,
+    }
+}
+
+/// The times of a multi-pass operation so far: [`add`](Self::add) each
+/// pass's [`RunInfo`] and get it back with the times of all passes up to it,
+/// so the last pass's answer is the whole operation's.
+#[derive(Default)]
+pub(crate) struct PassTimes {
+    elapsed: std::time::Duration,
+    exec: std::time::Duration,
+}
+
+impl PassTimes {
+    pub(crate) fn add(&mut self, info: RunInfo) -> RunInfo {
+        self.elapsed += info.elapsed;
+        self.exec += info.exec;
+        RunInfo {
+            elapsed: self.elapsed,
+            exec: self.exec,
+            ..info
+        }
     }
 }
 

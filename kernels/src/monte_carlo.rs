@@ -34,6 +34,7 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
+use crate::PassTimes;
 use crate::black_scholes;
 use crate::invalid;
 use crate::simd_math;
@@ -484,20 +485,12 @@ impl MonteCarlo {
         seed: u64,
         sums: &Buffer<[f32; 4]>,
     ) -> Result<RunInfo> {
-        let (mut elapsed, mut exec) = (Default::default(), Default::default());
-        let info = self.passes(rt, contract, paths, seed, sums, |kernel, args, pass| {
-            let info = match pass {
+        let mut times = PassTimes::default();
+        self.passes(rt, contract, paths, seed, sums, |kernel, args, pass| {
+            Ok(times.add(match pass {
                 Pass::Simulate(p) => rt.execute(target, kernel, args, &p),
                 Pass::Reduce(p) => rt.execute(target, kernel, args, &p),
-            }?;
-            elapsed += info.elapsed;
-            exec += info.exec;
-            Ok(info)
-        })?;
-        Ok(RunInfo {
-            elapsed,
-            exec,
-            ..info
+            }?))
         })
     }
 

@@ -15,14 +15,13 @@
 //! *first* maximum: on a tie the lowest index wins, on every backend. The
 //! results are exact: a min, a max or a position involves no rounding.
 
-use std::time::Duration;
-
 use pel_runtime::{
     Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target,
 };
 use rand::Rng;
 use rayon::prelude::*;
 
+use crate::PassTimes;
 use crate::verify::{self, Check, Trial};
 use crate::{Sample, invalid, u32_len};
 
@@ -160,28 +159,6 @@ fn expect_one<T: pel_runtime::Element>(kernel: &str, out: &Buffer<T>) -> Result<
     Ok(())
 }
 
-/// Adds up the passes' times into one [`RunInfo`] (the last pass's backend).
-#[derive(Default)]
-struct Totals {
-    elapsed: Duration,
-    exec: Duration,
-}
-
-impl Totals {
-    fn add(&mut self, info: RunInfo) -> RunInfo {
-        self.elapsed += info.elapsed;
-        self.exec += info.exec;
-        info
-    }
-    fn into_info(self, last: RunInfo) -> RunInfo {
-        RunInfo {
-            elapsed: self.elapsed,
-            exec: self.exec,
-            ..last
-        }
-    }
-}
-
 /// The min or max kernel (one pass) and the multi-pass driver.
 #[derive(Debug, Clone)]
 pub struct Reduce {
@@ -248,7 +225,7 @@ impl Reduce {
         let name = self.op.name();
         expect_one(name, out)?;
         let mut n = u32_len(name, "x", x.len())? as usize;
-        let mut totals = Totals::default();
+        let mut times = PassTimes::default();
         let mut current = x.clone();
         let last = loop {
             let groups = groups(name, n)?;
@@ -262,7 +239,7 @@ impl Reduce {
                 groups: groups as u32,
             };
             let args: [&dyn BufferArg; 2] = [&current, &next];
-            let info = totals.add(rt.execute(target, &self.kernel, &args, &params)?);
+            let info = times.add(rt.execute(target, &self.kernel, &args, &params)?);
             if groups == 1 {
                 break info;
             }
@@ -272,7 +249,7 @@ impl Reduce {
         if rt.read(out)?[0].is_nan() {
             return Err(all_nan(name, x.len()));
         }
-        Ok(totals.into_info(last))
+        Ok(last)
     }
 }
 
@@ -356,7 +333,7 @@ impl Argmax {
     ) -> Result<RunInfo> {
         expect_one("argmax", out)?;
         let mut n = u32_len("argmax", "x", x.len())? as usize;
-        let mut totals = Totals::default();
+        let mut times = PassTimes::default();
         let mut current: Option<(Buffer<f32>, Buffer<u32>)> = None;
         let last = loop {
             let groups = groups("argmax", n)?;
@@ -369,7 +346,7 @@ impl Argmax {
                 n: n as u32,
                 groups: groups as u32,
             };
-            let info = totals.add(match &current {
+            let info = times.add(match &current {
                 None => rt.execute(target, &self.first, &[x, &next_val, &next_idx], &params)?,
                 Some((vals, idx)) => rt.execute(
                     target,
@@ -387,7 +364,7 @@ impl Argmax {
         if rt.read(out)?[0] == NONE {
             return Err(all_nan("argmax", x.len()));
         }
-        Ok(totals.into_info(last))
+        Ok(last)
     }
 }
 

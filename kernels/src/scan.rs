@@ -24,8 +24,6 @@
 //! must be a different buffer from the input (the runtime refuses aliased
 //! arguments).
 
-use std::time::Duration;
-
 use pel_runtime::{
     Backend, Buffer, BufferArg, Element, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target,
     Task,
@@ -33,6 +31,7 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
+use crate::PassTimes;
 use crate::verify::{self, Check, Trial};
 use crate::{Sample, invalid, u32_len};
 
@@ -429,8 +428,7 @@ pub(crate) trait Launch {
 pub(crate) struct Execute<'a> {
     pub(crate) rt: &'a Runtime,
     pub(crate) target: Target,
-    pub(crate) elapsed: Duration,
-    pub(crate) exec: Duration,
+    times: PassTimes,
 }
 
 impl<'a> Execute<'a> {
@@ -438,8 +436,7 @@ impl<'a> Execute<'a> {
         Execute {
             rt,
             target,
-            elapsed: Duration::ZERO,
-            exec: Duration::ZERO,
+            times: PassTimes::default(),
         }
     }
 }
@@ -452,14 +449,9 @@ impl Launch for Execute<'_> {
         args: &[&dyn BufferArg],
         params: &P,
     ) -> Result<RunInfo> {
-        let info = self.rt.execute(self.target, kernel, args, params)?;
-        self.elapsed += info.elapsed;
-        self.exec += info.exec;
-        Ok(RunInfo {
-            elapsed: self.elapsed,
-            exec: self.exec,
-            ..info
-        })
+        Ok(self
+            .times
+            .add(self.rt.execute(self.target, kernel, args, params)?))
     }
 }
 

@@ -5,13 +5,12 @@
 //! the GPU, eight interleaved accumulators on the CPU); passes repeat on the
 //! partial sums until one value is left, all on the device that holds them.
 
-use std::time::Duration;
-
 use pel_runtime::{
     Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
 };
 use rayon::prelude::*;
 
+use crate::PassTimes;
 use crate::verify::{self, Check, Trial};
 use crate::{invalid, u32_len};
 
@@ -94,17 +93,9 @@ impl Sum {
         x: &Buffer<f32>,
         out: &Buffer<f32>,
     ) -> Result<RunInfo> {
-        let (mut elapsed, mut exec) = (Duration::ZERO, Duration::ZERO);
-        let info = self.passes(rt, x, out, |args, params| {
-            let info = rt.execute(target, &self.kernel, args, params)?;
-            elapsed += info.elapsed;
-            exec += info.exec;
-            Ok(info)
-        })?;
-        Ok(RunInfo {
-            elapsed,
-            exec,
-            ..info
+        let mut times = PassTimes::default();
+        self.passes(rt, x, out, |args, params| {
+            Ok(times.add(rt.execute(target, &self.kernel, args, params)?))
         })
     }
 

@@ -17,8 +17,6 @@ macro_rules! say {
 }
 use std::time::Duration;
 
-mod peers;
-
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pel::kernels;
@@ -75,21 +73,30 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-    /// Benchmarks. `routing`: every sample kernel over sizes spanning its crossover, on every backend and with automatic placement. `graph`: submitted task graphs and co-execution against the best single device.
+    /// Benchmarks, each figure measured beside its peer in the same run. `kernels`: every sample kernel over sizes on every backend, with automatic placement and beside the program a user would otherwise write, against the machine's roofline. `peers`: the six headline ratios. `routing`: placement against the best single backend. `graph`: task graphs and co-execution against the best single device. `all` (the default): every suite.
     Bench {
+        /// Which suite (also `--suite`).
+        #[arg(value_enum)]
+        suite: Option<Suite>,
         /// Which suite.
-        #[arg(value_enum, default_value = "routing")]
-        suite: Suite,
-        /// Write the report as JSON here.
+        #[arg(long = "suite", value_enum, conflicts_with = "suite")]
+        suite_flag: Option<Suite>,
+        /// Write the report as JSON here (one suite: its report; `all`: one report per suite).
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+        /// Write every measured median as CSV here: suite, kernel, size, shape, mode, seconds.
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+        /// Write one SVG plot per kernel (time against size, a line per backend) into this directory (kernels suite).
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
         /// Fewer, smaller sizes and fewer repetitions.
         #[arg(long)]
         quick: bool,
-        /// Timed repetitions per backend per point (default 7, or 3 with --quick).
+        /// Timed repetitions per mode per point.
         #[arg(long)]
         reps: Option<usize>,
-        /// Only these kernels (repeatable).
+        /// Only these kernels (repeatable; kernels and routing suites).
         #[arg(long = "kernel")]
         kernels: Vec<String>,
     },
@@ -105,14 +112,18 @@ enum ModelAction {
     Path,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Suite {
+    /// Every sample kernel over sizes, on every backend, with automatic placement and beside its peer; roofline fractions.
+    Kernels,
+    /// pel against the program a user would otherwise write: faer, a rayon loop, rayon's sort, a hand-written wgpu program, a direct call.
+    Peers,
     /// Placement against the best single backend, point by point.
     Routing,
     /// The task graph: the demo graph's makespan with submit and automatic placement, and a splittable kernel at its calibrated split, each against the best single device.
     Graph,
-    /// pel against the program a user would otherwise write: faer, a rayon loop, rayon's sort, a hand-written wgpu program, a direct call.
-    Peers,
+    /// Every suite, one after another.
+    All,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -172,26 +183,25 @@ fn main() -> ExitCode {
         Command::Trace { out } => trace(&out),
         Command::Calibrate { quick } => calibrate(quick),
         Command::Bench {
-            suite: Suite::Routing,
+            suite,
+            suite_flag,
             json,
+            csv,
+            plot,
             quick,
             reps,
             kernels,
-        } => bench_routing(json, quick, reps, &kernels),
-        Command::Bench {
-            suite: Suite::Graph,
-            json,
-            quick,
-            reps,
-            ..
-        } => bench_graph(json, quick, reps),
-        Command::Bench {
-            suite: Suite::Peers,
-            json,
-            quick,
-            reps,
-            ..
-        } => bench_peers(json, quick, reps),
+        } => bench(
+            suite.or(suite_flag).unwrap_or(Suite::All),
+            &BenchOptions {
+                json,
+                csv,
+                plot,
+                quick,
+                reps,
+                kernels,
+            },
+        ),
     };
     match result {
         Ok(code) => code,
@@ -499,20 +509,210 @@ fn calibrate(quick: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_peers(
+/// The options every benchmark suite takes.
+struct BenchOptions {
     json: Option<std::path::PathBuf>,
+    csv: Option<std::path::PathBuf>,
+    plot: Option<std::path::PathBuf>,
     quick: bool,
     reps: Option<usize>,
-) -> Result<ExitCode> {
+    kernels: Vec<String>,
+}
+
+/// One row of `--csv`: a median of one mode at one point of one suite.
+struct CsvRow {
+    suite: &'static str,
+    kernel: String,
+    size: usize,
+    shape: String,
+    mode: String,
+    seconds: f64,
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Runs `suite` (every suite for `all`), prints each one's table, and
+/// writes the JSON, CSV and plots asked for.
+fn bench(suite: Suite, opts: &BenchOptions) -> Result<ExitCode> {
+    let suites: &[Suite] = match suite {
+        Suite::All => &[Suite::Kernels, Suite::Peers, Suite::Routing, Suite::Graph],
+        _ => std::slice::from_ref(&suite),
+    };
     let rt = Runtime::new()?;
-    let reps = reps.unwrap_or(if quick { 3 } else { 9 });
+    let mut reports = serde_json::Map::new();
+    let mut rows = Vec::new();
+    for &s in suites {
+        let (name, report) = match s {
+            Suite::Kernels => ("kernels", bench_kernels(&rt, opts, &mut rows)?),
+            Suite::Peers => ("peers", bench_peers(&rt, opts, &mut rows)?),
+            Suite::Routing => ("routing", bench_routing(&rt, opts, &mut rows)?),
+            Suite::Graph => ("graph", bench_graph(&rt, opts, &mut rows)?),
+            Suite::All => continue,
+        };
+        let Some(report) = report else {
+            return Ok(ExitCode::from(2));
+        };
+        reports.insert(name.to_owned(), report);
+        say!("");
+    }
+    if let Some(path) = &opts.json {
+        let value = if suites.len() == 1 {
+            reports
+                .into_iter()
+                .next()
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+        } else {
+            serde_json::Value::Object(reports)
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&value)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        say!("wrote {}", path.display());
+    }
+    if let Some(path) = &opts.csv {
+        let mut text = String::from("suite,kernel,size,shape,mode,seconds\n");
+        for r in &rows {
+            text += &format!(
+                "{},{},{},{},{},{:e}\n",
+                r.suite,
+                csv_field(&r.kernel),
+                r.size,
+                csv_field(&r.shape),
+                csv_field(&r.mode),
+                r.seconds
+            );
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        say!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sweep limited to `only` (all when empty); `None`, with a message,
+/// when no kernel is left.
+fn only_kernels(
+    mut sweep: Vec<(kernels::Sample, Vec<usize>)>,
+    only: &[String],
+) -> Option<Vec<(kernels::Sample, Vec<usize>)>> {
+    if !only.is_empty() {
+        sweep.retain(|(s, _)| only.iter().any(|k| k == s.name));
+        if sweep.is_empty() {
+            eprintln!("pel: no such kernel among {only:?}; see `pel list`");
+            return None;
+        }
+    }
+    Some(sweep)
+}
+
+fn bench_kernels(
+    rt: &Runtime,
+    opts: &BenchOptions,
+    rows: &mut Vec<CsvRow>,
+) -> Result<Option<serde_json::Value>> {
+    let Some(sweep) = only_kernels(
+        pel::bench::kernels::kernels_sweep(opts.quick),
+        &opts.kernels,
+    ) else {
+        return Ok(None);
+    };
+    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 });
+    let points: usize = sweep.iter().map(|(_, s)| s.len()).sum();
+    let bar = progress(points + 1);
+    bar.set_message("roofline: triad and GEMM");
+    let roofline = pel::bench::kernels::roofline(rt, opts.quick, reps)?;
+    bar.set_position(1);
+    let report = pel::bench::kernels::kernels(rt, &sweep, roofline, reps, &mut |done, _, what| {
+        bar.set_position(done as u64 + 1);
+        bar.set_message(what.to_owned());
+    })?;
+    bar.finish_and_clear();
+
+    say!("## kernels\n");
+    say!("| backend | triad GB/s | GEMM GFLOP/s |");
+    say!("|---|---:|---:|");
+    for (b, p) in &report.roofline {
+        say!(
+            "| {b} | {:.1} (n={}) | {:.1} (n={}) |",
+            p.bandwidth_gbs,
+            p.triad_elements,
+            p.gflops,
+            p.gemm_n
+        );
+    }
+    say!("");
+    say!(
+        "| kernel | size | cpu | gpu | auto | choice | GFLOP/s | GB/s | of roofline | peer | auto/peer |"
+    );
+    say!("|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|");
+    for p in &report.points {
+        say!(
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} |",
+            p.kernel,
+            p.shape,
+            pel::secs(p.cpu_s),
+            p.gpu_s.map(pel::secs).unwrap_or_else(|| "-".into()),
+            pel::secs(p.auto_s),
+            p.choice,
+            p.gflops,
+            p.gbs,
+            p.roofline_fraction
+                .map(|f| format!("{:.0}%", f * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            p.peer.as_deref().unwrap_or("-"),
+            p.auto_vs_peer
+                .map(|r| format!("{r:.3}"))
+                .unwrap_or_else(|| "-".into()),
+        );
+        let mut add = |mode: String, seconds: f64| {
+            rows.push(CsvRow {
+                suite: "kernels",
+                kernel: p.kernel.clone(),
+                size: p.size,
+                shape: p.shape.clone(),
+                mode,
+                seconds,
+            })
+        };
+        for (b, s) in &p.backends {
+            add(b.clone(), *s);
+        }
+        add("auto".into(), p.auto_s);
+        if let (Some(name), Some(s)) = (&p.peer, p.peer_s) {
+            add(format!("peer: {name}"), s);
+        }
+    }
+    say!(
+        "\nTimes are medians from host-resident inputs to the result on the host; GFLOP/s, GB/s and the roofline fraction are automatic placement's, against the peaks of the backend it chose."
+    );
+    if let Some(dir) = &opts.plot {
+        let files = pel::bench::plot::kernel_plots(&report.points, dir)
+            .with_context(|| format!("plotting into {}", dir.display()))?;
+        say!("wrote {} plots into {}", files.len(), dir.display());
+    }
+    Ok(Some(serde_json::to_value(&report)?))
+}
+
+fn bench_peers(
+    rt: &Runtime,
+    opts: &BenchOptions,
+    rows: &mut Vec<CsvRow>,
+) -> Result<Option<serde_json::Value>> {
+    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 9 });
     let bar = progress(6);
-    let report = peers::peers(&rt, quick, reps, &mut |done, _, what| {
+    let report = pel::bench::peers::peers(rt, opts.quick, reps, &mut |done, _, what| {
         bar.set_position(done as u64);
         bar.set_message(what.to_owned());
     })?;
     bar.finish_and_clear();
     let ratio = |v: Option<f64>| v.map_or("no GPU".to_owned(), |v| format!("{v:.3}"));
+    say!("## peers\n");
     say!("| key | value | target |");
     say!("|---|---|---|");
     say!("| gemm_vs_faer | {:.3} | ≤ 1.10 |", report.gemm_vs_faer);
@@ -536,37 +736,56 @@ fn bench_peers(
     say!("\nmedians:");
     for (k, v) in &report.medians_s {
         say!("  {k:<24} {}", pel::secs(*v));
+        rows.push(CsvRow {
+            suite: "peers",
+            kernel: k.split('_').next().unwrap_or(k).to_owned(),
+            size: 0,
+            shape: String::new(),
+            mode: k.clone(),
+            seconds: *v,
+        });
     }
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        say!("wrote {}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(serde_json::to_value(&report)?))
 }
 
 fn bench_graph(
-    json: Option<std::path::PathBuf>,
-    quick: bool,
-    reps: Option<usize>,
-) -> Result<ExitCode> {
-    let rt = Runtime::new()?;
-    let reps = reps.unwrap_or(if quick { 5 } else { 15 });
+    rt: &Runtime,
+    opts: &BenchOptions,
+    rows: &mut Vec<CsvRow>,
+) -> Result<Option<serde_json::Value>> {
+    let reps = opts.reps.unwrap_or(if opts.quick { 5 } else { 15 });
     let bar = progress(4);
-    let report = pel::bench::graph(&rt, reps, &mut |done, _, what| {
+    let report = pel::bench::graph(rt, reps, &mut |done, _, what| {
         bar.set_position(done as u64);
         bar.set_message(what.to_owned());
     })?;
     bar.finish_and_clear();
+    say!("## graph\n");
     say!("| {:<38} | {:>10} |", "placement", "median");
     say!("|{:-<40}|{:->12}|", "", "");
     for (k, v) in &report.makespan_s {
         let what = format!("demo graph ({} tasks), {k}", report.tasks);
         say!("| {what:<38} | {:>10} |", pel::secs(*v));
+        rows.push(CsvRow {
+            suite: "graph",
+            kernel: "demo graph".into(),
+            size: report.tasks,
+            shape: format!("{} tasks", report.tasks),
+            mode: k.clone(),
+            seconds: *v,
+        });
     }
     for (k, v) in &report.coexec_s {
         let what = format!("mandelbrot 1024×1024, {k}");
         say!("| {what:<38} | {:>10} |", pel::secs(*v));
+        rows.push(CsvRow {
+            suite: "graph",
+            kernel: "mandelbrot".into(),
+            size: 1 << 20,
+            shape: "1024×1024".into(),
+            mode: k.clone(),
+            seconds: *v,
+        });
     }
     let share = report
         .coexec_gpu_share
@@ -577,37 +796,26 @@ fn bench_graph(
         report.makespan_ratio,
         report.coexec_ratio
     );
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        say!("wrote {}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(serde_json::to_value(&report)?))
 }
 
 fn bench_routing(
-    json: Option<std::path::PathBuf>,
-    quick: bool,
-    reps: Option<usize>,
-    only: &[String],
-) -> Result<ExitCode> {
-    let rt = Runtime::new()?;
-    let mut sweep = pel::bench::sweep(quick);
-    if !only.is_empty() {
-        sweep.retain(|(s, _)| only.iter().any(|k| k == s.name));
-        if sweep.is_empty() {
-            eprintln!("pel: no such kernel among {only:?}; see `pel list`");
-            return Ok(ExitCode::from(2));
-        }
-    }
-    let reps = reps.unwrap_or(if quick { 3 } else { 7 });
+    rt: &Runtime,
+    opts: &BenchOptions,
+    rows: &mut Vec<CsvRow>,
+) -> Result<Option<serde_json::Value>> {
+    let Some(sweep) = only_kernels(pel::bench::sweep(opts.quick), &opts.kernels) else {
+        return Ok(None);
+    };
+    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 });
     let bar = progress(sweep.iter().map(|(_, s)| s.len()).sum());
-    let report = pel::bench::routing(&rt, &sweep, reps, &mut |done, _, what| {
+    let report = pel::bench::routing(rt, &sweep, reps, &mut |done, _, what| {
         bar.set_position(done as u64);
         bar.set_message(what.to_owned());
     })?;
     bar.finish_and_clear();
 
+    say!("## routing\n");
     let backends = rt.backends();
     let mut header = format!("| {:<10} | {:>9} |", "kernel", "size");
     let mut rule = format!("|{:-<12}|{:->11}|", "", "");
@@ -637,6 +845,16 @@ fn bench_routing(
             p.auto_s / best
         );
         say!("{row}");
+        for (mode, s) in p.backends.iter().chain([(&"auto".to_owned(), &p.auto_s)]) {
+            rows.push(CsvRow {
+                suite: "routing",
+                kernel: p.kernel.clone(),
+                size: p.size,
+                shape: p.size.to_string(),
+                mode: mode.clone(),
+                seconds: *s,
+            });
+        }
     }
     say!(
         "\nregret_total {:.3} (target ≤ 1.05), regret_max {:.3} (target ≤ 1.25), calibration_runs {}",
@@ -644,12 +862,7 @@ fn bench_routing(
         report.regret_max,
         report.calibration_runs
     );
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        say!("wrote {}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(serde_json::to_value(&report)?))
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -177,38 +177,112 @@ fn bench_routing_quick_writes_json() {
     }
 }
 
+/// `pel bench --quick`: every suite runs to the end and writes JSON, CSV
+/// and plots that parse. A smoke test of the harness, with no bound on time
+/// (that is the benchmarks' job).
 #[test]
-fn bench_peers_quick_writes_json_with_every_key() {
-    let dir = std::env::temp_dir().join(format!("pel-cli-peers-{}", std::process::id()));
-    let json = dir.join("peers.json");
-    let _ = std::fs::create_dir_all(&dir);
+fn bench_quick_runs_every_suite_and_writes_json_csv_and_plots() {
+    let dir = std::env::temp_dir().join(format!("pel-cli-bench-all-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, csv, plots) = (dir.join("all.json"), dir.join("all.csv"), dir.join("plots"));
     let o = pel(
         &[
             "bench",
-            "peers",
             "--quick",
             "--json",
             json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "--plot",
+            plots.to_str().unwrap(),
         ],
         &[("PEL_MODEL_DIR", dir.to_str().unwrap())],
     );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    for heading in ["## kernels", "## peers", "## routing", "## graph"] {
+        assert!(out.contains(heading), "{heading} missing: {out}");
+    }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    // A smoke test of the harness: every key is there and positive (no
-    // bound on time: that is the benchmark's job).
+
+    // peers: every key, finite where it is always measured.
+    let peers = &report["peers"];
     for key in [
         "gemm_vs_faer",
         "saxpy_vs_rayon",
         "sort_speedup_vs_par_sort",
         "dispatch_overhead_us",
     ] {
-        let v = report[key].as_f64().unwrap_or(f64::NAN);
-        assert!(v.is_finite(), "{key}: {report}");
+        let v = peers[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v > 0.0, "{key}: {peers}");
     }
     for key in ["gpu_vs_raw_wgpu_saxpy", "gpu_vs_raw_wgpu_matmul"] {
-        assert!(report.get(key).is_some(), "{key} missing: {report}");
+        assert!(peers.get(key).is_some(), "{key} missing: {peers}");
     }
+
+    // kernels: every sample kernel at two sizes, with work, times and a
+    // CPU roofline; the peers where a kernel has one.
+    let kernels = &report["kernels"];
+    let cpu = &kernels["roofline"]["cpu"];
+    assert!(cpu["bandwidth_gbs"].as_f64().unwrap() > 0.0, "{cpu}");
+    assert!(cpu["gflops"].as_f64().unwrap() > 0.0, "{cpu}");
+    let points = kernels["points"].as_array().unwrap();
+    let names: Vec<String> = listed_kernels();
+    for name in &names {
+        let mine: Vec<_> = points.iter().filter(|p| p["kernel"] == **name).collect();
+        assert_eq!(mine.len(), 2, "{name}: {mine:?}");
+        for p in mine {
+            for key in ["cpu_s", "auto_s", "gflops", "gbs", "bytes"] {
+                let v = p[key].as_f64().unwrap_or(f64::NAN);
+                assert!(v.is_finite() && v >= 0.0, "{name} {key}: {p}");
+            }
+            assert!(p["auto_s"].as_f64().unwrap() > 0.0, "{p}");
+            let has_peer = matches!(
+                name.as_str(),
+                "saxpy" | "sum" | "matmul" | "radix_sort" | "radix_sort_pairs"
+            );
+            assert_eq!(p["peer_s"].is_number(), has_peer, "{p}");
+        }
+    }
+    assert!(report["routing"]["regret_total"].as_f64().is_some());
+    assert!(report["graph"]["makespan_ratio"].as_f64().is_some());
+
+    // CSV: a header, then one row per median, six fields each.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("suite,kernel,size,shape,mode,seconds"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 3 * points.len(), "{} rows", rows.len());
+    for suite in ["kernels,", "peers,", "routing,", "graph,"] {
+        assert!(rows.iter().any(|r| r.starts_with(suite)), "no {suite} rows");
+    }
+    for r in rows.iter().filter(|r| !r.contains('"')) {
+        assert_eq!(r.split(',').count(), 6, "{r}");
+        let secs: f64 = r.rsplit(',').next().unwrap().parse().unwrap();
+        assert!(secs > 0.0, "{r}");
+    }
+
+    // One SVG per kernel.
+    for name in &names {
+        let svg = std::fs::read_to_string(plots.join(format!("{name}.svg")))
+            .unwrap_or_else(|e| panic!("{name}.svg: {e}"));
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{name}.svg"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The sample kernels' names, as `pel list` prints them.
+fn listed_kernels() -> Vec<String> {
+    let o = pel(&["list"], &[]);
+    stdout(&o)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
 }
 
 #[test]

@@ -9,7 +9,8 @@ use pel::kernels::Saxpy;
 use pel::{Backend, Kernel, Read, ReadWrite, Runtime, Target};
 
 fn temp_model(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pel-model-test-{}", std::process::id()));
+    // One directory per test, so the leftover check sees only its own files.
+    let dir = std::env::temp_dir().join(format!("pel-model-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.json"));
     let _ = std::fs::remove_file(&path);

@@ -28,7 +28,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::simd_math;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -597,6 +597,9 @@ pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<BlackScholesTrial> {
 impl Trial for BlackScholesTrial {
     fn shape(&self) -> String {
         self.spot.len().to_string()
+    }
+    fn work(&self) -> Work {
+        Work::per(self.spot.len(), 70.0, 20.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         self.options

@@ -24,7 +24,7 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source.
@@ -359,6 +359,13 @@ impl Trial for BlurTrial {
     fn shape(&self) -> String {
         let side = self.weights.len().isqrt();
         format!("{}×{}, {side}×{side}", self.width, self.height)
+    }
+    fn work(&self) -> Work {
+        Work::per(
+            self.width * self.height,
+            2.0 * self.weights.len() as f64,
+            8.0,
+        )
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.src, &self.image)?;

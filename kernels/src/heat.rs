@@ -22,7 +22,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::PassTimes;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source: `main` (one step) and `copy`.
@@ -312,6 +312,9 @@ pub fn trial(
 impl Trial for HeatTrial {
     fn shape(&self) -> String {
         format!("{}×{}, {} steps", self.width, self.height, self.steps)
+    }
+    fn work(&self) -> Work {
+        Work::per(self.width * self.height * self.steps, 7.0, 8.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.grid, &self.initial)

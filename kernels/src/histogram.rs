@@ -26,7 +26,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::PassTimes;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source: `main` and `main_4k` (bins in workgroup memory),
@@ -395,6 +395,12 @@ impl Trial for HistogramTrial {
             self.hist.len(),
             self.max_value
         )
+    }
+    fn work(&self) -> Work {
+        Work {
+            flops: 0.0,
+            bytes: 4.0 * (self.data.len() + self.hist.len()) as f64,
+        }
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.values, &self.data)?;

@@ -27,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The assignment's WGSL source.
@@ -877,6 +877,10 @@ impl Trial for KMeansTrial {
     fn shape(&self) -> String {
         let Dims { n, d, k } = self.dims;
         format!("n={n} d={d} k={k}")
+    }
+    fn work(&self) -> Work {
+        let Dims { n, d, k } = self.dims;
+        Work::per(n, (3 * k * d + d + 1) as f64, (8 * d + 12) as f64)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.points, &self.xs)?;

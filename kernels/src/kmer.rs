@@ -28,7 +28,7 @@ use pel_runtime::{
 };
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{invalid, u32_len};
 
 /// The WGSL source (entry points `clear`, `count` and `count_local`).
@@ -427,6 +427,12 @@ pub fn trial(rt: &Runtime, (len, k): (usize, usize), seed: u64) -> Result<KmerTr
 impl Trial for KmerTrial {
     fn shape(&self) -> String {
         format!("{} bases, k={}", self.len, self.k)
+    }
+    fn work(&self) -> Work {
+        Work {
+            flops: 0.0,
+            bytes: 4.25 * self.len as f64 + 4.0 * self.counts.len() as f64,
+        }
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.seq, &self.words)?;

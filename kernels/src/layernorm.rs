@@ -22,7 +22,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::softmax::segment;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source.
@@ -312,6 +312,9 @@ pub fn trial(rt: &Runtime, (rows, cols): (usize, usize), seed: u64) -> Result<La
 impl Trial for LayerNormTrial {
     fn shape(&self) -> String {
         format!("{}×{}", self.rows, self.cols)
+    }
+    fn work(&self) -> Work {
+        Work::per(self.rows * self.cols, 11.0, 8.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;

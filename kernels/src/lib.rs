@@ -50,7 +50,7 @@ pub use sort::Sort;
 pub use spmv::{CsrMatrix, Spmv};
 pub use sum::Sum;
 pub use transpose::Transpose;
-pub use verify::{Check, Trial, run_check};
+pub use verify::{Check, Trial, Work, run_check};
 
 use pel_runtime::{Error, Result, RunInfo, Runtime, Target};
 

@@ -8,7 +8,7 @@ use pel_runtime::{Backend, Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, 
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -308,6 +308,20 @@ pub fn trial(rt: &Runtime, (width, height): (usize, usize), seed: u64) -> Result
 impl Trial for MandelbrotTrial {
     fn shape(&self) -> String {
         format!("{}×{}", self.width, self.height)
+    }
+    fn work(&self) -> Work {
+        // Up to 7 flops per iteration, counted from the last run's counts
+        // (every pixel at the cap before any run).
+        let pixels = self.width * self.height;
+        let iterations: f64 = if self.got.len() == pixels {
+            self.got.iter().map(|&c| c.min(self.max_iter) as f64).sum()
+        } else {
+            pixels as f64 * self.max_iter as f64
+        };
+        Work {
+            flops: 7.0 * iterations,
+            bytes: 4.0 * pixels as f64,
+        }
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.counts, &vec![0xDEAD_BEEF; self.counts.len()])

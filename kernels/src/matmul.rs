@@ -11,7 +11,7 @@
 use faer::{Accum, MatMut, MatRef, Par};
 use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -178,6 +178,13 @@ impl Trial for MatmulTrial {
     fn shape(&self) -> String {
         let (m, n, k) = self.dims;
         format!("{m}×{n}×{k}")
+    }
+    fn work(&self) -> Work {
+        let (m, n, k) = self.dims;
+        Work {
+            flops: 2.0 * (m * n) as f64 * k as f64,
+            bytes: 4.0 * (m * k + k * n + m * n) as f64,
+        }
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.a, &self.av)?;

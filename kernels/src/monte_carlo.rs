@@ -38,7 +38,7 @@ use crate::PassTimes;
 use crate::black_scholes;
 use crate::invalid;
 use crate::simd_math;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 
 /// The WGSL source (entry points `simulate` and `reduce`).
 pub const WGSL: &str = include_str!("../../shaders/monte_carlo.wgsl");
@@ -652,6 +652,12 @@ impl MonteCarloTrial {
 impl Trial for MonteCarloTrial {
     fn shape(&self) -> String {
         format!("{} paths", self.paths)
+    }
+    fn work(&self) -> Work {
+        Work {
+            flops: 20.0 * self.paths as f64,
+            bytes: 16.0 * self.paths.div_ceil(1024) as f64,
+        }
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         self.got = None;

@@ -33,7 +33,7 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source.
@@ -394,6 +394,10 @@ pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<NbodyTrial> {
 impl Trial for NbodyTrial {
     fn shape(&self) -> String {
         format!("{} bodies", self.pos0.len())
+    }
+    fn work(&self) -> Work {
+        let n = self.pos0.len();
+        Work::per(n, 20.0 * n as f64, 48.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.positions, &self.pos0)?;

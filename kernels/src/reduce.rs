@@ -22,7 +22,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::PassTimes;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source of min and max (entry points `min_pass` and `max_pass`).
@@ -463,6 +463,9 @@ impl Trial for ReduceTrial {
     fn shape(&self) -> String {
         self.xs.len().to_string()
     }
+    fn work(&self) -> Work {
+        Work::per(self.xs.len(), 1.0, 4.0)
+    }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;
         rt.write(&self.out, &[f32::NAN])
@@ -514,6 +517,9 @@ pub fn argmax_trial(rt: &Runtime, n: usize, seed: u64) -> Result<ArgmaxTrial> {
 impl Trial for ArgmaxTrial {
     fn shape(&self) -> String {
         self.xs.len().to_string()
+    }
+    fn work(&self) -> Work {
+        Work::per(self.xs.len(), 1.0, 4.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;

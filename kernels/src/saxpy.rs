@@ -8,7 +8,7 @@ use pel_runtime::{
 };
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -139,6 +139,9 @@ pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SaxpyTrial> {
 impl Trial for SaxpyTrial {
     fn shape(&self) -> String {
         self.xs.len().to_string()
+    }
+    fn work(&self) -> Work {
+        Work::per(self.xs.len(), 2.0, 12.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;

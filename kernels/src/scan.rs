@@ -32,7 +32,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::PassTimes;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source, for u32 elements (the f32 kernels replace its
@@ -557,6 +557,9 @@ impl Trial for ScanU32Trial {
     fn shape(&self) -> String {
         self.xs.len().to_string()
     }
+    fn work(&self) -> Work {
+        Work::per(self.xs.len(), 0.0, 8.0)
+    }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;
         rt.write(&self.y, &vec![0xDEAD_BEEF; self.xs.len()])
@@ -632,6 +635,9 @@ pub fn trial_f32(rt: &Runtime, n: usize, seed: u64) -> Result<ScanF32Trial> {
 impl Trial for ScanF32Trial {
     fn shape(&self) -> String {
         self.xs.len().to_string()
+    }
+    fn work(&self) -> Work {
+        Work::per(self.xs.len(), 1.0, 8.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;

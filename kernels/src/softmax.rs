@@ -19,7 +19,7 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source.
@@ -272,6 +272,9 @@ pub fn trial(rt: &Runtime, (rows, cols): (usize, usize), seed: u64) -> Result<So
 impl Trial for SoftmaxTrial {
     fn shape(&self) -> String {
         format!("{}×{}", self.rows, self.cols)
+    }
+    fn work(&self) -> Work {
+        Work::per(self.rows * self.cols, 5.0, 8.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;

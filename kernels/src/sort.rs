@@ -40,7 +40,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::scan::{Execute, Launch, Scan, ScanKind, Submit};
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source of the multi-pass kernels.
@@ -1008,6 +1008,9 @@ impl Trial for SortTrial {
     fn shape(&self) -> String {
         shape(self.input.len(), self.spread, self.multi_pass)
     }
+    fn work(&self) -> Work {
+        Work::per(self.input.len(), 0.0, 8.0)
+    }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.keys, &self.input)
     }
@@ -1088,6 +1091,9 @@ pub fn trial_pairs(rt: &Runtime, n: usize, seed: u64) -> Result<SortPairsTrial> 
 impl Trial for SortPairsTrial {
     fn shape(&self) -> String {
         shape(self.input.0.len(), self.spread, self.multi_pass)
+    }
+    fn work(&self) -> Work {
+        Work::per(self.input.0.len(), 0.0, 16.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.keys, &self.input.0)?;

@@ -18,7 +18,7 @@ use pel_runtime::{
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source.
@@ -410,6 +410,13 @@ impl Trial for SpmvTrial {
     fn shape(&self) -> String {
         let (rows, cols, nnz) = self.dims;
         format!("{rows}×{cols}, {nnz} nz")
+    }
+    fn work(&self) -> Work {
+        let (rows, _, nnz) = self.dims;
+        Work {
+            flops: 2.0 * nnz as f64,
+            bytes: (12 * nnz + 8 * rows) as f64,
+        }
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;

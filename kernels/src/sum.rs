@@ -11,7 +11,7 @@ use pel_runtime::{
 use rayon::prelude::*;
 
 use crate::PassTimes;
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -188,6 +188,9 @@ pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SumTrial> {
 impl Trial for SumTrial {
     fn shape(&self) -> String {
         self.xs.len().to_string()
+    }
+    fn work(&self) -> Work {
+        Work::per(self.xs.len(), 1.0, 4.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.x, &self.xs)?;

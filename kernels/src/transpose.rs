@@ -16,7 +16,7 @@ use pel_runtime::{
 };
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial};
+use crate::verify::{self, Check, Trial, Work};
 use crate::{Sample, invalid, u32_len};
 
 /// The WGSL source.
@@ -262,6 +262,9 @@ pub fn trial(rt: &Runtime, (m, n): (usize, usize), seed: u64) -> Result<Transpos
 impl Trial for TransposeTrial {
     fn shape(&self) -> String {
         format!("{}×{}", self.dims.0, self.dims.1)
+    }
+    fn work(&self) -> Work {
+        Work::per(self.dims.0 * self.dims.1, 0.0, 8.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
         rt.write(&self.a, &self.av)?;

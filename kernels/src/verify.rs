@@ -71,11 +71,37 @@ impl fmt::Display for Check {
     }
 }
 
+/// The work of one run of an operation, counted as its kernel's module
+/// documentation counts it: floating-point operations (a transcendental
+/// counts as one) and the bytes it must move through memory at the least.
+/// Benchmarks divide these by a time for GFLOP/s and GB/s, and by the
+/// machine's peaks for the fraction of its roofline.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Work {
+    /// Floating-point operations.
+    pub flops: f64,
+    /// Bytes moved, at the least.
+    pub bytes: f64,
+}
+
+impl Work {
+    /// `per` work for each of `items`.
+    pub fn per(items: usize, flops: f64, bytes: f64) -> Work {
+        Work {
+            flops: items as f64 * flops,
+            bytes: items as f64 * bytes,
+        }
+    }
+}
+
 /// A sample problem: seeded inputs in buffers, the operation, and the
 /// comparison of its result with the serial reference.
 pub trait Trial: Send {
     /// The problem's shape, e.g. `1000003` or `256×256×256`.
     fn shape(&self) -> String;
+    /// The work of one run (for a kernel whose work depends on the data,
+    /// such as mandelbrot's iterations, that of the last run).
+    fn work(&self) -> Work;
     /// Puts fresh inputs back on the host only (as a user's new data would
     /// be) and poisons the outputs.
     fn reset(&mut self, rt: &Runtime) -> Result<()>;

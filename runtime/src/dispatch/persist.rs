@@ -240,7 +240,11 @@ pub(crate) fn save(
     let json = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+    // One temp name per save, so two runtimes of one process saving the same
+    // file at once never write into each other's temp file.
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, json).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -13,6 +13,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
+pub mod kernels;
+pub mod peers;
+pub mod plot;
+
 /// Sizes that span each sample kernel's crossover, from sizes where a GPU's
 /// fixed cost dominates to large ones. `quick` stops lower.
 pub fn sweep(quick: bool) -> Vec<(Sample, Vec<usize>)> {

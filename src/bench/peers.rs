@@ -1,6 +1,8 @@
 //! `pel bench peers`: pel against what a user would otherwise write, each
 //! pair measured in the same run (shuffled rounds, medians) and reported as
-//! a ratio.
+//! a ratio. The peer programs themselves ([`faer_gemm`], [`rayon_saxpy`],
+//! [`rayon_sum`], [`RawWgpu`]) are public, so the criterion benches and the
+//! kernels suite measure against the same code.
 //!
 //! - `gemm_vs_faer`: pel's CPU matmul over faer's `matmul` called directly,
 //!   1024³ (pel's CPU matmul *is* faer's: a runtime should use the best
@@ -16,16 +18,16 @@
 
 use std::collections::BTreeMap;
 
-use pel::kernels::matmul::MatmulParams;
-use pel::kernels::saxpy::SaxpyParams;
-use pel::kernels::{Matmul, Saxpy, Sort};
-use pel::{Backend, Kernel, ReadWrite, Runtime, Target};
+use pel_kernels::matmul::MatmulParams;
+use pel_kernels::saxpy::SaxpyParams;
+use pel_kernels::{Matmul, Saxpy, Sort};
+use pel_runtime::{Backend, Error, Kernel, ReadWrite, Result, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use pel::bench::interleaved;
+use super::interleaved;
 
 /// The peers benchmark's report: the six ratios, then every median.
 #[derive(Debug, Clone, Serialize)]
@@ -53,9 +55,52 @@ pub struct PeersReport {
     pub gpu: Option<String>,
 }
 
-fn random_f32(seed: u64, n: usize) -> Vec<f32> {
+/// `n` seeded random f32 in [-1, 1).
+pub fn random_f32(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// The CPU GEMM a user would call: faer's `c = a·b`, row-major n×n, on
+/// rayon's pool.
+pub fn faer_gemm(a: &[f32], b: &[f32], c: &mut [f32], n: usize) {
+    use faer::{Accum, MatMut, MatRef, Par};
+    faer::linalg::matmul::matmul(
+        MatMut::from_row_major_slice_mut(c, n, n),
+        Accum::Replace,
+        MatRef::from_row_major_slice(a, n, n),
+        MatRef::from_row_major_slice(b, n, n),
+        1.0f32,
+        Par::rayon(0),
+    );
+}
+
+/// The saxpy a user would write with rayon: `y += a·x` in chunks of 16K.
+pub fn rayon_saxpy(a: f32, x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y += a * x;
+            }
+        });
+}
+
+/// The sum a user would write with rayon: chunks of 16K, each summed in
+/// eight lanes so it vectorises, then the chunk sums.
+pub fn rayon_sum(x: &[f32]) -> f32 {
+    x.par_chunks(1 << 14)
+        .map(|c| {
+            let mut lanes = [0.0f32; 8];
+            let mut it = c.chunks_exact(8);
+            for v in &mut it {
+                for (l, &x) in lanes.iter_mut().zip(v) {
+                    *l += x;
+                }
+            }
+            lanes.iter().sum::<f32>() + it.remainder().iter().sum::<f32>()
+        })
+        .sum()
 }
 
 /// Times pel (`ours`) against its peer in shuffled rounds, each run's input
@@ -66,10 +111,10 @@ fn pair<T>(
     names: [&str; 2],
     reps: usize,
     seed: u64,
-    prepare: impl FnMut(u8) -> anyhow::Result<T>,
-    mut ours: impl FnMut(&mut T) -> anyhow::Result<()>,
-    mut peer: impl FnMut(&mut T) -> anyhow::Result<()>,
-) -> anyhow::Result<f64> {
+    prepare: impl FnMut(u8) -> Result<T>,
+    mut ours: impl FnMut(&mut T) -> Result<()>,
+    mut peer: impl FnMut(&mut T) -> Result<()>,
+) -> Result<f64> {
     let t = interleaved(
         &[0u8, 1],
         reps,
@@ -90,7 +135,7 @@ pub fn peers(
     quick: bool,
     reps: usize,
     step: &mut dyn FnMut(usize, usize, &str),
-) -> anyhow::Result<PeersReport> {
+) -> Result<PeersReport> {
     let reps = reps.max(3);
     let (gemm_n, elems, gpu_n) = if quick {
         (256, 1 << 20, 128)
@@ -121,15 +166,7 @@ pub fn peers(
             Ok(())
         },
         |_| {
-            use faer::{Accum, MatMut, MatRef, Par};
-            faer::linalg::matmul::matmul(
-                MatMut::from_row_major_slice_mut(&mut c, gemm_n, gemm_n),
-                Accum::Replace,
-                MatRef::from_row_major_slice(&a, gemm_n, gemm_n),
-                MatRef::from_row_major_slice(&b, gemm_n, gemm_n),
-                1.0f32,
-                Par::rayon(0),
-            );
+            faer_gemm(&a, &b, &mut c, gemm_n);
             Ok(())
         },
     )?;
@@ -151,13 +188,7 @@ pub fn peers(
             Ok(())
         },
         |_| {
-            y.par_chunks_mut(1 << 14)
-                .zip(x.par_chunks(1 << 14))
-                .for_each(|(y, x)| {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y += 0.5 * x;
-                    }
-                });
+            rayon_saxpy(0.5, &x, &mut y);
             Ok(())
         },
     )?;
@@ -221,7 +252,7 @@ pub fn peers(
                 let args = [bytemuck::cast_slice(&sx), bytemuck::cast_slice(&sy)];
                 let groups = (elems as u64).div_ceil(256);
                 raw.run(
-                    pel::kernels::saxpy::WGSL,
+                    pel_kernels::saxpy::WGSL,
                     &args,
                     bytemuck::bytes_of(&p),
                     groups,
@@ -264,7 +295,7 @@ pub fn peers(
                     bytemuck::cast_slice(&zero_c),
                 ];
                 let params = bytemuck::bytes_of(&mp);
-                raw.run(pel::kernels::matmul::WGSL, &args, params, mp.tiles as u64)
+                raw.run(pel_kernels::matmul::WGSL, &args, params, mp.tiles as u64)
                     .map(drop)
             },
         )?);
@@ -297,7 +328,7 @@ pub fn peers(
 /// `rt.run` of a 16-element kernel on the CPU against a direct call of the
 /// same closure: the difference per call, microseconds (medians of rounds
 /// of 20,000 calls each).
-fn dispatch_overhead_us(rt: &Runtime) -> anyhow::Result<f64> {
+fn dispatch_overhead_us(rt: &Runtime) -> Result<f64> {
     fn add_one(x: &mut [f32]) {
         for v in x {
             *v += 1.0;
@@ -348,11 +379,13 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 /// pipeline and buffers made once per shader, and per run an upload of
 /// every argument, one dispatch and the download of the last argument —
 /// what a user writing against wgpu directly would do.
-struct RawWgpu {
+pub struct RawWgpu {
+    label: String,
     device: wgpu::Device,
     queue: wgpu::Queue,
-    /// Per shader: its pipeline, argument buffers, uniform and staging.
-    programs: std::cell::RefCell<BTreeMap<String, Program>>,
+    /// Per shader and argument sizes: its pipeline, argument buffers,
+    /// uniform and staging.
+    programs: std::cell::RefCell<BTreeMap<(String, Vec<usize>), Program>>,
 }
 
 struct Program {
@@ -364,8 +397,15 @@ struct Program {
 }
 
 impl RawWgpu {
-    fn open(rt: &Runtime, gpu: Backend) -> anyhow::Result<RawWgpu> {
+    /// Opens a wgpu device of its own on the adapter that `rt` calls `gpu`.
+    pub fn open(rt: &Runtime, gpu: Backend) -> Result<RawWgpu> {
         let info = rt.device(gpu)?;
+        let label = info.label();
+        let fail = |message: String| Error::Gpu {
+            kernel: "raw wgpu program".to_owned(),
+            device: label.clone(),
+            message,
+        };
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let backends = desc.backends;
         let instance = wgpu::Instance::new(desc);
@@ -375,14 +415,15 @@ impl RawWgpu {
                 let i = a.get_info();
                 i.name == info.name && i.backend.to_str() == info.api
             })
-            .ok_or_else(|| anyhow::anyhow!("no adapter like {}", info.label()))?;
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-                label: Some("raw"),
-                required_limits: adapter.limits(),
-                ..Default::default()
-            }))?;
+            .ok_or_else(|| fail("wgpu lists no such adapter".to_owned()))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("raw"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| fail(e.to_string()))?;
         Ok(RawWgpu {
+            label,
             device,
             queue,
             programs: Default::default(),
@@ -456,22 +497,27 @@ impl RawWgpu {
 
     /// Uploads `args`, dispatches `groups` workgroups (folded into 2-D past
     /// 65,535, as pel's shaders expect) and reads the last argument back.
-    fn run(
-        &self,
-        wgsl: &str,
-        args: &[&[u8]],
-        params: &[u8],
-        groups: u64,
-    ) -> anyhow::Result<Vec<u8>> {
+    /// The pipeline and buffers are made on a shader's first run with
+    /// arguments of these sizes, and kept for the next.
+    pub fn run(&self, wgsl: &str, args: &[&[u8]], params: &[u8], groups: u64) -> Result<Vec<u8>> {
+        let fail = |message: String| Error::Gpu {
+            kernel: "raw wgpu program".to_owned(),
+            device: self.label.clone(),
+            message,
+        };
         let mut programs = self.programs.borrow_mut();
+        let sizes = args.iter().chain([&params]).map(|a| a.len()).collect();
         let p = programs
-            .entry(wgsl.to_owned())
+            .entry((wgsl.to_owned(), sizes))
             .or_insert_with(|| self.program(wgsl, args, params));
+        let out = p
+            .buffers
+            .last()
+            .ok_or_else(|| fail("no argument to read back".to_owned()))?;
         for (b, a) in p.buffers.iter().zip(args) {
             self.queue.write_buffer(b, 0, a);
         }
         self.queue.write_buffer(&p.uniform, 0, params);
-        let out = p.buffers.last().expect("an output");
         let size = out.size();
         let x = groups.min(65_535) as u32;
         let y = groups.div_ceil(65_535) as u32;
@@ -488,9 +534,17 @@ impl RawWgpu {
         p.staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device.poll(wgpu::PollType::wait_indefinitely())?;
-        rx.recv()??;
-        let data = p.staging.get_mapped_range(..)?.to_vec();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| fail(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        let data = p
+            .staging
+            .get_mapped_range(..)
+            .map_err(|e| fail(e.to_string()))?
+            .to_vec();
         p.staging.unmap();
         Ok(data)
     }

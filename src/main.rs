@@ -628,10 +628,18 @@ fn bench_kernels(
     bar.set_message("roofline: triad and GEMM");
     let roofline = pel::bench::kernels::roofline(rt, opts.quick, reps)?;
     bar.set_position(1);
-    let report = pel::bench::kernels::kernels(rt, &sweep, roofline, reps, &mut |done, _, what| {
-        bar.set_position(done as u64 + 1);
-        bar.set_message(what.to_owned());
-    })?;
+    let min_secs = if opts.quick { 0.02 } else { 0.3 };
+    let report = pel::bench::kernels::kernels(
+        rt,
+        &sweep,
+        roofline,
+        reps,
+        min_secs,
+        &mut |done, _, what| {
+            bar.set_position(done as u64 + 1);
+            bar.set_message(what.to_owned());
+        },
+    )?;
     bar.finish_and_clear();
 
     say!("## kernels\n");

@@ -279,3 +279,41 @@ fn the_runtime_is_send_sync_and_clone() {
     assert_send_sync::<pel::Kernel>();
     assert_send_sync::<pel::Buffer<f32>>();
 }
+
+#[test]
+fn read_into_reuses_the_callers_memory_and_checks_its_length() {
+    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = common::rt();
+    let Some(gpu) = common::gpu(
+        rt,
+        "read_into_reuses_the_callers_memory_and_checks_its_length",
+    ) else {
+        return;
+    };
+    let saxpy = Saxpy::new().unwrap();
+    let n = 4099;
+    let (xs, ys) = (random(n, 7), random(n, 8));
+    let (x, y) = (rt.buffer(&xs), rt.buffer(&ys));
+    saxpy.run(rt, Target::On(gpu), 2.0, &x, &y).unwrap();
+    // Valid only on the GPU: read_into brings it down like read does.
+    assert_eq!(rt.validity(&y).unwrap().describe(), gpu.to_string());
+    let mut out = vec![f32::NAN; n];
+    rt.read_into(&y, &mut out).unwrap();
+    for i in 0..n {
+        let want = 2.0 * xs[i] + ys[i];
+        assert!((out[i] - want).abs() <= 1e-6, "[{i}]: {} vs {want}", out[i]);
+    }
+    assert_eq!(rt.read(&y).unwrap(), out);
+    // read_to_vec resizes, keeping the capacity it has.
+    let mut v = Vec::with_capacity(2 * n);
+    let ptr = v.as_ptr();
+    rt.read_to_vec(&y, &mut v).unwrap();
+    assert_eq!((v.as_slice(), v.as_ptr()), (out.as_slice(), ptr));
+    // The wrong length is a typed error naming the argument and both sizes.
+    let err = rt.read_into(&y, &mut out[1..]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("out") && msg.contains("4098") && msg.contains("4099"),
+        "{msg}"
+    );
+}

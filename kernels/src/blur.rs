@@ -382,7 +382,7 @@ impl Trial for BlurTrial {
             self.width,
             self.height,
         )?;
-        self.got = rt.read(&self.dst)?;
+        rt.read_to_vec(&self.dst, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

@@ -410,7 +410,7 @@ impl Trial for HistogramTrial {
         let info = self
             .histogram
             .run(rt, target, &self.values, &self.hist, self.max_value)?;
-        self.got = rt.read(&self.hist)?;
+        rt.read_to_vec(&self.hist, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

@@ -908,8 +908,8 @@ impl Trial for KMeansTrial {
             self.dims,
             &scratch,
         )?;
-        self.got_labels = rt.read(&self.labels)?;
-        self.got_centroids = rt.read(&self.centroids)?;
+        rt.read_to_vec(&self.labels, &mut self.got_labels)?;
+        rt.read_to_vec(&self.centroids, &mut self.got_centroids)?;
         self.got_changed = rt.read(&self.changed)?.first().copied();
         Ok(chain(assigned, updated))
     }

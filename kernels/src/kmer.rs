@@ -442,7 +442,7 @@ impl Trial for KmerTrial {
         let info = self
             .counter
             .run(rt, target, &self.seq, self.len, self.k, &self.counts)?;
-        self.got = rt.read(&self.counts)?;
+        rt.read_to_vec(&self.counts, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

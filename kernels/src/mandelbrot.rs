@@ -336,7 +336,7 @@ impl Trial for MandelbrotTrial {
             self.view,
             self.max_iter,
         )?;
-        self.got = rt.read(&self.counts)?;
+        rt.read_to_vec(&self.counts, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

@@ -196,7 +196,7 @@ impl Trial for MatmulTrial {
         let info = self
             .matmul
             .run(rt, target, &self.a, &self.b, &self.c, m, n, k)?;
-        self.got = rt.read(&self.c)?;
+        rt.read_to_vec(&self.c, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

@@ -414,8 +414,8 @@ impl Trial for NbodyTrial {
             self.dt,
             self.softening,
         )?;
-        self.got_pos = rt.read(&self.new_positions)?;
-        self.got_vel = rt.read(&self.velocities)?;
+        rt.read_to_vec(&self.new_positions, &mut self.got_pos)?;
+        rt.read_to_vec(&self.velocities, &mut self.got_vel)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

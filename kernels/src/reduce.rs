@@ -472,7 +472,7 @@ impl Trial for ReduceTrial {
     }
     fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
         let info = self.reduce.run(rt, target, &self.x, &self.out)?;
-        self.got = rt.read(&self.out)?;
+        rt.read_to_vec(&self.out, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {
@@ -527,7 +527,7 @@ impl Trial for ArgmaxTrial {
     }
     fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
         let info = self.argmax.run(rt, target, &self.x, &self.out)?;
-        self.got = rt.read(&self.out)?;
+        rt.read_to_vec(&self.out, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

@@ -570,7 +570,7 @@ impl Trial for ScanU32Trial {
         let info = self
             .scan
             .scan_u32(rt, target, &self.x, &self.y, self.last)?;
-        self.got = rt.read(&self.y)?;
+        rt.read_to_vec(&self.y, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {
@@ -649,7 +649,7 @@ impl Trial for ScanF32Trial {
         let info = self
             .scan
             .scan_f32(rt, target, &self.x, &self.y, self.last)?;
-        self.got = rt.read(&self.y)?;
+        rt.read_to_vec(&self.y, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

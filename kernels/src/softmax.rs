@@ -284,7 +284,7 @@ impl Trial for SoftmaxTrial {
         let info = self
             .softmax
             .run(rt, target, &self.x, &self.y, self.rows, self.cols)?;
-        self.got = rt.read(&self.y)?;
+        rt.read_to_vec(&self.y, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

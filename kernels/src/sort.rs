@@ -1020,7 +1020,7 @@ impl Trial for SortTrial {
         } else {
             self.sort.radix_sort(rt, target, &self.keys)?
         };
-        self.got = rt.read(&self.keys)?;
+        rt.read_to_vec(&self.keys, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

@@ -424,7 +424,7 @@ impl Trial for SpmvTrial {
     }
     fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
         let info = self.spmv.run(rt, target, &self.a, &self.x, &self.y)?;
-        self.got = rt.read(&self.y)?;
+        rt.read_to_vec(&self.y, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

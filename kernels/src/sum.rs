@@ -198,7 +198,7 @@ impl Trial for SumTrial {
     }
     fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
         let info = self.sum.run(rt, target, &self.x, &self.out)?;
-        self.got = rt.read(&self.out)?;
+        rt.read_to_vec(&self.out, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

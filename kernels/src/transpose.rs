@@ -273,7 +273,7 @@ impl Trial for TransposeTrial {
     fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
         let (m, n) = self.dims;
         let info = self.transpose.run(rt, target, &self.a, &self.b, m, n)?;
-        self.got = rt.read(&self.b)?;
+        rt.read_to_vec(&self.b, &mut self.got)?;
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {

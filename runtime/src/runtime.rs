@@ -471,12 +471,52 @@ impl Runtime {
     }
 
     /// The buffer's contents, brought to the host if the valid copy is on a
-    /// GPU (the host copy then stays valid too).
+    /// GPU (the host copy then stays valid too). Each call allocates the
+    /// `Vec` it returns; [`read_into`](Self::read_into) and
+    /// [`read_to_vec`](Self::read_to_vec) reuse the caller's memory.
     pub fn read<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>> {
-        self.check_owner("read", buf)?;
+        self.host_contents("read", buf, |bytes| bytemuck::pod_collect_to_vec(bytes))
+    }
+
+    /// Copies the buffer's contents into `out`, which must have the buffer's
+    /// length (else [`Error::InvalidInput`]): the same as
+    /// [`read`](Self::read) without an allocation, so a loop that reads a
+    /// large result every iteration pays no page faults for fresh memory.
+    pub fn read_into<T: Element>(&self, buf: &Buffer<T>, out: &mut [T]) -> Result<()> {
+        if out.len() != buf.len() {
+            return Err(Error::InvalidInput {
+                kernel: "read_into".to_owned(),
+                arg: "out".to_owned(),
+                message: format!(
+                    "{} elements of room for a buffer of {}",
+                    out.len(),
+                    buf.len()
+                ),
+            });
+        }
+        self.host_contents("read_into", buf, |bytes| {
+            bytemuck::cast_slice_mut::<T, u8>(out).copy_from_slice(bytes)
+        })
+    }
+
+    /// Replaces `out`'s contents with the buffer's, reusing its capacity.
+    pub fn read_to_vec<T: Element>(&self, buf: &Buffer<T>, out: &mut Vec<T>) -> Result<()> {
+        out.resize(buf.len(), T::zeroed());
+        self.read_into(buf, out)
+    }
+
+    /// Brings the buffer's valid copy to the host (waiting for its writer
+    /// and failing with its failure) and hands its bytes to `take`.
+    fn host_contents<T: Element, R>(
+        &self,
+        what: &str,
+        buf: &Buffer<T>,
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.check_owner(what, buf)?;
         let id = buf.handle().id;
         let mut table = self.table_when(|t| t.readable(id) && t.settled(&[id], &[]));
-        if let Some(e) = self.failed_input(&table, "read", &[id]) {
+        if let Some(e) = self.failed_input(&table, what, &[id]) {
             return Err(e);
         }
         let t = Instant::now();
@@ -485,7 +525,7 @@ impl Runtime {
         if self.shared.counters.download_count() != before {
             self.trace_transfer("to host", buf.size_bytes(), t);
         }
-        let data = bytemuck::pod_collect_to_vec(table.host_bytes(id));
+        let data = take(table.host_bytes(id));
         drop(table);
         if let Some(k) = writer {
             self.dispatcher().note_readback(k);

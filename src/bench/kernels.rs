@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::peers::{faer_gemm, random_f32, rayon_saxpy, rayon_sum};
-use super::{calibrate_trial, interleaved, median};
+use super::{calibrate_trial, interleaved_for, median};
 
 /// One backend's peaks.
 #[derive(Debug, Clone, Serialize)]
@@ -409,16 +409,31 @@ enum Input {
     Peer(PeerInput),
 }
 
+/// The seed of a kernel's inputs: the same whatever else a run measures,
+/// so runs of a few kernels compare with runs of all, and the same at every
+/// size, so the sizes of one kernel compare with each other (mandelbrot's
+/// view, for one, comes from it). The inputs themselves are made afresh
+/// for each size.
+fn point_seed(kernel: &str) -> u64 {
+    // FNV-1a.
+    kernel.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Measures every point of `sweep` on every backend, with automatic
 /// placement (after calibrating it) and with the peer program where there
-/// is one, in shuffled rounds; `reps` timed rounds per point (a GPU over
-/// 10× slower than the best after one is not timed again). Fresh seeded
-/// inputs per size. `step(done, total, what)` is called after each point.
+/// is one, in shuffled rounds: at least `reps` timed rounds per point, more
+/// for fast points (until the fastest mode has run for `min_secs`, up to
+/// 40 × `reps`); a GPU over 10× slower than the best after one round is not
+/// timed again. Fresh seeded inputs per size. `step(done, total, what)` is
+/// called after each point.
 pub fn kernels(
     rt: &Runtime,
     sweep: &[(Sample, Vec<usize>)],
     roofline: BTreeMap<String, Peak>,
     reps: usize,
+    min_secs: f64,
     step: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<KernelsReport> {
     let total: usize = sweep.iter().map(|(_, s)| s.len()).sum();
@@ -426,7 +441,7 @@ pub fn kernels(
     let mut points = Vec::new();
     for (sample, sizes) in sweep {
         for &size in sizes {
-            let seed = 1000 + points.len() as u64;
+            let seed = point_seed(sample.name);
             let trial = RefCell::new(sample.trial(rt, size, seed)?);
             calibrate_trial(rt, trial.borrow_mut().as_mut(), 40)?;
             let peer = Peer::of(sample.name, size, seed);
@@ -440,9 +455,10 @@ pub fn kernels(
                 modes.push(Mode::Peer);
             }
             let mut choices: BTreeMap<Backend, usize> = BTreeMap::new();
-            let times = interleaved(
+            let times = interleaved_for(
                 &modes,
                 reps,
+                min_secs,
                 seed,
                 |m| -> Result<Input> {
                     Ok(match m {

@@ -422,6 +422,22 @@ pub fn interleaved<M: Copy + Ord, T, E>(
     modes: &[M],
     reps: usize,
     seed: u64,
+    prepare: impl FnMut(M) -> std::result::Result<T, E>,
+    run: impl FnMut(M, &mut T) -> std::result::Result<(), E>,
+    slow: impl Fn(M) -> bool,
+) -> std::result::Result<BTreeMap<M, f64>, E> {
+    interleaved_for(modes, reps, 0.0, seed, prepare, run, slow)
+}
+
+/// [`interleaved`], with more rounds for fast modes: after the first, as
+/// many as make the fastest mode's timed runs add up to `min_secs`, up to
+/// 40 × `reps`. This machine's speed wanders for tenths of a second at a
+/// time; a window that short lets it favour one mode by chance.
+pub fn interleaved_for<M: Copy + Ord, T, E>(
+    modes: &[M],
+    reps: usize,
+    min_secs: f64,
+    seed: u64,
     mut prepare: impl FnMut(M) -> std::result::Result<T, E>,
     mut run: impl FnMut(M, &mut T) -> std::result::Result<(), E>,
     slow: impl Fn(M) -> bool,
@@ -433,7 +449,9 @@ pub fn interleaved<M: Copy + Ord, T, E>(
         let mut input = prepare(m)?;
         run(m, &mut input)?;
     }
-    for rep in 0..reps {
+    let mut rounds = reps;
+    let mut rep = 0;
+    while rep < rounds {
         let mut order = live.clone();
         order.shuffle(&mut rng);
         for &m in &order {
@@ -449,7 +467,9 @@ pub fn interleaved<M: Copy + Ord, T, E>(
         if rep == 0 {
             let best = fastest(&times);
             live.retain(|&m| !(slow(m) && times[&m][0] > 10.0 * best));
+            rounds = ((min_secs / best.max(1e-9)) as usize).clamp(reps, 40 * reps.max(1));
         }
+        rep += 1;
     }
     Ok(times.into_iter().map(|(m, v)| (m, median(v))).collect())
 }

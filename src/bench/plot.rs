@@ -61,14 +61,15 @@ fn series(pts: &[&KernelPoint]) -> Vec<(String, Vec<(f64, f64)>)> {
     lines
 }
 
-/// A size as a short label: 512, 16K, 4M.
+/// A size as a short label: 512, 16K, 4M (decimal: the log axis puts
+/// its labels at powers of ten).
 fn short(x: f64) -> String {
     let (mut v, mut unit) = (x, "");
     for u in ["K", "M", "G"] {
         if v < 1000.0 {
             break;
         }
-        v /= 1024.0;
+        v /= 1000.0;
         unit = u;
     }
     if v >= 10.0 || v.fract().abs() < 0.05 {

@@ -319,7 +319,10 @@ fn tour() -> Result<ExitCode> {
     say!("{header}\n{rule}");
 
     const REPS: usize = 3;
+    // With faults injected every run is checked, not only the first.
+    let check_all = rt.faults().any();
     let mut all_ok = true;
+    let mut moved = false;
     for sample in kernels::samples() {
         let mut trial = sample.trial(&rt, sample.tour_size, 7)?;
         let mut row = format!("| {:<16} | {:<26} |", sample.name, trial.shape());
@@ -327,17 +330,24 @@ fn tour() -> Result<ExitCode> {
         // Forced runs: the first of each warms up (and is dropped by the model).
         for &b in &backends {
             let mut times = Vec::new();
+            let mut elsewhere = false;
             for rep in 0..=REPS {
                 let check = kernels::run_check(trial.as_mut(), &rt, Target::On(b))?;
-                if rep == 0 && !check.verified() {
+                if (rep == 0 || check_all) && !check.verified() {
                     failures.push(format!("{b}: {check}"));
                 }
+                elsewhere |= check.backend != b;
                 if rep > 0 {
                     times.push(check.elapsed);
                 }
             }
             times.sort();
-            row += &format!(" {:>10} |", fmt_time(times[times.len() / 2]));
+            let mark = if elsewhere { "*" } else { "" };
+            moved |= elsewhere;
+            row += &format!(
+                " {:>10} |",
+                format!("{}{mark}", fmt_time(times[times.len() / 2]))
+            );
         }
         // Automatic placement, once the model is calibrated at this size.
         pel::bench::calibrate_trial(&rt, trial.as_mut(), 12)?;
@@ -368,7 +378,20 @@ fn tour() -> Result<ExitCode> {
     say!(
         "\ntimes: median of {REPS}, from host-resident inputs to the result on the host, transfers included."
     );
-    say!("runtime: {}", rt.stats());
+    if moved {
+        say!("*: ran elsewhere at least once, after its device was lost or ran out of memory.");
+    }
+    let stats = rt.stats();
+    if stats.devices_lost + stats.recoveries + stats.evictions > 0 {
+        say!(
+            "recovery: {} device(s) lost, {} call(s) run again elsewhere, {} recorded call(s) replayed to rebuild lost data, {} GPU copies evicted; every result above was checked.",
+            stats.devices_lost,
+            stats.recoveries,
+            stats.replayed_tasks,
+            stats.evictions
+        );
+    }
+    say!("runtime: {stats}");
     if let Some(p) = rt.model_path() {
         say!("performance model: {}", p.display());
     }

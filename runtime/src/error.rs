@@ -244,6 +244,32 @@ pub enum Error {
         message: String,
     },
 
+    /// A buffer's contents were only on a device that was lost, and the
+    /// tasks that produced them could not be replayed from copies still
+    /// valid elsewhere.
+    #[error(
+        "buffer #{buffer}: its contents were only on {device}, which was lost, and cannot be rebuilt: {reason}"
+    )]
+    DataLost {
+        /// The buffer's id in its runtime.
+        buffer: u64,
+        /// The lost device.
+        device: String,
+        /// Why replaying its lineage failed.
+        reason: String,
+    },
+
+    /// A fault-injection setting (`PEL_INJECT` or
+    /// [`RuntimeBuilder::inject`](crate::RuntimeBuilder::inject)) that pel
+    /// does not understand.
+    #[error("PEL_INJECT: `{item}`: {message}")]
+    BadInjection {
+        /// The item of the setting.
+        item: String,
+        /// What is wrong with it, and what is accepted.
+        message: String,
+    },
+
     /// A submitted task did not run because a task that produced one of
     /// its inputs failed (or a read found its buffer's producer failed).
     #[error(

@@ -36,6 +36,7 @@ mod device;
 mod dispatch;
 mod error;
 mod graph;
+pub mod inject;
 mod kernel;
 mod runtime;
 mod stats;
@@ -48,6 +49,7 @@ pub use dispatch::{
 };
 pub use error::{Error, Result};
 pub use graph::Task;
+pub use inject::Inject;
 pub use kernel::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Grid, Kernel, KernelBuilder, Read,
     ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding,
@@ -55,3 +57,24 @@ pub use kernel::{
 pub use runtime::{RunInfo, Runtime, RuntimeBuilder, Target};
 pub use stats::Stats;
 pub use trace::TraceEvent;
+
+/// Entry points for the fuzz targets (`fuzz/`): not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::dispatch::{Dispatcher, persist};
+
+    /// Reads `text` as a model file for a CPU and one GPU, then does what
+    /// the runtime does with a loaded model: summaries, fitted curves,
+    /// estimates and a save to memory. Must never panic.
+    pub fn model_file(text: &str) {
+        let keys = vec!["cpu fuzz".to_owned(), "vulkan fuzz".to_owned()];
+        let Ok(loaded) = persist::parse(text, &keys, "the input") else {
+            return;
+        };
+        let mut d = Dispatcher::new(keys, 5, None);
+        d.absorb(loaded);
+        for row in d.rows() {
+            let _ = row.curve.map(|c| c.to_string());
+        }
+    }
+}

@@ -18,6 +18,7 @@ use crate::device::{Backend, DeviceInfo};
 use crate::dispatch::{self, Decision, Dispatcher, Estimate, ModelRow, Moves, Reason, SplitRow};
 use crate::error::{Error, Result};
 use crate::graph::{Job, Pending, Task, TaskInner, Workers};
+use crate::inject::Inject;
 use crate::kernel::{Element, Kernel, RawSlice};
 use crate::stats::{Counters, Stats};
 use crate::trace::{TraceEvent, Tracer};
@@ -150,6 +151,15 @@ pub(crate) struct Shared {
     workers: Workers,
     /// Submitted tasks not finished yet.
     pub(crate) pending: Arc<Pending>,
+    /// Faults to inject (`PEL_INJECT`, [`Runtime::set_faults`]).
+    inject: std::sync::RwLock<Inject>,
+    /// GPU kernels started, for `gpu-lost@N`.
+    gpu_kernels: AtomicU64,
+}
+
+thread_local! {
+    /// GPUs the call this thread is recovering must not be placed on again.
+    static AVOID: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Drop for Shared {
@@ -189,6 +199,8 @@ pub struct RuntimeBuilder {
     persist: Option<bool>,
     backend: Option<Option<Backend>>,
     trace: Option<std::path::PathBuf>,
+    inject: Option<Inject>,
+    gpu_budget: Option<Option<u64>>,
 }
 
 impl RuntimeBuilder {
@@ -240,9 +252,32 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Faults to inject, for testing recovery (default: `PEL_INJECT`; see
+    /// [`Inject`]).
+    pub fn inject(mut self, faults: Inject) -> Self {
+        self.inject = Some(faults);
+        self
+    }
+
+    /// A memory budget per GPU, bytes (`None`: the device's own memory).
+    /// Default: `PEL_GPU_MEMORY_BUDGET`, e.g. `64MiB`, `1GiB` or bytes.
+    pub fn gpu_memory_budget(mut self, bytes: Option<u64>) -> Self {
+        self.gpu_budget = Some(bytes);
+        self
+    }
+
     /// Starts the runtime. Finding no GPU is not an error: everything then
-    /// runs on the CPU.
+    /// runs on the CPU. A `PEL_INJECT` or `PEL_GPU_MEMORY_BUDGET` that pel
+    /// cannot read is.
     pub fn build(self) -> Result<Runtime> {
+        let inject = match self.inject {
+            Some(i) => i,
+            None => Inject::from_env()?,
+        };
+        let budget = match self.gpu_budget {
+            Some(b) => b,
+            None => budget_from_env()?,
+        };
         let gpu_enabled = self.gpu.unwrap_or_else(|| {
             !matches!(
                 std::env::var("PEL_GPU").as_deref(),
@@ -262,7 +297,7 @@ impl RuntimeBuilder {
             let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
             let backends = desc.backends;
             let instance = wgpu::Instance::new(desc);
-            gpu::open_all(&instance, backends)
+            gpu::open_all(&instance, backends, budget, inject.gpu_oom)
         } else {
             Vec::new()
         };
@@ -335,6 +370,8 @@ impl RuntimeBuilder {
                 trace_file,
                 workers: Workers::default(),
                 pending: Arc::default(),
+                inject: std::sync::RwLock::new(inject),
+                gpu_kernels: AtomicU64::new(0),
             }),
             user: Some(Arc::new(())),
         })
@@ -365,8 +402,37 @@ impl Runtime {
     /// Every backend, the CPU first, then GPUs best first.
     pub fn backends(&self) -> Vec<Backend> {
         std::iter::once(Backend::Cpu)
-            .chain((0..self.shared.gpus.len()).map(Backend::Gpu))
+            .chain(
+                (0..self.shared.gpus.len())
+                    .filter(|&g| self.shared.gpus[g].check_alive().is_ok())
+                    .map(Backend::Gpu),
+            )
             .collect()
+    }
+
+    /// The faults this runtime injects (`PEL_INJECT`; none by default).
+    pub fn faults(&self) -> Inject {
+        self.faults_now().clone()
+    }
+
+    /// Changes the faults injected from now on: a test can let the model
+    /// calibrate, then make a device slow, or lose a GPU after N more GPU
+    /// kernels. `gpu-oom` applies only from the runtime's start (set it
+    /// with [`RuntimeBuilder::inject`]).
+    pub fn set_faults(&self, faults: Inject) {
+        self.shared.gpu_kernels.store(0, Ordering::Relaxed);
+        *self
+            .shared
+            .inject
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = faults;
+    }
+
+    fn faults_now(&self) -> std::sync::RwLockReadGuard<'_, Inject> {
+        self.shared
+            .inject
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Number of GPUs opened.
@@ -431,7 +497,7 @@ impl Runtime {
 
     fn new_buffer<T: Element>(&self, len: usize, data: Option<HostCopy>) -> Buffer<T> {
         let bytes = len as u64 * std::mem::size_of::<T>() as u64;
-        let id = self.table().insert(bytes, data);
+        let id = self.table().insert(bytes, len, data);
         Buffer::from_handle(Arc::new(Handle {
             id,
             runtime: self.shared.id,
@@ -521,7 +587,7 @@ impl Runtime {
         }
         let t = Instant::now();
         let before = self.shared.counters.download_count();
-        let writer = table.ensure_host(id, &self.shared.gpus, &self.shared.counters)?;
+        let writer = self.ensure_host(&mut table, id)?;
         if self.shared.counters.download_count() != before {
             self.trace_transfer("to host", buf.size_bytes(), t);
         }
@@ -549,7 +615,7 @@ impl Runtime {
         }
         let id = buf.handle().id;
         self.table_when(|t| t.writable(id) && t.settled(&[], &[id]))
-            .write_host(id, bytemuck::cast_slice(data));
+            .write_host(id, bytemuck::cast_slice(data), &self.shared.gpus);
         Ok(())
     }
 
@@ -917,6 +983,11 @@ impl Runtime {
 
     /// Runs a checked call: a synchronous one (`task` None), which first
     /// waits for the submitted tasks it depends on, or a placed task.
+    ///
+    /// When the GPU it runs on is lost, or runs out of memory even after
+    /// evicting other buffers, the call runs again elsewhere (reason
+    /// [`Reason::Recovered`]): after a loss, buffers whose only valid copy
+    /// was on that device are first rebuilt from their lineage.
     fn run_call(
         &self,
         kernel: &Kernel,
@@ -925,9 +996,9 @@ impl Runtime {
         task: Option<(&Arc<TaskInner>, Placement)>,
     ) -> Result<RunInfo> {
         let start = Instant::now();
-        let (args, params, size, workgroups) =
-            (&call.args, call.params, call.size, call.workgroups);
+        let (args, params, size) = (&call.args, call.params, call.size);
         let (read_ids, write_ids) = access_sets(kernel, args);
+        let all_ids: Vec<u64> = args.iter().map(|h| h.id).collect();
 
         // Lease every argument (a synchronous call also waits for the tasks
         // it depends on), then prepare under the table's lock: the decision,
@@ -944,75 +1015,130 @@ impl Runtime {
                 return Err(e);
             }
         }
-        let placed = task.map(|(_, p)| p);
-        let prepared = self.prepare(&mut table, target, placed, kernel, call);
-        drop(table);
-        // The chosen device is busy for the expected execution until the
-        // call ends: calls from other threads see it queued there. (A task
-        // was charged when it was placed.)
-        let decided = match (&prepared, placed) {
-            (_, Some(p)) => Some(p.backend),
-            (Ok((p, _)), None) => {
-                self.dispatcher().enqueue(kernel.id(), p.backend, size);
-                Some(p.backend)
-            }
-            (Err(_), None) => None,
-        };
-
-        // Run outside the lock, so calls on other buffers (on other devices)
-        // proceed meanwhile; the leases keep these buffers to this call.
-        let result = prepared.and_then(|(placement, work)| {
-            let t = Instant::now();
-            let parts = match work {
-                Work::Cpu(raw) => {
-                    self.shared.cpu.execute(kernel, &raw, params)?;
-                    None
-                }
-                Work::Gpu(g, bound) => {
-                    let timed = self.shared.tracer.on();
-                    let gpu_time =
-                        self.shared.gpus[g].dispatch(kernel, &bound, params, workgroups, timed)?;
-                    if let Some(d) = gpu_time {
-                        self.shared.tracer.span_ending(
-                            kernel.name(),
-                            g as u32 + 1,
-                            Instant::now(),
-                            d,
-                        );
-                    } else {
-                        self.shared.tracer.span(kernel.name(), g as u32 + 1, t);
+        let mut placed = task.map(|(_, p)| p);
+        let mut target = target;
+        let mut recovered = false;
+        let (result, decided, host_written) = loop {
+            let placement = self.place_call(&mut table, target, placed, kernel, call);
+            let planned = placement.as_ref().ok().map(|p| p.backend);
+            let prepared = placement.and_then(|p| {
+                let work = match self.make_work(&mut table, p, kernel, call) {
+                    // A GPU out of memory frees other buffers' copies there
+                    // (least recently used first) and tries once more.
+                    Err(Error::OutOfMemory { .. })
+                        if matches!(p.backend, Backend::Gpu(g) if self.evict_for(&mut table, g, &all_ids)) =>
+                    {
+                        self.make_work(&mut table, p, kernel, call)
                     }
-                    None
+                    other => other,
+                };
+                work.map(|w| (p, w))
+            });
+            if matches!(&prepared, Ok((_, Work::Cpu(_) | Work::Split(_)))) {
+                // The host copies are written in place: pinned versions are
+                // kept aside first.
+                for id in &write_ids {
+                    table.protect_host(*id);
                 }
-                Work::Split(split) => Some(self.run_split(kernel, call, split)?),
-            };
-            let exec = t.elapsed();
-            if let (None, Backend::Cpu) = (&parts, placement.backend) {
-                self.shared.tracer.span(kernel.name(), 0, t);
             }
-            Ok((
-                RunInfo {
-                    backend: placement.backend,
-                    reason: placement.reason,
-                    elapsed: start.elapsed(),
-                    exec,
-                    split: placement.split,
-                },
-                parts,
-            ))
+            drop(table);
+            // The chosen device is busy for the expected execution until
+            // the call ends: calls from other threads see it queued there.
+            // (A task was charged when it was placed.)
+            let decided = match (&prepared, task.is_some() && !recovered) {
+                (_, true) => placed.map(|p| p.backend),
+                (Ok((p, _)), false) => {
+                    self.dispatcher().enqueue(kernel.id(), p.backend, size);
+                    Some(p.backend)
+                }
+                (Err(_), false) => None,
+            };
+            let mut host_written = false;
+            let result = prepared.and_then(|(placement, work)| {
+                self.execute_work(kernel, call, placement, work, start, &mut host_written)
+            });
+            table = self.table();
+            // Recover from a lost or full GPU: run again elsewhere.
+            let failed_gpu = match (&result, planned) {
+                (
+                    Err(Error::DeviceLost { .. } | Error::OutOfMemory { .. }),
+                    Some(Backend::Gpu(g)),
+                ) => Some(g),
+                _ => None,
+            };
+            // Each GPU gets one chance per call.
+            let fixable = failed_gpu.filter(|&g| {
+                !AVOID.with_borrow(|a| a.contains(&g))
+                    && !host_written
+                    && (self.shared.gpus[g].check_alive().is_err() || self.within_budget(args, g))
+            });
+            match fixable {
+                Some(g) => {
+                    if self.shared.gpus[g].check_alive().is_err() {
+                        self.recover_gpu(&mut table, g);
+                    }
+                    if let Some(b) = decided {
+                        self.dispatcher().finished(kernel.id(), b, size);
+                    }
+                    self.shared.counters.recovered();
+                    recovered = true;
+                    placed = None;
+                    target = Target::Auto;
+                    AVOID.with_borrow_mut(|a| a.push(g));
+                }
+                None => break (result, decided, host_written),
+            }
+        };
+        if recovered {
+            AVOID.with_borrow_mut(Vec::clear);
+        }
+        let result = result.map(|(mut info, parts)| {
+            if recovered {
+                info.reason = Reason::Recovered;
+            }
+            (info, parts)
         });
 
-        let mut table = self.table();
-        if let Ok((info, _)) = &result {
-            // A split call's halves meet in the host copy.
-            let written_on = match info.split {
-                Some(_) => Backend::Cpu,
-                None => info.backend,
-            };
-            for id in &write_ids {
-                table.mark_written(*id, written_on, kernel.id());
+        match &result {
+            Ok((info, _)) => {
+                // A split call's halves meet in the host copy.
+                let written_on = match info.split {
+                    Some(_) => Backend::Cpu,
+                    None => info.backend,
+                };
+                if written_on != Backend::Cpu {
+                    let long = table.record_gpu_write(kernel, params, &all_ids, &write_ids);
+                    for id in &write_ids {
+                        table.mark_written(*id, written_on, kernel.id(), &self.shared.gpus);
+                    }
+                    // A long lineage is cut short: the newest version comes
+                    // to the host, and what led to it is forgotten.
+                    for id in long {
+                        if let Err(e) =
+                            table.ensure_host(id, &self.shared.gpus, &self.shared.counters)
+                        {
+                            eprintln!("pel: warning: buffer #{id} could not be checkpointed: {e}");
+                        }
+                    }
+                } else {
+                    for id in &write_ids {
+                        table.mark_written(*id, written_on, kernel.id(), &self.shared.gpus);
+                    }
+                }
                 if task.is_none() {
-                    table.clear_finished_producer(*id);
+                    for id in &write_ids {
+                        table.clear_finished_producer(*id);
+                    }
+                }
+            }
+            Err(e) => {
+                // A CPU kernel (or a split call's CPU part) that failed may
+                // have written part of its outputs: those host bytes are not
+                // the buffer's any more.
+                if host_written {
+                    for id in &write_ids {
+                        table.written_garbage(*id, e);
+                    }
                 }
             }
         }
@@ -1056,6 +1182,160 @@ impl Runtime {
         }
         self.unlock(table);
         result
+    }
+
+    /// Runs a prepared call outside the table's lock (the leases keep its
+    /// buffers to it), with the faults `PEL_INJECT` asks for.
+    fn execute_work(
+        &self,
+        kernel: &Kernel,
+        call: &Call<'_>,
+        placement: Placement,
+        work: Work,
+        start: Instant,
+        host_written: &mut bool,
+    ) -> Result<(RunInfo, Option<(f64, f64)>)> {
+        let params = call.params;
+        let (panics, factor) = {
+            let inject = self.faults_now();
+            (
+                inject.cpu_panic.iter().any(|k| k == kernel.name()),
+                inject.slowdown(placement.backend),
+            )
+        };
+        let t = Instant::now();
+        let parts = match work {
+            Work::Cpu(raw) => {
+                *host_written = true;
+                if panics {
+                    let written: Vec<bool> = kernel
+                        .reflection()
+                        .storage
+                        .iter()
+                        .map(|b| b.access.writes())
+                        .collect();
+                    self.shared.cpu.execute_faulty(kernel, &raw, &written)?;
+                }
+                self.shared.cpu.execute(kernel, &raw, params)?;
+                None
+            }
+            Work::Gpu(g, bound) => {
+                self.inject_gpu_loss(g);
+                let timed = self.shared.tracer.on();
+                let gpu_time =
+                    self.shared.gpus[g].dispatch(kernel, &bound, params, call.workgroups, timed)?;
+                if let Some(d) = gpu_time {
+                    self.shared
+                        .tracer
+                        .span_ending(kernel.name(), g as u32 + 1, Instant::now(), d);
+                } else {
+                    self.shared.tracer.span(kernel.name(), g as u32 + 1, t);
+                }
+                None
+            }
+            Work::Split(split) => {
+                self.inject_gpu_loss(split.gpu);
+                // A GPU already lost fails the call before the CPU part
+                // writes anything, so it can run again elsewhere.
+                self.shared.gpus[split.gpu].check_alive()?;
+                *host_written = true;
+                Some(self.run_split(kernel, call, split)?)
+            }
+        };
+        if factor > 1.0 {
+            std::thread::sleep(t.elapsed().mul_f64(factor - 1.0));
+        }
+        let exec = t.elapsed();
+        if let (None, Backend::Cpu) = (&parts, placement.backend) {
+            self.shared.tracer.span(kernel.name(), 0, t);
+        }
+        Ok((
+            RunInfo {
+                backend: placement.backend,
+                reason: placement.reason,
+                elapsed: start.elapsed(),
+                exec,
+                split: placement.split,
+            },
+            parts,
+        ))
+    }
+
+    /// `gpu-lost@N`: loses GPU `g` when it is about to run the (N+1)-th
+    /// GPU kernel.
+    fn inject_gpu_loss(&self, g: usize) {
+        let lose_after = self.faults_now().gpu_lost_after;
+        if let Some(n) = lose_after {
+            if self.shared.gpu_kernels.fetch_add(1, Ordering::Relaxed) == n {
+                self.shared.gpus[g].lose(&format!("injected by PEL_INJECT=gpu-lost@{n}"));
+            }
+        }
+    }
+
+    /// Whether the call's arguments together fit GPU `g`'s memory budget
+    /// (always, without one): a call that cannot fit is not retried.
+    fn within_budget(&self, args: &[&Handle], g: usize) -> bool {
+        self.shared.gpus[g]
+            .budget()
+            .is_none_or(|b| args.iter().map(|h| h.bytes).sum::<u64>() <= b)
+    }
+
+    /// Frees GPU copies on `g`, least recently used first (each written
+    /// back first where it is the only valid copy), keeping `keep`.
+    /// Returns whether anything was freed.
+    fn evict_for(&self, table: &mut Table, g: usize, keep: &[u64]) -> bool {
+        let order = table.eviction_order(g, keep);
+        let mut freed = 0;
+        for id in order {
+            match table.evict(id, g, &self.shared.gpus, &self.shared.counters) {
+                Ok(bytes) if bytes > 0 => {
+                    freed += bytes;
+                    self.shared.counters.evicted();
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("pel: warning: buffer #{id} could not be evicted: {e}"),
+            }
+        }
+        self.shared.gpus[g].trim();
+        freed > 0
+    }
+
+    /// [`Table::ensure_host`], recovering first from a GPU found lost on the
+    /// way (the copy to bring home was there).
+    fn ensure_host(&self, table: &mut Table, id: u64) -> Result<Option<u64>> {
+        match table.ensure_host(id, &self.shared.gpus, &self.shared.counters) {
+            Err(Error::DeviceLost { .. }) if self.recover_lost_gpus(table) => {
+                table.ensure_host(id, &self.shared.gpus, &self.shared.counters)
+            }
+            other => other,
+        }
+    }
+
+    /// Recovers from every GPU that is lost and not recovered from yet.
+    /// Returns whether there was one.
+    fn recover_lost_gpus(&self, table: &mut Table) -> bool {
+        let mut any = false;
+        for g in 0..self.shared.gpus.len() {
+            if self.shared.gpus[g].check_alive().is_err() && !table.gpu_lost(g) {
+                self.recover_gpu(table, g);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// GPU `g` is lost: forget its copies and rebuild, on the CPU, every
+    /// buffer whose only valid copy was there.
+    fn recover_gpu(&self, table: &mut Table, g: usize) {
+        if table.gpu_lost(g) {
+            return;
+        }
+        let device = self.shared.gpus[g].info().backend.to_string();
+        let cpu = &self.shared.cpu;
+        let replayed = table.lose_gpu(g, &device, &self.shared.gpus, &mut |k, raw, p| {
+            cpu.execute(k, raw, p)
+        });
+        self.shared.counters.lost_device(replayed);
     }
 
     /// Runs a split call: items `0..cut` on the GPU, in a thread of its own,
@@ -1128,44 +1408,51 @@ impl Runtime {
         Ok((cpu_s, gpu_s))
     }
 
-    /// Chooses the backend (unless the call was placed already) and makes
-    /// every argument valid there.
-    fn prepare(
+    /// Where the call runs: as placed, or decided now.
+    fn place_call(
         &self,
         table: &mut Table,
         target: Target,
         placed: Option<Placement>,
         kernel: &Kernel,
         call: &Call<'_>,
-    ) -> Result<(Placement, Work)> {
+    ) -> Result<Placement> {
+        if let Some(p) = placed {
+            return Ok(p);
+        }
+        let d = self.decide(
+            table,
+            target,
+            kernel,
+            &call.args,
+            call.params,
+            call.size,
+            call.workgroups,
+            true,
+        )?;
+        Ok(Placement {
+            backend: d.chosen,
+            reason: d.reason,
+            split: d.split,
+        })
+    }
+
+    /// Makes every argument valid where `placement` runs the call.
+    fn make_work(
+        &self,
+        table: &mut Table,
+        placement: Placement,
+        kernel: &Kernel,
+        call: &Call<'_>,
+    ) -> Result<Work> {
         let args = &call.args;
-        let placement = match placed {
-            Some(p) => p,
-            None => {
-                let d = self.decide(
-                    table,
-                    target,
-                    kernel,
-                    args,
-                    call.params,
-                    call.size,
-                    call.workgroups,
-                    true,
-                )?;
-                Placement {
-                    backend: d.chosen,
-                    reason: d.reason,
-                    split: d.split,
-                }
-            }
-        };
         let split = match (placement.split, placement.backend) {
             (Some(share), Backend::Gpu(g)) => {
                 split_items(kernel, args, call.params).map(|items| (g, share, items))
             }
             _ => None,
         };
-        let work = match (split, placement.backend) {
+        Ok(match (split, placement.backend) {
             (Some((g, share, items)), _) => {
                 let raw = self.host_args(table, args)?;
                 let bound = self.gpu_args(table, kernel, args, g, call.workgroups)?;
@@ -1182,8 +1469,7 @@ impl Runtime {
             (None, Backend::Gpu(g)) => {
                 Work::Gpu(g, self.gpu_args(table, kernel, args, g, call.workgroups)?)
             }
-        };
-        Ok((placement, work))
+        })
     }
 
     /// Makes every argument valid on the host; their host copies.
@@ -1192,7 +1478,7 @@ impl Runtime {
         for h in args {
             let t = Instant::now();
             let before = self.shared.counters.download_count();
-            if let Some(k) = table.ensure_host(h.id, &self.shared.gpus, &self.shared.counters)? {
+            if let Some(k) = self.ensure_host(table, h.id)? {
                 self.dispatcher().note_readback(k);
             }
             if self.shared.counters.download_count() != before {
@@ -1223,7 +1509,12 @@ impl Runtime {
         let uploaded = self.shared.counters.upload_bytes();
         for h in args {
             let (buf, moved) =
-                table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?;
+                match table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters) {
+                    Err(Error::DeviceLost { .. }) if self.recover_lost_gpus(table) => {
+                        table.ensure_gpu(h.id, g, &self.shared.gpus, &self.shared.counters)?
+                    }
+                    other => other?,
+                };
             queued |= moved;
             bound.push((buf, h.bytes));
         }
@@ -1256,6 +1547,23 @@ impl Runtime {
     ) -> Result<()> {
         let gpu = &self.shared.gpus[g];
         gpu.check_alive()?;
+        if let Some(budget) = gpu.budget() {
+            let need: u64 = args.iter().map(|h| h.bytes).sum();
+            if need > budget {
+                return Err(Error::OutOfMemory {
+                    device: format!("gpu{g} ({})", gpu.info().name),
+                    doing: format!(
+                        "running `{}`, whose arguments need {} together",
+                        kernel.name(),
+                        crate::device::human_bytes(need)
+                    ),
+                    message: format!(
+                        "over the memory budget of {} (PEL_GPU_MEMORY_BUDGET)",
+                        crate::device::human_bytes(budget)
+                    ),
+                });
+            }
+        }
         let limits = gpu.limits();
         let limit = limits.max_storage_binding.min(limits.max_buffer);
         for (index, (h, binding)) in args.iter().zip(&kernel.reflection().storage).enumerate() {
@@ -1303,7 +1611,10 @@ impl Runtime {
             .chain((0..self.shared.gpus.len()).map(Backend::Gpu))
             .filter(|&b| match b {
                 Backend::Cpu => true,
-                Backend::Gpu(g) => self.check_gpu_limits(kernel, args, g, workgroups).is_ok(),
+                Backend::Gpu(g) => {
+                    !AVOID.with_borrow(|a| a.contains(&g))
+                        && self.check_gpu_limits(kernel, args, g, workgroups).is_ok()
+                }
             })
             .map(|b| {
                 let mut moves = Moves::default();
@@ -1613,6 +1924,44 @@ fn access_sets(kernel: &Kernel, args: &[&Handle]) -> (Vec<u64>, Vec<u64>) {
         }
     }
     (reads, writes)
+}
+
+/// `PEL_GPU_MEMORY_BUDGET`: bytes, or a number with KiB, MiB, GiB (or KB,
+/// MB, GB, powers of ten).
+fn budget_from_env() -> Result<Option<u64>> {
+    let Ok(v) = std::env::var("PEL_GPU_MEMORY_BUDGET") else {
+        return Ok(None);
+    };
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    parse_bytes(v).map(Some).ok_or_else(|| Error::InvalidInput {
+        kernel: "PEL_GPU_MEMORY_BUDGET".to_owned(),
+        arg: v.to_owned(),
+        message: "expected bytes, or a number with KiB, MiB, GiB, KB, MB or GB, above 0".to_owned(),
+    })
+}
+
+/// `64MiB`, `1.5GB`, `4096`: bytes.
+fn parse_bytes(v: &str) -> Option<u64> {
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => return None,
+    };
+    let bytes = num * scale;
+    (1.0..1e19).contains(&bytes).then_some(bytes as u64)
 }
 
 fn parse_backend_env() -> Option<Backend> {

@@ -15,6 +15,10 @@ pub(crate) struct Counters {
     cpu_runs: AtomicU64,
     gpu_runs: AtomicU64,
     prefetches: AtomicU64,
+    recoveries: AtomicU64,
+    replayed: AtomicU64,
+    evictions: AtomicU64,
+    devices_lost: AtomicU64,
 }
 
 impl Counters {
@@ -30,6 +34,19 @@ impl Counters {
     /// is counted as one too).
     pub(crate) fn prefetched(&self) {
         self.prefetches.fetch_add(1, Relaxed);
+    }
+    /// A call ran again elsewhere after its GPU was lost or full.
+    pub(crate) fn recovered(&self) {
+        self.recoveries.fetch_add(1, Relaxed);
+    }
+    /// A GPU copy was freed to make room.
+    pub(crate) fn evicted(&self) {
+        self.evictions.fetch_add(1, Relaxed);
+    }
+    /// A GPU was lost and `replayed` recorded calls rebuilt its data.
+    pub(crate) fn lost_device(&self, replayed: u64) {
+        self.devices_lost.fetch_add(1, Relaxed);
+        self.replayed.fetch_add(replayed, Relaxed);
     }
     pub(crate) fn upload_bytes(&self) -> u64 {
         self.upload_bytes.load(Relaxed)
@@ -53,6 +70,10 @@ impl Counters {
             &self.cpu_runs,
             &self.gpu_runs,
             &self.prefetches,
+            &self.recoveries,
+            &self.replayed,
+            &self.evictions,
+            &self.devices_lost,
         ] {
             c.store(0, Relaxed);
         }
@@ -66,6 +87,10 @@ impl Counters {
             cpu_runs: self.cpu_runs.load(Relaxed),
             gpu_runs: self.gpu_runs.load(Relaxed),
             prefetches: self.prefetches.load(Relaxed),
+            recoveries: self.recoveries.load(Relaxed),
+            replayed_tasks: self.replayed.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            devices_lost: self.devices_lost.load(Relaxed),
             ..Stats::default()
         }
     }
@@ -102,13 +127,24 @@ pub struct Stats {
     /// was still busy with earlier work (uploads among them are counted in
     /// `uploads` too).
     pub prefetches: u64,
+    /// Calls that ran again elsewhere because their GPU was lost or out of
+    /// memory.
+    pub recoveries: u64,
+    /// Recorded GPU calls replayed on the CPU to rebuild data that lived
+    /// only on a lost GPU.
+    pub replayed_tasks: u64,
+    /// GPU copies freed to make room (written back first when they were
+    /// the only valid copy).
+    pub evictions: u64,
+    /// GPUs lost.
+    pub devices_lost: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "host→gpu: {} in {} transfer(s); gpu→host: {} in {} transfer(s); kernels: {} cpu, {} gpu; pool: {} hit(s), {} allocation(s), {} free; live buffers: {}; calibration runs: {}; prefetches: {}",
+            "host→gpu: {} in {} transfer(s); gpu→host: {} in {} transfer(s); kernels: {} cpu, {} gpu; pool: {} hit(s), {} allocation(s), {} free; live buffers: {}; calibration runs: {}; prefetches: {}; recoveries: {}; replayed: {}; evictions: {}; devices lost: {}",
             human_bytes(self.upload_bytes),
             self.uploads,
             human_bytes(self.download_bytes),
@@ -120,7 +156,11 @@ impl fmt::Display for Stats {
             human_bytes(self.pool_free_bytes),
             self.live_buffers,
             self.calibration_runs,
-            self.prefetches
+            self.prefetches,
+            self.recoveries,
+            self.replayed_tasks,
+            self.evictions,
+            self.devices_lost
         )
     }
 }

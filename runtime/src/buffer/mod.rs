@@ -5,10 +5,21 @@
 //! moves only when a kernel or a read needs it somewhere it is not valid;
 //! a write leaves only the writer's copy valid (modified / shared / invalid).
 //! This module owns copies and transfers; it does not choose devices.
+//!
+//! **Lineage.** Every write makes a new version of a buffer. A kernel that
+//! writes on a GPU leaves a [`Record`] of itself (kernel, params, and the
+//! version of every argument it read) for each version it made, for as long
+//! as the host copy is older than that version. When a device is lost, a
+//! version that lived only there is rebuilt on the CPU by replaying its
+//! records from the versions still held elsewhere ([`Table::lose_gpu`]).
+//! Versions that records read are *pinned*: before a pinned version's host
+//! bytes are overwritten they are kept aside, so a replay always finds its
+//! inputs. A buffer whose handles are all dropped stays (as a *zombie*,
+//! without its GPU copies being handed out) while a record still reads it.
 
 pub(crate) mod pool;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
@@ -16,9 +27,9 @@ use std::sync::{Arc, Weak};
 use crate::device::Backend;
 use crate::device::gpu::GpuDevice;
 use crate::dispatch::Moves;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::TaskInner;
-use crate::kernel::{ElemType, Element};
+use crate::kernel::{ElemType, Element, Kernel, RawSlice};
 use crate::runtime::Shared;
 use crate::stats::Counters;
 
@@ -174,6 +185,7 @@ impl Validity {
 }
 
 /// Host storage aligned to 16 bytes, so it can be viewed as any element type.
+#[derive(Clone)]
 pub(crate) struct HostCopy {
     words: Vec<[u32; 4]>,
     bytes: usize,
@@ -206,8 +218,57 @@ impl HostCopy {
     }
 }
 
+/// A kernel call that wrote on a GPU, kept to replay it (see the module
+/// documentation).
+pub(crate) struct Record {
+    kernel: Kernel,
+    params: Vec<u8>,
+    /// Every argument: its buffer, the version the call read, its length in
+    /// elements.
+    inputs: Vec<(u64, u64, usize)>,
+    /// The arguments it wrote (indices into `inputs`) and the versions it
+    /// made.
+    outputs: Vec<(usize, u64)>,
+}
+
+/// What a replay runs a record's kernel with: the CPU implementation.
+pub(crate) type Replay<'a> = dyn FnMut(&Kernel, &[RawSlice], &[u8]) -> Result<()> + 'a;
+
+/// The host-slot version meaning "these bytes are garbage" (a CPU kernel
+/// failed halfway through writing them).
+const GARBAGE: u64 = u64::MAX;
+
+/// Beyond this many versions newer than the host copy, a buffer written
+/// again on a GPU is brought to the host, so records stay few.
+pub(crate) const MAX_CHAIN: usize = 64;
+
 pub(crate) struct Entry {
     bytes: u64,
+    len: usize,
+    /// The version of the contents; every write adds one.
+    version: u64,
+    /// The version the host slot's bytes hold (when there is a host slot).
+    host_version: u64,
+    /// Created as zeros: version 0 is all zeros.
+    born_zero: bool,
+    /// The GPU calls that made versions newer than the host's, and older
+    /// ones still pinned, by the version they made.
+    records: BTreeMap<u64, Arc<Record>>,
+    /// Versions of this buffer that live records read, and how many.
+    pins: HashMap<u64, u32>,
+    /// Of those, the pins of records that other buffers' versions came
+    /// from: a zombie with none is needed by no one.
+    outside_pins: u32,
+    /// Host bytes of pinned versions, kept when the host slot moved on.
+    retained: HashMap<u64, HostCopy>,
+    /// Every handle has been dropped; kept only while pinned.
+    zombie: bool,
+    /// The contents could not be rebuilt (after a device loss) or were left
+    /// half-written (a CPU kernel panicked): reads fail with this until the
+    /// buffer is written again.
+    lost: Option<Error>,
+    /// Tick of its last use on a GPU, for eviction (least recent first).
+    last_used: u64,
     /// Calls running now that read the buffer.
     readers: u32,
     /// A call running now writes the buffer.
@@ -232,6 +293,10 @@ pub(crate) struct Table {
     pub(crate) waiters: usize,
     next_id: u64,
     gpus: usize,
+    /// Counts uses on a GPU, for eviction order.
+    tick: u64,
+    /// GPUs that have been lost: nothing is kept or made valid there.
+    lost_gpus: Vec<bool>,
 }
 
 impl Table {
@@ -241,12 +306,14 @@ impl Table {
             waiters: 0,
             next_id: 1,
             gpus,
+            tick: 0,
+            lost_gpus: vec![false; gpus],
         }
     }
 
     /// Registers a buffer whose host copy is `data`, or whose contents are
     /// zeros (materialised lazily wherever first needed) when `data` is None.
-    pub(crate) fn insert(&mut self, bytes: u64, data: Option<HostCopy>) -> u64 {
+    pub(crate) fn insert(&mut self, bytes: u64, len: usize, data: Option<HostCopy>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let host_valid = data.is_some();
@@ -254,6 +321,17 @@ impl Table {
             id,
             Entry {
                 bytes,
+                len,
+                version: 0,
+                host_version: 0,
+                born_zero: !host_valid,
+                records: BTreeMap::new(),
+                pins: HashMap::new(),
+                outside_pins: 0,
+                retained: HashMap::new(),
+                zombie: false,
+                lost: None,
+                last_used: 0,
                 readers: 0,
                 writer: false,
                 gpu_writer: None,
@@ -275,8 +353,9 @@ impl Table {
         self.entries.get(&id).map(|e| e.valid.clone())
     }
 
+    /// Buffers the user still holds.
     pub(crate) fn live(&self) -> usize {
-        self.entries.len()
+        self.entries.values().filter(|e| !e.zombie).count()
     }
 
     /// Takes leases for a call: shared on `reads`, exclusive on `writes`,
@@ -366,13 +445,73 @@ impl Table {
         e.consumers.push(task);
     }
 
-    /// Frees a buffer; its GPU copies go back to their pools.
+    /// Frees a buffer; its GPU copies go back to their pools. A buffer
+    /// that records still read stays, as a zombie, until they are gone.
     pub(crate) fn remove(&mut self, id: u64, gpus: &[GpuDevice]) {
-        if let Some(e) = self.entries.remove(&id) {
-            for (g, buf) in e.gpu.into_iter().enumerate() {
-                if let Some(b) = buf {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        e.zombie = true;
+        if e.outside_pins == 0 {
+            self.drop_entry(id, gpus);
+        }
+    }
+
+    /// Removes a zombie (or freed) entry for good, and the records it held.
+    fn drop_entry(&mut self, id: u64, gpus: &[GpuDevice]) {
+        let Some(e) = self.entries.remove(&id) else {
+            return;
+        };
+        for (g, buf) in e.gpu.into_iter().enumerate() {
+            if let Some(b) = buf {
+                if !self.lost_gpus[g] {
                     gpus[g].release(b);
                 }
+            }
+        }
+        let mut released = Vec::new();
+        for (_, r) in e.records {
+            release_record(r, &mut released);
+        }
+        self.unpin_all(released, gpus);
+    }
+
+    /// Unpins what released records read, pruning (and dropping zombies)
+    /// as pins fall to zero.
+    fn unpin_all(&mut self, mut work: Vec<Unpin>, gpus: &[GpuDevice]) {
+        while let Some((id, v, outside)) = work.pop() {
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if let Some(n) = e.pins.get_mut(&v) {
+                *n -= 1;
+                if *n == 0 {
+                    e.pins.remove(&v);
+                    e.retained.remove(&v);
+                }
+            }
+            if outside {
+                e.outside_pins -= 1;
+            }
+            if e.zombie && e.outside_pins == 0 {
+                // `drop_entry` unpins what its own records read.
+                let Some(e) = self.entries.remove(&id) else {
+                    continue;
+                };
+                for (g, buf) in e.gpu.into_iter().enumerate() {
+                    if let Some(b) = buf {
+                        if !self.lost_gpus[g] {
+                            gpus[g].release(b);
+                        }
+                    }
+                }
+                for (_, r) in e.records {
+                    release_record(r, &mut work);
+                }
+            } else {
+                let mut released = Vec::new();
+                prune(e, &mut released);
+                work.extend(released);
             }
         }
     }
@@ -395,6 +534,10 @@ impl Table {
         if e.valid.host {
             return Ok(None);
         }
+        if let Some(err) = &e.lost {
+            return Err(err.clone());
+        }
+        protect(e);
         let bytes = e.bytes as usize;
         // A fresh copy is zeroed already; only a reused one needs clearing.
         let (mut host, fresh) = match e.host.take() {
@@ -413,13 +556,26 @@ impl Table {
                 return Err(err);
             }
             c.download(bytes as u64);
+        } else if !e.valid.zero {
+            // Nowhere valid, not lost: a bug, never zeros in silence.
+            e.host = Some(host);
+            return Err(Error::DataLost {
+                buffer: id,
+                device: "any device".to_owned(),
+                reason: "no copy holds its current version".to_owned(),
+            });
         } else if !fresh {
-            // Zero contents (or a buffer nobody wrote) in a reused copy.
+            // Zero contents in a reused copy.
             host.as_bytes_mut().fill(0);
         }
         e.host = Some(host);
         e.valid.host = true;
-        Ok(source.and(e.gpu_writer.take()))
+        e.host_version = e.version;
+        let mut released = Vec::new();
+        prune(e, &mut released);
+        let writer = source.and(e.gpu_writer.take());
+        self.unpin_all(released, gpus);
+        Ok(writer)
     }
 
     /// Makes the copy on GPU `g` valid and returns it, and whether anything
@@ -432,7 +588,13 @@ impl Table {
         gpus: &[GpuDevice],
         c: &Counters,
     ) -> Result<(wgpu::Buffer, bool)> {
+        self.tick += 1;
+        let tick = self.tick;
         let e = self.entry(id);
+        if let Some(err) = &e.lost {
+            return Err(err.clone());
+        }
+        e.last_used = tick;
         if e.gpu[g].is_none() {
             e.gpu[g] = Some(gpus[g].alloc(e.bytes)?);
         }
@@ -471,8 +633,9 @@ impl Table {
     }
 
     /// Replaces the contents from the host: only the host copy stays valid.
-    pub(crate) fn write_host(&mut self, id: u64, data: &[u8]) {
+    pub(crate) fn write_host(&mut self, id: u64, data: &[u8], gpus: &[GpuDevice]) {
         let e = self.entry(id);
+        protect(e);
         match &mut e.host {
             Some(h) => h.as_bytes_mut().copy_from_slice(data),
             None => e.host = Some(HostCopy::from_bytes(data)),
@@ -482,19 +645,295 @@ impl Table {
         e.valid.gpu.fill(false);
         e.gpu_writer = None;
         e.producer = None;
+        e.lost = None;
+        e.version += 1;
+        e.host_version = e.version;
+        let mut released = Vec::new();
+        prune(e, &mut released);
+        self.unpin_all(released, gpus);
+    }
+
+    /// Keeps the host bytes of a pinned version aside before a CPU kernel
+    /// writes the host copy in place.
+    pub(crate) fn protect_host(&mut self, id: u64) {
+        protect(self.entry(id));
+    }
+
+    /// A CPU kernel failed while it may have written the host copy: the
+    /// host bytes are garbage. The buffer stays valid where another copy
+    /// holds the current version (a GPU, or the kept bytes of a pinned
+    /// version); otherwise it is marked lost with `cause`.
+    pub(crate) fn written_garbage(&mut self, id: u64, cause: &Error) {
+        let e = self.entry(id);
+        if !e.valid.host {
+            return;
+        }
+        e.valid.host = false;
+        e.host_version = GARBAGE;
+        if e.valid.zero || e.valid.gpu.iter().any(|&v| v) {
+            return;
+        }
+        if let Some(kept) = e.retained.get(&e.version) {
+            e.host = Some(kept.clone());
+            e.host_version = e.version;
+            e.valid.host = true;
+            return;
+        }
+        e.lost = Some(cause.clone());
     }
 
     /// Records that `kernel` wrote the buffer on `backend`: only that copy
     /// is valid now.
-    pub(crate) fn mark_written(&mut self, id: u64, backend: Backend, kernel: u64) {
+    pub(crate) fn mark_written(
+        &mut self,
+        id: u64,
+        backend: Backend,
+        kernel: u64,
+        gpus: &[GpuDevice],
+    ) {
+        self.tick += 1;
+        let tick = self.tick;
         let e = self.entry(id);
         e.gpu_writer = (backend != Backend::Cpu).then_some(kernel);
+        e.version += 1;
+        e.lost = None;
         let v = &mut e.valid;
         v.zero = false;
         v.host = backend == Backend::Cpu;
         for (i, g) in v.gpu.iter_mut().enumerate() {
             *g = backend == Backend::Gpu(i);
         }
+        if backend == Backend::Cpu {
+            e.host_version = e.version;
+            let mut released = Vec::new();
+            prune(e, &mut released);
+            self.unpin_all(released, gpus);
+        } else {
+            e.last_used = tick;
+        }
+    }
+
+    /// Records a call that is about to be marked as having written
+    /// `writes` on a GPU, for replay: every argument's version now, and the
+    /// versions it makes. Call before [`mark_written`](Self::mark_written).
+    /// Returns the written buffers whose records have grown past
+    /// [`MAX_CHAIN`].
+    pub(crate) fn record_gpu_write(
+        &mut self,
+        kernel: &Kernel,
+        params: &[u8],
+        args: &[u64],
+        writes: &[u64],
+    ) -> Vec<u64> {
+        let inputs: Vec<(u64, u64, usize)> = args
+            .iter()
+            .map(|id| (*id, self.entries[id].version, self.entries[id].len))
+            .collect();
+        let outputs: Vec<(usize, u64)> = args
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| writes.contains(id))
+            .map(|(i, id)| (i, self.entries[id].version + 1))
+            .collect();
+        for &(id, v, _) in &inputs {
+            let e = self.entry(id);
+            *e.pins.entry(v).or_default() += 1;
+            if !writes.contains(&id) {
+                e.outside_pins += 1;
+            }
+        }
+        let record = Arc::new(Record {
+            kernel: kernel.clone(),
+            params: params.to_vec(),
+            inputs,
+            outputs,
+        });
+        let mut long = Vec::new();
+        for &(i, v) in &record.outputs {
+            let id = args[i];
+            let e = self.entry(id);
+            e.records.insert(v, Arc::clone(&record));
+            if e.records.range(e.host_version.saturating_add(1)..).count() > MAX_CHAIN {
+                long.push(id);
+            }
+        }
+        long
+    }
+
+    /// GPU `g` is lost: its copies are forgotten, and every buffer whose
+    /// current version lived only there is rebuilt on the host by replaying
+    /// its records with `run`. Returns the records replayed; buffers that
+    /// cannot be rebuilt are marked lost.
+    pub(crate) fn lose_gpu(
+        &mut self,
+        g: usize,
+        device: &str,
+        gpus: &[GpuDevice],
+        run: &mut Replay<'_>,
+    ) -> u64 {
+        if std::mem::replace(&mut self.lost_gpus[g], true) {
+            return 0;
+        }
+        for e in self.entries.values_mut() {
+            e.gpu[g] = None;
+            e.valid.gpu[g] = false;
+        }
+        let mut orphans: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                !e.zombie
+                    && e.lost.is_none()
+                    && !e.valid.host
+                    && !e.valid.zero
+                    && !e.valid.gpu.iter().any(|&v| v)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        orphans.sort_unstable();
+        let mut memo = HashMap::new();
+        let mut replayed = 0;
+        for id in orphans {
+            let v = self.entries[&id].version;
+            match self.materialize(id, v, gpus, run, &mut memo, &mut replayed, 0) {
+                Ok(bytes) => {
+                    let e = self.entry(id);
+                    protect(e);
+                    e.host = Some(bytes);
+                    e.host_version = v;
+                    e.valid.host = true;
+                    let mut released = Vec::new();
+                    prune(e, &mut released);
+                    self.unpin_all(released, gpus);
+                }
+                Err(reason) => {
+                    self.entry(id).lost = Some(Error::DataLost {
+                        buffer: id,
+                        device: device.to_owned(),
+                        reason,
+                    });
+                }
+            }
+        }
+        replayed
+    }
+
+    /// The bytes of version `v` of buffer `id`, from wherever they are:
+    /// kept aside, the host copy, a live GPU's copy, zeros, or a replay of
+    /// the record that made them (recursively).
+    #[allow(clippy::too_many_arguments)]
+    fn materialize(
+        &mut self,
+        id: u64,
+        v: u64,
+        gpus: &[GpuDevice],
+        run: &mut Replay<'_>,
+        memo: &mut HashMap<(u64, u64), HostCopy>,
+        replayed: &mut u64,
+        depth: usize,
+    ) -> std::result::Result<HostCopy, String> {
+        if let Some(h) = memo.get(&(id, v)) {
+            return Ok(h.clone());
+        }
+        if depth > 4 * MAX_CHAIN + 64 {
+            return Err("its lineage is too deep to replay".to_owned());
+        }
+        let e = self
+            .entries
+            .get(&id)
+            .ok_or_else(|| format!("buffer #{id}, which it was made from, is gone"))?;
+        if let Some(h) = e.retained.get(&v) {
+            return Ok(h.clone());
+        }
+        if e.host_version == v && !e.writer {
+            if let Some(h) = &e.host {
+                return Ok(h.clone());
+            }
+        }
+        if v == e.version {
+            for (g, valid) in e.valid.gpu.iter().enumerate() {
+                if let (true, false, Some(buf)) = (*valid, self.lost_gpus[g], &e.gpu[g]) {
+                    let mut h = HostCopy::zeroed(e.bytes as usize);
+                    if gpus[g].download(buf, h.as_bytes_mut()).is_ok() {
+                        return Ok(h);
+                    }
+                }
+            }
+        }
+        if v == 0 && e.born_zero {
+            return Ok(HostCopy::zeroed(e.bytes as usize));
+        }
+        let record = e.records.get(&v).cloned().ok_or_else(|| {
+            format!("version {v} of buffer #{id} is held nowhere and no record made it")
+        })?;
+        let mut copies = Vec::with_capacity(record.inputs.len());
+        for &(aid, av, _) in &record.inputs {
+            copies.push(self.materialize(aid, av, gpus, run, memo, replayed, depth + 1)?);
+        }
+        let raw: Vec<RawSlice> = copies
+            .iter_mut()
+            .zip(&record.inputs)
+            .map(|(c, &(_, _, len))| RawSlice {
+                ptr: c.as_mut_ptr(),
+                len,
+            })
+            .collect();
+        run(&record.kernel, &raw, &record.params)
+            .map_err(|err| format!("replaying `{}` failed: {err}", record.kernel.name()))?;
+        *replayed += 1;
+        for &(i, made) in &record.outputs {
+            memo.insert((record.inputs[i].0, made), copies[i].clone());
+        }
+        memo.get(&(id, v))
+            .cloned()
+            .ok_or_else(|| format!("the record of version {v} of buffer #{id} did not make it"))
+    }
+
+    /// Whether GPU `g` has been lost.
+    pub(crate) fn gpu_lost(&self, g: usize) -> bool {
+        self.lost_gpus[g]
+    }
+
+    /// GPU copies on `g` that may be evicted to make room, least recently
+    /// used first: not used by a running call, nor by `keep`.
+    pub(crate) fn eviction_order(&self, g: usize, keep: &[u64]) -> Vec<u64> {
+        let mut v: Vec<(u64, u64)> = self
+            .entries
+            .iter()
+            .filter(|(id, e)| {
+                e.gpu[g].is_some() && !e.writer && e.readers == 0 && !keep.contains(id)
+            })
+            .map(|(id, e)| (e.last_used, *id))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Frees the copy of `id` on GPU `g`, bringing it to the host first
+    /// when that copy is the only valid one. Returns the bytes freed.
+    pub(crate) fn evict(
+        &mut self,
+        id: u64,
+        g: usize,
+        gpus: &[GpuDevice],
+        c: &Counters,
+    ) -> Result<u64> {
+        let e = self.entry(id);
+        let only_here = e.valid.gpu[g]
+            && !e.valid.host
+            && !e.valid.zero
+            && e.valid.gpu.iter().filter(|&&v| v).count() == 1;
+        if only_here {
+            self.ensure_host(id, gpus, c)?;
+        }
+        let e = self.entry(id);
+        e.valid.gpu[g] = false;
+        let Some(buf) = e.gpu[g].take() else {
+            return Ok(0);
+        };
+        let size = buf.size();
+        gpus[g].release(buf);
+        Ok(size)
     }
 
     /// Adds to `moves` what making this buffer valid on `backend` would move.
@@ -519,5 +958,56 @@ impl Table {
                 moves.up.push((g, e.bytes));
             }
         }
+    }
+}
+
+/// Keeps the host bytes aside when their version is pinned and about to be
+/// overwritten.
+fn protect(e: &mut Entry) {
+    if e.host_version == GARBAGE || e.retained.contains_key(&e.host_version) {
+        return;
+    }
+    if e.pins.contains_key(&e.host_version) {
+        if let Some(h) = &e.host {
+            e.retained.insert(e.host_version, h.clone());
+        }
+    }
+}
+
+/// Drops the records of versions the host copy has caught up with, unless
+/// a record of another version still reads them; what the dropped records
+/// read goes to `released` to be unpinned.
+fn prune(e: &mut Entry, released: &mut Vec<Unpin>) {
+    if e.host_version == GARBAGE || e.host.is_none() {
+        return;
+    }
+    let h = e.host_version;
+    let stale: Vec<u64> = e
+        .records
+        .range(..=h)
+        .map(|(v, _)| *v)
+        .filter(|v| !e.pins.contains_key(v))
+        .collect();
+    for v in stale {
+        if let Some(r) = e.records.remove(&v) {
+            release_record(r, released);
+        }
+    }
+}
+
+/// A pin to let go of: the buffer, its version, and whether the record
+/// holding it made another buffer's version.
+type Unpin = (u64, u64, bool);
+
+/// Lets go of one holder of a record; when it was the last, what the
+/// record read goes to `released` to be unpinned.
+fn release_record(r: Arc<Record>, released: &mut Vec<Unpin>) {
+    if let Some(r) = Arc::into_inner(r) {
+        let written: Vec<u64> = r.outputs.iter().map(|&(i, _)| r.inputs[i].0).collect();
+        released.extend(
+            r.inputs
+                .iter()
+                .map(|&(id, v, _)| (id, v, !written.contains(&id))),
+        );
     }
 }

@@ -41,28 +41,33 @@ impl BufferPool {
         Some(buf)
     }
 
-    /// Gives a buffer back; past the cap it is destroyed instead.
-    pub(crate) fn give(&mut self, buf: wgpu::Buffer) {
+    /// Gives a buffer back; past the cap it is destroyed instead. Returns
+    /// the bytes destroyed.
+    pub(crate) fn give(&mut self, buf: wgpu::Buffer) -> u64 {
         let class = buf.size();
         if self.free_bytes + class > self.cap_bytes {
             buf.destroy();
-            return;
+            return class;
         }
         self.free_bytes += class;
         self.free
             .entry((buf.usage().bits(), class))
             .or_default()
             .push(buf);
+        0
     }
 
-    /// Destroys every free buffer (used when memory runs short).
-    pub(crate) fn clear(&mut self) {
+    /// Destroys every free buffer (used when memory runs short); returns
+    /// the bytes destroyed.
+    pub(crate) fn clear(&mut self) -> u64 {
+        let freed = self.free_bytes;
         for (_, bufs) in self.free.drain() {
             for b in bufs {
                 b.destroy();
             }
         }
         self.free_bytes = 0;
+        freed
     }
 
     /// Bytes held by free buffers.

@@ -61,6 +61,42 @@ impl CpuDevice {
     }
 }
 
+impl CpuDevice {
+    /// `cpu-panic@KERNEL`: writes garbage into the start of every written
+    /// argument, as a kernel that fails halfway would, then panics; the
+    /// panic becomes [`Error::KernelPanicked`] as a real one does.
+    pub(crate) fn execute_faulty(
+        &self,
+        kernel: &Kernel,
+        args: &[RawSlice],
+        written: &[bool],
+    ) -> Result<()> {
+        let run = || {
+            catch_unwind(AssertUnwindSafe(|| {
+                for (a, _) in args.iter().zip(written).filter(|(_, w)| **w) {
+                    // SAFETY: `a` is the host copy of a written argument,
+                    // at least `a.len` bytes long (its length in elements of
+                    // four bytes or more), held exclusively by this call's
+                    // lease.
+                    unsafe { std::ptr::write_bytes(a.ptr, 0xFF, a.len / 2) };
+                }
+                panic!(
+                    "injected by PEL_INJECT=cpu-panic@{}, after writing part of its outputs",
+                    kernel.name()
+                );
+            }))
+        };
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+        .map_err(|payload| Error::KernelPanicked {
+            kernel: kernel.name().to_owned(),
+            message: panic_message(payload.as_ref()),
+        })
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()

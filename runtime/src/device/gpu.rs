@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Backend, DeviceInfo, DeviceKind, DeviceLimits};
@@ -42,11 +43,22 @@ pub(crate) struct GpuDevice {
     serial: Option<Mutex<()>>,
     /// Nanoseconds per timestamp tick, where the device has timestamp queries.
     timestamp_period: Option<f32>,
+    /// Bytes of the buffers this device holds (in use or pooled).
+    used: AtomicU64,
+    /// The most it may hold (`PEL_GPU_MEMORY_BUDGET`).
+    budget: Option<u64>,
+    /// `PEL_INJECT=gpu-oom`: every allocation fails.
+    inject_oom: bool,
 }
 
 /// Opens every usable adapter, best first: real GPUs before software ones,
 /// and native APIs before GL on the same kind of device.
-pub(crate) fn open_all(instance: &wgpu::Instance, backends: wgpu::Backends) -> Vec<GpuDevice> {
+pub(crate) fn open_all(
+    instance: &wgpu::Instance,
+    backends: wgpu::Backends,
+    budget: Option<u64>,
+    inject_oom: bool,
+) -> Vec<GpuDevice> {
     let mut adapters: Vec<wgpu::Adapter> =
         pollster::block_on(instance.enumerate_adapters(backends))
             .into_iter()
@@ -75,7 +87,11 @@ pub(crate) fn open_all(instance: &wgpu::Instance, backends: wgpu::Backends) -> V
     for adapter in adapters {
         let index = devices.len();
         match GpuDevice::open(&adapter, index) {
-            Ok(d) => devices.push(d),
+            Ok(mut d) => {
+                d.budget = budget;
+                d.inject_oom = inject_oom;
+                devices.push(d)
+            }
             Err(e) => eprintln!(
                 "pel: skipping adapter {} ({:?}): {e}",
                 adapter.get_info().name,
@@ -158,6 +174,9 @@ impl GpuDevice {
                 .contains(wgpu::Features::TIMESTAMP_QUERY)
                 .then(|| queue.get_timestamp_period()),
             queue,
+            used: AtomicU64::new(0),
+            budget: None,
+            inject_oom: false,
         })
     }
 
@@ -171,6 +190,31 @@ impl GpuDevice {
 
     fn label(&self) -> String {
         format!("{} ({})", self.info.backend, self.info.name)
+    }
+
+    /// Declares the device lost (`PEL_INJECT=gpu-lost@N`): every later
+    /// operation fails with [`Error::DeviceLost`], as after a driver reset.
+    pub(crate) fn lose(&self, reason: &str) {
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        if lost.is_none() {
+            *lost = Some(reason.to_owned());
+        }
+    }
+
+    /// The memory budget, bytes, if one is set.
+    pub(crate) fn budget(&self) -> Option<u64> {
+        self.budget
+    }
+
+    /// Destroys the pool's free buffers.
+    pub(crate) fn trim(&self) {
+        let _serial = self.exclusive();
+        let freed = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.used.fetch_sub(freed, Ordering::Relaxed);
     }
 
     /// `Err(DeviceLost)` once the driver reported the device lost.
@@ -241,6 +285,28 @@ impl GpuDevice {
             return Ok(b);
         }
         pool.misses += 1;
+        let oom = |message: String| Error::OutOfMemory {
+            device: self.label(),
+            doing: format!("allocating {}", super::human_bytes(class)),
+            message,
+        };
+        if self.inject_oom {
+            return Err(oom("injected by PEL_INJECT=gpu-oom".to_owned()));
+        }
+        if let Some(budget) = self.budget {
+            if self.used.load(Ordering::Relaxed) + class > budget {
+                let freed = pool.clear();
+                self.used.fetch_sub(freed, Ordering::Relaxed);
+                let used = self.used.load(Ordering::Relaxed);
+                if used + class > budget {
+                    return Err(oom(format!(
+                        "{} in use of a budget of {} (PEL_GPU_MEMORY_BUDGET)",
+                        super::human_bytes(used),
+                        super::human_bytes(budget)
+                    )));
+                }
+            }
+        }
         let create = || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("pel buffer"),
@@ -249,14 +315,17 @@ impl GpuDevice {
                 mapped_at_creation: false,
             })
         };
-        match self.scoped("allocating a buffer", "buffer", create) {
+        let made = match self.scoped("allocating a buffer", "buffer", create) {
             Err(Error::OutOfMemory { .. }) => {
                 // Free what the pool holds and try once more.
-                pool.clear();
+                let freed = pool.clear();
+                self.used.fetch_sub(freed, Ordering::Relaxed);
                 self.scoped(&format!("allocating {bytes} bytes"), "buffer", create)
             }
             other => other,
-        }
+        }?;
+        self.used.fetch_add(class, Ordering::Relaxed);
+        Ok(made)
     }
 
     /// Returns a buffer to the pool.
@@ -266,10 +335,12 @@ impl GpuDevice {
     }
 
     fn give_back(&self, buf: wgpu::Buffer) {
-        self.pool
+        let destroyed = self
+            .pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .give(buf);
+        self.used.fetch_sub(destroyed, Ordering::Relaxed);
     }
 
     /// Copies host bytes into the start of `buf`.

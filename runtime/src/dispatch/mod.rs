@@ -40,6 +40,8 @@ pub enum Reason {
     Forced,
     /// No other backend can run the call.
     OnlyBackend,
+    /// Its device was lost or out of memory: the call ran again here.
+    Recovered,
 }
 
 impl fmt::Display for Reason {
@@ -49,6 +51,7 @@ impl fmt::Display for Reason {
             Reason::Modelled => "modelled",
             Reason::Forced => "forced",
             Reason::OnlyBackend => "only backend",
+            Reason::Recovered => "recovered",
         })
     }
 }
@@ -244,20 +247,23 @@ impl Dispatcher {
     /// damaged) and remembers it as where to save.
     pub(crate) fn attach(&mut self, path: PathBuf, persist: bool) {
         match persist::load(&path, &self.keys) {
-            Ok(Some(loaded)) => {
-                self.profile = loaded.profile;
-                self.names = loaded.names;
-                for (mine, theirs) in self.bus.iter_mut().zip(loaded.bus) {
-                    *mine = theirs;
-                }
-                self.readback = loaded.readback;
-                self.splits = loaded.splits;
-            }
+            Ok(Some(loaded)) => self.absorb(loaded),
             Ok(None) => {}
             Err(e) => eprintln!("pel: warning: {e}; starting a fresh model"),
         }
         self.path = Some(path);
         self.persist = persist;
+    }
+
+    /// Takes a loaded model's measurements.
+    pub(crate) fn absorb(&mut self, loaded: persist::Loaded) {
+        self.profile = loaded.profile;
+        self.names = loaded.names;
+        for (mine, theirs) in self.bus.iter_mut().zip(loaded.bus) {
+            *mine = theirs;
+        }
+        self.readback = loaded.readback;
+        self.splits = loaded.splits;
     }
 
     /// Writes the model if it changed since the last save.

@@ -117,12 +117,17 @@ pub(crate) fn load(path: &Path, keys: &[String]) -> Result<Option<Loaded>, Strin
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let file: File = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a pel model: {e}", path.display()))?;
+    parse(&text, keys, &path.display().to_string()).map(Some)
+}
+
+/// Reads a model file's text (from `origin`, for messages) for the devices
+/// `keys`, dropping whatever is damaged or hostile.
+pub(crate) fn parse(text: &str, keys: &[String], origin: &str) -> Result<Loaded, String> {
+    let file: File =
+        serde_json::from_str(text).map_err(|e| format!("{origin} is not a pel model: {e}"))?;
     if file.version != VERSION {
         return Err(format!(
-            "{} is model version {}, this pel reads version {VERSION}",
-            path.display(),
+            "{origin} is model version {}, this pel reads version {VERSION}",
             file.version
         ));
     }
@@ -186,7 +191,7 @@ pub(crate) fn load(path: &Path, keys: &[String]) -> Result<Option<Loaded>, Strin
             loaded.splits.insert((kernel, s.bucket), entry);
         }
     }
-    Ok(Some(loaded))
+    Ok(loaded)
 }
 
 /// Writes the model atomically.

@@ -6,7 +6,7 @@
 //! | item | fault |
 //! |---|---|
 //! | `gpu-lost@N` | the GPU that would run the (N+1)-th GPU kernel is lost instead |
-//! | `gpu-oom` | every GPU allocation fails as out of memory |
+//! | `gpu-oom` | every allocation of a GPU buffer for kernel arguments fails as out of memory |
 //! | `cpu-panic@KERNEL` | that kernel's CPU implementation writes garbage into the first half of its outputs, then panics |
 //! | `slow@DEVICE:FACTOR` | kernels on `cpu`, `gpu` or `gpuN` take FACTOR times as long (the device sleeps for the difference) |
 

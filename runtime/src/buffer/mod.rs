@@ -845,7 +845,9 @@ impl Table {
         if let Some(h) = e.retained.get(&v) {
             return Ok(h.clone());
         }
-        if e.host_version == v && !e.writer {
+        // A CPU call writing this host copy now kept a pinned version aside
+        // first (above), and only pinned versions are asked for here.
+        if e.host_version == v {
             if let Some(h) = &e.host {
                 return Ok(h.clone());
             }

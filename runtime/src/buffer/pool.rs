@@ -58,9 +58,14 @@ impl BufferPool {
     }
 
     /// Destroys every free buffer (used when memory runs short); returns
-    /// the bytes destroyed.
-    pub(crate) fn clear(&mut self) -> u64 {
-        let freed = self.free_bytes;
+    /// the bytes of those with `counted` usage.
+    pub(crate) fn clear(&mut self, counted: wgpu::BufferUsages) -> u64 {
+        let freed: u64 = self
+            .free
+            .iter()
+            .filter(|((usage, _), _)| *usage == counted.bits())
+            .map(|((_, class), bufs)| class * bufs.len() as u64)
+            .sum();
         for (_, bufs) in self.free.drain() {
             for b in bufs {
                 b.destroy();

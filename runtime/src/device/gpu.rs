@@ -213,7 +213,7 @@ impl GpuDevice {
             .pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+            .clear(STORAGE);
         self.used.fetch_sub(freed, Ordering::Relaxed);
     }
 
@@ -290,12 +290,16 @@ impl GpuDevice {
             doing: format!("allocating {}", super::human_bytes(class)),
             message,
         };
-        if self.inject_oom {
+        // The budget is for device memory: argument buffers. Staging and
+        // uniform buffers are host-visible and small, and a write-back must
+        // always find one.
+        let counted = usage == STORAGE;
+        if self.inject_oom && counted {
             return Err(oom("injected by PEL_INJECT=gpu-oom".to_owned()));
         }
-        if let Some(budget) = self.budget {
+        if let (Some(budget), true) = (self.budget, counted) {
             if self.used.load(Ordering::Relaxed) + class > budget {
-                let freed = pool.clear();
+                let freed = pool.clear(STORAGE);
                 self.used.fetch_sub(freed, Ordering::Relaxed);
                 let used = self.used.load(Ordering::Relaxed);
                 if used + class > budget {
@@ -318,13 +322,15 @@ impl GpuDevice {
         let made = match self.scoped("allocating a buffer", "buffer", create) {
             Err(Error::OutOfMemory { .. }) => {
                 // Free what the pool holds and try once more.
-                let freed = pool.clear();
+                let freed = pool.clear(STORAGE);
                 self.used.fetch_sub(freed, Ordering::Relaxed);
                 self.scoped(&format!("allocating {bytes} bytes"), "buffer", create)
             }
             other => other,
         }?;
-        self.used.fetch_add(class, Ordering::Relaxed);
+        if counted {
+            self.used.fetch_add(class, Ordering::Relaxed);
+        }
         Ok(made)
     }
 
@@ -335,12 +341,15 @@ impl GpuDevice {
     }
 
     fn give_back(&self, buf: wgpu::Buffer) {
+        let counted = buf.usage() == STORAGE;
         let destroyed = self
             .pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .give(buf);
-        self.used.fetch_sub(destroyed, Ordering::Relaxed);
+        if counted {
+            self.used.fetch_sub(destroyed, Ordering::Relaxed);
+        }
     }
 
     /// Copies host bytes into the start of `buf`.

@@ -62,6 +62,14 @@ enum Command {
         #[arg(long, default_value = "pel-trace.json")]
         out: std::path::PathBuf,
     },
+    /// Check a WGSL compute shader as pel reads it: naga's diagnostics with line and column (exit 2), or the kernel's reflected bindings (group, binding, access, type) and workgroup size.
+    Validate {
+        /// The shader file.
+        file: std::path::PathBuf,
+        /// Its entry point.
+        #[arg(long, default_value = "main")]
+        entry: String,
+    },
     /// Look at or reset the performance model.
     Model {
         #[command(subcommand)]
@@ -182,6 +190,7 @@ fn main() -> ExitCode {
         Command::Model { action } => model(action),
         Command::Trace { out } => trace(&out),
         Command::Calibrate { quick } => calibrate(quick),
+        Command::Validate { file, entry } => validate(&file, &entry),
         Command::Bench {
             suite,
             suite_flag,
@@ -499,6 +508,53 @@ fn model(action: ModelAction) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn validate(file: &std::path::Path, entry: &str) -> Result<ExitCode> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "shader".to_owned());
+    match pel::Reflection::of(&name, &source, entry) {
+        Ok(r) => {
+            say!(
+                "{}: valid; entry `{}`, @workgroup_size({}, {}, {})",
+                file.display(),
+                r.entry,
+                r.workgroup_size[0],
+                r.workgroup_size[1],
+                r.workgroup_size[2]
+            );
+            say!("| group | binding | name | access | type |");
+            say!("|---|---|---|---|---|");
+            for b in &r.storage {
+                say!(
+                    "| {} | {} | {} | {} | array<{}> |",
+                    b.group,
+                    b.binding,
+                    b.name,
+                    b.access,
+                    b.elem
+                );
+            }
+            if let Some(u) = &r.uniform {
+                say!(
+                    "| 0 | {} | {} | uniform | params, {} bytes |",
+                    u.binding,
+                    u.name,
+                    u.size
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // naga's message shows the line, with the column marked.
+            eprintln!("{}: {e}", file.display());
+            Ok(ExitCode::from(2))
+        }
+    }
 }
 
 fn progress(total: usize) -> indicatif::ProgressBar {

@@ -286,6 +286,36 @@ fn listed_kernels() -> Vec<String> {
 }
 
 #[test]
+fn validate_prints_bindings_or_the_line_of_the_error() {
+    let dir = std::env::temp_dir().join(format!("pel-cli-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/saxpy.wgsl");
+    let o = pel(&["validate", good], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for row in [
+        "| 0 | 0 | x | read | array<f32> |",
+        "| 0 | 1 | y | read_write | array<f32> |",
+        "| 0 | 2 | p | uniform | params, 8 bytes |",
+    ] {
+        assert!(out.contains(row), "{row} missing: {out}");
+    }
+    let broken = dir.join("broken.wgsl");
+    let text = std::fs::read_to_string(good)
+        .unwrap()
+        .replace("fma(p.a, x[i], y[i])", "fma(p.a, x[i], nowhere)");
+    std::fs::write(&broken, text).unwrap();
+    let o = pel(&["validate", broken.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 22, column 31") && err.contains("nowhere"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn trace_writes_chrome_trace_events() {
     let out = std::env::temp_dir().join(format!("pel-cli-trace-{}.json", std::process::id()));
     let o = pel(&["trace", "--out", out.to_str().unwrap()], &[]);

@@ -5,12 +5,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pel_runtime::{Error, Kernel};
+use pel_runtime::{Error, Kernel, Reflection};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(src) = std::str::from_utf8(data) else {
         return;
     };
+    let _ = Reflection::of("fuzz", src, "main");
     match Kernel::builder("fuzz", src).build() {
         Ok(k) => {
             let _ = k.reflection();

@@ -83,7 +83,10 @@ impl std::fmt::Debug for Task {
 pub(crate) struct TaskInner {
     pub(crate) id: u64,
     pub(crate) kernel: Kernel,
-    pub(crate) args: Vec<Arc<Handle>>,
+    /// Its buffers, until it has run: the table's records of producers and
+    /// readers point at tasks, so a finished task lets its buffers go (or
+    /// neither would ever be freed).
+    args: Mutex<Vec<Arc<Handle>>>,
     pub(crate) params: Vec<u8>,
     pub(crate) size: u64,
     pub(crate) workgroups: u64,
@@ -119,7 +122,7 @@ impl TaskInner {
         TaskInner {
             id: NEXT_TASK.fetch_add(1, Ordering::Relaxed),
             kernel: kernel.clone(),
-            args,
+            args: Mutex::new(args),
             params: params.to_vec(),
             size,
             workgroups,
@@ -155,6 +158,21 @@ impl TaskInner {
 
     /// Records the outcome and wakes waiters. Returns the dependents that
     /// have nothing left to wait for. Call with the buffer table locked.
+    /// Its buffers (empty once it has finished).
+    pub(crate) fn args(&self) -> Vec<Arc<Handle>> {
+        self.args
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets go of its buffers, handing them to the caller to drop where no
+    /// lock is held (dropping the last handle frees the buffer, which takes
+    /// the table's lock).
+    pub(crate) fn take_args(&self) -> Vec<Arc<Handle>> {
+        std::mem::take(&mut *self.args.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     pub(crate) fn complete(&self, outcome: Result<RunInfo>) -> Vec<Arc<TaskInner>> {
         let (dependents, runtime) = {
             let mut s = self.state();

@@ -155,6 +155,9 @@ pub(crate) struct Shared {
     inject: std::sync::RwLock<Inject>,
     /// GPU kernels started, for `gpu-lost@N`.
     gpu_kernels: AtomicU64,
+    /// Buffer handles of tasks that finished without running, dropped as
+    /// soon as the table's lock is free (a drop may free the buffer).
+    graveyard: Mutex<Vec<Arc<Handle>>>,
 }
 
 thread_local! {
@@ -372,6 +375,7 @@ impl RuntimeBuilder {
                 pending: Arc::default(),
                 inject: std::sync::RwLock::new(inject),
                 gpu_kernels: AtomicU64::new(0),
+                graveyard: Mutex::new(Vec::new()),
             }),
             user: Some(Arc::new(())),
         })
@@ -850,8 +854,9 @@ impl Runtime {
     /// Runs a submitted task that its device's worker has taken.
     pub(crate) fn run_job(&self, job: Job) {
         let task = &job.task;
+        let handles = task.args();
         let call = Call {
-            args: task.args.iter().map(|a| &**a).collect(),
+            args: handles.iter().map(|a| &**a).collect(),
             params: &task.params,
             size: task.size,
             workgroups: task.workgroups,
@@ -863,6 +868,10 @@ impl Runtime {
             task.target,
             Some((task, job.placement)),
         );
+        // No lock is held here: the buffers may be freed now.
+        drop(call);
+        drop(handles);
+        drop(task.take_args());
     }
 
     /// Tasks whose dependencies have all finished: each is placed and sent
@@ -880,6 +889,12 @@ impl Runtime {
             };
             let outcome_for_count = outcome.clone();
             ready.extend(t.complete(outcome));
+            // Its buffers are let go once the table's lock is given back.
+            self.shared
+                .graveyard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(t.take_args());
             self.shared.pending.finish(&outcome_for_count);
             self.shared.pending.never_ran();
         }
@@ -888,7 +903,8 @@ impl Runtime {
     /// Places a ready task, charges its device's queue, starts its uploads
     /// if that device is busy, and hands it to the device's worker.
     fn place(&self, table: &mut Table, t: &Arc<TaskInner>) -> Result<()> {
-        let args: Vec<&Handle> = t.args.iter().map(|a| &**a).collect();
+        let handles = t.args();
+        let args: Vec<&Handle> = handles.iter().map(|a| &**a).collect();
         let d = self.decide(
             table,
             t.target,
@@ -964,6 +980,14 @@ impl Runtime {
         // A wake-up is a system call: only when someone waits.
         let waiting = table.waiters > 0;
         drop(table);
+        let dead = std::mem::take(
+            &mut *self
+                .shared
+                .graveyard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(dead);
         if waiting {
             self.shared.leases.notify_all();
         }

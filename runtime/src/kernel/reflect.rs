@@ -49,6 +49,14 @@ pub struct Reflection {
 }
 
 impl Reflection {
+    /// Parses, validates and reflects a WGSL compute shader as a kernel
+    /// named `kernel` with this entry point would, without building one:
+    /// an invalid shader is [`Error::InvalidShader`](crate::Error) with its
+    /// line and column. (`pel validate` prints this.)
+    pub fn of(kernel: &str, source: &str, entry: &str) -> Result<Reflection> {
+        reflect(kernel, source, entry)
+    }
+
     /// Invocations in one workgroup.
     pub fn workgroup_invocations(&self) -> u64 {
         self.workgroup_size.iter().map(|&d| d as u64).product()

@@ -129,15 +129,7 @@ fn raw_wgpu(
         "matmul" => {
             let (a, bm) = (random_f32(1, size * size), random_f32(2, size * size));
             let c = vec![0.0f32; size * size];
-            let tiles_n = size.div_ceil(64) as u32;
-            let p = MatmulParams {
-                m: size as u32,
-                n: size as u32,
-                k: size as u32,
-                tiles_n,
-                tiles: tiles_n * tiles_n,
-                _pad: [0; 3],
-            };
+            let p = MatmulParams::new(size, size, size).expect("a matmul size");
             let args = [
                 bytemuck::cast_slice(&a),
                 bytemuck::cast_slice(&bm),

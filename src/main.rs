@@ -557,6 +557,18 @@ fn validate(file: &std::path::Path, entry: &str) -> Result<ExitCode> {
     }
 }
 
+/// Runs `f` with a progress bar of `total` steps that `f`'s `step(done,
+/// total, what)` moves, cleared at the end.
+fn with_progress<T>(total: usize, f: impl FnOnce(&mut dyn FnMut(usize, usize, &str)) -> T) -> T {
+    let bar = progress(total);
+    let out = f(&mut |done, _, what| {
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    });
+    bar.finish_and_clear();
+    out
+}
+
 fn progress(total: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
@@ -569,13 +581,10 @@ fn progress(total: usize) -> indicatif::ProgressBar {
 fn calibrate(quick: bool) -> Result<ExitCode> {
     let rt = Runtime::new()?;
     let sweep = pel::bench::calibration_sweep(quick);
-    let bar = progress(sweep.iter().map(|(_, s)| s.len()).sum());
     let before = rt.stats().calibration_runs;
-    pel::bench::calibrate(&rt, &sweep, &mut |done, _, what| {
-        bar.set_position(done as u64);
-        bar.set_message(what.to_owned());
+    with_progress(sweep.iter().map(|(_, s)| s.len()).sum(), |step| {
+        pel::bench::calibrate(&rt, &sweep, step)
     })?;
-    bar.finish_and_clear();
     say!(
         "calibrated {} kernels over {} sizes with {} exploration runs; model: {}",
         sweep.len(),
@@ -792,12 +801,9 @@ fn bench_peers(
     rows: &mut Vec<CsvRow>,
 ) -> Result<Option<serde_json::Value>> {
     let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 9 });
-    let bar = progress(6);
-    let report = pel::bench::peers::peers(rt, opts.quick, reps, &mut |done, _, what| {
-        bar.set_position(done as u64);
-        bar.set_message(what.to_owned());
+    let report = with_progress(6, |step| {
+        pel::bench::peers::peers(rt, opts.quick, reps, step)
     })?;
-    bar.finish_and_clear();
     let ratio = |v: Option<f64>| v.map_or("no GPU".to_owned(), |v| format!("{v:.3}"));
     say!("## peers\n");
     say!("| key | value | target |");
@@ -841,12 +847,7 @@ fn bench_graph(
     rows: &mut Vec<CsvRow>,
 ) -> Result<Option<serde_json::Value>> {
     let reps = opts.reps.unwrap_or(if opts.quick { 5 } else { 15 });
-    let bar = progress(4);
-    let report = pel::bench::graph(rt, reps, &mut |done, _, what| {
-        bar.set_position(done as u64);
-        bar.set_message(what.to_owned());
-    })?;
-    bar.finish_and_clear();
+    let report = with_progress(4, |step| pel::bench::graph(rt, reps, step))?;
     say!("## graph\n");
     say!("| {:<38} | {:>10} |", "placement", "median");
     say!("|{:-<40}|{:->12}|", "", "");
@@ -895,12 +896,9 @@ fn bench_routing(
         return Ok(None);
     };
     let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 });
-    let bar = progress(sweep.iter().map(|(_, s)| s.len()).sum());
-    let report = pel::bench::routing(rt, &sweep, reps, &mut |done, _, what| {
-        bar.set_position(done as u64);
-        bar.set_message(what.to_owned());
+    let report = with_progress(sweep.iter().map(|(_, s)| s.len()).sum(), |step| {
+        pel::bench::routing(rt, &sweep, reps, step)
     })?;
-    bar.finish_and_clear();
 
     say!("## routing\n");
     let backends = rt.backends();

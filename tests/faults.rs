@@ -5,20 +5,10 @@
 
 mod common;
 
+use common::random;
+
 use pel::kernels::{Saxpy, Sum};
 use pel::{Backend, Error, Inject, Reason, Runtime, Target};
-
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 /// `y = a·x + y` in f32, as both backends compute it (to a few ulp).
 fn saxpy_ref(a: f32, x: &[f32], y: &mut [f32]) {

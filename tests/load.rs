@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::random;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,18 +17,6 @@ const THREADS: usize = 8;
 const SUBMISSIONS: usize = 2000;
 /// Submissions between two checks of a thread's buffers.
 const ROUND: usize = 50;
-
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 /// Resident memory of this process, bytes.
 fn rss() -> u64 {

@@ -38,6 +38,33 @@ pub struct MatmulParams {
     pub _pad: [u32; 3],
 }
 
+impl MatmulParams {
+    /// The block for an m×k by k×n product, or an error naming the
+    /// dimension that does not fit the shader's 32-bit indices.
+    pub fn new(m: usize, n: usize, k: usize) -> Result<MatmulParams> {
+        let tiles_n = n.div_ceil(TILE);
+        let tiles = m.div_ceil(TILE) as u128 * tiles_n as u128;
+        let tiles = u32::try_from(tiles).map_err(|_| {
+            invalid(
+                "matmul",
+                "c",
+                format!(
+                    "{m}×{n} needs {tiles} tiles of 64×64; the most one launch can index is {}",
+                    u32::MAX
+                ),
+            )
+        })?;
+        Ok(MatmulParams {
+            m: u32_len("matmul", "m", m)?,
+            n: u32_len("matmul", "n", n)?,
+            k: u32_len("matmul", "k", k)?,
+            tiles_n: tiles_n as u32,
+            tiles,
+            _pad: [0; 3],
+        })
+    }
+}
+
 /// The matmul kernel.
 #[derive(Debug, Clone)]
 pub struct Matmul {
@@ -99,26 +126,7 @@ impl Matmul {
         expect("a", a, m, k)?;
         expect("b", b, k, n)?;
         expect("c", c, m, n)?;
-        let tiles_n = n.div_ceil(TILE);
-        let tiles = m.div_ceil(TILE) as u128 * tiles_n as u128;
-        let tiles = u32::try_from(tiles).map_err(|_| {
-            invalid(
-                "matmul",
-                "c",
-                format!(
-                    "{m}×{n} needs {tiles} tiles of 64×64; the most one launch can index is {}",
-                    u32::MAX
-                ),
-            )
-        })?;
-        let params = MatmulParams {
-            m: u32_len("matmul", "m", m)?,
-            n: u32_len("matmul", "n", n)?,
-            k: u32_len("matmul", "k", k)?,
-            tiles_n: tiles_n as u32,
-            tiles,
-            _pad: [0; 3],
-        };
+        let params = MatmulParams::new(m, n, k)?;
         rt.execute(target, &self.kernel, &[a, b, c], &params)
     }
 }

@@ -266,15 +266,7 @@ pub fn peers(
         let (gab, gbb) = (rt.buffer(&ga), rt.buffer(&gb));
         let gcb = rt.zeros::<f32>(gpu_n * gpu_n);
         let zero_c = vec![0.0f32; gpu_n * gpu_n];
-        let tiles_n = gpu_n.div_ceil(64) as u32;
-        let mp = MatmulParams {
-            m: gpu_n as u32,
-            n: gpu_n as u32,
-            k: gpu_n as u32,
-            tiles_n,
-            tiles: tiles_n * tiles_n,
-            _pad: [0; 3],
-        };
+        let mp = MatmulParams::new(gpu_n, gpu_n, gpu_n)?;
         gpu_matmul = Some(pair(
             &mut medians,
             ["matmul_pel_gpu", "matmul_raw_wgpu"],

@@ -459,6 +459,14 @@ impl Table {
 
     /// Removes a zombie (or freed) entry for good, and the records it held.
     fn drop_entry(&mut self, id: u64, gpus: &[GpuDevice]) {
+        let mut released = Vec::new();
+        self.take_entry(id, gpus, &mut released);
+        self.unpin_all(released, gpus);
+    }
+
+    /// Removes an entry: its GPU copies go back to their pools and what its
+    /// records read goes to `released`.
+    fn take_entry(&mut self, id: u64, gpus: &[GpuDevice], released: &mut Vec<Unpin>) {
         let Some(e) = self.entries.remove(&id) else {
             return;
         };
@@ -469,11 +477,9 @@ impl Table {
                 }
             }
         }
-        let mut released = Vec::new();
         for (_, r) in e.records {
-            release_record(r, &mut released);
+            release_record(r, released);
         }
-        self.unpin_all(released, gpus);
     }
 
     /// Unpins what released records read, pruning (and dropping zombies)
@@ -494,20 +500,7 @@ impl Table {
                 e.outside_pins -= 1;
             }
             if e.zombie && e.outside_pins == 0 {
-                // `drop_entry` unpins what its own records read.
-                let Some(e) = self.entries.remove(&id) else {
-                    continue;
-                };
-                for (g, buf) in e.gpu.into_iter().enumerate() {
-                    if let Some(b) = buf {
-                        if !self.lost_gpus[g] {
-                            gpus[g].release(b);
-                        }
-                    }
-                }
-                for (_, r) in e.records {
-                    release_record(r, &mut work);
-                }
+                self.take_entry(id, gpus, &mut work);
             } else {
                 let mut released = Vec::new();
                 prune(e, &mut released);

@@ -49,7 +49,12 @@ impl CpuDevice {
     /// Runs the kernel's CPU implementation in the pool; a panic becomes
     /// [`Error::KernelPanicked`].
     pub(crate) fn execute(&self, kernel: &Kernel, args: &[RawSlice], params: &[u8]) -> Result<()> {
-        let run = || catch_unwind(AssertUnwindSafe(|| kernel.run_cpu(args, params)));
+        self.guarded(kernel, || kernel.run_cpu(args, params))
+    }
+
+    /// Runs `f` in the pool; a panic becomes [`Error::KernelPanicked`].
+    fn guarded(&self, kernel: &Kernel, f: impl FnOnce() + Send) -> Result<()> {
+        let run = || catch_unwind(AssertUnwindSafe(f));
         match &self.pool {
             Some(pool) => pool.install(run),
             None => run(),
@@ -71,28 +76,17 @@ impl CpuDevice {
         args: &[RawSlice],
         written: &[bool],
     ) -> Result<()> {
-        let run = || {
-            catch_unwind(AssertUnwindSafe(|| {
-                for (a, _) in args.iter().zip(written).filter(|(_, w)| **w) {
-                    // SAFETY: `a` is the host copy of a written argument,
-                    // at least `a.len` bytes long (its length in elements of
-                    // four bytes or more), held exclusively by this call's
-                    // lease.
-                    unsafe { std::ptr::write_bytes(a.ptr, 0xFF, a.len / 2) };
-                }
-                panic!(
-                    "injected by PEL_INJECT=cpu-panic@{}, after writing part of its outputs",
-                    kernel.name()
-                );
-            }))
-        };
-        match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }
-        .map_err(|payload| Error::KernelPanicked {
-            kernel: kernel.name().to_owned(),
-            message: panic_message(payload.as_ref()),
+        self.guarded(kernel, || {
+            for (a, _) in args.iter().zip(written).filter(|(_, w)| **w) {
+                // SAFETY: `a` is the host copy of a written argument, at
+                // least `a.len` bytes long (its length in elements of four
+                // bytes or more), held exclusively by this call's lease.
+                unsafe { std::ptr::write_bytes(a.ptr, 0xFF, a.len / 2) };
+            }
+            panic!(
+                "injected by PEL_INJECT=cpu-panic@{}, after writing part of its outputs",
+                kernel.name()
+            );
         })
     }
 }

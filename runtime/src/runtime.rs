@@ -155,9 +155,13 @@ pub(crate) struct Shared {
     inject: std::sync::RwLock<Inject>,
     /// GPU kernels started, for `gpu-lost@N`.
     gpu_kernels: AtomicU64,
+    /// Whether any fault is injected (read on every call, so no lock).
+    faults_on: std::sync::atomic::AtomicBool,
     /// Buffer handles of tasks that finished without running, dropped as
     /// soon as the table's lock is free (a drop may free the buffer).
     graveyard: Mutex<Vec<Arc<Handle>>>,
+    /// The graveyard has handles in it.
+    buried: std::sync::atomic::AtomicBool,
 }
 
 thread_local! {
@@ -359,6 +363,7 @@ impl RuntimeBuilder {
         );
         lanes.push("transfers".to_owned());
         let tracer = Tracer::new(lanes, trace_file.is_some());
+        let faults_on = inject.any();
         Ok(Runtime {
             shared: Arc::new(Shared {
                 id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
@@ -375,7 +380,9 @@ impl RuntimeBuilder {
                 pending: Arc::default(),
                 inject: std::sync::RwLock::new(inject),
                 gpu_kernels: AtomicU64::new(0),
+                faults_on: std::sync::atomic::AtomicBool::new(faults_on),
                 graveyard: Mutex::new(Vec::new()),
+                buried: std::sync::atomic::AtomicBool::new(false),
             }),
             user: Some(Arc::new(())),
         })
@@ -425,6 +432,7 @@ impl Runtime {
     /// with [`RuntimeBuilder::inject`]).
     pub fn set_faults(&self, faults: Inject) {
         self.shared.gpu_kernels.store(0, Ordering::Relaxed);
+        self.shared.faults_on.store(faults.any(), Ordering::Relaxed);
         *self
             .shared
             .inject
@@ -895,6 +903,7 @@ impl Runtime {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .extend(t.take_args());
+            self.shared.buried.store(true, Ordering::Release);
             self.shared.pending.finish(&outcome_for_count);
             self.shared.pending.never_ran();
         }
@@ -980,14 +989,16 @@ impl Runtime {
         // A wake-up is a system call: only when someone waits.
         let waiting = table.waiters > 0;
         drop(table);
-        let dead = std::mem::take(
-            &mut *self
-                .shared
-                .graveyard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        drop(dead);
+        if self.shared.buried.swap(false, Ordering::Acquire) {
+            let dead = std::mem::take(
+                &mut *self
+                    .shared
+                    .graveyard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            drop(dead);
+        }
         if waiting {
             self.shared.leases.notify_all();
         }
@@ -1022,7 +1033,8 @@ impl Runtime {
         let start = Instant::now();
         let (args, params, size) = (&call.args, call.params, call.size);
         let (read_ids, write_ids) = access_sets(kernel, args);
-        let all_ids: Vec<u64> = args.iter().map(|h| h.id).collect();
+        // Every argument's id, made only where needed (off the CPU's path).
+        let all_ids = || -> Vec<u64> { args.iter().map(|h| h.id).collect() };
 
         // Lease every argument (a synchronous call also waits for the tasks
         // it depends on), then prepare under the table's lock: the decision,
@@ -1050,7 +1062,7 @@ impl Runtime {
                     // A GPU out of memory frees other buffers' copies there
                     // (least recently used first) and tries once more.
                     Err(Error::OutOfMemory { .. })
-                        if matches!(p.backend, Backend::Gpu(g) if self.evict_for(&mut table, g, &all_ids)) =>
+                        if matches!(p.backend, Backend::Gpu(g) if self.evict_for(&mut table, g, &all_ids())) =>
                     {
                         self.make_work(&mut table, p, kernel, call)
                     }
@@ -1131,7 +1143,7 @@ impl Runtime {
                     None => info.backend,
                 };
                 if written_on != Backend::Cpu {
-                    let long = table.record_gpu_write(kernel, params, &all_ids, &write_ids);
+                    let long = table.record_gpu_write(kernel, params, &all_ids(), &write_ids);
                     for id in &write_ids {
                         table.mark_written(*id, written_on, kernel.id(), &self.shared.gpus);
                     }
@@ -1220,12 +1232,14 @@ impl Runtime {
         host_written: &mut bool,
     ) -> Result<(RunInfo, Option<(f64, f64)>)> {
         let params = call.params;
-        let (panics, factor) = {
+        let (panics, factor) = if self.shared.faults_on.load(Ordering::Relaxed) {
             let inject = self.faults_now();
             (
                 inject.cpu_panic.iter().any(|k| k == kernel.name()),
                 inject.slowdown(placement.backend),
             )
+        } else {
+            (false, 1.0)
         };
         let t = Instant::now();
         let parts = match work {
@@ -1288,6 +1302,9 @@ impl Runtime {
     /// `gpu-lost@N`: loses GPU `g` when it is about to run the (N+1)-th
     /// GPU kernel.
     fn inject_gpu_loss(&self, g: usize) {
+        if !self.shared.faults_on.load(Ordering::Relaxed) {
+            return;
+        }
         let lose_after = self.faults_now().gpu_lost_after;
         if let Some(n) = lose_after {
             if self.shared.gpu_kernels.fetch_add(1, Ordering::Relaxed) == n {

@@ -959,7 +959,7 @@ impl Table {
 /// Keeps the host bytes aside when their version is pinned and about to be
 /// overwritten.
 fn protect(e: &mut Entry) {
-    if e.host_version == GARBAGE || e.retained.contains_key(&e.host_version) {
+    if e.pins.is_empty() || e.host_version == GARBAGE || e.retained.contains_key(&e.host_version) {
         return;
     }
     if e.pins.contains_key(&e.host_version) {
@@ -973,7 +973,7 @@ fn protect(e: &mut Entry) {
 /// a record of another version still reads them; what the dropped records
 /// read goes to `released` to be unpinned.
 fn prune(e: &mut Entry, released: &mut Vec<Unpin>) {
-    if e.host_version == GARBAGE || e.host.is_none() {
+    if e.records.is_empty() || e.host_version == GARBAGE || e.host.is_none() {
         return;
     }
     let h = e.host_version;

@@ -40,11 +40,7 @@ fn kernels(c: &mut Criterion) {
         .persist_model(false)
         .build()
         .expect("a runtime");
-    let gpus: Vec<Backend> = rt
-        .backends()
-        .into_iter()
-        .filter(|b| *b != Backend::Cpu)
-        .collect();
+    let gpus: Vec<Backend> = rt.gpu_backends();
     let raw = gpus.first().map(|&g| RawWgpu::open(&rt, g).expect("wgpu"));
     let tour = std::env::var("PEL_BENCH_SIZES").is_ok_and(|v| v == "tour");
     for sample in samples() {

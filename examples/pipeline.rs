@@ -46,11 +46,7 @@ fn main() -> anyhow::Result<()> {
     let rt = Runtime::new()?;
     let (saxpy, sum) = (Saxpy::new()?, Sum::new()?);
     // On the first GPU if there is one (to show what stays there), else the CPU.
-    let device = rt
-        .backends()
-        .into_iter()
-        .find(|b| *b != Backend::Cpu)
-        .unwrap_or(Backend::Cpu);
+    let device = rt.gpu_backends().first().copied().unwrap_or(Backend::Cpu);
     let target = Target::On(device);
 
     // Each chunk's inputs, its buffers, and the expected z and sum.

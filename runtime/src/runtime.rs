@@ -413,11 +413,16 @@ impl Runtime {
     /// Every backend, the CPU first, then GPUs best first.
     pub fn backends(&self) -> Vec<Backend> {
         std::iter::once(Backend::Cpu)
-            .chain(
-                (0..self.shared.gpus.len())
-                    .filter(|&g| self.shared.gpus[g].check_alive().is_ok())
-                    .map(Backend::Gpu),
-            )
+            .chain(self.gpu_backends())
+            .collect()
+    }
+
+    /// The GPU backends, in [`backends`](Self::backends) order (lost ones
+    /// left out).
+    pub fn gpu_backends(&self) -> Vec<Backend> {
+        (0..self.shared.gpus.len())
+            .filter(|&g| self.shared.gpus[g].check_alive().is_ok())
+            .map(Backend::Gpu)
             .collect()
     }
 

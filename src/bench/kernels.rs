@@ -135,11 +135,7 @@ pub fn roofline(rt: &Runtime, quick: bool, reps: usize) -> Result<BTreeMap<Strin
     );
 
     // Each GPU: the same triad as a kernel, and pel's matmul.
-    let gpus: Vec<Backend> = rt
-        .backends()
-        .into_iter()
-        .filter(|b| *b != Backend::Cpu)
-        .collect();
+    let gpus: Vec<Backend> = rt.gpu_backends();
     if gpus.is_empty() {
         return Ok(peaks);
     }

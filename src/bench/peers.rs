@@ -225,7 +225,7 @@ pub fn peers(
 
     // The GPU against a hand-written wgpu program on the same adapter, from
     // host data to the result on the host.
-    let gpu = rt.backends().into_iter().find(|b| *b != Backend::Cpu);
+    let gpu = rt.gpu_backends().first().copied();
     let (mut gpu_saxpy, mut gpu_matmul) = (None, None);
     if let Some(g) = gpu {
         let raw = RawWgpu::open(rt, g)?;

@@ -25,11 +25,7 @@ pub fn rt() -> &'static Runtime {
 /// Every GPU backend of `rt`. With none: panics under PEL_REQUIRE_GPU=1,
 /// otherwise prints that `test` was skipped and returns an empty list.
 pub fn gpus(rt: &Runtime, test: &str) -> Vec<Backend> {
-    let gpus: Vec<Backend> = rt
-        .backends()
-        .into_iter()
-        .filter(|b| *b != Backend::Cpu)
-        .collect();
+    let gpus: Vec<Backend> = rt.gpu_backends();
     if gpus.is_empty() {
         if std::env::var("PEL_REQUIRE_GPU").as_deref() == Ok("1") {
             panic!("{test}: PEL_REQUIRE_GPU=1 but no GPU adapter was found");

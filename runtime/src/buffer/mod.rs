@@ -482,6 +482,14 @@ impl Table {
         }
     }
 
+    /// The host copy of `id` holds a newer version: records it no longer
+    /// needs go, and what they read is unpinned.
+    fn host_caught_up(&mut self, id: u64, gpus: &[GpuDevice]) {
+        let mut released = Vec::new();
+        prune(self.entry(id), &mut released);
+        self.unpin_all(released, gpus);
+    }
+
     /// Unpins what released records read, pruning (and dropping zombies)
     /// as pins fall to zero.
     fn unpin_all(&mut self, mut work: Vec<Unpin>, gpus: &[GpuDevice]) {
@@ -502,9 +510,7 @@ impl Table {
             if e.zombie && e.outside_pins == 0 {
                 self.take_entry(id, gpus, &mut work);
             } else {
-                let mut released = Vec::new();
-                prune(e, &mut released);
-                work.extend(released);
+                prune(e, &mut work);
             }
         }
     }
@@ -564,10 +570,8 @@ impl Table {
         e.host = Some(host);
         e.valid.host = true;
         e.host_version = e.version;
-        let mut released = Vec::new();
-        prune(e, &mut released);
         let writer = source.and(e.gpu_writer.take());
-        self.unpin_all(released, gpus);
+        self.host_caught_up(id, gpus);
         Ok(writer)
     }
 
@@ -641,9 +645,7 @@ impl Table {
         e.lost = None;
         e.version += 1;
         e.host_version = e.version;
-        let mut released = Vec::new();
-        prune(e, &mut released);
-        self.unpin_all(released, gpus);
+        self.host_caught_up(id, gpus);
     }
 
     /// Keeps the host bytes of a pinned version aside before a CPU kernel
@@ -698,9 +700,7 @@ impl Table {
         }
         if backend == Backend::Cpu {
             e.host_version = e.version;
-            let mut released = Vec::new();
-            prune(e, &mut released);
-            self.unpin_all(released, gpus);
+            self.host_caught_up(id, gpus);
         } else {
             e.last_used = tick;
         }
@@ -795,9 +795,7 @@ impl Table {
                     e.host = Some(bytes);
                     e.host_version = v;
                     e.valid.host = true;
-                    let mut released = Vec::new();
-                    prune(e, &mut released);
-                    self.unpin_all(released, gpus);
+                    self.host_caught_up(id, gpus);
                 }
                 Err(reason) => {
                     self.entry(id).lost = Some(Error::DataLost {

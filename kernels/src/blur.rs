@@ -423,12 +423,8 @@ pub(crate) fn samples() -> Vec<Sample> {
         default_size: 1 << 19,
         tour_size: 1 << 15,
         prepare: |rt, pixels, seed| {
-            let width = (pixels as f64).sqrt().round().max(1.0) as usize;
-            crate::boxed(trial(
-                rt,
-                (width, pixels.div_ceil(width), SAMPLE_RADIUS),
-                seed,
-            ))
+            let (width, height) = crate::square(pixels);
+            crate::boxed(trial(rt, (width, height, SAMPLE_RADIUS), seed))
         },
     }]
 }

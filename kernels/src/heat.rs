@@ -378,12 +378,8 @@ pub(crate) fn samples() -> Vec<Sample> {
         default_size: 1 << 18,
         tour_size: 1 << 16,
         prepare: |rt, cells, seed| {
-            let width = (cells as f64).sqrt().round().max(1.0) as usize;
-            crate::boxed(trial(
-                rt,
-                (width, cells.div_ceil(width), SAMPLE_STEPS),
-                seed,
-            ))
+            let (width, height) = crate::square(cells);
+            crate::boxed(trial(rt, (width, height, SAMPLE_STEPS), seed))
         },
     }]
 }

@@ -117,6 +117,16 @@ impl Sample {
         (self.prepare)(rt, size, seed)
     }
 
+    /// The same sample with its inputs prepared by `prepare` (from the
+    /// runtime, the size and a seed), for a harness that wants particular
+    /// inputs: the routing benchmark renders mandelbrot's classic view.
+    pub fn prepared_by(
+        self,
+        prepare: fn(&Runtime, usize, u64) -> Result<Box<dyn Trial>>,
+    ) -> Sample {
+        Sample { prepare, ..self }
+    }
+
     /// Runs it at `size` on seeded random input and checks the result.
     pub fn check(&self, rt: &Runtime, target: Target, size: usize, seed: u64) -> Result<Check> {
         run_check(self.trial(rt, size, seed)?.as_mut(), rt, target)
@@ -187,12 +197,16 @@ fn first_samples() -> Vec<Sample> {
             size_meaning: "pixels, as a square image",
             default_size: 1 << 20,
             tour_size: 1 << 20,
-            prepare: |rt, pixels, seed| {
-                let width = (pixels as f64).sqrt().round().max(1.0) as usize;
-                boxed(mandelbrot::trial(rt, (width, pixels.div_ceil(width)), seed))
-            },
+            prepare: |rt, pixels, seed| boxed(mandelbrot::trial(rt, square(pixels), seed)),
         },
     ]
+}
+
+/// The width and height of a square image of about `pixels` pixels (at
+/// least `pixels`).
+pub fn square(pixels: usize) -> (usize, usize) {
+    let width = (pixels as f64).sqrt().round().max(1.0) as usize;
+    (width, pixels.div_ceil(width))
 }
 
 /// The sample kernel called `name`.

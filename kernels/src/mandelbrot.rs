@@ -294,12 +294,23 @@ pub fn trial(rt: &Runtime, (width, height): (usize, usize), seed: u64) -> Result
         dx: span / width.max(1) as f32,
         dy: span / width.max(1) as f32,
     };
+    trial_of(rt, (width, height), view, 256)
+}
+
+/// Prepares a width×height render of `view` with `max_iter` iterations at
+/// most, checked like [`trial`]'s.
+pub fn trial_of(
+    rt: &Runtime,
+    (width, height): (usize, usize),
+    view: View,
+    max_iter: u32,
+) -> Result<MandelbrotTrial> {
     Ok(MandelbrotTrial {
         mandelbrot: Mandelbrot::new()?,
         width,
         height,
         view,
-        max_iter: 256,
+        max_iter,
         counts: rt.zeros(width * height),
         got: Vec::new(),
     })

@@ -15,7 +15,7 @@ use crate::buffer::{BufferArg, Handle, HostCopy, Table, Validity};
 use crate::device::cpu::CpuDevice;
 use crate::device::gpu::{self, GpuDevice};
 use crate::device::{Backend, DeviceInfo};
-use crate::dispatch::{self, Decision, Dispatcher, Estimate, ModelRow, Moves, Reason, SplitRow};
+use crate::dispatch::{self, Decision, Dispatcher, ModelRow, Moves, Reason, SplitRow};
 use crate::error::{Error, Result};
 use crate::graph::{Job, Pending, Task, TaskInner, Workers};
 use crate::inject::Inject;
@@ -1701,7 +1701,7 @@ impl Runtime {
             && split_items(kernel, args, params).is_some()
         {
             let kept = d.split_gpu(kernel.id(), size);
-            let (cpu, gpu) = split_pair(&decision.estimates, kept);
+            let (cpu, gpu) = dispatch::split::split_pair(&decision.estimates, kept);
             if let (Some(c), Some(g)) = (cpu, gpu) {
                 let (c, g) = (c.clone(), g.clone());
                 if let Some((share, reason)) = d.split_choice(kernel.id(), size, &c, &g) {
@@ -1839,7 +1839,7 @@ impl Runtime {
         }
         let d = self.explain(kernel, args, params)?;
         let kept = self.dispatcher().split_gpu(kernel.id(), call.size);
-        Ok(match split_pair(&d.estimates, kept) {
+        Ok(match dispatch::split::split_pair(&d.estimates, kept) {
             (Some(c), Some(g)) => self.dispatcher().split_share(kernel.id(), call.size, c, g),
             (Some(_), None) => Some(0.0),
             _ => None,
@@ -1916,31 +1916,6 @@ impl Runtime {
     }
 }
 
-/// `PEL_BACKEND`: `cpu`, `gpu` (the first GPU), `gpuN`, or `auto`/unset.
-/// The CPU's estimate and that of the GPU a split would use: the one that
-/// runs the call fastest (execution and transfers; queues change from call
-/// to call, and a split's GPU should not).
-/// The GPU the model already splits with (`kept`) stays while it is within
-/// 25% of the fastest, so that two GPUs of about the same speed do not take
-/// turns and restart the split's calibration each time.
-fn split_pair(
-    estimates: &[Estimate],
-    kept: Option<usize>,
-) -> (Option<&Estimate>, Option<&Estimate>) {
-    let alone = |e: &&Estimate| e.exec_s.map_or(f64::INFINITY, |x| x + e.transfer_s);
-    let cpu = estimates.iter().find(|e| e.backend == Backend::Cpu);
-    let fastest = estimates
-        .iter()
-        .filter(|e| e.backend != Backend::Cpu)
-        .min_by(|a, b| alone(a).total_cmp(&alone(b)));
-    let kept = kept.and_then(|g| estimates.iter().find(|e| e.backend == Backend::Gpu(g)));
-    let gpu = match (kept, fastest) {
-        (Some(k), Some(f)) if alone(&k) <= 1.25 * alone(&f) => Some(k),
-        _ => fastest,
-    };
-    (cpu, gpu)
-}
-
 /// The length of a splittable call's index range, when the call can be
 /// split: at least two items, and every written buffer a whole number of
 /// elements per item.
@@ -2010,6 +1985,7 @@ fn parse_bytes(v: &str) -> Option<u64> {
     (1.0..1e19).contains(&bytes).then_some(bytes as u64)
 }
 
+/// `PEL_BACKEND`: `cpu`, `gpu` (the first GPU), `gpuN`, or `auto`/unset.
 fn parse_backend_env() -> Option<Backend> {
     let v = std::env::var("PEL_BACKEND").ok()?;
     match v.trim() {

@@ -206,8 +206,8 @@ pub(crate) struct Dispatcher {
     /// Per device: calls running now, and the seconds they are expected to
     /// take: the queue a new call would wait behind.
     in_flight: Vec<(u32, f64)>,
-    /// Co-execution shares per (kernel, size bucket).
-    pub(crate) splits: BTreeMap<(u64, i32), SplitEntry>,
+    /// Co-execution shares per (kernel, size bucket, GPU).
+    pub(crate) splits: BTreeMap<(u64, i32, usize), SplitEntry>,
     dirty: bool,
     warned: bool,
 }
@@ -417,9 +417,9 @@ impl Dispatcher {
         let (tc, tg) = (cpu.exec_s? + cpu.transfer_s, gpu.exec_s? + gpu.transfer_s);
         let wait = cpu.queue_s.max(gpu.queue_s);
         let best = cpu.finish_s()?.min(gpu.finish_s()?);
-        let key = (kernel, bucket(size));
+        let key = (kernel, bucket(size), g);
         match self.splits.get(&key) {
-            Some(e) if e.gpu == g && e.times.len() >= min => {
+            Some(e) if e.times.len() >= min => {
                 let share = e.share;
                 (wait + e.median()? < split::KEEP_IF_BELOW * best)
                     .then_some((share, Reason::Modelled))
@@ -427,9 +427,9 @@ impl Dispatcher {
             _ if !split::promising(tc, tg) => None,
             existing => {
                 let share = match existing {
-                    Some(e) if e.gpu == g => e.share,
-                    _ => {
-                        let e = SplitEntry::new(g, tc, tg);
+                    Some(e) => e.share,
+                    None => {
+                        let e = SplitEntry::new(tc, tg);
                         let share = e.share;
                         self.splits.insert(key, e);
                         share
@@ -441,9 +441,40 @@ impl Dispatcher {
         }
     }
 
-    /// The GPU a split of this kernel at this size has been measured with.
+    /// The GPU a split of this kernel at this size has been measured with:
+    /// of those whose split is calibrated, the one with the fastest median;
+    /// else the one with the most split runs.
     pub(crate) fn split_gpu(&self, kernel: u64, size: u64) -> Option<usize> {
-        self.splits.get(&(kernel, bucket(size))).map(|e| e.gpu)
+        let b = bucket(size);
+        let measured = self
+            .splits
+            .range((kernel, b, 0)..=(kernel, b, usize::MAX))
+            .map(|(&(_, _, g), e)| (g, e));
+        let calibrated = measured
+            .clone()
+            .filter(|(_, e)| e.times.len() >= self.min_samples)
+            .filter_map(|(g, e)| Some((g, e.median()?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(g, _)| g);
+        calibrated.or_else(|| measured.max_by_key(|(_, e)| e.times.len()).map(|(g, _)| g))
+    }
+
+    /// Whether a time `secs` on device `d`, where `predicted` was expected,
+    /// comes near enough to what another device is expected to take (within
+    /// a factor of two) to change a choice: slower towards the fastest
+    /// other, or faster towards it.
+    fn could_matter(&mut self, kernel: u64, d: usize, size: u64, secs: f64, predicted: f64) -> bool {
+        let mut other = f64::INFINITY;
+        for o in (0..self.keys.len()).filter(|&o| o != d) {
+            if let Some(t) = self.profile.estimate(kernel, o, size, self.min_samples) {
+                other = other.min(t);
+            }
+        }
+        if secs > predicted {
+            secs > 0.5 * other
+        } else {
+            secs < 2.0 * other
+        }
     }
 
     /// Records a split run on GPU `gpu`: its wall time and each part's.
@@ -460,11 +491,8 @@ impl Dispatcher {
     ) {
         let e = self
             .splits
-            .entry((kernel, bucket(size)))
-            .or_insert_with(|| SplitEntry::new(gpu, 1.0 - share, share));
-        if e.gpu != gpu {
-            *e = SplitEntry::new(gpu, 1.0 - share, share);
-        }
+            .entry((kernel, bucket(size), gpu))
+            .or_insert_with(|| SplitEntry::new(1.0 - share, share));
         e.record(share, total_s, cpu_s, gpu_s);
         self.dirty = true;
     }
@@ -481,7 +509,10 @@ impl Dispatcher {
     ) -> Option<f64> {
         let (tc, tg) = (cpu.exec_s? + cpu.transfer_s, gpu.exec_s? + gpu.transfer_s);
         let single = if tg < tc { 1.0 } else { 0.0 };
-        match self.splits.get(&(kernel, bucket(size))) {
+        let Backend::Gpu(g) = gpu.backend else {
+            return Some(0.0);
+        };
+        match self.splits.get(&(kernel, bucket(size), g)) {
             Some(e) if e.times.len() >= self.min_samples => {
                 Some(if e.median()? < split::KEEP_IF_BELOW * tc.min(tg) {
                     e.share
@@ -498,7 +529,7 @@ impl Dispatcher {
     pub(crate) fn split_rows(&self) -> Vec<SplitRow> {
         self.splits
             .iter()
-            .map(|(&(k, b), e)| SplitRow {
+            .map(|(&(k, b, gpu), e)| SplitRow {
                 kernel: self
                     .names
                     .get(&k)
@@ -506,7 +537,7 @@ impl Dispatcher {
                     .unwrap_or_else(|| format!("{k:016x}")),
                 bucket_from: profile::bucket_start(b),
                 bucket_to: profile::bucket_start(b + 1) - 1,
-                gpu: e.gpu,
+                gpu,
                 share: e.share,
                 runs: e.times.len(),
                 median_s: e.median(),
@@ -602,7 +633,16 @@ impl Dispatcher {
             return;
         }
         self.names.entry(kernel).or_insert_with(|| name.to_owned());
-        let predicted = self.profile.estimate(kernel, d, size, self.min_samples);
+        let mut predicted = self.profile.estimate(kernel, d, size, self.min_samples);
+        if predicted.is_some_and(|p| {
+            profile::drifts(secs, p) && !self.could_matter(kernel, d, size, secs, p)
+        }) {
+            // Far off the prediction, but not near enough to another
+            // device's estimate to change a choice: a sample like any other
+            // (outliers are cut when the median is taken), not a reason to
+            // calibrate again.
+            predicted = None;
+        }
         let before = self.profile.samples_near(kernel, d, bucket(size));
         self.profile
             .record(kernel, d, Sample { size, secs }, predicted);
@@ -762,6 +802,24 @@ mod tests {
         d.record(1, "k", GPU, 1000, 20e-3);
         let dec = d.decide(1, "k", 1000, &both(0.0), None);
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
+    }
+
+    #[test]
+    fn drift_that_cannot_change_the_choice_is_only_a_sample() {
+        // The CPU takes 1 ms, a GPU 100 ms. Three CPU calls of 5 ms (a cold
+        // cache, a busy machine) change nothing: no calibration again.
+        let mut d = calibrated(1e-3, 100e-3);
+        for _ in 0..3 {
+            d.record(1, "k", CPU, 1000, 5e-3);
+        }
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
+        // Three of 80 ms come near the GPU's 100 ms: calibrate again.
+        for _ in 0..3 {
+            d.record(1, "k", CPU, 1000, 80e-3);
+        }
+        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        assert_eq!(dec.reason, Reason::Calibrating, "{dec}");
     }
 
     #[test]

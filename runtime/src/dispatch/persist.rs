@@ -66,7 +66,7 @@ pub(crate) struct Loaded {
     pub(crate) names: BTreeMap<u64, String>,
     pub(crate) bus: Vec<Option<TransferModel>>,
     pub(crate) readback: BTreeMap<u64, (u64, u64)>,
-    pub(crate) splits: BTreeMap<(u64, i32), SplitEntry>,
+    pub(crate) splits: BTreeMap<(u64, i32, usize), SplitEntry>,
 }
 
 /// Where the model of this device set lives: `PEL_MODEL_DIR`, else the
@@ -182,13 +182,13 @@ pub(crate) fn parse(text: &str, keys: &[String], origin: &str) -> Result<Loaded,
         else {
             continue;
         };
-        let mut entry = s.entry;
-        if device == 0 || !(0..1024).contains(&s.bucket) {
+        if device == 0 || device > gpus || !(0..1024).contains(&s.bucket) {
             continue;
         }
-        entry.gpu = device - 1;
-        if entry.sane(gpus) {
-            loaded.splits.insert((kernel, s.bucket), entry);
+        if s.entry.sane() {
+            loaded
+                .splits
+                .insert((kernel, s.bucket, device - 1), s.entry);
         }
     }
     Ok(loaded)
@@ -202,7 +202,7 @@ pub(crate) fn save(
     names: &BTreeMap<u64, String>,
     bus: &[Option<TransferModel>],
     readback: &BTreeMap<u64, (u64, u64)>,
-    splits: &BTreeMap<(u64, i32), SplitEntry>,
+    splits: &BTreeMap<(u64, i32, usize), SplitEntry>,
 ) -> Result<(), String> {
     let mut entries: Vec<FileEntry> = profile
         .iter()
@@ -233,11 +233,11 @@ pub(crate) fn save(
             .collect(),
         splits: splits
             .iter()
-            .filter(|(_, e)| e.gpu + 1 < keys.len())
-            .map(|(&(k, b), e)| FileSplit {
+            .filter(|((_, _, g), _)| g + 1 < keys.len())
+            .map(|(&(k, b, g), e)| FileSplit {
                 kernel: format!("{k:016x}"),
                 bucket: b,
-                device: keys[e.gpu + 1].clone(),
+                device: keys[g + 1].clone(),
                 entry: e.clone(),
             })
             .collect(),

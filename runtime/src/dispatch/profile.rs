@@ -49,8 +49,21 @@ const KEEP: usize = 32;
 const DRIFT_FACTOR: f64 = 3.0;
 /// ...and this many drifting calls in a row re-open calibration.
 const DRIFT_CALLS: u32 = 3;
+/// A time within this many seconds of the prediction never counts as
+/// drift, however large the factor: a sub-microsecond call that takes three
+/// times as long once its caches are cold changes no decision, since no
+/// device finishes a call much sooner than this after it is asked to.
+const DRIFT_FLOOR_S: f64 = 10e-6;
 /// Buckets per doubling of the size.
 const BUCKETS_PER_OCTAVE: f64 = 2.0;
+
+/// Whether a time of `secs` where `predicted` was expected is far enough
+/// off to count as drift.
+pub(crate) fn drifts(secs: f64, predicted: f64) -> bool {
+    predicted > 0.0
+        && (secs - predicted).abs() > DRIFT_FLOOR_S
+        && (secs > predicted * DRIFT_FACTOR || secs < predicted / DRIFT_FACTOR)
+}
 
 /// The bucket of a problem size: half-octaves, so sizes within √2 of each
 /// other share one.
@@ -158,9 +171,7 @@ impl Entry {
     /// Returns whether calibration of this entry was re-opened by drift.
     pub(crate) fn record(&mut self, sample: Sample, predicted: Option<f64>) -> bool {
         self.calls += 1;
-        let drifting = predicted.is_some_and(|p| {
-            p > 0.0 && (sample.secs > p * DRIFT_FACTOR || sample.secs < p / DRIFT_FACTOR)
-        });
+        let drifting = predicted.is_some_and(|p| drifts(sample.secs, p));
         self.drift_streak = if drifting { self.drift_streak + 1 } else { 0 };
         // A full entry keeps one call in eight (and every drifting one): the
         // statistics stay fresh without being recomputed on every call.
@@ -464,6 +475,29 @@ mod tests {
         ));
         assert_eq!(e.samples.len(), 3, "only the drifted samples remain");
         assert!((e.summary().unwrap().median - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tiny_times_far_off_in_ratio_but_not_in_seconds_are_not_drift() {
+        // 0.1 µs predicted, 0.5 µs seen again and again: a cold cache, not a
+        // changed device.
+        let mut e = entry(&[1e-7; 6]);
+        for _ in 0..10 {
+            let sample = Sample {
+                size: 1000,
+                secs: 5e-7,
+            };
+            assert!(!e.record(sample, Some(1e-7)));
+        }
+        // 0.1 µs predicted and 50 µs seen is drift.
+        let seen = |e: &mut Entry| {
+            let sample = Sample {
+                size: 1000,
+                secs: 5e-5,
+            };
+            e.record(sample, Some(1e-7))
+        };
+        assert!(!seen(&mut e) && !seen(&mut e) && seen(&mut e));
     }
 
     #[test]

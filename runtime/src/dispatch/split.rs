@@ -12,18 +12,19 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Estimate;
+use crate::Backend;
+
 /// Split runs kept per entry.
 pub(crate) const KEEP: usize = 32;
 /// Shares never go below this (or above one minus it) while splitting.
 const MIN_SHARE: f64 = 0.01;
 
-/// What is known about splitting one kernel at one size bucket.
+/// What is known about splitting one kernel at one size bucket with one
+/// GPU (the model keeps one entry per GPU, so that GPUs which take turns at
+/// being the fastest each keep what they learned).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SplitEntry {
-    /// The GPU (index among the runtime's GPUs) that takes the first part;
-    /// the model file names it by its device key instead.
-    #[serde(skip)]
-    pub(crate) gpu: usize,
     /// The GPU's share of the items, in (0, 1).
     pub(crate) share: f64,
     /// Wall times of the latest split runs, seconds, oldest first.
@@ -32,9 +33,8 @@ pub(crate) struct SplitEntry {
 
 impl SplitEntry {
     /// A first share from the devices' expected times for the whole call.
-    pub(crate) fn new(gpu: usize, cpu_s: f64, gpu_s: f64) -> Self {
+    pub(crate) fn new(cpu_s: f64, gpu_s: f64) -> Self {
         SplitEntry {
-            gpu,
             share: clamp_share(cpu_s / (cpu_s + gpu_s)),
             times: Vec::new(),
         }
@@ -69,9 +69,8 @@ impl SplitEntry {
     }
 
     /// Whether the entry came from a file intact: drop it otherwise.
-    pub(crate) fn sane(&self, gpus: usize) -> bool {
-        self.gpu < gpus
-            && self.share.is_finite()
+    pub(crate) fn sane(&self) -> bool {
+        self.share.is_finite()
             && (MIN_SHARE..=1.0 - MIN_SHARE).contains(&self.share)
             && self.times.len() <= KEEP
             && self
@@ -100,6 +99,35 @@ pub(crate) fn promising(cpu_s: f64, gpu_s: f64) -> bool {
 /// A split is kept when its median beats the best single device by this.
 pub(crate) const KEEP_IF_BELOW: f64 = 0.95;
 
+/// How much slower than the fastest GPU a split's GPU may become before
+/// the split moves (and calibrates again) on the fastest.
+const KEEP_SPLIT_GPU_WITHIN: f64 = 2.0;
+
+/// The CPU's estimate and that of the GPU a split would use: the one that
+/// runs the call fastest (execution and transfers; queues change from call
+/// to call, and a split's GPU should not).
+/// The GPU the model already splits with (`kept`) stays while it takes at
+/// most twice as long as the fastest, so that GPUs of about the same speed
+/// do not take turns and restart the split's calibration each time: two
+/// llvmpipe adapters here swapped places by 25% from one run to the next.
+pub(crate) fn split_pair(
+    estimates: &[Estimate],
+    kept: Option<usize>,
+) -> (Option<&Estimate>, Option<&Estimate>) {
+    let alone = |e: &&Estimate| e.exec_s.map_or(f64::INFINITY, |x| x + e.transfer_s);
+    let cpu = estimates.iter().find(|e| e.backend == Backend::Cpu);
+    let fastest = estimates
+        .iter()
+        .filter(|e| e.backend != Backend::Cpu)
+        .min_by(|a, b| alone(a).total_cmp(&alone(b)));
+    let kept = kept.and_then(|g| estimates.iter().find(|e| e.backend == Backend::Gpu(g)));
+    let gpu = match (kept, fastest) {
+        (Some(k), Some(f)) if alone(&k) <= KEEP_SPLIT_GPU_WITHIN * alone(&f) => Some(k),
+        _ => fastest,
+    };
+    (cpu, gpu)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,13 +135,13 @@ mod tests {
     #[test]
     fn the_first_share_balances_the_estimates() {
         // The GPU is three times faster: it gets three quarters.
-        let e = SplitEntry::new(0, 3.0, 1.0);
+        let e = SplitEntry::new(3.0, 1.0);
         assert!((e.share - 0.75).abs() < 1e-12);
     }
 
     #[test]
     fn the_share_moves_towards_balanced_parts() {
-        let mut e = SplitEntry::new(0, 1.0, 1.0);
+        let mut e = SplitEntry::new(1.0, 1.0);
         // At half and half the GPU part took twice as long as the CPU part:
         // the balanced share is a third, and the share moves halfway there.
         e.record(0.5, 2.0, 1.0, 2.0);
@@ -136,15 +164,39 @@ mod tests {
         assert!(!promising(20.0, 1.0));
     }
 
+    fn gpu(g: usize, secs: f64) -> Estimate {
+        Estimate {
+            backend: Backend::Gpu(g),
+            exec_s: Some(secs),
+            transfer_s: 0.0,
+            queue_s: 0.0,
+            samples: 5,
+        }
+    }
+
+    #[test]
+    fn a_split_keeps_its_gpu_until_another_is_twice_as_fast() {
+        let cpu = Estimate {
+            backend: Backend::Cpu,
+            ..gpu(0, 1.0)
+        };
+        let both = |a: f64, b: f64| vec![cpu.clone(), gpu(0, a), gpu(1, b)];
+        let chosen = |e: &[Estimate], kept| split_pair(e, kept).1.map(|e| e.backend);
+        assert_eq!(chosen(&both(1.0, 0.8), None), Some(Backend::Gpu(1)));
+        // gpu0 is 25% slower than gpu1 now, but the split was measured on it.
+        assert_eq!(chosen(&both(1.0, 0.8), Some(0)), Some(Backend::Gpu(0)));
+        assert_eq!(chosen(&both(1.0, 0.4), Some(0)), Some(Backend::Gpu(1)));
+        assert_eq!(split_pair(&both(1.0, 0.8), None).0, Some(&cpu));
+    }
+
     #[test]
     fn damaged_entries_are_refused() {
-        let mut e = SplitEntry::new(0, 1.0, 1.0);
-        assert!(e.sane(1));
-        assert!(!e.sane(0));
+        let mut e = SplitEntry::new(1.0, 1.0);
+        assert!(e.sane());
         e.share = f64::NAN;
-        assert!(!e.sane(1));
+        assert!(!e.sane());
         e.share = 0.5;
         e.times = vec![f64::INFINITY];
-        assert!(!e.sane(1));
+        assert!(!e.sane());
     }
 }

@@ -1,18 +1,16 @@
 //! The trace: named lanes, kernel and transfer spans, and a CPU-lane span
-//! overlapping a GPU-lane span when two threads use two devices. Asserts on
-//! the events' start and end order, never on durations.
+//! overlapping a GPU-lane span when a submitted task graph keeps two devices
+//! busy at once. Asserts on the events' start and end order, never on
+//! durations.
 
 mod common;
 
 use pel::Runtime;
 
 #[test]
-fn cpu_and_gpu_work_from_two_threads_overlap_in_the_trace() {
+fn submitted_cpu_and_gpu_tasks_overlap_in_the_trace() {
     let rt = Runtime::builder().persist_model(false).build().unwrap();
-    let gpus = common::gpus(
-        &rt,
-        "cpu_and_gpu_work_from_two_threads_overlap_in_the_trace",
-    );
+    let gpus = common::gpus(&rt, "submitted_cpu_and_gpu_tasks_overlap_in_the_trace");
     if gpus.is_empty() {
         return;
     }
@@ -21,8 +19,9 @@ fn cpu_and_gpu_work_from_two_threads_overlap_in_the_trace() {
         "tracing is off until asked for"
     );
     rt.enable_trace();
-    // Two streams at once; on a busy machine they might by chance not meet,
-    // so try a few times before concluding that they cannot.
+    // The demo graph, submitted: images on the GPU while the saxpy streams
+    // and the chain run on the CPU. On a busy machine they might by chance
+    // not meet, so try a few times before concluding that they cannot.
     let mut overlap = None;
     for _ in 0..5 {
         pel::bench::trace_demo(&rt, pel::bench::Placing::ComputeOn(gpus[0])).unwrap();

@@ -36,8 +36,8 @@ pub fn sweep(quick: bool) -> Vec<(Sample, Vec<usize>)> {
         vec![16, 32, 64, 128, 256, 512]
     };
     // The four kernels whose crossovers the routing benchmark follows.
-    // mandelbrot renders the classic full view: a quarter of it lies in the
-    // set and runs every iteration, so the compute shows. The seeded random
+    // mandelbrot renders the classic full view: every pixel inside the set
+    // runs all its iterations, so the compute shows. The seeded random
     // windows are mostly cheap, and there the CPU wins at every size.
     samples()
         .into_iter()

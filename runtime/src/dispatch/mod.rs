@@ -463,7 +463,14 @@ impl Dispatcher {
     /// comes near enough to what another device is expected to take (within
     /// a factor of two) to change a choice: slower towards the fastest
     /// other, or faster towards it.
-    fn could_matter(&mut self, kernel: u64, d: usize, size: u64, secs: f64, predicted: f64) -> bool {
+    fn could_matter(
+        &mut self,
+        kernel: u64,
+        d: usize,
+        size: u64,
+        secs: f64,
+        predicted: f64,
+    ) -> bool {
         let mut other = f64::INFINITY;
         for o in (0..self.keys.len()).filter(|&o| o != d) {
             if let Some(t) = self.profile.estimate(kernel, o, size, self.min_samples) {

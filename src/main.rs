@@ -314,17 +314,21 @@ fn tour() -> Result<ExitCode> {
     }
     let backends = rt.backends();
     say!();
-    let mut header = format!("| {:<16} | {:<26} |", "kernel", "size");
-    let mut rule = format!("|{:-<18}|{:-<28}|", "", "");
+    // Rows are printed as they are measured, so the widths are fixed: wide
+    // enough for every sample's shape and for a split's choice.
+    const SIZE: usize = 28;
+    const CHOICE: usize = 32;
+    let mut header = format!("| {:<16} | {:<SIZE$} |", "kernel", "size");
+    let mut rule = format!("|{:-<18}|{:-<w$}|", "", "", w = SIZE + 2);
     for b in &backends {
         header += &format!(" {:>10} |", b.to_string());
         rule += &format!("{:->12}|", "");
     }
     header += &format!(
-        " {:>10} | {:<22} | {:<8} |",
+        " {:>10} | {:<CHOICE$} | {:<8} |",
         "auto", "auto's choice", "verified"
     );
-    rule += &format!("{:->12}|{:-<24}|{:-<10}|", "", "", "");
+    rule += &format!("{:->12}|{:-<w$}|{:-<10}|", "", "", "", w = CHOICE + 2);
     say!("{header}\n{rule}");
 
     const REPS: usize = 3;
@@ -334,7 +338,7 @@ fn tour() -> Result<ExitCode> {
     let mut moved = false;
     for sample in kernels::samples() {
         let mut trial = sample.trial(&rt, sample.tour_size, 7)?;
-        let mut row = format!("| {:<16} | {:<26} |", sample.name, trial.shape());
+        let mut row = format!("| {:<16} | {:<SIZE$} |", sample.name, trial.shape());
         let mut failures = Vec::new();
         // Forced runs: the first of each warms up (and is dropped by the model).
         for &b in &backends {
@@ -374,7 +378,7 @@ fn tour() -> Result<ExitCode> {
         let ok = failures.is_empty();
         all_ok &= ok;
         row += &format!(
-            " {:>10} | {:<22} | {:<8} |",
+            " {:>10} | {:<CHOICE$} | {:<8} |",
             fmt_time(times[times.len() / 2]),
             choice,
             if ok { "yes" } else { "NO" }

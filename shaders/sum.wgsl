@@ -1,6 +1,9 @@
-// sum, one pass: each workgroup reduces 256 consecutive elements to one
-// partial sum in workgroup memory (a tree of 8 halvings). The host side runs
-// passes until one value is left, so the data never leaves the GPU.
+// sum, one pass: each workgroup reduces a block of 4,096 consecutive
+// elements to one partial sum. Every thread first adds 16 elements a
+// workgroup-width apart (so each load of the workgroup is one contiguous
+// run), then the 256 thread sums meet in a tree of 8 halvings in workgroup
+// memory. The host side runs passes until one value is left, so the data
+// never leaves the GPU.
 
 struct Params {
     n: u32,
@@ -12,6 +15,7 @@ struct Params {
 @group(0) @binding(2) var<uniform> p: Params;
 
 const WG: u32 = 256u;
+const ITEMS: u32 = 16u;
 var<workgroup> scratch: array<f32, 256>;
 
 @compute @workgroup_size(256)
@@ -19,10 +23,13 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
     let group = wid.x + wid.y * groups.x;
-    let i = group * WG + lid;
+    let base = group * WG * ITEMS + lid;
     var v = 0.0;
-    if i < p.n {
-        v = x[i];
+    for (var k = 0u; k < ITEMS; k = k + 1u) {
+        let i = base + k * WG;
+        if i < p.n {
+            v = v + x[i];
+        }
     }
     scratch[lid] = v;
     workgroupBarrier();

@@ -1,6 +1,8 @@
 //! Every sample kernel against its serial reference, on the CPU and on every
 //! GPU, at awkward sizes: 0, 1, 63, 64, 65, 1,000,003 and one that needs more
-//! than 65,535 workgroups. Inputs are seeded random values; outputs start
+//! than 65,535 workgroups of 256 elements (sum's workgroups take 4,096
+//! elements each, so there the size reaches past 4,096 of them, and a launch
+//! that large would need an input over llvmpipe's 128 MiB binding limit). Inputs are seeded random values; outputs start
 //! poisoned (NaN or 0xDEADBEEF). The tolerances are stated in each kernel's
 //! `check` (see pel-kernels).
 

@@ -316,9 +316,12 @@ impl Pending {
         }
     }
 
+    /// Blocks until no task is pending and every worker has let go of the
+    /// tasks it ran (and so of their buffers); returns the first failure
+    /// since the last call.
     pub(crate) fn wait(&self) -> Result<()> {
         let mut s = self.lock();
-        while s.tasks > 0 {
+        while s.tasks > 0 || s.in_workers > 0 {
             s = self.idle.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
         match s.failure.take() {

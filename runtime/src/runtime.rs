@@ -134,6 +134,16 @@ impl Drop for Runtime {
     }
 }
 
+/// Handles of tasks that never ran (failed before placement), kept until
+/// the table's lock is given back, since dropping a handle takes that lock.
+#[derive(Default)]
+struct Graveyard {
+    handles: Vec<Arc<Handle>>,
+    /// The tasks they came from: counted as pending for `wait_all` until
+    /// their handles are gone.
+    tasks: usize,
+}
+
 pub(crate) struct Shared {
     id: u64,
     cpu: CpuDevice,
@@ -159,7 +169,7 @@ pub(crate) struct Shared {
     faults_on: std::sync::atomic::AtomicBool,
     /// Buffer handles of tasks that finished without running, dropped as
     /// soon as the table's lock is free (a drop may free the buffer).
-    graveyard: Mutex<Vec<Arc<Handle>>>,
+    graveyard: Mutex<Graveyard>,
     /// The graveyard has handles in it.
     buried: std::sync::atomic::AtomicBool,
 }
@@ -381,7 +391,7 @@ impl RuntimeBuilder {
                 inject: std::sync::RwLock::new(inject),
                 gpu_kernels: AtomicU64::new(0),
                 faults_on: std::sync::atomic::AtomicBool::new(faults_on),
-                graveyard: Mutex::new(Vec::new()),
+                graveyard: Mutex::new(Graveyard::default()),
                 buried: std::sync::atomic::AtomicBool::new(false),
             }),
             user: Some(Arc::new(())),
@@ -857,9 +867,10 @@ impl Runtime {
         Ok(Task { inner: task })
     }
 
-    /// Blocks until every submitted task has finished. Returns the first
-    /// failure among the tasks that finished since the last call, if any
-    /// (each task's own outcome stays with its [`Task`]).
+    /// Blocks until every submitted task has finished and has let go of its
+    /// buffers (so a buffer the caller has dropped is freed by then).
+    /// Returns the first failure among the tasks that finished since the
+    /// last call, if any (each task's own outcome stays with its [`Task`]).
     pub fn wait_all(&self) -> Result<()> {
         self.shared.pending.wait()
     }
@@ -902,15 +913,19 @@ impl Runtime {
             };
             let outcome_for_count = outcome.clone();
             ready.extend(t.complete(outcome));
-            // Its buffers are let go once the table's lock is given back.
-            self.shared
-                .graveyard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend(t.take_args());
+            // Its buffers are let go once the table's lock is given back,
+            // and only then does `wait_all` stop counting it.
+            {
+                let mut g = self
+                    .shared
+                    .graveyard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                g.handles.extend(t.take_args());
+                g.tasks += 1;
+            }
             self.shared.buried.store(true, Ordering::Release);
             self.shared.pending.finish(&outcome_for_count);
-            self.shared.pending.never_ran();
         }
     }
 
@@ -1002,7 +1017,10 @@ impl Runtime {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner),
             );
-            drop(dead);
+            drop(dead.handles);
+            for _ in 0..dead.tasks {
+                self.shared.pending.never_ran();
+            }
         }
         if waiting {
             self.shared.leases.notify_all();

@@ -1671,6 +1671,9 @@ impl Runtime {
             }
         };
         let mut d = self.dispatcher();
+        for (g, bytes, secs) in self.shared.counters.take_timed() {
+            d.observe_download(g, bytes, secs);
+        }
         let candidates: Vec<(Backend, f64, f64)> = std::iter::once(Backend::Cpu)
             .chain((0..self.shared.gpus.len()).map(Backend::Gpu))
             .filter(|&b| match b {

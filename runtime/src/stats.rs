@@ -2,7 +2,8 @@
 //! launches per backend. Cheap enough to stay on in production.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::device::human_bytes;
 
@@ -19,7 +20,18 @@ pub(crate) struct Counters {
     replayed: AtomicU64,
     evictions: AtomicU64,
     devices_lost: AtomicU64,
+    /// Downloads timed for the bus model and not yet taken by it: (GPU,
+    /// bytes, seconds).
+    timed: Mutex<Vec<(usize, u64, f64)>>,
+    /// `timed` has something in it (read on every placement, so no lock).
+    has_timed: AtomicBool,
 }
+
+/// Downloads of at least this many bytes are timed for the bus model;
+/// smaller ones say more about the latency, which the first measurement has.
+const TIMED_DOWNLOAD_BYTES: u64 = 256 << 10;
+/// Timed downloads kept between two placements at most.
+const TIMED_KEPT: usize = 64;
 
 impl Counters {
     pub(crate) fn upload(&self, bytes: u64) {
@@ -29,6 +41,25 @@ impl Counters {
     pub(crate) fn download(&self, bytes: u64) {
         self.downloads.fetch_add(1, Relaxed);
         self.download_bytes.fetch_add(bytes, Relaxed);
+    }
+    /// A download from GPU `gpu` of `bytes` took `secs` (staging, mapping
+    /// and the copy into host memory): kept for the bus model.
+    pub(crate) fn timed_download(&self, gpu: usize, bytes: u64, secs: f64) {
+        if bytes < TIMED_DOWNLOAD_BYTES || !(secs.is_finite() && secs > 0.0) {
+            return;
+        }
+        let mut timed = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+        if timed.len() < TIMED_KEPT {
+            timed.push((gpu, bytes, secs));
+        }
+        self.has_timed.store(true, Relaxed);
+    }
+    /// The timed downloads since the last call.
+    pub(crate) fn take_timed(&self) -> Vec<(usize, u64, f64)> {
+        if !self.has_timed.swap(false, Relaxed) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.timed.lock().unwrap_or_else(|e| e.into_inner()))
     }
     /// A copy made valid on a GPU ahead of its task (an upload among them
     /// is counted as one too).

@@ -550,11 +550,13 @@ impl Table {
         };
         if let Some(g) = source {
             let buf = e.gpu[g].as_ref().expect("a valid copy exists");
+            let start = std::time::Instant::now();
             if let Err(err) = gpus[g].download(buf, host.as_bytes_mut()) {
                 e.host = Some(host);
                 return Err(err);
             }
             c.download(bytes as u64);
+            c.timed_download(g, bytes as u64, start.elapsed().as_secs_f64());
         } else if !e.valid.zero {
             // Nowhere valid, not lost: a bug, never zeros in silence.
             e.host = Some(host);

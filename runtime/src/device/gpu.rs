@@ -466,7 +466,6 @@ impl GpuDevice {
         })
     }
 
-    /// Submits what the queue holds (pending uploads) and waits for it.
     /// Whether every operation on this device takes a lock (GL): then work
     /// is not queued to it from a second thread while it runs.
     pub(crate) fn serialised(&self) -> bool {
@@ -478,6 +477,7 @@ impl GpuDevice {
         self.queue.submit([]);
     }
 
+    /// Submits what the queue holds (pending uploads) and waits for it.
     pub(crate) fn flush(&self) -> Result<()> {
         let _serial = self.exclusive();
         self.queue.submit([]);

@@ -206,11 +206,16 @@ pub(crate) struct Dispatcher {
     /// Per device: calls running now, and the seconds they are expected to
     /// take: the queue a new call would wait behind.
     in_flight: Vec<(u32, f64)>,
+    /// Per GPU: download rates seen lately, bytes per second, oldest first.
+    seen_d2h: Vec<VecDeque<f64>>,
     /// Co-execution shares per (kernel, size bucket, GPU).
     pub(crate) splits: BTreeMap<(u64, i32, usize), SplitEntry>,
     dirty: bool,
     warned: bool,
 }
+
+/// Download rates kept per GPU for the bus model.
+const SEEN_RATES: usize = 16;
 
 /// Index of a backend in the model: 0 is the CPU, g + 1 is GPU g.
 pub(crate) fn device_index(b: Backend) -> usize {
@@ -237,6 +242,7 @@ impl Dispatcher {
             readback: BTreeMap::new(),
             warm: Default::default(),
             in_flight: vec![(0, 0.0); gpus + 1],
+            seen_d2h: vec![VecDeque::new(); gpus],
             splits: BTreeMap::new(),
             dirty: false,
             warned: false,
@@ -457,6 +463,29 @@ impl Dispatcher {
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(g, _)| g);
         calibrated.or_else(|| measured.max_by_key(|(_, e)| e.times.len()).map(|(g, _)| g))
+    }
+
+    /// Refines GPU `g`'s download bandwidth from a download of `bytes` that
+    /// took `secs`. The bus is measured once, on warm buffers; real reads
+    /// also map fresh staging memory and touch fresh host pages, and here
+    /// that put the measured figure 2× off in either direction. The
+    /// bandwidth becomes the median of the last 16 rates seen (after the
+    /// measured latency), once three are in; the latency stays.
+    pub(crate) fn observe_download(&mut self, g: usize, bytes: u64, secs: f64) {
+        let (Some(Some(bus)), Some(seen)) = (self.bus.get_mut(g), self.seen_d2h.get_mut(g)) else {
+            return;
+        };
+        let moving = (secs - bus.d2h.latency_s).max(0.5 * secs);
+        seen.push_back(bytes as f64 / moving.max(1e-9));
+        if seen.len() > SEEN_RATES {
+            seen.pop_front();
+        }
+        if seen.len() >= 3 {
+            let mut rates: Vec<f64> = seen.iter().copied().collect();
+            rates.sort_by(f64::total_cmp);
+            bus.d2h.bytes_per_s = rates[rates.len() / 2].max(1e6);
+            self.dirty = true;
+        }
     }
 
     /// Whether a time `secs` on device `d`, where `predicted` was expected,
@@ -809,6 +838,31 @@ mod tests {
         d.record(1, "k", GPU, 1000, 20e-3);
         let dec = d.decide(1, "k", 1000, &both(0.0), None);
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
+    }
+
+    #[test]
+    fn observed_downloads_refine_the_measured_bandwidth() {
+        let mut d = dispatcher();
+        let link = Link {
+            latency_s: 1e-4,
+            bytes_per_s: 2e9,
+        };
+        d.bus[0] = Some(TransferModel { h2d: link, d2h: link });
+        let mib4 = 4u64 << 20;
+        // Two downloads are not enough to move it.
+        d.observe_download(0, mib4, 4.3e-3);
+        d.observe_download(0, mib4, 4.3e-3);
+        assert_eq!(d.bus[0].unwrap().d2h.bytes_per_s, 2e9);
+        // A third is, and a spike among many does not move the median.
+        d.observe_download(0, mib4, 4.3e-3);
+        d.observe_download(0, mib4, 0.5);
+        let bw = d.bus[0].unwrap().d2h.bytes_per_s;
+        let want = mib4 as f64 / 4.2e-3;
+        assert!((bw - want).abs() < 1e-6 * want, "{bw} vs {want}");
+        assert_eq!(d.bus[0].unwrap().d2h.latency_s, 1e-4);
+        assert_eq!(d.bus[0].unwrap().h2d, link, "uploads are left alone");
+        // A GPU without a bus model, or one that does not exist: nothing.
+        d.observe_download(5, mib4, 1.0);
     }
 
     #[test]

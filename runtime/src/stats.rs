@@ -56,7 +56,8 @@ impl Counters {
     }
     /// The timed downloads since the last call.
     pub(crate) fn take_timed(&self) -> Vec<(usize, u64, f64)> {
-        if !self.has_timed.swap(false, Relaxed) {
+        // A plain load first: this runs on every placement.
+        if !self.has_timed.load(Relaxed) || !self.has_timed.swap(false, Relaxed) {
             return Vec::new();
         }
         std::mem::take(&mut *self.timed.lock().unwrap_or_else(|e| e.into_inner()))

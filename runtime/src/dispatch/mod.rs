@@ -847,7 +847,10 @@ mod tests {
             latency_s: 1e-4,
             bytes_per_s: 2e9,
         };
-        d.bus[0] = Some(TransferModel { h2d: link, d2h: link });
+        d.bus[0] = Some(TransferModel {
+            h2d: link,
+            d2h: link,
+        });
         let mib4 = 4u64 << 20;
         // Two downloads are not enough to move it.
         d.observe_download(0, mib4, 4.3e-3);

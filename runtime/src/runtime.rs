@@ -1588,6 +1588,12 @@ impl Runtime {
             let bytes = self.shared.counters.upload_bytes() - uploaded;
             if bytes > 0 {
                 self.trace_transfer(&format!("to gpu{g}"), bytes, t);
+                self.shared.counters.timed(crate::stats::Timed {
+                    gpu: g,
+                    up: true,
+                    bytes,
+                    secs: t.elapsed().as_secs_f64(),
+                });
             }
         }
         Ok(bound)
@@ -1671,8 +1677,8 @@ impl Runtime {
             }
         };
         let mut d = self.dispatcher();
-        for (g, bytes, secs) in self.shared.counters.take_timed() {
-            d.observe_download(g, bytes, secs);
+        for t in self.shared.counters.take_timed() {
+            d.observe_transfer(t.gpu, t.up, t.bytes, t.secs);
         }
         let candidates: Vec<(Backend, f64, f64)> = std::iter::once(Backend::Cpu)
             .chain((0..self.shared.gpus.len()).map(Backend::Gpu))

@@ -556,7 +556,12 @@ impl Table {
                 return Err(err);
             }
             c.download(bytes as u64);
-            c.timed_download(g, bytes as u64, start.elapsed().as_secs_f64());
+            c.timed(crate::stats::Timed {
+                gpu: g,
+                up: false,
+                bytes: bytes as u64,
+                secs: start.elapsed().as_secs_f64(),
+            });
         } else if !e.valid.zero {
             // Nowhere valid, not lost: a bug, never zeros in silence.
             e.host = Some(host);

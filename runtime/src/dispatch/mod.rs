@@ -206,8 +206,9 @@ pub(crate) struct Dispatcher {
     /// Per device: calls running now, and the seconds they are expected to
     /// take: the queue a new call would wait behind.
     in_flight: Vec<(u32, f64)>,
-    /// Per GPU: download rates seen lately, bytes per second, oldest first.
-    seen_d2h: Vec<VecDeque<f64>>,
+    /// Per GPU: (upload, download) rates seen lately, bytes per second,
+    /// oldest first.
+    seen_rates: Vec<[VecDeque<f64>; 2]>,
     /// Co-execution shares per (kernel, size bucket, GPU).
     pub(crate) splits: BTreeMap<(u64, i32, usize), SplitEntry>,
     dirty: bool,
@@ -242,7 +243,7 @@ impl Dispatcher {
             readback: BTreeMap::new(),
             warm: Default::default(),
             in_flight: vec![(0, 0.0); gpus + 1],
-            seen_d2h: vec![VecDeque::new(); gpus],
+            seen_rates: vec![Default::default(); gpus],
             splits: BTreeMap::new(),
             dirty: false,
             warned: false,
@@ -465,17 +466,24 @@ impl Dispatcher {
         calibrated.or_else(|| measured.max_by_key(|(_, e)| e.times.len()).map(|(g, _)| g))
     }
 
-    /// Refines GPU `g`'s download bandwidth from a download of `bytes` that
-    /// took `secs`. The bus is measured once, on warm buffers; real reads
-    /// also map fresh staging memory and touch fresh host pages, and here
-    /// that put the measured figure 2× off in either direction. The
-    /// bandwidth becomes the median of the last 16 rates seen (after the
-    /// measured latency), once three are in; the latency stays.
-    pub(crate) fn observe_download(&mut self, g: usize, bytes: u64, secs: f64) {
-        let (Some(Some(bus)), Some(seen)) = (self.bus.get_mut(g), self.seen_d2h.get_mut(g)) else {
+    /// Refines GPU `g`'s bandwidth one way (`up`: host to GPU) from a
+    /// transfer of `bytes` that took `secs`. The bus is measured once, with
+    /// 16 MiB on warm buffers; real transfers have other sizes, map fresh
+    /// staging memory and touch fresh host pages, and here that put the
+    /// measured figure 2× off in either direction. The bandwidth becomes the
+    /// median of the last 16 rates seen (after the measured latency), once
+    /// three are in; the latency stays.
+    pub(crate) fn observe_transfer(&mut self, g: usize, up: bool, bytes: u64, secs: f64) {
+        let (Some(Some(bus)), Some(seen)) = (self.bus.get_mut(g), self.seen_rates.get_mut(g))
+        else {
             return;
         };
-        let moving = (secs - bus.d2h.latency_s).max(0.5 * secs);
+        let (link, seen) = if up {
+            (&mut bus.h2d, &mut seen[0])
+        } else {
+            (&mut bus.d2h, &mut seen[1])
+        };
+        let moving = (secs - link.latency_s).max(0.5 * secs);
         seen.push_back(bytes as f64 / moving.max(1e-9));
         if seen.len() > SEEN_RATES {
             seen.pop_front();
@@ -483,7 +491,7 @@ impl Dispatcher {
         if seen.len() >= 3 {
             let mut rates: Vec<f64> = seen.iter().copied().collect();
             rates.sort_by(f64::total_cmp);
-            bus.d2h.bytes_per_s = rates[rates.len() / 2].max(1e6);
+            link.bytes_per_s = rates[rates.len() / 2].max(1e6);
             self.dirty = true;
         }
     }
@@ -841,7 +849,7 @@ mod tests {
     }
 
     #[test]
-    fn observed_downloads_refine_the_measured_bandwidth() {
+    fn observed_transfers_refine_the_measured_bandwidths() {
         let mut d = dispatcher();
         let link = Link {
             latency_s: 1e-4,
@@ -853,19 +861,24 @@ mod tests {
         });
         let mib4 = 4u64 << 20;
         // Two downloads are not enough to move it.
-        d.observe_download(0, mib4, 4.3e-3);
-        d.observe_download(0, mib4, 4.3e-3);
+        d.observe_transfer(0, false, mib4, 4.3e-3);
+        d.observe_transfer(0, false, mib4, 4.3e-3);
         assert_eq!(d.bus[0].unwrap().d2h.bytes_per_s, 2e9);
         // A third is, and a spike among many does not move the median.
-        d.observe_download(0, mib4, 4.3e-3);
-        d.observe_download(0, mib4, 0.5);
+        d.observe_transfer(0, false, mib4, 4.3e-3);
+        d.observe_transfer(0, false, mib4, 0.5);
         let bw = d.bus[0].unwrap().d2h.bytes_per_s;
         let want = mib4 as f64 / 4.2e-3;
         assert!((bw - want).abs() < 1e-6 * want, "{bw} vs {want}");
         assert_eq!(d.bus[0].unwrap().d2h.latency_s, 1e-4);
-        assert_eq!(d.bus[0].unwrap().h2d, link, "uploads are left alone");
+        assert_eq!(d.bus[0].unwrap().h2d, link, "the other way is left alone");
+        for _ in 0..3 {
+            d.observe_transfer(0, true, mib4, 2.1e-3);
+        }
+        let up = d.bus[0].unwrap().h2d.bytes_per_s;
+        assert!((up - mib4 as f64 / 2e-3).abs() < 1e-6 * up, "{up}");
         // A GPU without a bus model, or one that does not exist: nothing.
-        d.observe_download(5, mib4, 1.0);
+        d.observe_transfer(5, true, mib4, 1.0);
     }
 
     #[test]

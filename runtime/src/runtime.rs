@@ -1165,23 +1165,22 @@ impl Runtime {
                     Some(_) => Backend::Cpu,
                     None => info.backend,
                 };
-                if written_on != Backend::Cpu {
-                    let long = table.record_gpu_write(kernel, params, &all_ids(), &write_ids);
-                    for id in &write_ids {
-                        table.mark_written(*id, written_on, kernel.id(), &self.shared.gpus);
-                    }
-                    // A long lineage is cut short: the newest version comes
-                    // to the host, and what led to it is forgotten.
-                    for id in long {
-                        if let Err(e) =
-                            table.ensure_host(id, &self.shared.gpus, &self.shared.counters)
-                        {
-                            eprintln!("pel: warning: buffer #{id} could not be checkpointed: {e}");
-                        }
-                    }
+                // A GPU write leaves a record for replay, made before the
+                // versions move on.
+                let long = if written_on != Backend::Cpu {
+                    table.record_gpu_write(kernel, params, &all_ids(), &write_ids)
                 } else {
-                    for id in &write_ids {
-                        table.mark_written(*id, written_on, kernel.id(), &self.shared.gpus);
+                    Vec::new()
+                };
+                for id in &write_ids {
+                    table.mark_written(*id, written_on, kernel.id(), &self.shared.gpus);
+                }
+                // A long lineage is cut short: the newest version comes to
+                // the host, and what led to it is forgotten.
+                for id in long {
+                    if let Err(e) = table.ensure_host(id, &self.shared.gpus, &self.shared.counters)
+                    {
+                        eprintln!("pel: warning: buffer #{id} could not be checkpointed: {e}");
                     }
                 }
                 if task.is_none() {
@@ -1339,9 +1338,15 @@ impl Runtime {
     /// Whether the call's arguments together fit GPU `g`'s memory budget
     /// (always, without one): a call that cannot fit is not retried.
     fn within_budget(&self, args: &[&Handle], g: usize) -> bool {
-        self.shared.gpus[g]
-            .budget()
-            .is_none_or(|b| args.iter().map(|h| h.bytes).sum::<u64>() <= b)
+        self.over_budget(args, g).is_none()
+    }
+
+    /// (what the arguments need together, the budget) when they exceed GPU
+    /// `g`'s memory budget.
+    fn over_budget(&self, args: &[&Handle], g: usize) -> Option<(u64, u64)> {
+        let budget = self.shared.gpus[g].budget()?;
+        let need: u64 = args.iter().map(|h| h.bytes).sum();
+        (need > budget).then_some((need, budget))
     }
 
     /// Frees GPU copies on `g`, least recently used first (each written
@@ -1617,22 +1622,19 @@ impl Runtime {
     ) -> Result<()> {
         let gpu = &self.shared.gpus[g];
         gpu.check_alive()?;
-        if let Some(budget) = gpu.budget() {
-            let need: u64 = args.iter().map(|h| h.bytes).sum();
-            if need > budget {
-                return Err(Error::OutOfMemory {
-                    device: format!("gpu{g} ({})", gpu.info().name),
-                    doing: format!(
-                        "running `{}`, whose arguments need {} together",
-                        kernel.name(),
-                        crate::device::human_bytes(need)
-                    ),
-                    message: format!(
-                        "over the memory budget of {} (PEL_GPU_MEMORY_BUDGET)",
-                        crate::device::human_bytes(budget)
-                    ),
-                });
-            }
+        if let Some((need, budget)) = self.over_budget(args, g) {
+            return Err(Error::OutOfMemory {
+                device: format!("gpu{g} ({})", gpu.info().name),
+                doing: format!(
+                    "running `{}`, whose arguments need {} together",
+                    kernel.name(),
+                    crate::device::human_bytes(need)
+                ),
+                message: format!(
+                    "over the memory budget of {} (PEL_GPU_MEMORY_BUDGET)",
+                    crate::device::human_bytes(budget)
+                ),
+            });
         }
         let limits = gpu.limits();
         let limit = limits.max_storage_binding.min(limits.max_buffer);

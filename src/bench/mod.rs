@@ -183,9 +183,8 @@ pub fn routing(
     let mut points = Vec::new();
     for (sample, sizes) in sweep {
         for &size in sizes {
-            let mut trial = sample.trial(rt, size, 23)?;
-            calibrate_trial(rt, trial.as_mut(), 40)?;
-            let mut times: BTreeMap<Target, Vec<f64>> = BTreeMap::new();
+            let trial = std::cell::RefCell::new(sample.trial(rt, size, 23)?);
+            calibrate_trial(rt, trial.borrow_mut().as_mut(), 40)?;
             let mut choices: BTreeMap<Backend, usize> = BTreeMap::new();
             let targets: Vec<Target> = rt
                 .backends()
@@ -195,54 +194,31 @@ pub fn routing(
                 .collect();
             // Every timed run follows an untimed run of the same mode, so
             // the caches, rayon's sleeping workers and a GPU driver's threads
-            // treat every mode alike; the order is shuffled each round, since
-            // a fixed alternation was seen to favour one mode by chance
-            // (allocation addresses, thread placement) for hundreds of runs. A
-            // GPU more than 10× slower than the best after one repetition is
-            // not timed again: its figure no longer matters to the regret.
-            let mut dropped: Vec<Target> = Vec::new();
-            let mut rng = StdRng::seed_from_u64(points.len() as u64);
-            let mut rounds = reps;
-            let mut rep = 0;
-            while rep < rounds {
-                let mut order = targets.clone();
-                order.shuffle(&mut rng);
-                for &t in &order {
-                    if dropped.contains(&t) {
-                        continue;
-                    }
+            // treat every mode alike. Fast points get about a second of
+            // rounds: this machine's memory bandwidth wanders for tenths of
+            // a second at a time, and a shorter window let it favour one
+            // mode by 30%.
+            let med = interleaved_for(
+                &targets,
+                reps,
+                1.0,
+                points.len() as u64,
+                |t| -> Result<()> {
+                    let mut trial = trial.borrow_mut();
                     trial.reset(rt)?;
                     trial.run(rt, t)?;
-                    trial.reset(rt)?;
-                    let start = Instant::now();
-                    let info = trial.run(rt, t)?;
-                    times
-                        .entry(t)
-                        .or_default()
-                        .push(start.elapsed().as_secs_f64());
+                    trial.reset(rt)
+                },
+                |t, _| {
+                    let info = trial.borrow_mut().run(rt, t)?;
                     if t == Target::Auto {
                         *choices.entry(info.backend).or_default() += 1;
                     }
-                }
-                if rep == 0 {
-                    let best = fastest(&times);
-                    dropped = times
-                        .iter()
-                        .filter(|(t, v)| {
-                            matches!(t, Target::On(Backend::Gpu(_))) && v[0] > 10.0 * best
-                        })
-                        .map(|(t, _)| *t)
-                        .collect();
-                    // Fast points get more rounds (about a second for the
-                    // best mode): this machine's memory bandwidth wanders
-                    // for tenths of a second at a time, and a shorter
-                    // window let it favour one mode by 30%.
-                    rounds = ((1.0 / best.max(1e-9)) as usize).clamp(reps, 40 * reps);
-                }
-                rep += 1;
-            }
-            let med: BTreeMap<Target, f64> =
-                times.into_iter().map(|(t, v)| (t, median(v))).collect();
+                    Ok(())
+                },
+                |t| matches!(t, Target::On(Backend::Gpu(_))),
+            )?;
+            let trial = trial.into_inner();
             let backends: BTreeMap<String, f64> = med
                 .iter()
                 .filter_map(|(t, s)| match t {

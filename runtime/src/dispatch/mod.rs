@@ -215,7 +215,7 @@ pub(crate) struct Dispatcher {
     warned: bool,
 }
 
-/// Download rates kept per GPU for the bus model.
+/// Transfer rates kept per GPU and direction for the bus model.
 const SEEN_RATES: usize = 16;
 
 /// Index of a backend in the model: 0 is the CPU, g + 1 is GPU g.

@@ -201,7 +201,8 @@ fn a_failure_reaches_its_dependents_and_not_independent_tasks() {
     assert_eq!(rt.read(&e).unwrap(), e1);
     assert_eq!(rt.read(&f).unwrap(), f1);
     // What the failed tasks should have produced cannot be read as if current.
-    assert!(matches!(rt.read(&d), Err(Error::DependencyFailed { .. })));
+    // A read names the buffer and the task that failed to write it.
+    assert!(matches!(rt.read(&d), Err(Error::WriterFailed { .. })));
     // A synchronous call that needs it fails the same way...
     assert!(matches!(
         rt.run(&kernel, &[&d, &a], &ok),

@@ -270,19 +270,66 @@ pub enum Error {
         message: String,
     },
 
-    /// A submitted task did not run because a task that produced one of
-    /// its inputs failed (or a read found its buffer's producer failed).
+    /// A call or submitted task did not run because a task that produced
+    /// one of its inputs failed. However long the chain of dependents, the
+    /// error names the task that failed first and its own error once.
     #[error(
         "kernel `{kernel}`: not run, because `{dependency}`, which produces its input, failed: {cause}"
     )]
     DependencyFailed {
-        /// The task (or `read`) that did not run.
+        /// The call or task that did not run.
         kernel: String,
-        /// The kernel of the failed task it depended on.
+        /// The kernel of the task whose failure started the chain.
         dependency: String,
-        /// That task's error.
+        /// That task's own error (never itself a `DependencyFailed`).
         cause: Box<Error>,
     },
+
+    /// A read or write of a buffer whose writer, a submitted task, failed:
+    /// the buffer holds no contents to give.
+    #[error("buffer #{buffer}: `{writer}`, the task that writes it, failed: {cause}")]
+    WriterFailed {
+        /// The buffer's id in its runtime.
+        buffer: u64,
+        /// The kernel of the task that failed to write it.
+        writer: String,
+        /// Why that task failed (a `DependencyFailed` when it did not run).
+        cause: Box<Error>,
+    },
+
+    /// A call into pel that could only wait for itself: from inside a
+    /// kernel's CPU implementation or a submitted task, a use of the
+    /// kernel's own arguments, or a wait for work that needs them.
+    #[error("{what}: {message}")]
+    WouldDeadlock {
+        /// The operation refused, with its kernel and buffer.
+        what: String,
+        /// What it would have waited for, and what to do instead.
+        message: String,
+    },
+
+    /// An invariant inside pel failed (a bug in pel, not in the caller).
+    /// The calls it touched fail with this error; the runtime stays usable.
+    #[error("{what}: pel internal error: {message} (please report it)")]
+    Internal {
+        /// The call that met it.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// This error as the cause a dependent reports: the root failure of a
+    /// chain, so dependents of dependents do not nest their errors.
+    pub(crate) fn root_failure(&self, failed_kernel: &str) -> (String, Box<Error>) {
+        match self {
+            Error::DependencyFailed {
+                dependency, cause, ..
+            } => (dependency.clone(), cause.clone()),
+            other => (failed_kernel.to_owned(), Box::new(other.clone())),
+        }
+    }
 }
 
 /// pel's result type.

@@ -16,8 +16,9 @@
 //! fails with [`Error::DependencyFailed`], naming the cause. An ordering
 //! dependency alone (a reader that failed) does not fail the writer after it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak, mpsc};
 
 use crate::buffer::Handle;
 use crate::error::{Error, Result};
@@ -36,16 +37,22 @@ pub struct Task {
 
 impl Task {
     /// Blocks until the task has run (or failed) and returns what happened.
+    ///
+    /// Called from inside a kernel or a task of the same runtime, a wait
+    /// runs the work it needs on this thread instead of blocking a worker,
+    /// and a wait that could only wait for itself (the task needs a buffer
+    /// the caller is using, or needs the caller's own task to finish) is
+    /// [`Error::WouldDeadlock`].
     pub fn wait(&self) -> Result<RunInfo> {
-        let mut s = self.inner.state();
-        while s.outcome.is_none() {
-            s = self
-                .inner
-                .done
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+        if let Some(shared) = self.inner.runtime() {
+            crate::runtime::Runtime::from_shared(shared).wait_task(&self.inner, "Task::wait")?;
         }
-        s.outcome.clone().expect("checked above")
+        self.inner.wait_for(None);
+        self.inner
+            .state()
+            .outcome
+            .clone()
+            .expect("a finished task has its outcome")
     }
 
     /// The outcome, if the task has finished.
@@ -91,6 +98,17 @@ pub(crate) struct TaskInner {
     pub(crate) size: u64,
     pub(crate) workgroups: u64,
     pub(crate) target: Target,
+    /// The buffers it only reads, and those it writes.
+    pub(crate) reads: Vec<u64>,
+    pub(crate) writes: Vec<u64>,
+    /// Where it was placed, once its dependencies have finished.
+    placement: Mutex<Option<Placement>>,
+    /// A thread has taken it to run: its device's worker, or a thread that
+    /// waits for it and runs it itself rather than block.
+    claimed: AtomicBool,
+    /// The tasks it waited for at submission (weak: a finished task's
+    /// predecessors may go).
+    deps: Mutex<Vec<Weak<TaskInner>>>,
     finished: AtomicBool,
     state: Mutex<State>,
     done: Condvar,
@@ -111,6 +129,7 @@ pub(crate) struct State {
 }
 
 impl TaskInner {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         kernel: &Kernel,
         args: Vec<Arc<Handle>>,
@@ -118,6 +137,7 @@ impl TaskInner {
         size: u64,
         workgroups: u64,
         target: Target,
+        (reads, writes): (Vec<u64>, Vec<u64>),
     ) -> Self {
         TaskInner {
             id: NEXT_TASK.fetch_add(1, Ordering::Relaxed),
@@ -127,6 +147,11 @@ impl TaskInner {
             size,
             workgroups,
             target,
+            reads,
+            writes,
+            placement: Mutex::new(None),
+            claimed: AtomicBool::new(false),
+            deps: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
             state: Mutex::new(State {
                 outcome: None,
@@ -147,17 +172,109 @@ impl TaskInner {
         self.finished.load(Ordering::Acquire)
     }
 
-    /// The error a dependent reports when this task failed with `cause`.
+    /// Records where the task was placed (it is ready to run).
+    pub(crate) fn set_placement(&self, p: Placement) {
+        *self
+            .placement
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(p);
+    }
+
+    /// Where it was placed, if it is ready to run.
+    pub(crate) fn placement(&self) -> Option<Placement> {
+        *self
+            .placement
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the task to run it; false when another thread already has.
+    pub(crate) fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether a thread has taken it to run.
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+
+    /// Remembers the tasks it waits for.
+    pub(crate) fn set_deps(&self, deps: &[Arc<TaskInner>]) {
+        *self.deps.lock().unwrap_or_else(PoisonError::into_inner) =
+            deps.iter().map(Arc::downgrade).collect();
+    }
+
+    /// This task, if unfinished, and every unfinished task it waits for,
+    /// directly or not: predecessors before the tasks that need them.
+    pub(crate) fn unfinished_closure(self: &Arc<Self>) -> Vec<Arc<TaskInner>> {
+        let mut order = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        // Iterative depth-first post-order: a long chain must not recurse.
+        let mut stack: Vec<(Arc<TaskInner>, bool)> = vec![(Arc::clone(self), false)];
+        while let Some((t, expanded)) = stack.pop() {
+            if expanded {
+                order.push(t);
+                continue;
+            }
+            if t.is_finished() || !seen.insert(t.id) {
+                continue;
+            }
+            let deps: Vec<Arc<TaskInner>> = t
+                .deps
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
+            stack.push((t, true));
+            stack.extend(deps.into_iter().map(|d| (d, false)));
+        }
+        order
+    }
+
+    /// Waits for the task to finish, or for `timeout` to pass.
+    pub(crate) fn wait_for(&self, timeout: Option<std::time::Duration>) {
+        let s = self.state();
+        if s.outcome.is_some() {
+            return;
+        }
+        match timeout {
+            Some(t) => drop(self.done.wait_timeout(s, t)),
+            None => {
+                let _s = self
+                    .done
+                    .wait_while(s, |s| s.outcome.is_none())
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+
+    /// The runtime it belongs to, while it is pending.
+    pub(crate) fn runtime(&self) -> Option<Arc<Shared>> {
+        self.state().runtime.clone()
+    }
+
+    /// The error a dependent reports when this task failed with `cause`:
+    /// the failure that started the chain, named once.
     pub(crate) fn failure_for(&self, dependent: &str, cause: &Error) -> Error {
+        let (dependency, cause) = cause.root_failure(self.kernel.name());
         Error::DependencyFailed {
             kernel: dependent.to_owned(),
-            dependency: self.kernel.name().to_owned(),
+            dependency,
+            cause,
+        }
+    }
+
+    /// The error of a read or write of buffer `id`, which this task failed
+    /// to write with `cause`.
+    pub(crate) fn writer_failure(&self, id: u64, cause: &Error) -> Error {
+        Error::WriterFailed {
+            buffer: id,
+            writer: self.kernel.name().to_owned(),
             cause: Box::new(cause.clone()),
         }
     }
 
-    /// Records the outcome and wakes waiters. Returns the dependents that
-    /// have nothing left to wait for. Call with the buffer table locked.
     /// Its buffers (empty once it has finished).
     pub(crate) fn args(&self) -> Vec<Arc<Handle>> {
         self.args
@@ -173,16 +290,23 @@ impl TaskInner {
         std::mem::take(&mut *self.args.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    pub(crate) fn complete(&self, outcome: Result<RunInfo>) -> Vec<Arc<TaskInner>> {
+    /// Records the outcome and wakes waiters. Returns the dependents that
+    /// have nothing left to wait for, or `None` when the task had finished
+    /// already. Call with the buffer table locked.
+    pub(crate) fn complete(&self, outcome: Result<RunInfo>) -> Option<Vec<Arc<TaskInner>>> {
         let (dependents, runtime) = {
             let mut s = self.state();
             if s.outcome.is_some() {
-                return Vec::new();
+                return None;
             }
             s.outcome = Some(outcome.clone());
             self.finished.store(true, Ordering::Release);
             (std::mem::take(&mut s.dependents), s.runtime.take())
         };
+        self.deps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.done.notify_all();
         let mut ready = Vec::new();
         for (t, data) in dependents {
@@ -198,7 +322,7 @@ impl TaskInner {
         }
         // The runtime lives on in the caller, which holds the table's lock.
         drop(runtime);
-        ready
+        Some(ready)
     }
 }
 
@@ -208,48 +332,145 @@ pub(crate) struct Job {
     pub(crate) placement: Placement,
 }
 
-/// One worker thread per device, started on first use. Each runs its
-/// device's tasks in the order they were placed there.
-#[derive(Default)]
+/// The threads that run placed tasks. Each GPU has one worker, which runs
+/// its tasks in the order they were placed there. The CPU has several,
+/// started as work arrives (up to the CPU pool's size), sharing one queue:
+/// a long CPU task does not hold up the CPU tasks placed after it while
+/// cores sit idle. Tasks in a queue are all ready, so their order there
+/// does not matter for their results.
 pub(crate) struct Workers {
-    queues: Mutex<Vec<Option<mpsc::Sender<Job>>>>,
+    runtime: u64,
+    /// The most CPU workers to start.
+    cpu_max: usize,
+    cpu: Arc<CpuQueue>,
+    gpus: Mutex<Vec<Option<mpsc::Sender<Job>>>>,
+}
+
+#[derive(Default)]
+struct CpuQueue {
+    state: Mutex<CpuState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct CpuState {
+    jobs: VecDeque<Job>,
+    threads: usize,
+    idle: usize,
+    closed: bool,
 }
 
 impl Workers {
-    /// Sends `job` to the worker of device `index`, starting it if needed.
-    pub(crate) fn send(&self, index: usize, job: Job) {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if queues.len() <= index {
-            queues.resize_with(index + 1, || None);
+    pub(crate) fn new(runtime: u64, cpu_threads: usize) -> Self {
+        Workers {
+            runtime,
+            cpu_max: cpu_threads.max(2),
+            cpu: Arc::default(),
+            gpus: Mutex::default(),
         }
-        let sender = queues[index].get_or_insert_with(|| {
+    }
+
+    /// Sends `job` to a worker of device `index` (0: the CPU), starting one
+    /// if needed.
+    pub(crate) fn send(&self, index: usize, job: Job) {
+        if index == 0 {
+            return self.send_cpu(job);
+        }
+        let mut queues = self.gpus.lock().unwrap_or_else(PoisonError::into_inner);
+        if queues.len() < index {
+            queues.resize_with(index, || None);
+        }
+        let runtime = self.runtime;
+        let sender = queues[index - 1].get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel::<Job>();
-            let name = if index == 0 {
-                "pel-cpu".to_owned()
-            } else {
-                format!("pel-gpu{}", index - 1)
-            };
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || {
-                    // The channel closes when the runtime drops; a job keeps
-                    // the runtime alive until it has run.
-                    for job in rx {
-                        let shared = job.task.state().runtime.clone();
-                        if let Some(shared) = shared {
-                            let pending = Arc::clone(&shared.pending);
-                            crate::runtime::Runtime::from_shared(shared).run_job(job);
-                            // This worker's hold on the runtime is gone.
-                            pending.left_worker();
-                        }
-                    }
-                })
-                .expect("the OS can start a worker thread");
+            spawn_worker(format!("pel-gpu{}", index - 1), move || {
+                crate::frames::mark_worker(runtime);
+                // The channel closes when the runtime drops; a job keeps
+                // the runtime alive until it has run.
+                for job in rx {
+                    run(job);
+                }
+            });
             tx
         });
         // The receiver lives as long as the sender's runtime: this cannot fail.
         let _ = sender.send(job);
     }
+
+    fn send_cpu(&self, job: Job) {
+        let mut s = self
+            .cpu
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        s.jobs.push_back(job);
+        if s.idle == 0 && s.threads < self.cpu_max {
+            s.threads += 1;
+            let queue = Arc::clone(&self.cpu);
+            let runtime = self.runtime;
+            spawn_worker(format!("pel-cpu-worker-{}", s.threads), move || {
+                crate::frames::mark_worker(runtime);
+                while let Some(job) = queue.next() {
+                    run(job);
+                }
+            });
+        } else {
+            self.cpu.ready.notify_one();
+        }
+    }
+}
+
+impl CpuQueue {
+    /// The next job, waiting for one; `None` once the runtime has dropped.
+    fn next(&self) -> Option<Job> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(job) = s.jobs.pop_front() {
+                return Some(job);
+            }
+            if s.closed {
+                s.threads -= 1;
+                return None;
+            }
+            s.idle += 1;
+            s = self.ready.wait(s).unwrap_or_else(PoisonError::into_inner);
+            s.idle -= 1;
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // The GPU workers' channels close with their senders.
+        self.cpu
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        self.cpu.ready.notify_all();
+    }
+}
+
+fn spawn_worker(name: String, body: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .expect("the OS can start a worker thread");
+}
+
+/// Runs a job on a worker, unless a thread waiting for the task has taken
+/// it already (that thread then accounts for it).
+fn run(job: Job) {
+    let Some(shared) = job.task.runtime() else {
+        return;
+    };
+    if !job.task.claim() {
+        return;
+    }
+    let pending = Arc::clone(&shared.pending);
+    crate::runtime::Runtime::from_shared(shared).run_job(job);
+    // This worker's hold on the runtime is gone.
+    pending.left_worker();
 }
 
 /// Tasks submitted and not yet finished, and the first failure since the

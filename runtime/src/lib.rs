@@ -35,6 +35,7 @@ mod buffer;
 mod device;
 mod dispatch;
 mod error;
+mod frames;
 mod graph;
 pub mod inject;
 mod kernel;

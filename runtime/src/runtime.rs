@@ -17,6 +17,7 @@ use crate::device::gpu::{self, GpuDevice};
 use crate::device::{Backend, DeviceInfo};
 use crate::dispatch::{self, Decision, Dispatcher, ModelRow, Moves, Reason, SplitRow};
 use crate::error::{Error, Result};
+use crate::frames::{self, Frame};
 use crate::graph::{Job, Pending, Task, TaskInner, Workers};
 use crate::inject::Inject;
 use crate::kernel::{Element, Kernel, RawSlice};
@@ -124,10 +125,17 @@ pub struct Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // On one of its own workers, or inside one of its kernels, the
+        // submitted work cannot be waited for: it may be queued behind this
+        // very thread. The runtime is then torn down when the last task
+        // lets go of it.
+        let id = self.shared.id;
         if self
             .user
             .as_ref()
             .is_some_and(|u| Arc::strong_count(u) == 1)
+            && !frames::is_worker_of(id)
+            && !frames::inside(id)
         {
             self.shared.pending.idle();
         }
@@ -374,9 +382,11 @@ impl RuntimeBuilder {
         lanes.push("transfers".to_owned());
         let tracer = Tracer::new(lanes, trace_file.is_some());
         let faults_on = inject.any();
+        let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
+        let cpu_threads = cpu.info().threads;
         Ok(Runtime {
             shared: Arc::new(Shared {
-                id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
+                id,
                 cpu,
                 gpus,
                 table: Mutex::new(Table::new(n)),
@@ -386,7 +396,7 @@ impl RuntimeBuilder {
                 explain: std::env::var("PEL_EXPLAIN").is_ok_and(|v| v != "0" && !v.is_empty()),
                 tracer,
                 trace_file,
-                workers: Workers::default(),
+                workers: Workers::new(id, cpu_threads),
                 pending: Arc::default(),
                 inject: std::sync::RwLock::new(inject),
                 gpu_kernels: AtomicU64::new(0),
@@ -506,11 +516,45 @@ impl Runtime {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The table, once `ready` holds (waiting for running calls to give
-    /// back their leases).
-    fn table_when(&self, mut ready: impl FnMut(&mut Table) -> bool) -> MutexGuard<'_, Table> {
+    /// The table, once `reads` may be read and `writes` written: with
+    /// `settle`, after the submitted tasks that come first (the producer of
+    /// each, and the readers of what is written); with `lease`, holding the
+    /// call's leases (shared on `reads`, exclusive on `writes`), otherwise
+    /// once no running call conflicts. A wait this thread could only make
+    /// for itself (its own kernel holds the lease) is refused.
+    fn table_ready(
+        &self,
+        what: &str,
+        reads: &[u64],
+        writes: &[u64],
+        settle: bool,
+        lease: bool,
+    ) -> Result<MutexGuard<'_, Table>> {
         let mut table = self.table();
-        while !ready(&mut table) {
+        loop {
+            if settle {
+                let first = table.unsettled(reads, writes);
+                if !first.is_empty() {
+                    drop(table);
+                    for t in &first {
+                        self.wait_task(t, what)?;
+                    }
+                    table = self.table();
+                    continue;
+                }
+            }
+            let free = if lease {
+                table.try_lease(reads, writes)
+            } else {
+                reads.iter().all(|id| table.readable(*id))
+                    && writes.iter().all(|id| table.writable(*id))
+            };
+            if free {
+                return Ok(table);
+            }
+            if let Some((frame, id)) = frames::conflict(self.shared.id, reads, writes) {
+                return Err(own_argument(what, &frame, id));
+            }
             table.waiters += 1;
             table = self
                 .shared
@@ -519,7 +563,66 @@ impl Runtime {
                 .unwrap_or_else(PoisonError::into_inner);
             table.waiters -= 1;
         }
-        table
+    }
+
+    /// Waits for task `t` before `what` goes on. From inside a kernel or a
+    /// task of this runtime, the wait first makes sure it is not waiting
+    /// for itself, then runs the queued work it needs on this thread rather
+    /// than block: the worker that would run it may be this one.
+    pub(crate) fn wait_task(&self, t: &Arc<TaskInner>, what: &str) -> Result<()> {
+        let id = self.shared.id;
+        if !frames::inside(id) && !frames::is_worker_of(id) {
+            t.wait_for(None);
+            return Ok(());
+        }
+        let running = frames::tasks(id);
+        while !t.is_finished() {
+            let needed = t.unfinished_closure();
+            for n in &needed {
+                if running.contains(&n.id) {
+                    return Err(Error::WouldDeadlock {
+                        what: what.to_owned(),
+                        message: format!(
+                            "it waits for task #{} (`{}`), which cannot finish before the task running this wait (#{}) does",
+                            t.id,
+                            t.kernel.name(),
+                            n.id
+                        ),
+                    });
+                }
+                if let Some((frame, buffer)) = frames::conflict(id, &n.reads, &n.writes) {
+                    return Err(Error::WouldDeadlock {
+                        what: what.to_owned(),
+                        message: format!(
+                            "it waits for task #{} (`{}`), which needs buffer #{buffer} that `{}`, running this wait, holds until it returns",
+                            n.id,
+                            n.kernel.name(),
+                            frame.kernel
+                        ),
+                    });
+                }
+            }
+            let mut helped = false;
+            for n in &needed {
+                if let Some(placement) = n.placement() {
+                    if !n.is_claimed() && n.claim() {
+                        self.run_job(Job {
+                            task: Arc::clone(n),
+                            placement,
+                        });
+                        self.shared.pending.left_worker();
+                        helped = true;
+                    }
+                }
+            }
+            if !helped {
+                // What it needs runs on other threads, or is not placed
+                // yet: look again soon, in case it lands in a queue only
+                // this thread would serve.
+                t.wait_for(Some(Duration::from_millis(2)));
+            }
+        }
+        Ok(())
     }
 
     fn new_buffer<T: Element>(&self, len: usize, data: Option<HostCopy>) -> Buffer<T> {
@@ -608,8 +711,8 @@ impl Runtime {
     ) -> Result<R> {
         self.check_owner(what, buf)?;
         let id = buf.handle().id;
-        let mut table = self.table_when(|t| t.readable(id) && t.settled(&[id], &[]));
-        if let Some(e) = self.failed_input(&table, what, &[id]) {
+        let mut table = self.table_ready(what, &[id], &[], true, false)?;
+        if let Some(e) = self.failed_writer(&table, id) {
             return Err(e);
         }
         let t = Instant::now();
@@ -641,8 +744,9 @@ impl Runtime {
             });
         }
         let id = buf.handle().id;
-        self.table_when(|t| t.writable(id) && t.settled(&[], &[id]))
-            .write_host(id, bytemuck::cast_slice(data), &self.shared.gpus);
+        let mut table = self.table_ready("write", &[], &[id], true, false)?;
+        table.write_host(id, bytemuck::cast_slice(data), &self.shared.gpus);
+        self.unlock(table);
         Ok(())
     }
 
@@ -802,6 +906,7 @@ impl Runtime {
             Target::Auto => {}
         }
         let handles = args.iter().map(|a| Arc::clone(a.as_arg().handle)).collect();
+        let (read_ids, write_ids) = access_sets(kernel, &call.args);
         let task = Arc::new(TaskInner::new(
             kernel,
             handles,
@@ -809,8 +914,8 @@ impl Runtime {
             call.size,
             call.workgroups,
             target,
+            (read_ids.clone(), write_ids.clone()),
         ));
-        let (read_ids, write_ids) = access_sets(kernel, &call.args);
 
         let mut table = self.table();
         // Every argument is read (a written binding is read_write), so the
@@ -841,6 +946,12 @@ impl Runtime {
         }
         self.shared.pending.add();
         let (mut waiting, mut failed) = (0, None);
+        let unfinished: Vec<Arc<TaskInner>> = deps
+            .iter()
+            .filter(|(d, _)| !d.is_finished())
+            .map(|(d, _)| Arc::clone(d))
+            .collect();
+        task.set_deps(&unfinished);
         for (dep, data) in deps {
             let mut s = dep.state();
             match &s.outcome {
@@ -871,7 +982,18 @@ impl Runtime {
     /// buffers (so a buffer the caller has dropped is freed by then).
     /// Returns the first failure among the tasks that finished since the
     /// last call, if any (each task's own outcome stays with its [`Task`]).
+    ///
+    /// From inside a kernel or a task of this runtime it is
+    /// [`Error::WouldDeadlock`]: the work it would wait for includes the
+    /// caller's own. Wait for the [`Task`]s needed instead.
     pub fn wait_all(&self) -> Result<()> {
+        let id = self.shared.id;
+        if frames::inside(id) || frames::is_worker_of(id) {
+            return Err(Error::WouldDeadlock {
+                what: "wait_all".to_owned(),
+                message: "called from inside a kernel or a task, it would wait for the task or call running it; wait for the tasks it needs with Task::wait".to_owned(),
+            });
+        }
         self.shared.pending.wait()
     }
 
@@ -912,7 +1034,7 @@ impl Runtime {
                 },
             };
             let outcome_for_count = outcome.clone();
-            ready.extend(t.complete(outcome));
+            ready.extend(t.complete(outcome).unwrap_or_default());
             // Its buffers are let go once the table's lock is given back,
             // and only then does `wait_all` stop counting it.
             {
@@ -958,15 +1080,17 @@ impl Runtime {
             Some(_) => 0,
             None => dispatch::device_index(d.chosen),
         };
+        let placement = Placement {
+            backend: d.chosen,
+            reason: d.reason,
+            split: d.split,
+        };
+        t.set_placement(placement);
         self.shared.workers.send(
             worker,
             Job {
                 task: Arc::clone(t),
-                placement: Placement {
-                    backend: d.chosen,
-                    reason: d.reason,
-                    split: d.split,
-                },
+                placement,
             },
         );
         Ok(())
@@ -1039,14 +1163,56 @@ impl Runtime {
         })
     }
 
+    /// The failure of the submitted task that should have written buffer
+    /// `id`, as the error of a host access to it.
+    fn failed_writer(&self, table: &Table, id: u64) -> Option<Error> {
+        let p = table.producer(id)?;
+        match p.state().outcome.as_ref()? {
+            Err(e) => Some(p.writer_failure(id, e)),
+            Ok(_) => None,
+        }
+    }
+
     /// Runs a checked call: a synchronous one (`task` None), which first
     /// waits for the submitted tasks it depends on, or a placed task.
+    ///
+    /// A panic inside pel while the call runs (a broken invariant: the
+    /// kernel's own panics are caught where it runs) gives the leases back
+    /// and becomes [`Error::Internal`] for this call, never a hang.
+    fn run_call(
+        &self,
+        kernel: &Kernel,
+        call: &Call<'_>,
+        target: Target,
+        task: Option<(&Arc<TaskInner>, Placement)>,
+    ) -> Result<RunInfo> {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_call_inner(kernel, call, target, task)
+        }));
+        outcome.unwrap_or_else(|payload| {
+            let e = Error::Internal {
+                what: format!("kernel `{}`", kernel.name()),
+                message: crate::device::cpu::panic_message(payload.as_ref()),
+            };
+            if let Some((t, _)) = task {
+                let mut table = self.table();
+                if let Some(ready) = t.complete(Err(e.clone())) {
+                    self.shared.pending.finish(&Err(e.clone()));
+                    self.settle(&mut table, ready);
+                }
+                self.unlock(table);
+            }
+            Err(e)
+        })
+    }
+
+    /// [`run_call`](Self::run_call)'s body.
     ///
     /// When the GPU it runs on is lost, or runs out of memory even after
     /// evicting other buffers, the call runs again elsewhere (reason
     /// [`Reason::Recovered`]): after a loss, buffers whose only valid copy
     /// was on that device are first rebuilt from their lineage.
-    fn run_call(
+    fn run_call_inner(
         &self,
         kernel: &Kernel,
         call: &Call<'_>,
@@ -1061,15 +1227,23 @@ impl Runtime {
 
         // Lease every argument (a synchronous call also waits for the tasks
         // it depends on), then prepare under the table's lock: the decision,
-        // and every argument made valid where the call will run.
-        let mut table = self.table_when(|t| {
-            (task.is_some() || t.settled(&read_ids, &write_ids))
-                && t.try_lease(&read_ids, &write_ids)
-        });
+        // and every argument made valid where the call will run. The guard,
+        // made before the table is locked, gives the leases back if this
+        // unwinds, after the table's lock is.
+        let mut lease = LeaseGuard {
+            shared: &self.shared,
+            reads: &read_ids,
+            writes: &write_ids,
+            held: false,
+        };
+        let what = format!("kernel `{}`", kernel.name());
+        let mut table = self.table_ready(&what, &read_ids, &write_ids, task.is_none(), true)?;
+        lease.held = true;
         if task.is_none() {
             let all: Vec<u64> = read_ids.iter().chain(&write_ids).copied().collect();
             if let Some(e) = self.failed_input(&table, kernel.name(), &all) {
                 table.release_lease(&read_ids, &write_ids);
+                lease.held = false;
                 self.unlock(table);
                 return Err(e);
             }
@@ -1079,7 +1253,10 @@ impl Runtime {
         let mut recovered = false;
         let (result, decided, host_written) = loop {
             let placement = self.place_call(&mut table, target, placed, kernel, call);
-            let planned = placement.as_ref().ok().map(|p| p.backend);
+            let planned = placement
+                .as_ref()
+                .ok()
+                .map(|p| (p.backend, p.split.is_some()));
             let prepared = placement.and_then(|p| {
                 let work = match self.make_work(&mut table, p, kernel, call) {
                     // A GPU out of memory frees other buffers' copies there
@@ -1093,7 +1270,8 @@ impl Runtime {
                 };
                 work.map(|w| (p, w))
             });
-            if matches!(&prepared, Ok((_, Work::Cpu(_) | Work::Split(_)))) {
+            let on_host = matches!(&prepared, Ok((_, Work::Cpu(_) | Work::Split(_))));
+            if on_host {
                 // The host copies are written in place: pinned versions are
                 // kept aside first.
                 for id in &write_ids {
@@ -1113,15 +1291,40 @@ impl Runtime {
                 (Err(_), false) => None,
             };
             let mut host_written = false;
+            // User code runs on this thread (the CPU implementation): a call
+            // into pel from it must see what this call holds.
+            let frame = on_host.then(|| {
+                frames::enter(Frame {
+                    runtime: self.shared.id,
+                    kernel: kernel.name().to_owned(),
+                    reads: read_ids.clone(),
+                    writes: write_ids.clone(),
+                    task: task.map(|(t, _)| t.id),
+                })
+            });
             let result = prepared.and_then(|(placement, work)| {
                 self.execute_work(kernel, call, placement, work, start, &mut host_written)
             });
+            drop(frame);
             table = self.table();
+            // A GPU lost while the call ran took its result with it, even if
+            // the kernel itself completed: run again elsewhere.
+            let result = match (result, planned) {
+                (Ok(_), Some((Backend::Gpu(g), false)))
+                    if table.gpu_lost(g) || self.shared.gpus[g].check_alive().is_err() =>
+                {
+                    Err(Error::DeviceLost {
+                        device: self.shared.gpus[g].info().backend.to_string(),
+                        reason: "lost while the call ran, with its result".to_owned(),
+                    })
+                }
+                (r, _) => r,
+            };
             // Recover from a lost or full GPU: run again elsewhere.
             let failed_gpu = match (&result, planned) {
                 (
                     Err(Error::DeviceLost { .. } | Error::OutOfMemory { .. }),
-                    Some(Backend::Gpu(g)),
+                    Some((Backend::Gpu(g), _)),
                 ) => Some(g),
                 _ => None,
             };
@@ -1201,6 +1404,7 @@ impl Runtime {
             }
         }
         table.release_lease(&read_ids, &write_ids);
+        lease.held = false;
         {
             let mut d = self.dispatcher();
             if let Some(backend) = decided {
@@ -1234,9 +1438,10 @@ impl Runtime {
             info
         });
         if let Some((t, _)) = task {
-            let ready = t.complete(result.clone());
-            self.shared.pending.finish(&result);
-            self.settle(&mut table, ready);
+            if let Some(ready) = t.complete(result.clone()) {
+                self.shared.pending.finish(&result);
+                self.settle(&mut table, ready);
+            }
         }
         self.unlock(table);
         result
@@ -1942,6 +2147,44 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+/// Gives a call's leases back if it unwinds before it could.
+struct LeaseGuard<'a> {
+    shared: &'a Shared,
+    reads: &'a [u64],
+    writes: &'a [u64],
+    held: bool,
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.shared
+                .table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .release_lease(self.reads, self.writes);
+            self.shared.leases.notify_all();
+        }
+    }
+}
+
+/// The error of `what`, which needs buffer `id` while the call in `frame`,
+/// lower on this thread's stack, holds it.
+fn own_argument(what: &str, frame: &Frame, id: u64) -> Error {
+    let uses = if frame.writes.contains(&id) {
+        "writes"
+    } else {
+        "reads"
+    };
+    Error::WouldDeadlock {
+        what: format!("{what} (buffer #{id})"),
+        message: format!(
+            "called from inside kernel `{}`, which {uses} that buffer until it returns; a kernel cannot use its own arguments through the runtime: pass what it needs as arguments, or use the buffer after the call",
+            frame.kernel
+        ),
     }
 }
 

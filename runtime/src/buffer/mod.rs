@@ -408,18 +408,26 @@ impl Table {
         &self.entries[&id].consumers
     }
 
-    /// Whether every submitted task the host (or a call made now) must wait
-    /// for has finished: the producer of each buffer read, and also the
-    /// readers of each buffer written.
-    pub(crate) fn settled(&self, reads: &[u64], writes: &[u64]) -> bool {
-        let done = |t: &Option<Arc<TaskInner>>| t.as_ref().is_none_or(|t| t.is_finished());
-        reads
-            .iter()
-            .chain(writes)
-            .all(|id| done(&self.entries[id].producer))
-            && writes
-                .iter()
-                .all(|id| self.entries[id].consumers.iter().all(|t| t.is_finished()))
+    /// The submitted tasks the host (or a call made now) must wait for
+    /// that have not finished: the producer of each buffer read or written,
+    /// and the readers of each buffer written.
+    pub(crate) fn unsettled(&self, reads: &[u64], writes: &[u64]) -> Vec<Arc<TaskInner>> {
+        let mut first = Vec::new();
+        for id in reads.iter().chain(writes) {
+            if let Some(p) = &self.entries[id].producer {
+                if !p.is_finished() {
+                    first.push(Arc::clone(p));
+                }
+            }
+        }
+        for id in writes {
+            for c in &self.entries[id].consumers {
+                if !c.is_finished() {
+                    first.push(Arc::clone(c));
+                }
+            }
+        }
+        first
     }
 
     /// Records `task` as the producer of the buffer's next version.
@@ -549,7 +557,13 @@ impl Table {
             e.valid.gpu.iter().position(|&v| v)
         };
         if let Some(g) = source {
-            let buf = e.gpu[g].as_ref().expect("a valid copy exists");
+            let Some(buf) = e.gpu[g].as_ref() else {
+                e.host = Some(host);
+                return Err(Error::Internal {
+                    what: format!("buffer #{id}"),
+                    message: format!("gpu{g} is marked valid but holds no copy"),
+                });
+            };
             let start = std::time::Instant::now();
             if let Err(err) = gpus[g].download(buf, host.as_bytes_mut()) {
                 e.host = Some(host);

@@ -2,17 +2,43 @@
 //! and fan out over rayon's global pool, which costs nothing per call; with
 //! a thread count set (`PEL_CPU_THREADS`, or the builder) pel builds a pool
 //! of its own and runs kernels inside it.
+//!
+//! **Calls from rayon code.** A rayon worker that waits for work in another
+//! pool (`ThreadPool::install`), or joins its own `par_iter`, takes other
+//! jobs of its pool meanwhile. Were it holding a call's buffer leases, a job
+//! it took could need those same leases, lower on its own stack, and wait
+//! forever. So a call made on a rayon worker, from outside the pool pel
+//! runs kernels in, runs its kernel in pel's pool (rayon's global pool
+//! being the caller's own, a pool pel keeps for such calls) from a thread of
+//! its own, while the caller blocks without taking other jobs. A call from
+//! inside pel's pool (a kernel calling pel) runs inline, as before.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
 
 use super::{Backend, DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
+use crate::frames;
 use crate::kernel::{Kernel, RawSlice};
 
 pub(crate) struct CpuDevice {
     /// `None`: rayon's global pool.
     pool: Option<rayon::ThreadPool>,
+    /// For calls from rayon's own workers when `pool` is the global one.
+    apart: OnceLock<Option<rayon::ThreadPool>>,
     info: DeviceInfo,
+}
+
+/// How a call reaches the pool its kernel runs in.
+enum Route<'a> {
+    /// On this thread (its `par_iter`s go to the pool this thread is in,
+    /// or the global one).
+    Inline,
+    /// Through `install`, from a thread that is no rayon worker (it blocks
+    /// without taking jobs) or from a worker of that same pool (inline).
+    Install(&'a rayon::ThreadPool),
+    /// From a rayon worker of another pool: through a thread of its own.
+    Apart(&'a rayon::ThreadPool),
 }
 
 impl CpuDevice {
@@ -39,7 +65,11 @@ impl CpuDevice {
             limits: None,
             timestamps: false,
         };
-        CpuDevice { pool, info }
+        CpuDevice {
+            pool,
+            apart: OnceLock::new(),
+            info,
+        }
     }
 
     pub(crate) fn info(&self) -> &DeviceInfo {
@@ -52,14 +82,56 @@ impl CpuDevice {
         self.guarded(kernel, || kernel.run_cpu(args, params))
     }
 
+    fn route(&self) -> Route<'_> {
+        let on_worker = rayon::current_thread_index().is_some();
+        match &self.pool {
+            Some(pool) if on_worker && pool.current_thread_index().is_none() => Route::Apart(pool),
+            Some(pool) => Route::Install(pool),
+            None if !on_worker => Route::Inline,
+            None => match self.apart_pool() {
+                Some(apart) if apart.current_thread_index().is_none() => Route::Apart(apart),
+                // A kernel already running apart calls pel: inline there.
+                Some(_) => Route::Inline,
+                // No pool for it (the OS refused threads): as before.
+                None => Route::Inline,
+            },
+        }
+    }
+
+    /// The pool for kernels called from rayon's global workers, made on
+    /// first need with as many threads as the global pool.
+    fn apart_pool(&self) -> Option<&rayon::ThreadPool> {
+        self.apart
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(rayon::current_num_threads())
+                    .thread_name(|i| format!("pel-cpu-apart-{i}"))
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+
     /// Runs `f` in the pool; a panic becomes [`Error::KernelPanicked`].
     fn guarded(&self, kernel: &Kernel, f: impl FnOnce() + Send) -> Result<()> {
-        let run = || catch_unwind(AssertUnwindSafe(f));
-        match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }
-        .map_err(|payload| Error::KernelPanicked {
+        let outcome = match self.route() {
+            Route::Inline => caught(f),
+            Route::Install(pool) => {
+                // The closure may run on a pool thread: it carries what this
+                // thread is inside of.
+                let held = frames::snapshot();
+                pool.install(|| frames::with(held, || caught(f)))
+            }
+            Route::Apart(pool) => {
+                let held = frames::snapshot();
+                std::thread::scope(|s| {
+                    s.spawn(|| pool.install(|| frames::with(held, || caught(f))))
+                        .join()
+                })
+                .unwrap_or_else(Err)
+            }
+        };
+        outcome.map_err(|payload| Error::KernelPanicked {
             kernel: kernel.name().to_owned(),
             message: panic_message(payload.as_ref()),
         })
@@ -91,7 +163,8 @@ impl CpuDevice {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -99,6 +172,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "a panic with a non-string payload".to_owned()
     }
+}
+
+fn caught(f: impl FnOnce()) -> std::thread::Result<()> {
+    catch_unwind(AssertUnwindSafe(f))
 }
 
 fn cpu_name() -> String {

@@ -47,13 +47,14 @@ impl CpuDevice {
     }
 
     /// Runs the kernel's CPU implementation in the pool; a panic becomes
-    /// [`Error::KernelPanicked`].
+    /// [`Error::KernelPanicked`], a kernel without one
+    /// [`Error::NoCpuImplementation`].
     pub(crate) fn execute(&self, kernel: &Kernel, args: &[RawSlice], params: &[u8]) -> Result<()> {
         self.guarded(kernel, || kernel.run_cpu(args, params))
     }
 
     /// Runs `f` in the pool; a panic becomes [`Error::KernelPanicked`].
-    fn guarded(&self, kernel: &Kernel, f: impl FnOnce() + Send) -> Result<()> {
+    fn guarded(&self, kernel: &Kernel, f: impl FnOnce() -> Result<()> + Send) -> Result<()> {
         let run = || catch_unwind(AssertUnwindSafe(f));
         match &self.pool {
             Some(pool) => pool.install(run),
@@ -62,7 +63,7 @@ impl CpuDevice {
         .map_err(|payload| Error::KernelPanicked {
             kernel: kernel.name().to_owned(),
             message: panic_message(payload.as_ref()),
-        })
+        })?
     }
 }
 
@@ -78,10 +79,13 @@ impl CpuDevice {
     ) -> Result<()> {
         self.guarded(kernel, || {
             for (a, _) in args.iter().zip(written).filter(|(_, w)| **w) {
-                // SAFETY: `a` is the host copy of a written argument, at
-                // least `a.len` bytes long (its length in elements of four
-                // bytes or more), held exclusively by this call's lease.
-                unsafe { std::ptr::write_bytes(a.ptr, 0xFF, a.len / 2) };
+                // SAFETY: `a` is the host copy of a written argument,
+                // `a.bytes` long (the runtime sized it from the buffer's
+                // element size), held exclusively by this call's lease
+                // (aliased writes are refused); half of it is in bounds,
+                // and any bytes are a valid `Element` (Pod). No safe code
+                // can break this: `RawSlice`s are made only by the runtime.
+                unsafe { std::ptr::write_bytes(a.ptr, 0xFF, a.bytes / 2) };
             }
             panic!(
                 "injected by PEL_INJECT=cpu-panic@{}, after writing part of its outputs",

@@ -111,9 +111,86 @@ fn cpu_signature_is_checked_when_the_kernel_is_built() {
         matches!(&err, Error::ArgAccess { index: 0, name, .. } if name == "src"),
         "{err:?}"
     );
+}
 
-    let err = Kernel::builder("copy", COPY).build().unwrap_err();
-    assert!(matches!(err, Error::NoCpuImplementation { .. }), "{err:?}");
+#[test]
+fn a_kernel_without_cpu_runs_on_gpus_only() {
+    let kernel = Kernel::builder("copy", COPY)
+        .build()
+        .expect("a kernel needs no CPU implementation");
+    assert!(!kernel.has_cpu());
+    let rt = Runtime::builder()
+        .gpu(false)
+        .persist_model(false)
+        .build()
+        .unwrap();
+    let (src, dst) = (rt.buffer(&[1.0f32; 3]), rt.zeros::<f32>(3));
+    let err = rt
+        .run_on(Backend::Cpu, &kernel, &[&src, &dst], &())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NoCpuImplementation { kernel } if kernel == "copy"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(".cpu("), "{err}");
+
+    let err = Kernel::builder("copy", COPY)
+        .splittable(|_: &(), lens| lens[1] as u64, |_, _| ())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::SplittableWithoutCpu { kernel } if kernel == "copy"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn builder_calls_come_in_any_order() {
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Scale {
+        a: f32,
+        n: u32,
+    }
+    // Saxpy's WGSL with a CPU closure that ignores the params (written for
+    // `()`), given before `.params()`: kept, and run ignoring them.
+    let kernel = Kernel::builder("saxpy", pel::kernels::saxpy::WGSL)
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
+            let (x, y) = args.split();
+            for (y, x) in y.iter_mut().zip(x) {
+                *y += x;
+            }
+        })
+        .params::<Scale>()
+        .build()
+        .expect("a () closure carries over to later params");
+    let rt = Runtime::builder()
+        .gpu(false)
+        .persist_model(false)
+        .build()
+        .unwrap();
+    let (x, y) = (rt.buffer(&[1.0f32, 2.0, 3.0]), rt.buffer(&[10.0f32; 3]));
+    rt.run_on(Backend::Cpu, &kernel, &[&x, &y], &Scale { a: 1.0, n: 3 })
+        .unwrap();
+    assert_eq!(rt.read(&y).unwrap(), vec![11.0, 12.0, 13.0]);
+
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Wrong {
+        a: f32,
+        n: u32,
+    }
+    let err = Kernel::builder("saxpy", pel::kernels::saxpy::WGSL)
+        .params::<Wrong>()
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|_, _| {})
+        .params::<Scale>()
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Params { kernel, message }
+            if kernel == "saxpy" && message.contains("Wrong") && message.contains("Scale") && message.contains("`.cpu(...)`")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -111,11 +111,22 @@ pub enum Error {
         message: String,
     },
 
-    /// The kernel was built without a CPU implementation.
+    /// The kernel was asked to run on the CPU but was built without a CPU
+    /// implementation.
     #[error(
-        "kernel `{kernel}`: no CPU implementation; call `.cpu::<Signature>(...)` on the builder"
+        "kernel `{kernel}`: built without `.cpu(...)`, so it runs on GPUs only; give the builder `.cpu::<Signature>(...)` to run it on the CPU"
     )]
     NoCpuImplementation {
+        /// Kernel name.
+        kernel: String,
+    },
+
+    /// The kernel was declared splittable without a CPU implementation to
+    /// run the CPU's share of a call.
+    #[error(
+        "kernel `{kernel}`: `.splittable(...)` needs a CPU implementation to run the CPU's share of a call; give the builder `.cpu::<Signature>(...)` or drop `.splittable(...)`"
+    )]
+    SplittableWithoutCpu {
         /// Kernel name.
         kernel: String,
     },

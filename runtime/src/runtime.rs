@@ -626,6 +626,7 @@ impl Runtime {
     }
 
     fn new_buffer<T: Element>(&self, len: usize, data: Option<HostCopy>) -> Buffer<T> {
+        crate::kernel::assert_element_layout::<T>();
         let bytes = len as u64 * std::mem::size_of::<T>() as u64;
         let id = self.table().insert(bytes, len, data);
         Buffer::from_handle(Arc::new(Handle {
@@ -633,6 +634,7 @@ impl Runtime {
             runtime: self.shared.id,
             len,
             elem: T::TYPE,
+            elem_size: std::mem::size_of::<T>(),
             bytes,
             owner: Arc::downgrade(&self.shared),
         }))
@@ -1672,11 +1674,14 @@ impl Runtime {
         let (cpu_s, (parts, gpu_s)) = (cpu?, gpu_part?);
         for ((i, bytes), part) in written.iter().zip(parts) {
             debug_assert_eq!(part.len(), *bytes);
-            // SAFETY: `raw[i]` points at the valid host copy of argument i,
-            // at least `h.bytes` long (`bytes` is a prefix of it), which
-            // this call holds exclusively (its lease); the CPU part, which
-            // wrote only the elements of items `cut..`, has returned, and
-            // `part` is a separate allocation.
+            debug_assert!(*bytes <= s.raw[*i].bytes);
+            // SAFETY: `raw[i]` is the host copy of argument i, `raw[i].bytes`
+            // long, and `bytes` (the GPU's share of it, `h.bytes / items *
+            // cut` with `cut < items`) is within it; this call holds it
+            // under an exclusive lease (aliased writes are refused), the CPU
+            // part, which wrote only items `cut..`, has returned, and `part`
+            // is a separate allocation. No safe code can break this: the
+            // lengths come from the runtime's own handles.
             unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), s.raw[*i].ptr, *bytes) };
         }
         Ok((cpu_s, gpu_s))
@@ -1761,6 +1766,7 @@ impl Runtime {
             raw.push(RawSlice {
                 ptr: table.host_ptr(h.id),
                 len: h.len,
+                bytes: h.bytes as usize,
             });
         }
         Ok(raw)
@@ -2130,6 +2136,18 @@ impl Runtime {
                     what: "the call",
                     expected: binding.elem.to_string(),
                     got: h.elem.to_string(),
+                });
+            }
+            // Unreachable from safe code (`Element`'s layout is checked when
+            // compiled); kept because the CPU path's slices rely on it.
+            if h.elem_size != binding.elem.size() as usize {
+                return Err(Error::ArgType {
+                    kernel: kernel.name().to_owned(),
+                    index,
+                    name: binding.name.clone(),
+                    what: "the call",
+                    expected: format!("{} ({} bytes)", binding.elem, binding.elem.size()),
+                    got: format!("{} of {} bytes", h.elem, h.elem_size),
                 });
             }
         }

@@ -96,6 +96,10 @@ pub(crate) struct Handle {
     pub(crate) runtime: u64,
     pub(crate) len: usize,
     pub(crate) elem: ElemType,
+    /// `size_of` the Rust element type the buffer was made from: a call
+    /// checks it against its bindings' element size, so no kernel views
+    /// the buffer as more bytes than it holds.
+    pub(crate) elem_size: usize,
     pub(crate) bytes: u64,
     pub(crate) owner: Weak<Shared>,
 }
@@ -184,17 +188,24 @@ impl Validity {
     }
 }
 
-/// Host storage aligned to 16 bytes, so it can be viewed as any element type.
+/// Host storage aligned to 16 bytes, so it can be viewed as any element type
+/// (an [`Element`] is aligned to at most 16).
 #[derive(Clone)]
 pub(crate) struct HostCopy {
-    words: Vec<[u32; 4]>,
+    words: Vec<Block>,
     bytes: usize,
 }
+
+/// 16 bytes aligned to 16: a `Vec` of them is 16-aligned, which a `Vec` of
+/// `[u32; 4]` (aligned to 4) is only by the allocator's grace.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Block([u32; 4]);
 
 impl HostCopy {
     pub(crate) fn zeroed(bytes: usize) -> Self {
         HostCopy {
-            words: vec![[0; 4]; bytes.div_ceil(16)],
+            words: vec![Block([0; 4]); bytes.div_ceil(16)],
             bytes,
         }
     }
@@ -888,6 +899,7 @@ impl Table {
             .iter_mut()
             .zip(&record.inputs)
             .map(|(c, &(_, _, len))| RawSlice {
+                bytes: c.bytes,
                 ptr: c.as_mut_ptr(),
                 len,
             })
@@ -1023,5 +1035,55 @@ fn release_record(r: Arc<Record>, released: &mut Vec<Unpin>) {
                 .iter()
                 .map(|&(id, v, _)| (id, v, !written.contains(&id))),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, Error, Read, Runtime};
+
+    #[test]
+    fn host_copies_are_16_aligned() {
+        for bytes in [0, 1, 4, 17, 4096, 1 << 20] {
+            let mut h = HostCopy::zeroed(bytes);
+            assert_eq!(h.as_mut_ptr() as usize % 16, 0, "{bytes} bytes");
+        }
+    }
+
+    /// Safe code cannot make a buffer whose element size differs from its
+    /// `TYPE` (that is refused at compile time); the call refuses one anyway.
+    #[test]
+    fn a_call_refuses_a_buffer_of_the_wrong_element_size() {
+        let rt = Runtime::builder()
+            .gpu(false)
+            .persist_model(false)
+            .build()
+            .unwrap();
+        let kernel = Kernel::builder(
+            "touch",
+            r#"
+            @group(0) @binding(0) var<storage, read> x: array<u32>;
+            @compute @workgroup_size(64)
+            fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+                if id.x < arrayLength(&x) { let v = x[id.x]; }
+            }"#,
+        )
+        .cpu::<(Read<u32>,)>(|args, _| {
+            let (x,) = args.split();
+            assert_eq!(x.len(), 1000);
+        })
+        .build()
+        .unwrap();
+        let mut x = rt.zeros::<u32>(1000);
+        Arc::get_mut(&mut x.handle)
+            .expect("the only handle")
+            .elem_size = 2;
+        let err = rt.run_on(Backend::Cpu, &kernel, &[&x], &()).unwrap_err();
+        assert!(
+            matches!(&err, Error::ArgType { index: 0, name, .. } if name == "x"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("2 bytes"), "{err}");
     }
 }

@@ -77,7 +77,8 @@ impl CpuDevice {
     }
 
     /// Runs the kernel's CPU implementation in the pool; a panic becomes
-    /// [`Error::KernelPanicked`].
+    /// [`Error::KernelPanicked`], a kernel without one
+    /// [`Error::NoCpuImplementation`].
     pub(crate) fn execute(&self, kernel: &Kernel, args: &[RawSlice], params: &[u8]) -> Result<()> {
         self.guarded(kernel, || kernel.run_cpu(args, params))
     }
@@ -113,7 +114,7 @@ impl CpuDevice {
     }
 
     /// Runs `f` in the pool; a panic becomes [`Error::KernelPanicked`].
-    fn guarded(&self, kernel: &Kernel, f: impl FnOnce() + Send) -> Result<()> {
+    fn guarded(&self, kernel: &Kernel, f: impl FnOnce() -> Result<()> + Send) -> Result<()> {
         let outcome = match self.route() {
             Route::Inline => caught(f),
             Route::Install(pool) => {
@@ -134,7 +135,7 @@ impl CpuDevice {
         outcome.map_err(|payload| Error::KernelPanicked {
             kernel: kernel.name().to_owned(),
             message: panic_message(payload.as_ref()),
-        })
+        })?
     }
 }
 
@@ -150,10 +151,13 @@ impl CpuDevice {
     ) -> Result<()> {
         self.guarded(kernel, || {
             for (a, _) in args.iter().zip(written).filter(|(_, w)| **w) {
-                // SAFETY: `a` is the host copy of a written argument, at
-                // least `a.len` bytes long (its length in elements of four
-                // bytes or more), held exclusively by this call's lease.
-                unsafe { std::ptr::write_bytes(a.ptr, 0xFF, a.len / 2) };
+                // SAFETY: `a` is the host copy of a written argument,
+                // `a.bytes` long (the runtime sized it from the buffer's
+                // element size), held exclusively by this call's lease
+                // (aliased writes are refused); half of it is in bounds,
+                // and any bytes are a valid `Element` (Pod). No safe code
+                // can break this: `RawSlice`s are made only by the runtime.
+                unsafe { std::ptr::write_bytes(a.ptr, 0xFF, a.bytes / 2) };
             }
             panic!(
                 "injected by PEL_INJECT=cpu-panic@{}, after writing part of its outputs",
@@ -174,7 +178,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn caught(f: impl FnOnce()) -> std::thread::Result<()> {
+fn caught(f: impl FnOnce() -> Result<()>) -> std::thread::Result<Result<()>> {
     catch_unwind(AssertUnwindSafe(f))
 }
 

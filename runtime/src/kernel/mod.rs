@@ -1,20 +1,22 @@
-//! A kernel: one WGSL compute entry point plus a Rust implementation of the
-//! same computation for the CPU. Built once; naga checks the shader and the
-//! CPU signature against it before anything runs. This module owns the
-//! kernel's definition only: where and how it runs belongs to `dispatch/`.
+//! A kernel: one WGSL compute entry point plus, optionally, a Rust
+//! implementation of the same computation for the CPU. Built once; naga
+//! checks the shader and the CPU signature against it before anything runs.
+//! This module owns the kernel's definition only: where and how it runs
+//! belongs to `dispatch/`.
 
 mod reflect;
 mod signature;
 
 use std::any::TypeId;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 pub use reflect::{Reflection, StorageBinding, UniformBinding};
-pub(crate) use signature::RawSlice;
 pub use signature::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Read, ReadWrite, Scalar, Signature,
 };
+pub(crate) use signature::{RawSlice, assert_element_layout};
 
 use crate::error::{Error, Result};
 
@@ -30,12 +32,8 @@ pub enum Grid {
 
 type CpuFn = dyn Fn(&[RawSlice], &[u8]) + Send + Sync;
 type GridFn = dyn Fn(&[u8], &[usize]) -> Grid + Send + Sync;
-type TypedGridFn<P> = dyn Fn(&P, &[usize]) -> Grid + Send + Sync;
 type CostFn = dyn Fn(&[u8], &[usize]) -> u64 + Send + Sync;
-type TypedCostFn<P> = dyn Fn(&P, &[usize]) -> u64 + Send + Sync;
 type PartFn = dyn Fn(&[u8], u64, u64) -> Vec<u8> + Send + Sync;
-type TypedPartFn<P> = dyn Fn(&P, std::ops::Range<u64>) -> P + Send + Sync;
-type TypedSplit<P> = (Box<TypedCostFn<P>>, Box<TypedPartFn<P>>);
 
 /// How a splittable kernel's work divides (see [`KernelBuilder::splittable`]).
 struct Split {
@@ -43,7 +41,94 @@ struct Split {
     part: Box<PartFn>,
 }
 
-/// A compute kernel with a WGSL shader and a CPU implementation.
+/// Params of at most this many bytes are decoded onto the stack; larger ones
+/// onto the heap, since a worker thread's stack may be smaller than them.
+const STACK_PARAMS: usize = 4096;
+
+/// Decodes a call's params bytes as `P` and hands them to `f`.
+///
+/// A zero-sized `P` (a closure written for `()`) ignores the bytes, which
+/// then belong to a params type given later. Large params are decoded into a
+/// zeroed heap allocation, never through a stack temporary.
+fn with_params<P: bytemuck::Pod, R>(bytes: &[u8], f: impl FnOnce(&P) -> R) -> R {
+    let size = std::mem::size_of::<P>();
+    if size == 0 {
+        f(&P::zeroed())
+    } else if let Ok(p) = bytemuck::try_from_bytes::<P>(bytes) {
+        // Aligned already: no copy at all.
+        f(p)
+    } else if size <= STACK_PARAMS {
+        f(&bytemuck::pod_read_unaligned::<P>(bytes))
+    } else {
+        let mut p: Box<P> = bytemuck::allocation::zeroed_box();
+        bytemuck::bytes_of_mut(&mut *p).copy_from_slice(bytes);
+        f(&p)
+    }
+}
+
+/// The params type a builder closure was written for.
+#[derive(Clone, Copy)]
+struct ParamsType {
+    id: TypeId,
+    name: &'static str,
+}
+
+impl ParamsType {
+    fn of<P: 'static>() -> Self {
+        ParamsType {
+            id: TypeId::of::<P>(),
+            name: std::any::type_name::<P>(),
+        }
+    }
+}
+
+/// A closure given to the builder, type-erased, with the params type it was
+/// written for and the builder call that gave it, so `build` can tell
+/// whether it still fits the kernel's final params type.
+struct Given<F> {
+    value: F,
+    written_for: ParamsType,
+    call: &'static str,
+}
+
+impl<F> Given<F> {
+    fn new<P: 'static>(call: &'static str, value: F) -> Self {
+        Given {
+            value,
+            written_for: ParamsType::of::<P>(),
+            call,
+        }
+    }
+
+    /// The closure, if it fits params `P`: written for `P`, or for `()`
+    /// where `unit_fits` (it cannot read params, so it runs ignoring them).
+    fn fit<P: 'static>(self, kernel: &str, unit_fits: bool) -> Result<F> {
+        let want = ParamsType::of::<P>();
+        let unit = self.written_for.id == TypeId::of::<()>();
+        if self.written_for.id == want.id || (unit && unit_fits) {
+            return Ok(self.value);
+        }
+        let call = self.call;
+        let why = if unit {
+            format!(
+                "its `part` closure returns `()` where the kernel needs {}",
+                want.name
+            )
+        } else {
+            "only a closure written for `()` carries over to later params".to_owned()
+        };
+        Err(Error::Params {
+            kernel: kernel.to_owned(),
+            message: format!(
+                "`.{call}(...)` was written for params {}, but the last `.params::<{}>()` made the kernel's params {}; {why}: give `.params::<{}>()` before `.{call}(...)`",
+                self.written_for.name, want.name, want.name, want.name
+            ),
+        })
+    }
+}
+
+/// A compute kernel with a WGSL shader and, usually, a CPU implementation
+/// (without one it runs on GPUs only; see [`Kernel::has_cpu`]).
 ///
 /// Cheap to clone. Build one with [`Kernel::builder`].
 ///
@@ -92,7 +177,8 @@ struct KernelInner {
     params_type: TypeId,
     params_type_name: &'static str,
     params_size: usize,
-    cpu: Box<CpuFn>,
+    /// `None`: built without `.cpu(...)`; the kernel runs on GPUs only.
+    cpu: Option<Box<CpuFn>>,
     grid: Box<GridFn>,
     cost: Box<CostFn>,
     split: Option<Split>,
@@ -111,6 +197,7 @@ impl Kernel {
             grid: None,
             cost: None,
             split: None,
+            _params: PhantomData,
         }
     }
 
@@ -166,8 +253,24 @@ impl Kernel {
         (self.inner.cost)(params, lens)
     }
 
-    pub(crate) fn run_cpu(&self, args: &[RawSlice], params: &[u8]) {
-        (self.inner.cpu)(args, params)
+    /// Whether the kernel has a CPU implementation (was built with
+    /// [`KernelBuilder::cpu`]); without one it runs on GPUs only.
+    pub fn has_cpu(&self) -> bool {
+        self.inner.cpu.is_some()
+    }
+
+    /// Runs the CPU implementation; [`Error::NoCpuImplementation`] for a
+    /// kernel built without one.
+    pub(crate) fn run_cpu(&self, args: &[RawSlice], params: &[u8]) -> Result<()> {
+        let cpu = self
+            .inner
+            .cpu
+            .as_ref()
+            .ok_or_else(|| Error::NoCpuImplementation {
+                kernel: self.name().to_owned(),
+            })?;
+        cpu(args, params);
+        Ok(())
     }
 
     /// Whether the kernel was declared splittable between devices.
@@ -200,16 +303,22 @@ impl fmt::Debug for Kernel {
 }
 
 /// Builds a [`Kernel`]; see [`Kernel::builder`].
+///
+/// The calls may come in any order. A closure given before
+/// [`params`](Self::params) is kept: one written for `()` runs ignoring the
+/// params, and one written for another params type makes
+/// [`build`](Self::build) fail with [`Error::Params`].
 #[must_use = "a builder does nothing until .build()"]
 pub struct KernelBuilder<P> {
     name: String,
     source: String,
     entry: String,
     version: String,
-    cpu: Option<(Vec<ArgSpec>, Box<CpuFn>)>,
-    grid: Option<Box<TypedGridFn<P>>>,
-    cost: Option<Box<TypedCostFn<P>>>,
-    split: Option<TypedSplit<P>>,
+    cpu: Option<Given<(Vec<ArgSpec>, Box<CpuFn>)>>,
+    grid: Option<Given<Box<GridFn>>>,
+    cost: Option<Given<Box<CostFn>>>,
+    split: Option<Given<Split>>,
+    _params: PhantomData<fn() -> P>,
 }
 
 impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
@@ -228,18 +337,50 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     }
 
     /// The Rust type of the shader's uniform params block; its size is checked
-    /// against the WGSL. Call it first: it starts the CPU implementation and
-    /// the grid afresh, since both take the params.
+    /// against the WGSL. The closures of [`cpu`](Self::cpu),
+    /// [`invocations`](Self::invocations), [`workgroups`](Self::workgroups),
+    /// [`cost`](Self::cost) and [`splittable`](Self::splittable) receive
+    /// `&Q`, so give it before them; a closure given earlier is kept if it
+    /// was written for `()` (it runs ignoring the params), and is an
+    /// [`Error::Params`] at [`build`](Self::build) otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pel_runtime::{Kernel, ReadWrite};
+    ///
+    /// #[repr(C)]
+    /// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    /// struct Fill { value: u32 }
+    ///
+    /// let wgsl = r#"
+    ///     struct Fill { value: u32 }
+    ///     @group(0) @binding(0) var<storage, read_write> y: array<u32>;
+    ///     @group(0) @binding(1) var<uniform> p: Fill;
+    ///     @compute @workgroup_size(64)
+    ///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    ///         if id.x < arrayLength(&y) { y[id.x] = p.value; }
+    ///     }"#;
+    /// // A cost written for `()` before `.params()` carries over.
+    /// let fill = Kernel::builder("fill", wgsl)
+    ///     .cost(|_: &(), lens| lens[0] as u64)
+    ///     .params::<Fill>()
+    ///     .cpu::<(ReadWrite<u32>,)>(|args, p| args.split().0.fill(p.value))
+    ///     .build()?;
+    /// assert!(fill.has_cpu());
+    /// # Ok::<(), pel_runtime::Error>(())
+    /// ```
     pub fn params<Q: bytemuck::Pod + Send + Sync>(self) -> KernelBuilder<Q> {
         KernelBuilder {
             name: self.name,
             source: self.source,
             entry: self.entry,
             version: self.version,
-            cpu: None,
-            grid: None,
-            cost: None,
-            split: None,
+            cpu: self.cpu,
+            grid: self.grid,
+            cost: self.cost,
+            split: self.split,
+            _params: PhantomData,
         }
     }
 
@@ -249,20 +390,26 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// Its `par_iter`s run on rayon's global pool, or on pel's own pool when
     /// one is configured. It must not use its own arguments through the
     /// runtime (a read or a run of a buffer it writes would wait for itself).
+    ///
+    /// Optional: a kernel built without it runs on GPUs only
+    /// ([`Kernel::has_cpu`] is false).
     pub fn cpu<S: Signature>(
         mut self,
         f: impl Fn(CpuArgs<'_, S>, &P) + Send + Sync + 'static,
     ) -> Self {
         let erased = move |raw: &[RawSlice], params: &[u8]| {
-            let p: P = bytemuck::pod_read_unaligned(params);
-            // SAFETY: the runtime builds `raw` from live, aligned host copies of
-            // the call's buffers, after checking their element types against
-            // `S::specs()` (at build) and refusing aliased writable buffers,
-            // and holds their leases until this returns.
+            // SAFETY: `raw` comes from the runtime, which builds it from the
+            // call's host copies (16-aligned, sized from each buffer's
+            // element size, checked against this signature's `S::specs()`
+            // when the kernel was built and against the buffers' element
+            // types and sizes at the call), refuses aliased writable
+            // buffers, and holds every lease until this returns. No safe
+            // code can break that: `Element`'s layout is checked at compile
+            // time, and `RawSlice`s are made only by the runtime.
             let args = unsafe { CpuArgs::<S>::new(raw) };
-            f(args, &p)
+            with_params(params, |p: &P| f(args, p))
         };
-        self.cpu = Some((S::specs(), Box::new(erased)));
+        self.cpu = Some(Given::new::<P>("cpu", (S::specs(), Box::new(erased))));
         self
     }
 
@@ -270,7 +417,10 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// arguments' lengths. The default is one invocation per element of the
     /// first written argument.
     pub fn invocations(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
-        self.grid = Some(Box::new(move |p, lens| Grid::Invocations(f(p, lens))));
+        let erased = move |bytes: &[u8], lens: &[usize]| {
+            Grid::Invocations(with_params(bytes, |p: &P| f(p, lens)))
+        };
+        self.grid = Some(Given::new::<P>("invocations", Box::new(erased)));
         self
     }
 
@@ -278,7 +428,10 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// workgroup computes one tile). The shader numbers them linearly as
     /// `workgroup_id.x + workgroup_id.y * num_workgroups.x`.
     pub fn workgroups(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
-        self.grid = Some(Box::new(move |p, lens| Grid::Workgroups(f(p, lens))));
+        let erased = move |bytes: &[u8], lens: &[usize]| {
+            Grid::Workgroups(with_params(bytes, |p: &P| f(p, lens)))
+        };
+        self.grid = Some(Given::new::<P>("workgroups", Box::new(erased)));
         self
     }
 
@@ -287,12 +440,15 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// such as `m·n·k` for a matrix product. The default is the total number
     /// of elements of all arguments.
     pub fn cost(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
-        self.cost = Some(Box::new(f));
+        let erased = move |bytes: &[u8], lens: &[usize]| with_params(bytes, |p: &P| f(p, lens));
+        self.cost = Some(Given::new::<P>("cost", Box::new(erased)));
         self
     }
 
     /// Declares the kernel splittable, so one call can run partly on a GPU
     /// and partly on the CPU at once (co-execution, in the manner of Qilin).
+    /// It needs a CPU implementation ([`cpu`](Self::cpu)), and, since `part`
+    /// returns params, must be written for the kernel's final params type.
     ///
     /// The call's work must be an index range `0..items(params, lens)` over
     /// its outputs: item `i` writes only its own elements of each written
@@ -305,24 +461,43 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// performance model, and runs unsplit where splitting does not pay.
     /// Each element is computed by exactly one device, so the result equals
     /// the unsplit runs' elements, each from the device that computed it.
+    /// `part` returns its params by value, on the stack: keep a splittable
+    /// kernel's params small (kilobytes, not megabytes).
     pub fn splittable(
         mut self,
         items: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static,
         part: impl Fn(&P, std::ops::Range<u64>) -> P + Send + Sync + 'static,
     ) -> Self {
-        self.split = Some((Box::new(items), Box::new(part)));
+        let split = Split {
+            items: Box::new(move |bytes: &[u8], lens: &[usize]| {
+                with_params(bytes, |p: &P| items(p, lens))
+            }),
+            part: Box::new(move |bytes: &[u8], start: u64, end: u64| {
+                with_params(bytes, |p: &P| {
+                    bytemuck::bytes_of(&part(p, start..end)).to_vec()
+                })
+            }),
+        };
+        self.split = Some(Given::new::<P>("splittable", split));
         self
     }
 
     /// Parses and validates the WGSL, checks the CPU signature and the params
-    /// against it, and returns the kernel.
+    /// against it, checks that every closure given fits the final params
+    /// type, and returns the kernel.
     pub fn build(self) -> Result<Kernel> {
         let name = self.name;
         let reflection = reflect::reflect(&name, &self.source, &self.entry)?;
-        let (specs, cpu) = self.cpu.ok_or_else(|| Error::NoCpuImplementation {
-            kernel: name.clone(),
-        })?;
-        check_signature(&name, &reflection, &specs)?;
+        let cpu = self.cpu.map(|c| c.fit::<P>(&name, true)).transpose()?;
+        let grid = self.grid.map(|g| g.fit::<P>(&name, true)).transpose()?;
+        let cost = self.cost.map(|c| c.fit::<P>(&name, true)).transpose()?;
+        let split = self.split.map(|s| s.fit::<P>(&name, false)).transpose()?;
+        if let Some((specs, _)) = &cpu {
+            check_signature(&name, &reflection, specs)?;
+        }
+        if split.is_some() && cpu.is_none() {
+            return Err(Error::SplittableWithoutCpu { kernel: name });
+        }
 
         let params_size = std::mem::size_of::<P>();
         match &reflection.uniform {
@@ -351,36 +526,18 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             _ => {}
         }
 
-        let grid: Box<GridFn> = match self.grid {
-            Some(g) => Box::new(move |bytes: &[u8], lens: &[usize]| {
-                g(&bytemuck::pod_read_unaligned::<P>(bytes), lens)
-            }),
-            None => {
-                let first_written = reflection
-                    .storage
-                    .iter()
-                    .position(|b| b.access.writes())
-                    .unwrap_or(0);
-                Box::new(move |_: &[u8], lens: &[usize]| {
-                    Grid::Invocations(lens.get(first_written).copied().unwrap_or(0) as u64)
-                })
-            }
-        };
-
-        let cost: Box<CostFn> = match self.cost {
-            Some(c) => Box::new(move |bytes: &[u8], lens: &[usize]| {
-                c(&bytemuck::pod_read_unaligned::<P>(bytes), lens)
-            }),
-            None => Box::new(|_: &[u8], lens: &[usize]| lens.iter().map(|&n| n as u64).sum()),
-        };
-        let split = self.split.map(|(items, part)| Split {
-            items: Box::new(move |bytes: &[u8], lens: &[usize]| {
-                items(&bytemuck::pod_read_unaligned::<P>(bytes), lens)
-            }),
-            part: Box::new(move |bytes: &[u8], start: u64, end: u64| {
-                let p = part(&bytemuck::pod_read_unaligned::<P>(bytes), start..end);
-                bytemuck::bytes_of(&p).to_vec()
-            }),
+        let grid: Box<GridFn> = grid.unwrap_or_else(|| {
+            let first_written = reflection
+                .storage
+                .iter()
+                .position(|b| b.access.writes())
+                .unwrap_or(0);
+            Box::new(move |_: &[u8], lens: &[usize]| {
+                Grid::Invocations(lens.get(first_written).copied().unwrap_or(0) as u64)
+            })
+        });
+        let cost: Box<CostFn> = cost.unwrap_or_else(|| {
+            Box::new(|_: &[u8], lens: &[usize]| lens.iter().map(|&n| n as u64).sum())
         });
         let id = {
             let mut h = Fnv::new();
@@ -399,7 +556,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
                 params_type: TypeId::of::<P>(),
                 params_type_name: std::any::type_name::<P>(),
                 params_size,
-                cpu,
+                cpu: cpu.map(|(_, f)| f),
                 grid,
                 cost,
                 split,
@@ -459,3 +616,6 @@ impl Fnv {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,6 +41,25 @@ impl ElemType {
     pub const fn scalar(scalar: Scalar) -> Self {
         ElemType::Vector { scalar, lanes: 1 }
     }
+
+    /// The bytes one element takes in a WGSL storage array: 4 per lane
+    /// (every [`Scalar`] is 4 bytes), or the struct's size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pel_runtime::{ElemType, Scalar};
+    ///
+    /// assert_eq!(ElemType::scalar(Scalar::F32).size(), 4);
+    /// assert_eq!(ElemType::Vector { scalar: Scalar::U32, lanes: 4 }.size(), 16);
+    /// assert_eq!(ElemType::Struct { size: 48 }.size(), 48);
+    /// ```
+    pub const fn size(&self) -> u32 {
+        match *self {
+            ElemType::Vector { lanes, .. } => 4 * lanes as u32,
+            ElemType::Struct { size } => size,
+        }
+    }
 }
 
 impl fmt::Display for ElemType {
@@ -63,9 +82,120 @@ impl fmt::Display for ElemType {
 /// Implemented for `f32`, `u32`, `i32` and their 2- and 4-lane arrays (WGSL's
 /// `vec2`/`vec4`). Implement it for a `#[repr(C)]` struct of your own with
 /// `ElemType::Struct { size }` to pass arrays of WGSL structs.
+///
+/// # What an implementation must satisfy
+///
+/// A CPU implementation receives a buffer's bytes as a slice of the element
+/// type its kernel declares, which need not be the type the buffer was made
+/// from: only their [`TYPE`](Element::TYPE)s are compared. So `TYPE` must
+/// describe the Rust type's memory exactly:
+///
+/// - `size_of::<Self>() == Self::TYPE.size()`: one Rust value is one
+///   element of the WGSL array, stride included. For a struct, `size` is
+///   its `size_of`, and its fields sit where WGSL puts them (add explicit
+///   padding fields where WGSL aligns a member, e.g. before a `vec4`).
+/// - `align_of::<Self>() <= 16`: pel keeps host copies 16-byte aligned.
+///
+/// Both are checked when the program is compiled, wherever a type enters
+/// pel's memory ([`Runtime::buffer`](crate::Runtime::buffer),
+/// [`Runtime::zeros`](crate::Runtime::zeros), [`Read`], [`ReadWrite`]), and
+/// the element size again when a buffer is passed to a kernel. A wrong
+/// `TYPE` is therefore a compile error, never a slice that runs past its
+/// buffer; the trait is safe to implement (`bytemuck::Pod` already
+/// guarantees that any bytes are a valid value).
+///
+/// # Examples
+///
+/// A struct element, as `struct Particle { pos: vec2<f32>, vel: vec2<f32> }`
+/// in WGSL:
+///
+/// ```
+/// use pel_runtime::{ElemType, Element, Runtime};
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// struct Particle { pos: [f32; 2], vel: [f32; 2] }
+///
+/// impl Element for Particle {
+///     const TYPE: ElemType = ElemType::Struct { size: 16 };
+/// }
+///
+/// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+/// let p = rt.buffer(&[Particle { pos: [0.0; 2], vel: [1.0; 2] }; 8]);
+/// assert_eq!(p.size_bytes(), 8 * 16);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+///
+/// Two 16-bit halves packed in one `u32`, as WGSL's `unpack2x16float`
+/// reads them: 4 bytes, so `u32` describes it.
+///
+/// ```
+/// use pel_runtime::{ElemType, Element, Runtime, Scalar};
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// struct HalfPair([u16; 2]);
+///
+/// impl Element for HalfPair {
+///     const TYPE: ElemType = ElemType::scalar(Scalar::U32);
+/// }
+///
+/// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+/// let h = rt.buffer(&[HalfPair([7, 7]); 1000]);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+///
+/// One 16-bit value claiming to be a `u32` is refused when compiled: a
+/// kernel taking `&mut [u32]` would otherwise see 4,000 bytes of a
+/// 2,000-byte buffer.
+///
+/// ```compile_fail,E0080
+/// use pel_runtime::{ElemType, Element, Runtime, Scalar};
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// struct Half(u16);
+///
+/// impl Element for Half {
+///     const TYPE: ElemType = ElemType::scalar(Scalar::U32);
+/// }
+///
+/// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+/// let h = rt.buffer(&[Half(7); 1000]);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+///
+/// So is such a type as a CPU implementation's argument:
+///
+/// ```compile_fail,E0080
+/// use pel_runtime::{ElemType, Element, Kernel, ReadWrite, Scalar};
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// struct Half(u16);
+///
+/// impl Element for Half {
+///     const TYPE: ElemType = ElemType::scalar(Scalar::U32);
+/// }
+///
+/// let k = Kernel::builder("k", "").cpu::<(ReadWrite<Half>,)>(|_, _: &()| {});
+/// ```
 pub trait Element: bytemuck::Pod + Send + Sync + 'static {
-    /// The WGSL element type this Rust type stands for.
+    /// The WGSL element type this Rust type stands for; its
+    /// [`size`](ElemType::size) must be `size_of::<Self>()`.
     const TYPE: ElemType;
+}
+
+/// Refuses at compile time, where `T` enters pel's memory, an [`Element`]
+/// whose `TYPE` does not describe its layout: the CPU path's slices are only
+/// in bounds and aligned because this holds.
+pub(crate) fn assert_element_layout<T: Element>() {
+    const {
+        assert!(
+            std::mem::size_of::<T>() == T::TYPE.size() as usize && std::mem::align_of::<T>() <= 16,
+            "an Element's size_of must equal its TYPE.size() (the bytes of one WGSL array element), and its align_of must be at most 16"
+        )
+    }
 }
 
 macro_rules! element {
@@ -122,12 +252,15 @@ pub struct Read<T>(PhantomData<T>);
 /// A storage argument the CPU implementation may write: it receives `&mut [T]`.
 pub struct ReadWrite<T>(PhantomData<T>);
 
-/// A pointer and element count the runtime hands to a CPU implementation.
+/// A host copy the runtime hands to a CPU implementation: its address, its
+/// length in elements, and its length in bytes (so a binding can check the
+/// element type it views it as, and a fault injection can write bytes).
 #[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct RawSlice {
     pub(crate) ptr: *mut u8,
     pub(crate) len: usize,
+    pub(crate) bytes: usize,
 }
 
 // SAFETY: a RawSlice is only an address handed to the CPU implementation on
@@ -147,25 +280,33 @@ pub trait ArgKind: 'static {
     fn spec() -> ArgSpec;
     #[doc(hidden)]
     /// # Safety
-    /// `raw` must point to `raw.len` initialised elements of this kind's type,
-    /// aligned, valid for `'a`, and (for a writable kind) not aliased.
+    /// `raw.ptr` must point to `raw.bytes` initialised bytes, aligned to 16,
+    /// valid for `'a`, and (for a writable kind) not aliased. A `raw.bytes`
+    /// that is not `raw.len` elements of this kind's type panics.
     unsafe fn bind<'a>(raw: RawSlice) -> Self::Ref<'a>;
 }
 
 impl<T: Element> ArgKind for Read<T> {
     type Ref<'a> = &'a [T];
     fn spec() -> ArgSpec {
+        assert_element_layout::<T>();
         ArgSpec {
             elem: T::TYPE,
             access: Access::Read,
         }
     }
     unsafe fn bind<'a>(raw: RawSlice) -> &'a [T] {
+        check_extent::<T>(raw);
         if raw.len == 0 {
             return &[];
         }
-        // SAFETY: the caller guarantees an aligned, initialised, live region of
-        // `raw.len` elements of `T` (see the trait's contract).
+        // SAFETY: the caller guarantees `raw.bytes` live, initialised bytes
+        // aligned to 16 (the trait's contract), and `check_extent` has just
+        // proved they are exactly `raw.len` values of `T`. `T` is Pod (any
+        // bytes are a value) and aligned to at most 16 (checked when
+        // `spec` was compiled). No safe code can break that: the runtime
+        // builds `raw` from its own 16-aligned host copies, sized from the
+        // buffer's element size, held under the call's lease.
         unsafe { std::slice::from_raw_parts(raw.ptr as *const T, raw.len) }
     }
 }
@@ -173,19 +314,38 @@ impl<T: Element> ArgKind for Read<T> {
 impl<T: Element> ArgKind for ReadWrite<T> {
     type Ref<'a> = &'a mut [T];
     fn spec() -> ArgSpec {
+        assert_element_layout::<T>();
         ArgSpec {
             elem: T::TYPE,
             access: Access::ReadWrite,
         }
     }
     unsafe fn bind<'a>(raw: RawSlice) -> &'a mut [T] {
+        check_extent::<T>(raw);
         if raw.len == 0 {
             return &mut [];
         }
-        // SAFETY: as for `Read`, and the runtime refuses calls that pass a
-        // written buffer twice, so this `&mut` is the only reference.
+        // SAFETY: in bounds, aligned and initialised as for `Read`. The
+        // `&mut` is the only reference for `'a`: the caller guarantees no
+        // aliasing, which the runtime upholds by refusing calls that pass a
+        // written buffer twice and by holding the buffer's exclusive lease
+        // until the CPU implementation returns.
         unsafe { std::slice::from_raw_parts_mut(raw.ptr as *mut T, raw.len) }
     }
+}
+
+/// Panics unless `raw` covers exactly `raw.len` values of `T`: the last
+/// defence, after the compile-time layout check and the call's element-size
+/// check, against viewing a buffer as a slice longer than its bytes.
+fn check_extent<T>(raw: RawSlice) {
+    assert!(
+        raw.len.checked_mul(std::mem::size_of::<T>()) == Some(raw.bytes),
+        "pel: a host copy of {} bytes cannot be {} elements of {} ({} bytes each)",
+        raw.bytes,
+        raw.len,
+        std::any::type_name::<T>(),
+        std::mem::size_of::<T>()
+    );
 }
 
 /// The argument list of a CPU implementation: a tuple of [`Read`] and

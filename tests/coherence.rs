@@ -141,6 +141,37 @@ fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
 }
 
 #[test]
+fn reset_stats_zeroes_every_counter_the_pools_too() {
+    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = common::rt();
+    let Some(gpu) = common::gpu(rt, "reset_stats_zeroes_every_counter_the_pools_too") else {
+        return;
+    };
+    let sum = Sum::new().unwrap();
+    // Twice, so the second chain takes the first one's buffers from the pool.
+    for seed in 0..2 {
+        let x = rt.buffer(&random(70_000, 7 + seed));
+        let out = rt.zeros::<f32>(1);
+        sum.run(rt, Target::On(gpu), &x, &out).unwrap();
+        rt.read(&out).unwrap();
+    }
+    let before = rt.stats();
+    assert!(before.pool_hits > 0 && before.pool_misses > 0, "{before}");
+    rt.reset_stats();
+    let s = rt.stats();
+    assert_eq!((s.pool_hits, s.pool_misses), (0, 0), "{s}");
+    assert_eq!(
+        (s.uploads, s.downloads, s.gpu_runs, s.cpu_runs),
+        (0, 0, 0, 0),
+        "{s}"
+    );
+    // States, not counts: what the pools hold now stays.
+    assert_eq!(s.pool_free_bytes, before.pool_free_bytes, "{s}");
+    assert_eq!(s.live_buffers, before.live_buffers, "{s}");
+    assert_eq!(s.calibration_runs, before.calibration_runs, "{s}");
+}
+
+#[test]
 fn a_buffer_valid_on_one_gpu_reaches_another_through_the_host() {
     let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let rt = common::rt();

@@ -417,3 +417,52 @@ fn an_argument_over_the_storage_binding_limit_is_refused() {
         );
     }
 }
+
+/// Valid WGSL (naga accepts it) that no adapter runs: 4,096 invocations
+/// per workgroup, four times the most any driver allows, which wgpu's
+/// validation refuses with a message of several lines. (4 MiB of workgroup
+/// memory would be the other candidate, but wgpu does not check that limit
+/// and lavapipe ran such a shader.)
+const HUGE_WORKGROUP: &str = r#"
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(4096)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&dst) {
+        dst[id.x] = src[id.x];
+    }
+}
+"#;
+
+#[test]
+fn a_shader_the_gpu_rejects_is_a_one_line_error() {
+    let rt = common::rt();
+    let kernel = Kernel::builder("huge_workgroup", HUGE_WORKGROUP)
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
+            let (src, dst) = args.split();
+            dst.copy_from_slice(src);
+        })
+        .build()
+        .expect("naga accepts the shader");
+    for gpu in common::gpus(rt, "a_shader_the_gpu_rejects_is_a_one_line_error") {
+        let a = rt.buffer(&[1.0f32; 64]);
+        let b = rt.zeros::<f32>(64);
+        let err = match rt.run_on(gpu, &kernel, &[&a, &b], &()) {
+            Err(e) => e,
+            Ok(info) => panic!("{gpu} ran 4 MiB of workgroup memory: {info:?}"),
+        };
+        eprintln!("{gpu}: {err}");
+        assert!(
+            matches!(err, Error::Gpu { .. } | Error::OutOfMemory { .. }),
+            "{gpu}: expected a wgpu error, got {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "{gpu}: more than one line: {msg:?}");
+        assert!(
+            !msg.contains("  "),
+            "{gpu}: whitespace not collapsed: {msg:?}"
+        );
+        assert!(msg.contains("huge_workgroup"), "{msg}");
+    }
+}

@@ -51,7 +51,7 @@ fn a_lost_gpu_is_replaced_and_its_data_rebuilt_from_lineage() {
     let (xs, ys) = (random(n, 1), random(n, 2));
     let (x, y, t) = (rt.buffer(&xs), rt.buffer(&ys), rt.zeros::<f32>(n));
     // The GPU is lost when it is about to run the fourth kernel from now.
-    rt.set_faults(faults("gpu-lost@3"));
+    rt.set_faults(faults("gpu-lost@3")).unwrap();
     let on_gpu = Target::On(gpu);
     saxpy.run(&rt, on_gpu, 2.0, &x, &y).unwrap(); // y1 = 2x + y0
     saxpy.run(&rt, on_gpu, -0.5, &y, &t).unwrap(); // t = -0.5·y1
@@ -104,7 +104,7 @@ fn submitted_tasks_survive_a_lost_gpu() {
             (ys, b)
         })
         .collect();
-    rt.set_faults(faults("gpu-lost@9"));
+    rt.set_faults(faults("gpu-lost@9")).unwrap();
     let mut tasks = Vec::new();
     for step in 0..6 {
         for (_, y) in &chains {
@@ -130,10 +130,17 @@ fn submitted_tasks_survive_a_lost_gpu() {
 
 #[test]
 fn gpu_allocations_failing_send_the_work_to_the_cpu() {
-    let rt = runtime("gpu-oom");
-    let Some(gpu) = common::gpu(&rt, "gpu_allocations_failing_send_the_work_to_the_cpu") else {
+    // Without a GPU the fault could never fire, and the runtime refuses it.
+    if common::gpu(
+        common::rt(),
+        "gpu_allocations_failing_send_the_work_to_the_cpu",
+    )
+    .is_none()
+    {
         return;
-    };
+    }
+    let rt = runtime("gpu-oom");
+    let gpu = rt.gpu_backends()[0];
     let saxpy = Saxpy::new().unwrap();
     let n = 1 << 18;
     let (xs, ys) = (random(n, 4), random(n, 5));
@@ -287,7 +294,8 @@ fn a_device_that_turns_slow_loses_its_work() {
         before = run(&rt);
     }
     // Now the device it chose runs 200× slower.
-    rt.set_faults(faults(&format!("slow@{before}:200")));
+    rt.set_faults(faults(&format!("slow@{before}:200")))
+        .unwrap();
     let mut after = Vec::new();
     for _ in 0..40 {
         after.push(run(&rt));
@@ -309,7 +317,7 @@ fn an_input_overwritten_on_the_host_is_kept_for_replay() {
     let n = 10_007;
     let (xs, ys, x2) = (random(n, 11), random(n, 12), random(n, 13));
     let (x, y) = (rt.buffer(&xs), rt.buffer(&ys));
-    rt.set_faults(faults("gpu-lost@1"));
+    rt.set_faults(faults("gpu-lost@1")).unwrap();
     saxpy.run(&rt, Target::On(gpu), 2.0, &x, &y).unwrap(); // y only on the GPU
     // x changes on the host: the version y was made from is kept aside.
     rt.write(&x, &x2).unwrap();
@@ -322,4 +330,60 @@ fn an_input_overwritten_on_the_host_is_kept_for_replay() {
     assert_close(&rt.read(&y).unwrap(), &want, "y");
     assert_eq!(rt.read(&x).unwrap(), x2);
     assert_eq!(rt.stats().replayed_tasks, 1);
+}
+
+#[test]
+fn a_fault_on_a_gpu_the_runtime_lacks_is_refused() {
+    // No machine this runs on has eight GPUs: the fault could never fire.
+    let Err(err) = Runtime::builder()
+        .persist_model(false)
+        .inject(faults("slow@gpu7:2"))
+        .build()
+    else {
+        panic!("slow@gpu7 accepted");
+    };
+    let gpus = common::rt().gpu_count();
+    assert!(gpus < 8, "{gpus} GPUs: pick a higher index");
+    let have = match gpus {
+        0 => "this runtime has no GPU".to_owned(),
+        1 => "this runtime has 1 GPU (gpu0)".to_owned(),
+        n => format!("this runtime has {n} GPUs (gpu0, "),
+    };
+    match &err {
+        Error::BadInjection { item, message } => {
+            assert_eq!(item, "slow@gpu7:2");
+            assert!(message.contains(&have), "{message}");
+        }
+        other => panic!("expected BadInjection, got {other:?}"),
+    }
+    // A runtime that exists refuses it too, and keeps its faults.
+    let rt = runtime("");
+    let e = rt.set_faults(faults("slow@gpu7:2")).unwrap_err();
+    assert!(e.to_string().contains("slow@gpu7:2"), "{e}");
+    assert!(!rt.faults().any());
+    // Without a GPU, GPU faults are refused outright.
+    let Err(cpu_only) = Runtime::builder()
+        .gpu(false)
+        .persist_model(false)
+        .inject(faults("gpu-lost@2"))
+        .build()
+    else {
+        panic!("gpu-lost@2 accepted without a GPU");
+    };
+    assert!(
+        cpu_only.to_string().contains("this runtime has no GPU"),
+        "{cpu_only}"
+    );
+}
+
+#[test]
+fn a_fault_given_twice_or_an_empty_item_is_refused() {
+    for spec in [
+        "gpu-lost@1,,gpu-oom",
+        "slow@cpu:2,",
+        "slow@gpu0:2,slow@gpu0:3",
+    ] {
+        let e = spec.parse::<Inject>().unwrap_err();
+        assert!(matches!(e, Error::BadInjection { .. }), "{spec}: {e:?}");
+    }
 }

@@ -72,7 +72,8 @@ fn a_corrupt_or_foreign_file_gives_a_fresh_model() {
         (
             "hostile",
             // Huge, negative and zero times, a nonsense kernel id, and a
-            // device this machine does not have: all ignored.
+            // device this machine does not have: all ignored. (Hostile
+            // numbers on this machine's devices: `persist`'s unit tests.)
             r#"{"version": 1, "devices": ["x"], "bus": {},
                 "entries": [
                   {"kernel": "zz", "name": "bad", "device": "nope", "calls": 1, "samples": [[1, 1.0]]},
@@ -92,6 +93,35 @@ fn a_corrupt_or_foreign_file_gives_a_fresh_model() {
         let again = cpu_runtime(&path);
         assert_eq!(again.model_rows().len(), 1, "{name}");
     }
+}
+
+#[test]
+fn an_entry_with_an_impossible_time_is_not_loaded() {
+    // A model this machine wrote, then one sample's time made subnormal:
+    // 5e-324 s would make the CPU look infinitely fast.
+    let path = temp_model("subnormal");
+    {
+        let rt = cpu_runtime(&path);
+        run_saxpy(&rt, 5000, 8);
+        run_saxpy(&rt, 50_000, 8);
+        assert_eq!(rt.model_rows().len(), 2);
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = file["entries"].as_array_mut().unwrap();
+    assert_eq!(entries.len(), 2, "{text}");
+    let spoilt = entries[0]["samples"][0][0].as_u64().unwrap();
+    entries[0]["samples"][0][1] = serde_json::json!(5e-324);
+    std::fs::write(&path, file.to_string()).unwrap();
+    let rt = cpu_runtime(&path);
+    let rows = rt.model_rows();
+    // The spoilt entry is gone whole (not trimmed to its other samples);
+    // the other size, measured apart, is kept.
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        !(rows[0].bucket_from..=rows[0].bucket_to).contains(&spoilt),
+        "{rows:?}"
+    );
 }
 
 #[test]

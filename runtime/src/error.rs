@@ -226,6 +226,17 @@ pub enum Error {
         message: String,
     },
 
+    /// Every backend that could run the kernel is excluded for it (see
+    /// [`Decision::excluded`](crate::Decision::excluded)); force a backend
+    /// with [`Target::On`](crate::Target::On) to run it anyway.
+    #[error("kernel `{kernel}`: no backend can run it: {reason}")]
+    NoBackend {
+        /// Kernel name.
+        kernel: String,
+        /// Each excluded backend and why it was excluded.
+        reason: String,
+    },
+
     /// The GPU ran out of memory.
     #[error("{device} is out of memory while {doing}: {message}")]
     OutOfMemory {

@@ -46,7 +46,8 @@ mod trace;
 pub use buffer::{ArgRef, Buffer, BufferArg, Validity};
 pub use device::{Backend, DeviceInfo, DeviceKind, DeviceLimits, human_bytes};
 pub use dispatch::{
-    Curve, Decision, Estimate, Link, ModelRow, Reason, SplitRow, Summary, TransferModel, secs,
+    Curve, Decision, Estimate, Exclusion, Link, ModelRow, Reason, SplitRow, Summary, TransferModel,
+    secs,
 };
 pub use error::{Error, Result};
 pub use graph::Task;

@@ -293,7 +293,8 @@ impl RuntimeBuilder {
 
     /// Starts the runtime. Finding no GPU is not an error: everything then
     /// runs on the CPU. A `PEL_INJECT` or `PEL_GPU_MEMORY_BUDGET` that pel
-    /// cannot read is.
+    /// cannot read is, and so is a fault injected on a GPU the runtime did
+    /// not find.
     pub fn build(self) -> Result<Runtime> {
         let inject = match self.inject {
             Some(i) => i,
@@ -326,6 +327,9 @@ impl RuntimeBuilder {
         } else {
             Vec::new()
         };
+        // A fault on a GPU this machine lacks would never fire: a test
+        // relying on it would pass without testing anything.
+        inject.check_devices(gpus.len())?;
         let n = gpus.len();
 
         let mut keys = vec![format!(
@@ -454,8 +458,10 @@ impl Runtime {
     /// Changes the faults injected from now on: a test can let the model
     /// calibrate, then make a device slow, or lose a GPU after N more GPU
     /// kernels. `gpu-oom` applies only from the runtime's start (set it
-    /// with [`RuntimeBuilder::inject`]).
-    pub fn set_faults(&self, faults: Inject) {
+    /// with [`RuntimeBuilder::inject`]). A fault on a GPU this runtime does
+    /// not have is refused ([`Error::BadInjection`]) and nothing changes.
+    pub fn set_faults(&self, faults: Inject) -> Result<()> {
+        faults.check_devices(self.shared.gpus.len())?;
         self.shared.gpu_kernels.store(0, Ordering::Relaxed);
         self.shared.faults_on.store(faults.any(), Ordering::Relaxed);
         *self
@@ -463,6 +469,7 @@ impl Runtime {
             .inject
             .write()
             .unwrap_or_else(PoisonError::into_inner) = faults;
+        Ok(())
     }
 
     fn faults_now(&self) -> std::sync::RwLockReadGuard<'_, Inject> {
@@ -800,9 +807,17 @@ impl Runtime {
         s
     }
 
-    /// Sets the transfer and launch counters back to zero.
+    /// Sets every counter of [`stats`](Self::stats) back to zero: transfers,
+    /// launches, recoveries and each GPU's pool hits and misses. Three
+    /// fields are not counts of events since a reset and keep their values:
+    /// `pool_free_bytes` and `live_buffers` say what is held now, and
+    /// `calibration_runs` belongs to the performance model, which counts
+    /// them since the runtime started.
     pub fn reset_stats(&self) {
         self.shared.counters.reset();
+        for g in &self.shared.gpus {
+            g.reset_pool_stats();
+        }
     }
 
     /// Runs `kernel` where the runtime thinks best.
@@ -1932,7 +1947,7 @@ impl Runtime {
             self.device(f)?;
         }
         let calibrations = d.calibration_runs;
-        let mut decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced);
+        let mut decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced)?;
         // A splittable call the model has calibrated on every device may
         // run partly on the best GPU and partly on the CPU.
         if forced.is_none()
@@ -1963,6 +1978,7 @@ impl Runtime {
             reason: decision.reason,
             estimates: Vec::new(),
             split: decision.split,
+            excluded: decision.excluded.clone(),
         };
         d.log(decision, self.shared.explain);
         Ok(verdict)
@@ -2007,6 +2023,7 @@ impl Runtime {
             reason: Reason::Forced,
             estimates: Vec::new(),
             split: Some(permille as f64 / 1000.0),
+            excluded: Vec::new(),
         })
     }
 

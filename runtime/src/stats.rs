@@ -142,7 +142,13 @@ impl Counters {
 }
 
 /// What the runtime has done since it started (or since
-/// [`Runtime::reset_stats`](crate::Runtime::reset_stats)).
+/// [`Runtime::reset_stats`](crate::Runtime::reset_stats)), and what it
+/// holds now.
+///
+/// Every field counts events since the last reset except three:
+/// `pool_free_bytes` and `live_buffers` are what is held now, and
+/// `calibration_runs` counts since the runtime started (a reset of the
+/// statistics is not a reset of the model).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -162,11 +168,12 @@ pub struct Stats {
     pub pool_hits: u64,
     /// GPU buffer requests that allocated (all GPUs).
     pub pool_misses: u64,
-    /// Bytes held by free pooled GPU buffers.
+    /// Bytes held by free pooled GPU buffers now (not reset).
     pub pool_free_bytes: u64,
-    /// Buffers alive now.
+    /// Buffers alive now (not reset).
     pub live_buffers: usize,
-    /// Calls placed to calibrate the performance model.
+    /// Calls placed to calibrate the performance model since the runtime
+    /// started (not reset).
     pub calibration_runs: u64,
     /// Arguments made valid on a GPU for a submitted task while that GPU
     /// was still busy with earlier work (uploads among them are counted in

@@ -234,6 +234,14 @@ impl GpuDevice {
         (p.hits, p.misses, p.free_bytes())
     }
 
+    /// Sets the pool's hit and miss counters back to zero (the free
+    /// buffers stay).
+    pub(crate) fn reset_pool_stats(&self) {
+        let mut p = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        p.hits = 0;
+        p.misses = 0;
+    }
+
     /// The GL serialisation lock (`None` elsewhere); see `serial`.
     fn exclusive(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         self.serial
@@ -252,7 +260,7 @@ impl GpuDevice {
             return Err(Error::OutOfMemory {
                 device: self.label(),
                 doing: doing.to_owned(),
-                message: e.to_string(),
+                message: one_line(&e.to_string()),
             });
         }
         if let Some(e) = v {
@@ -260,7 +268,7 @@ impl GpuDevice {
             return Err(Error::Gpu {
                 kernel: kernel.to_owned(),
                 device: self.label(),
-                message: e.to_string(),
+                message: one_line(&e.to_string()),
             });
         }
         Ok(value)
@@ -426,7 +434,7 @@ impl GpuDevice {
             Ok(()) => Error::Gpu {
                 kernel: "download".to_owned(),
                 device: self.label(),
-                message: message.to_owned(),
+                message: one_line(message),
             },
         }
     }
@@ -671,9 +679,33 @@ pub(crate) fn fold(workgroups: u64, per_dim: u32) -> Option<(u32, u32)> {
     Some((x as u32, y as u32))
 }
 
+/// wgpu's message as one line: its validation errors span several (the
+/// error, then its causes, indented), and a log line or a test's assertion
+/// reads an error as one. Lines are joined with "; ", runs of whitespace
+/// become one space, blank lines go.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fold;
+    use super::{fold, one_line};
+
+    #[test]
+    fn messages_fold_into_one_line() {
+        let wgpu = "Validation Error\n\nCaused by:\n  In Device::create_compute_pipeline, label = 'k'\n    Error matching shader requirements\r\n\t  too   much  \n\n";
+        assert_eq!(
+            one_line(wgpu),
+            "Validation Error; Caused by:; In Device::create_compute_pipeline, label = 'k'; Error matching shader requirements; too much"
+        );
+        assert_eq!(one_line("one line"), "one line");
+        assert_eq!(one_line(""), "");
+    }
 
     #[test]
     fn folding_covers_every_workgroup_within_the_limit() {

@@ -6,6 +6,8 @@
 //! backend's queued work. Until every backend has enough samples near this
 //! size the calls alternate between them (calibration), except that a
 //! backend the model already shows to be hopeless is not explored further.
+//! A (kernel, backend) pair that failed in a way a retry cannot fix is
+//! excluded: automatic placement skips it, and says so in the decision.
 //! This module owns the model and the decision; it moves no data.
 
 pub(crate) mod persist;
@@ -19,6 +21,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::device::Backend;
+use crate::error::Error;
 pub use profile::{Curve, Summary};
 use profile::{Profile, Sample, bucket};
 use split::SplitEntry;
@@ -94,6 +97,23 @@ pub struct Decision {
     /// Co-execution: the share of the items `chosen` (a GPU) computes while
     /// the CPU computes the rest; `None` when the call runs unsplit.
     pub split: Option<f64>,
+    /// Backends that could run the call but are excluded for this kernel,
+    /// with why. Automatic placement skipped them, so they have no entry in
+    /// `estimates`; a forced call is not filtered and goes where it is told.
+    pub excluded: Vec<Exclusion>,
+}
+
+/// A backend set aside for one kernel because it failed in a way that
+/// retrying there would not fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    /// The backend set aside.
+    pub backend: Backend,
+    /// What went wrong there.
+    pub reason: String,
+    /// Kept in the model file, so later processes skip it too; otherwise
+    /// it lasts as long as this runtime.
+    pub permanent: bool,
 }
 
 impl fmt::Display for Decision {
@@ -122,6 +142,10 @@ impl fmt::Display for Decision {
                 )?,
                 None => write!(f, " {}: unmeasured;", e.backend)?,
             }
+        }
+        for x in &self.excluded {
+            let lasting = if x.permanent { ", permanently" } else { "" };
+            write!(f, " {} excluded{lasting}: {};", x.backend, x.reason)?;
         }
         Ok(())
     }
@@ -159,11 +183,54 @@ impl Link {
 
     /// The link through two measured transfers of `small` and `large` bytes.
     pub(crate) fn from_two(small: (u64, f64), large: (u64, f64)) -> Link {
-        let bw = (large.0 - small.0) as f64 / (large.1 - small.1).max(1e-9);
+        let bw = bandwidth((large.0 - small.0) as f64 / (large.1 - small.1).max(1e-9));
+        let latency = small.1 - small.0 as f64 / bw;
         Link {
-            latency_s: (small.1 - small.0 as f64 / bw).max(0.0),
-            bytes_per_s: bw.max(1e6),
+            // Rounding leaves crumbs near zero; under the clock's resolution
+            // there is no latency to speak of.
+            latency_s: if latency >= profile::MIN_SECS {
+                latency.min(MAX_LATENCY_S)
+            } else {
+                0.0
+            },
+            bytes_per_s: bw,
         }
+    }
+
+    /// What is wrong with a link read from a file, if anything: a latency
+    /// or bandwidth no bus has (the measurements above never give one).
+    pub(crate) fn flaw(&self) -> Option<String> {
+        let l = self.latency_s;
+        if !(l == 0.0 || (profile::MIN_SECS..=MAX_LATENCY_S).contains(&l)) {
+            return Some(format!(
+                "latency {l:e} s is outside 0 or 1 ns to {MAX_LATENCY_S} s"
+            ));
+        }
+        let b = self.bytes_per_s;
+        if !(MIN_BANDWIDTH..=MAX_BANDWIDTH).contains(&b) {
+            return Some(format!(
+                "bandwidth {b:e} B/s is outside {MIN_BANDWIDTH:e} to {MAX_BANDWIDTH:e} B/s"
+            ));
+        }
+        None
+    }
+}
+
+/// The slowest bus the model admits, bytes per second: slower readings are
+/// taken as this (a bus that slow would be no use for compute anyway).
+const MIN_BANDWIDTH: f64 = 1e6;
+/// The fastest, bytes per second: beyond any memory system built. A
+/// reading above it is a timing artefact (two transfers timed the same).
+const MAX_BANDWIDTH: f64 = 1e14;
+/// The longest fixed cost of a transfer the model admits, seconds.
+const MAX_LATENCY_S: f64 = 10.0;
+
+/// A measured bandwidth, within what the model admits.
+fn bandwidth(bytes_per_s: f64) -> f64 {
+    if bytes_per_s.is_nan() {
+        MIN_BANDWIDTH
+    } else {
+        bytes_per_s.clamp(MIN_BANDWIDTH, MAX_BANDWIDTH)
     }
 }
 
@@ -211,8 +278,18 @@ pub(crate) struct Dispatcher {
     seen_rates: Vec<[VecDeque<f64>; 2]>,
     /// Co-execution shares per (kernel, size bucket, GPU).
     pub(crate) splits: BTreeMap<(u64, i32, usize), SplitEntry>,
+    /// (kernel, device index) pairs automatic placement skips.
+    pub(crate) excluded: BTreeMap<(u64, usize), Excluded>,
     dirty: bool,
     warned: bool,
+}
+
+/// Why a (kernel, device) pair is excluded, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Excluded {
+    pub(crate) reason: String,
+    /// Saved with the model (else forgotten with the runtime).
+    pub(crate) permanent: bool,
 }
 
 /// Transfer rates kept per GPU and direction for the bus model.
@@ -245,6 +322,7 @@ impl Dispatcher {
             in_flight: vec![(0, 0.0); gpus + 1],
             seen_rates: vec![Default::default(); gpus],
             splits: BTreeMap::new(),
+            excluded: BTreeMap::new(),
             dirty: false,
             warned: false,
         }
@@ -254,7 +332,12 @@ impl Dispatcher {
     /// damaged) and remembers it as where to save.
     pub(crate) fn attach(&mut self, path: PathBuf, persist: bool) {
         match persist::load(&path, &self.keys) {
-            Ok(Some(loaded)) => self.absorb(loaded),
+            Ok(Some(loaded)) => {
+                for w in &loaded.warnings {
+                    eprintln!("pel: warning: {w}");
+                }
+                self.absorb(loaded);
+            }
             Ok(None) => {}
             Err(e) => eprintln!("pel: warning: {e}; starting a fresh model"),
         }
@@ -271,6 +354,7 @@ impl Dispatcher {
         }
         self.readback = loaded.readback;
         self.splits = loaded.splits;
+        self.excluded = loaded.excluded;
     }
 
     /// Writes the model if it changed since the last save.
@@ -279,15 +363,7 @@ impl Dispatcher {
             return;
         }
         let Some(path) = &self.path else { return };
-        match persist::save(
-            path,
-            &self.keys,
-            &self.profile,
-            &self.names,
-            &self.bus,
-            &self.readback,
-            &self.splits,
-        ) {
+        match persist::save(path, self) {
             Ok(()) => self.dirty = false,
             Err(e) => {
                 if !self.warned {
@@ -303,11 +379,42 @@ impl Dispatcher {
         self.dirty = dirty;
     }
 
-    /// Forgets every measurement (the buses stay).
+    /// Forgets every measurement and exclusion (the buses stay).
     pub(crate) fn reset(&mut self) {
         self.profile.clear();
         self.splits.clear();
+        self.excluded.clear();
         self.dirty = true;
+    }
+
+    /// Sets `backend` aside for `kernel`: automatic placement no longer
+    /// picks it. A `permanent` exclusion is saved with the model, so later
+    /// processes skip the pair too; a pair excluded twice keeps the latest
+    /// reason and stays permanent once it was.
+    // The runtime's failure handling calls these; until it does, only the
+    // tests here do.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn exclude(
+        &mut self,
+        kernel: u64,
+        backend: Backend,
+        reason: String,
+        permanent: bool,
+    ) {
+        let key = (kernel, device_index(backend));
+        let permanent = permanent || self.excluded.get(&key).is_some_and(|x| x.permanent);
+        self.excluded.insert(key, Excluded { reason, permanent });
+        if permanent {
+            self.dirty = true;
+        }
+    }
+
+    /// Why `backend` is excluded for `kernel`, if it is.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn excluded(&self, kernel: u64, backend: Backend) -> Option<&str> {
+        self.excluded
+            .get(&(kernel, device_index(backend)))
+            .map(|x| x.reason.as_str())
     }
 
     pub(crate) fn transfer_secs(&self, moves: &Moves) -> f64 {
@@ -326,7 +433,9 @@ impl Dispatcher {
         (up + down).max(0.0)
     }
 
-    /// Chooses among `candidates` (each with its transfer and queue times).
+    /// Chooses among `candidates` (each with its transfer and queue times),
+    /// skipping those excluded for this kernel unless the call is forced.
+    /// `Err(NoBackend)` when every candidate is excluded.
     pub(crate) fn decide(
         &mut self,
         kernel: u64,
@@ -334,11 +443,28 @@ impl Dispatcher {
         size: u64,
         candidates: &[(Backend, f64, f64)],
         forced: Option<Backend>,
-    ) -> Decision {
+    ) -> Result<Decision, Error> {
         let min = self.min_samples;
         let b = bucket(size);
+        let forced = forced.or(self.forced);
+        let excluded: Vec<Exclusion> = candidates
+            .iter()
+            .filter_map(|&(backend, _, _)| {
+                let x = self.excluded.get(&(kernel, device_index(backend)))?;
+                Some(Exclusion {
+                    backend,
+                    reason: x.reason.clone(),
+                    permanent: x.permanent,
+                })
+            })
+            .collect();
         let estimates: Vec<Estimate> = candidates
             .iter()
+            // A forced call goes where it is told: the exclusion is shown,
+            // not applied.
+            .filter(|(backend, _, _)| {
+                forced.is_some() || excluded.iter().all(|x| x.backend != *backend)
+            })
             .map(|&(backend, transfer_s, queue_s)| {
                 let d = device_index(backend);
                 Estimate {
@@ -350,8 +476,22 @@ impl Dispatcher {
                 }
             })
             .collect();
+        if forced.is_none() && estimates.is_empty() {
+            let reason = if excluded.is_empty() {
+                "no backend was offered".to_owned()
+            } else {
+                excluded
+                    .iter()
+                    .map(|x| format!("{}: {}", x.backend, x.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(Error::NoBackend {
+                kernel: name.to_owned(),
+                reason,
+            });
+        }
 
-        let forced = forced.or(self.forced);
         let (chosen, reason) = if let Some(f) = forced {
             (f, Reason::Forced)
         } else if estimates.len() == 1 {
@@ -391,14 +531,15 @@ impl Dispatcher {
         if reason == Reason::Calibrating {
             self.calibration_runs += 1;
         }
-        Decision {
+        Ok(Decision {
             kernel: name.to_owned(),
             size,
             chosen,
             reason,
             estimates,
             split: None,
-        }
+            excluded,
+        })
     }
 
     /// Whether to split a call of a splittable kernel between the CPU and
@@ -491,7 +632,7 @@ impl Dispatcher {
         if seen.len() >= 3 {
             let mut rates: Vec<f64> = seen.iter().copied().collect();
             rates.sort_by(f64::total_cmp);
-            link.bytes_per_s = rates[rates.len() / 2].max(1e6);
+            link.bytes_per_s = bandwidth(rates[rates.len() / 2]);
             self.dirty = true;
         }
     }
@@ -666,7 +807,8 @@ impl Dispatcher {
         size: u64,
         secs: f64,
     ) {
-        if !secs.is_finite() || secs <= 0.0 {
+        // What the model file would refuse to load is not kept either.
+        if !profile::physical_secs(secs) || size > profile::MAX_SIZE {
             return;
         }
         let d = device_index(backend);
@@ -779,7 +921,7 @@ mod tests {
         let mut d = dispatcher();
         let mut order = Vec::new();
         for _ in 0..12 {
-            let dec = d.decide(1, "k", 1000, &both(0.0), None);
+            let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
             order.push((dec.chosen, dec.reason));
             let t = if dec.chosen == CPU { 2e-3 } else { 1e-3 };
             d.record(1, "k", dec.chosen, 1000, t);
@@ -797,7 +939,7 @@ mod tests {
             &[CPU, CPU, GPU, GPU],
             "warm-up, then alternate"
         );
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Modelled));
         assert_eq!(d.calibration_runs, 12);
     }
@@ -815,13 +957,15 @@ mod tests {
     fn data_on_the_gpu_keeps_a_follow_up_there() {
         // GPU compute 1 ms, CPU 3 ms; moving the data to the GPU costs 5 ms.
         let mut d = calibrated(3e-3, 1e-3);
-        let far = d.decide(1, "k", 1000, &both(5e-3), None);
+        let far = d.decide(1, "k", 1000, &both(5e-3), None).unwrap();
         assert_eq!((far.chosen, far.reason), (CPU, Reason::Modelled), "{far}");
         // Already there: nothing to move, the GPU wins.
-        let near = d.decide(1, "k", 1000, &both(0.0), None);
+        let near = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!(near.chosen, GPU, "{near}");
         // Data resident on the GPU costs the CPU a download instead.
-        let back = d.decide(1, "k", 1000, &[(CPU, 5e-3, 0.0), (GPU, 0.0, 0.0)], None);
+        let back = d
+            .decide(1, "k", 1000, &[(CPU, 5e-3, 0.0), (GPU, 0.0, 0.0)], None)
+            .unwrap();
         assert_eq!(back.chosen, GPU, "{back}");
     }
 
@@ -829,7 +973,7 @@ mod tests {
     fn a_single_spike_does_not_flip_the_decision() {
         let mut d = calibrated(3e-3, 1e-3);
         d.record(1, "k", GPU, 1000, 0.5);
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Modelled), "{dec}");
     }
 
@@ -839,12 +983,12 @@ mod tests {
         for _ in 0..3 {
             d.record(1, "k", GPU, 1000, 20e-3); // the GPU got 20× slower
         }
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!(dec.reason, Reason::Calibrating, "{dec}");
         assert_eq!(dec.chosen, GPU);
         d.record(1, "k", GPU, 1000, 20e-3);
         d.record(1, "k", GPU, 1000, 20e-3);
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
     }
 
@@ -889,13 +1033,13 @@ mod tests {
         for _ in 0..3 {
             d.record(1, "k", CPU, 1000, 5e-3);
         }
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
         // Three of 80 ms come near the GPU's 100 ms: calibrate again.
         for _ in 0..3 {
             d.record(1, "k", CPU, 1000, 80e-3);
         }
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!(dec.reason, Reason::Calibrating, "{dec}");
     }
 
@@ -908,19 +1052,19 @@ mod tests {
         d.record(1, "k", GPU, 1000, 1.0); // warm-up
         d.record(1, "k", GPU, 1000, 1.0);
         d.record(1, "k", GPU, 1000, 1.0);
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
     }
 
     #[test]
     fn forced_and_only_backends() {
         let mut d = calibrated(3e-3, 1e-3);
-        let dec = d.decide(1, "k", 1000, &both(0.0), Some(CPU));
+        let dec = d.decide(1, "k", 1000, &both(0.0), Some(CPU)).unwrap();
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Forced));
-        let dec = d.decide(1, "k", 1000, &[(CPU, 0.0, 0.0)], None);
+        let dec = d.decide(1, "k", 1000, &[(CPU, 0.0, 0.0)], None).unwrap();
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::OnlyBackend));
         d.forced = Some(CPU);
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Forced));
     }
 
@@ -933,14 +1077,149 @@ mod tests {
         }
         assert!((d.queued(GPU) - 4e-3).abs() < 1e-9, "{}", d.queued(GPU));
         let busy = [(CPU, 0.0, d.queued(CPU)), (GPU, 0.0, d.queued(GPU))];
-        let dec = d.decide(1, "k", 1000, &busy, None);
+        let dec = d.decide(1, "k", 1000, &busy, None).unwrap();
         assert_eq!(dec.chosen, CPU, "the idle CPU finishes first: {dec}");
         for _ in 0..4 {
             d.finished(1, GPU, 1000);
         }
         assert_eq!(d.queued(GPU), 0.0, "an idle device owes nothing");
-        let dec = d.decide(1, "k", 1000, &both(0.0), None);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
         assert_eq!(dec.chosen, GPU);
+    }
+
+    #[test]
+    fn an_excluded_backend_is_skipped_and_the_next_best_chosen() {
+        let mut d = calibrated(3e-3, 1e-3);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
+        assert_eq!(dec.chosen, GPU, "{dec}");
+        d.exclude(1, GPU, "wrong results".into(), false);
+        assert_eq!(d.excluded(1, GPU), Some("wrong results"));
+        assert_eq!(d.excluded(1, CPU), None);
+        assert_eq!(d.excluded(2, GPU), None, "another kernel is not affected");
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
+        assert_eq!(
+            (dec.chosen, dec.reason),
+            (CPU, Reason::OnlyBackend),
+            "{dec}"
+        );
+        assert_eq!(
+            dec.estimates.iter().map(|e| e.backend).collect::<Vec<_>>(),
+            [CPU]
+        );
+        assert_eq!(
+            dec.excluded,
+            [Exclusion {
+                backend: GPU,
+                reason: "wrong results".into(),
+                permanent: false
+            }]
+        );
+        assert!(
+            dec.to_string().contains("gpu0 excluded: wrong results"),
+            "{dec}"
+        );
+        // Another kernel still goes to the GPU.
+        let mut other = calibrated(3e-3, 1e-3);
+        other.excluded = d.excluded.clone();
+        for _ in 0..6 {
+            other.record(2, "j", CPU, 1000, 3e-3);
+            other.record(2, "j", GPU, 1000, 1e-3);
+        }
+        assert_eq!(
+            other.decide(2, "j", 1000, &both(0.0), None).unwrap().chosen,
+            GPU
+        );
+    }
+
+    #[test]
+    fn with_three_backends_the_next_best_is_modelled() {
+        let mut d = Dispatcher::new(vec!["cpu".into(), "a".into(), "b".into()], 5, None);
+        let gpu1 = Backend::Gpu(1);
+        for _ in 0..6 {
+            d.record(1, "k", CPU, 1000, 4e-3);
+            d.record(1, "k", GPU, 1000, 1e-3);
+            d.record(1, "k", gpu1, 1000, 2e-3);
+        }
+        let all = [(CPU, 0.0, 0.0), (GPU, 0.0, 0.0), (gpu1, 0.0, 0.0)];
+        assert_eq!(d.decide(1, "k", 1000, &all, None).unwrap().chosen, GPU);
+        d.exclude(1, GPU, "lost its results".into(), true);
+        let dec = d.decide(1, "k", 1000, &all, None).unwrap();
+        assert_eq!((dec.chosen, dec.reason), (gpu1, Reason::Modelled), "{dec}");
+        assert!(
+            dec.to_string()
+                .contains("gpu0 excluded, permanently: lost its results"),
+            "{dec}"
+        );
+    }
+
+    #[test]
+    fn a_forced_call_goes_to_an_excluded_backend() {
+        let mut d = calibrated(3e-3, 1e-3);
+        d.exclude(1, GPU, "wrong results".into(), false);
+        let dec = d.decide(1, "k", 1000, &both(0.0), Some(GPU)).unwrap();
+        assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Forced), "{dec}");
+        assert_eq!(dec.excluded.len(), 1, "shown, not applied: {dec}");
+        d.forced = Some(GPU);
+        let dec = d.decide(1, "k", 1000, &both(0.0), None).unwrap();
+        assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Forced), "{dec}");
+        // Forced, even when every backend is excluded.
+        d.exclude(1, CPU, "panicked".into(), false);
+        assert!(d.decide(1, "k", 1000, &both(0.0), None).is_ok());
+    }
+
+    #[test]
+    fn every_backend_excluded_is_an_error_naming_each() {
+        let mut d = calibrated(3e-3, 1e-3);
+        d.exclude(1, GPU, "wrong results".into(), false);
+        d.exclude(1, CPU, "panicked".into(), true);
+        let e = d.decide(1, "k", 1000, &both(0.0), None).unwrap_err();
+        assert_eq!(
+            e,
+            Error::NoBackend {
+                kernel: "k".into(),
+                reason: "cpu: panicked; gpu0: wrong results".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "kernel `k`: no backend can run it: cpu: panicked; gpu0: wrong results"
+        );
+        // Only the CPU offered, and it is excluded: the same.
+        assert!(matches!(
+            d.decide(1, "k", 1000, &[(CPU, 0.0, 0.0)], None),
+            Err(Error::NoBackend { .. })
+        ));
+        d.reset();
+        assert_eq!(d.excluded(1, CPU), None, "a reset forgets exclusions");
+        assert!(d.decide(1, "k", 1000, &both(0.0), None).is_ok());
+    }
+
+    #[test]
+    fn permanent_exclusions_survive_the_model_file_and_others_do_not() {
+        let mut d = calibrated(3e-3, 1e-3);
+        d.exclude(1, GPU, "wrong results".into(), true);
+        d.exclude(1, CPU, "panicked once".into(), false);
+        d.exclude(0xabc, CPU, "line one\nline two".into(), true);
+        let text = persist::to_json(&d).unwrap();
+        let loaded = persist::parse(&text, &d.keys, "the test").unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let mut again = Dispatcher::new(d.keys.clone(), 5, None);
+        again.absorb(loaded);
+        assert_eq!(again.excluded(1, GPU), Some("wrong results"));
+        assert_eq!(again.excluded(1, CPU), None, "not permanent: not saved");
+        assert_eq!(again.excluded(0xabc, CPU), Some("line one line two"));
+        let dec = again.decide(1, "k", 1000, &both(0.0), None).unwrap();
+        assert_eq!(dec.chosen, CPU, "{dec}");
+        assert!(dec.excluded[0].permanent);
+        // On another machine (other device keys) nothing is excluded.
+        let elsewhere = vec!["cpu".to_owned(), "gpu-b".to_owned()];
+        let loaded = persist::parse(&text, &elsewhere, "the test").unwrap();
+        assert!(loaded.excluded.iter().all(|((_, dev), _)| *dev == 0));
+        // A reset writes a file without them.
+        again.reset();
+        let text = persist::to_json(&again).unwrap();
+        let loaded = persist::parse(&text, &d.keys, "the test").unwrap();
+        assert!(loaded.excluded.is_empty());
     }
 
     #[test]

@@ -44,7 +44,20 @@ impl Hasher for FxHasher {
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Samples kept per entry (the newest).
-const KEEP: usize = 32;
+pub(crate) const KEEP: usize = 32;
+/// The shortest time a measured call can take: the resolution of the clock
+/// that measures it. Anything shorter (a subnormal, say) is not a
+/// measurement, and would make its device look infinitely fast.
+pub(crate) const MIN_SECS: f64 = 1e-9;
+/// The longest time kept: a day. No call pel places runs that long, and one
+/// that did would say nothing about the next.
+pub(crate) const MAX_SECS: f64 = 86_400.0;
+/// The largest problem size a call can have: 2^56 (64 PiB of one-byte
+/// elements, more than any machine holds).
+pub(crate) const MAX_SIZE: u64 = 1 << 56;
+/// The most calls an entry can have recorded: one per microsecond for
+/// thirty years.
+pub(crate) const MAX_CALLS: u64 = 1_000_000_000_000_000;
 /// A time this many times off the prediction counts as drift...
 const DRIFT_FACTOR: f64 = 3.0;
 /// ...and this many drifting calls in a row re-open calibration.
@@ -56,6 +69,14 @@ const DRIFT_CALLS: u32 = 3;
 const DRIFT_FLOOR_S: f64 = 10e-6;
 /// Buckets per doubling of the size.
 const BUCKETS_PER_OCTAVE: f64 = 2.0;
+
+/// [`MIN_SECS`] to [`MAX_SECS`], for messages.
+pub(crate) const SECS_RANGE: &str = "1 ns to 1 day";
+
+/// Whether `secs` is a time a call can be measured to take.
+pub(crate) fn physical_secs(secs: f64) -> bool {
+    (MIN_SECS..=MAX_SECS).contains(&secs)
+}
 
 /// Whether a time of `secs` where `predicted` was expected is far enough
 /// off to count as drift.

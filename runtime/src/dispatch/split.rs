@@ -53,7 +53,7 @@ impl SplitEntry {
     /// Learns from one split run at `share`: its wall time, and how long
     /// each part took.
     pub(crate) fn record(&mut self, share: f64, total_s: f64, cpu_s: f64, gpu_s: f64) {
-        if !(total_s.is_finite() && total_s > 0.0) {
+        if !super::profile::physical_secs(total_s) {
             return;
         }
         self.times.push(total_s);
@@ -68,15 +68,34 @@ impl SplitEntry {
         }
     }
 
-    /// Whether the entry came from a file intact: drop it otherwise.
-    pub(crate) fn sane(&self) -> bool {
-        self.share.is_finite()
-            && (MIN_SHARE..=1.0 - MIN_SHARE).contains(&self.share)
-            && self.times.len() <= KEEP
-            && self
-                .times
-                .iter()
-                .all(|t| t.is_finite() && *t > 0.0 && *t < 1e6)
+    /// What is wrong with an entry read from a file, if anything: a share
+    /// pel never gives (it keeps shares within [0.01, 0.99]), more runs than
+    /// it keeps, or a time no run can take.
+    pub(crate) fn flaw(&self) -> Option<String> {
+        if !(MIN_SHARE..=1.0 - MIN_SHARE).contains(&self.share) {
+            return Some(format!(
+                "share {} is outside {MIN_SHARE} to {}",
+                self.share,
+                1.0 - MIN_SHARE
+            ));
+        }
+        if self.times.len() > KEEP {
+            return Some(format!(
+                "{} split runs, more than the {KEEP} kept",
+                self.times.len()
+            ));
+        }
+        let (i, t) = self
+            .times
+            .iter()
+            .enumerate()
+            .find(|(_, t)| !super::profile::physical_secs(**t))?;
+        Some(format!(
+            "split run {} of {} took {t:e} s, outside {}",
+            i + 1,
+            self.times.len(),
+            super::profile::SECS_RANGE
+        ))
     }
 }
 
@@ -192,11 +211,17 @@ mod tests {
     #[test]
     fn damaged_entries_are_refused() {
         let mut e = SplitEntry::new(1.0, 1.0);
-        assert!(e.sane());
-        e.share = f64::NAN;
-        assert!(!e.sane());
+        assert_eq!(e.flaw(), None);
+        for share in [f64::NAN, 0.0, 1.0, -0.5, 1.5, 1e-300] {
+            e.share = share;
+            assert!(e.flaw().is_some(), "{share}");
+        }
         e.share = 0.5;
-        e.times = vec![f64::INFINITY];
-        assert!(!e.sane());
+        for t in [f64::INFINITY, 5e-324, 0.0, -1.0, 1e7] {
+            e.times = vec![1e-3, t];
+            assert!(e.flaw().unwrap().contains("split run 2 of 2"), "{t}");
+        }
+        e.times = vec![1e-3; KEEP + 1];
+        assert!(e.flaw().is_some());
     }
 }

@@ -8,6 +8,7 @@
 //! | `gpu-lost@N` | the GPU that would run the (N+1)-th GPU kernel is lost instead |
 //! | `gpu-oom` | every allocation of a GPU buffer for kernel arguments fails as out of memory |
 //! | `cpu-panic@KERNEL` | that kernel's CPU implementation writes garbage into the first half of its outputs, then panics |
+//! | `gpu-reject@KERNEL` | every GPU rejects that kernel's pipeline, as a driver that cannot compile it would |
 //! | `slow@DEVICE:FACTOR` | kernels on `cpu`, `gpu` (the first GPU) or `gpuN` take FACTOR times as long (the device sleeps for the difference) |
 //!
 //! A fault that could never fire is refused rather than ignored, so a test
@@ -29,6 +30,8 @@ pub struct Inject {
     pub gpu_oom: bool,
     /// Kernels whose CPU implementation panics halfway.
     pub cpu_panic: Vec<String>,
+    /// Kernels whose pipeline every GPU rejects.
+    pub gpu_reject: Vec<String>,
     /// Devices made slower, by a factor of at least 1.
     pub slow: Vec<(Backend, f64)>,
 }
@@ -72,6 +75,9 @@ impl Inject {
             }
             if self.gpu_oom {
                 return Err(never("gpu-oom".to_owned()));
+            }
+            if let Some(k) = self.gpu_reject.first() {
+                return Err(never(format!("gpu-reject@{k}")));
             }
         }
         for &(backend, factor) in &self.slow {
@@ -154,6 +160,13 @@ impl FromStr for Inject {
                     inject.cpu_panic.push(arg.to_owned());
                 }
                 "cpu-panic" => return Err(bad("expected cpu-panic@KERNEL")),
+                "gpu-reject" if !arg.is_empty() => {
+                    if inject.gpu_reject.iter().any(|k| k == arg) {
+                        return Err(twice(item));
+                    }
+                    inject.gpu_reject.push(arg.to_owned());
+                }
+                "gpu-reject" => return Err(bad("expected gpu-reject@KERNEL")),
                 "slow" => {
                     let usage = "expected slow@DEVICE:FACTOR, DEVICE cpu, gpu or gpuN and FACTOR a number ≥ 1";
                     let (device, factor) = arg.split_once(':').ok_or_else(|| bad(usage))?;
@@ -173,7 +186,7 @@ impl FromStr for Inject {
                 }
                 _ => {
                     return Err(bad(
-                        "unknown fault; one of gpu-lost@N, gpu-oom, cpu-panic@KERNEL, slow@DEVICE:FACTOR",
+                        "unknown fault; one of gpu-lost@N, gpu-oom, cpu-panic@KERNEL, gpu-reject@KERNEL, slow@DEVICE:FACTOR",
                     ));
                 }
             }

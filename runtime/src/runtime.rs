@@ -180,6 +180,8 @@ pub(crate) struct Shared {
     graveyard: Mutex<Graveyard>,
     /// The graveyard has handles in it.
     buried: std::sync::atomic::AtomicBool,
+    /// Kernels whose CPU implementation has run without failing.
+    proven: std::sync::RwLock<std::collections::HashSet<u64>>,
 }
 
 thread_local! {
@@ -407,6 +409,7 @@ impl RuntimeBuilder {
                 faults_on: std::sync::atomic::AtomicBool::new(faults_on),
                 graveyard: Mutex::new(Graveyard::default()),
                 buried: std::sync::atomic::AtomicBool::new(false),
+                proven: Default::default(),
             }),
             user: Some(Arc::new(())),
         })
@@ -1266,6 +1269,9 @@ impl Runtime {
             }
         }
         let mut placed = task.map(|(_, p)| p);
+        // Only an automatic call runs again elsewhere when its backend
+        // fails it for a reason of its own; a forced one returns the error.
+        let auto = target == Target::Auto;
         let mut target = target;
         let mut recovered = false;
         let (result, decided, host_written) = loop {
@@ -1288,6 +1294,21 @@ impl Runtime {
                 work.map(|w| (p, w))
             });
             let on_host = matches!(&prepared, Ok((_, Work::Cpu(_) | Work::Split(_))));
+            // Until a kernel's CPU implementation has run once without
+            // failing, an automatic call keeps aside what only the host
+            // holds of what it writes, so a panic halfway costs no data:
+            // the call runs again elsewhere from the same versions.
+            let kept: Vec<(u64, HostCopy)> = match &prepared {
+                Ok((_, Work::Cpu(_)))
+                    if auto && !self.shared.gpus.is_empty() && !self.proven_on_cpu(kernel.id()) =>
+                {
+                    write_ids
+                        .iter()
+                        .filter_map(|id| table.keep_for_retry(*id).map(|c| (*id, c)))
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
             if on_host {
                 // The host copies are written in place: pinned versions are
                 // kept aside first.
@@ -1351,6 +1372,53 @@ impl Runtime {
                     && !host_written
                     && (self.shared.gpus[g].check_alive().is_err() || self.within_budget(args, g))
             });
+            // A failure tied to this kernel on this backend (a pipeline the
+            // device rejects, a CPU implementation that panics) excludes the
+            // pair from placement; an automatic call then runs again on the
+            // next-best backend, from the versions this attempt read.
+            let tied = match (&result, planned) {
+                (Err(e @ Error::Gpu { .. }), Some((b @ Backend::Gpu(_), false)))
+                | (Err(e @ Error::KernelPanicked { .. }), Some((b @ Backend::Cpu, false))) => {
+                    Some((b, e.clone()))
+                }
+                _ => None,
+            };
+            if let Some((b, e)) = &tied {
+                // A pipeline never made is rejected for good: the exclusion
+                // is kept with the model. Other failures last this process.
+                let permanent =
+                    matches!(b, Backend::Gpu(g) if !self.shared.gpus[*g].has_pipeline(kernel.id()));
+                self.dispatcher()
+                    .exclude(kernel.id(), *b, e.to_string(), permanent);
+            }
+            let retry = tied.as_ref().is_some_and(|_| {
+                auto && (!host_written
+                    || write_ids
+                        .iter()
+                        .all(|id| kept.iter().any(|(k, _)| k == id) || table.valid_off_host(*id)))
+            });
+            if retry {
+                if host_written {
+                    let e = &tied.as_ref().expect("retry means tied").1;
+                    for id in &write_ids {
+                        match kept.iter().position(|(k, _)| k == id) {
+                            Some(i) => table.restore(*id, kept[i].1.clone()),
+                            None => table.written_garbage(*id, e),
+                        }
+                    }
+                }
+                if let Some(b) = decided {
+                    self.dispatcher().finished(kernel.id(), b, size);
+                }
+                self.shared.counters.recovered();
+                recovered = true;
+                placed = None;
+                target = Target::Auto;
+                continue;
+            }
+            if let (Ok(_), true) = (&result, on_host && planned.is_some_and(|(_, s)| !s)) {
+                self.prove_on_cpu(kernel.id());
+            }
             match fixable {
                 Some(g) => {
                     if self.shared.gpus[g].check_alive().is_err() {
@@ -1476,14 +1544,15 @@ impl Runtime {
         host_written: &mut bool,
     ) -> Result<(RunInfo, Option<(f64, f64)>)> {
         let params = call.params;
-        let (panics, factor) = if self.shared.faults_on.load(Ordering::Relaxed) {
+        let (panics, rejected, factor) = if self.shared.faults_on.load(Ordering::Relaxed) {
             let inject = self.faults_now();
             (
                 inject.cpu_panic.iter().any(|k| k == kernel.name()),
+                inject.gpu_reject.iter().any(|k| k == kernel.name()),
                 inject.slowdown(placement.backend),
             )
         } else {
-            (false, 1.0)
+            (false, false, 1.0)
         };
         let t = Instant::now();
         let parts = match work {
@@ -1502,6 +1571,16 @@ impl Runtime {
                 None
             }
             Work::Gpu(g, bound) => {
+                if rejected {
+                    return Err(Error::Gpu {
+                        kernel: kernel.name().to_owned(),
+                        device: self.shared.gpus[g].info().backend.to_string(),
+                        message: format!(
+                            "the pipeline was rejected (injected by PEL_INJECT=gpu-reject@{})",
+                            kernel.name()
+                        ),
+                    });
+                }
                 self.inject_gpu_loss(g);
                 let timed = self.shared.tracer.on();
                 let gpu_time =
@@ -1541,6 +1620,25 @@ impl Runtime {
             },
             parts,
         ))
+    }
+
+    /// Whether the kernel's CPU implementation has run without failing.
+    fn proven_on_cpu(&self, kernel: u64) -> bool {
+        self.shared
+            .proven
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&kernel)
+    }
+
+    fn prove_on_cpu(&self, kernel: u64) {
+        if !self.proven_on_cpu(kernel) {
+            self.shared
+                .proven
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(kernel);
+        }
     }
 
     /// `gpu-lost@N`: loses GPU `g` when it is about to run the (N+1)-th
@@ -1623,10 +1721,80 @@ impl Runtime {
         }
         let device = self.shared.gpus[g].info().backend.to_string();
         let cpu = &self.shared.cpu;
+        // A kernel with no CPU implementation replays on a GPU still alive.
         let replayed = table.lose_gpu(g, &device, &self.shared.gpus, &mut |k, raw, p| {
-            cpu.execute(k, raw, p)
+            if k.has_cpu() {
+                cpu.execute(k, raw, p)
+            } else {
+                self.replay_on_gpu(k, raw, p)
+            }
         });
         self.shared.counters.lost_device(replayed);
+    }
+
+    /// Replays a GPU-only kernel's record on the first GPU that is alive
+    /// and can take it: `raw` are the scratch host copies of its arguments,
+    /// into which its outputs come back.
+    fn replay_on_gpu(&self, kernel: &Kernel, raw: &[RawSlice], params: &[u8]) -> Result<()> {
+        let lens: Vec<usize> = raw.iter().map(|r| r.len).collect();
+        let bytes: Vec<u64> = raw.iter().map(|r| r.bytes as u64).collect();
+        let workgroups = kernel.workgroups(params, &lens);
+        let mut refusals = Vec::new();
+        for (g, gpu) in self.shared.gpus.iter().enumerate() {
+            if gpu.check_alive().is_err() {
+                continue;
+            }
+            match self.replay_on(g, kernel, raw, &bytes, params, workgroups) {
+                Ok(()) => return Ok(()),
+                Err(e) => refusals.push(e.to_string()),
+            }
+        }
+        if refusals.is_empty() {
+            refusals.push("no GPU is left to replay it on".to_owned());
+        }
+        Err(Error::NoBackend {
+            kernel: kernel.name().to_owned(),
+            reason: format!(
+                "it has no CPU implementation (built without `.cpu(...)`): {}",
+                refusals.join("; ")
+            ),
+        })
+    }
+
+    fn replay_on(
+        &self,
+        g: usize,
+        kernel: &Kernel,
+        raw: &[RawSlice],
+        bytes: &[u64],
+        params: &[u8],
+        workgroups: u64,
+    ) -> Result<()> {
+        let gpu = &self.shared.gpus[g];
+        let mut bound = Vec::with_capacity(raw.len());
+        for (r, &b) in raw.iter().zip(bytes) {
+            let buf = gpu.alloc(b)?;
+            // SAFETY: `r` is a scratch host copy that the replay made for
+            // this record, `r.bytes` long, initialised, and used by nothing
+            // else until the replay returns.
+            let src = unsafe { std::slice::from_raw_parts(r.ptr, r.bytes) };
+            gpu.upload(&buf, src)?;
+            bound.push((buf, b));
+        }
+        gpu.flush()?;
+        gpu.dispatch(kernel, &bound, params, workgroups, false)?;
+        for ((r, (buf, _)), binding) in raw.iter().zip(&bound).zip(&kernel.reflection().storage) {
+            if binding.access.writes() {
+                // SAFETY: as above; nothing else reads or writes the scratch
+                // copy while the download fills it.
+                let dst = unsafe { std::slice::from_raw_parts_mut(r.ptr, r.bytes) };
+                gpu.download(buf, dst)?;
+            }
+        }
+        for (buf, _) in bound {
+            gpu.release(buf);
+        }
+        Ok(())
     }
 
     /// Runs a split call: items `0..cut` on the GPU, in a thread of its own,
@@ -1897,6 +2065,11 @@ impl Runtime {
         let forced = match target {
             Target::On(b) => {
                 self.device(b)?;
+                if b == Backend::Cpu && !kernel.has_cpu() {
+                    return Err(Error::NoCpuImplementation {
+                        kernel: kernel.name().to_owned(),
+                    });
+                }
                 Some(b)
             }
             Target::Auto => None,
@@ -1908,13 +2081,24 @@ impl Runtime {
         for t in self.shared.counters.take_timed() {
             d.observe_transfer(t.gpu, t.up, t.bytes, t.secs);
         }
+        // Why each GPU cannot take the call, for a kernel nothing can run.
+        let mut refusals = Vec::new();
         let candidates: Vec<(Backend, f64, f64)> = std::iter::once(Backend::Cpu)
             .chain((0..self.shared.gpus.len()).map(Backend::Gpu))
             .filter(|&b| match b {
-                Backend::Cpu => true,
+                Backend::Cpu => kernel.has_cpu(),
                 Backend::Gpu(g) => {
-                    !AVOID.with_borrow(|a| a.contains(&g))
-                        && self.check_gpu_limits(kernel, args, g, workgroups).is_ok()
+                    if AVOID.with_borrow(|a| a.contains(&g)) {
+                        refusals.push(format!("gpu{g} failed this call"));
+                        return false;
+                    }
+                    match self.check_gpu_limits(kernel, args, g, workgroups) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            refusals.push(e.to_string());
+                            false
+                        }
+                    }
                 }
             })
             .map(|b| {
@@ -1945,6 +2129,19 @@ impl Runtime {
             .collect();
         if let (Some(f), None) = (d.forced, forced) {
             self.device(f)?;
+        }
+        if candidates.is_empty() && forced.or(d.forced).is_none() {
+            refusals.insert(
+                0,
+                "it has no CPU implementation (built without `.cpu(...)`)".to_owned(),
+            );
+            if self.shared.gpus.is_empty() {
+                refusals.push("this runtime has no GPU".to_owned());
+            }
+            return Err(Error::NoBackend {
+                kernel: kernel.name().to_owned(),
+                reason: refusals.join("; "),
+            });
         }
         let calibrations = d.calibration_runs;
         let mut decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced)?;

@@ -680,6 +680,33 @@ impl Table {
         self.host_caught_up(id, gpus);
     }
 
+    /// The host bytes of the buffer when the host holds its only current
+    /// copy, kept so a CPU kernel that fails halfway through writing it can
+    /// be run again elsewhere from the same version.
+    pub(crate) fn keep_for_retry(&self, id: u64) -> Option<HostCopy> {
+        let e = &self.entries[&id];
+        let only_host = e.valid.host && !e.valid.zero && !e.valid.gpu.iter().any(|&v| v);
+        only_host.then(|| e.host.clone()).flatten()
+    }
+
+    /// Puts back host bytes kept by [`keep_for_retry`](Self::keep_for_retry)
+    /// after the kernel that wrote over them failed: the buffer holds the
+    /// version it had before the call.
+    pub(crate) fn restore(&mut self, id: u64, kept: HostCopy) {
+        let e = self.entry(id);
+        e.host = Some(kept);
+        e.host_version = e.version;
+        e.valid.host = true;
+        e.lost = None;
+    }
+
+    /// Whether a copy other than the host's holds the buffer's current
+    /// version (a GPU's, or zeros).
+    pub(crate) fn valid_off_host(&self, id: u64) -> bool {
+        let e = &self.entries[&id];
+        e.valid.zero || e.valid.gpu.iter().any(|&v| v)
+    }
+
     /// Keeps the host bytes of a pinned version aside before a CPU kernel
     /// writes the host copy in place.
     pub(crate) fn protect_host(&mut self, id: u64) {

@@ -506,6 +506,15 @@ impl GpuDevice {
             })
     }
 
+    /// Whether this device has made the kernel's pipeline: a failure before
+    /// it was made is the shader's, and lasts.
+    pub(crate) fn has_pipeline(&self, kernel: u64) -> bool {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&kernel)
+    }
+
     fn pipeline(&self, kernel: &Kernel) -> Result<Arc<Pipeline>> {
         let mut cache = self
             .pipelines

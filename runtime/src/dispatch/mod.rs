@@ -391,9 +391,6 @@ impl Dispatcher {
     /// picks it. A `permanent` exclusion is saved with the model, so later
     /// processes skip the pair too; a pair excluded twice keeps the latest
     /// reason and stays permanent once it was.
-    // The runtime's failure handling calls these; until it does, only the
-    // tests here do.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn exclude(
         &mut self,
         kernel: u64,

@@ -534,7 +534,7 @@ impl Runtime {
     /// for itself (its own kernel holds the lease) is refused.
     fn table_ready(
         &self,
-        what: &str,
+        what: What<'_>,
         reads: &[u64],
         writes: &[u64],
         settle: bool,
@@ -547,7 +547,7 @@ impl Runtime {
                 if !first.is_empty() {
                     drop(table);
                     for t in &first {
-                        self.wait_task(t, what)?;
+                        self.wait_task(t, &what.to_string())?;
                     }
                     table = self.table();
                     continue;
@@ -563,7 +563,7 @@ impl Runtime {
                 return Ok(table);
             }
             if let Some((frame, id)) = frames::conflict(self.shared.id, reads, writes) {
-                return Err(own_argument(what, &frame, id));
+                return Err(own_argument(&what.to_string(), &frame, id));
             }
             table.waiters += 1;
             table = self
@@ -723,7 +723,7 @@ impl Runtime {
     ) -> Result<R> {
         self.check_owner(what, buf)?;
         let id = buf.handle().id;
-        let mut table = self.table_ready(what, &[id], &[], true, false)?;
+        let mut table = self.table_ready(What::Op(what), &[id], &[], true, false)?;
         if let Some(e) = self.failed_writer(&table, id) {
             return Err(e);
         }
@@ -756,7 +756,7 @@ impl Runtime {
             });
         }
         let id = buf.handle().id;
-        let mut table = self.table_ready("write", &[], &[id], true, false)?;
+        let mut table = self.table_ready(What::Op("write"), &[], &[id], true, false)?;
         table.write_host(id, bytemuck::cast_slice(data), &self.shared.gpus);
         self.unlock(table);
         Ok(())
@@ -1256,8 +1256,8 @@ impl Runtime {
             writes: &write_ids,
             held: false,
         };
-        let what = format!("kernel `{}`", kernel.name());
-        let mut table = self.table_ready(&what, &read_ids, &write_ids, task.is_none(), true)?;
+        let what = What::Kernel(kernel.name());
+        let mut table = self.table_ready(what, &read_ids, &write_ids, task.is_none(), true)?;
         lease.held = true;
         if task.is_none() {
             let all: Vec<u64> = read_ids.iter().chain(&write_ids).copied().collect();
@@ -2379,6 +2379,24 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+/// What waits for a buffer, for the error that says so (made only then).
+#[derive(Clone, Copy)]
+enum What<'a> {
+    /// A kernel call, by the kernel's name.
+    Kernel(&'a str),
+    /// A host operation (`read`, `write`, ...).
+    Op(&'a str),
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What::Kernel(k) => write!(f, "kernel `{k}`"),
+            What::Op(op) => f.write_str(op),
+        }
     }
 }
 

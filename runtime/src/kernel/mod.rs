@@ -3,6 +3,7 @@
 //! CPU signature against it before anything runs. This module owns the
 //! kernel's definition only: where and how it runs belongs to `dispatch/`.
 
+mod prelude;
 mod reflect;
 mod signature;
 
@@ -10,6 +11,7 @@ use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
 
+pub(crate) use prelude::WORKGROUP_OVERRIDES;
 pub use reflect::{Reflection, StorageBinding, UniformBinding};
 pub(crate) use signature::RawSlice;
 pub use signature::{
@@ -47,6 +49,40 @@ struct Split {
 ///
 /// Cheap to clone. Build one with [`Kernel::builder`].
 ///
+/// # Indexing: `pel_index`
+///
+/// A GPU dispatches at most 65,535 workgroups in one dimension (the usual
+/// `max_compute_workgroups_per_dimension`); pel folds a larger launch into a
+/// 2-D grid of `groups.x × groups.y` workgroups. A shader that indexes by
+/// `global_invocation_id.x` alone would then skip every row past the first,
+/// so pel supplies WGSL functions whose index is right however the launch is
+/// shaped. A shader that calls one gets them appended after its own code
+/// (naga's line numbers stay the shader's own):
+///
+/// - `pel_index(id: vec3<u32>, groups: vec3<u32>) -> u32`: the invocation's
+///   place in pel's linear numbering, from `@builtin(global_invocation_id)`
+///   and `@builtin(num_workgroups)`. For `@workgroup_size(WG)` it is
+///   `id.x + id.y * groups.x * WG`; for 2-D and 3-D workgroup sizes it still
+///   counts each invocation once, up to the workgroups times their size.
+///   Compare it with the element count, since the last workgroup (and the
+///   last row of a folded grid) runs past it.
+/// - `pel_workgroup_index(wid: vec3<u32>, groups: vec3<u32>) -> u32`: the
+///   workgroup's linear number, from `@builtin(workgroup_id)`, for kernels
+///   launched by [`KernelBuilder::workgroups`].
+///
+/// Names that begin with `pel_` are pel's: the prelude also declares the
+/// overrides `pel_workgroup_x`, `pel_workgroup_y` and `pel_workgroup_z`,
+/// which the GPU sets to the entry point's `@workgroup_size`, and
+/// `pel_workgroup_invocations`, their product. A shader that
+/// defines any of these names itself gets no prelude (it must then define
+/// all it calls). [`Kernel::wgsl`] is the composed source.
+///
+/// A shader may unfold by hand instead (`id.x + id.y * groups.x * 64u`), as
+/// long as it takes `@builtin(num_workgroups)`: pel refuses, with
+/// [`Error::GridNotUnfolded`], a GPU launch it would have to fold for a
+/// shader that does not take it, and automatic placement runs such a call
+/// on the CPU.
+///
 /// # Examples
 ///
 /// ```
@@ -64,7 +100,7 @@ struct Split {
 ///     @compute @workgroup_size(64)
 ///     fn main(@builtin(global_invocation_id) id: vec3<u32>,
 ///             @builtin(num_workgroups) groups: vec3<u32>) {
-///         let i = id.x + id.y * groups.x * 64u;
+///         let i = pel_index(id, groups); // right past 65,535 workgroups
 ///         if i < p.n { y[i] = p.factor * x[i]; }
 ///     }
 /// "#)
@@ -77,6 +113,7 @@ struct Split {
 /// })
 /// .build()?;
 /// assert_eq!(kernel.reflection().storage.len(), 2);
+/// assert!(kernel.reflection().prelude && kernel.reflection().unfolds_grid);
 /// # Ok::<(), pel_runtime::Error>(())
 /// ```
 #[derive(Clone)]
@@ -87,6 +124,8 @@ pub struct Kernel {
 struct KernelInner {
     name: String,
     source: String,
+    /// `source` with pel's prelude appended where it calls it.
+    wgsl: String,
     id: u64,
     reflection: Reflection,
     params_type: TypeId,
@@ -125,9 +164,17 @@ impl Kernel {
         self.inner.id
     }
 
-    /// The WGSL source.
+    /// The WGSL source, as given to [`Kernel::builder`].
     pub fn source(&self) -> &str {
         &self.inner.source
+    }
+
+    /// The WGSL pel compiles for a GPU: [`source`](Self::source), followed
+    /// by pel's prelude where the shader calls `pel_index` or
+    /// `pel_workgroup_index`. Its `pel_workgroup_x/y/z` overrides must be
+    /// set to the entry point's workgroup size when a pipeline is made.
+    pub fn wgsl(&self) -> &str {
+        &self.inner.wgsl
     }
 
     /// What naga read from the shader.
@@ -276,7 +323,8 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
 
     /// The launch size as a count of workgroups (for kernels where one
     /// workgroup computes one tile). The shader numbers them linearly as
-    /// `workgroup_id.x + workgroup_id.y * num_workgroups.x`.
+    /// `pel_workgroup_index(wid, groups)` from `@builtin(workgroup_id)` and
+    /// `@builtin(num_workgroups)`, i.e. `wid.x + wid.y * groups.x`.
     pub fn workgroups(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
         self.grid = Some(Box::new(move |p, lens| Grid::Workgroups(f(p, lens))));
         self
@@ -318,7 +366,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// against it, and returns the kernel.
     pub fn build(self) -> Result<Kernel> {
         let name = self.name;
-        let reflection = reflect::reflect(&name, &self.source, &self.entry)?;
+        let (reflection, wgsl) = reflect::reflect(&name, &self.source, &self.entry)?;
         let (specs, cpu) = self.cpu.ok_or_else(|| Error::NoCpuImplementation {
             kernel: name.clone(),
         })?;
@@ -384,7 +432,8 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         });
         let id = {
             let mut h = Fnv::new();
-            for part in [&name, &self.source, &self.entry, &self.version] {
+            // The composed WGSL: a change to the prelude is a change to the kernel.
+            for part in [&name, &wgsl, &self.entry, &self.version] {
                 h.write(part.as_bytes());
                 h.write(&[0xff]);
             }
@@ -394,6 +443,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             inner: Arc::new(KernelInner {
                 name,
                 source: self.source,
+                wgsl,
                 id,
                 reflection,
                 params_type: TypeId::of::<P>(),

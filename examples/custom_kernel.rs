@@ -18,25 +18,12 @@ struct Params {
     n: u32,
 }
 
-/// The GPU side. pel reads the bindings from it: `x` is read, `y` is written,
-/// both arrays of f32, and `p` is the uniform params block.
-const WGSL: &str = r#"
-struct Params { limit: f32, n: u32 }
-
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
-    // Launches of more than 65,535 workgroups are folded into 2-D by pel.
-    let i = id.x + id.y * groups.x * 256u;
-    if i < p.n {
-        y[i] = clamp(x[i] * x[i] - 1.0, -p.limit, p.limit);
-    }
-}
-"#;
+/// The GPU side, in `custom_kernel.wgsl` beside this file. pel reads the
+/// bindings from it: `x` is read, `y` is written, both arrays of f32, and `p`
+/// is the uniform params block. Its index, `pel_index(id, groups)`, is a
+/// function pel supplies: it stays right when a launch of more than 65,535
+/// workgroups is folded into a 2-D grid.
+const WGSL: &str = include_str!("custom_kernel.wgsl");
 
 fn main() -> anyhow::Result<()> {
     // 1. Start the runtime: a rayon pool plus every usable GPU adapter.

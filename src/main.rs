@@ -551,6 +551,33 @@ fn validate(file: &std::path::Path, entry: &str) -> Result<ExitCode> {
                     u.size
                 );
             }
+            if r.prelude {
+                say!(
+                    "prelude: appended after line {} (the shader calls pel_index or pel_workgroup_index)",
+                    source.lines().count()
+                );
+            }
+            if r.unfolds_grid {
+                say!(
+                    "grid: takes @builtin(num_workgroups), so launches past a GPU's 65,535 workgroups per dimension fold into 2-D"
+                );
+            } else {
+                say!(
+                    "grid: takes no @builtin(num_workgroups), so launches past a GPU's 65,535 workgroups per dimension run on the CPU only (index with pel_index(id, groups) to lift this)"
+                );
+            }
+            let measured: Vec<String> = r
+                .storage
+                .iter()
+                .filter(|b| b.array_length)
+                .map(|b| format!("`{}`", b.name))
+                .collect();
+            if !measured.is_empty() {
+                say!(
+                    "arrayLength: taken of {}, so a call with any of them empty runs on the CPU only",
+                    measured.join(", ")
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -297,6 +297,7 @@ fn validate_prints_bindings_or_the_line_of_the_error() {
         "| 0 | 0 | x | read | array<f32> |",
         "| 0 | 1 | y | read_write | array<f32> |",
         "| 0 | 2 | p | uniform | params, 8 bytes |",
+        "grid: takes @builtin(num_workgroups)",
     ] {
         assert!(out.contains(row), "{row} missing: {out}");
     }

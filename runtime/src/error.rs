@@ -195,6 +195,75 @@ pub enum Error {
         device: String,
     },
 
+    /// A launch pel would have to fold into a 2-D grid, of a shader that
+    /// cannot unfold it: it takes no `@builtin(num_workgroups)`, so it would
+    /// skip every row of the grid past the first.
+    #[error(
+        "kernel `{kernel}`: {workgroups} workgroups asked, more than the {per_dim} per dimension of {device}, and the shader takes no @builtin(num_workgroups), so it cannot unfold pel's 2-D grid: index with `pel_index(id, groups)` (id: @builtin(global_invocation_id), groups: @builtin(num_workgroups)), or run the call on the CPU"
+    )]
+    GridNotUnfolded {
+        /// Kernel name.
+        kernel: String,
+        /// Workgroups asked.
+        workgroups: u64,
+        /// `max_compute_workgroups_per_dimension`.
+        per_dim: u32,
+        /// The device.
+        device: String,
+    },
+
+    /// An empty argument whose `arrayLength` the shader takes, on a GPU: a
+    /// GPU binds at least 4 bytes, so `arrayLength` would read 1 there where
+    /// the CPU sees 0.
+    #[error(
+        "kernel `{kernel}`: argument {index} (`{name}`) is empty and the shader takes arrayLength of it, but {device} cannot bind 0 bytes, so arrayLength would read 1 where the CPU reads 0: run the call on the CPU, or pass the length in the params"
+    )]
+    EmptyArrayLength {
+        /// Kernel name.
+        kernel: String,
+        /// Position of the argument.
+        index: usize,
+        /// Variable name in the WGSL.
+        name: String,
+        /// The device.
+        device: String,
+    },
+
+    /// The shader's `@workgroup_size` is more than the device allows.
+    #[error(
+        "kernel `{kernel}`: @workgroup_size({}, {}, {}) ({invocations} invocations) is more than {device} allows: at most {}, {}, {} in x, y, z and {max_invocations} invocations in all; use a smaller workgroup size, or run the call on the CPU",
+        size[0], size[1], size[2], max_size[0], max_size[1], max_size[2]
+    )]
+    WorkgroupTooLarge {
+        /// Kernel name.
+        kernel: String,
+        /// `@workgroup_size(x, y, z)`.
+        size: [u32; 3],
+        /// Invocations in one workgroup: `x·y·z`.
+        invocations: u64,
+        /// `max_compute_workgroup_size_x/y/z`.
+        max_size: [u32; 3],
+        /// `max_compute_invocations_per_workgroup`.
+        max_invocations: u32,
+        /// The device.
+        device: String,
+    },
+
+    /// The params block is larger than the device can bind as a uniform.
+    #[error(
+        "kernel `{kernel}`: params are {size} bytes, more than {device}'s uniform-binding limit of {limit} bytes; move the large part into a storage buffer argument, or run the call on the CPU"
+    )]
+    ParamsTooLarge {
+        /// Kernel name.
+        kernel: String,
+        /// Size of the params in bytes.
+        size: u64,
+        /// `max_uniform_buffer_binding_size`.
+        limit: u64,
+        /// The device.
+        device: String,
+    },
+
     /// A backend that this runtime does not have.
     #[error("{backend} is not a backend of this runtime (backends: {available})")]
     NoSuchBackend {

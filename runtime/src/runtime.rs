@@ -883,8 +883,10 @@ impl Runtime {
     ///     @group(0) @binding(0) var<storage, read> x: array<f32>;
     ///     @group(0) @binding(1) var<storage, read_write> y: array<f32>;
     ///     @compute @workgroup_size(64)
-    ///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    ///         if id.x < arrayLength(&y) { y[id.x] = 2.0 * x[id.x]; }
+    ///     fn main(@builtin(global_invocation_id) id: vec3<u32>,
+    ///             @builtin(num_workgroups) groups: vec3<u32>) {
+    ///         let i = pel_index(id, groups); // right past 65,535 workgroups
+    ///         if i < arrayLength(&y) { y[i] = 2.0 * x[i]; }
     ///     }"#)
     ///     .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
     ///         let (x, y) = args.split();
@@ -2005,8 +2007,9 @@ impl Runtime {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether GPU `g` can run the call at all: every argument within its
-    /// binding limit and the launch within its dispatch limit.
+    /// Whether GPU `g` can run the call at all, and right: every argument
+    /// within its binding limit, and the launch within its limits and one
+    /// the shader can index (see `GpuDevice::check_call`).
     fn check_gpu_limits(
         &self,
         kernel: &Kernel,
@@ -2044,8 +2047,8 @@ impl Runtime {
                 });
             }
         }
-        gpu.fold(kernel.name(), workgroups)?;
-        Ok(())
+        let bytes: Vec<u64> = args.iter().map(|h| h.bytes).collect();
+        gpu.check_call(kernel, &bytes, kernel.params_size(), workgroups)
     }
 
     /// The placement decision for a call (`commit`: a real call, counted and

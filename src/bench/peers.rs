@@ -331,8 +331,10 @@ fn dispatch_overhead_us(rt: &Runtime) -> Result<f64> {
         r#"
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x < arrayLength(&x) { x[id.x] = x[id.x] + 1.0; }
+fn main(@builtin(global_invocation_id) id: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pel_index(id, groups);
+    if i < arrayLength(&x) { x[i] = x[i] + 1.0; }
 }
 "#,
     )

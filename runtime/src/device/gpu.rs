@@ -136,6 +136,12 @@ impl GpuDevice {
             max_buffer: al.max_buffer_size,
             max_workgroups_per_dim: al.max_compute_workgroups_per_dimension,
             max_invocations_per_workgroup: al.max_compute_invocations_per_workgroup,
+            max_workgroup_size: [
+                al.max_compute_workgroup_size_x,
+                al.max_compute_workgroup_size_y,
+                al.max_compute_workgroup_size_z,
+            ],
+            max_uniform_binding: al.max_uniform_buffer_binding_size,
             max_workgroup_memory: al.max_compute_workgroup_storage_size,
             max_storage_buffers: al.max_storage_buffers_per_shader_stage,
         };
@@ -528,8 +534,21 @@ impl GpuDevice {
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name()),
-                    source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(kernel.source())),
+                    source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(kernel.wgsl())),
                 });
+            // The prelude's `pel_index` needs the workgroup size, which
+            // only the reflection knows; an override carries it in, so the
+            // user's source stays as written and its line numbers with it.
+            let size = kernel.reflection().workgroup_size;
+            let constants: Vec<(&str, f64)> = if kernel.reflection().prelude {
+                crate::kernel::WORKGROUP_OVERRIDES
+                    .iter()
+                    .zip(size)
+                    .map(|(&name, n)| (name, n as f64))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let pipeline = self
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -537,7 +556,10 @@ impl GpuDevice {
                     layout: None,
                     module: &module,
                     entry_point: Some(&kernel.reflection().entry),
-                    compilation_options: Default::default(),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        ..Default::default()
+                    },
                     cache: None,
                 });
             let layout = pipeline.get_bind_group_layout(0);
@@ -560,9 +582,68 @@ impl GpuDevice {
         })
     }
 
+    /// Whether this device can run `kernel` right with arguments of
+    /// `arg_bytes` bytes (in binding order), `params_len` bytes of params
+    /// and `workgroups` workgroups; a typed error naming the limit if not.
+    /// Nothing is compiled or moved: placement asks it of every GPU.
+    pub(crate) fn check_call(
+        &self,
+        kernel: &Kernel,
+        arg_bytes: &[u64],
+        params_len: usize,
+        workgroups: u64,
+    ) -> Result<()> {
+        let r = kernel.reflection();
+        let l = &self.limits;
+        // Before any pipeline: wgpu would refuse it, or a driver crash on it.
+        let size = r.workgroup_size;
+        if size.iter().zip(l.max_workgroup_size).any(|(&s, m)| s > m)
+            || r.workgroup_invocations() > l.max_invocations_per_workgroup as u64
+        {
+            return Err(Error::WorkgroupTooLarge {
+                kernel: kernel.name().to_owned(),
+                size,
+                invocations: r.workgroup_invocations(),
+                max_size: l.max_workgroup_size,
+                max_invocations: l.max_invocations_per_workgroup,
+                device: self.label(),
+            });
+        }
+        if params_len as u64 > l.max_uniform_binding {
+            return Err(Error::ParamsTooLarge {
+                kernel: kernel.name().to_owned(),
+                size: params_len as u64,
+                limit: l.max_uniform_binding,
+                device: self.label(),
+            });
+        }
+        self.fold(kernel.name(), workgroups)?;
+        if workgroups > l.max_workgroups_per_dim as u64 && !r.unfolds_grid {
+            return Err(Error::GridNotUnfolded {
+                kernel: kernel.name().to_owned(),
+                workgroups,
+                per_dim: l.max_workgroups_per_dim,
+                device: self.label(),
+            });
+        }
+        // A launch of no workgroups runs no shader, so reads no length.
+        if workgroups > 0 {
+            for (index, (binding, &bytes)) in r.storage.iter().zip(arg_bytes).enumerate() {
+                if bytes == 0 && binding.array_length {
+                    return Err(Error::EmptyArrayLength {
+                        kernel: kernel.name().to_owned(),
+                        index,
+                        name: binding.name.clone(),
+                        device: self.label(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `kernel` over `args` (buffer and bound size, in binding order)
-    /// and waits for it.
-    /// Runs `kernel` over `workgroups` and waits for it. With `timed`, and
+    /// for `workgroups` workgroups and waits for it. With `timed`, and
     /// where the device has timestamp queries, returns the kernel's time as
     /// the device measured it.
     pub(crate) fn dispatch(
@@ -575,7 +656,12 @@ impl GpuDevice {
     ) -> Result<Option<std::time::Duration>> {
         let _serial = self.exclusive();
         self.check_alive()?;
+        // Placement checked the whole call; this checks the launch made of
+        // it (a part of a split call), so nothing wrong reaches the device.
+        let bytes: Vec<u64> = args.iter().map(|(_, size)| *size).collect();
+        self.check_call(kernel, &bytes, params.len(), workgroups)?;
         let (x, y) = self.fold(kernel.name(), workgroups)?;
+        // No workgroups: nothing to run (and wgpu would bind empty buffers).
         if x == 0 {
             return Ok(None);
         }
@@ -673,8 +759,9 @@ impl GpuDevice {
 
 /// Splits a linear count of workgroups into an (x, y) grid with at most
 /// `per_dim` in each dimension and as few extra workgroups as possible.
-/// Shaders unfold it as `id.x + id.y * num_workgroups.x` and skip indices past
-/// the count. `None` when even `per_dim²` is too few.
+/// Shaders unfold it with `pel_index` (or by hand, as
+/// `wid.x + wid.y * num_workgroups.x` for workgroup `wid`) and skip indices
+/// past the count. `None` when even `per_dim²` is too few.
 pub(crate) fn fold(workgroups: u64, per_dim: u32) -> Option<(u32, u32)> {
     let d = per_dim as u64;
     if workgroups <= d {

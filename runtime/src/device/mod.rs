@@ -67,6 +67,10 @@ pub struct DeviceLimits {
     pub max_workgroups_per_dim: u32,
     /// Most invocations in one workgroup.
     pub max_invocations_per_workgroup: u32,
+    /// Largest `@workgroup_size` in x, y and z.
+    pub max_workgroup_size: [u32; 3],
+    /// Largest uniform-buffer binding (a kernel's params), in bytes.
+    pub max_uniform_binding: u64,
     /// Workgroup (shared) memory, in bytes.
     pub max_workgroup_memory: u32,
     /// Storage buffers one shader stage may bind.
@@ -124,11 +128,15 @@ impl fmt::Display for DeviceInfo {
             None => write!(f, " | threads: {}", self.threads),
             Some(l) => write!(
                 f,
-                " | max storage binding: {} | max buffer: {} | workgroups/dim: {} | invocations/workgroup: {} | workgroup memory: {} | storage buffers: {} | timestamp queries: {}",
+                " | max storage binding: {} | max buffer: {} | workgroups/dim: {} | invocations/workgroup: {} | workgroup size: {}×{}×{} | uniform binding: {} | workgroup memory: {} | storage buffers: {} | timestamp queries: {}",
                 human_bytes(l.max_storage_binding),
                 human_bytes(l.max_buffer),
                 l.max_workgroups_per_dim,
                 l.max_invocations_per_workgroup,
+                l.max_workgroup_size[0],
+                l.max_workgroup_size[1],
+                l.max_workgroup_size[2],
+                human_bytes(l.max_uniform_binding),
                 human_bytes(l.max_workgroup_memory as u64),
                 l.max_storage_buffers,
                 if self.timestamps { "yes" } else { "no" }

@@ -4,6 +4,7 @@
 //! This module owns the kernel's definition only: where and how it runs
 //! belongs to `dispatch/`.
 
+mod prelude;
 mod reflect;
 mod signature;
 
@@ -12,6 +13,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+pub(crate) use prelude::WORKGROUP_OVERRIDES;
 pub use reflect::{Reflection, StorageBinding, UniformBinding};
 pub use signature::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Read, ReadWrite, Scalar, Signature,
@@ -132,6 +134,40 @@ impl<F> Given<F> {
 ///
 /// Cheap to clone. Build one with [`Kernel::builder`].
 ///
+/// # Indexing: `pel_index`
+///
+/// A GPU dispatches at most 65,535 workgroups in one dimension (the usual
+/// `max_compute_workgroups_per_dimension`); pel folds a larger launch into a
+/// 2-D grid of `groups.x × groups.y` workgroups. A shader that indexes by
+/// `global_invocation_id.x` alone would then skip every row past the first,
+/// so pel supplies WGSL functions whose index is right however the launch is
+/// shaped. A shader that calls one gets them appended after its own code
+/// (naga's line numbers stay the shader's own):
+///
+/// - `pel_index(id: vec3<u32>, groups: vec3<u32>) -> u32`: the invocation's
+///   place in pel's linear numbering, from `@builtin(global_invocation_id)`
+///   and `@builtin(num_workgroups)`. For `@workgroup_size(WG)` it is
+///   `id.x + id.y * groups.x * WG`; for 2-D and 3-D workgroup sizes it still
+///   counts each invocation once, up to the workgroups times their size.
+///   Compare it with the element count, since the last workgroup (and the
+///   last row of a folded grid) runs past it.
+/// - `pel_workgroup_index(wid: vec3<u32>, groups: vec3<u32>) -> u32`: the
+///   workgroup's linear number, from `@builtin(workgroup_id)`, for kernels
+///   launched by [`KernelBuilder::workgroups`].
+///
+/// Names that begin with `pel_` are pel's: the prelude also declares the
+/// overrides `pel_workgroup_x`, `pel_workgroup_y` and `pel_workgroup_z`,
+/// which the GPU sets to the entry point's `@workgroup_size`, and
+/// `pel_workgroup_invocations`, their product. A shader that
+/// defines any of these names itself gets no prelude (it must then define
+/// all it calls). [`Kernel::wgsl`] is the composed source.
+///
+/// A shader may unfold by hand instead (`id.x + id.y * groups.x * 64u`), as
+/// long as it takes `@builtin(num_workgroups)`: pel refuses, with
+/// [`Error::GridNotUnfolded`], a GPU launch it would have to fold for a
+/// shader that does not take it, and automatic placement runs such a call
+/// on the CPU.
+///
 /// # Examples
 ///
 /// ```
@@ -149,7 +185,7 @@ impl<F> Given<F> {
 ///     @compute @workgroup_size(64)
 ///     fn main(@builtin(global_invocation_id) id: vec3<u32>,
 ///             @builtin(num_workgroups) groups: vec3<u32>) {
-///         let i = id.x + id.y * groups.x * 64u;
+///         let i = pel_index(id, groups); // right past 65,535 workgroups
 ///         if i < p.n { y[i] = p.factor * x[i]; }
 ///     }
 /// "#)
@@ -162,6 +198,7 @@ impl<F> Given<F> {
 /// })
 /// .build()?;
 /// assert_eq!(kernel.reflection().storage.len(), 2);
+/// assert!(kernel.reflection().prelude && kernel.reflection().unfolds_grid);
 /// # Ok::<(), pel_runtime::Error>(())
 /// ```
 #[derive(Clone)]
@@ -172,6 +209,8 @@ pub struct Kernel {
 struct KernelInner {
     name: String,
     source: String,
+    /// `source` with pel's prelude appended where it calls it.
+    wgsl: String,
     id: u64,
     reflection: Reflection,
     params_type: TypeId,
@@ -212,9 +251,17 @@ impl Kernel {
         self.inner.id
     }
 
-    /// The WGSL source.
+    /// The WGSL source, as given to [`Kernel::builder`].
     pub fn source(&self) -> &str {
         &self.inner.source
+    }
+
+    /// The WGSL pel compiles for a GPU: [`source`](Self::source), followed
+    /// by pel's prelude where the shader calls `pel_index` or
+    /// `pel_workgroup_index`. Its `pel_workgroup_x/y/z` overrides must be
+    /// set to the entry point's workgroup size when a pipeline is made.
+    pub fn wgsl(&self) -> &str {
+        &self.inner.wgsl
     }
 
     /// What naga read from the shader.
@@ -426,7 +473,8 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
 
     /// The launch size as a count of workgroups (for kernels where one
     /// workgroup computes one tile). The shader numbers them linearly as
-    /// `workgroup_id.x + workgroup_id.y * num_workgroups.x`.
+    /// `pel_workgroup_index(wid, groups)` from `@builtin(workgroup_id)` and
+    /// `@builtin(num_workgroups)`, i.e. `wid.x + wid.y * groups.x`.
     pub fn workgroups(mut self, f: impl Fn(&P, &[usize]) -> u64 + Send + Sync + 'static) -> Self {
         let erased = move |bytes: &[u8], lens: &[usize]| {
             Grid::Workgroups(with_params(bytes, |p: &P| f(p, lens)))
@@ -487,7 +535,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
     /// type, and returns the kernel.
     pub fn build(self) -> Result<Kernel> {
         let name = self.name;
-        let reflection = reflect::reflect(&name, &self.source, &self.entry)?;
+        let (reflection, wgsl) = reflect::reflect(&name, &self.source, &self.entry)?;
         let cpu = self.cpu.map(|c| c.fit::<P>(&name, true)).transpose()?;
         let grid = self.grid.map(|g| g.fit::<P>(&name, true)).transpose()?;
         let cost = self.cost.map(|c| c.fit::<P>(&name, true)).transpose()?;
@@ -541,7 +589,8 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         });
         let id = {
             let mut h = Fnv::new();
-            for part in [&name, &self.source, &self.entry, &self.version] {
+            // The composed WGSL: a change to the prelude is a change to the kernel.
+            for part in [&name, &wgsl, &self.entry, &self.version] {
                 h.write(part.as_bytes());
                 h.write(&[0xff]);
             }
@@ -551,6 +600,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             inner: Arc::new(KernelInner {
                 name,
                 source: self.source,
+                wgsl,
                 id,
                 reflection,
                 params_type: TypeId::of::<P>(),

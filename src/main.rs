@@ -566,6 +566,12 @@ fn validate(file: &std::path::Path, entry: &str) -> Result<ExitCode> {
                     "grid: takes no @builtin(num_workgroups), so launches past a GPU's 65,535 workgroups per dimension run on the CPU only (index with pel_index(id, groups) to lift this)"
                 );
             }
+            if r.workgroup_memory > 0 {
+                say!(
+                    "workgroup memory: {} bytes per workgroup",
+                    r.workgroup_memory
+                );
+            }
             let measured: Vec<String> = r
                 .storage
                 .iter()

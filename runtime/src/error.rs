@@ -264,6 +264,22 @@ pub enum Error {
         device: String,
     },
 
+    /// The shader's `var<workgroup>` memory is more than the device has
+    /// per workgroup.
+    #[error(
+        "kernel `{kernel}`: the shader uses {bytes} bytes of workgroup memory, more than {device}'s {limit} bytes per workgroup; use smaller workgroup arrays, or run the call on the CPU"
+    )]
+    WorkgroupMemoryTooLarge {
+        /// Kernel name.
+        kernel: String,
+        /// Workgroup memory the entry point uses, bytes.
+        bytes: u64,
+        /// `max_compute_workgroup_storage_size`.
+        limit: u64,
+        /// The device.
+        device: String,
+    },
+
     /// A backend that this runtime does not have.
     #[error("{backend} is not a backend of this runtime (backends: {available})")]
     NoSuchBackend {

@@ -609,6 +609,14 @@ impl GpuDevice {
                 device: self.label(),
             });
         }
+        if r.workgroup_memory > l.max_workgroup_memory as u64 {
+            return Err(Error::WorkgroupMemoryTooLarge {
+                kernel: kernel.name().to_owned(),
+                bytes: r.workgroup_memory,
+                limit: l.max_workgroup_memory as u64,
+                device: self.label(),
+            });
+        }
         if params_len as u64 > l.max_uniform_binding {
             return Err(Error::ParamsTooLarge {
                 kernel: kernel.name().to_owned(),

@@ -62,6 +62,9 @@ pub struct Reflection {
     /// launch into a 2-D grid, which a shader can only unfold knowing the
     /// grid's width; pel refuses to fold a launch of a shader that cannot.
     pub unfolds_grid: bool,
+    /// Bytes of workgroup (`var<workgroup>`) memory the entry point uses:
+    /// a device with less cannot run it, and pel does not ask it to.
+    pub workgroup_memory: u64,
     /// Whether pel appended its WGSL prelude (`pel_index`,
     /// `pel_workgroup_index`) because the shader calls it; see
     /// [`Kernel`](crate::Kernel).
@@ -121,6 +124,14 @@ pub(crate) fn reflect(kernel: &str, source: &str, entry: &str) -> Result<(Reflec
     let uses = info.get_entry_point(index);
     let unresolved_lengths = has_unresolved_array_length(&module);
 
+    // What `var<workgroup>` globals the entry point uses, directly or
+    // through the functions it calls.
+    let workgroup_memory: u64 = module
+        .global_variables
+        .iter()
+        .filter(|(h, v)| v.space == AddressSpace::WorkGroup && !uses[*h].is_empty())
+        .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()) as u64)
+        .sum();
     let mut storage = Vec::new();
     let mut uniform: Option<UniformBinding> = None;
     for (handle, var) in module.global_variables.iter() {
@@ -205,6 +216,7 @@ pub(crate) fn reflect(kernel: &str, source: &str, entry: &str) -> Result<(Reflec
         storage,
         uniform,
         unfolds_grid: takes_num_workgroups(&module, ep),
+        workgroup_memory,
         prelude,
     };
     Ok((reflection, wgsl))

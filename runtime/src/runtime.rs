@@ -1261,6 +1261,11 @@ impl Runtime {
         let what = What::Kernel(kernel.name());
         let mut table = self.table_ready(what, &read_ids, &write_ids, task.is_none(), true)?;
         lease.held = true;
+        // The unit tests stand in for a bug inside pel here.
+        #[cfg(test)]
+        if kernel.name() == tests::BROKEN_INVARIANT {
+            panic!("a broken invariant, standing in for a bug in pel");
+        }
         if task.is_none() {
             let all: Vec<u64> = read_ids.iter().chain(&write_ids).copied().collect();
             if let Some(e) = self.failed_input(&table, kernel.name(), &all) {
@@ -2537,3 +2542,7 @@ impl std::fmt::Debug for Runtime {
             .finish()
     }
 }
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

@@ -12,47 +12,12 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
+use common::{cpu_only as cpu_runtime, within};
 use pel::{Backend, Buffer, Error, Kernel, Read, ReadWrite, Runtime, Target};
-
-/// Runs `f` on a thread of its own and fails the test if it has not
-/// returned within `secs` (a hang is a failure, never a stuck suite).
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name(format!("watched: {what}"))
-        .spawn(move || {
-            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-        })
-        .unwrap();
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what}: still running after {secs} s: it hangs"),
-    }
-}
-
-fn cpu_runtime() -> Runtime {
-    Runtime::builder()
-        .gpu(false)
-        .persist_model(false)
-        .build()
-        .unwrap()
-}
-
-const ADD: &str = r#"
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * 64u;
-    if i < arrayLength(&y) { y[i] = y[i] + x[i]; }
-}
-"#;
 
 /// `y += x`, with the CPU side in a `par_iter` (so it joins on the pool).
 fn add(name: &str) -> Kernel {
-    Kernel::builder(name, ADD)
+    Kernel::builder(name, common::ADD)
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
             let (x, y) = args.split();
             y.par_iter_mut().zip(x).for_each(|(y, x)| *y += x);
@@ -63,7 +28,7 @@ fn add(name: &str) -> Kernel {
 
 /// `y += x` whose CPU side first runs `hook` (a call into pel).
 fn add_with(name: &str, hook: impl Fn() + Send + Sync + 'static) -> Kernel {
-    Kernel::builder(name, ADD)
+    Kernel::builder(name, common::ADD)
         .cpu::<(Read<f32>, ReadWrite<f32>)>(move |args, _: &()| {
             hook();
             let (x, y) = args.split();
@@ -335,7 +300,7 @@ fn calls_from_par_iter_with_a_private_pool() {
 #[test]
 fn calls_from_par_iter_with_the_global_pool() {
     within(120, "par_iter, global pool", || {
-        let rt = Runtime::builder().persist_model(false).build().unwrap();
+        let rt = common::fresh("");
         from_rayon(&rt, "add_global_pool");
     });
 }
@@ -343,7 +308,7 @@ fn calls_from_par_iter_with_the_global_pool() {
 #[test]
 fn calls_from_inside_a_private_rayon_pool() {
     within(120, "a user's own pool", || {
-        let rt = Runtime::builder().persist_model(false).build().unwrap();
+        let rt = common::fresh("");
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
@@ -430,7 +395,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>,
 
 #[test]
 fn eight_threads_race_a_lost_gpu_and_every_count_is_exact() {
-    let probe = Runtime::builder().persist_model(false).build().unwrap();
+    let probe = common::fresh("");
     if common::gpus(
         &probe,
         "eight_threads_race_a_lost_gpu_and_every_count_is_exact",
@@ -451,11 +416,7 @@ fn eight_threads_race_a_lost_gpu_and_every_count_is_exact() {
             .build()
             .unwrap();
         for n in [0u64, 3, 17, 60] {
-            let rt = Runtime::builder()
-                .persist_model(false)
-                .inject(format!("gpu-lost@{n}").parse().unwrap())
-                .build()
-                .unwrap();
+            let rt = common::fresh(&format!("gpu-lost@{n}"));
             let backends = rt.backends();
             let bufs: Vec<Buffer<u32>> = (0..6).map(|_| rt.zeros::<u32>(1000)).collect();
             let rounds = 20;

@@ -13,24 +13,12 @@ use pel::kernels::Saxpy;
 use pel::{Backend, Error, Kernel, Read, ReadWrite, Reason, Runtime, Target};
 
 fn runtime() -> Runtime {
-    Runtime::builder().persist_model(false).build().unwrap()
+    common::fresh("")
 }
-
-/// `y += x`.
-const ADD: &str = r#"
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * 64u;
-    if i < arrayLength(&y) { y[i] = y[i] + x[i]; }
-}
-"#;
 
 /// `y += x`, whose pipeline the GPUs reject under `gpu-reject@rejected`.
 fn rejected() -> Kernel {
-    Kernel::builder("rejected", ADD)
+    Kernel::builder("rejected", common::ADD)
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
             let (x, y) = args.split();
             for (y, x) in y.iter_mut().zip(x) {
@@ -148,7 +136,7 @@ fn a_panicking_cpu_implementation_runs_again_on_a_gpu_from_the_same_inputs() {
         return;
     };
     // The CPU side writes garbage over half its output, then panics.
-    let k = Kernel::builder("panics_on_cpu", ADD)
+    let k = Kernel::builder("panics_on_cpu", common::ADD)
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
             let (_, y) = args.split();
             let half = y.len() / 2;
@@ -182,11 +170,7 @@ fn a_panicking_cpu_implementation_runs_again_on_a_gpu_from_the_same_inputs() {
 
 #[test]
 fn an_injected_cpu_panic_is_not_chosen_again() {
-    let rt = Runtime::builder()
-        .persist_model(false)
-        .inject("cpu-panic@saxpy".parse().unwrap())
-        .build()
-        .unwrap();
+    let rt = common::fresh("cpu-panic@saxpy");
     let Some(_) = common::gpu(&rt, "an_injected_cpu_panic_is_not_chosen_again") else {
         return;
     };
@@ -261,11 +245,7 @@ fn a_gpu_only_kernel_runs_on_a_gpu() {
 
 #[test]
 fn a_gpu_only_kernel_replays_on_another_gpu_after_a_loss() {
-    let rt = Runtime::builder()
-        .persist_model(false)
-        .inject("gpu-lost@2".parse().unwrap())
-        .build()
-        .unwrap();
+    let rt = common::fresh("gpu-lost@2");
     let gpus = common::gpus(&rt, "a_gpu_only_kernel_replays_on_another_gpu_after_a_loss");
     if gpus.len() < 2 {
         if !gpus.is_empty() {
@@ -295,11 +275,7 @@ fn a_gpu_only_kernel_replays_on_another_gpu_after_a_loss() {
 
 #[test]
 fn a_gpu_only_kernel_without_a_gpu_is_refused_by_name() {
-    let rt = Runtime::builder()
-        .gpu(false)
-        .persist_model(false)
-        .build()
-        .unwrap();
+    let rt = common::cpu_only();
     let k = gpu_only();
     let (x, y) = (rt.buffer(&[1.0f32; 4]), rt.zeros::<f32>(4));
     for r in [

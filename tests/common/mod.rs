@@ -100,3 +100,55 @@ pub fn random(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// A runtime of its own, saving no model, with `faults` injected (`""`:
+/// none).
+pub fn fresh(faults: &str) -> Runtime {
+    Runtime::builder()
+        .persist_model(false)
+        .inject(faults.parse().expect("a valid PEL_INJECT setting"))
+        .build()
+        .expect("a runtime starts")
+}
+
+/// A runtime of its own with no GPU, saving no model.
+pub fn cpu_only() -> Runtime {
+    Runtime::builder()
+        .gpu(false)
+        .persist_model(false)
+        .build()
+        .expect("a runtime starts")
+}
+
+/// `y += x` over f32 arrays, right past 65,535 workgroups.
+pub const ADD: &str = r#"
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pel_index(id, groups);
+    if i < arrayLength(&y) { y[i] = y[i] + x[i]; }
+}
+"#;
+
+/// Runs `f` on a thread of its own and fails the test if it has not
+/// returned within `secs`: a hang is a failure, never a stuck suite.
+pub fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("watched: {what}"))
+        .spawn(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        })
+        .expect("a thread starts");
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("{what}: still running after {secs} s: it hangs"),
+    }
+}

@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// One call this thread is inside of: its buffer leases and, for a
 /// submitted task, the task.
@@ -22,7 +23,7 @@ pub(crate) struct Frame {
     /// The runtime the call belongs to.
     pub(crate) runtime: u64,
     /// The kernel's name.
-    pub(crate) kernel: String,
+    pub(crate) kernel: Arc<str>,
     /// Buffers it reads (shared leases).
     pub(crate) reads: Vec<u64>,
     /// Buffers it writes (exclusive leases).

@@ -1305,16 +1305,17 @@ impl Runtime {
             // failing, an automatic call keeps aside what only the host
             // holds of what it writes, so a panic halfway costs no data:
             // the call runs again elsewhere from the same versions.
-            let kept: Vec<(u64, HostCopy)> = match &prepared {
-                Ok((_, Work::Cpu(_)))
-                    if auto && !self.shared.gpus.is_empty() && !self.proven_on_cpu(kernel.id()) =>
-                {
-                    write_ids
-                        .iter()
-                        .filter_map(|id| table.keep_for_retry(*id).map(|c| (*id, c)))
-                        .collect()
-                }
-                _ => Vec::new(),
+            let unproven = matches!(&prepared, Ok((_, Work::Cpu(_))))
+                && auto
+                && !self.shared.gpus.is_empty()
+                && !self.proven_on_cpu(kernel.id());
+            let kept: Vec<(u64, HostCopy)> = if unproven {
+                write_ids
+                    .iter()
+                    .filter_map(|id| table.keep_for_retry(*id).map(|c| (*id, c)))
+                    .collect()
+            } else {
+                Vec::new()
             };
             if on_host {
                 // The host copies are written in place: pinned versions are
@@ -1341,7 +1342,7 @@ impl Runtime {
             let frame = on_host.then(|| {
                 frames::enter(Frame {
                     runtime: self.shared.id,
-                    kernel: kernel.name().to_owned(),
+                    kernel: kernel.shared_name(),
                     reads: read_ids.clone(),
                     writes: write_ids.clone(),
                     task: task.map(|(t, _)| t.id),
@@ -1423,7 +1424,7 @@ impl Runtime {
                 target = Target::Auto;
                 continue;
             }
-            if let (Ok(_), true) = (&result, on_host && planned.is_some_and(|(_, s)| !s)) {
+            if unproven && result.is_ok() {
                 self.prove_on_cpu(kernel.id());
             }
             match fixable {
@@ -1639,13 +1640,11 @@ impl Runtime {
     }
 
     fn prove_on_cpu(&self, kernel: u64) {
-        if !self.proven_on_cpu(kernel) {
-            self.shared
-                .proven
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(kernel);
-        }
+        self.shared
+            .proven
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kernel);
     }
 
     /// `gpu-lost@N`: loses GPU `g` when it is about to run the (N+1)-th

@@ -205,7 +205,9 @@ struct Block([u32; 4]);
 impl HostCopy {
     pub(crate) fn zeroed(bytes: usize) -> Self {
         HostCopy {
-            words: vec![Block([0; 4]); bytes.div_ceil(16)],
+            // Zeroed by the allocator (fresh pages cost nothing until
+            // touched), not written: `vec![Block(..); n]` would fill them.
+            words: bytemuck::allocation::zeroed_vec(bytes.div_ceil(16)),
             bytes,
         }
     }

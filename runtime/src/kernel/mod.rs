@@ -207,7 +207,8 @@ pub struct Kernel {
 }
 
 struct KernelInner {
-    name: String,
+    /// Shared, so what names a running call (its frame) costs no copy.
+    name: Arc<str>,
     source: String,
     /// `source` with pel's prelude appended where it calls it.
     wgsl: String,
@@ -243,6 +244,11 @@ impl Kernel {
     /// The kernel's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The kernel's name, shared.
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.inner.name)
     }
 
     /// Identity of this kernel: a stable hash of its name, WGSL, entry point
@@ -598,7 +604,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         };
         Ok(Kernel {
             inner: Arc::new(KernelInner {
-                name,
+                name: name.into(),
                 source: self.source,
                 wgsl,
                 id,

@@ -341,11 +341,22 @@ fn tour() -> Result<ExitCode> {
         let mut row = format!("| {:<16} | {:<SIZE$} |", sample.name, trial.shape());
         let mut failures = Vec::new();
         // Forced runs: the first of each warms up (and is dropped by the model).
+        let mut refused = Vec::new();
         for &b in &backends {
             let mut times = Vec::new();
             let mut elsewhere = false;
             for rep in 0..=REPS {
-                let check = kernels::run_check(trial.as_mut(), &rt, Target::On(b))?;
+                // Under injected faults a forced call may fail as asked (a
+                // panicking CPU kernel, a rejected pipeline): the cell says
+                // so, and automatic placement shows the recovery.
+                let check = match kernels::run_check(trial.as_mut(), &rt, Target::On(b)) {
+                    Ok(check) => check,
+                    Err(e) if check_all => {
+                        refused.push(format!("{b}: forced there, the call failed: {e}"));
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if (rep == 0 || check_all) && !check.verified() {
                     failures.push(format!("{b}: {check}"));
                 }
@@ -357,10 +368,11 @@ fn tour() -> Result<ExitCode> {
             times.sort();
             let mark = if elsewhere { "*" } else { "" };
             moved |= elsewhere;
-            row += &format!(
-                " {:>10} |",
-                format!("{}{mark}", fmt_time(times[times.len() / 2]))
-            );
+            let cell = match times.get(times.len() / 2) {
+                Some(t) if times.len() == REPS => format!("{}{mark}", fmt_time(*t)),
+                _ => "failed".to_owned(),
+            };
+            row += &format!(" {cell:>10} |");
         }
         // Automatic placement, once the model is calibrated at this size.
         pel::bench::calibrate_trial(&rt, trial.as_mut(), 12)?;
@@ -384,7 +396,7 @@ fn tour() -> Result<ExitCode> {
             if ok { "yes" } else { "NO" }
         );
         say!("{row}");
-        for f in failures {
+        for f in failures.iter().chain(&refused) {
             say!("  {f}");
         }
     }

@@ -928,7 +928,6 @@ impl Runtime {
             Target::Auto => {}
         }
         let handles = args.iter().map(|a| Arc::clone(a.as_arg().handle)).collect();
-        let (read_ids, write_ids) = access_sets(kernel, &call.args);
         let task = Arc::new(TaskInner::new(
             kernel,
             handles,
@@ -936,8 +935,9 @@ impl Runtime {
             call.size,
             call.workgroups,
             target,
-            (read_ids.clone(), write_ids.clone()),
+            access_sets(kernel, &call.args),
         ));
+        let (read_ids, write_ids) = (&task.reads, &task.writes);
 
         let mut table = self.table();
         // Every argument is read (a written binding is read_write), so the
@@ -950,20 +950,20 @@ impl Runtime {
                 Some(d) => d.1 |= data,
                 None => deps.push((Arc::clone(t), data)),
             };
-        for id in read_ids.iter().chain(&write_ids) {
+        for id in read_ids.iter().chain(write_ids) {
             if let Some(p) = table.producer(*id) {
                 depend(p, true);
             }
         }
-        for id in &write_ids {
+        for id in write_ids {
             for c in table.consumers(*id) {
                 depend(c, false);
             }
         }
-        for id in &write_ids {
+        for id in write_ids {
             table.set_producer(*id, Some(Arc::clone(&task)));
         }
-        for id in &read_ids {
+        for id in read_ids {
             table.add_consumer(*id, Arc::clone(&task));
         }
         self.shared.pending.add();
@@ -1243,7 +1243,15 @@ impl Runtime {
     ) -> Result<RunInfo> {
         let start = Instant::now();
         let (args, params, size) = (&call.args, call.params, call.size);
-        let (read_ids, write_ids) = access_sets(kernel, args);
+        // A task worked its buffers out when it was submitted.
+        let sets;
+        let (read_ids, write_ids): (&[u64], &[u64]) = match task {
+            Some((t, _)) => (&t.reads, &t.writes),
+            None => {
+                sets = access_sets(kernel, args);
+                (&sets.0, &sets.1)
+            }
+        };
         // Every argument's id, made only where needed (off the CPU's path).
         let all_ids = || -> Vec<u64> { args.iter().map(|h| h.id).collect() };
 
@@ -1254,12 +1262,12 @@ impl Runtime {
         // unwinds, after the table's lock is.
         let mut lease = LeaseGuard {
             shared: &self.shared,
-            reads: &read_ids,
-            writes: &write_ids,
+            reads: read_ids,
+            writes: write_ids,
             held: false,
         };
         let what = What::Kernel(kernel.name());
-        let mut table = self.table_ready(what, &read_ids, &write_ids, task.is_none(), true)?;
+        let mut table = self.table_ready(what, read_ids, write_ids, task.is_none(), true)?;
         lease.held = true;
         // The unit tests stand in for a bug inside pel here.
         #[cfg(test)]
@@ -1267,9 +1275,9 @@ impl Runtime {
             panic!("a broken invariant, standing in for a bug in pel");
         }
         if task.is_none() {
-            let all: Vec<u64> = read_ids.iter().chain(&write_ids).copied().collect();
+            let all: Vec<u64> = read_ids.iter().chain(write_ids).copied().collect();
             if let Some(e) = self.failed_input(&table, kernel.name(), &all) {
-                table.release_lease(&read_ids, &write_ids);
+                table.release_lease(read_ids, write_ids);
                 lease.held = false;
                 self.unlock(table);
                 return Err(e);
@@ -1320,7 +1328,7 @@ impl Runtime {
             if on_host {
                 // The host copies are written in place: pinned versions are
                 // kept aside first.
-                for id in &write_ids {
+                for id in write_ids {
                     table.protect_host(*id);
                 }
             }
@@ -1343,8 +1351,8 @@ impl Runtime {
                 frames::enter(Frame {
                     runtime: self.shared.id,
                     kernel: kernel.shared_name(),
-                    reads: read_ids.clone(),
-                    writes: write_ids.clone(),
+                    reads: read_ids.to_vec(),
+                    writes: write_ids.to_vec(),
                     task: task.map(|(t, _)| t.id),
                 })
             });
@@ -1408,7 +1416,7 @@ impl Runtime {
             if retry {
                 if host_written {
                     let e = &tied.as_ref().expect("retry means tied").1;
-                    for id in &write_ids {
+                    for id in write_ids {
                         match kept.iter().position(|(k, _)| k == id) {
                             Some(i) => table.restore(*id, kept[i].1.clone()),
                             None => table.written_garbage(*id, e),
@@ -1464,11 +1472,11 @@ impl Runtime {
                 // A GPU write leaves a record for replay, made before the
                 // versions move on.
                 let long = if written_on != Backend::Cpu {
-                    table.record_gpu_write(kernel, params, &all_ids(), &write_ids)
+                    table.record_gpu_write(kernel, params, &all_ids(), write_ids)
                 } else {
                     Vec::new()
                 };
-                for id in &write_ids {
+                for id in write_ids {
                     table.mark_written(*id, written_on, kernel.id(), &self.shared.gpus);
                 }
                 // A long lineage is cut short: the newest version comes to
@@ -1480,7 +1488,7 @@ impl Runtime {
                     }
                 }
                 if task.is_none() {
-                    for id in &write_ids {
+                    for id in write_ids {
                         table.clear_finished_producer(*id);
                     }
                 }
@@ -1490,13 +1498,13 @@ impl Runtime {
                 // have written part of its outputs: those host bytes are not
                 // the buffer's any more.
                 if host_written {
-                    for id in &write_ids {
+                    for id in write_ids {
                         table.written_garbage(*id, e);
                     }
                 }
             }
         }
-        table.release_lease(&read_ids, &write_ids);
+        table.release_lease(read_ids, write_ids);
         lease.held = false;
         {
             let mut d = self.dispatcher();
@@ -1777,6 +1785,7 @@ impl Runtime {
         workgroups: u64,
     ) -> Result<()> {
         let gpu = &self.shared.gpus[g];
+        gpu.check_call(kernel, bytes.iter().copied(), params.len(), workgroups)?;
         let mut bound = Vec::with_capacity(raw.len());
         for (r, &b) in raw.iter().zip(bytes) {
             let buf = gpu.alloc(b)?;
@@ -2051,8 +2060,12 @@ impl Runtime {
                 });
             }
         }
-        let bytes: Vec<u64> = args.iter().map(|h| h.bytes).collect();
-        gpu.check_call(kernel, &bytes, kernel.params_size(), workgroups)
+        gpu.check_call(
+            kernel,
+            args.iter().map(|h| h.bytes),
+            kernel.params_size(),
+            workgroups,
+        )
     }
 
     /// The placement decision for a call (`commit`: a real call, counted and
@@ -2088,24 +2101,13 @@ impl Runtime {
         for t in self.shared.counters.take_timed() {
             d.observe_transfer(t.gpu, t.up, t.bytes, t.secs);
         }
-        // Why each GPU cannot take the call, for a kernel nothing can run.
-        let mut refusals = Vec::new();
         let candidates: Vec<(Backend, f64, f64)> = std::iter::once(Backend::Cpu)
             .chain((0..self.shared.gpus.len()).map(Backend::Gpu))
             .filter(|&b| match b {
                 Backend::Cpu => kernel.has_cpu(),
                 Backend::Gpu(g) => {
-                    if AVOID.with_borrow(|a| a.contains(&g)) {
-                        refusals.push(format!("gpu{g} failed this call"));
-                        return false;
-                    }
-                    match self.check_gpu_limits(kernel, args, g, workgroups) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            refusals.push(e.to_string());
-                            false
-                        }
-                    }
+                    !AVOID.with_borrow(|a| a.contains(&g))
+                        && self.check_gpu_limits(kernel, args, g, workgroups).is_ok()
                 }
             })
             .map(|b| {
@@ -2138,10 +2140,18 @@ impl Runtime {
             self.device(f)?;
         }
         if candidates.is_empty() && forced.or(d.forced).is_none() {
-            refusals.insert(
-                0,
-                "it has no CPU implementation (built without `.cpu(...)`)".to_owned(),
-            );
+            // Why each GPU cannot take it, worded only now.
+            let mut refusals =
+                vec!["it has no CPU implementation (built without `.cpu(...)`)".to_owned()];
+            for g in 0..self.shared.gpus.len() {
+                refusals.push(if AVOID.with_borrow(|a| a.contains(&g)) {
+                    format!("gpu{g} failed this call")
+                } else if let Err(e) = self.check_gpu_limits(kernel, args, g, workgroups) {
+                    e.to_string()
+                } else {
+                    continue;
+                });
+            }
             if self.shared.gpus.is_empty() {
                 refusals.push("this runtime has no GPU".to_owned());
             }

@@ -589,7 +589,7 @@ impl GpuDevice {
     pub(crate) fn check_call(
         &self,
         kernel: &Kernel,
-        arg_bytes: &[u64],
+        arg_bytes: impl IntoIterator<Item = u64>,
         params_len: usize,
         workgroups: u64,
     ) -> Result<()> {
@@ -636,7 +636,7 @@ impl GpuDevice {
         }
         // A launch of no workgroups runs no shader, so reads no length.
         if workgroups > 0 {
-            for (index, (binding, &bytes)) in r.storage.iter().zip(arg_bytes).enumerate() {
+            for (index, (binding, bytes)) in r.storage.iter().zip(arg_bytes).enumerate() {
                 if bytes == 0 && binding.array_length {
                     return Err(Error::EmptyArrayLength {
                         kernel: kernel.name().to_owned(),
@@ -664,10 +664,8 @@ impl GpuDevice {
     ) -> Result<Option<std::time::Duration>> {
         let _serial = self.exclusive();
         self.check_alive()?;
-        // Placement checked the whole call; this checks the launch made of
-        // it (a part of a split call), so nothing wrong reaches the device.
-        let bytes: Vec<u64> = args.iter().map(|(_, size)| *size).collect();
-        self.check_call(kernel, &bytes, params.len(), workgroups)?;
+        // The caller has checked the call (`check_call`); a split call's
+        // GPU part is a smaller launch of the same kernel and buffers.
         let (x, y) = self.fold(kernel.name(), workgroups)?;
         // No workgroups: nothing to run (and wgpu would bind empty buffers).
         if x == 0 {

@@ -13,7 +13,6 @@
 //! This module imports nothing of pel: it is vocabulary every layer names.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::sync::Arc;
 
 /// One call this thread is inside of: its buffer leases and, for a
@@ -33,14 +32,37 @@ pub(crate) struct Frame {
 }
 
 thread_local! {
-    static FRAMES: RefCell<Rc<Vec<Frame>>> = RefCell::new(Rc::new(Vec::new()));
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    /// Id lists of popped frames, kept for the next: entering a frame,
+    /// which every CPU call does, allocates nothing once warm.
+    static SPARE: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
     /// The runtime whose worker this thread is (0: none).
     static WORKER_OF: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Pushes `frame` for as long as the returned guard lives.
-pub(crate) fn enter(frame: Frame) -> Entered {
-    FRAMES.with_borrow_mut(|f| Rc::make_mut(f).push(frame));
+/// Pushes a frame for a call of `kernel` in `runtime` holding leases on
+/// `reads` and `writes` (running submitted `task`, if any), for as long as
+/// the returned guard lives.
+pub(crate) fn enter(
+    runtime: u64,
+    kernel: Arc<str>,
+    reads: &[u64],
+    writes: &[u64],
+    task: Option<u64>,
+) -> Entered {
+    let list = |ids: &[u64]| {
+        let mut v = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
+        v.extend_from_slice(ids);
+        v
+    };
+    let frame = Frame {
+        runtime,
+        kernel,
+        reads: list(reads),
+        writes: list(writes),
+        task,
+    };
+    FRAMES.with_borrow_mut(|f| f.push(frame));
     Entered(())
 }
 
@@ -49,29 +71,32 @@ pub(crate) struct Entered(());
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        FRAMES.with_borrow_mut(|f| {
-            Rc::make_mut(f).pop();
-        });
+        if let Some(frame) = FRAMES.with_borrow_mut(Vec::pop) {
+            SPARE.with_borrow_mut(|s| {
+                for mut v in [frame.reads, frame.writes] {
+                    v.clear();
+                    s.push(v);
+                }
+            });
+        }
     }
 }
 
 /// This thread's frames, to carry to a thread that runs part of the call.
 pub(crate) fn snapshot() -> Vec<Frame> {
-    FRAMES.with_borrow(|f| f.as_ref().clone())
+    FRAMES.with_borrow(Vec::clone)
 }
 
 /// Runs `f` with `frames` as this thread's, then restores what it had.
 pub(crate) fn with<R>(frames: Vec<Frame>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Rc<Vec<Frame>>>);
+    struct Restore(Vec<Frame>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            if let Some(old) = self.0.take() {
-                FRAMES.with_borrow_mut(|f| *f = old);
-            }
+            FRAMES.with_borrow_mut(|f| std::mem::swap(f, &mut self.0));
         }
     }
-    let old = FRAMES.with_borrow_mut(|f| std::mem::replace(f, Rc::new(frames)));
-    let _restore = Restore(Some(old));
+    let old = FRAMES.with_borrow_mut(|f| std::mem::replace(f, frames));
+    let _restore = Restore(old);
     f()
 }
 

@@ -1348,13 +1348,13 @@ impl Runtime {
             // User code runs on this thread (the CPU implementation): a call
             // into pel from it must see what this call holds.
             let frame = on_host.then(|| {
-                frames::enter(Frame {
-                    runtime: self.shared.id,
-                    kernel: kernel.shared_name(),
-                    reads: read_ids.to_vec(),
-                    writes: write_ids.to_vec(),
-                    task: task.map(|(t, _)| t.id),
-                })
+                frames::enter(
+                    self.shared.id,
+                    kernel.shared_name(),
+                    read_ids,
+                    write_ids,
+                    task.map(|(t, _)| t.id),
+                )
             });
             let result = prepared.and_then(|(placement, work)| {
                 self.execute_work(kernel, call, placement, work, start, &mut host_written)

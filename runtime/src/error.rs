@@ -2,7 +2,7 @@
 //! device), the argument, what was asked and the limit, so a user can act on
 //! it without reading pel's source.
 
-use crate::device::Backend;
+use crate::ids::Backend;
 
 /// Everything that can go wrong in pel, as a value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -18,8 +18,8 @@
 
 use std::str::FromStr;
 
-use crate::device::Backend;
 use crate::error::Error;
+use crate::ids::Backend;
 
 /// Faults to inject; see the [module documentation](self).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -88,14 +88,6 @@ impl Inject {
             }
         }
         Ok(())
-    }
-
-    /// Reads `PEL_INJECT` (empty or unset: nothing).
-    pub(crate) fn from_env() -> Result<Inject, Error> {
-        match std::env::var("PEL_INJECT") {
-            Ok(v) if !v.trim().is_empty() => v.parse(),
-            _ => Ok(Inject::default()),
-        }
     }
 }
 

@@ -31,32 +31,39 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+// Layers, top down: each module uses only the ones below it.
 mod buffer;
+mod call;
 mod device;
 mod dispatch;
-mod error;
-mod frames;
 mod graph;
-pub mod inject;
 mod kernel;
 mod runtime;
+// Leaves: the vocabulary every layer names.
+mod config;
+mod error;
+mod frames;
+mod ids;
+pub mod inject;
 mod stats;
 mod trace;
 
 pub use buffer::{ArgRef, Buffer, BufferArg, Validity};
-pub use device::{Backend, DeviceInfo, DeviceKind, DeviceLimits, human_bytes};
+pub use call::RunInfo;
+pub use device::{DeviceInfo, DeviceKind, DeviceLimits};
 pub use dispatch::{
     Curve, Decision, Estimate, Exclusion, Link, ModelRow, Reason, SplitRow, Summary, TransferModel,
     secs,
 };
 pub use error::{Error, Result};
 pub use graph::Task;
+pub use ids::{Backend, Target, human_bytes};
 pub use inject::Inject;
 pub use kernel::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Grid, Kernel, KernelBuilder, Read,
     ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding,
 };
-pub use runtime::{RunInfo, Runtime, RuntimeBuilder, Target};
+pub use runtime::{Runtime, RuntimeBuilder};
 pub use stats::Stats;
 pub use trace::TraceEvent;
 

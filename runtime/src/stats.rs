@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use crate::device::human_bytes;
+use crate::ids::human_bytes;
 
 #[derive(Default)]
 pub(crate) struct Counters {

@@ -17,20 +17,15 @@
 //! inputs. A buffer whose handles are all dropped stays (as a *zombie*,
 //! without its GPU copies being handed out) while a record still reads it.
 
-pub(crate) mod pool;
-
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
 
-use crate::device::Backend;
 use crate::device::gpu::GpuDevice;
-use crate::dispatch::Moves;
 use crate::error::{Error, Result};
-use crate::graph::TaskInner;
+use crate::ids::Backend;
 use crate::kernel::{ElemType, Element, Kernel, RawSlice};
-use crate::runtime::Shared;
 use crate::stats::Counters;
 
 /// A typed array owned by a [`Runtime`](crate::Runtime).
@@ -90,6 +85,23 @@ impl<T: Element> Buffer<T> {
     }
 }
 
+/// Bytes a backend would have to receive before it could run a call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Moves {
+    /// (GPU, bytes) to upload.
+    pub(crate) up: Vec<(usize, u64)>,
+    /// (GPU, bytes) to download.
+    pub(crate) down: Vec<(usize, u64)>,
+}
+
+/// What frees a buffer's copies when its last handle drops: the runtime
+/// that made it (through a weak reference, so a handle does not keep a
+/// runtime alive).
+pub(crate) trait Release: Send + Sync {
+    /// Buffer `id` has no handle left.
+    fn release_buffer(&self, id: u64);
+}
+
 /// The runtime's record of one buffer, shared by its typed handles.
 pub(crate) struct Handle {
     pub(crate) id: u64,
@@ -101,7 +113,7 @@ pub(crate) struct Handle {
     /// the buffer as more bytes than it holds.
     pub(crate) elem_size: usize,
     pub(crate) bytes: u64,
-    pub(crate) owner: Weak<Shared>,
+    pub(crate) owner: Weak<dyn Release>,
 }
 
 impl Drop for Handle {
@@ -293,10 +305,6 @@ pub(crate) struct Entry {
     host: Option<HostCopy>,
     gpu: Vec<Option<wgpu::Buffer>>,
     valid: Validity,
-    /// The submitted task that writes (or last wrote) the current version.
-    producer: Option<Arc<TaskInner>>,
-    /// Submitted tasks that read the current version and may not have run.
-    consumers: Vec<Arc<TaskInner>>,
 }
 
 /// Every live buffer of one runtime.
@@ -355,8 +363,6 @@ impl Table {
                     gpu: vec![false; self.gpus],
                     zero: !host_valid,
                 },
-                producer: None,
-                consumers: Vec::new(),
             },
         );
         id
@@ -409,61 +415,6 @@ impl Table {
     pub(crate) fn writable(&self, id: u64) -> bool {
         let e = &self.entries[&id];
         !e.writer && e.readers == 0
-    }
-
-    /// The submitted task that produces the buffer's current version.
-    pub(crate) fn producer(&self, id: u64) -> Option<&Arc<TaskInner>> {
-        self.entries[&id].producer.as_ref()
-    }
-
-    /// Submitted tasks reading the current version that may not have run.
-    pub(crate) fn consumers(&self, id: u64) -> &[Arc<TaskInner>] {
-        &self.entries[&id].consumers
-    }
-
-    /// The submitted tasks the host (or a call made now) must wait for
-    /// that have not finished: the producer of each buffer read or written,
-    /// and the readers of each buffer written.
-    pub(crate) fn unsettled(&self, reads: &[u64], writes: &[u64]) -> Vec<Arc<TaskInner>> {
-        let mut first = Vec::new();
-        for id in reads.iter().chain(writes) {
-            if let Some(p) = &self.entries[id].producer {
-                if !p.is_finished() {
-                    first.push(Arc::clone(p));
-                }
-            }
-        }
-        for id in writes {
-            for c in &self.entries[id].consumers {
-                if !c.is_finished() {
-                    first.push(Arc::clone(c));
-                }
-            }
-        }
-        first
-    }
-
-    /// Records `task` as the producer of the buffer's next version.
-    pub(crate) fn set_producer(&mut self, id: u64, task: Option<Arc<TaskInner>>) {
-        let e = self.entry(id);
-        e.producer = task;
-        e.consumers.clear();
-    }
-
-    /// Forgets a producer that has finished: a synchronous call has written
-    /// a newer version (a producer submitted meanwhile stays).
-    pub(crate) fn clear_finished_producer(&mut self, id: u64) {
-        let e = self.entry(id);
-        if e.producer.as_ref().is_some_and(|t| t.is_finished()) {
-            e.producer = None;
-        }
-    }
-
-    /// Records `task` as a reader of the buffer's current version.
-    pub(crate) fn add_consumer(&mut self, id: u64, task: Arc<TaskInner>) {
-        let e = self.entry(id);
-        e.consumers.retain(|t| !t.is_finished());
-        e.consumers.push(task);
     }
 
     /// Frees a buffer; its GPU copies go back to their pools. A buffer
@@ -655,6 +606,11 @@ impl Table {
         e.host.as_mut().expect("host copy ensured").as_mut_ptr()
     }
 
+    /// The buffer's size, bytes.
+    pub(crate) fn bytes(&self, id: u64) -> u64 {
+        self.entries[&id].bytes
+    }
+
     pub(crate) fn host_bytes(&self, id: u64) -> &[u8] {
         self.entries[&id]
             .host
@@ -675,7 +631,6 @@ impl Table {
         e.valid.zero = false;
         e.valid.gpu.fill(false);
         e.gpu_writer = None;
-        e.producer = None;
         e.lost = None;
         e.version += 1;
         e.host_version = e.version;

@@ -7,23 +7,14 @@ pub(crate) mod gpu;
 
 use std::fmt;
 
-/// Where a kernel runs: the CPU, or the GPU with this index in
-/// [`Runtime::devices`](crate::Runtime::devices) order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Backend {
-    /// The rayon pool on the host.
-    Cpu,
-    /// A wgpu adapter, by index (0 is the preferred one).
-    Gpu(usize),
-}
+use crate::ids::{Backend, human_bytes};
 
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Backend::Cpu => f.write_str("cpu"),
-            Backend::Gpu(i) => write!(f, "gpu{i}"),
-        }
-    }
+/// A bus timed at two transfer sizes each way: (bytes, seconds) host to
+/// device, and device to host. The dispatcher fits its link model to them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BusSamples {
+    pub(crate) up: [(u64, f64); 2],
+    pub(crate) down: [(u64, f64); 2],
 }
 
 /// What kind of processor a device is.
@@ -142,21 +133,5 @@ impl fmt::Display for DeviceInfo {
                 if self.timestamps { "yes" } else { "no" }
             ),
         }
-    }
-}
-
-/// `134217728` → `128 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || v.fract() == 0.0 {
-        format!("{} {}", v as u64, UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
     }
 }

@@ -20,8 +20,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::Backend;
+use crate::buffer::Moves;
+use crate::device::BusSamples;
 use crate::error::Error;
+use crate::ids::Backend;
 pub use profile::{Curve, Summary};
 use profile::{Profile, Sample, bucket};
 use split::SplitEntry;
@@ -243,15 +245,6 @@ pub struct TransferModel {
     pub d2h: Link,
 }
 
-/// Bytes a backend would have to receive before it could run a call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Moves {
-    /// (GPU, bytes) to upload.
-    pub(crate) up: Vec<(usize, u64)>,
-    /// (GPU, bytes) to download.
-    pub(crate) down: Vec<(usize, u64)>,
-}
-
 /// The dispatcher's state: the profile, the buses, the decision log and the
 /// model file.
 pub(crate) struct Dispatcher {
@@ -330,6 +323,25 @@ impl Dispatcher {
 
     /// Loads the model file at `path` (a warning and a fresh model if it is
     /// damaged) and remembers it as where to save.
+    /// The device keys this model belongs to.
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Whether GPU `g`'s bus has been measured.
+    pub(crate) fn has_bus(&self, g: usize) -> bool {
+        self.bus.get(g).is_some_and(Option::is_some)
+    }
+
+    /// GPU `g`'s bus, measured now: two sizes each way.
+    pub(crate) fn measured_bus(&mut self, g: usize, m: &BusSamples) {
+        self.bus[g] = Some(TransferModel {
+            h2d: Link::from_two(m.up[0], m.up[1]),
+            d2h: Link::from_two(m.down[0], m.down[1]),
+        });
+        self.reset_dirty(true);
+    }
+
     pub(crate) fn attach(&mut self, path: PathBuf, persist: bool) {
         match persist::load(&path, &self.keys) {
             Ok(Some(loaded)) => {

@@ -106,12 +106,12 @@ pub(crate) struct Loaded {
     pub(crate) warnings: Vec<String>,
 }
 
-/// Where the model of this device set lives: `PEL_MODEL_DIR`, else the
+/// Where the model of this device set lives: `model_dir` (`PEL_MODEL_DIR`), else the
 /// user's cache directory, named by a hash of the device keys.
-pub(crate) fn default_path(device_keys: &[String]) -> Option<PathBuf> {
-    let dir = match std::env::var_os("PEL_MODEL_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => cache_dir()?.join("pel"),
+pub(crate) fn default_path(model_dir: Option<&Path>, device_keys: &[String]) -> Option<PathBuf> {
+    let dir = match model_dir {
+        Some(d) => d.to_owned(),
+        None => cache_dir()?.join("pel"),
     };
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in device_keys.join("\n").bytes() {
@@ -441,8 +441,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::device::Backend;
     use crate::dispatch::{Link, TransferModel};
+    use crate::ids::Backend;
 
     const CPU: Backend = Backend::Cpu;
     const GPU: Backend = Backend::Gpu(0);

@@ -3,9 +3,7 @@
 use super::*;
 use crate::kernel::ReadWrite;
 
-/// A kernel by this name panics inside `run_call`, after its leases are
-/// taken, as a broken invariant of pel's would.
-pub(super) const BROKEN_INVARIANT: &str = "pel-test-broken-invariant";
+use crate::call::BROKEN_INVARIANT;
 
 const INC: &str = r#"
 @group(0) @binding(0) var<storage, read_write> c: array<u32>;

@@ -3,16 +3,18 @@
 //! dispatch). Every wgpu call that can fail runs inside validation and
 //! out-of-memory error scopes, so failures come back as values.
 
+mod pool;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Backend, DeviceInfo, DeviceKind, DeviceLimits};
-use crate::buffer::pool::{BufferPool, size_class};
+use super::{Backend, BusSamples, DeviceInfo, DeviceKind, DeviceLimits};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
+use pool::{BufferPool, size_class};
 
 /// Usage of pooled buffers that hold kernel arguments.
 pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -447,8 +449,7 @@ impl GpuDevice {
 
     /// Measures the bus both ways: the best of three transfers of 4 KiB and
     /// of 16 MiB each way gives the latency and the bandwidth.
-    pub(crate) fn measure_bus(&self) -> Result<crate::dispatch::TransferModel> {
-        use crate::dispatch::{Link, TransferModel};
+    pub(crate) fn measure_bus(&self) -> Result<BusSamples> {
         const SMALL: u64 = 4 << 10;
         const LARGE: u64 = 16 << 20;
         let buf = self.alloc(LARGE)?;
@@ -474,9 +475,9 @@ impl GpuDevice {
             |n: u64| -> Result<f64> { best(&mut || self.download(&buf, &mut host[..n as usize])) };
         let (down_small, down_large) = (down(SMALL)?, down(LARGE)?);
         self.release(buf);
-        Ok(TransferModel {
-            h2d: Link::from_two((SMALL, up_small), (LARGE, up_large)),
-            d2h: Link::from_two((SMALL, down_small), (LARGE, down_large)),
+        Ok(BusSamples {
+            up: [(SMALL, up_small), (LARGE, up_large)],
+            down: [(SMALL, down_small), (LARGE, down_large)],
         })
     }
 

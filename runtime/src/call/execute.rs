@@ -1,0 +1,117 @@
+//! Execute: a staged call runs on its device, outside the table's lock
+//! (the leases keep its buffers to it), with the faults `PEL_INJECT` asks
+//! for, and its span goes to the trace.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::ids::Backend;
+use crate::kernel::Kernel;
+
+use super::{Call, Engine, Placement, RunInfo, Work};
+
+impl Engine {
+    /// Runs a prepared call outside the table's lock (the leases keep its
+    /// buffers to it), with the faults `PEL_INJECT` asks for.
+    pub(super) fn execute_work(
+        &self,
+        kernel: &Kernel,
+        call: &Call<'_>,
+        placement: Placement,
+        work: Work,
+        start: Instant,
+        host_written: &mut bool,
+    ) -> Result<(RunInfo, Option<(f64, f64)>)> {
+        let params = call.params;
+        let (panics, rejected, factor) = if self.faults_on.load(Ordering::Relaxed) {
+            let inject = self.faults_now();
+            (
+                inject.cpu_panic.iter().any(|k| k == kernel.name()),
+                inject.gpu_reject.iter().any(|k| k == kernel.name()),
+                inject.slowdown(placement.backend),
+            )
+        } else {
+            (false, false, 1.0)
+        };
+        let t = Instant::now();
+        let parts = match work {
+            Work::Cpu(raw) => {
+                *host_written = true;
+                if panics {
+                    let written: Vec<bool> = kernel
+                        .reflection()
+                        .storage
+                        .iter()
+                        .map(|b| b.access.writes())
+                        .collect();
+                    self.cpu.execute_faulty(kernel, &raw, &written)?;
+                }
+                self.cpu.execute(kernel, &raw, params)?;
+                None
+            }
+            Work::Gpu(g, bound) => {
+                if rejected {
+                    return Err(Error::Gpu {
+                        kernel: kernel.name().to_owned(),
+                        device: self.gpus[g].info().backend.to_string(),
+                        message: format!(
+                            "the pipeline was rejected (injected by PEL_INJECT=gpu-reject@{})",
+                            kernel.name()
+                        ),
+                    });
+                }
+                self.inject_gpu_loss(g);
+                let timed = self.tracer.on();
+                let gpu_time =
+                    self.gpus[g].dispatch(kernel, &bound, params, call.workgroups, timed)?;
+                if let Some(d) = gpu_time {
+                    self.tracer
+                        .span_ending(kernel.name(), g as u32 + 1, Instant::now(), d);
+                } else {
+                    self.tracer.span(kernel.name(), g as u32 + 1, t);
+                }
+                None
+            }
+            Work::Split(split) => {
+                self.inject_gpu_loss(split.gpu);
+                // A GPU already lost fails the call before the CPU part
+                // writes anything, so it can run again elsewhere.
+                self.gpus[split.gpu].check_alive()?;
+                *host_written = true;
+                Some(self.run_split(kernel, call, split)?)
+            }
+        };
+        if factor > 1.0 {
+            std::thread::sleep(t.elapsed().mul_f64(factor - 1.0));
+        }
+        let exec = t.elapsed();
+        if let (None, Backend::Cpu) = (&parts, placement.backend) {
+            self.tracer.span(kernel.name(), 0, t);
+        }
+        Ok((
+            RunInfo {
+                backend: placement.backend,
+                reason: placement.reason,
+                elapsed: start.elapsed(),
+                exec,
+                split: placement.split,
+            },
+            parts,
+        ))
+    }
+
+    /// `gpu-lost@N`: loses GPU `g` when it is about to run the (N+1)-th
+    /// GPU kernel.
+    pub(super) fn inject_gpu_loss(&self, g: usize) {
+        if !self.faults_on.load(Ordering::Relaxed) {
+            return;
+        }
+        let lose_after = self.faults_now().gpu_lost_after;
+        if let Some(n) = lose_after {
+            if self.gpu_kernels.fetch_add(1, Ordering::Relaxed) == n {
+                self.gpus[g].lose(&format!("injected by PEL_INJECT=gpu-lost@{n}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Prepare: a call's params and arguments checked against the kernel's
+//! reflected bindings, sized, and its read and written buffers worked out.
+//! Nothing is locked or moved here.
+
+use crate::buffer::{BufferArg, Handle};
+use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+
+use super::{Call, Engine};
+
+impl Engine {
+    /// Checks a call's params and arguments against the kernel and sizes it.
+    pub(crate) fn call<'a, P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        args: &'a [&'a dyn BufferArg],
+        params: &'a P,
+    ) -> Result<Call<'a>> {
+        kernel.check_params::<P>()?;
+        let args: Vec<&Handle> = args.iter().map(|a| &**a.as_arg().handle).collect();
+        self.check_args(kernel, &args)?;
+        let params = bytemuck::bytes_of(params);
+        debug_assert_eq!(params.len(), kernel.params_size());
+        let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
+        let (reads, writes) = access_sets(kernel, &args);
+        Ok(Call {
+            size: kernel.cost(params, &lens),
+            workgroups: kernel.workgroups(params, &lens),
+            args,
+            params,
+            reads: reads.into(),
+            writes: writes.into(),
+            task: None,
+        })
+    }
+
+    fn check_args(&self, kernel: &Kernel, args: &[&Handle]) -> Result<()> {
+        let storage = &kernel.reflection().storage;
+        if args.len() != storage.len() {
+            return Err(Error::ArgCount {
+                kernel: kernel.name().to_owned(),
+                what: "the call",
+                expected: storage.len(),
+                got: args.len(),
+            });
+        }
+        for (index, (h, binding)) in args.iter().zip(storage).enumerate() {
+            if h.runtime != self.id {
+                return Err(Error::ForeignBuffer {
+                    kernel: kernel.name().to_owned(),
+                    index,
+                    owner: h.runtime,
+                    runtime: self.id,
+                });
+            }
+            if h.elem != binding.elem {
+                return Err(Error::ArgType {
+                    kernel: kernel.name().to_owned(),
+                    index,
+                    name: binding.name.clone(),
+                    what: "the call",
+                    expected: binding.elem.to_string(),
+                    got: h.elem.to_string(),
+                });
+            }
+            // Unreachable from safe code (`Element`'s layout is checked when
+            // compiled); kept because the CPU path's slices rely on it.
+            if h.elem_size != binding.elem.size() as usize {
+                return Err(Error::ArgType {
+                    kernel: kernel.name().to_owned(),
+                    index,
+                    name: binding.name.clone(),
+                    what: "the call",
+                    expected: format!("{} ({} bytes)", binding.elem, binding.elem.size()),
+                    got: format!("{} of {} bytes", h.elem, h.elem_size),
+                });
+            }
+        }
+        for i in 0..args.len() {
+            for j in i + 1..args.len() {
+                if args[i].id == args[j].id
+                    && (storage[i].access.writes() || storage[j].access.writes())
+                {
+                    return Err(Error::AliasedArguments {
+                        kernel: kernel.name().to_owned(),
+                        first: i,
+                        second: j,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The buffers a call only reads, and those it writes (from the shader's
+/// access modes; a buffer passed twice counts once, as written if either is).
+pub(crate) fn access_sets(kernel: &Kernel, args: &[&Handle]) -> (Vec<u64>, Vec<u64>) {
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    for (h, b) in args.iter().zip(&kernel.reflection().storage) {
+        if b.access.writes() {
+            writes.push(h.id);
+        }
+    }
+    for (h, b) in args.iter().zip(&kernel.reflection().storage) {
+        if !b.access.writes() && !writes.contains(&h.id) && !reads.contains(&h.id) {
+            reads.push(h.id);
+        }
+    }
+    (reads, writes)
+}

@@ -1,0 +1,206 @@
+//! Stage: every argument made valid where the call runs, through the
+//! buffer table (uploads and downloads happen lazily, only for copies that
+//! are stale there), and the host's own reads and writes of a buffer. A
+//! full GPU frees other buffers' copies here (eviction).
+
+use std::time::Instant;
+
+use crate::buffer::{Handle, Table};
+use crate::error::{Error, Result};
+use crate::ids::Backend;
+use crate::kernel::{Kernel, RawSlice};
+
+use super::{Call, Engine, Placement, SplitWork, What, Work, split_items};
+
+impl Engine {
+    /// Makes every argument valid where `placement` runs the call.
+    pub(super) fn make_work(
+        &self,
+        table: &mut Table,
+        placement: Placement,
+        kernel: &Kernel,
+        call: &Call<'_>,
+    ) -> Result<Work> {
+        let args = &call.args;
+        let split = match (placement.split, placement.backend) {
+            (Some(share), Backend::Gpu(g)) => {
+                split_items(kernel, args, call.params).map(|items| (g, share, items))
+            }
+            _ => None,
+        };
+        Ok(match (split, placement.backend) {
+            (Some((g, share, items)), _) => {
+                let raw = self.host_args(table, args)?;
+                let bound = self.gpu_args(table, kernel, args, g, call.workgroups)?;
+                let cut = ((items as f64 * share).round() as u64).clamp(1, items - 1);
+                Work::Split(SplitWork {
+                    gpu: g,
+                    items,
+                    cut,
+                    raw,
+                    bound,
+                })
+            }
+            (None, Backend::Cpu) => Work::Cpu(self.host_args(table, args)?),
+            (None, Backend::Gpu(g)) => {
+                Work::Gpu(g, self.gpu_args(table, kernel, args, g, call.workgroups)?)
+            }
+        })
+    }
+
+    /// Makes every argument valid on the host; their host copies.
+    pub(super) fn host_args(&self, table: &mut Table, args: &[&Handle]) -> Result<Vec<RawSlice>> {
+        let mut raw = Vec::with_capacity(args.len());
+        for h in args {
+            let t = Instant::now();
+            let before = self.counters.download_count();
+            if let Some(k) = self.ensure_host(table, h.id)? {
+                self.dispatcher().note_readback(k);
+            }
+            if self.counters.download_count() != before {
+                self.trace_transfer("to host", h.bytes, t);
+            }
+            raw.push(RawSlice {
+                ptr: table.host_ptr(h.id),
+                len: h.len,
+                bytes: h.bytes as usize,
+            });
+        }
+        Ok(raw)
+    }
+
+    /// Makes every argument valid on GPU `g` (and waits for the transfers,
+    /// so the execution is timed alone); the bound buffers.
+    pub(super) fn gpu_args(
+        &self,
+        table: &mut Table,
+        kernel: &Kernel,
+        args: &[&Handle],
+        g: usize,
+        workgroups: u64,
+    ) -> Result<Vec<(wgpu::Buffer, u64)>> {
+        self.check_gpu_limits(kernel, args, g, workgroups)?;
+        let mut bound = Vec::with_capacity(args.len());
+        let mut queued = false;
+        let t = Instant::now();
+        let uploaded = self.counters.upload_bytes();
+        for h in args {
+            let (buf, moved) = match table.ensure_gpu(h.id, g, &self.gpus, &self.counters) {
+                Err(Error::DeviceLost { .. }) if self.recover_lost_gpus(table) => {
+                    table.ensure_gpu(h.id, g, &self.gpus, &self.counters)?
+                }
+                other => other?,
+            };
+            queued |= moved;
+            bound.push((buf, h.bytes));
+        }
+        if queued {
+            self.gpus[g].flush()?;
+            // Zero buffers were cleared there: only uploads are transfers.
+            let bytes = self.counters.upload_bytes() - uploaded;
+            if bytes > 0 {
+                self.trace_transfer(&format!("to gpu{g}"), bytes, t);
+                self.counters.timed(crate::stats::Timed {
+                    gpu: g,
+                    up: true,
+                    bytes,
+                    secs: t.elapsed().as_secs_f64(),
+                });
+            }
+        }
+        Ok(bound)
+    }
+
+    /// [`Table::ensure_host`], recovering first from a GPU found lost on the
+    /// way (the copy to bring home was there).
+    pub(crate) fn ensure_host(&self, table: &mut Table, id: u64) -> Result<Option<u64>> {
+        match table.ensure_host(id, &self.gpus, &self.counters) {
+            Err(Error::DeviceLost { .. }) if self.recover_lost_gpus(table) => {
+                table.ensure_host(id, &self.gpus, &self.counters)
+            }
+            other => other,
+        }
+    }
+
+    /// Frees GPU copies on `g`, least recently used first (each written
+    /// back first where it is the only valid copy), keeping `keep`.
+    /// Returns whether anything was freed.
+    pub(super) fn evict_for(&self, table: &mut Table, g: usize, keep: &[u64]) -> bool {
+        let order = table.eviction_order(g, keep);
+        let mut freed = 0;
+        for id in order {
+            match table.evict(id, g, &self.gpus, &self.counters) {
+                Ok(bytes) if bytes > 0 => {
+                    freed += bytes;
+                    self.counters.evicted();
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("pel: warning: buffer #{id} could not be evicted: {e}"),
+            }
+        }
+        self.gpus[g].trim();
+        freed > 0
+    }
+
+    /// Uploads a placed task's arguments to GPU `g` while the device still
+    /// runs earlier work, so the task finds them there. Buffers a running
+    /// call writes are left alone; a GL device, which serialises every
+    /// operation, is not prefetched to.
+    pub(crate) fn prefetch(&self, table: &mut Table, args: &[&Handle], g: usize) {
+        let gpu = &self.gpus[g];
+        if gpu.serialised() {
+            return;
+        }
+        let t = Instant::now();
+        let uploaded = self.counters.upload_bytes();
+        let mut queued = false;
+        for h in args {
+            if !table.readable(h.id) {
+                continue;
+            }
+            if let Ok((_, true)) = table.ensure_gpu(h.id, g, &self.gpus, &self.counters) {
+                queued = true;
+                self.counters.prefetched();
+            }
+        }
+        if queued {
+            gpu.kick();
+            let bytes = self.counters.upload_bytes() - uploaded;
+            if bytes > 0 {
+                self.trace_transfer(&format!("prefetch to gpu{g}"), bytes, t);
+            }
+        }
+    }
+
+    /// Brings buffer `id`'s valid copy to the host and hands its bytes to
+    /// `take` (for `what`, a host operation; its writer has finished).
+    pub(crate) fn host_read<R>(
+        &self,
+        what: &str,
+        id: u64,
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let mut table = self.table_ready(What::Op(what), &[id], &[], false)?;
+        let t = Instant::now();
+        let before = self.counters.download_count();
+        let writer = self.ensure_host(&mut table, id)?;
+        if self.counters.download_count() != before {
+            self.trace_transfer("to host", table.bytes(id), t);
+        }
+        let data = take(table.host_bytes(id));
+        drop(table);
+        if let Some(k) = writer {
+            self.dispatcher().note_readback(k);
+        }
+        Ok(data)
+    }
+
+    /// Replaces buffer `id`'s contents from the host; other copies become
+    /// stale.
+    pub(crate) fn host_write(&self, id: u64, data: &[u8]) -> Result<()> {
+        let mut table = self.table_ready(What::Op("write"), &[], &[id], false)?;
+        table.write_host(id, data, &self.gpus);
+        self.unlock(table);
+        Ok(())
+    }
+}

@@ -1,0 +1,440 @@
+//! The scheduler: the engine below, plus what submitted work needs: the
+//! edges between tasks, the workers that run placed tasks, and the count
+//! of tasks pending. A synchronous call or a host access goes through here
+//! too, to wait for the submitted tasks that come before it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::buffer::{Buffer, BufferArg, Handle, HostCopy, Release, Table};
+use crate::call::{Call, Engine, Placement, RunInfo};
+use crate::dispatch;
+use crate::error::{Error, Result};
+use crate::frames;
+use crate::ids::{Backend, Target};
+use crate::kernel::{Element, Kernel};
+
+use super::edges::Edges;
+use super::workers::{Job, Pending, Workers};
+use super::{Task, TaskInner};
+
+/// Handles of tasks that never ran (failed before placement), kept until
+/// the table's lock is given back, since dropping a handle takes that lock.
+#[derive(Default)]
+struct Graveyard {
+    handles: Vec<Arc<Handle>>,
+    /// The tasks they came from: counted as pending for `wait_all` until
+    /// their handles are gone.
+    tasks: usize,
+}
+
+/// The engine and the task graph on it; what a `Runtime` holds.
+pub(crate) struct Scheduler {
+    pub(crate) engine: Engine,
+    /// Lock order: the table's lock may be held while this one is taken,
+    /// never the other way round.
+    edges: Mutex<Edges>,
+    /// One worker thread per device for submitted tasks.
+    workers: Workers,
+    /// Submitted tasks not finished yet.
+    pub(crate) pending: Arc<Pending>,
+    /// Buffer handles of tasks that finished without running, dropped as
+    /// soon as the table's lock is free (a drop may free the buffer).
+    graveyard: Mutex<Graveyard>,
+    /// The graveyard has handles in it.
+    buried: AtomicBool,
+}
+
+impl Release for Scheduler {
+    fn release_buffer(&self, id: u64) {
+        self.engine.table().remove(id, &self.engine.gpus);
+        let edges = self.edges().remove(id);
+        drop(edges);
+    }
+}
+
+impl Scheduler {
+    pub(crate) fn new(engine: Engine) -> Self {
+        let workers = Workers::new(engine.id, engine.cpu.info().threads);
+        Scheduler {
+            engine,
+            edges: Mutex::default(),
+            workers,
+            pending: Arc::default(),
+            graveyard: Mutex::default(),
+            buried: AtomicBool::new(false),
+        }
+    }
+
+    fn edges(&self) -> MutexGuard<'_, Edges> {
+        self.edges.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn new_buffer<T: Element>(
+        self: &Arc<Self>,
+        len: usize,
+        data: Option<HostCopy>,
+    ) -> Buffer<T> {
+        crate::kernel::assert_element_layout::<T>();
+        let bytes = len as u64 * std::mem::size_of::<T>() as u64;
+        let id = self.engine.table().insert(bytes, len, data);
+        let owner: std::sync::Weak<Scheduler> = Arc::downgrade(self);
+        Buffer::from_handle(Arc::new(Handle {
+            id,
+            runtime: self.engine.id,
+            len,
+            elem: T::TYPE,
+            elem_size: std::mem::size_of::<T>(),
+            bytes,
+            owner,
+        }))
+    }
+
+    /// Runs a prepared call now, once the submitted tasks it depends on
+    /// have finished (failing with a failure among them).
+    pub(crate) fn run_now(
+        &self,
+        target: Target,
+        kernel: &Kernel,
+        call: &Call<'_>,
+    ) -> Result<RunInfo> {
+        let what = format!("kernel `{}`", kernel.name());
+        self.settle_before(&what, &call.reads, &call.writes)?;
+        let all: Vec<u64> = call
+            .reads
+            .iter()
+            .chain(call.writes.iter())
+            .copied()
+            .collect();
+        if let Some(e) = self.edges().failed_input(kernel.name(), &all) {
+            return Err(e);
+        }
+        self.engine
+            .run_call(kernel, call, target, None, &mut |_, result| {
+                if result.is_ok() {
+                    let mut edges = self.edges();
+                    for id in call.writes.iter() {
+                        edges.clear_finished_producer(*id);
+                    }
+                }
+            })
+    }
+
+    /// The contents of buffer `id` on the host, once its writer has
+    /// finished (failing with its failure), handed to `take`.
+    pub(crate) fn host_read<R>(
+        &self,
+        what: &str,
+        id: u64,
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.settle_before(what, &[id], &[])?;
+        if let Some(e) = self.edges().failed_writer(id) {
+            return Err(e);
+        }
+        self.engine.host_read(what, id, take)
+    }
+
+    /// Replaces buffer `id`'s contents from the host, once the tasks that
+    /// use it have finished.
+    pub(crate) fn host_write(&self, id: u64, data: &[u8]) -> Result<()> {
+        self.settle_before("write", &[], &[id])?;
+        self.engine.host_write(id, data)?;
+        self.edges().set_producer(id, None);
+        Ok(())
+    }
+
+    /// Waits for the submitted tasks that must come before an access that
+    /// reads `reads` and writes `writes`.
+    fn settle_before(&self, what: &str, reads: &[u64], writes: &[u64]) -> Result<()> {
+        loop {
+            let first = self.edges().unsettled(reads, writes);
+            if first.is_empty() {
+                return Ok(());
+            }
+            for t in &first {
+                self.wait_task(t, what)?;
+            }
+        }
+    }
+
+    /// Adds a prepared call to the graph as a task: it depends on the
+    /// producer of every buffer it uses and on the readers of what it
+    /// writes, and is placed as soon as they have finished.
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        target: Target,
+        kernel: &Kernel,
+        args: &[&dyn BufferArg],
+        call: Call<'_>,
+    ) -> Result<Task> {
+        match target {
+            Target::On(b) => {
+                self.engine.device(b)?;
+            }
+            Target::Split { gpu, .. } => {
+                self.engine.device(Backend::Gpu(gpu))?;
+            }
+            Target::Auto => {}
+        }
+        let handles = args.iter().map(|a| Arc::clone(a.as_arg().handle)).collect();
+        let task = Arc::new(TaskInner::new(
+            kernel,
+            handles,
+            call.params,
+            call.size,
+            call.workgroups,
+            target,
+            (call.reads.into_owned(), call.writes.into_owned()),
+        ));
+        let (read_ids, write_ids) = (&task.reads, &task.writes);
+
+        let mut table = self.engine.table();
+        let mut edges = self.edges();
+        // Every argument is read (a written binding is read_write), so the
+        // producer of each is a data dependency; the readers of what this
+        // task overwrites only have to go first.
+        let mut deps: Vec<(Arc<TaskInner>, bool)> = Vec::new();
+        let mut depend =
+            |t: &Arc<TaskInner>, data: bool| match deps.iter_mut().find(|(d, _)| Arc::ptr_eq(d, t))
+            {
+                Some(d) => d.1 |= data,
+                None => deps.push((Arc::clone(t), data)),
+            };
+        for id in read_ids.iter().chain(write_ids) {
+            if let Some(p) = edges.producer(*id) {
+                depend(p, true);
+            }
+        }
+        for id in write_ids {
+            for c in edges.consumers(*id) {
+                depend(c, false);
+            }
+        }
+        for id in write_ids {
+            edges.set_producer(*id, Some(Arc::clone(&task)));
+        }
+        for id in read_ids {
+            edges.add_consumer(*id, Arc::clone(&task));
+        }
+        drop(edges);
+        self.pending.add();
+        let (mut waiting, mut failed) = (0, None);
+        let unfinished: Vec<Arc<TaskInner>> = deps
+            .iter()
+            .filter(|(d, _)| !d.is_finished())
+            .map(|(d, _)| Arc::clone(d))
+            .collect();
+        task.set_deps(&unfinished);
+        for (dep, data) in deps {
+            let mut s = dep.state();
+            match &s.outcome {
+                None => {
+                    s.dependents.push((Arc::clone(&task), data));
+                    waiting += 1;
+                }
+                Some(Err(e)) if data && failed.is_none() => {
+                    failed = Some(dep.failure_for(kernel.name(), e));
+                }
+                Some(_) => {}
+            }
+        }
+        {
+            let mut s = task.state();
+            s.waiting_on = waiting;
+            s.failed = failed;
+            s.runtime = Some(Arc::clone(self));
+        }
+        if waiting == 0 {
+            self.settle(&mut table, vec![Arc::clone(&task)]);
+        }
+        self.engine.unlock(table);
+        self.bury();
+        Ok(Task { inner: task })
+    }
+
+    /// Runs a submitted task that its device's worker has taken.
+    pub(crate) fn run_job(&self, job: Job) {
+        let task = &job.task;
+        let handles = task.args();
+        let call = task.call(&handles);
+        // The outcome goes to the task (and its dependents) under the
+        // table's lock.
+        let _ = self.engine.run_call(
+            &task.kernel,
+            &call,
+            task.target,
+            Some(job.placement),
+            &mut |table, result| {
+                if let Some(ready) = task.complete(result.clone()) {
+                    self.pending.finish(result);
+                    self.settle(table, ready);
+                }
+            },
+        );
+        self.bury();
+        // No lock is held here: the buffers may be freed now.
+        drop(call);
+        drop(handles);
+        drop(task.take_args());
+    }
+
+    /// Tasks whose dependencies have all finished: each is placed and sent
+    /// to its device's worker, or fails for a failed dependency (and so on
+    /// down the graph).
+    pub(crate) fn settle(&self, table: &mut Table, mut ready: Vec<Arc<TaskInner>>) {
+        while let Some(t) = ready.pop() {
+            let failed = t.state().failed.take();
+            let outcome = match failed {
+                Some(e) => Err(e),
+                None => match self.place_task(table, &t) {
+                    Ok(()) => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            let outcome_for_count = outcome.clone();
+            ready.extend(t.complete(outcome).unwrap_or_default());
+            // Its buffers are let go once the table's lock is given back,
+            // and only then does `wait_all` stop counting it.
+            {
+                let mut g = self
+                    .graveyard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                g.handles.extend(t.take_args());
+                g.tasks += 1;
+            }
+            self.buried.store(true, Ordering::Release);
+            self.pending.finish(&outcome_for_count);
+        }
+    }
+
+    /// Drops the handles of tasks that finished without running, now that
+    /// no lock is held.
+    fn bury(&self) {
+        if self.buried.swap(false, Ordering::Acquire) {
+            let dead = std::mem::take(
+                &mut *self
+                    .graveyard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            drop(dead.handles);
+            for _ in 0..dead.tasks {
+                self.pending.never_ran();
+            }
+        }
+    }
+
+    /// Places a ready task, charges its device's queue, starts its uploads
+    /// if that device is busy, and hands it to the device's worker.
+    fn place_task(&self, table: &mut Table, t: &Arc<TaskInner>) -> Result<()> {
+        let handles = t.args();
+        let call = t.call(&handles);
+        let d = self
+            .engine
+            .decide(table, t.target, &t.kernel, &call, &[], true)?;
+        let busy = {
+            let mut disp = self.engine.dispatcher();
+            disp.enqueue(t.kernel.id(), d.chosen, t.size);
+            disp.busy(d.chosen)
+        };
+        if let (Backend::Gpu(g), true) = (d.chosen, busy) {
+            self.engine.prefetch(table, &call.args, g);
+        }
+        // A split call runs its CPU part on the CPU's worker, which starts
+        // the GPU part beside it.
+        let worker = match d.split {
+            Some(_) => 0,
+            None => dispatch::device_index(d.chosen),
+        };
+        let placement = Placement {
+            backend: d.chosen,
+            reason: d.reason,
+            split: d.split,
+        };
+        t.set_placement(placement);
+        self.workers.send(
+            worker,
+            Job {
+                task: Arc::clone(t),
+                placement,
+            },
+        );
+        Ok(())
+    }
+
+    /// Waits for task `t` before `what` goes on. From inside a kernel or a
+    /// task of this runtime, the wait first makes sure it is not waiting
+    /// for itself, then runs the queued work it needs on this thread rather
+    /// than block: the worker that would run it may be this one.
+    pub(crate) fn wait_task(&self, t: &Arc<TaskInner>, what: &str) -> Result<()> {
+        let id = self.engine.id;
+        if !frames::inside(id) && !frames::is_worker_of(id) {
+            t.wait_for(None);
+            return Ok(());
+        }
+        let running = frames::tasks(id);
+        while !t.is_finished() {
+            let needed = t.unfinished_closure();
+            for n in &needed {
+                if running.contains(&n.id) {
+                    return Err(Error::WouldDeadlock {
+                        what: what.to_owned(),
+                        message: format!(
+                            "it waits for task #{} (`{}`), which cannot finish before the task running this wait (#{}) does",
+                            t.id,
+                            t.kernel.name(),
+                            n.id
+                        ),
+                    });
+                }
+                if let Some((frame, buffer)) = frames::conflict(id, &n.reads, &n.writes) {
+                    return Err(Error::WouldDeadlock {
+                        what: what.to_owned(),
+                        message: format!(
+                            "it waits for task #{} (`{}`), which needs buffer #{buffer} that `{}`, running this wait, holds until it returns",
+                            n.id,
+                            n.kernel.name(),
+                            frame.kernel
+                        ),
+                    });
+                }
+            }
+            let mut helped = false;
+            for n in &needed {
+                if let Some(placement) = n.placement() {
+                    if !n.is_claimed() && n.claim() {
+                        self.run_job(Job {
+                            task: Arc::clone(n),
+                            placement,
+                        });
+                        self.pending.left_worker();
+                        helped = true;
+                    }
+                }
+            }
+            if !helped {
+                // What it needs runs on other threads, or is not placed
+                // yet: look again soon, in case it lands in a queue only
+                // this thread would serve.
+                t.wait_for(Some(Duration::from_millis(2)));
+            }
+        }
+        Ok(())
+    }
+
+    /// `Runtime::wait_all`: every submitted task finished and its buffers
+    /// let go; the first failure since the last call.
+    pub(crate) fn wait_all(&self) -> Result<()> {
+        let id = self.engine.id;
+        if frames::inside(id) || frames::is_worker_of(id) {
+            return Err(Error::WouldDeadlock {
+                what: "wait_all".to_owned(),
+                message: "called from inside a kernel or a task, it would wait for the task or call running it; wait for the tasks it needs with Task::wait".to_owned(),
+            });
+        }
+        self.pending.wait()
+    }
+}

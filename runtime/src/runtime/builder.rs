@@ -1,0 +1,201 @@
+//! The builder: the environment's configuration (read once, see
+//! `config.rs`), overridden by what the program asks, opens the devices
+//! and loads this machine's performance model.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::buffer::Table;
+use crate::call::Engine;
+use crate::config::Config;
+use crate::device::cpu::CpuDevice;
+use crate::device::gpu;
+use crate::dispatch::{self, Dispatcher};
+use crate::error::Result;
+use crate::graph::Scheduler;
+use crate::ids::Backend;
+use crate::inject::Inject;
+use crate::stats::Counters;
+use crate::trace::Tracer;
+
+use super::Runtime;
+
+static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
+
+/// Options for [`Runtime`]; see [`Runtime::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until .build()"]
+pub struct RuntimeBuilder {
+    gpu: Option<bool>,
+    cpu_threads: Option<usize>,
+    calibration_samples: Option<usize>,
+    model_file: Option<std::path::PathBuf>,
+    persist: Option<bool>,
+    backend: Option<Option<Backend>>,
+    trace: Option<std::path::PathBuf>,
+    inject: Option<Inject>,
+    gpu_budget: Option<Option<u64>>,
+}
+
+impl RuntimeBuilder {
+    /// Whether to open GPUs at all (default: yes, unless `PEL_GPU=off`).
+    pub fn gpu(mut self, enabled: bool) -> Self {
+        self.gpu = Some(enabled);
+        self
+    }
+
+    /// Threads in the CPU pool (default: `PEL_CPU_THREADS`, else one per core).
+    pub fn cpu_threads(mut self, threads: usize) -> Self {
+        self.cpu_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Samples each backend needs near a size before the model is trusted
+    /// there (default: `PEL_CALIBRATION_SAMPLES`, else 5).
+    pub fn calibration_samples(mut self, n: usize) -> Self {
+        self.calibration_samples = Some(n.max(1));
+        self
+    }
+
+    /// Loads the performance model from this file (and saves it there),
+    /// instead of the per-machine file under `PEL_MODEL_DIR` or the cache
+    /// directory: an application can ship its calibration.
+    pub fn model_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.model_file = Some(path.into());
+        self
+    }
+
+    /// Whether to load and save the performance model at all (default yes).
+    pub fn persist_model(mut self, persist: bool) -> Self {
+        self.persist = Some(persist);
+        self
+    }
+
+    /// Forces every call with [`Target::Auto`] onto `backend` (`None`:
+    /// choose). Default: `PEL_BACKEND=cpu|gpu|gpuN|auto`.
+    pub fn force_backend(mut self, backend: Option<Backend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Records a trace of every kernel and transfer and writes it to `path`
+    /// (Chrome trace-event JSON) when the runtime drops. Default:
+    /// `PEL_TRACE=FILE`.
+    pub fn trace(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.trace = Some(path.into());
+        self
+    }
+
+    /// Faults to inject, for testing recovery (default: `PEL_INJECT`; see
+    /// [`Inject`]).
+    pub fn inject(mut self, faults: Inject) -> Self {
+        self.inject = Some(faults);
+        self
+    }
+
+    /// A memory budget per GPU, bytes (`None`: the device's own memory).
+    /// Default: `PEL_GPU_MEMORY_BUDGET`, e.g. `64MiB`, `1GiB` or bytes.
+    pub fn gpu_memory_budget(mut self, bytes: Option<u64>) -> Self {
+        self.gpu_budget = Some(bytes);
+        self
+    }
+
+    /// Starts the runtime. Finding no GPU is not an error: everything then
+    /// runs on the CPU. A `PEL_INJECT` or `PEL_GPU_MEMORY_BUDGET` that pel
+    /// cannot read is, and so is a fault injected on a GPU the runtime did
+    /// not find.
+    pub fn build(self) -> Result<Runtime> {
+        let env = Config::from_env();
+        let inject = match self.inject {
+            Some(i) => i,
+            None => env.inject?,
+        };
+        let budget = match self.gpu_budget {
+            Some(b) => b,
+            None => env.gpu_budget?,
+        };
+        let gpu_enabled = self.gpu.unwrap_or(!env.gpu_off);
+        let threads = self.cpu_threads.or(env.cpu_threads);
+        let cpu = CpuDevice::new(threads);
+        let gpus = if gpu_enabled {
+            // Respects WGPU_BACKEND (e.g. `vulkan`, `gl`) and wgpu's other
+            // environment variables.
+            let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+            let backends = desc.backends;
+            let instance = wgpu::Instance::new(desc);
+            gpu::open_all(&instance, backends, budget, inject.gpu_oom)
+        } else {
+            Vec::new()
+        };
+        // A fault on a GPU this machine lacks would never fire: a test
+        // relying on it would pass without testing anything.
+        inject.check_devices(gpus.len())?;
+        let n = gpus.len();
+
+        let mut keys = vec![format!(
+            "cpu {} ({} threads)",
+            cpu.info().name,
+            cpu.info().threads
+        )];
+        keys.extend(gpus.iter().map(|g| {
+            let i = g.info();
+            format!("{} {} [{}] ({})", i.api, i.name, i.driver, i.kind)
+        }));
+        let forced = match self.backend {
+            Some(b) => b,
+            None => env.backend,
+        };
+        let min_samples = self
+            .calibration_samples
+            .or(env.calibration_samples)
+            .unwrap_or(5);
+        let mut dispatcher = Dispatcher::new(keys, min_samples, forced);
+        let persist = self.persist.unwrap_or(true);
+        let path = self.model_file.or_else(|| {
+            dispatch::persist::default_path(env.model_dir.as_deref(), dispatcher.keys())
+        });
+        if let Some(path) = path.filter(|_| persist) {
+            dispatcher.attach(path, true);
+        }
+        // A bus never measured is measured now, once per machine.
+        for (g, gpu) in gpus.iter().enumerate() {
+            if !dispatcher.has_bus(g) {
+                match gpu.measure_bus() {
+                    Ok(samples) => dispatcher.measured_bus(g, &samples),
+                    Err(e) => eprintln!("pel: warning: could not measure the bus of gpu{g}: {e}"),
+                }
+            }
+        }
+        dispatcher.save();
+        let trace_file = self.trace.or(env.trace);
+        let mut lanes = vec!["cpu".to_owned()];
+        lanes.extend(
+            gpus.iter()
+                .map(|g| format!("{}: {} ({})", g.info().backend, g.info().name, g.info().api)),
+        );
+        lanes.push("transfers".to_owned());
+        let tracer = Tracer::new(lanes, trace_file.is_some());
+        let faults_on = inject.any();
+        let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
+        let engine = Engine {
+            id,
+            cpu,
+            gpus,
+            table: Mutex::new(Table::new(n)),
+            leases: Condvar::new(),
+            counters: Counters::default(),
+            dispatcher: Mutex::new(dispatcher),
+            explain: env.explain,
+            tracer,
+            trace_file,
+            inject: RwLock::new(inject),
+            gpu_kernels: AtomicU64::new(0),
+            faults_on: AtomicBool::new(faults_on),
+            proven: Default::default(),
+        };
+        Ok(Runtime {
+            shared: Arc::new(Scheduler::new(engine)),
+            user: Some(Arc::new(())),
+        })
+    }
+}

@@ -50,6 +50,7 @@ mod trace;
 
 pub use buffer::{ArgRef, Buffer, BufferArg, Validity};
 pub use call::RunInfo;
+pub use device::sim::{SimDevice, SimOp};
 pub use device::{DeviceInfo, DeviceKind, DeviceLimits};
 pub use dispatch::{
     Curve, Decision, Estimate, Exclusion, Link, ModelRow, Reason, SplitRow, Summary, TransferModel,

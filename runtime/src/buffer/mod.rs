@@ -22,7 +22,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
 
-use crate::device::gpu::GpuDevice;
+use crate::device::{Device, Memory};
 use crate::error::{Error, Result};
 use crate::ids::Backend;
 use crate::kernel::{ElemType, Element, Kernel, RawSlice};
@@ -303,7 +303,7 @@ pub(crate) struct Entry {
     /// needed on the host.
     gpu_writer: Option<u64>,
     host: Option<HostCopy>,
-    gpu: Vec<Option<wgpu::Buffer>>,
+    gpu: Vec<Option<Memory>>,
     valid: Validity,
 }
 
@@ -419,7 +419,7 @@ impl Table {
 
     /// Frees a buffer; its GPU copies go back to their pools. A buffer
     /// that records still read stays, as a zombie, until they are gone.
-    pub(crate) fn remove(&mut self, id: u64, gpus: &[GpuDevice]) {
+    pub(crate) fn remove(&mut self, id: u64, gpus: &[Box<dyn Device>]) {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
@@ -430,7 +430,7 @@ impl Table {
     }
 
     /// Removes a zombie (or freed) entry for good, and the records it held.
-    fn drop_entry(&mut self, id: u64, gpus: &[GpuDevice]) {
+    fn drop_entry(&mut self, id: u64, gpus: &[Box<dyn Device>]) {
         let mut released = Vec::new();
         self.take_entry(id, gpus, &mut released);
         self.unpin_all(released, gpus);
@@ -438,7 +438,7 @@ impl Table {
 
     /// Removes an entry: its GPU copies go back to their pools and what its
     /// records read goes to `released`.
-    fn take_entry(&mut self, id: u64, gpus: &[GpuDevice], released: &mut Vec<Unpin>) {
+    fn take_entry(&mut self, id: u64, gpus: &[Box<dyn Device>], released: &mut Vec<Unpin>) {
         let Some(e) = self.entries.remove(&id) else {
             return;
         };
@@ -456,7 +456,7 @@ impl Table {
 
     /// The host copy of `id` holds a newer version: records it no longer
     /// needs go, and what they read is unpinned.
-    fn host_caught_up(&mut self, id: u64, gpus: &[GpuDevice]) {
+    fn host_caught_up(&mut self, id: u64, gpus: &[Box<dyn Device>]) {
         let mut released = Vec::new();
         prune(self.entry(id), &mut released);
         self.unpin_all(released, gpus);
@@ -464,7 +464,7 @@ impl Table {
 
     /// Unpins what released records read, pruning (and dropping zombies)
     /// as pins fall to zero.
-    fn unpin_all(&mut self, mut work: Vec<Unpin>, gpus: &[GpuDevice]) {
+    fn unpin_all(&mut self, mut work: Vec<Unpin>, gpus: &[Box<dyn Device>]) {
         while let Some((id, v, outside)) = work.pop() {
             let Some(e) = self.entries.get_mut(&id) else {
                 continue;
@@ -498,7 +498,7 @@ impl Table {
     pub(crate) fn ensure_host(
         &mut self,
         id: u64,
-        gpus: &[GpuDevice],
+        gpus: &[Box<dyn Device>],
         c: &Counters,
     ) -> Result<Option<u64>> {
         let e = self.entry(id);
@@ -567,9 +567,9 @@ impl Table {
         &mut self,
         id: u64,
         g: usize,
-        gpus: &[GpuDevice],
+        gpus: &[Box<dyn Device>],
         c: &Counters,
-    ) -> Result<(wgpu::Buffer, bool)> {
+    ) -> Result<(Memory, bool)> {
         self.tick += 1;
         let tick = self.tick;
         let e = self.entry(id);
@@ -620,7 +620,7 @@ impl Table {
     }
 
     /// Replaces the contents from the host: only the host copy stays valid.
-    pub(crate) fn write_host(&mut self, id: u64, data: &[u8], gpus: &[GpuDevice]) {
+    pub(crate) fn write_host(&mut self, id: u64, data: &[u8], gpus: &[Box<dyn Device>]) {
         let e = self.entry(id);
         protect(e);
         match &mut e.host {
@@ -700,7 +700,7 @@ impl Table {
         id: u64,
         backend: Backend,
         kernel: u64,
-        gpus: &[GpuDevice],
+        gpus: &[Box<dyn Device>],
     ) {
         self.tick += 1;
         let tick = self.tick;
@@ -777,7 +777,7 @@ impl Table {
         &mut self,
         g: usize,
         device: &str,
-        gpus: &[GpuDevice],
+        gpus: &[Box<dyn Device>],
         run: &mut Replay<'_>,
     ) -> u64 {
         if std::mem::replace(&mut self.lost_gpus[g], true) {
@@ -833,7 +833,7 @@ impl Table {
         &mut self,
         id: u64,
         v: u64,
-        gpus: &[GpuDevice],
+        gpus: &[Box<dyn Device>],
         run: &mut Replay<'_>,
         memo: &mut HashMap<(u64, u64), HostCopy>,
         replayed: &mut u64,
@@ -925,7 +925,7 @@ impl Table {
         &mut self,
         id: u64,
         g: usize,
-        gpus: &[GpuDevice],
+        gpus: &[Box<dyn Device>],
         c: &Counters,
     ) -> Result<u64> {
         let e = self.entry(id);

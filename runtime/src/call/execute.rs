@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::device::{Args, Device};
 use crate::error::{Error, Result};
 use crate::ids::Backend;
 use crate::kernel::Kernel;
@@ -35,6 +36,8 @@ impl Engine {
             (false, false, 1.0)
         };
         let t = Instant::now();
+        // A device on a virtual clock reports the time its kernel took.
+        let mut virtual_time = None;
         let parts = match work {
             Work::Cpu(raw) => {
                 *host_written = true;
@@ -47,7 +50,14 @@ impl Engine {
                         .collect();
                     self.cpu.execute_faulty(kernel, &raw, &written)?;
                 }
-                self.cpu.execute(kernel, &raw, params)?;
+                Device::execute(
+                    &self.cpu,
+                    kernel,
+                    Args::Host(&raw),
+                    params,
+                    call.workgroups,
+                    false,
+                )?;
                 None
             }
             Work::Gpu(g, bound) => {
@@ -63,8 +73,16 @@ impl Engine {
                 }
                 self.inject_gpu_loss(g);
                 let timed = self.tracer.on();
-                let gpu_time =
-                    self.gpus[g].dispatch(kernel, &bound, params, call.workgroups, timed)?;
+                let gpu_time = self.gpus[g].execute(
+                    kernel,
+                    Args::Device(&bound),
+                    params,
+                    call.workgroups,
+                    timed,
+                )?;
+                if self.gpus[g].virtual_clock() {
+                    virtual_time = gpu_time;
+                }
                 if let Some(d) = gpu_time {
                     self.tracer
                         .span_ending(kernel.name(), g as u32 + 1, Instant::now(), d);
@@ -85,7 +103,7 @@ impl Engine {
         if factor > 1.0 {
             std::thread::sleep(t.elapsed().mul_f64(factor - 1.0));
         }
-        let exec = t.elapsed();
+        let exec = virtual_time.unwrap_or_else(|| t.elapsed());
         if let (None, Backend::Cpu) = (&parts, placement.backend) {
             self.tracer.span(kernel.name(), 0, t);
         }

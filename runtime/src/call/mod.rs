@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::buffer::{Handle, HostCopy, Table};
 use crate::device::DeviceInfo;
 use crate::device::cpu::CpuDevice;
-use crate::device::gpu::GpuDevice;
+use crate::device::{Device, Memory};
 use crate::dispatch::{Dispatcher, Reason};
 use crate::error::{Error, Result};
 use crate::frames::{self, Frame};
@@ -46,7 +46,7 @@ pub(crate) const BROKEN_INVARIANT: &str = "pel-test-broken-invariant";
 pub(crate) struct Engine {
     pub(crate) id: u64,
     pub(crate) cpu: CpuDevice,
-    pub(crate) gpus: Vec<GpuDevice>,
+    pub(crate) gpus: Vec<Box<dyn Device>>,
     pub(crate) table: Mutex<Table>,
     /// Signalled whenever a call gives back its buffer leases.
     pub(crate) leases: Condvar,
@@ -107,7 +107,7 @@ impl Call<'_> {
 /// What a prepared call runs: host slices, bound GPU buffers, or both.
 enum Work {
     Cpu(Vec<RawSlice>),
-    Gpu(usize, Vec<(wgpu::Buffer, u64)>),
+    Gpu(usize, Vec<(Memory, u64)>),
     Split(SplitWork),
 }
 
@@ -117,7 +117,7 @@ struct SplitWork {
     items: u64,
     cut: u64,
     raw: Vec<RawSlice>,
-    bound: Vec<(wgpu::Buffer, u64)>,
+    bound: Vec<(Memory, u64)>,
 }
 
 /// Where a call runs, and why.

@@ -205,7 +205,7 @@ impl Engine {
 
     /// Whether GPU `g` can run the call at all, and right: every argument
     /// within its binding limit, and the launch within its limits and one
-    /// the shader can index (see `GpuDevice::check_call`).
+    /// the shader can index (see `Device::check_call`).
     pub(crate) fn check_gpu_limits(
         &self,
         kernel: &Kernel,
@@ -229,23 +229,24 @@ impl Engine {
                 ),
             });
         }
-        let limits = gpu.limits();
-        let limit = limits.max_storage_binding.min(limits.max_buffer);
-        for (index, (h, binding)) in args.iter().zip(&kernel.reflection().storage).enumerate() {
-            if h.bytes > limit {
-                return Err(Error::BindingTooLarge {
-                    kernel: kernel.name().to_owned(),
-                    index,
-                    name: binding.name.clone(),
-                    size: h.bytes,
-                    limit,
-                    device: format!("gpu{g} ({})", gpu.info().name),
-                });
+        if let Some(limits) = gpu.limits() {
+            let limit = limits.max_storage_binding.min(limits.max_buffer);
+            for (index, (h, binding)) in args.iter().zip(&kernel.reflection().storage).enumerate() {
+                if h.bytes > limit {
+                    return Err(Error::BindingTooLarge {
+                        kernel: kernel.name().to_owned(),
+                        index,
+                        name: binding.name.clone(),
+                        size: h.bytes,
+                        limit,
+                        device: format!("gpu{g} ({})", gpu.info().name),
+                    });
+                }
             }
         }
         gpu.check_call(
             kernel,
-            args.iter().map(|h| h.bytes),
+            &mut args.iter().map(|h| h.bytes),
             kernel.params_size(),
             workgroups,
         )

@@ -86,13 +86,12 @@ impl Engine {
                 Err(_) => {}
             }
         }
-        let result = result.map(|(info, parts)| {
+        result.map(|(info, parts)| {
             if parts.is_some() {
                 self.counters.ran(false);
             }
             self.counters.ran(info.backend != Backend::Cpu);
             info
-        });
-        result
+        })
     }
 }

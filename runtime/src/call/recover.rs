@@ -3,6 +3,7 @@
 //! GPU still alive for a kernel with no CPU implementation).
 
 use crate::buffer::Table;
+use crate::device::Args;
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, RawSlice};
 
@@ -80,7 +81,7 @@ impl Engine {
         workgroups: u64,
     ) -> Result<()> {
         let gpu = &self.gpus[g];
-        gpu.check_call(kernel, bytes.iter().copied(), params.len(), workgroups)?;
+        gpu.check_call(kernel, &mut bytes.iter().copied(), params.len(), workgroups)?;
         let mut bound = Vec::with_capacity(raw.len());
         for (r, &b) in raw.iter().zip(bytes) {
             let buf = gpu.alloc(b)?;
@@ -92,7 +93,7 @@ impl Engine {
             bound.push((buf, b));
         }
         gpu.flush()?;
-        gpu.dispatch(kernel, &bound, params, workgroups, false)?;
+        gpu.execute(kernel, Args::Device(&bound), params, workgroups, false)?;
         for ((r, (buf, _)), binding) in raw.iter().zip(&bound).zip(&kernel.reflection().storage) {
             if binding.access.writes() {
                 // SAFETY: as above; nothing else reads or writes the scratch

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::device::Args;
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 
@@ -43,7 +44,13 @@ impl Engine {
             let gpu_part = scope.spawn(|| -> Result<(Vec<Vec<u8>>, f64)> {
                 let t = Instant::now();
                 let timed = self.tracer.on();
-                match gpu.dispatch(kernel, &s.bound, &gpu_params, gpu_groups, timed)? {
+                match gpu.execute(
+                    kernel,
+                    Args::Device(&s.bound),
+                    &gpu_params,
+                    gpu_groups,
+                    timed,
+                )? {
                     Some(d) => self
                         .tracer
                         .span_ending(kernel.name(), gpu_lane, Instant::now(), d),

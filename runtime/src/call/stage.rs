@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use crate::buffer::{Handle, Table};
+use crate::device::Memory;
 use crate::error::{Error, Result};
 use crate::ids::Backend;
 use crate::kernel::{Kernel, RawSlice};
@@ -78,7 +79,7 @@ impl Engine {
         args: &[&Handle],
         g: usize,
         workgroups: u64,
-    ) -> Result<Vec<(wgpu::Buffer, u64)>> {
+    ) -> Result<Vec<(Memory, u64)>> {
         self.check_gpu_limits(kernel, args, g, workgroups)?;
         let mut bound = Vec::with_capacity(args.len());
         let mut queued = false;

@@ -17,6 +17,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use super::{Backend, DeviceInfo, DeviceKind};
+use std::time::Duration;
+
+use super::{Args, Device};
 use crate::error::{Error, Result};
 use crate::frames;
 use crate::kernel::{Kernel, RawSlice};
@@ -192,4 +195,43 @@ fn cpu_name() -> String {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_else(|| format!("{} host CPU", std::env::consts::ARCH))
+}
+
+impl Device for CpuDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn check_call(
+        &self,
+        kernel: &Kernel,
+        _arg_bytes: &mut dyn Iterator<Item = u64>,
+        _params_len: usize,
+        _workgroups: u64,
+    ) -> Result<()> {
+        if kernel.has_cpu() {
+            Ok(())
+        } else {
+            Err(Error::NoCpuImplementation {
+                kernel: kernel.name().to_owned(),
+            })
+        }
+    }
+
+    fn execute(
+        &self,
+        kernel: &Kernel,
+        args: Args<'_>,
+        params: &[u8],
+        _workgroups: u64,
+        _timed: bool,
+    ) -> Result<Option<Duration>> {
+        match args {
+            Args::Host(raw) => CpuDevice::execute(self, kernel, raw, params).map(|()| None),
+            Args::Device(_) => Err(Error::Internal {
+                what: self.label(),
+                message: "the CPU was given device copies to run on".to_owned(),
+            }),
+        }
+    }
 }

@@ -1,13 +1,174 @@
-//! The processors pel runs on: the host CPU (a rayon pool) and any number of
-//! wgpu adapters. This module owns opening them and describing them; it does
-//! not decide where work goes (`dispatch/`) or track data (`buffer/`).
+//! The processors pel runs on, behind one [`Device`] trait: the host CPU
+//! (a rayon pool), any number of wgpu adapters, and simulated devices (host
+//! memory, the kernel's CPU implementation, a virtual clock). This module
+//! owns opening them and describing them; it does not decide where work
+//! goes (`dispatch/`) or track data (`buffer/`).
 
 pub(crate) mod cpu;
 pub(crate) mod gpu;
+mod limits;
+pub(crate) mod sim;
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::ids::{Backend, human_bytes};
+use crate::kernel::{Kernel, RawSlice};
+
+/// A buffer's copy in a device's own memory.
+#[derive(Clone, Debug)]
+pub(crate) enum Memory {
+    /// A wgpu buffer.
+    Wgpu(wgpu::Buffer),
+    /// Host bytes standing for a simulated device's memory.
+    Sim(Arc<sim::SimMemory>),
+}
+
+impl Memory {
+    /// Its size, bytes (at least what was asked; a pool may round up).
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Memory::Wgpu(b) => b.size(),
+            Memory::Sim(m) => m.len() as u64,
+        }
+    }
+}
+
+/// A call's arguments as a device takes them: the host copies (the CPU),
+/// or copies in the device's own memory with their bound sizes.
+pub(crate) enum Args<'a> {
+    Host(&'a [RawSlice]),
+    Device(&'a [(Memory, u64)]),
+}
+
+/// One processor. The CPU works on the buffers' host copies; a GPU or a
+/// simulated device has memory of its own, which the buffer table fills
+/// and empties through `alloc`, `upload`, `download` and `release`.
+pub(crate) trait Device: Send + Sync {
+    /// Its description.
+    fn info(&self) -> &DeviceInfo;
+
+    /// `backend (name)`, for messages.
+    fn label(&self) -> String {
+        format!("{} ({})", self.info().backend, self.info().name)
+    }
+
+    /// `Err(DeviceLost)` once the device is lost.
+    fn check_alive(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Declares the device lost: every later operation fails.
+    fn lose(&self, _reason: &str) {}
+
+    /// Whether this device can run `kernel` with arguments of `arg_bytes`
+    /// bytes, `params_len` bytes of params and `workgroups` workgroups; a
+    /// typed error naming the limit if not. Nothing is compiled or moved.
+    fn check_call(
+        &self,
+        kernel: &Kernel,
+        arg_bytes: &mut dyn Iterator<Item = u64>,
+        params_len: usize,
+        workgroups: u64,
+    ) -> Result<()>;
+
+    /// Runs `kernel` over `args` and returns the kernel's time as the
+    /// device measured it, where it did (with `timed`, or always on a
+    /// virtual clock).
+    fn execute(
+        &self,
+        kernel: &Kernel,
+        args: Args<'_>,
+        params: &[u8],
+        workgroups: u64,
+        timed: bool,
+    ) -> Result<Option<Duration>>;
+
+    /// Whether the times it reports are virtual (a simulated device): they,
+    /// not the host's clock, are then a call's execution time.
+    fn virtual_clock(&self) -> bool {
+        false
+    }
+
+    /// Whether a pipeline for `kernel` was made here.
+    fn has_pipeline(&self, _kernel: u64) -> bool {
+        true
+    }
+
+    /// Its limits (`None`: the host's, which nothing checks).
+    fn limits(&self) -> Option<&DeviceLimits> {
+        self.info().limits.as_ref()
+    }
+
+    /// The memory budget, bytes, if one is set.
+    fn budget(&self) -> Option<u64> {
+        None
+    }
+
+    /// A copy of `bytes` bytes in its own memory.
+    fn alloc(&self, _bytes: u64) -> Result<Memory> {
+        Err(self.no_memory())
+    }
+
+    /// Gives a copy back (to a pool, where it keeps one).
+    fn release(&self, _memory: Memory) {}
+
+    /// Queues `bytes` into `memory` (see [`flush`](Self::flush)).
+    fn upload(&self, _memory: &Memory, _bytes: &[u8]) -> Result<()> {
+        Err(self.no_memory())
+    }
+
+    /// Zeroes the first `bytes` of `memory`.
+    fn clear(&self, _memory: &Memory, _bytes: u64) -> Result<()> {
+        Err(self.no_memory())
+    }
+
+    /// Copies `memory` into `out`, waiting for it.
+    fn download(&self, _memory: &Memory, _out: &mut [u8]) -> Result<()> {
+        Err(self.no_memory())
+    }
+
+    /// Submits what is queued and waits for it.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Submits what is queued without waiting.
+    fn kick(&self) {}
+
+    /// Whether every operation takes a lock (wgpu's GL): then nothing is
+    /// queued to it from a second thread while it runs.
+    fn serialised(&self) -> bool {
+        false
+    }
+
+    /// Frees the copies its pool keeps.
+    fn trim(&self) {}
+
+    /// Pool statistics: (hits, misses, free bytes).
+    fn pool_stats(&self) -> (u64, u64, u64) {
+        (0, 0, 0)
+    }
+
+    /// Sets the pool's hit and miss counters back to zero.
+    fn reset_pool_stats(&self) {}
+
+    /// Its bus, timed at two sizes each way.
+    fn measure_bus(&self) -> Result<BusSamples> {
+        Err(self.no_memory())
+    }
+
+    /// The error of a memory operation on a device that has none.
+    fn no_memory(&self) -> Error {
+        Error::Internal {
+            what: self.label(),
+            message: "this device has no memory of its own: its arguments are the host copies"
+                .to_owned(),
+        }
+    }
+}
 
 /// A bus timed at two transfer sizes each way: (bytes, seconds) host to
 /// device, and device to host. The dispatcher fits its link model to them.
@@ -30,6 +191,8 @@ pub enum DeviceKind {
     VirtualGpu,
     /// A GPU API implemented in software on the host (llvmpipe, lavapipe, WARP).
     SoftwareGpu,
+    /// A simulated device (see [`SimDevice`](crate::SimDevice)).
+    Simulated,
     /// Anything else wgpu reports.
     Other,
 }
@@ -42,6 +205,7 @@ impl fmt::Display for DeviceKind {
             DeviceKind::IntegratedGpu => "integrated-gpu",
             DeviceKind::VirtualGpu => "virtual-gpu",
             DeviceKind::SoftwareGpu => "software-gpu",
+            DeviceKind::Simulated => "simulated",
             DeviceKind::Other => "other",
         })
     }

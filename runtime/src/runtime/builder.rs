@@ -9,7 +9,8 @@ use crate::buffer::Table;
 use crate::call::Engine;
 use crate::config::Config;
 use crate::device::cpu::CpuDevice;
-use crate::device::gpu;
+use crate::device::sim::SimDevice;
+use crate::device::{Device, gpu};
 use crate::dispatch::{self, Dispatcher};
 use crate::error::Result;
 use crate::graph::Scheduler;
@@ -35,6 +36,7 @@ pub struct RuntimeBuilder {
     trace: Option<std::path::PathBuf>,
     inject: Option<Inject>,
     gpu_budget: Option<Option<u64>>,
+    simulated: Option<Vec<SimDevice>>,
 }
 
 impl RuntimeBuilder {
@@ -100,6 +102,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Runs on these simulated devices (as `gpu0`, `gpu1`, ...) instead of
+    /// the machine's GPUs: the dispatcher, buffer manager, task graph and
+    /// recovery run for real, kernels compute with their CPU
+    /// implementation, and device times come from each device's cost
+    /// function (see [`SimDevice`]).
+    pub fn simulated(mut self, devices: Vec<SimDevice>) -> Self {
+        self.simulated = Some(devices);
+        self
+    }
+
     /// Starts the runtime. Finding no GPU is not an error: everything then
     /// runs on the CPU. A `PEL_INJECT` or `PEL_GPU_MEMORY_BUDGET` that pel
     /// cannot read is, and so is a fault injected on a GPU the runtime did
@@ -117,13 +129,21 @@ impl RuntimeBuilder {
         let gpu_enabled = self.gpu.unwrap_or(!env.gpu_off);
         let threads = self.cpu_threads.or(env.cpu_threads);
         let cpu = CpuDevice::new(threads);
-        let gpus = if gpu_enabled {
+        let gpus: Vec<Box<dyn Device>> = if let Some(sims) = &self.simulated {
+            sims.iter()
+                .enumerate()
+                .map(|(g, s)| s.open(g))
+                .collect::<Result<_>>()?
+        } else if gpu_enabled {
             // Respects WGPU_BACKEND (e.g. `vulkan`, `gl`) and wgpu's other
             // environment variables.
             let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
             let backends = desc.backends;
             let instance = wgpu::Instance::new(desc);
             gpu::open_all(&instance, backends, budget, inject.gpu_oom)
+                .into_iter()
+                .map(|g| Box::new(g) as Box<dyn Device>)
+                .collect()
         } else {
             Vec::new()
         };

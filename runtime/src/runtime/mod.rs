@@ -474,4 +474,6 @@ impl std::fmt::Debug for Runtime {
 }
 
 #[cfg(test)]
+mod sim_smoke;
+#[cfg(test)]
 mod tests;

@@ -11,7 +11,10 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Backend, BusSamples, DeviceInfo, DeviceKind, DeviceLimits};
+use std::time::Duration;
+
+use super::limits::{self, fold_for};
+use super::{Args, Backend, BusSamples, Device, DeviceInfo, DeviceKind, DeviceLimits, Memory};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use pool::{BufferPool, size_class};
@@ -188,68 +191,6 @@ impl GpuDevice {
         })
     }
 
-    pub(crate) fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    pub(crate) fn limits(&self) -> &DeviceLimits {
-        &self.limits
-    }
-
-    fn label(&self) -> String {
-        format!("{} ({})", self.info.backend, self.info.name)
-    }
-
-    /// Declares the device lost (`PEL_INJECT=gpu-lost@N`): every later
-    /// operation fails with [`Error::DeviceLost`], as after a driver reset.
-    pub(crate) fn lose(&self, reason: &str) {
-        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
-        if lost.is_none() {
-            *lost = Some(reason.to_owned());
-        }
-    }
-
-    /// The memory budget, bytes, if one is set.
-    pub(crate) fn budget(&self) -> Option<u64> {
-        self.budget
-    }
-
-    /// Destroys the pool's free buffers.
-    pub(crate) fn trim(&self) {
-        let _serial = self.exclusive();
-        let freed = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear(STORAGE);
-        self.used.fetch_sub(freed, Ordering::Relaxed);
-    }
-
-    /// `Err(DeviceLost)` once the driver reported the device lost.
-    pub(crate) fn check_alive(&self) -> Result<()> {
-        match &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
-            None => Ok(()),
-            Some(reason) => Err(Error::DeviceLost {
-                device: self.label(),
-                reason: reason.clone(),
-            }),
-        }
-    }
-
-    /// Pool statistics: (hits, misses, free bytes).
-    pub(crate) fn pool_stats(&self) -> (u64, u64, u64) {
-        let p = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-        (p.hits, p.misses, p.free_bytes())
-    }
-
-    /// Sets the pool's hit and miss counters back to zero (the free
-    /// buffers stay).
-    pub(crate) fn reset_pool_stats(&self) {
-        let mut p = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-        p.hits = 0;
-        p.misses = 0;
-    }
-
     /// The GL serialisation lock (`None` elsewhere); see `serial`.
     fn exclusive(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         self.serial
@@ -283,7 +224,7 @@ impl GpuDevice {
     }
 
     /// A buffer of at least `bytes` (from the pool where one is free).
-    pub(crate) fn alloc(&self, bytes: u64) -> Result<wgpu::Buffer> {
+    fn alloc_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
         let _serial = self.exclusive();
         self.alloc_usage(bytes, STORAGE)
     }
@@ -351,7 +292,7 @@ impl GpuDevice {
     }
 
     /// Returns a buffer to the pool.
-    pub(crate) fn release(&self, buf: wgpu::Buffer) {
+    fn release_buffer(&self, buf: wgpu::Buffer) {
         let _serial = self.exclusive();
         self.give_back(buf);
     }
@@ -369,7 +310,7 @@ impl GpuDevice {
     }
 
     /// Copies host bytes into the start of `buf`.
-    pub(crate) fn upload(&self, buf: &wgpu::Buffer, bytes: &[u8]) -> Result<()> {
+    fn upload_buffer(&self, buf: &wgpu::Buffer, bytes: &[u8]) -> Result<()> {
         let _serial = self.exclusive();
         self.check_alive()?;
         if bytes.is_empty() {
@@ -381,7 +322,7 @@ impl GpuDevice {
     }
 
     /// Zeroes the first `bytes` of `buf` on the device, moving nothing.
-    pub(crate) fn clear(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<()> {
+    fn clear_buffer(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<()> {
         let _serial = self.exclusive();
         self.check_alive()?;
         let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
@@ -396,7 +337,7 @@ impl GpuDevice {
     }
 
     /// Copies the first `out.len()` bytes of `buf` to the host, waiting.
-    pub(crate) fn download(&self, buf: &wgpu::Buffer, out: &mut [u8]) -> Result<()> {
+    fn download_buffer(&self, buf: &wgpu::Buffer, out: &mut [u8]) -> Result<()> {
         let _serial = self.exclusive();
         self.check_alive()?;
         if out.is_empty() {
@@ -447,58 +388,6 @@ impl GpuDevice {
         }
     }
 
-    /// Measures the bus both ways: the best of three transfers of 4 KiB and
-    /// of 16 MiB each way gives the latency and the bandwidth.
-    pub(crate) fn measure_bus(&self) -> Result<BusSamples> {
-        const SMALL: u64 = 4 << 10;
-        const LARGE: u64 = 16 << 20;
-        let buf = self.alloc(LARGE)?;
-        let mut host = vec![0x5au8; LARGE as usize];
-        // upload, flush and download each serialise themselves on GL.
-        let best = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-            let mut best = f64::INFINITY;
-            for _ in 0..3 {
-                let t = std::time::Instant::now();
-                f()?;
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            Ok(best)
-        };
-        let up = |n: u64| -> Result<f64> {
-            best(&mut || {
-                self.upload(&buf, &host[..n as usize])?;
-                self.flush()
-            })
-        };
-        let (up_small, up_large) = (up(SMALL)?, up(LARGE)?);
-        let mut down =
-            |n: u64| -> Result<f64> { best(&mut || self.download(&buf, &mut host[..n as usize])) };
-        let (down_small, down_large) = (down(SMALL)?, down(LARGE)?);
-        self.release(buf);
-        Ok(BusSamples {
-            up: [(SMALL, up_small), (LARGE, up_large)],
-            down: [(SMALL, down_small), (LARGE, down_large)],
-        })
-    }
-
-    /// Whether every operation on this device takes a lock (GL): then work
-    /// is not queued to it from a second thread while it runs.
-    pub(crate) fn serialised(&self) -> bool {
-        self.serial.is_some()
-    }
-
-    /// Submits what is queued (uploads) without waiting for it.
-    pub(crate) fn kick(&self) {
-        self.queue.submit([]);
-    }
-
-    /// Submits what the queue holds (pending uploads) and waits for it.
-    pub(crate) fn flush(&self) -> Result<()> {
-        let _serial = self.exclusive();
-        self.queue.submit([]);
-        self.wait()
-    }
-
     /// Blocks until the queue is idle.
     fn wait(&self) -> Result<()> {
         self.device
@@ -511,15 +400,6 @@ impl GpuDevice {
                     reason: e.to_string(),
                 },
             })
-    }
-
-    /// Whether this device has made the kernel's pipeline: a failure before
-    /// it was made is the shader's, and lasts.
-    pub(crate) fn has_pipeline(&self, kernel: u64) -> bool {
-        self.pipelines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&kernel)
     }
 
     fn pipeline(&self, kernel: &Kernel) -> Result<Arc<Pipeline>> {
@@ -570,95 +450,14 @@ impl GpuDevice {
         Ok(p)
     }
 
-    /// Splits a linear workgroup count over x and y (see [`fold`]), or
-    /// says why it cannot.
-    pub(crate) fn fold(&self, kernel: &str, workgroups: u64) -> Result<(u32, u32)> {
-        let per_dim = self.limits.max_workgroups_per_dim;
-        fold(workgroups, per_dim).ok_or_else(|| Error::DispatchTooLarge {
-            kernel: kernel.to_owned(),
-            workgroups,
-            limit: per_dim as u64 * per_dim as u64,
-            per_dim,
-            device: self.label(),
-        })
-    }
-
-    /// Whether this device can run `kernel` right with arguments of
-    /// `arg_bytes` bytes (in binding order), `params_len` bytes of params
-    /// and `workgroups` workgroups; a typed error naming the limit if not.
-    /// Nothing is compiled or moved: placement asks it of every GPU.
-    pub(crate) fn check_call(
-        &self,
-        kernel: &Kernel,
-        arg_bytes: impl IntoIterator<Item = u64>,
-        params_len: usize,
-        workgroups: u64,
-    ) -> Result<()> {
-        let r = kernel.reflection();
-        let l = &self.limits;
-        // Before any pipeline: wgpu would refuse it, or a driver crash on it.
-        let size = r.workgroup_size;
-        if size.iter().zip(l.max_workgroup_size).any(|(&s, m)| s > m)
-            || r.workgroup_invocations() > l.max_invocations_per_workgroup as u64
-        {
-            return Err(Error::WorkgroupTooLarge {
-                kernel: kernel.name().to_owned(),
-                size,
-                invocations: r.workgroup_invocations(),
-                max_size: l.max_workgroup_size,
-                max_invocations: l.max_invocations_per_workgroup,
-                device: self.label(),
-            });
-        }
-        if r.workgroup_memory > l.max_workgroup_memory as u64 {
-            return Err(Error::WorkgroupMemoryTooLarge {
-                kernel: kernel.name().to_owned(),
-                bytes: r.workgroup_memory,
-                limit: l.max_workgroup_memory as u64,
-                device: self.label(),
-            });
-        }
-        if params_len as u64 > l.max_uniform_binding {
-            return Err(Error::ParamsTooLarge {
-                kernel: kernel.name().to_owned(),
-                size: params_len as u64,
-                limit: l.max_uniform_binding,
-                device: self.label(),
-            });
-        }
-        self.fold(kernel.name(), workgroups)?;
-        if workgroups > l.max_workgroups_per_dim as u64 && !r.unfolds_grid {
-            return Err(Error::GridNotUnfolded {
-                kernel: kernel.name().to_owned(),
-                workgroups,
-                per_dim: l.max_workgroups_per_dim,
-                device: self.label(),
-            });
-        }
-        // A launch of no workgroups runs no shader, so reads no length.
-        if workgroups > 0 {
-            for (index, (binding, bytes)) in r.storage.iter().zip(arg_bytes).enumerate() {
-                if bytes == 0 && binding.array_length {
-                    return Err(Error::EmptyArrayLength {
-                        kernel: kernel.name().to_owned(),
-                        index,
-                        name: binding.name.clone(),
-                        device: self.label(),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Runs `kernel` over `args` (buffer and bound size, in binding order)
     /// for `workgroups` workgroups and waits for it. With `timed`, and
     /// where the device has timestamp queries, returns the kernel's time as
     /// the device measured it.
-    pub(crate) fn dispatch(
+    fn dispatch(
         &self,
         kernel: &Kernel,
-        args: &[(wgpu::Buffer, u64)],
+        args: &[(Memory, u64)],
         params: &[u8],
         workgroups: u64,
         timed: bool,
@@ -667,7 +466,7 @@ impl GpuDevice {
         self.check_alive()?;
         // The caller has checked the call (`check_call`); a split call's
         // GPU part is a smaller launch of the same kernel and buffers.
-        let (x, y) = self.fold(kernel.name(), workgroups)?;
+        let (x, y) = fold_for(&self.limits, &self.label(), kernel.name(), workgroups)?;
         // No workgroups: nothing to run (and wgpu would bind empty buffers).
         if x == 0 {
             return Ok(None);
@@ -700,10 +499,10 @@ impl GpuDevice {
                 .storage
                 .iter()
                 .zip(args)
-                .map(|(binding, (buf, size))| wgpu::BindGroupEntry {
+                .map(|(binding, (memory, size))| wgpu::BindGroupEntry {
                     binding: binding.binding,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: buf,
+                        buffer: wgpu_buffer(memory),
                         offset: 0,
                         size: NonZeroU64::new((*size).max(4)),
                     }),
@@ -764,22 +563,192 @@ impl GpuDevice {
     }
 }
 
-/// Splits a linear count of workgroups into an (x, y) grid with at most
-/// `per_dim` in each dimension and as few extra workgroups as possible.
-/// Shaders unfold it with `pel_index` (or by hand, as
-/// `wid.x + wid.y * num_workgroups.x` for workgroup `wid`) and skip indices
-/// past the count. `None` when even `per_dim²` is too few.
-pub(crate) fn fold(workgroups: u64, per_dim: u32) -> Option<(u32, u32)> {
-    let d = per_dim as u64;
-    if workgroups <= d {
-        return Some((workgroups as u32, 1));
+impl Device for GpuDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
     }
-    if workgroups > d * d {
-        return None;
+
+    /// Declares the device lost (`PEL_INJECT=gpu-lost@N`): every later
+    /// operation fails with [`Error::DeviceLost`], as after a driver reset.
+    fn lose(&self, reason: &str) {
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        if lost.is_none() {
+            *lost = Some(reason.to_owned());
+        }
     }
-    let y = workgroups.div_ceil(d);
-    let x = workgroups.div_ceil(y);
-    Some((x as u32, y as u32))
+
+    /// The memory budget, bytes, if one is set.
+    fn budget(&self) -> Option<u64> {
+        self.budget
+    }
+
+    /// Destroys the pool's free buffers.
+    fn trim(&self) {
+        let _serial = self.exclusive();
+        let freed = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear(STORAGE);
+        self.used.fetch_sub(freed, Ordering::Relaxed);
+    }
+
+    /// `Err(DeviceLost)` once the driver reported the device lost.
+    fn check_alive(&self) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => Ok(()),
+            Some(reason) => Err(Error::DeviceLost {
+                device: self.label(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Pool statistics: (hits, misses, free bytes).
+    fn pool_stats(&self) -> (u64, u64, u64) {
+        let p = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        (p.hits, p.misses, p.free_bytes())
+    }
+
+    /// Sets the pool's hit and miss counters back to zero (the free
+    /// buffers stay).
+    fn reset_pool_stats(&self) {
+        let mut p = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        p.hits = 0;
+        p.misses = 0;
+    }
+
+    /// Measures the bus both ways: the best of three transfers of 4 KiB and
+    /// of 16 MiB each way gives the latency and the bandwidth.
+    fn measure_bus(&self) -> Result<BusSamples> {
+        const SMALL: u64 = 4 << 10;
+        const LARGE: u64 = 16 << 20;
+        let buf = self.alloc_buffer(LARGE)?;
+        let mut host = vec![0x5au8; LARGE as usize];
+        // upload, flush and download each serialise themselves on GL.
+        let best = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+            let mut best = f64::INFINITY;
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                f()?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            Ok(best)
+        };
+        let up = |n: u64| -> Result<f64> {
+            best(&mut || {
+                self.upload_buffer(&buf, &host[..n as usize])?;
+                self.flush()
+            })
+        };
+        let (up_small, up_large) = (up(SMALL)?, up(LARGE)?);
+        let mut down = |n: u64| -> Result<f64> {
+            best(&mut || self.download_buffer(&buf, &mut host[..n as usize]))
+        };
+        let (down_small, down_large) = (down(SMALL)?, down(LARGE)?);
+        self.release_buffer(buf);
+        Ok(BusSamples {
+            up: [(SMALL, up_small), (LARGE, up_large)],
+            down: [(SMALL, down_small), (LARGE, down_large)],
+        })
+    }
+
+    /// Whether every operation on this device takes a lock (GL): then work
+    /// is not queued to it from a second thread while it runs.
+    fn serialised(&self) -> bool {
+        self.serial.is_some()
+    }
+
+    /// Submits what is queued (uploads) without waiting for it.
+    fn kick(&self) {
+        self.queue.submit([]);
+    }
+
+    /// Submits what the queue holds (pending uploads) and waits for it.
+    fn flush(&self) -> Result<()> {
+        let _serial = self.exclusive();
+        self.queue.submit([]);
+        self.wait()
+    }
+
+    /// Whether this device has made the kernel's pipeline: a failure before
+    /// it was made is the shader's, and lasts.
+    fn has_pipeline(&self, kernel: u64) -> bool {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&kernel)
+    }
+
+    fn check_call(
+        &self,
+        kernel: &Kernel,
+        arg_bytes: &mut dyn Iterator<Item = u64>,
+        params_len: usize,
+        workgroups: u64,
+    ) -> Result<()> {
+        limits::check_call(
+            &self.limits,
+            &self.label(),
+            kernel,
+            arg_bytes,
+            params_len,
+            workgroups,
+        )
+    }
+
+    fn execute(
+        &self,
+        kernel: &Kernel,
+        args: Args<'_>,
+        params: &[u8],
+        workgroups: u64,
+        timed: bool,
+    ) -> Result<Option<Duration>> {
+        match args {
+            Args::Device(bound) => self.dispatch(kernel, bound, params, workgroups, timed),
+            Args::Host(_) => Err(Error::Internal {
+                what: self.label(),
+                message: "a GPU was given host copies to run on".to_owned(),
+            }),
+        }
+    }
+
+    fn limits(&self) -> Option<&DeviceLimits> {
+        Some(&self.limits)
+    }
+
+    fn alloc(&self, bytes: u64) -> Result<Memory> {
+        self.alloc_buffer(bytes).map(Memory::Wgpu)
+    }
+
+    fn release(&self, memory: Memory) {
+        if let Memory::Wgpu(b) = memory {
+            self.release_buffer(b);
+        }
+    }
+
+    fn upload(&self, memory: &Memory, bytes: &[u8]) -> Result<()> {
+        self.upload_buffer(wgpu_buffer(memory), bytes)
+    }
+
+    fn clear(&self, memory: &Memory, bytes: u64) -> Result<()> {
+        self.clear_buffer(wgpu_buffer(memory), bytes)
+    }
+
+    fn download(&self, memory: &Memory, out: &mut [u8]) -> Result<()> {
+        self.download_buffer(wgpu_buffer(memory), out)
+    }
+}
+
+/// The wgpu buffer of a copy this device made (it makes no other kind).
+fn wgpu_buffer(memory: &Memory) -> &wgpu::Buffer {
+    match memory {
+        Memory::Wgpu(b) => b,
+        Memory::Sim(_) => unreachable!(
+            "a GPU holds only wgpu buffers: the table pairs each copy with the device that made it"
+        ),
+    }
 }
 
 /// wgpu's message as one line: its validation errors span several (the
@@ -797,7 +766,8 @@ pub(crate) fn one_line(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{fold, one_line};
+    use super::one_line;
+    use crate::device::limits::fold;
 
     #[test]
     fn messages_fold_into_one_line() {

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::device::{Args, Device};
+use crate::device::{Args, Device, Launch};
 use crate::error::{Error, Result};
 use crate::ids::Backend;
 use crate::kernel::Kernel;
@@ -52,11 +52,13 @@ impl Engine {
                 }
                 Device::execute(
                     &self.cpu,
-                    kernel,
-                    Args::Host(&raw),
-                    params,
-                    call.workgroups,
-                    false,
+                    Launch {
+                        kernel,
+                        args: Args::Host(&raw),
+                        params,
+                        workgroups: call.workgroups,
+                        timed: false,
+                    },
                 )?;
                 None
             }
@@ -73,13 +75,13 @@ impl Engine {
                 }
                 self.inject_gpu_loss(g);
                 let timed = self.tracer.on();
-                let gpu_time = self.gpus[g].execute(
+                let gpu_time = self.gpus[g].execute(Launch {
                     kernel,
-                    Args::Device(&bound),
+                    args: Args::Device(&bound),
                     params,
-                    call.workgroups,
+                    workgroups: call.workgroups,
                     timed,
-                )?;
+                })?;
                 if self.gpus[g].virtual_clock() {
                     virtual_time = gpu_time;
                 }

@@ -3,7 +3,7 @@
 //! GPU still alive for a kernel with no CPU implementation).
 
 use crate::buffer::Table;
-use crate::device::Args;
+use crate::device::{Args, Launch};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, RawSlice};
 
@@ -93,7 +93,13 @@ impl Engine {
             bound.push((buf, b));
         }
         gpu.flush()?;
-        gpu.execute(kernel, Args::Device(&bound), params, workgroups, false)?;
+        gpu.execute(Launch {
+            kernel,
+            args: Args::Device(&bound),
+            params,
+            workgroups,
+            timed: false,
+        })?;
         for ((r, (buf, _)), binding) in raw.iter().zip(&bound).zip(&kernel.reflection().storage) {
             if binding.access.writes() {
                 // SAFETY: as above; nothing else reads or writes the scratch

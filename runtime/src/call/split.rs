@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::device::Args;
+use crate::device::{Args, Launch};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 
@@ -44,13 +44,13 @@ impl Engine {
             let gpu_part = scope.spawn(|| -> Result<(Vec<Vec<u8>>, f64)> {
                 let t = Instant::now();
                 let timed = self.tracer.on();
-                match gpu.execute(
+                match gpu.execute(Launch {
                     kernel,
-                    Args::Device(&s.bound),
-                    &gpu_params,
-                    gpu_groups,
+                    args: Args::Device(&s.bound),
+                    params: &gpu_params,
+                    workgroups: gpu_groups,
                     timed,
-                )? {
+                })? {
                     Some(d) => self
                         .tracer
                         .span_ending(kernel.name(), gpu_lane, Instant::now(), d),

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use super::{Backend, DeviceInfo, DeviceKind};
 use std::time::Duration;
 
-use super::{Args, Device};
+use super::{Args, Device, Launch};
 use crate::error::{Error, Result};
 use crate::frames;
 use crate::kernel::{Kernel, RawSlice};
@@ -202,13 +202,7 @@ impl Device for CpuDevice {
         &self.info
     }
 
-    fn check_call(
-        &self,
-        kernel: &Kernel,
-        _arg_bytes: &mut dyn Iterator<Item = u64>,
-        _params_len: usize,
-        _workgroups: u64,
-    ) -> Result<()> {
+    fn can_run(&self, kernel: &Kernel) -> Result<()> {
         if kernel.has_cpu() {
             Ok(())
         } else {
@@ -218,20 +212,10 @@ impl Device for CpuDevice {
         }
     }
 
-    fn execute(
-        &self,
-        kernel: &Kernel,
-        args: Args<'_>,
-        params: &[u8],
-        _workgroups: u64,
-        _timed: bool,
-    ) -> Result<Option<Duration>> {
-        match args {
-            Args::Host(raw) => CpuDevice::execute(self, kernel, raw, params).map(|()| None),
-            Args::Device(_) => Err(Error::Internal {
-                what: self.label(),
-                message: "the CPU was given device copies to run on".to_owned(),
-            }),
-        }
+    fn execute(&self, l: Launch<'_>) -> Result<Option<Duration>> {
+        let Args::Host(raw) = l.args else {
+            return Err(self.wrong_args());
+        };
+        CpuDevice::execute(self, l.kernel, raw, l.params).map(|()| None)
     }
 }

@@ -6,7 +6,7 @@
 
 pub(crate) mod cpu;
 pub(crate) mod gpu;
-mod limits;
+pub(crate) mod limits;
 pub(crate) mod sim;
 
 use std::fmt;
@@ -36,6 +36,46 @@ impl Memory {
     }
 }
 
+/// Whether a device is lost, and why: set once (by the driver's callback,
+/// an injected fault or a simulation), read before every operation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Liveness(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Liveness {
+    /// Marks the device lost, keeping the first reason given.
+    pub(crate) fn lose(&self, reason: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(|| reason.to_owned());
+    }
+
+    /// `Err(DeviceLost)` naming `device` once it is lost.
+    pub(crate) fn check(&self, device: impl FnOnce() -> String) -> Result<()> {
+        match &*self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            None => Ok(()),
+            Some(reason) => Err(Error::DeviceLost {
+                device: device(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
+/// One launch of a kernel: its arguments, params and workgroups, and
+/// whether the caller wants the device's own time of it.
+pub(crate) struct Launch<'a> {
+    pub(crate) kernel: &'a Kernel,
+    pub(crate) args: Args<'a>,
+    pub(crate) params: &'a [u8],
+    pub(crate) workgroups: u64,
+    pub(crate) timed: bool,
+}
+
 /// A call's arguments as a device takes them: the host copies (the CPU),
 /// or copies in the device's own memory with their bound sizes.
 pub(crate) enum Args<'a> {
@@ -63,6 +103,12 @@ pub(crate) trait Device: Send + Sync {
     /// Declares the device lost: every later operation fails.
     fn lose(&self, _reason: &str) {}
 
+    /// Whether this device can run `kernel` at all (the CPU and a
+    /// simulated device need its CPU implementation).
+    fn can_run(&self, _kernel: &Kernel) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether this device can run `kernel` with arguments of `arg_bytes`
     /// bytes, `params_len` bytes of params and `workgroups` workgroups; a
     /// typed error naming the limit if not. Nothing is compiled or moved.
@@ -72,19 +118,27 @@ pub(crate) trait Device: Send + Sync {
         arg_bytes: &mut dyn Iterator<Item = u64>,
         params_len: usize,
         workgroups: u64,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.can_run(kernel)?;
+        match self.limits() {
+            Some(l) => {
+                limits::check_call(l, &self.label(), kernel, arg_bytes, params_len, workgroups)
+            }
+            None => Ok(()),
+        }
+    }
 
-    /// Runs `kernel` over `args` and returns the kernel's time as the
-    /// device measured it, where it did (with `timed`, or always on a
-    /// virtual clock).
-    fn execute(
-        &self,
-        kernel: &Kernel,
-        args: Args<'_>,
-        params: &[u8],
-        workgroups: u64,
-        timed: bool,
-    ) -> Result<Option<Duration>>;
+    /// Runs the launch and returns the kernel's time as the device measured
+    /// it, where it did (when `timed`, or always on a virtual clock).
+    fn execute(&self, launch: Launch<'_>) -> Result<Option<Duration>>;
+
+    /// The error of a launch given arguments of the other kind.
+    fn wrong_args(&self) -> Error {
+        Error::Internal {
+            what: self.label(),
+            message: "a launch's arguments were not where this device keeps them".to_owned(),
+        }
+    }
 
     /// Whether the times it reports are virtual (a simulated device): they,
     /// not the host's clock, are then a call's execution time.

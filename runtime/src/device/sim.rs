@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::ids::Backend;
 use crate::kernel::{Kernel, RawSlice};
 
-use super::{Args, BusSamples, Device, DeviceInfo, DeviceKind, DeviceLimits, Memory, limits};
+use super::{
+    Args, BusSamples, Device, DeviceInfo, DeviceKind, DeviceLimits, Launch, Liveness, Memory,
+};
 
 /// What a simulated device is asked to do, for its cost function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +78,7 @@ struct SimState {
     /// The most bytes it may hold (`None`: no limit).
     memory: Mutex<Option<u64>>,
     used: AtomicU64,
-    lost: Mutex<Option<String>>,
+    lost: Liveness,
     /// Every operation takes this many times its cost.
     slowdown_milli: AtomicU64,
     /// Virtual nanoseconds this device has been busy.
@@ -116,7 +118,7 @@ impl SimDevice {
                 },
                 memory: Mutex::new(None),
                 used: AtomicU64::new(0),
-                lost: Mutex::new(None),
+                lost: Liveness::default(),
                 slowdown_milli: AtomicU64::new(1000),
                 clock_ns: AtomicU64::new(0),
                 kernels: AtomicU64::new(0),
@@ -155,12 +157,7 @@ impl SimDevice {
     /// Loses the device: every later operation on it fails with
     /// [`Error::DeviceLost`], and what only it held is rebuilt elsewhere.
     pub fn lose(&self, reason: &str) {
-        let mut lost = self
-            .inner
-            .lost
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        lost.get_or_insert_with(|| reason.to_owned());
+        self.inner.lost.lose(reason);
     }
 
     /// Every operation from now on takes `factor` times its cost.
@@ -235,14 +232,19 @@ struct Sim {
 
 impl Sim {
     /// Charges `op` to the virtual clock; its time.
-    fn charge(&self, op: SimOp<'_>) -> Duration {
-        let cost = Arc::clone(
+    /// The cost function now.
+    fn cost(&self) -> Arc<CostFn> {
+        Arc::clone(
             &self
                 .state
                 .cost
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
-        );
+        )
+    }
+
+    fn charge(&self, op: SimOp<'_>) -> Duration {
+        let cost = self.cost();
         let t =
             cost(&op).mul_f64(self.state.slowdown_milli.load(Ordering::Relaxed) as f64 / 1000.0);
         self.state
@@ -267,68 +269,32 @@ impl Device for Sim {
     }
 
     fn check_alive(&self) -> Result<()> {
-        match &*self
-            .state
-            .lost
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            None => Ok(()),
-            Some(reason) => Err(Error::DeviceLost {
-                device: self.label(),
-                reason: reason.clone(),
-            }),
-        }
+        self.state.lost.check(|| self.label())
     }
 
     fn lose(&self, reason: &str) {
-        SimDevice {
-            inner: Arc::clone(&self.state),
-        }
-        .lose(reason);
+        self.state.lost.lose(reason);
     }
 
-    fn check_call(
-        &self,
-        kernel: &Kernel,
-        arg_bytes: &mut dyn Iterator<Item = u64>,
-        params_len: usize,
-        workgroups: u64,
-    ) -> Result<()> {
-        if !kernel.has_cpu() {
-            return Err(Error::NoBackend {
-                kernel: kernel.name().to_owned(),
-                reason: format!(
-                    "{} computes with the kernel's CPU implementation, and it has none",
-                    self.label()
-                ),
-            });
+    fn can_run(&self, kernel: &Kernel) -> Result<()> {
+        if kernel.has_cpu() {
+            return Ok(());
         }
-        limits::check_call(
-            &self.state.limits,
-            &self.label(),
-            kernel,
-            arg_bytes,
-            params_len,
-            workgroups,
-        )
+        Err(Error::NoBackend {
+            kernel: kernel.name().to_owned(),
+            reason: format!(
+                "{} computes with the kernel's CPU implementation, and it has none",
+                self.label()
+            ),
+        })
     }
 
-    fn execute(
-        &self,
-        kernel: &Kernel,
-        args: Args<'_>,
-        params: &[u8],
-        _workgroups: u64,
-        _timed: bool,
-    ) -> Result<Option<Duration>> {
+    fn execute(&self, l: Launch<'_>) -> Result<Option<Duration>> {
         self.check_alive()?;
-        let Args::Device(bound) = args else {
-            return Err(Error::Internal {
-                what: self.label(),
-                message: "a simulated device was given host copies to run on".to_owned(),
-            });
+        let Args::Device(bound) = l.args else {
+            return Err(self.wrong_args());
         };
+        let (kernel, params) = (l.kernel, l.params);
         // Each copy locked once, even if passed twice (two reads of one
         // buffer): the leases keep every copy to this call.
         let mut unique: Vec<&SimMemory> = Vec::with_capacity(bound.len());
@@ -461,13 +427,7 @@ impl Device for Sim {
     }
 
     fn measure_bus(&self) -> Result<BusSamples> {
-        let cost = Arc::clone(
-            &self
-                .state
-                .cost
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let cost = self.cost();
         let at = |op: SimOp<'_>, bytes: u64| (bytes, cost(&op).as_secs_f64());
         let (small, large) = (4u64 << 10, 16u64 << 20);
         Ok(BusSamples {

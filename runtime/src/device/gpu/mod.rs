@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use std::time::Duration;
 
-use super::limits;
-use super::{Args, Backend, BusSamples, Device, DeviceInfo, DeviceKind, DeviceLimits, Memory};
+use super::{
+    Args, Backend, BusSamples, Device, DeviceInfo, DeviceKind, DeviceLimits, Launch, Liveness,
+    Memory,
+};
 use crate::error::{Error, Result};
-use crate::kernel::Kernel;
 use pool::{BufferPool, size_class};
 
 /// Usage of pooled buffers that hold kernel arguments.
@@ -38,7 +39,7 @@ pub(crate) struct GpuDevice {
     limits: DeviceLimits,
     device: wgpu::Device,
     queue: wgpu::Queue,
-    lost: Arc<Mutex<Option<String>>>,
+    lost: Liveness,
     pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
     pool: Mutex<BufferPool>,
     /// wgpu's GL backend holds one context lock through long waits and
@@ -122,12 +123,11 @@ impl GpuDevice {
 
         let backend = Backend::Gpu(index);
         let name = format!("{backend} ({})", ai.name);
-        let lost = Arc::new(Mutex::new(None));
-        let lost_flag = Arc::clone(&lost);
+        let lost = Liveness::default();
+        let lost_flag = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
             if reason != wgpu::DeviceLostReason::Destroyed {
-                *lost_flag.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(format!("{reason:?}: {message}"));
+                lost_flag.lose(&format!("{reason:?}: {message}"));
             }
         });
         let uncaptured_name = name.clone();
@@ -410,10 +410,7 @@ impl Device for GpuDevice {
     /// Declares the device lost (`PEL_INJECT=gpu-lost@N`): every later
     /// operation fails with [`Error::DeviceLost`], as after a driver reset.
     fn lose(&self, reason: &str) {
-        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
-        if lost.is_none() {
-            *lost = Some(reason.to_owned());
-        }
+        self.lost.lose(reason);
     }
 
     /// The memory budget, bytes, if one is set.
@@ -434,13 +431,7 @@ impl Device for GpuDevice {
 
     /// `Err(DeviceLost)` once the driver reported the device lost.
     fn check_alive(&self) -> Result<()> {
-        match &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
-            None => Ok(()),
-            Some(reason) => Err(Error::DeviceLost {
-                device: self.label(),
-                reason: reason.clone(),
-            }),
-        }
+        self.lost.check(|| self.label())
     }
 
     /// Pool statistics: (hits, misses, free bytes).
@@ -519,38 +510,11 @@ impl Device for GpuDevice {
             .contains_key(&kernel)
     }
 
-    fn check_call(
-        &self,
-        kernel: &Kernel,
-        arg_bytes: &mut dyn Iterator<Item = u64>,
-        params_len: usize,
-        workgroups: u64,
-    ) -> Result<()> {
-        limits::check_call(
-            &self.limits,
-            &self.label(),
-            kernel,
-            arg_bytes,
-            params_len,
-            workgroups,
-        )
-    }
-
-    fn execute(
-        &self,
-        kernel: &Kernel,
-        args: Args<'_>,
-        params: &[u8],
-        workgroups: u64,
-        timed: bool,
-    ) -> Result<Option<Duration>> {
-        match args {
-            Args::Device(bound) => self.dispatch(kernel, bound, params, workgroups, timed),
-            Args::Host(_) => Err(Error::Internal {
-                what: self.label(),
-                message: "a GPU was given host copies to run on".to_owned(),
-            }),
-        }
+    fn execute(&self, l: Launch<'_>) -> Result<Option<Duration>> {
+        let Args::Device(bound) = l.args else {
+            return Err(self.wrong_args());
+        };
+        self.dispatch(l.kernel, bound, l.params, l.workgroups, l.timed)
     }
 
     fn limits(&self) -> Option<&DeviceLimits> {

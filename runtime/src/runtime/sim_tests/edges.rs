@@ -66,7 +66,11 @@ fn write_after_read_waits_for_the_reader_of_the_old_version() {
     let writer = binary("writer", |x, b| b.copy_from_slice(x));
     rt.submit_to(on(1), &writer, &[&fresh, &b], &()).unwrap();
     rt.wait_all().unwrap();
-    assert_eq!(rt.read(&c).unwrap(), vec![1.0; N], "the reader saw the old b");
+    assert_eq!(
+        rt.read(&c).unwrap(),
+        vec![1.0; N],
+        "the reader saw the old b"
+    );
     assert_eq!(rt.read(&b).unwrap(), vec![9.0; N]);
     assert_eq!(log_of(&log), ["reader", "writer"]);
 }
@@ -122,7 +126,10 @@ fn a_failed_producer_fails_what_depends_on_it_and_nothing_else() {
     independent.wait().unwrap();
     assert!(matches!(rt.read(&y), Err(Error::WriterFailed { .. })));
     assert!(rt.wait_all().is_err());
-    assert!(!log_of(&log).contains(&"boom".to_owned()), "it never finished");
+    assert!(
+        !log_of(&log).contains(&"boom".to_owned()),
+        "it never finished"
+    );
     // A write from the host gives the buffers contents again.
     rt.write(&y, &[3.0; N]).unwrap();
     rt.write(&z, &[0.0; N]).unwrap();

@@ -92,7 +92,10 @@ fn a_call_that_cannot_fit_is_refused_there_and_placed_elsewhere() {
     let d = rt.explain(&add(), &[&x, &y], &()).unwrap();
     assert_eq!(d.estimates.len(), 1, "{d}");
     let info = rt.run(&add(), &[&x, &y], &()).unwrap();
-    assert_eq!((info.backend, info.reason), (Backend::Cpu, Reason::OnlyBackend));
+    assert_eq!(
+        (info.backend, info.reason),
+        (Backend::Cpu, Reason::OnlyBackend)
+    );
     assert_eq!(rt.read(&y).unwrap(), plus(1.0));
     assert_eq!((dev.kernels_run(), dev.memory_used()), (0, 0));
 }

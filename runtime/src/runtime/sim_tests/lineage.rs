@@ -123,7 +123,10 @@ fn a_device_lost_during_a_call_runs_the_call_again_elsewhere_once() {
     let add = add();
     rt.run_on(Backend::Gpu(0), &add, &[&x, &y], &()).unwrap();
     let info = rt.run_on(Backend::Gpu(0), &add, &[&x, &y], &()).unwrap();
-    assert_eq!((info.backend, info.reason), (Backend::Cpu, Reason::Recovered));
+    assert_eq!(
+        (info.backend, info.reason),
+        (Backend::Cpu, Reason::Recovered)
+    );
     // Exactly two adds: the first replayed, the second run again on the CPU.
     assert_eq!(rt.read(&y).unwrap(), after_adds(2.0));
     let s = rt.stats();

@@ -54,10 +54,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 
 /// A kernel over `(Read<f32>, ReadWrite<f32>)` whose CPU implementation
 /// (and so every simulated device's) is `f(x, y)`.
-pub(super) fn binary(
-    name: &str,
-    f: impl Fn(&[f32], &mut [f32]) + Send + Sync + 'static,
-) -> Kernel {
+pub(super) fn binary(name: &str, f: impl Fn(&[f32], &mut [f32]) + Send + Sync + 'static) -> Kernel {
     Kernel::builder(name, BINARY)
         .cpu::<(Read<f32>, ReadWrite<f32>)>(move |args, _: &()| {
             let (x, y) = args.split();

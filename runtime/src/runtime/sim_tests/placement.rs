@@ -23,7 +23,9 @@ fn setup(sims: &[&SimDevice]) -> (Runtime, Buffer<f32>, Buffer<f32>) {
 /// Runs `add` automatically `n` times; where each call ran.
 fn run_auto(rt: &Runtime, x: &Buffer<f32>, y: &Buffer<f32>, n: usize) -> Vec<RunInfo> {
     let add = add();
-    (0..n).map(|_| rt.run(&add, &[x, y], &()).unwrap()).collect()
+    (0..n)
+        .map(|_| rt.run(&add, &[x, y], &()).unwrap())
+        .collect()
 }
 
 /// gpu0 a thousand times cheaper than gpu1, both calibrated by 30 calls.
@@ -46,19 +48,30 @@ fn the_cheaper_device_gets_the_calls_once_calibrated() {
         tail.iter()
             .all(|d| (d.chosen, d.reason) == (Backend::Gpu(0), Reason::Modelled)),
         "{}",
-        tail.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        tail.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let info = rt.run(&add(), &[&x, &y], &()).unwrap();
     assert_eq!((info.backend, info.exec), (Backend::Gpu(0), NS));
     let d = rt.explain(&add(), &[&x, &y], &()).unwrap();
-    assert_eq!((d.chosen, d.reason), (Backend::Gpu(0), Reason::Modelled), "{d}");
+    assert_eq!(
+        (d.chosen, d.reason),
+        (Backend::Gpu(0), Reason::Modelled),
+        "{d}"
+    );
     assert_eq!(d.estimates.len(), 3, "{d}");
     let exec = |b| d.estimates.iter().find(|e| e.backend == b).unwrap().exec_s;
     let near = |got: Option<f64>, want: f64| got.is_some_and(|t| (t / want - 1.0).abs() < 0.01);
     assert!(near(exec(Backend::Gpu(0)), 1e-9), "{d}");
     assert!(near(exec(Backend::Gpu(1)), 1e-6), "{d}");
     // The slow device ran only while it calibrated, if that long.
-    assert!(slow.kernels_run() <= SAMPLES as u64 + 1, "{}", slow.kernels_run());
+    assert!(
+        slow.kernels_run() <= SAMPLES as u64 + 1,
+        "{}",
+        slow.kernels_run()
+    );
     assert!(fast.kernels_run() >= 20, "{}", fast.kernels_run());
     assert_eq!(rt.read(&y).unwrap(), vec![31.0; N]);
 }
@@ -83,10 +96,20 @@ fn a_lost_device_is_left_out_of_placement() {
     let n = rt.decisions().len();
     fast.lose("gone");
     let after = run_auto(&rt, &x, &y, 10);
-    assert!(after.iter().all(|i| i.backend != Backend::Gpu(0)), "{after:?}");
+    assert!(
+        after.iter().all(|i| i.backend != Backend::Gpu(0)),
+        "{after:?}"
+    );
     let d = rt.explain(&add(), &[&x, &y], &()).unwrap();
-    assert!(d.estimates.iter().all(|e| e.backend != Backend::Gpu(0)), "{d}");
-    assert!(rt.decisions()[n..].iter().all(|d| d.chosen != Backend::Gpu(0)));
+    assert!(
+        d.estimates.iter().all(|e| e.backend != Backend::Gpu(0)),
+        "{d}"
+    );
+    assert!(
+        rt.decisions()[n..]
+            .iter()
+            .all(|d| d.chosen != Backend::Gpu(0))
+    );
     // y's newest version lived on gpu0 only: rebuilt, then added to.
     assert_eq!(rt.read(&y).unwrap(), vec![40.0; N]);
     assert_eq!(rt.stats().devices_lost, 1);
@@ -109,7 +132,10 @@ fn a_forced_target_overrides_the_model() {
     assert_eq!(task.wait().unwrap().backend, Backend::Gpu(1));
     assert_eq!(slow.kernels_run(), before + 2);
     let last = rt.decisions().pop().unwrap();
-    assert_eq!((last.chosen, last.reason), (Backend::Gpu(1), Reason::Forced));
+    assert_eq!(
+        (last.chosen, last.reason),
+        (Backend::Gpu(1), Reason::Forced)
+    );
     assert_eq!(rt.read(&y).unwrap(), vec![32.0; N]);
 }
 
@@ -122,7 +148,11 @@ fn a_backend_forced_for_the_runtime_takes_every_automatic_call() {
         .unwrap();
     let (x, y) = (rt.buffer(&[1.0f32; N]), rt.zeros::<f32>(N));
     let infos = run_auto(&rt, &x, &y, 5);
-    assert!(infos.iter().all(|i| i.backend == Backend::Gpu(1) && i.reason == Reason::Forced));
+    assert!(
+        infos
+            .iter()
+            .all(|i| i.backend == Backend::Gpu(1) && i.reason == Reason::Forced)
+    );
     let d = rt.explain(&add(), &[&x, &y], &()).unwrap();
     assert_eq!((d.chosen, d.reason), (Backend::Gpu(1), Reason::Forced));
     // A call's own target still wins.
@@ -138,7 +168,11 @@ fn explain_runs_and_records_nothing() {
     let (rt, x, y) = setup(&[&fast, &slow]);
     let d = rt.explain(&add(), &[&x, &y], &()).unwrap();
     assert_eq!(d.reason, Reason::Calibrating, "{d}");
-    assert!(d.estimates.iter().all(|e| e.exec_s.is_none() && e.samples == 0));
+    assert!(
+        d.estimates
+            .iter()
+            .all(|e| e.exec_s.is_none() && e.samples == 0)
+    );
     assert!(rt.decisions().is_empty());
     assert_eq!(rt.stats().calibration_runs, 0);
     assert_eq!(fast.kernels_run() + slow.kernels_run(), 0);
@@ -152,7 +186,9 @@ fn calls_follow_their_data_when_the_bus_is_slow() {
     let bus = |name: &str, kernel: Duration| {
         SimDevice::new(name).cost(move |op| match op {
             SimOp::Kernel { .. } => kernel,
-            SimOp::Upload { bytes } | SimOp::Download { bytes } => US + Duration::from_nanos(*bytes),
+            SimOp::Upload { bytes } | SimOp::Download { bytes } => {
+                US + Duration::from_nanos(*bytes)
+            }
         })
     };
     let (a, b) = (bus("a", 2 * NS), bus("b", NS));

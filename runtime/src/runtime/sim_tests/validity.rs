@@ -41,7 +41,10 @@ fn a_new_buffer_is_valid_on_the_host_alone() {
 fn a_device_call_uploads_its_inputs_and_its_write_leaves_only_that_copy_valid() {
     let (rt, a, _, x, y) = setup();
     let info = rt.run_on(Backend::Gpu(0), &add(), &[&x, &y], &()).unwrap();
-    assert_eq!((info.backend, info.reason), (Backend::Gpu(0), Reason::Forced));
+    assert_eq!(
+        (info.backend, info.reason),
+        (Backend::Gpu(0), Reason::Forced)
+    );
     // x was only read: both copies hold it. y was written on gpu0.
     assert_eq!(describe(&rt, &x), "host+gpu0");
     assert_eq!(describe(&rt, &y), "gpu0");
@@ -90,7 +93,8 @@ fn zeros_move_no_bytes_anywhere() {
     assert_eq!(rt.read(&z).unwrap(), vec![0.0; N]);
     assert_eq!(rt.stats().downloads, 0);
     let out = rt.zeros::<f32>(N);
-    rt.run_on(Backend::Gpu(0), &copy(), &[&x, &out], &()).unwrap();
+    rt.run_on(Backend::Gpu(0), &copy(), &[&x, &out], &())
+        .unwrap();
     // Only x went over the bus: the output was zeroed there.
     let s = rt.stats();
     assert_eq!((s.uploads, s.upload_bytes), (1, BYTES), "{s}");
@@ -148,7 +152,10 @@ fn describe_names_every_valid_copy() {
         zero,
     };
     assert_eq!(v(true, &[false, true], false).describe(), "host+gpu1");
-    assert_eq!(v(false, &[true, true, true], false).describe(), "gpu0+gpu1+gpu2");
+    assert_eq!(
+        v(false, &[true, true, true], false).describe(),
+        "gpu0+gpu1+gpu2"
+    );
     assert_eq!(v(false, &[false], true).describe(), "zero");
     assert_eq!(v(false, &[false, false], false).describe(), "nowhere");
     assert_eq!(v(false, &[], false).describe(), "nowhere");
@@ -168,7 +175,10 @@ fn a_call_reports_its_virtual_time_and_the_device_its_clock() {
     // The default size counts every element of every argument: 8 ms.
     assert_eq!(info.exec, Duration::from_millis(8));
     assert!(info.elapsed < info.exec, "virtual time is not waited for");
-    assert_eq!(dev.busy(), Duration::from_millis(8) + Duration::from_nanos(32));
+    assert_eq!(
+        dev.busy(),
+        Duration::from_millis(8) + Duration::from_nanos(32)
+    );
     dev.set_slowdown(2.5);
     let info = rt.run_on(Backend::Gpu(0), &k, &[&x, &y], &()).unwrap();
     assert_eq!(info.exec, Duration::from_millis(20));

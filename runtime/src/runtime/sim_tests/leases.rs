@@ -43,8 +43,7 @@ fn run_reentrant(
         let (c, other) = (rt.zeros::<u32>(N), rt.buffer(&[7u32; N]));
         let (k, seen) = reentrant(&rt, if own { &c } else { &other }, call);
         rt.run_on(backend, &k, &[&c], &()).unwrap();
-        let r = seen.lock().unwrap().take().expect("the kernel ran");
-        r
+        seen.lock().unwrap().take().expect("the kernel ran")
     })
 }
 

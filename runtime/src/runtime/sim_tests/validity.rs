@@ -186,3 +186,20 @@ fn a_call_reports_its_virtual_time_and_the_device_its_clock() {
     assert_eq!(rt.read(&y).unwrap(), vec![4.0; 4]);
     assert_eq!(rt.devices()[1].kind, crate::device::DeviceKind::Simulated);
 }
+
+#[test]
+fn dropping_every_handle_frees_the_device_copies_once_no_record_needs_them() {
+    let (rt, a, _, x, y) = setup();
+    let t = rt.zeros::<f32>(N);
+    rt.run_on(Backend::Gpu(0), &copy(), &[&x, &t], &()).unwrap();
+    rt.run_on(Backend::Gpu(0), &add(), &[&t, &y], &()).unwrap();
+    assert_eq!(a.memory_used(), 3 * BYTES);
+    // y's record reads t's version, held only on gpu0: t stays, a zombie.
+    drop(t);
+    assert_eq!(a.memory_used(), 3 * BYTES);
+    // y's host copy catches up: its record goes, and t with it.
+    rt.read(&y).unwrap();
+    assert_eq!(a.memory_used(), 2 * BYTES);
+    drop((x, y));
+    assert_eq!((a.memory_used(), rt.stats().live_buffers), (0, 0));
+}

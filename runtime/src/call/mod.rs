@@ -357,9 +357,12 @@ impl Engine {
                 (Err(_), false) => None,
             };
             let mut host_written = false;
-            // User code runs on this thread (the CPU implementation): a call
-            // into pel from it must see what this call holds.
-            let frame = on_host.then(|| {
+            // User code runs on this thread (the CPU implementation, on the
+            // host or a simulated device): a call into pel from it must see
+            // what this call holds.
+            let user_code = on_host
+                || matches!(&prepared, Ok((_, Work::Gpu(g, _))) if self.gpus[*g].runs_cpu_code());
+            let frame = user_code.then(|| {
                 frames::enter(
                     self.id,
                     kernel.shared_name(),

@@ -146,6 +146,12 @@ pub(crate) trait Device: Send + Sync {
         false
     }
 
+    /// Whether it runs the kernel's CPU implementation, on the calling
+    /// thread (a simulated device): user code, which may call into pel.
+    fn runs_cpu_code(&self) -> bool {
+        false
+    }
+
     /// Whether a pipeline for `kernel` was made here.
     fn has_pipeline(&self, _kernel: u64) -> bool {
         true

@@ -326,20 +326,38 @@ impl Device for Sim {
             .collect();
         let lens: Vec<usize> = raw.iter().map(|r| r.len).collect();
         let size = kernel.cost(params, &lens);
+        // A GPU kernel fails before it writes anything, so the table keeps
+        // a failed call's copies valid; a CPU implementation can fail
+        // halfway through its outputs. Their bytes are kept to be put back.
+        let written: Vec<(usize, Vec<u8>)> = raw
+            .iter()
+            .zip(&kernel.reflection().storage)
+            .filter(|(_, binding)| binding.access.writes())
+            .map(|(r, _)| {
+                let i = (0..unique.len())
+                    .find(|&i| guards[i].as_ptr() == r.ptr.cast_const())
+                    .expect("listed above");
+                (i, guards[i][..r.bytes].to_vec())
+            })
+            .collect();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             kernel.run_cpu(&raw, params)
         }));
         drop(raw);
-        guards.clear();
-        match outcome {
-            Ok(r) => r?,
-            Err(payload) => {
-                return Err(Error::KernelPanicked {
-                    kernel: kernel.name().to_owned(),
-                    message: super::cpu::panic_message(payload.as_ref()),
-                });
+        let outcome = match outcome {
+            Ok(r) => r,
+            Err(payload) => Err(Error::KernelPanicked {
+                kernel: kernel.name().to_owned(),
+                message: super::cpu::panic_message(payload.as_ref()),
+            }),
+        };
+        if outcome.is_err() {
+            for (i, bytes) in written {
+                guards[i][..bytes.len()].copy_from_slice(&bytes);
             }
         }
+        guards.clear();
+        outcome?;
         self.state.kernels.fetch_add(1, Ordering::Relaxed);
         let bytes = bound.iter().map(|(_, b)| *b).sum();
         Ok(Some(self.charge(SimOp::Kernel {
@@ -350,6 +368,10 @@ impl Device for Sim {
     }
 
     fn virtual_clock(&self) -> bool {
+        true
+    }
+
+    fn runs_cpu_code(&self) -> bool {
         true
     }
 

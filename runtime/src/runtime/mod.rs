@@ -474,6 +474,6 @@ impl std::fmt::Debug for Runtime {
 }
 
 #[cfg(test)]
-mod sim_smoke;
+mod sim_tests;
 #[cfg(test)]
 mod tests;

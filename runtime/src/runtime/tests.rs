@@ -1,28 +1,12 @@
 //! The runtime's own tests, on the CPU alone: what a bug inside pel costs.
 
+use super::sim_tests::unary;
 use super::*;
-use crate::kernel::ReadWrite;
 
 use crate::call::BROKEN_INVARIANT;
 
-const INC: &str = r#"
-@group(0) @binding(0) var<storage, read_write> c: array<u32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x < arrayLength(&c) { c[id.x] = c[id.x] + 1u; }
-}
-"#;
-
 fn inc(name: &str) -> Kernel {
-    Kernel::builder(name, INC)
-        .cpu::<(ReadWrite<u32>,)>(|args, _: &()| {
-            let (c,) = args.split();
-            for v in c {
-                *v += 1;
-            }
-        })
-        .build()
-        .unwrap()
+    unary(name, |c| c.iter_mut().for_each(|v| *v += 1))
 }
 
 fn cpu_runtime() -> Runtime {

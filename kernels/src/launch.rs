@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use pel_runtime::{BufferArg, Kernel, Result, RunInfo, Runtime, Target, Task};
+use pel_runtime::{
+    Backend, Buffer, BufferArg, Element, Kernel, Reason, Result, RunInfo, Runtime, Target, Task,
+};
 
 /// How an operation launches each of its passes: executed now ([`Execute`])
 /// or submitted as tasks ([`Submit`]).
@@ -17,6 +19,8 @@ pub(crate) trait Launch {
     type Out;
     /// The runtime the passes run on (for the buffers between passes).
     fn rt(&self) -> &Runtime;
+    /// Where the passes go.
+    fn target(&self) -> Target;
     /// Launches one pass.
     fn launch<P: bytemuck::Pod>(
         &mut self,
@@ -24,6 +28,10 @@ pub(crate) trait Launch {
         args: &[&dyn BufferArg],
         params: &P,
     ) -> Result<Self::Out>;
+    /// Sends the rest of the operation where `first` ran, when that is known
+    /// now (an executed pass), and says where; a submitted pass is placed
+    /// when it runs, so its followers are placed on their own (`None`).
+    fn follow(&mut self, first: &Self::Out) -> Option<Backend>;
 }
 
 /// Runs each pass at once at `target`; each launch returns the run so far:
@@ -34,6 +42,9 @@ pub(crate) struct Execute<'a> {
     target: Target,
     elapsed: Duration,
     exec: Duration,
+    /// Why the operation runs where it does, once a pass has decided it for
+    /// the rest ([`Launch::follow`]).
+    reason: Option<Reason>,
 }
 
 impl<'a> Execute<'a> {
@@ -43,6 +54,7 @@ impl<'a> Execute<'a> {
             target,
             elapsed: Duration::ZERO,
             exec: Duration::ZERO,
+            reason: None,
         }
     }
 
@@ -54,6 +66,7 @@ impl<'a> Execute<'a> {
         RunInfo {
             elapsed: self.elapsed,
             exec: self.exec,
+            reason: self.reason.unwrap_or(info.reason),
             ..info
         }
     }
@@ -72,6 +85,14 @@ impl Launch for Execute<'_> {
     ) -> Result<RunInfo> {
         let info = self.rt.execute(self.target, kernel, args, params)?;
         Ok(self.add(info))
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn follow(&mut self, first: &RunInfo) -> Option<Backend> {
+        self.target = Target::On(first.backend);
+        self.reason = Some(first.reason);
+        Some(first.backend)
     }
 }
 
@@ -100,6 +121,12 @@ impl Launch for Submit<'_> {
         params: &P,
     ) -> Result<Task> {
         self.rt.submit_to(self.target, kernel, args, params)
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn follow(&mut self, _first: &Task) -> Option<Backend> {
+        None
     }
 }
 
@@ -147,3 +174,34 @@ macro_rules! run_and_submit {
     )+};
 }
 pub(crate) use run_and_submit;
+
+/// Launches `kernel` over `input` (`n` elements) pass after pass, each
+/// reducing blocks of `block` elements to one value into a buffer of its
+/// own, until a pass leaves one value, which it writes into `out`; returns
+/// what the last launch gave. At least one pass runs, even for `n` ≤ 1.
+/// `params(n, groups)` is the params of a pass over `n` elements writing
+/// `groups` values.
+pub(crate) fn reduce_to_one<L: Launch, T: Element, P: bytemuck::Pod>(
+    l: &mut L,
+    kernel: &Kernel,
+    input: &Buffer<T>,
+    mut n: usize,
+    block: usize,
+    out: &Buffer<T>,
+    params: impl Fn(u32, u32) -> P,
+) -> Result<L::Out> {
+    let mut input = input.clone();
+    loop {
+        let groups = n.div_ceil(block).max(1);
+        let next = if groups == 1 {
+            out.clone()
+        } else {
+            l.rt().zeros(groups)
+        };
+        let last = l.launch(kernel, &[&input, &next], &params(n as u32, groups as u32))?;
+        if groups == 1 {
+            return Ok(last);
+        }
+        (input, n) = (next, groups);
+    }
+}

@@ -37,7 +37,10 @@ use crate::launch::{Launch, reduce_to_one, run_and_submit};
 use crate::simd_math;
 
 /// The WGSL source (entry points `simulate` and `reduce`).
-pub const WGSL: &str = include_str!("../../shaders/monte_carlo.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/monte_carlo.wgsl"),
+    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+);
 
 /// Paths one invocation simulates: one Philox block gives four normals.
 pub const PATHS_PER_INVOCATION: usize = 4;

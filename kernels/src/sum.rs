@@ -15,7 +15,10 @@ use crate::launch::{Launch, reduce_to_one, run_and_submit};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/sum.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/sum.wgsl"),
+    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+);
 
 /// Threads per workgroup in the shader.
 const WG: usize = 256;

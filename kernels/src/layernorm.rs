@@ -121,6 +121,7 @@ impl LayerNorm {
         submit = launch(x: &Buffer<f32>, gamma: &Buffer<f32>, beta: &Buffer<f32>, y: &Buffer<f32>, rows: usize, cols: usize, eps: f32);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn launch<L: Launch>(
         &self,
         l: &mut L,

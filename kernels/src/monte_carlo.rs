@@ -26,7 +26,7 @@
 //! The CPU computes a workgroup's 1,024 paths in three passes that each
 //! compile to SIMD: the 256 Philox blocks, the normals (with branch-free
 //! `ln`, `sin_cos` and `exp` within 2 ulp, rather than libm's calls), and
-//! the payoffs summed in eight lanes. The serial [`reference`] uses libm.
+//! the payoffs summed in eight lanes. The serial [`reference`](fn@reference) uses libm.
 
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Runtime, Target};
 use rayon::prelude::*;

@@ -1,5 +1,5 @@
 //! The black_scholes sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::black_scholes::reference).
+//! the serial reference in [`crate::black_scholes`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

@@ -1,5 +1,5 @@
 //! The blur sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::blur::reference).
+//! the serial reference in [`crate::blur`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

@@ -1,5 +1,5 @@
 //! The heat sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::heat::reference).
+//! the serial reference in [`crate::heat`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

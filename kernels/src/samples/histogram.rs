@@ -1,5 +1,5 @@
 //! The histogram sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::histogram::reference).
+//! the serial reference in [`crate::histogram`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

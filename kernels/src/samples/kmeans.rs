@@ -1,5 +1,5 @@
 //! The kmeans sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::kmeans::reference).
+//! the serial reference in [`crate::kmeans`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

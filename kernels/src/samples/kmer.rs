@@ -1,5 +1,5 @@
 //! The kmer sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::kmer::reference).
+//! the serial reference in [`crate::kmer`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 

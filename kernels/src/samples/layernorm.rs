@@ -1,5 +1,5 @@
 //! The layernorm sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::layernorm::reference).
+//! the serial reference in [`crate::layernorm`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

@@ -1,5 +1,5 @@
 //! The mandelbrot sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::mandelbrot::reference).
+//! the serial reference in [`crate::mandelbrot`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

@@ -1,5 +1,5 @@
 //! The matmul sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::matmul::reference).
+//! the serial reference in [`crate::matmul`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 

@@ -1,5 +1,5 @@
 //! The monte_carlo sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::monte_carlo::reference).
+//! the serial reference in [`crate::monte_carlo`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

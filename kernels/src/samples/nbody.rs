@@ -1,5 +1,5 @@
 //! The nbody sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::nbody::reference).
+//! the serial reference in [`crate::nbody`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

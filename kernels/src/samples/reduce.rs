@@ -1,5 +1,5 @@
 //! The reduce sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::reduce::reference).
+//! the serial reference in [`crate::reduce`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

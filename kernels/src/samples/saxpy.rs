@@ -1,5 +1,5 @@
 //! The saxpy sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::saxpy::reference).
+//! the serial reference in [`crate::saxpy`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 

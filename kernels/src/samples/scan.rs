@@ -1,5 +1,5 @@
 //! The scan sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::scan::reference).
+//! the serial reference in [`crate::scan`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

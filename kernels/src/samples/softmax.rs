@@ -1,5 +1,5 @@
 //! The softmax sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::softmax::reference).
+//! the serial reference in [`crate::softmax`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

@@ -1,5 +1,5 @@
 //! The sort sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::sort::reference).
+//! the serial reference in [`crate::sort`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;

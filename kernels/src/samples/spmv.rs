@@ -1,5 +1,5 @@
 //! The spmv sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::spmv::reference).
+//! the serial reference in [`crate::spmv`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 

@@ -1,5 +1,5 @@
 //! The sum sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::sum::reference).
+//! the serial reference in [`crate::sum`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 

@@ -1,5 +1,5 @@
 //! The transpose sample: seeded inputs, the run, and the check against
-//! [`reference`](crate::transpose::reference).
+//! the serial reference in [`crate::transpose`].
 
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 

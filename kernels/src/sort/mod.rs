@@ -41,7 +41,9 @@ use crate::{invalid, u32_len};
 
 mod cpu;
 
-pub(crate) use cpu::{SERIAL_BELOW, whole_cpu};
+#[cfg(test)]
+pub(crate) use cpu::SERIAL_BELOW;
+pub(crate) use cpu::whole_cpu;
 use cpu::{histogram_cpu, scatter_cpu};
 
 /// The WGSL source of the multi-pass kernels.

@@ -45,7 +45,7 @@ fn upper_tail(x: f32) -> f32 {
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) id: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let k = id.x + id.y * groups.x * WG;
+    let k = pel_index(id, groups);
     if k >= p.n {
         return;
     }

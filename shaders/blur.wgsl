@@ -36,7 +36,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let tile = wid.x + wid.y * groups.x;
+    let tile = pel_workgroup_index(wid, groups);
     // Uniform across the workgroup: the whole group leaves together.
     if tile >= p.tiles {
         return;

@@ -36,7 +36,7 @@ const ROWS: u32 = 8u;
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let tile = wid.x + wid.y * groups.x;
+    let tile = pel_workgroup_index(wid, groups);
     if tile >= p.tiles {
         return;
     }
@@ -70,7 +70,7 @@ const WG: u32 = 256u;
 @compute @workgroup_size(256)
 fn copy(@builtin(global_invocation_id) id: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
+    let i = pel_index(id, groups);
     if i < p.width * p.height {
         v[i] = u[i];
     }

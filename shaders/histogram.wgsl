@@ -83,7 +83,7 @@ fn bin_of(v: u32) -> u32 {
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     // Uniform across the workgroup: the whole group leaves together.
     if group >= p.groups {
         return;
@@ -109,7 +109,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
 fn main_4k(@builtin(local_invocation_index) lid: u32,
            @builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     if group >= p.groups {
         return;
     }
@@ -132,7 +132,7 @@ fn main_4k(@builtin(local_invocation_index) lid: u32,
 @compute @workgroup_size(256)
 fn direct(@builtin(global_invocation_id) id: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
+    let i = pel_index(id, groups);
     if i < p.n {
         atomicAdd(&hist[bin_of(values[i])], 1u);
     }
@@ -141,7 +141,7 @@ fn direct(@builtin(global_invocation_id) id: vec3<u32>,
 @compute @workgroup_size(256)
 fn clear(@builtin(global_invocation_id) id: vec3<u32>,
          @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
+    let i = pel_index(id, groups);
     if i < p.bins {
         atomicStore(&hist[i], 0u);
     }

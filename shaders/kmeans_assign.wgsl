@@ -36,7 +36,7 @@ var<workgroup> group_changed: atomic<u32>;
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(global_invocation_id) id: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
+    let i = pel_index(id, groups);
     let live = i < p.n;
     let base = i * p.d;
     let total = p.k * p.d;

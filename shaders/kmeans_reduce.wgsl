@@ -27,7 +27,7 @@ const BLOCK: u32 = 256u;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) id: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
+    let i = pel_index(id, groups);
     if i >= p.out_rows * p.m {
         return;
     }

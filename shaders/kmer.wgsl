@@ -56,7 +56,7 @@ fn code_at(pos: u32) -> u32 {
 @compute @workgroup_size(256)
 fn clear(@builtin(global_invocation_id) id: vec3<u32>,
          @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
+    let i = pel_index(id, groups);
     if i < p.bins {
         atomicStore(&counts[i], 0u);
     }
@@ -65,7 +65,7 @@ fn clear(@builtin(global_invocation_id) id: vec3<u32>,
 @compute @workgroup_size(256)
 fn count(@builtin(global_invocation_id) id: vec3<u32>,
          @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * WG;
+    let i = pel_index(id, groups);
     if i < p.positions {
         atomicAdd(&counts[code_at(i)], 1u);
     }
@@ -76,7 +76,7 @@ fn count_local(@builtin(local_invocation_index) lid: u32,
                @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) groups: vec3<u32>) {
     // Workgroup memory starts zeroed (WGSL guarantees it).
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     let base = group * (WG * PER_INVOCATION);
     for (var j = 0u; j < PER_INVOCATION; j = j + 1u) {
         let pos = base + j * WG + lid;

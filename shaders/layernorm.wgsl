@@ -67,7 +67,7 @@ fn segment_sum(lid: u32, first: u32, seg: u32, v: f32) -> f32 {
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     // Uniform across the workgroup: the whole group leaves together.
     if group >= p.groups {
         return;

@@ -38,7 +38,7 @@ struct SumParams {
 @group(0) @binding(4) var<uniform> red: SumParams;
 
 const WG: u32 = 256u;
-var<workgroup> scratch: array<vec4<f32>, 256>;
+alias WgSum = vec4<f32>;
 
 // The high 32 bits of a·b, from four 16×16-bit products (none overflows).
 fn mulhi(a: u32, b: u32) -> u32 {
@@ -91,7 +91,7 @@ fn payoffs(z: f32) -> vec4<f32> {
 fn simulate(@builtin(local_invocation_index) lid: u32,
             @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     let i = group * WG + lid;
     var acc = vec4<f32>(0.0);
     let first = i * 4u;
@@ -111,16 +111,9 @@ fn simulate(@builtin(local_invocation_index) lid: u32,
             acc = acc + payoffs(z23.y);
         }
     }
-    scratch[lid] = acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if lid < s {
-            scratch[lid] = scratch[lid] + scratch[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(lid, acc);
     if lid == 0u && group < sim.groups {
-        sums[group] = scratch[0];
+        sums[group] = sum;
     }
 }
 
@@ -128,21 +121,14 @@ fn simulate(@builtin(local_invocation_index) lid: u32,
 fn reduce(@builtin(local_invocation_index) lid: u32,
           @builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     let i = group * WG + lid;
     var v = vec4<f32>(0.0);
     if i < red.n {
         v = parts[i];
     }
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if lid < s {
-            scratch[lid] = scratch[lid] + scratch[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(lid, v);
     if lid == 0u && group < red.groups {
-        total[group] = scratch[0];
+        total[group] = sum;
     }
 }

@@ -31,7 +31,7 @@ var<workgroup> tile: array<vec4<f32>, 256>;
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = (wid.x + wid.y * groups.x) * WG + lid;
+    let i = pel_workgroup_index(wid, groups) * WG + lid;
     var me = vec4<f32>(0.0);
     if i < p.n {
         me = pos[i];

@@ -66,7 +66,7 @@ fn reduce(lid: u32, group: u32, smaller: bool) {
 fn min_pass(@builtin(local_invocation_index) lid: u32,
             @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     // Uniform across the workgroup: the whole group leaves together.
     if group >= p.groups {
         return;
@@ -78,7 +78,7 @@ fn min_pass(@builtin(local_invocation_index) lid: u32,
 fn max_pass(@builtin(local_invocation_index) lid: u32,
             @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     if group >= p.groups {
         return;
     }

@@ -72,7 +72,7 @@ fn finish(lid: u32, group: u32, v: f32, i: u32) {
 fn first(@builtin(local_invocation_index) lid: u32,
          @builtin(workgroup_id) wid: vec3<u32>,
          @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     // Uniform across the workgroup: the whole group leaves together.
     if group >= p.groups {
         return;
@@ -95,7 +95,7 @@ fn first(@builtin(local_invocation_index) lid: u32,
 fn merge(@builtin(local_invocation_index) lid: u32,
          @builtin(workgroup_id) wid: vec3<u32>,
          @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     if group >= p.groups {
         return;
     }

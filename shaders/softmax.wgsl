@@ -35,7 +35,7 @@ var<workgroup> scratch: array<f32, 256>;
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     // Uniform across the workgroup: the whole group leaves together.
     if group >= p.groups {
         return;

@@ -31,7 +31,7 @@ var<workgroup> partial: array<f32, 256>;
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     let row = group * ROWS + lid / LANES;
     let lane = lid % LANES;
     var acc = 0.0;

@@ -2,7 +2,7 @@
 // elements to one partial sum. Every thread first adds 16 elements a
 // workgroup-width apart (so each load of the workgroup is one contiguous
 // run), then the 256 thread sums meet in a tree of 8 halvings in workgroup
-// memory. The host side runs passes until one value is left, so the data
+// memory (workgroup_sum, in shaders/lib). The host side runs passes until one value is left, so the data
 // never leaves the GPU.
 
 struct Params {
@@ -16,13 +16,13 @@ struct Params {
 
 const WG: u32 = 256u;
 const ITEMS: u32 = 16u;
-var<workgroup> scratch: array<f32, 256>;
+alias WgSum = f32;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = wid.x + wid.y * groups.x;
+    let group = pel_workgroup_index(wid, groups);
     let base = group * WG * ITEMS + lid;
     var v = 0.0;
     for (var k = 0u; k < ITEMS; k = k + 1u) {
@@ -31,15 +31,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
             v = v + x[i];
         }
     }
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if lid < s {
-            scratch[lid] = scratch[lid] + scratch[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(lid, v);
     if lid == 0u && group < p.groups {
-        partial[group] = scratch[0];
+        partial[group] = sum;
     }
 }

@@ -27,7 +27,7 @@ var<workgroup> tile: array<f32, 272>; // TILE · PITCH
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
-    let t = wid.x + wid.y * groups.x;
+    let t = pel_workgroup_index(wid, groups);
     // Uniform across the workgroup: the whole group leaves together.
     if t >= p.tiles {
         return;

@@ -8,7 +8,7 @@
 
 mod common;
 
-use pel::kernels::{Check, mandelbrot, matmul, saxpy, sum};
+use pel::kernels::samples::{self, Check};
 use pel::{Backend, Result, Target};
 
 /// Elements that take 65,537 workgroups of 256 invocations: past the
@@ -45,7 +45,7 @@ fn matmul_cases() -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("{}×{}×{}", s.0, s.1, s.2),
-                Box::new(move |t, seed| matmul::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::matmul::check(common::rt(), t, s, seed)),
             )
         })
         .collect()
@@ -68,7 +68,7 @@ fn mandelbrot_cases() -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("{}×{}", s.0, s.1),
-                Box::new(move |t, seed| mandelbrot::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::mandelbrot::check(common::rt(), t, s, seed)),
             )
         })
         .collect()
@@ -76,7 +76,7 @@ fn mandelbrot_cases() -> Vec<Case> {
 
 #[test]
 fn saxpy_cpu() {
-    run_all("saxpy", &[Backend::Cpu], &sized(saxpy::check));
+    run_all("saxpy", &[Backend::Cpu], &sized(samples::saxpy::check));
 }
 
 #[test]
@@ -84,13 +84,13 @@ fn saxpy_gpu() {
     run_all(
         "saxpy",
         &common::gpus(common::rt(), "saxpy_gpu"),
-        &sized(saxpy::check),
+        &sized(samples::saxpy::check),
     );
 }
 
 #[test]
 fn sum_cpu() {
-    run_all("sum", &[Backend::Cpu], &sized(sum::check));
+    run_all("sum", &[Backend::Cpu], &sized(samples::sum::check));
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn sum_gpu() {
     run_all(
         "sum",
         &common::gpus(common::rt(), "sum_gpu"),
-        &sized(sum::check),
+        &sized(samples::sum::check),
     );
 }
 

@@ -9,7 +9,7 @@ mod common;
 use pel::kernels::black_scholes::{self, BlackScholes, Market, OptionBatch};
 use pel::kernels::kmer::{self, KmerCounter};
 use pel::kernels::monte_carlo::{self, Contract, McResult, MonteCarlo};
-use pel::kernels::{Trial, run_check};
+use pel::kernels::samples::{self, Trial, run_check};
 use pel::{Backend, Error, Result, Target};
 
 use common::{Case, run_all};
@@ -70,13 +70,13 @@ fn black_scholes_on_every_backend() {
     run_all(
         "black_scholes",
         &all_backends("black_scholes_on_every_backend"),
-        &common::sized(&[0, 1, 63, 257, 1_000_003], black_scholes::check),
+        &common::sized(&[0, 1, 63, 257, 1_000_003], samples::black_scholes::check),
     );
 }
 
 #[test]
 fn black_scholes_over_65535_workgroups() {
-    let mut trial = black_scholes::trial(common::rt(), OVER_65535_GROUPS, 7).unwrap();
+    let mut trial = samples::black_scholes::trial(common::rt(), OVER_65535_GROUPS, 7).unwrap();
     run_trial(
         "black_scholes",
         &mut trial,
@@ -111,7 +111,7 @@ fn black_scholes_splits_between_a_gpu_and_the_cpu() {
     if common::gpu(rt, "black_scholes_splits_between_a_gpu_and_the_cpu").is_none() {
         return;
     }
-    let mut trial = black_scholes::trial(rt, 100_003, 5).unwrap();
+    let mut trial = samples::black_scholes::trial(rt, 100_003, 5).unwrap();
     let split = Target::Split {
         gpu: 0,
         permille: 400,
@@ -191,7 +191,7 @@ fn monte_carlo_on_every_backend() {
     run_all(
         "monte_carlo",
         &all_backends("monte_carlo_on_every_backend"),
-        &common::sized(&[1, 1_000, 1_000_003], monte_carlo::check),
+        &common::sized(&[1, 1_000, 1_000_003], samples::monte_carlo::check),
     );
 }
 
@@ -372,7 +372,7 @@ fn kmer_cases() -> Vec<Case> {
         for len in kmer_lengths(k) {
             cases.push((
                 format!("{len} bases, k={k}"),
-                Box::new(move |t, seed| kmer::check(common::rt(), t, (len, k), seed)),
+                Box::new(move |t, seed| samples::kmer::check(common::rt(), t, (len, k), seed)),
             ));
         }
     }
@@ -394,7 +394,7 @@ fn kmer_k12_on_every_backend() {
     // the reference table is built once.
     let backends = all_backends("kmer_k12_on_every_backend");
     for len in kmer_lengths(12) {
-        let mut trial = kmer::trial(common::rt(), (len, 12), 1000 + len as u64).unwrap();
+        let mut trial = samples::kmer::trial(common::rt(), (len, 12), 1000 + len as u64).unwrap();
         run_trial("kmer", &mut trial, &backends);
     }
 }
@@ -403,7 +403,7 @@ fn kmer_k12_on_every_backend() {
 fn kmer_over_65535_workgroups() {
     // k = 8 takes one invocation per position: 65,536 workgroups.
     let k = 8;
-    let mut trial = kmer::trial(common::rt(), (OVER_65535_GROUPS + k - 1, k), 11).unwrap();
+    let mut trial = samples::kmer::trial(common::rt(), (OVER_65535_GROUPS + k - 1, k), 11).unwrap();
     run_trial(
         "kmer",
         &mut trial,
@@ -471,7 +471,7 @@ fn kmer_bad_input_is_a_typed_error() {
     assert_eq!(invalid_arg(run(33, 2, &c16)), "seq");
     assert_eq!(invalid_arg(kmer::encode(b"ACGU")), "sequence");
     assert_eq!(invalid_arg(kmer::kmer_code(b"ACGTACGTACGTA")), "k");
-    assert_eq!(invalid_arg(kmer::trial(rt, (10, 0), 1)), "k");
+    assert_eq!(invalid_arg(samples::kmer::trial(rt, (10, 0), 1)), "k");
     run(20, 2, &c16).unwrap();
     // Fewer bases than the words hold: the rest of the last word is ignored.
     run(17, 2, &c16).unwrap();

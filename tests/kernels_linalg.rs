@@ -9,6 +9,7 @@
 mod common;
 
 use pel::kernels::reduce::{self, Argmax, Reduce, ReduceOp};
+use pel::kernels::samples;
 use pel::kernels::spmv::{self, CsrMatrix, Spmv};
 use pel::kernels::transpose::{self, Transpose};
 use pel::{Backend, Error, Result, Runtime, Target};
@@ -41,18 +42,18 @@ fn everywhere(test: &str) -> Vec<Backend> {
 
 fn min_cases() -> Vec<Case> {
     common::sized(&REDUCE_SIZES, |rt, t, n, seed| {
-        reduce::check(rt, t, ReduceOp::Min, n, seed)
+        samples::reduce::check(rt, t, ReduceOp::Min, n, seed)
     })
 }
 
 fn max_cases() -> Vec<Case> {
     common::sized(&REDUCE_SIZES, |rt, t, n, seed| {
-        reduce::check(rt, t, ReduceOp::Max, n, seed)
+        samples::reduce::check(rt, t, ReduceOp::Max, n, seed)
     })
 }
 
 fn argmax_cases() -> Vec<Case> {
-    common::sized(&REDUCE_SIZES, reduce::check_argmax)
+    common::sized(&REDUCE_SIZES, samples::reduce::check_argmax)
 }
 
 /// Transposes of every shape in `shapes`.
@@ -62,7 +63,7 @@ fn transpose_cases(shapes: &[(usize, usize)]) -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("{}×{}", s.0, s.1),
-                Box::new(move |t, seed| transpose::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::transpose::check(common::rt(), t, s, seed)),
             )
         })
         .collect()
@@ -93,7 +94,7 @@ fn spmv_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("{}×{}, {} nz", s.0, s.1, s.2),
-                Box::new(move |t, seed| spmv::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::spmv::check(common::rt(), t, s, seed)),
             )
         })
         .collect()

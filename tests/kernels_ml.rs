@@ -9,10 +9,10 @@
 mod common;
 
 use common::{Case, run_all};
-use pel::kernels::Check;
 use pel::kernels::kmeans::{self, Init, KMeans};
-use pel::kernels::layernorm::{self, LayerNorm};
-use pel::kernels::softmax::{self, Softmax};
+use pel::kernels::layernorm::LayerNorm;
+use pel::kernels::samples::{self, Check};
+use pel::kernels::softmax::Softmax;
 use pel::{Backend, Error, Result, Runtime, Target};
 
 /// rows×cols shapes: empty both ways, one element, one row just over a
@@ -72,7 +72,7 @@ fn kmeans_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("n={} d={} k={}", s.0, s.1, s.2),
-                Box::new(move |t, seed| kmeans::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::kmeans::check(common::rt(), t, s, seed)),
             )
         })
         .collect()
@@ -90,7 +90,7 @@ fn softmax_cpu() {
     run_all(
         "softmax",
         &[Backend::Cpu],
-        &row_cases(&ROW_SHAPES, softmax::check),
+        &row_cases(&ROW_SHAPES, samples::softmax::check),
     );
 }
 
@@ -99,7 +99,7 @@ fn softmax_gpu() {
     run_all(
         "softmax",
         &common::gpus(common::rt(), "softmax_gpu"),
-        &row_cases(&ROW_SHAPES, softmax::check),
+        &row_cases(&ROW_SHAPES, samples::softmax::check),
     );
 }
 
@@ -108,7 +108,7 @@ fn softmax_folded_launch() {
     run_all(
         "softmax",
         &cpu_and_first_gpu("softmax_folded_launch"),
-        &row_cases(&[FOLDED_ROWS], softmax::check),
+        &row_cases(&[FOLDED_ROWS], samples::softmax::check),
     );
 }
 
@@ -117,7 +117,7 @@ fn layernorm_cpu() {
     run_all(
         "layernorm",
         &[Backend::Cpu],
-        &row_cases(&ROW_SHAPES, layernorm::check),
+        &row_cases(&ROW_SHAPES, samples::layernorm::check),
     );
 }
 
@@ -126,7 +126,7 @@ fn layernorm_gpu() {
     run_all(
         "layernorm",
         &common::gpus(common::rt(), "layernorm_gpu"),
-        &row_cases(&ROW_SHAPES, layernorm::check),
+        &row_cases(&ROW_SHAPES, samples::layernorm::check),
     );
 }
 
@@ -135,7 +135,7 @@ fn layernorm_folded_launch() {
     run_all(
         "layernorm",
         &cpu_and_first_gpu("layernorm_folded_launch"),
-        &row_cases(&[FOLDED_ROWS], layernorm::check),
+        &row_cases(&[FOLDED_ROWS], samples::layernorm::check),
     );
 }
 

@@ -13,9 +13,10 @@
 mod common;
 
 use pel::kernels::blur::{self, Blur};
-use pel::kernels::heat::{self, Heat};
+use pel::kernels::heat::Heat;
 use pel::kernels::histogram::{self, Histogram};
 use pel::kernels::nbody::{self, Nbody};
+use pel::kernels::samples;
 use pel::{Backend, Buffer, Error, Target};
 
 use common::{Case, run_all};
@@ -43,7 +44,7 @@ fn blur_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("{}×{} r={}", s.0, s.1, s.2),
-                Box::new(move |t, seed| blur::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::blur::check(common::rt(), t, s, seed)),
             )
         })
         .collect()
@@ -157,7 +158,7 @@ fn histogram_cases(shapes: &[(usize, usize, u32)]) -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("n={} bins={} max={}", s.0, s.1, s.2),
-                Box::new(move |t, seed| histogram::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::histogram::check(common::rt(), t, s, seed)),
             )
         })
         .collect()
@@ -227,7 +228,7 @@ fn heat_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
         .map(|&s| -> Case {
             (
                 format!("{}×{} {} steps", s.0, s.1, s.2),
-                Box::new(move |t, seed| heat::check(common::rt(), t, s, seed)),
+                Box::new(move |t, seed| samples::heat::check(common::rt(), t, s, seed)),
             )
         })
         .collect()
@@ -310,7 +311,7 @@ fn heat_hot_spot_spreads_symmetrically() {
 }
 
 fn nbody_cases(sizes: &[usize]) -> Vec<Case> {
-    common::sized(sizes, nbody::check)
+    common::sized(sizes, samples::nbody::check)
 }
 
 const NBODY_SIZES: [usize; 6] = [0, 1, 2, 63, 257, 1000];

@@ -13,9 +13,11 @@
 mod common;
 
 use common::{Case, run_all};
-use pel::kernels::run_check;
-use pel::kernels::scan::{self, Scan, ScanF32Trial, ScanKind, ScanU32Trial};
-use pel::kernels::sort::{self, Keys, Sort, SortPairsTrial, SortTrial, WholeSortParams};
+use pel::kernels::samples::run_check;
+use pel::kernels::samples::scan::{ScanF32Trial, ScanU32Trial};
+use pel::kernels::samples::sort::{Keys, SortPairsTrial, SortTrial};
+use pel::kernels::scan::{self, Scan, ScanKind};
+use pel::kernels::sort::{self, Sort, WholeSortParams};
 use pel::{Backend, Error, Target};
 
 /// Sizes every backend runs.

@@ -15,15 +15,11 @@
 //! west neighbours from the cache), consecutive invocations on consecutive
 //! columns; the CPU updates rows in parallel in loops that vectorise.
 
-use pel_runtime::{
-    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
-};
-use rand::Rng;
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::PassTimes;
-use crate::verify::{self, Check, Trial, Work};
-use crate::{Sample, invalid, u32_len};
+use crate::launch::{Launch, run_and_submit};
+use crate::{invalid, u32_len};
 
 /// The WGSL source: `main` (one step) and `copy`.
 pub const WGSL: &str = include_str!("../../shaders/heat.wgsl");
@@ -135,73 +131,43 @@ impl Heat {
         &self.copy
     }
 
-    /// Runs `steps` steps of diffusion on `grid` (width×height, row-major),
-    /// leaving the result in `grid`. Every step runs at `target`, the data
-    /// staying where it is computed. Zero steps leave `grid` as it is (one
-    /// copy runs, out of it).
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        grid: &Buffer<f32>,
-        width: usize,
-        height: usize,
-        alpha: f32,
-        steps: usize,
-    ) -> Result<RunInfo> {
-        let mut times = PassTimes::default();
-        self.passes(rt, grid, width, height, alpha, steps, |k, args, p| {
-            Ok(times.add(rt.execute(target, k, args, p)?))
-        })
+    run_and_submit! {
+        /// Runs `steps` steps of diffusion on `grid` (width×height, row-major),
+        /// leaving the result in `grid`. Every step runs at `target`, the data
+        /// staying where it is computed. Zero steps leave `grid` as it is (one
+        /// copy runs, out of it).
+        run,
+        /// Submits the steps of [`run`](Self::run) and returns the last one's
+        /// task without waiting; each step reads the one before, so the runtime
+        /// orders them.
+        submit = passes(grid: &Buffer<f32>, width: usize, height: usize, alpha: f32, steps: usize);
     }
 
-    /// Submits the steps of [`run`](Self::run) and returns the last one's
-    /// task without waiting; each step reads the one before, so the runtime
-    /// orders them.
-    #[allow(clippy::too_many_arguments)]
-    pub fn submit(
+    /// Launches the steps in order (and the copy back, after an odd number)
+    /// and returns what the last launch gave.
+    fn passes<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        l: &mut L,
         grid: &Buffer<f32>,
         width: usize,
         height: usize,
         alpha: f32,
         steps: usize,
-    ) -> Result<Task> {
-        self.passes(rt, grid, width, height, alpha, steps, |k, args, p| {
-            rt.submit_to(target, k, args, p)
-        })
-    }
-
-    /// Calls `launch` for each launch in order (kernel, arguments, params)
-    /// and returns what the last one gave.
-    #[allow(clippy::too_many_arguments)]
-    fn passes<T>(
-        &self,
-        rt: &Runtime,
-        grid: &Buffer<f32>,
-        width: usize,
-        height: usize,
-        alpha: f32,
-        steps: usize,
-        mut launch: impl FnMut(&Kernel, &[&dyn BufferArg], &HeatParams) -> Result<T>,
-    ) -> Result<T> {
+    ) -> Result<L::Out> {
         let p = Self::params(grid, width, height, alpha)?;
-        let scratch: Buffer<f32> = rt.zeros(grid.len());
+        let scratch: Buffer<f32> = l.rt().zeros(grid.len());
         if steps == 0 {
-            return launch(&self.copy, &[grid, &scratch], &p);
+            return l.launch(&self.copy, &[grid, &scratch], &p);
         }
-        let mut last = launch(&self.step, &[grid, &scratch], &p)?;
+        let mut last = l.launch(&self.step, &[grid, &scratch], &p)?;
         let (mut src, mut dst) = (&scratch, grid);
         for _ in 1..steps {
-            last = launch(&self.step, &[src, dst], &p)?;
+            last = l.launch(&self.step, &[src, dst], &p)?;
             std::mem::swap(&mut src, &mut dst);
         }
         if steps % 2 == 1 {
             // The last step wrote the scratch buffer.
-            last = launch(&self.copy, &[&scratch, grid], &p)?;
+            last = l.launch(&self.copy, &[&scratch, grid], &p)?;
         }
         Ok(last)
     }
@@ -270,116 +236,4 @@ pub fn reference(
         std::mem::swap(&mut u, &mut v);
     }
     u
-}
-
-/// Diffusion of a seeded random width×height grid (values in [0, 1), the
-/// boundary's included) over `steps` steps at a seeded α in [0.1, 0.25].
-///
-/// Tolerance: each cell within `4·s·ε·max|u₀|` of the f64 reference after
-/// s steps (at least one): one step's roundings come to at most about
-/// `4ε·max|u|`, a step with α ≤ 0.25 never magnifies earlier errors (its
-/// weights are non-negative and sum to 1), and `max|u|` never grows.
-pub struct HeatTrial {
-    heat: Heat,
-    width: usize,
-    height: usize,
-    alpha: f32,
-    steps: usize,
-    initial: Vec<f32>,
-    grid: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-/// Prepares `steps` steps on a width×height grid.
-pub fn trial(
-    rt: &Runtime,
-    (width, height, steps): (usize, usize, usize),
-    seed: u64,
-) -> Result<HeatTrial> {
-    let initial = verify::random_f32(seed, width * height, 0.0, 1.0);
-    Ok(HeatTrial {
-        heat: Heat::new()?,
-        width,
-        height,
-        alpha: verify::rng(seed).random_range(0.1f32..=MAX_ALPHA),
-        steps,
-        grid: rt.buffer(&initial),
-        initial,
-        got: Vec::new(),
-    })
-}
-
-impl Trial for HeatTrial {
-    fn shape(&self) -> String {
-        format!("{}×{}, {} steps", self.width, self.height, self.steps)
-    }
-    fn work(&self) -> Work {
-        Work::per(self.width * self.height * self.steps, 7.0, 8.0)
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.grid, &self.initial)
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.heat.run(
-            rt,
-            target,
-            &self.grid,
-            self.width,
-            self.height,
-            self.alpha,
-            self.steps,
-        )?;
-        rt.read_to_vec(&self.grid, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let want = reference(
-            &self.initial,
-            self.width,
-            self.height,
-            self.alpha,
-            self.steps,
-        );
-        let max = self
-            .initial
-            .iter()
-            .fold(0.0f64, |m, &v| m.max((v as f64).abs()));
-        let tol =
-            4.0 * self.steps.max(1) as f64 * f32::EPSILON as f64 * max + f32::MIN_POSITIVE as f64;
-        let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |_| tol);
-        cmp.into_check(
-            self.shape(),
-            backend,
-            (self.width * self.height).abs_diff(self.got.len()),
-            "4·s·ε·max|u₀| per cell after s steps",
-        )
-    }
-}
-
-/// Runs diffusion on a seeded random grid and checks it (see [`HeatTrial`]).
-pub fn check(
-    rt: &Runtime,
-    target: Target,
-    dims: (usize, usize, usize),
-    seed: u64,
-) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
-/// Steps the sample runs.
-const SAMPLE_STEPS: usize = 50;
-
-/// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "heat",
-        about: "2-D heat diffusion, 50 Jacobi steps of the 5-point stencil, double-buffered on the device (memory-bound)",
-        size_meaning: "cells, as a square grid",
-        default_size: 1 << 18,
-        tour_size: 1 << 16,
-        prepare: |rt, cells, seed| {
-            let (width, height) = crate::square(cells);
-            crate::boxed(trial(rt, (width, height, SAMPLE_STEPS), seed))
-        },
-    }]
 }

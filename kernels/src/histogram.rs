@@ -19,15 +19,11 @@
 //! an atomic add straight into the result.
 //! The CPU counts chunks into a histogram per rayon task and merges them.
 
-use pel_runtime::{
-    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
-};
-use rand::Rng;
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::PassTimes;
-use crate::verify::{self, Check, Trial, Work};
-use crate::{Sample, invalid, u32_len};
+use crate::launch::{Launch, run_and_submit};
+use crate::{invalid, u32_len};
 
 /// The WGSL source: `main` and `main_4k` (bins in workgroup memory),
 /// `direct` (global atomics) and `clear`.
@@ -96,7 +92,7 @@ pub fn bin(value: u32, bins: u32, max_value: u32) -> u32 {
 /// short of the next integer. Otherwise a guess in f64 (within one bin),
 /// corrected with exact 64-bit products.
 #[derive(Debug, Clone, Copy)]
-struct BinMap {
+pub(crate) struct BinMap {
     bins: u64,
     max_value: u32,
     d: u64,
@@ -265,50 +261,28 @@ impl Histogram {
         &self.clear
     }
 
-    /// Counts `values` into `hist`, whose length is the number of bins N,
-    /// over `[0, max_value]` (see [`bin`]). `hist` is cleared first; both
-    /// passes run at `target`, the counts staying where they are computed.
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        values: &Buffer<u32>,
-        hist: &Buffer<u32>,
-        max_value: u32,
-    ) -> Result<RunInfo> {
-        let mut times = PassTimes::default();
-        self.passes(values, hist, max_value, |k, args, p| {
-            Ok(times.add(rt.execute(target, k, args, p)?))
-        })
+    run_and_submit! {
+        /// Counts `values` into `hist`, whose length is the number of bins N,
+        /// over `[0, max_value]` (see [`bin`]). `hist` is cleared first; both
+        /// passes run at `target`, the counts staying where they are computed.
+        run,
+        /// Submits the passes of [`run`](Self::run) and returns the counting
+        /// pass's task without waiting.
+        submit = passes(values: &Buffer<u32>, hist: &Buffer<u32>, max_value: u32);
     }
 
-    /// Submits the passes of [`run`](Self::run) and returns the counting
-    /// pass's task without waiting.
-    pub fn submit(
+    /// Launches the clearing pass, then the counting pass, and returns what
+    /// the last gave.
+    fn passes<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        l: &mut L,
         values: &Buffer<u32>,
         hist: &Buffer<u32>,
         max_value: u32,
-    ) -> Result<Task> {
-        self.passes(values, hist, max_value, |k, args, p| {
-            rt.submit_to(target, k, args, p)
-        })
-    }
-
-    /// Calls `launch` for the clearing pass, then the counting pass, and
-    /// returns what the last gave.
-    fn passes<T>(
-        &self,
-        values: &Buffer<u32>,
-        hist: &Buffer<u32>,
-        max_value: u32,
-        mut launch: impl FnMut(&Kernel, &[&dyn BufferArg], &HistogramParams) -> Result<T>,
-    ) -> Result<T> {
+    ) -> Result<L::Out> {
         let p = Self::params(values, hist, max_value)?;
-        launch(&self.clear, &[hist], &p)?;
-        launch(self.kernel(hist.len()), &[values, hist], &p)
+        l.launch(&self.clear, &[hist], &p)?;
+        l.launch(self.kernel(hist.len()), &[values, hist], &p)
     }
 
     /// The params of a run, checked: at least one bin, and sizes a shader
@@ -353,109 +327,11 @@ pub fn reference(values: &[u32], bins: u32, max_value: u32) -> Vec<u64> {
     counts
 }
 
-/// A histogram of n seeded random values in `[0, max_value + max_value/16]`
-/// (so about one in 17 lands above `max_value`, in the last bin; all of
-/// u32 when `max_value` is `u32::MAX`); the histogram starts poisoned
-/// (0xDEADBEEF).
-///
-/// Tolerance: exact counts.
-pub struct HistogramTrial {
-    histogram: Histogram,
-    max_value: u32,
-    data: Vec<u32>,
-    values: Buffer<u32>,
-    hist: Buffer<u32>,
-    got: Vec<u32>,
-}
-
-/// Prepares a histogram of `n` values in `bins` bins over `[0, max_value]`.
-pub fn trial(
-    rt: &Runtime,
-    (n, bins, max_value): (usize, usize, u32),
-    seed: u64,
-) -> Result<HistogramTrial> {
-    let top = max_value.saturating_add(max_value / 16 + 1);
-    let mut rng = verify::rng(seed);
-    let data: Vec<u32> = (0..n).map(|_| rng.random_range(0..=top)).collect();
-    Ok(HistogramTrial {
-        histogram: Histogram::new()?,
-        max_value,
-        values: rt.buffer(&data),
-        hist: rt.zeros(bins),
-        data,
-        got: Vec::new(),
-    })
-}
-
-impl Trial for HistogramTrial {
-    fn shape(&self) -> String {
-        format!(
-            "{}, {} bins to {}",
-            self.data.len(),
-            self.hist.len(),
-            self.max_value
-        )
-    }
-    fn work(&self) -> Work {
-        Work {
-            flops: 0.0,
-            bytes: 4.0 * (self.data.len() + self.hist.len()) as f64,
-        }
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.values, &self.data)?;
-        rt.write(&self.hist, &vec![0xDEAD_BEEF; self.hist.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self
-            .histogram
-            .run(rt, target, &self.values, &self.hist, self.max_value)?;
-        rt.read_to_vec(&self.hist, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let bins = self.hist.len();
-        let want = reference(&self.data, bins as u32, self.max_value);
-        let cmp = verify::compare(
-            self.got.iter().map(|&c| c as f64),
-            want.iter().map(|&c| c as f64),
-            |_| 0.0,
-        );
-        cmp.into_check(
-            self.shape(),
-            backend,
-            bins.abs_diff(self.got.len()),
-            "exact counts",
-        )
-    }
-}
-
-/// Counts seeded random values and checks the histogram (see
-/// [`HistogramTrial`]).
-pub fn check(rt: &Runtime, target: Target, dims: (usize, usize, u32), seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
-/// The sample's bins and range: 256 bins over [0, 999,999], widths 3906
-/// and 3907 (256 does not divide 1,000,000).
-const SAMPLE_BINS: usize = 256;
-const SAMPLE_MAX: u32 = 999_999;
-
-/// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "histogram",
-        about: "counts of u32 values in 256 equal-width bins; per-workgroup histograms with atomics in workgroup memory on the GPU (memory-bound)",
-        size_meaning: "values",
-        default_size: 1 << 24,
-        tour_size: 1 << 21,
-        prepare: |rt, n, seed| crate::boxed(trial(rt, (n, SAMPLE_BINS, SAMPLE_MAX), seed)),
-    }]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::samples::verify;
+    use rand::Rng;
 
     /// Both ways of the CPU's bin mapping agree with the defining formula
     /// at the edges of the range and in between.

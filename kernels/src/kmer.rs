@@ -23,12 +23,10 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use pel_runtime::{
-    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
-};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial, Work};
+use crate::launch::{Launch, run_and_submit};
 use crate::{invalid, u32_len};
 
 /// The WGSL source (entry points `clear`, `count` and `count_local`).
@@ -134,7 +132,7 @@ pub fn kmer_code(kmer: &[u8]) -> Result<usize> {
         .ok_or_else(|| bad_base("kmer", kmer))
 }
 
-fn bad_k(k: usize) -> pel_runtime::Error {
+pub(crate) fn bad_k(k: usize) -> pel_runtime::Error {
     invalid(
         "kmer",
         "k",
@@ -173,7 +171,7 @@ fn for_each_code(words: &[u32], k: usize, lo: usize, hi: usize, mut f: impl FnMu
 
 /// The CPU's count pass: adds the counts of the k-mers of `words` into
 /// `counts`.
-fn count_cpu(words: &[u32], counts: &mut [u32], p: &KmerParams) {
+pub(crate) fn count_cpu(words: &[u32], counts: &mut [u32], p: &KmerParams) {
     let k = p.k as usize;
     if k == 0 || k > MAX_K || counts.len() < 1 << (2 * k) {
         return;
@@ -289,48 +287,32 @@ impl KmerCounter {
         }
     }
 
-    /// Counts the k-mers of the first `len` bases of `seq` (packed as by
-    /// [`encode`]) into `counts` (4^k elements, overwritten) at `target`:
-    /// a clear pass, then a count pass, both at `target`.
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        seq: &Buffer<u32>,
-        len: usize,
-        k: usize,
-        counts: &Buffer<u32>,
-    ) -> Result<RunInfo> {
-        let p = Self::params(seq, len, k, counts)?;
-        let clear = rt.execute(target, &self.clear, &[counts], &p)?;
-        if p.positions == 0 {
-            return Ok(clear);
-        }
-        let count = rt.execute(target, self.kernel(k), &[seq, counts], &p)?;
-        Ok(RunInfo {
-            elapsed: clear.elapsed + count.elapsed,
-            exec: clear.exec + count.exec,
-            ..count
-        })
+    run_and_submit! {
+        /// Counts the k-mers of the first `len` bases of `seq` (packed as by
+        /// [`encode`]) into `counts` (4^k elements, overwritten) at `target`:
+        /// a clear pass, then a count pass, both at `target`.
+        run,
+        /// Submits the passes of [`run`](Self::run) and returns the last one's
+        /// task at once (the count waits for the clear).
+        submit = passes(seq: &Buffer<u32>, len: usize, k: usize, counts: &Buffer<u32>);
     }
 
-    /// Submits the passes of [`run`](Self::run) and returns the last one's
-    /// task at once (the count waits for the clear).
-    pub fn submit(
+    /// Launches the clear pass, then (when there is a k-mer to count) the
+    /// count pass; returns what the last launch gave.
+    fn passes<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        l: &mut L,
         seq: &Buffer<u32>,
         len: usize,
         k: usize,
         counts: &Buffer<u32>,
-    ) -> Result<Task> {
+    ) -> Result<L::Out> {
         let p = Self::params(seq, len, k, counts)?;
-        let clear = rt.submit_to(target, &self.clear, &[counts], &p)?;
+        let clear = l.launch(&self.clear, &[counts], &p)?;
         if p.positions == 0 {
             return Ok(clear);
         }
-        rt.submit_to(target, self.kernel(k), &[seq, counts], &p)
+        l.launch(self.kernel(k), &[seq, counts], &p)
     }
 
     /// The params of a count, checked.
@@ -385,162 +367,4 @@ pub fn reference(words: &[u32], len: usize, k: usize) -> Vec<u32> {
         counts[code] += 1;
     }
     counts
-}
-
-/// k-mer counts of a seeded random sequence (uniform bases; the unused bits
-/// of its last word random too, which the kernels must ignore). The counts
-/// start poisoned (0xDEADBEEF).
-///
-/// Tolerance: exact, every count.
-pub struct KmerTrial {
-    counter: KmerCounter,
-    words: Vec<u32>,
-    len: usize,
-    k: usize,
-    seq: Buffer<u32>,
-    counts: Buffer<u32>,
-    got: Vec<u32>,
-    want: Option<Vec<u32>>,
-}
-
-/// Prepares the count of the k-mers of a random sequence of `len` bases.
-pub fn trial(rt: &Runtime, (len, k): (usize, usize), seed: u64) -> Result<KmerTrial> {
-    if k == 0 || k > MAX_K {
-        return Err(bad_k(k));
-    }
-    let mut rng = verify::rng(seed);
-    let words: Vec<u32> = (0..len.div_ceil(16))
-        .map(|_| rand::Rng::random(&mut rng))
-        .collect();
-    Ok(KmerTrial {
-        counter: KmerCounter::new()?,
-        seq: rt.buffer(&words),
-        counts: rt.zeros(1 << (2 * k)),
-        words,
-        len,
-        k,
-        got: Vec::new(),
-        want: None,
-    })
-}
-
-impl Trial for KmerTrial {
-    fn shape(&self) -> String {
-        format!("{} bases, k={}", self.len, self.k)
-    }
-    fn work(&self) -> Work {
-        Work {
-            flops: 0.0,
-            bytes: 4.25 * self.len as f64 + 4.0 * self.counts.len() as f64,
-        }
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.seq, &self.words)?;
-        rt.write(&self.counts, &vec![0xDEAD_BEEF; self.counts.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self
-            .counter
-            .run(rt, target, &self.seq, self.len, self.k, &self.counts)?;
-        rt.read_to_vec(&self.counts, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (words, len, k) = (&self.words, self.len, self.k);
-        let shape = self.shape();
-        let want = self.want.get_or_insert_with(|| reference(words, len, k));
-        // Equal tables (the usual outcome) need no element-wise report.
-        let c = if self.got == *want {
-            verify::Compare {
-                compared: want.len(),
-                mismatches: 0,
-                worst: 0.0,
-                first_bad: None,
-            }
-        } else {
-            verify::compare(
-                self.got.iter().map(|&v| v as f64),
-                want.iter().map(|&v| v as f64),
-                |_| 0.0,
-            )
-        };
-        c.into_check(shape, backend, want.len().abs_diff(self.got.len()), "exact")
-    }
-}
-
-/// Counts the k-mers of a seeded random sequence of `len` bases and checks
-/// them (see [`KmerTrial`]).
-pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
-/// The k of the `kmer` sample.
-const SAMPLE_K: usize = 8;
-
-/// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<crate::Sample> {
-    vec![crate::Sample {
-        name: "kmer",
-        about: "counts of all 4^8 8-mers of a 2-bit packed DNA sequence, u32 atomics (latency-bound)",
-        size_meaning: "bases",
-        default_size: 1 << 24,
-        tour_size: 1 << 22,
-        prepare: |rt, n, seed| crate::boxed(trial(rt, (n, SAMPLE_K), seed)),
-    }]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encode_packs_the_first_base_lowest() {
-        assert_eq!(encode(b"").unwrap(), Vec::<u32>::new());
-        assert_eq!(encode(b"C").unwrap(), vec![1]);
-        assert_eq!(encode(b"acgt").unwrap(), vec![0b11_10_01_00]);
-        let words = encode(b"TTTTTTTTTTTTTTTTG").unwrap();
-        assert_eq!(words, vec![u32::MAX, 2]);
-        let e = encode(b"ACGTN").unwrap_err();
-        assert!(e.to_string().contains("byte 4"), "{e}");
-    }
-
-    #[test]
-    fn codes_are_lexicographic() {
-        assert_eq!(kmer_code(b"AAA").unwrap(), 0);
-        assert_eq!(kmer_code(b"AAC").unwrap(), 1);
-        assert_eq!(kmer_code(b"CAA").unwrap(), 16);
-        assert_eq!(kmer_code(b"TTT").unwrap(), 63);
-        assert!(kmer_code(b"").is_err());
-        assert!(kmer_code(b"ACGTACGTACGTA").is_err());
-        assert!(kmer_code(b"AXA").is_err());
-    }
-
-    #[test]
-    fn cpu_count_matches_the_reference() {
-        let seq: Vec<u8> = (0..100_003u32)
-            .map(|i| b"ACGT"[(i.wrapping_mul(2_654_435_761) >> 13) as usize % 4])
-            .collect();
-        let words = encode(&seq).unwrap();
-        for k in [1, 2, 5, 8, 9, 12] {
-            for len in [0, 1, k - 1, k, 17, 70_000, seq.len()] {
-                let bins = 1 << (2 * k);
-                let mut counts = vec![0u32; bins];
-                let p = KmerParams {
-                    len: len as u32,
-                    k: k as u32,
-                    positions: (len + 1).saturating_sub(k) as u32,
-                    bins: bins as u32,
-                };
-                count_cpu(&words, &mut counts, &p);
-                assert_eq!(counts, reference(&words, len, k), "k={k} len={len}");
-            }
-        }
-        // Counting a known k-mer.
-        let words = encode(b"ACGACGAC").unwrap();
-        let counts = reference(&words, 8, 3);
-        assert_eq!(counts[kmer_code(b"ACG").unwrap()], 2);
-        assert_eq!(counts[kmer_code(b"CGA").unwrap()], 2);
-        assert_eq!(counts[kmer_code(b"GAC").unwrap()], 2);
-        assert_eq!(counts.iter().sum::<u32>(), 6);
-    }
 }

@@ -4,11 +4,10 @@
 //! `max_iter` iterations), 4 bytes written. Compute-bound, with divergence
 //! between neighbouring pixels near the set's boundary.
 
-use pel_runtime::{Backend, Buffer, Kernel, ReadWrite, Result, RunInfo, Runtime, Target, Task};
-use rand::Rng;
+use pel_runtime::{Buffer, Kernel, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial, Work};
+use crate::launch::{Launch, run_and_submit};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -111,7 +110,7 @@ fn pixel_variant(p: &MandelbrotParams, i: usize, fused_coords: bool, fused_iter:
 
 /// Whether pixel `i`'s count is sensitive to rounding: it changes when the
 /// multiply-adds are fused, or when c moves by one or two ulps along an axis.
-fn ill_conditioned(p: &MandelbrotParams, i: usize, count: u32) -> bool {
+pub(crate) fn ill_conditioned(p: &MandelbrotParams, i: usize, count: u32) -> bool {
     let fused = [(true, false), (true, true), (false, true)];
     if fused
         .iter()
@@ -184,36 +183,24 @@ impl Mandelbrot {
         &self.kernel
     }
 
-    /// Fills `counts` (width·height, row-major) with iteration counts.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        counts: &Buffer<u32>,
-        width: usize,
-        height: usize,
-        view: View,
-        max_iter: u32,
-    ) -> Result<RunInfo> {
-        let p = Self::params(counts, width, height, view, max_iter)?;
-        rt.execute(target, &self.kernel, &[counts], &p)
+    run_and_submit! {
+        /// Fills `counts` (width·height, row-major) with iteration counts.
+        run,
+        /// Submits the render of [`run`](Self::run) and returns its task at once.
+        submit = launch(counts: &Buffer<u32>, width: usize, height: usize, view: View, max_iter: u32);
     }
 
-    /// Submits the render of [`run`](Self::run) and returns its task at once.
-    #[allow(clippy::too_many_arguments)]
-    pub fn submit(
+    fn launch<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        l: &mut L,
         counts: &Buffer<u32>,
         width: usize,
         height: usize,
         view: View,
         max_iter: u32,
-    ) -> Result<Task> {
+    ) -> Result<L::Out> {
         let p = Self::params(counts, width, height, view, max_iter)?;
-        rt.submit_to(target, &self.kernel, &[counts], &p)
+        l.launch(&self.kernel, &[counts], &p)
     }
 
     /// The params of a whole-image render, checked.
@@ -264,147 +251,13 @@ pub fn reference(width: usize, height: usize, view: View, max_iter: u32) -> Vec<
     (0..width * height).map(|i| pixel(&p, i)).collect()
 }
 
-/// A seeded random window around the set at width×height, at most 256
-/// iterations; the output starts poisoned (0xDEADBEEF).
-///
-/// Tolerance: on the CPU every count equals the reference's. A GPU compiler
-/// may fuse or reassociate the multiply-adds, and near the set's boundary the
-/// iteration is chaotic: there the count of an *ill-conditioned* pixel (one
-/// whose reference count changes when c moves by 2 ulps, or when the
-/// multiply-adds are fused) may differ. Beyond those, at most 1 pixel in
-/// 10,000 (and at least 2) may differ. No count may exceed `max_iter` and
-/// every pixel must be written.
-pub struct MandelbrotTrial {
-    mandelbrot: Mandelbrot,
-    width: usize,
-    height: usize,
-    view: View,
-    max_iter: u32,
-    counts: Buffer<u32>,
-    got: Vec<u32>,
-}
-
-/// Prepares a width×height render of a seeded random view.
-pub fn trial(rt: &Runtime, (width, height): (usize, usize), seed: u64) -> Result<MandelbrotTrial> {
-    let mut rng = verify::rng(seed);
-    let span = rng.random_range(0.05f32..3.0);
-    let view = View {
-        x0: rng.random_range(-2.2f32..0.2) - span / 2.0 + 0.5,
-        y0: rng.random_range(-1.0f32..0.6) - span / 2.0 + 0.2,
-        dx: span / width.max(1) as f32,
-        dy: span / width.max(1) as f32,
-    };
-    trial_of(rt, (width, height), view, 256)
-}
-
-/// Prepares a width×height render of `view` with `max_iter` iterations at
-/// most, checked like [`trial`]'s.
+/// Moved to [`samples::mandelbrot::trial_of`](crate::samples::mandelbrot::trial_of).
+#[deprecated(note = "moved to pel_kernels::samples::mandelbrot::trial_of")]
 pub fn trial_of(
-    rt: &Runtime,
-    (width, height): (usize, usize),
+    rt: &pel_runtime::Runtime,
+    dims: (usize, usize),
     view: View,
     max_iter: u32,
-) -> Result<MandelbrotTrial> {
-    Ok(MandelbrotTrial {
-        mandelbrot: Mandelbrot::new()?,
-        width,
-        height,
-        view,
-        max_iter,
-        counts: rt.zeros(width * height),
-        got: Vec::new(),
-    })
-}
-
-impl Trial for MandelbrotTrial {
-    fn shape(&self) -> String {
-        format!("{}×{}", self.width, self.height)
-    }
-    fn work(&self) -> Work {
-        // Up to 7 flops per iteration, counted from the last run's counts
-        // (every pixel at the cap before any run).
-        let pixels = self.width * self.height;
-        let iterations: f64 = if self.got.len() == pixels {
-            self.got.iter().map(|&c| c.min(self.max_iter) as f64).sum()
-        } else {
-            pixels as f64 * self.max_iter as f64
-        };
-        Work {
-            flops: 7.0 * iterations,
-            bytes: 4.0 * pixels as f64,
-        }
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.counts, &vec![0xDEAD_BEEF; self.counts.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.mandelbrot.run(
-            rt,
-            target,
-            &self.counts,
-            self.width,
-            self.height,
-            self.view,
-            self.max_iter,
-        )?;
-        rt.read_to_vec(&self.counts, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (width, height, view, max_iter) = (self.width, self.height, self.view, self.max_iter);
-        let want = reference(width, height, view, max_iter);
-        let got = &self.got;
-        let n = width * height;
-        let params = MandelbrotParams {
-            width: width as u32,
-            first: 0,
-            max_iter,
-            n: n as u32,
-            x0: view.x0,
-            y0: view.y0,
-            dx: view.dx,
-            dy: view.dy,
-        };
-        let mut cmp = verify::compare(
-            got.iter().map(|&v| v as f64),
-            want.iter().map(|&v| v as f64),
-            |_| 0.0,
-        );
-        // Excuse the GPU's mismatches at ill-conditioned pixels, where legal
-        // rounding differences change the count anyway; a poisoned (unwritten)
-        // or impossible count is never excused.
-        let (mut unexcused, mut excused) = (n.abs_diff(got.len()), 0);
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            if g != w {
-                if backend != Backend::Cpu && g <= max_iter && ill_conditioned(&params, i, w) {
-                    excused += 1;
-                } else {
-                    unexcused += 1;
-                }
-            }
-        }
-        cmp.mismatches = unexcused;
-        Check {
-            shape: self.shape(),
-            backend,
-            elapsed: Default::default(),
-            compared: cmp.compared,
-            mismatches: cmp.mismatches,
-            excused,
-            allowed_mismatches: if backend == Backend::Cpu {
-                0
-            } else {
-                (n / 10_000).max(2)
-            },
-            worst: cmp.worst,
-            first_bad: cmp.first_bad,
-            tolerance: "exact on the CPU; on a GPU exact except at ill-conditioned pixels, and ≤ 1 in 10,000 more",
-            placement: None,
-        }
-    }
-}
-
-/// Renders a seeded random view and checks it (see [`MandelbrotTrial`]).
-pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
+) -> Result<crate::samples::mandelbrot::MandelbrotTrial> {
+    crate::samples::mandelbrot::trial_of(rt, dims, view, max_iter)
 }

@@ -9,9 +9,9 @@
 //! use the best implementation it can get on each processor.
 
 use faer::{Accum, MatMut, MatRef, Par};
-use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 
-use crate::verify::{self, Check, Trial, Work};
+use crate::launch::{Launch, run_and_submit};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
@@ -96,19 +96,24 @@ impl Matmul {
         &self.kernel
     }
 
-    /// `c = a·b` where `a` is m×k, `b` is k×n and `c` is m×n, row-major.
+    run_and_submit! {
+        /// `c = a·b` where `a` is m×k, `b` is k×n and `c` is m×n, row-major.
+        run,
+        /// Submits `c = a·b` of [`run`](Self::run) and returns its task at once.
+        submit = launch(a: &Buffer<f32>, b: &Buffer<f32>, c: &Buffer<f32>, m: usize, n: usize, k: usize);
+    }
+
     #[allow(clippy::too_many_arguments)]
-    pub fn run(
+    fn launch<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        l: &mut L,
         a: &Buffer<f32>,
         b: &Buffer<f32>,
         c: &Buffer<f32>,
         m: usize,
         n: usize,
         k: usize,
-    ) -> Result<RunInfo> {
+    ) -> Result<L::Out> {
         let expect = |arg: &str, buf: &Buffer<f32>, rows: usize, cols: usize| match rows
             .checked_mul(cols)
         {
@@ -127,7 +132,7 @@ impl Matmul {
         expect("b", b, k, n)?;
         expect("c", c, m, n)?;
         let params = MatmulParams::new(m, n, k)?;
-        rt.execute(target, &self.kernel, &[a, b, c], &params)
+        l.launch(&self.kernel, &[a, b, c], &params)
     }
 }
 
@@ -148,87 +153,4 @@ pub fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> (Vec<f64
         }
     }
     (c, mag)
-}
-
-/// A product of seeded random m×k and k×n matrices with values in [-1, 1);
-/// C starts poisoned (NaN).
-///
-/// Tolerance: each element within `(k + 2)·ε·(|A|·|B|)ᵢⱼ`, the classic bound
-/// for a k-term f32 dot product, whatever the order of summation.
-pub struct MatmulTrial {
-    matmul: Matmul,
-    dims: (usize, usize, usize),
-    av: Vec<f32>,
-    bv: Vec<f32>,
-    a: Buffer<f32>,
-    b: Buffer<f32>,
-    c: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-/// Prepares an m×k by k×n product.
-pub fn trial(rt: &Runtime, (m, n, k): (usize, usize, usize), seed: u64) -> Result<MatmulTrial> {
-    let av = verify::random_f32(seed, m * k, -1.0, 1.0);
-    let bv = verify::random_f32(seed + 1, k * n, -1.0, 1.0);
-    Ok(MatmulTrial {
-        matmul: Matmul::new()?,
-        dims: (m, n, k),
-        a: rt.buffer(&av),
-        b: rt.buffer(&bv),
-        c: rt.zeros(m * n),
-        av,
-        bv,
-        got: Vec::new(),
-    })
-}
-
-impl Trial for MatmulTrial {
-    fn shape(&self) -> String {
-        let (m, n, k) = self.dims;
-        format!("{m}×{n}×{k}")
-    }
-    fn work(&self) -> Work {
-        let (m, n, k) = self.dims;
-        Work {
-            flops: 2.0 * (m * n) as f64 * k as f64,
-            bytes: 4.0 * (m * k + k * n + m * n) as f64,
-        }
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.a, &self.av)?;
-        rt.write(&self.b, &self.bv)?;
-        rt.write(&self.c, &vec![f32::NAN; self.c.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let (m, n, k) = self.dims;
-        let info = self
-            .matmul
-            .run(rt, target, &self.a, &self.b, &self.c, m, n, k)?;
-        rt.read_to_vec(&self.c, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (m, n, k) = self.dims;
-        let (want, mag) = reference(&self.av, &self.bv, m, n, k);
-        let eps = f32::EPSILON as f64;
-        let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
-            (k as f64 + 2.0) * eps * mag[i] + f32::MIN_POSITIVE as f64
-        });
-        cmp.into_check(
-            self.shape(),
-            backend,
-            (m * n).abs_diff(self.got.len()),
-            "(k+2)·ε·(|A|·|B|)ᵢⱼ per element",
-        )
-    }
-}
-
-/// Multiplies seeded random matrices and checks it (see [`MatmulTrial`]).
-pub fn check(
-    rt: &Runtime,
-    target: Target,
-    dims: (usize, usize, usize),
-    seed: u64,
-) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
 }

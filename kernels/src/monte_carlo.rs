@@ -26,22 +26,21 @@
 //! The CPU computes a workgroup's 1,024 paths in three passes that each
 //! compile to SIMD: the 256 Philox blocks, the normals (with branch-free
 //! `ln`, `sin_cos` and `exp` within 2 ulp, rather than libm's calls), and
-//! the payoffs summed in eight lanes. The serial [`reference`] uses libm.
+//! the payoffs summed in eight lanes. The serial [`reference`](fn@reference) uses libm.
 
-use pel_runtime::{
-    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
-};
-use rand::Rng;
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Runtime, Target};
 use rayon::prelude::*;
 
-use crate::PassTimes;
 use crate::black_scholes;
 use crate::invalid;
+use crate::launch::{Launch, reduce_to_one, run_and_submit};
 use crate::simd_math;
-use crate::verify::{self, Check, Trial, Work};
 
 /// The WGSL source (entry points `simulate` and `reduce`).
-pub const WGSL: &str = include_str!("../../shaders/monte_carlo.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/monte_carlo.wgsl"),
+    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+);
 
 /// Paths one invocation simulates: one Philox block gives four normals.
 pub const PATHS_PER_INVOCATION: usize = 4;
@@ -210,7 +209,7 @@ impl McResult {
 /// shader builds the high word from 16-bit halves ([`mulhi_halves`]); both
 /// are the exact product, so the streams are bit-identical.
 #[inline]
-fn mulhilo(a: u32, b: u32) -> (u32, u32) {
+pub(crate) fn mulhilo(a: u32, b: u32) -> (u32, u32) {
     let p = a as u64 * b as u64;
     ((p >> 32) as u32, p as u32)
 }
@@ -249,13 +248,13 @@ fn philox(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 
 /// A uniform in (0, 1) from the top 23 bits of `x`: exact, never 0 or 1.
 #[inline]
-fn uniform(x: u32) -> f32 {
+pub(crate) fn uniform(x: u32) -> f32 {
     ((x >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
 }
 
 /// Two standard normals from two uniforms, as the shader computes them.
 #[inline]
-fn box_muller(u1: f32, u2: f32) -> [f32; 2] {
+pub(crate) fn box_muller(u1: f32, u2: f32) -> [f32; 2] {
     let r = (-2.0 * u1.ln()).sqrt();
     let (sin, cos) = (std::f32::consts::PI * (2.0 * u2 - 1.0)).sin_cos();
     [r * cos, r * sin]
@@ -380,12 +379,6 @@ fn add_f64(xs: impl Iterator<Item = [f32; 4]>) -> [f32; 4] {
     acc.map(|a| a as f32)
 }
 
-/// The params of one of [`MonteCarlo`]'s passes, by kind.
-enum Pass {
-    Simulate(McSimParams),
-    Reduce(McSumParams),
-}
-
 /// The Monte Carlo pricer: the simulation kernel and the reduction kernel.
 #[derive(Debug, Clone)]
 pub struct MonteCarlo {
@@ -472,50 +465,15 @@ impl MonteCarlo {
         })
     }
 
-    /// Simulates `paths` paths of `contract` from `seed` at `target` and
-    /// writes their undiscounted sums (Σ call, Σ call², Σ put, Σ put²) into
-    /// `sums` (one element). Every pass runs at `target`; with
-    /// [`Target::Auto`] each is placed on its own.
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        contract: &Contract,
-        paths: u64,
-        seed: u64,
-        sums: &Buffer<[f32; 4]>,
-    ) -> Result<RunInfo> {
-        let mut times = PassTimes::default();
-        self.passes(rt, contract, paths, seed, sums, |kernel, args, pass| {
-            Ok(times.add(match pass {
-                Pass::Simulate(p) => rt.execute(target, kernel, args, &p),
-                Pass::Reduce(p) => rt.execute(target, kernel, args, &p),
-            }?))
-        })
-    }
-
-    /// Submits the passes of [`run`](Self::run) and returns the last one's
-    /// task without waiting; each pass waits for the one before.
-    pub fn submit(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        contract: &Contract,
-        paths: u64,
-        seed: u64,
-        sums: &Buffer<[f32; 4]>,
-    ) -> Result<Task> {
-        self.passes(
-            rt,
-            contract,
-            paths,
-            seed,
-            sums,
-            |kernel, args, pass| match pass {
-                Pass::Simulate(p) => rt.submit_to(target, kernel, args, &p),
-                Pass::Reduce(p) => rt.submit_to(target, kernel, args, &p),
-            },
-        )
+    run_and_submit! {
+        /// Simulates `paths` paths of `contract` from `seed` at `target` and
+        /// writes their undiscounted sums (Σ call, Σ call², Σ put, Σ put²) into
+        /// `sums` (one element). Every pass runs at `target`; with
+        /// [`Target::Auto`] each is placed on its own.
+        run,
+        /// Submits the passes of [`run`](Self::run) and returns the last one's
+        /// task without waiting; each pass waits for the one before.
+        submit = passes(contract: &Contract, paths: u64, seed: u64, sums: &Buffer<[f32; 4]>);
     }
 
     /// The Monte Carlo price of the European call and put with spot `spot`,
@@ -541,17 +499,16 @@ impl MonteCarlo {
         Ok(McResult::from_sums(s, paths, contract.discount()))
     }
 
-    /// Calls `launch` for each pass, in order, with its kernel, arguments
-    /// and params; returns what the last pass's launch gave.
-    fn passes<T>(
+    /// Launches the simulation, then the reductions of its per-workgroup
+    /// sums; returns what the last launch gave.
+    fn passes<L: Launch>(
         &self,
-        rt: &Runtime,
+        l: &mut L,
         contract: &Contract,
         paths: u64,
         seed: u64,
         sums: &Buffer<[f32; 4]>,
-        mut launch: impl FnMut(&Kernel, &[&dyn BufferArg], Pass) -> Result<T>,
-    ) -> Result<T> {
+    ) -> Result<L::Out> {
         if sums.len() != 1 {
             return Err(invalid(
                 "monte_carlo",
@@ -560,26 +517,15 @@ impl MonteCarlo {
             ));
         }
         let p = Self::params(contract, paths, seed)?;
-        let mut n = p.groups as usize;
-        let first = if n == 1 { sums.clone() } else { rt.zeros(n) };
-        let mut last = launch(&self.simulate, &[&first], Pass::Simulate(p))?;
-        let mut current = first;
-        while n > 1 {
-            let groups = n.div_ceil(WG);
-            let next = if groups == 1 {
-                sums.clone()
-            } else {
-                rt.zeros(groups)
-            };
-            let params = McSumParams {
-                n: n as u32,
-                groups: groups as u32,
-            };
-            last = launch(&self.reduce, &[&current, &next], Pass::Reduce(params))?;
-            current = next;
-            n = groups;
+        let n = p.groups as usize;
+        if n == 1 {
+            return l.launch(&self.simulate, &[sums], &p);
         }
-        Ok(last)
+        let parts = l.rt().zeros(n);
+        l.launch(&self.simulate, &[&parts], &p)?;
+        reduce_to_one(l, &self.reduce, &parts, n, WG, sums, |n, groups| {
+            McSumParams { n, groups }
+        })
     }
 }
 
@@ -595,214 +541,4 @@ pub fn reference(contract: &Contract, paths: u64, seed: u64) -> Result<McResult>
         }
     }
     Ok(McResult::from_sums(sums, paths, contract.discount()))
-}
-
-/// A Monte Carlo price of a seeded random contract: spot and strike in
-/// [50, 150), expiry in [0.1, 2) years, rate in [0, 0.08), volatility in
-/// [0.1, 0.5); the result starts poisoned (NaN).
-///
-/// Tolerance: call and put within `1e-5·(S + K) + 1e-4·|price|` of the
-/// serial reference, which draws the same stream (the difference is f32
-/// rounding: the backends' `log`, `sin`, `cos` and `exp`, and the order of
-/// the f32 partial sums); and within 5 standard errors (plus that
-/// tolerance) of the Black–Scholes closed form.
-pub struct MonteCarloTrial {
-    mc: MonteCarlo,
-    contract: Contract,
-    paths: u64,
-    seed: u64,
-    sums: Buffer<[f32; 4]>,
-    got: Option<McResult>,
-    want: Option<McResult>,
-}
-
-/// Prepares a price over `paths` paths of a seeded random contract.
-pub fn trial(rt: &Runtime, paths: usize, seed: u64) -> Result<MonteCarloTrial> {
-    let mut rng = verify::rng(seed);
-    let contract = Contract::new(
-        rng.random_range(50.0..150.0),
-        rng.random_range(50.0..150.0),
-        rng.random_range(0.1..2.0),
-        rng.random_range(0.0..0.08),
-        rng.random_range(0.1..0.5),
-    )?;
-    Ok(MonteCarloTrial {
-        mc: MonteCarlo::new()?,
-        contract,
-        paths: paths as u64,
-        seed,
-        sums: rt.buffer(&[[f32::NAN; 4]]),
-        got: None,
-        want: None,
-    })
-}
-
-impl MonteCarloTrial {
-    /// The last result.
-    pub fn result(&self) -> Option<McResult> {
-        self.got
-    }
-
-    /// The contract priced.
-    pub fn contract(&self) -> Contract {
-        self.contract
-    }
-}
-
-impl Trial for MonteCarloTrial {
-    fn shape(&self) -> String {
-        format!("{} paths", self.paths)
-    }
-    fn work(&self) -> Work {
-        Work {
-            flops: 20.0 * self.paths as f64,
-            bytes: 16.0 * self.paths.div_ceil(1024) as f64,
-        }
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        self.got = None;
-        rt.write(&self.sums, &[[f32::NAN; 4]])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.mc.run(
-            rt,
-            target,
-            &self.contract,
-            self.paths,
-            self.seed,
-            &self.sums,
-        )?;
-        let s = rt.read(&self.sums)?[0].map(|v| v as f64);
-        self.got = Some(McResult::from_sums(s, self.paths, self.contract.discount()));
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let c = self.contract;
-        let want = match self.want {
-            Some(w) => w,
-            None => match reference(&c, self.paths, self.seed) {
-                Ok(w) => *self.want.insert(w),
-                Err(_) => McResult::from_sums([f64::NAN; 4], 0, f64::NAN),
-            },
-        };
-        let got = self
-            .got
-            .unwrap_or(McResult::from_sums([f64::NAN; 4], 0, f64::NAN));
-        let (bs_call, bs_put) = c.closed_form();
-        let scale = 1e-5 * (c.spot as f64 + c.strike as f64);
-        let rounding = |price: f64| scale + 1e-4 * price.abs();
-        // Against the reference, then against the closed form.
-        let tols = [
-            rounding(want.call),
-            rounding(want.put),
-            5.0 * got.call_stderr + rounding(bs_call),
-            5.0 * got.put_stderr + rounding(bs_put),
-        ];
-        let cmp = verify::compare(
-            [got.call, got.put, got.call, got.put],
-            [want.call, want.put, bs_call, bs_put],
-            |i| tols[i],
-        );
-        cmp.into_check(
-            self.shape(),
-            backend,
-            0,
-            "1e-5·(S+K) + 1e-4·|price| vs the same stream; 5 standard errors vs Black–Scholes",
-        )
-    }
-}
-
-/// Prices a seeded random contract over `paths` paths and checks it (see
-/// [`MonteCarloTrial`]).
-pub fn check(rt: &Runtime, target: Target, paths: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, paths, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<crate::Sample> {
-    vec![crate::Sample {
-        name: "monte_carlo",
-        about: "European option by Monte Carlo, Philox4x32-10 + Box–Muller, same stream on every backend (compute-bound)",
-        size_meaning: "paths",
-        default_size: 1 << 23,
-        tour_size: 1 << 20,
-        prepare: |rt, n, seed| crate::boxed(trial(rt, n, seed)),
-    }]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn philox_matches_random123_known_answers() {
-        // Random123's tests/kat_vectors for philox4x32_10.
-        let kat = [
-            (
-                [0u32; 4],
-                [0u32; 2],
-                [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8],
-            ),
-            (
-                [u32::MAX; 4],
-                [u32::MAX; 2],
-                [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd],
-            ),
-            (
-                [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
-                [0xa409_3822, 0x299f_31d0],
-                [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1],
-            ),
-        ];
-        for (ctr, key, want) in kat {
-            assert_eq!(philox4x32_10(ctr, key), want, "ctr {ctr:x?} key {key:x?}");
-        }
-    }
-
-    #[test]
-    fn mulhi_from_halves_is_exact() {
-        let edges = [0, 1, 0xffff, 0x1_0000, 0x7fff_ffff, 0x8000_0000, u32::MAX];
-        let mut x = 0x1234_5678u32;
-        let mut values = edges.to_vec();
-        for _ in 0..2000 {
-            // xorshift32: cheap varied operands.
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            values.push(x);
-        }
-        for &a in &values {
-            for &b in edges.iter().chain([0xD251_1F53, 0xCD9E_8D57].iter()) {
-                assert_eq!(mulhi_halves(a, b), mulhilo(a, b).0, "{a:#x}·{b:#x}");
-                assert_eq!(mulhi_halves(b, a), mulhilo(a, b).0, "{b:#x}·{a:#x}");
-            }
-        }
-    }
-
-    #[test]
-    fn uniforms_are_inside_the_open_interval() {
-        assert_eq!(uniform(0), 0.5 / 8_388_608.0);
-        assert!(uniform(u32::MAX) < 1.0);
-        let [z0, z1] = box_muller(uniform(0), uniform(u32::MAX));
-        assert!(z0.is_finite() && z1.is_finite());
-    }
-
-    #[test]
-    fn reference_agrees_with_the_closed_form() {
-        let c = Contract::new(100.0, 110.0, 1.0, 0.03, 0.25).unwrap();
-        let (call, put) = c.closed_form();
-        let r = reference(&c, 200_000, 11).unwrap();
-        assert!(
-            (r.call - call).abs() < 4.0 * r.call_stderr,
-            "{r:?} vs {call}"
-        );
-        assert!((r.put - put).abs() < 4.0 * r.put_stderr, "{r:?} vs {put}");
-    }
-
-    #[test]
-    fn one_path_has_no_spread() {
-        let r = McResult::from_sums([2.0, 4.0, 0.0, 0.0], 1, 1.0);
-        assert_eq!((r.call, r.put), (2.0, 0.0));
-        assert!(r.call_stderr.is_infinite());
-    }
 }

@@ -24,16 +24,11 @@
 //! must be a different buffer from the input (the runtime refuses aliased
 //! arguments).
 
-use pel_runtime::{
-    Backend, Buffer, BufferArg, Element, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target,
-    Task,
-};
-use rand::Rng;
+use pel_runtime::{Buffer, Element, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::PassTimes;
-use crate::verify::{self, Check, Trial, Work};
-use crate::{Sample, invalid, u32_len};
+use crate::launch::{Launch, run_and_submit};
+use crate::{invalid, u32_len};
 
 /// The WGSL source, for u32 elements (the f32 kernels replace its
 /// `alias T = u32;` line).
@@ -134,97 +129,42 @@ impl Scan {
         ]
     }
 
-    /// Writes the prefix sums of `input` (wrapping) into `output`, a buffer
-    /// of the same length; the passes run at `target`.
-    pub fn scan_u32(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        input: &Buffer<u32>,
-        output: &Buffer<u32>,
-        kind: ScanKind,
-    ) -> Result<RunInfo> {
-        Self::passes(
-            &self.u32,
-            rt,
-            input,
-            output,
-            kind,
-            &mut Execute::new(rt, target),
-        )
+    run_and_submit! {
+        /// Writes the prefix sums of `input` (wrapping) into `output`, a buffer
+        /// of the same length; the passes run at `target`.
+        scan_u32,
+        /// Submits the passes of [`scan_u32`](Self::scan_u32) and returns the
+        /// last one's task at once.
+        submit_u32 = launch_u32(input: &Buffer<u32>, output: &Buffer<u32>, kind: ScanKind);
+
+        /// Writes the prefix sums of `input` into `output`, a buffer of the same
+        /// length; the passes run at `target`.
+        scan_f32,
+        /// Submits the passes of [`scan_f32`](Self::scan_f32) and returns the
+        /// last one's task at once.
+        submit_f32 = launch_f32(input: &Buffer<f32>, output: &Buffer<f32>, kind: ScanKind);
     }
 
-    /// Writes the prefix sums of `input` into `output`, a buffer of the same
-    /// length; the passes run at `target`.
-    pub fn scan_f32(
+    fn launch_f32<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        launch: &mut L,
         input: &Buffer<f32>,
         output: &Buffer<f32>,
         kind: ScanKind,
-    ) -> Result<RunInfo> {
-        Self::passes(
-            &self.f32,
-            rt,
-            input,
-            output,
-            kind,
-            &mut Execute::new(rt, target),
-        )
-    }
-
-    /// Submits the passes of [`scan_u32`](Self::scan_u32) and returns the
-    /// last one's task at once.
-    pub fn submit_u32(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        input: &Buffer<u32>,
-        output: &Buffer<u32>,
-        kind: ScanKind,
-    ) -> Result<Task> {
-        Self::passes(
-            &self.u32,
-            rt,
-            input,
-            output,
-            kind,
-            &mut Submit { rt, target },
-        )
-    }
-
-    /// Submits the passes of [`scan_f32`](Self::scan_f32) and returns the
-    /// last one's task at once.
-    pub fn submit_f32(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        input: &Buffer<f32>,
-        output: &Buffer<f32>,
-        kind: ScanKind,
-    ) -> Result<Task> {
-        Self::passes(
-            &self.f32,
-            rt,
-            input,
-            output,
-            kind,
-            &mut Submit { rt, target },
-        )
+    ) -> Result<L::Out> {
+        Self::passes(&self.f32, input, output, kind, launch)
     }
 
     /// Launches the passes of a u32 scan through `launch` (for operations
     /// built on the scan, such as the radix sort).
     pub(crate) fn launch_u32<L: Launch>(
         &self,
-        rt: &Runtime,
+        launch: &mut L,
         input: &Buffer<u32>,
         output: &Buffer<u32>,
         kind: ScanKind,
-        launch: &mut L,
     ) -> Result<L::Out> {
-        Self::passes(&self.u32, rt, input, output, kind, launch)
+        Self::passes(&self.u32, input, output, kind, launch)
     }
 
     /// Launches the passes of a scan of `x` into `y`: a reduce per level
@@ -232,7 +172,6 @@ impl Scan {
     /// offsets the level above computed. Returns the last launch's result.
     fn passes<T: ScanElem, L: Launch>(
         kernels: &Kernels,
-        rt: &Runtime,
         x: &Buffer<T>,
         y: &Buffer<T>,
         kind: ScanKind,
@@ -257,7 +196,7 @@ impl Scan {
         let (mut below, mut len) = (x.clone(), n);
         while blocks(len) > 1 {
             let count = blocks(len);
-            let totals = rt.zeros::<T>(count as usize);
+            let totals = launch.rt().zeros::<T>(count as usize);
             let params = ScanParams {
                 n: len,
                 blocks: count,
@@ -266,7 +205,7 @@ impl Scan {
             launch.launch(&kernels.reduce, &[&below, &totals], &params)?;
             upper.push(Level {
                 x: totals.clone(),
-                y: rt.zeros::<T>(count as usize),
+                y: launch.rt().zeros::<T>(count as usize),
                 n: count,
                 kind: ScanKind::Exclusive,
             });
@@ -281,7 +220,7 @@ impl Scan {
             launch.launch(&kernels.scan, &[&level.x, offsets, &level.y], &params)
         };
         // The top level is one block: its offset is zero.
-        let mut offsets = rt.zeros::<T>(1);
+        let mut offsets = launch.rt().zeros::<T>(1);
         for level in upper.iter().rev() {
             scan_level(launch, level, &offsets)?;
             offsets = level.y.clone();
@@ -410,70 +349,6 @@ impl Kernels {
     }
 }
 
-/// How a multi-pass operation launches each of its passes: executed now
-/// (times added up) or submitted as tasks.
-pub(crate) trait Launch {
-    /// What the whole operation returns: what its last launch gave.
-    type Out;
-    fn launch<P: bytemuck::Pod>(
-        &mut self,
-        kernel: &Kernel,
-        args: &[&dyn BufferArg],
-        params: &P,
-    ) -> Result<Self::Out>;
-}
-
-/// Runs each pass at once at `target`; each launch returns the run so far:
-/// the last pass's placement with the times of every pass added up.
-pub(crate) struct Execute<'a> {
-    pub(crate) rt: &'a Runtime,
-    pub(crate) target: Target,
-    times: PassTimes,
-}
-
-impl<'a> Execute<'a> {
-    pub(crate) fn new(rt: &'a Runtime, target: Target) -> Self {
-        Execute {
-            rt,
-            target,
-            times: PassTimes::default(),
-        }
-    }
-}
-
-impl Launch for Execute<'_> {
-    type Out = RunInfo;
-    fn launch<P: bytemuck::Pod>(
-        &mut self,
-        kernel: &Kernel,
-        args: &[&dyn BufferArg],
-        params: &P,
-    ) -> Result<RunInfo> {
-        Ok(self
-            .times
-            .add(self.rt.execute(self.target, kernel, args, params)?))
-    }
-}
-
-/// Submits each pass at `target`; the runtime orders them by the buffers
-/// they share.
-pub(crate) struct Submit<'a> {
-    pub(crate) rt: &'a Runtime,
-    pub(crate) target: Target,
-}
-
-impl Launch for Submit<'_> {
-    type Out = Task;
-    fn launch<P: bytemuck::Pod>(
-        &mut self,
-        kernel: &Kernel,
-        args: &[&dyn BufferArg],
-        params: &P,
-    ) -> Result<Task> {
-        self.rt.submit_to(self.target, kernel, args, params)
-    }
-}
-
 /// The serial reference: wrapping prefix sums.
 pub fn reference_u32(x: &[u32], kind: ScanKind) -> Vec<u32> {
     let mut run = 0u32;
@@ -504,193 +379,4 @@ pub fn reference_f32(x: &[f32], kind: ScanKind) -> (Vec<f64>, Vec<f64>) {
             }
         })
         .unzip()
-}
-
-/// A scan of seeded random u32 values over the whole range (so the sums
-/// wrap many times); the output starts poisoned (0xDEADBEEF). Runs alternate
-/// between the two kinds, starting with the one given; the check's shape
-/// names the kind it verified.
-///
-/// Tolerance: none. Wrapping u32 addition is exact in any order.
-pub struct ScanU32Trial {
-    scan: Scan,
-    next: ScanKind,
-    last: ScanKind,
-    xs: Vec<u32>,
-    x: Buffer<u32>,
-    y: Buffer<u32>,
-    got: Vec<u32>,
-}
-
-impl ScanU32Trial {
-    /// Prepares a scan of `n` elements whose first run is a `kind` scan.
-    pub fn new(rt: &Runtime, n: usize, kind: ScanKind, seed: u64) -> Result<Self> {
-        let mut rng = verify::rng(seed);
-        let xs: Vec<u32> = (0..n).map(|_| rng.random()).collect();
-        Ok(ScanU32Trial {
-            scan: Scan::new()?,
-            next: kind,
-            last: kind,
-            x: rt.buffer(&xs),
-            y: rt.zeros(n),
-            xs,
-            got: Vec::new(),
-        })
-    }
-}
-
-/// The first kind a seed's trial runs: inclusive for even seeds.
-fn first_kind(seed: u64) -> ScanKind {
-    if seed.is_multiple_of(2) {
-        ScanKind::Inclusive
-    } else {
-        ScanKind::Exclusive
-    }
-}
-
-/// Prepares a u32 scan of `n` elements (inclusive first for an even seed).
-pub fn trial_u32(rt: &Runtime, n: usize, seed: u64) -> Result<ScanU32Trial> {
-    ScanU32Trial::new(rt, n, first_kind(seed), seed)
-}
-
-impl Trial for ScanU32Trial {
-    fn shape(&self) -> String {
-        self.xs.len().to_string()
-    }
-    fn work(&self) -> Work {
-        Work::per(self.xs.len(), 0.0, 8.0)
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.y, &vec![0xDEAD_BEEF; self.xs.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        self.last = self.next;
-        self.next = self.next.other();
-        let info = self
-            .scan
-            .scan_u32(rt, target, &self.x, &self.y, self.last)?;
-        rt.read_to_vec(&self.y, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let want = reference_u32(&self.xs, self.last);
-        let c = verify::compare(
-            self.got.iter().map(|&v| v as f64),
-            want.iter().map(|&v| v as f64),
-            |_| 0.0,
-        );
-        c.into_check(
-            format!("{} {}", self.xs.len(), self.last.name()),
-            backend,
-            self.xs.len().abs_diff(self.got.len()),
-            "exact (wrapping u32 addition)",
-        )
-    }
-}
-
-/// Scans `n` seeded random u32 values and checks it (see [`ScanU32Trial`]).
-pub fn check_u32(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial_u32(rt, n, seed)?, rt, target)
-}
-
-/// A scan of seeded random f32 values in [-1, 1); the output starts
-/// poisoned (NaN). Runs alternate between the two kinds, starting with the
-/// one given; the check's shape names the kind it verified.
-///
-/// Tolerance: element i within `(log2(n) + 2)·ε·Σ|x_j|` of the f64
-/// reference, the sum over the elements it adds up (j ≤ i inclusive, j < i
-/// exclusive): the error of a tree of that depth, whatever the blocking.
-pub struct ScanF32Trial {
-    scan: Scan,
-    next: ScanKind,
-    last: ScanKind,
-    xs: Vec<f32>,
-    x: Buffer<f32>,
-    y: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-impl ScanF32Trial {
-    /// Prepares a scan of `n` elements whose first run is a `kind` scan.
-    pub fn new(rt: &Runtime, n: usize, kind: ScanKind, seed: u64) -> Result<Self> {
-        let xs = verify::random_f32(seed, n, -1.0, 1.0);
-        Ok(ScanF32Trial {
-            scan: Scan::new()?,
-            next: kind,
-            last: kind,
-            x: rt.buffer(&xs),
-            y: rt.zeros(n),
-            xs,
-            got: Vec::new(),
-        })
-    }
-}
-
-/// Prepares an f32 scan of `n` elements (inclusive first for an even seed).
-pub fn trial_f32(rt: &Runtime, n: usize, seed: u64) -> Result<ScanF32Trial> {
-    ScanF32Trial::new(rt, n, first_kind(seed), seed)
-}
-
-impl Trial for ScanF32Trial {
-    fn shape(&self) -> String {
-        self.xs.len().to_string()
-    }
-    fn work(&self) -> Work {
-        Work::per(self.xs.len(), 1.0, 8.0)
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.y, &vec![f32::NAN; self.xs.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        self.last = self.next;
-        self.next = self.next.other();
-        let info = self
-            .scan
-            .scan_f32(rt, target, &self.x, &self.y, self.last)?;
-        rt.read_to_vec(&self.y, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (want, mag) = reference_f32(&self.xs, self.last);
-        let depth = (self.xs.len().max(2) as f64).log2().ceil() + 2.0;
-        let eps = f32::EPSILON as f64;
-        let c = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
-            depth * eps * mag[i] + f32::MIN_POSITIVE as f64
-        });
-        c.into_check(
-            format!("{} {}", self.xs.len(), self.last.name()),
-            backend,
-            self.xs.len().abs_diff(self.got.len()),
-            "(log2(n)+2)·ε·Σ|x_j| over the summed elements",
-        )
-    }
-}
-
-/// Scans `n` seeded random f32 values and checks it (see [`ScanF32Trial`]).
-pub fn check_f32(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial_f32(rt, n, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![
-        Sample {
-            name: "scan_u32",
-            about: "prefix sums of u32 (wrapping, exact), inclusive and exclusive by turns; reduce-then-scan in blocks of 256 (memory-bound)",
-            size_meaning: "elements",
-            default_size: 1 << 23,
-            tour_size: 1 << 19,
-            prepare: |rt, n, seed| crate::boxed(trial_u32(rt, n, seed)),
-        },
-        Sample {
-            name: "scan_f32",
-            about: "prefix sums of f32, inclusive and exclusive by turns; reduce-then-scan in blocks of 256 (memory-bound)",
-            size_meaning: "elements",
-            default_size: 1 << 23,
-            tour_size: 1 << 19,
-            prepare: |rt, n, seed| crate::boxed(trial_f32(rt, n, seed)),
-        },
-    ]
 }

@@ -12,14 +12,13 @@
 //! their partial sums in workgroup memory; the CPU side runs blocks of rows
 //! as rayon tasks, each row's dot product with four accumulators.
 
-use pel_runtime::{
-    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
-};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Runtime};
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial, Work};
-use crate::{Sample, invalid, u32_len};
+use crate::launch::{Launch, run_and_submit};
+use crate::samples::verify;
+use crate::{invalid, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/spmv.wgsl");
@@ -238,40 +237,22 @@ impl Spmv {
         &self.kernel
     }
 
-    /// `y = a·x` at `target`; x has `a.cols()` elements and y `a.rows()`.
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        a: &CsrMatrix,
-        x: &Buffer<f32>,
-        y: &Buffer<f32>,
-    ) -> Result<RunInfo> {
-        let p = Self::params(a, x, y)?;
-        rt.execute(
-            target,
-            &self.kernel,
-            &[&a.row_ptr, &a.col_idx, &a.values, x, y],
-            &p,
-        )
+    run_and_submit! {
+        /// `y = a·x` at `target`; x has `a.cols()` elements and y `a.rows()`.
+        run,
+        /// Submits `y = a·x` at `target` and returns its task at once.
+        submit = launch(a: &CsrMatrix, x: &Buffer<f32>, y: &Buffer<f32>);
     }
 
-    /// Submits `y = a·x` at `target` and returns its task at once.
-    pub fn submit(
+    fn launch<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        l: &mut L,
         a: &CsrMatrix,
         x: &Buffer<f32>,
         y: &Buffer<f32>,
-    ) -> Result<Task> {
+    ) -> Result<L::Out> {
         let p = Self::params(a, x, y)?;
-        rt.submit_to(
-            target,
-            &self.kernel,
-            &[&a.row_ptr, &a.col_idx, &a.values, x, y],
-            &p,
-        )
+        l.launch(&self.kernel, &[&a.row_ptr, &a.col_idx, &a.values, x, y], &p)
     }
 
     fn params(a: &CsrMatrix, x: &Buffer<f32>, y: &Buffer<f32>) -> Result<SpmvParams> {
@@ -361,112 +342,4 @@ pub fn random_csr(
 }
 
 /// How many ε of `Σ_j |a_ij·x_j|` a row may be off by.
-const TOL_EPS: f64 = 4.0;
-
-/// y = A·x for a seeded random CSR matrix (see [`random_csr`]) and x in
-/// [-1, 1); y starts poisoned (NaN).
-///
-/// Tolerance: each `y[i]` within `4·ε·Σ_j |a_ij·x_j|` of the f64 reference.
-/// An f32 dot product of k terms may be off by up to about k·ε of that sum
-/// in the worst case, whatever the order of its additions; with random
-/// signs the errors cancel, and the worst seen stays well within 4ε (each
-/// check prints its worst as a fraction of the tolerance).
-pub struct SpmvTrial {
-    spmv: Spmv,
-    dims: (usize, usize, usize),
-    row_ptr: Vec<u32>,
-    col_idx: Vec<u32>,
-    values: Vec<f32>,
-    xs: Vec<f32>,
-    a: CsrMatrix,
-    x: Buffer<f32>,
-    y: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-/// Prepares y = A·x for a `rows`×`cols` matrix with `nnz` non-zeros.
-pub fn trial(
-    rt: &Runtime,
-    (rows, cols, nnz): (usize, usize, usize),
-    seed: u64,
-) -> Result<SpmvTrial> {
-    let (row_ptr, col_idx, values) = random_csr(seed, rows, cols, nnz);
-    let xs = verify::random_f32(seed + 2, cols, -1.0, 1.0);
-    Ok(SpmvTrial {
-        spmv: Spmv::new()?,
-        dims: (rows, cols, col_idx.len()),
-        a: CsrMatrix::new(rt, rows, cols, &row_ptr, &col_idx, &values)?,
-        x: rt.buffer(&xs),
-        y: rt.zeros(rows),
-        row_ptr,
-        col_idx,
-        values,
-        xs,
-        got: Vec::new(),
-    })
-}
-
-impl Trial for SpmvTrial {
-    fn shape(&self) -> String {
-        let (rows, cols, nnz) = self.dims;
-        format!("{rows}×{cols}, {nnz} nz")
-    }
-    fn work(&self) -> Work {
-        let (rows, _, nnz) = self.dims;
-        Work {
-            flops: 2.0 * nnz as f64,
-            bytes: (12 * nnz + 8 * rows) as f64,
-        }
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.y, &vec![f32::NAN; self.y.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.spmv.run(rt, target, &self.a, &self.x, &self.y)?;
-        rt.read_to_vec(&self.y, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (want, mag) = reference(&self.row_ptr, &self.col_idx, &self.values, &self.xs);
-        let eps = f32::EPSILON as f64;
-        let c = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
-            TOL_EPS * eps * mag[i] + f32::MIN_POSITIVE as f64
-        });
-        c.into_check(
-            self.shape(),
-            backend,
-            self.dims.0.abs_diff(self.got.len()),
-            "4·ε·Σ|a_ij·x_j| per row",
-        )
-    }
-}
-
-/// Multiplies a seeded random CSR matrix by a vector and checks it (see
-/// [`SpmvTrial`]).
-pub fn check(
-    rt: &Runtime,
-    target: Target,
-    dims: (usize, usize, usize),
-    seed: u64,
-) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
-/// Average non-zeros per row of the sample's matrices.
-const SAMPLE_ROW_NNZ: usize = 8;
-
-/// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "spmv",
-        about: "y = A·x, f32 CSR, varying non-zeros per row; 8 invocations per row on the GPU (memory-bound)",
-        size_meaning: "non-zeros, in a square matrix with 8 per row on average",
-        default_size: 1 << 21,
-        tour_size: 1 << 17,
-        prepare: |rt, nnz, seed| {
-            let rows = nnz.div_ceil(SAMPLE_ROW_NNZ);
-            crate::boxed(trial(rt, (rows, rows, nnz), seed))
-        },
-    }]
-}
+pub(crate) const TOL_EPS: f64 = 4.0;

@@ -8,17 +8,17 @@
 //! repeat on the partial sums until one value is left, all on the device
 //! that holds them.
 
-use pel_runtime::{
-    Backend, Buffer, BufferArg, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
-};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::PassTimes;
-use crate::verify::{self, Check, Trial, Work};
+use crate::launch::{Launch, reduce_to_one, run_and_submit};
 use crate::{invalid, u32_len};
 
 /// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/sum.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/sum.wgsl"),
+    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+);
 
 /// Threads per workgroup in the shader.
 const WG: usize = 256;
@@ -89,46 +89,20 @@ impl Sum {
         &self.kernel
     }
 
-    /// Writes the sum of `x` into `out` (one element). Passes stay on the
-    /// device holding the partial sums unless `target` forces one.
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<f32>,
-        out: &Buffer<f32>,
-    ) -> Result<RunInfo> {
-        let mut times = PassTimes::default();
-        self.passes(rt, x, out, |args, params| {
-            Ok(times.add(rt.execute(target, &self.kernel, args, params)?))
-        })
+    run_and_submit! {
+        /// Writes the sum of `x` into `out` (one element). Passes stay on the
+        /// device holding the partial sums unless `target` forces one.
+        run,
+        /// Submits the passes of the sum of `x` into `out` (one element) and
+        /// returns the last one's task without waiting. Each pass reads the
+        /// previous pass's partial sums, so the runtime orders them; each is
+        /// placed on its own when `target` is automatic.
+        submit = passes(x: &Buffer<f32>, out: &Buffer<f32>);
     }
 
-    /// Submits the passes of the sum of `x` into `out` (one element) and
-    /// returns the last one's task without waiting. Each pass reads the
-    /// previous pass's partial sums, so the runtime orders them; each is
-    /// placed on its own when `target` is automatic.
-    pub fn submit(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<f32>,
-        out: &Buffer<f32>,
-    ) -> Result<Task> {
-        self.passes(rt, x, out, |args, params| {
-            rt.submit_to(target, &self.kernel, args, params)
-        })
-    }
-
-    /// Calls `launch` for each pass, in order, with its arguments (input,
-    /// partial sums) and params; returns what the last pass's launch gave.
-    fn passes<T>(
-        &self,
-        rt: &Runtime,
-        x: &Buffer<f32>,
-        out: &Buffer<f32>,
-        mut launch: impl FnMut(&[&dyn BufferArg], &SumParams) -> Result<T>,
-    ) -> Result<T> {
+    /// Launches each pass, in order, with its arguments (input, partial
+    /// sums) and params; returns what the last pass's launch gave.
+    fn passes<L: Launch>(&self, l: &mut L, x: &Buffer<f32>, out: &Buffer<f32>) -> Result<L::Out> {
         if out.len() != 1 {
             return Err(invalid(
                 "sum",
@@ -136,26 +110,11 @@ impl Sum {
                 format!("out has {} elements; it must have exactly 1", out.len()),
             ));
         }
-        let mut n = u32_len("sum", "x", x.len())? as usize;
-        let mut current = x.clone();
-        loop {
-            let groups = n.div_ceil(CHUNK).max(1);
-            let next = if groups == 1 {
-                out.clone()
-            } else {
-                rt.zeros(groups)
-            };
-            let params = SumParams {
-                n: n as u32,
-                groups: groups as u32,
-            };
-            let last = launch(&[&current, &next], &params)?;
-            if groups == 1 {
-                return Ok(last);
-            }
-            current = next;
-            n = groups;
-        }
+        let n = u32_len("sum", "x", x.len())? as usize;
+        reduce_to_one(l, &self.kernel, x, n, CHUNK, out, |n, groups| SumParams {
+            n,
+            groups,
+        })
     }
 }
 
@@ -164,60 +123,4 @@ pub fn reference(x: &[f32]) -> (f64, f64) {
     x.iter().fold((0.0, 0.0), |(s, m), &v| {
         (s + v as f64, m + (v as f64).abs())
     })
-}
-
-/// A sum of seeded random values in [-1, 1); the result starts poisoned (NaN).
-///
-/// Tolerance: within `1e-5 · Σ|x|`. The f32 error grows with the depth of
-/// the additions each element goes through: per pass at most 16 + 8 on the
-/// GPU and 32 + 16 on the CPU, two passes up to 16M elements; 1e-5 is about
-/// `100·ε`.
-pub struct SumTrial {
-    sum: Sum,
-    xs: Vec<f32>,
-    x: Buffer<f32>,
-    out: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-/// Prepares a sum of `n` elements.
-pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SumTrial> {
-    let xs = verify::random_f32(seed, n, -1.0, 1.0);
-    Ok(SumTrial {
-        sum: Sum::new()?,
-        x: rt.buffer(&xs),
-        out: rt.buffer(&[f32::NAN]),
-        xs,
-        got: Vec::new(),
-    })
-}
-
-impl Trial for SumTrial {
-    fn shape(&self) -> String {
-        self.xs.len().to_string()
-    }
-    fn work(&self) -> Work {
-        Work::per(self.xs.len(), 1.0, 4.0)
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.out, &[f32::NAN])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.sum.run(rt, target, &self.x, &self.out)?;
-        rt.read_to_vec(&self.out, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (want, magnitude) = reference(&self.xs);
-        let tol = 1e-5 * magnitude + f32::MIN_POSITIVE as f64;
-        let c = verify::compare(self.got.iter().map(|&v| v as f64), [want], |_| tol);
-        let missing = 1 - c.compared.min(1);
-        c.into_check(self.shape(), backend, missing, "1e-5 of Σ|x|")
-    }
-}
-
-/// Sums `n` seeded random elements and checks it (see [`SumTrial`]).
-pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
 }

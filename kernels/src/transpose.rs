@@ -11,13 +11,11 @@
 //! while it is used, moving 8×8 blocks through registers; rayon runs blocks
 //! of rows of B, or, for a B of few rows, segments of all its rows.
 
-use pel_runtime::{
-    Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target, Task,
-};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::verify::{self, Check, Trial, Work};
-use crate::{Sample, invalid, u32_len};
+use crate::launch::{Launch, run_and_submit};
+use crate::{invalid, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/transpose.wgsl");
@@ -165,32 +163,23 @@ impl Transpose {
         &self.kernel
     }
 
-    /// `b = aᵀ` at `target`, where `a` is m×n and `b` n×m, row-major.
-    pub fn run(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        a: &Buffer<f32>,
-        b: &Buffer<f32>,
-        m: usize,
-        n: usize,
-    ) -> Result<RunInfo> {
-        let p = Self::params(a, b, m, n)?;
-        rt.execute(target, &self.kernel, &[a, b], &p)
+    run_and_submit! {
+        /// `b = aᵀ` at `target`, where `a` is m×n and `b` n×m, row-major.
+        run,
+        /// Submits `b = aᵀ` at `target` and returns its task at once.
+        submit = launch(a: &Buffer<f32>, b: &Buffer<f32>, m: usize, n: usize);
     }
 
-    /// Submits `b = aᵀ` at `target` and returns its task at once.
-    pub fn submit(
+    fn launch<L: Launch>(
         &self,
-        rt: &Runtime,
-        target: Target,
+        l: &mut L,
         a: &Buffer<f32>,
         b: &Buffer<f32>,
         m: usize,
         n: usize,
-    ) -> Result<Task> {
+    ) -> Result<L::Out> {
         let p = Self::params(a, b, m, n)?;
-        rt.submit_to(target, &self.kernel, &[a, b], &p)
+        l.launch(&self.kernel, &[a, b], &p)
     }
 
     /// The params of an m×n transpose, checked against the buffers.
@@ -231,88 +220,4 @@ pub fn reference(a: &[f32], m: usize, n: usize) -> Vec<f32> {
         }
     }
     b
-}
-
-/// The transpose of a seeded random m×n matrix with values in [-1, 1); B
-/// starts poisoned (NaN).
-///
-/// Tolerance: none; every element must equal the reference's exactly.
-pub struct TransposeTrial {
-    transpose: Transpose,
-    dims: (usize, usize),
-    av: Vec<f32>,
-    a: Buffer<f32>,
-    b: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-/// Prepares the transpose of an m×n matrix.
-pub fn trial(rt: &Runtime, (m, n): (usize, usize), seed: u64) -> Result<TransposeTrial> {
-    let av = verify::random_f32(seed, m * n, -1.0, 1.0);
-    Ok(TransposeTrial {
-        transpose: Transpose::new()?,
-        dims: (m, n),
-        a: rt.buffer(&av),
-        b: rt.zeros(m * n),
-        av,
-        got: Vec::new(),
-    })
-}
-
-impl Trial for TransposeTrial {
-    fn shape(&self) -> String {
-        format!("{}×{}", self.dims.0, self.dims.1)
-    }
-    fn work(&self) -> Work {
-        Work::per(self.dims.0 * self.dims.1, 0.0, 8.0)
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.a, &self.av)?;
-        rt.write(&self.b, &vec![f32::NAN; self.b.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let (m, n) = self.dims;
-        let info = self.transpose.run(rt, target, &self.a, &self.b, m, n)?;
-        rt.read_to_vec(&self.b, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (m, n) = self.dims;
-        let want = reference(&self.av, m, n);
-        let c = verify::compare(
-            self.got.iter().map(|&v| v as f64),
-            want.iter().map(|&v| v as f64),
-            |_| 0.0,
-        );
-        c.into_check(
-            self.shape(),
-            backend,
-            (m * n).abs_diff(self.got.len()),
-            "exact",
-        )
-    }
-}
-
-/// Transposes a seeded random m×n matrix and checks it (see
-/// [`TransposeTrial`]).
-pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
-/// The m×n shape `pel run transpose --size N` uses: near-square, m·n ≤ N.
-fn shape_for(elements: usize) -> (usize, usize) {
-    let m = (elements as f64).sqrt().round().max(1.0) as usize;
-    (m, elements / m)
-}
-
-/// This module's entries in [`samples`](crate::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "transpose",
-        about: "B = Aᵀ, f32, any m×n; 16×16 tiles through workgroup memory on the GPU (memory-bound)",
-        size_meaning: "elements, as a near-square m×n matrix (m = √size)",
-        default_size: 1 << 20,
-        tour_size: 1 << 17,
-        prepare: |rt, elements, seed| crate::boxed(trial(rt, shape_for(elements), seed)),
-    }]
 }

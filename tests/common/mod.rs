@@ -47,7 +47,7 @@ pub fn gpu(rt: &Runtime, test: &str) -> Option<Backend> {
 /// A named problem: runs on a target with a seed and reports its check.
 pub type Case = (
     String,
-    Box<dyn Fn(pel::Target, u64) -> pel::Result<pel::kernels::Check>>,
+    Box<dyn Fn(pel::Target, u64) -> pel::Result<pel::kernels::samples::Check>>,
 );
 
 /// Runs every case on every backend and fails with every case that did not
@@ -74,7 +74,7 @@ pub fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
 /// One case per size: `f(rt, target, size, seed)`.
 pub fn sized(
     sizes: &[usize],
-    f: fn(&Runtime, pel::Target, usize, u64) -> pel::Result<pel::kernels::Check>,
+    f: fn(&Runtime, pel::Target, usize, u64) -> pel::Result<pel::kernels::samples::Check>,
 ) -> Vec<Case> {
     sizes
         .iter()

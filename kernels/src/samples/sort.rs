@@ -1,0 +1,284 @@
+//! The sort sample: seeded inputs, the run, and the check against
+//! the serial reference in [`crate::sort`].
+
+use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use rand::Rng;
+
+use super::Sample;
+use super::verify::{self, Check, Trial, Work};
+use crate::sort::*;
+
+/// Which keys a trial sorts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Uniform over the whole u32 range.
+    Full,
+    /// Drawn from this many distinct values (themselves uniform over the
+    /// u32 range, so every digit varies): many ties, which show stability.
+    Ties(u32),
+    /// Uniform below this bound: the high digits are all zero.
+    Below(u32),
+}
+
+pub(crate) fn random_keys(n: usize, keys: Keys, seed: u64) -> Vec<u32> {
+    let mut rng = verify::rng(seed);
+    match keys {
+        Keys::Full => (0..n).map(|_| rng.random()).collect(),
+        Keys::Ties(k) => {
+            let set: Vec<u32> = (0..k.max(1)).map(|_| rng.random()).collect();
+            (0..n)
+                .map(|_| set[rng.random_range(0..set.len())])
+                .collect()
+        }
+        Keys::Below(bound) => (0..n).map(|_| rng.random_range(0..bound.max(1))).collect(),
+    }
+}
+
+fn shape(n: usize, keys: Keys, multi_pass: bool) -> String {
+    let keys = match keys {
+        Keys::Full => n.to_string(),
+        Keys::Ties(k) => format!("{n} ({k} distinct)"),
+        Keys::Below(bound) => format!("{n} (below {bound})"),
+    };
+    if multi_pass {
+        format!("{keys}, multi-pass")
+    } else {
+        keys
+    }
+}
+
+/// A sort of seeded random u32 keys, in place.
+///
+/// Tolerance: none; the result must equal the serial sort exactly.
+pub struct SortTrial {
+    sort: Sort,
+    spread: Keys,
+    multi_pass: bool,
+    input: Vec<u32>,
+    keys: Buffer<u32>,
+    got: Vec<u32>,
+}
+
+impl SortTrial {
+    /// Prepares a sort of `n` keys drawn as `keys` says.
+    pub fn new(rt: &Runtime, n: usize, keys: Keys, seed: u64) -> Result<Self> {
+        let input = random_keys(n, keys, seed);
+        Ok(SortTrial {
+            sort: Sort::new()?,
+            spread: keys,
+            multi_pass: false,
+            keys: rt.buffer(&input),
+            input,
+            got: Vec::new(),
+        })
+    }
+
+    /// Sorts with the multi-pass kernels wherever it runs (see
+    /// [`Sort::radix_sort_passes`]), the CPU included.
+    pub fn multi_pass(mut self) -> Self {
+        self.multi_pass = true;
+        self
+    }
+}
+
+/// Prepares a sort of `n` keys uniform over the u32 range.
+pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SortTrial> {
+    SortTrial::new(rt, n, Keys::Full, seed)
+}
+
+impl Trial for SortTrial {
+    fn shape(&self) -> String {
+        shape(self.input.len(), self.spread, self.multi_pass)
+    }
+    fn work(&self) -> Work {
+        Work::per(self.input.len(), 0.0, 8.0)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.keys, &self.input)
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = if self.multi_pass {
+            self.sort.radix_sort_passes(rt, target, &self.keys, None)?
+        } else {
+            self.sort.radix_sort(rt, target, &self.keys)?
+        };
+        rt.read_to_vec(&self.keys, &mut self.got)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let want = reference(&self.input);
+        let c = verify::compare(
+            self.got.iter().map(|&v| v as f64),
+            want.iter().map(|&v| v as f64),
+            |_| 0.0,
+        );
+        c.into_check(
+            self.shape(),
+            backend,
+            want.len().abs_diff(self.got.len()),
+            "exact: equal to a serial sort",
+        )
+    }
+}
+
+/// Sorts `n` seeded random keys and checks it (see [`SortTrial`]).
+pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
+}
+
+/// A sort of seeded random u32 keys with seeded random u32 values, in
+/// place. Elements compared: the n keys, then the n values.
+///
+/// Tolerance: none; keys and values must equal a serial stable sort by key
+/// exactly (values follow their keys, equal keys keep their input order).
+pub struct SortPairsTrial {
+    sort: Sort,
+    spread: Keys,
+    multi_pass: bool,
+    input: (Vec<u32>, Vec<u32>),
+    keys: Buffer<u32>,
+    values: Buffer<u32>,
+    got: (Vec<u32>, Vec<u32>),
+}
+
+impl SortPairsTrial {
+    /// Prepares a sort of `n` pairs whose keys are drawn as `keys` says.
+    pub fn new(rt: &Runtime, n: usize, keys: Keys, seed: u64) -> Result<Self> {
+        let ks = random_keys(n, keys, seed);
+        let vs = random_keys(n, Keys::Full, seed ^ 0x5eed);
+        Ok(SortPairsTrial {
+            sort: Sort::new()?,
+            spread: keys,
+            multi_pass: false,
+            keys: rt.buffer(&ks),
+            values: rt.buffer(&vs),
+            input: (ks, vs),
+            got: (Vec::new(), Vec::new()),
+        })
+    }
+
+    /// Sorts with the multi-pass kernels wherever it runs (see
+    /// [`Sort::radix_sort_passes`]), the CPU included.
+    pub fn multi_pass(mut self) -> Self {
+        self.multi_pass = true;
+        self
+    }
+}
+
+/// Prepares a sort of `n` pairs with keys uniform over the u32 range.
+pub fn trial_pairs(rt: &Runtime, n: usize, seed: u64) -> Result<SortPairsTrial> {
+    SortPairsTrial::new(rt, n, Keys::Full, seed)
+}
+
+impl Trial for SortPairsTrial {
+    fn shape(&self) -> String {
+        shape(self.input.0.len(), self.spread, self.multi_pass)
+    }
+    fn work(&self) -> Work {
+        Work::per(self.input.0.len(), 0.0, 16.0)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.keys, &self.input.0)?;
+        rt.write(&self.values, &self.input.1)
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = if self.multi_pass {
+            self.sort
+                .radix_sort_passes(rt, target, &self.keys, Some(&self.values))?
+        } else {
+            self.sort
+                .radix_sort_pairs(rt, target, &self.keys, &self.values)?
+        };
+        self.got = (rt.read(&self.keys)?, rt.read(&self.values)?);
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let (wk, wv) = reference_pairs(&self.input.0, &self.input.1);
+        let got = self.got.0.iter().chain(&self.got.1);
+        let c = verify::compare(
+            got.map(|&v| v as f64),
+            wk.iter().chain(&wv).map(|&v| v as f64),
+            |_| 0.0,
+        );
+        let missing = (2 * wk.len()).abs_diff(self.got.0.len() + self.got.1.len());
+        c.into_check(
+            self.shape(),
+            backend,
+            missing,
+            "exact: equal to a serial stable sort by key",
+        )
+    }
+}
+
+/// Sorts `n` seeded random pairs and checks it (see [`SortPairsTrial`]).
+pub fn check_pairs(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
+    verify::run_check(&mut trial_pairs(rt, n, seed)?, rt, target)
+}
+
+/// This module's entries in [`samples`](super::samples).
+pub(crate) fn samples() -> Vec<Sample> {
+    vec![
+        Sample {
+            name: "radix_sort",
+            about: "stable radix sort of u32 keys: 8 passes of 4-bit digits on a GPU, a byte partition then in-cache passes on the CPU (memory-bound)",
+            size_meaning: "keys",
+            default_size: 1 << 20,
+            tour_size: 1 << 14,
+            prepare: |rt, n, seed| super::boxed(trial(rt, n, seed)),
+        },
+        Sample {
+            name: "radix_sort_pairs",
+            about: "radix_sort with a u32 value per key; values follow their keys, equal keys keep input order (memory-bound)",
+            size_meaning: "pairs",
+            default_size: 1 << 20,
+            tour_size: 1 << 14,
+            prepare: |rt, n, seed| super::boxed(trial_pairs(rt, n, seed)),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU's whole sort, keys alone and pairs, against the references.
+    fn check_whole(keys: Vec<u32>) {
+        let n = keys.len();
+        let ids: Vec<u32> = (0..n as u32).collect();
+        let (want_keys, want_ids) = reference_pairs(&keys, &ids);
+        let (mut k, mut v) = (keys.clone(), ids);
+        whole_cpu::<true>(&mut k, &mut v, &mut vec![0; n], &mut vec![0; n]);
+        assert_eq!(k, want_keys, "pairs' keys, n={n}");
+        assert_eq!(v, want_ids, "pairs' values, n={n}");
+        let mut k = keys;
+        whole_cpu::<false>(&mut k, &mut [], &mut vec![0; n], &mut []);
+        assert_eq!(k, want_keys, "keys, n={n}");
+    }
+
+    #[test]
+    fn whole_cpu_sorts_every_shape() {
+        for (i, n) in [0, 1, 2, 1000, SERIAL_BELOW - 1, SERIAL_BELOW, 200_003]
+            .into_iter()
+            .enumerate()
+        {
+            check_whole(random_keys(n, Keys::Full, i as u64));
+        }
+        // Two buckets, few values, high bytes zero, nothing varying.
+        check_whole(random_keys(300_000, Keys::Ties(2), 10));
+        check_whole(random_keys(300_000, Keys::Ties(300), 11));
+        check_whole(random_keys(300_000, Keys::Below(300), 12));
+        check_whole(vec![7; 100_000]);
+        // One bucket holds nearly everything: sorted by parallel passes.
+        check_whole(
+            (0..300_000u32)
+                .map(|i| {
+                    if i % 1000 == 0 {
+                        u32::MAX - i
+                    } else {
+                        i.wrapping_mul(2_654_435_761) >> 8
+                    }
+                })
+                .collect(),
+        );
+    }
+}

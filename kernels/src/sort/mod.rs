@@ -1,0 +1,409 @@
+//! sort: stable radix sort of u32 keys, ascending, alone or with u32
+//! values that follow their keys (equal keys keep their input order).
+//!
+//! Per key: no floating-point operations, and 8 bytes moved at the least
+//! (each key read and written once; 16 for pairs): the figure for GB/s.
+//! What each device's algorithm moves through memory:
+//! - GPU: 8 passes of 4-bit digits, each reading the keys twice and writing
+//!   them once: 12 bytes per key per pass, 96 in all (pairs: 160), plus
+//!   about 3/4 of a byte per key per pass for the tile histograms and their
+//!   scan.
+//! - CPU: one count of every byte of every key (4 bytes), one partition by
+//!   the highest varying byte (8; pairs 16), then buckets sorted in cache
+//!   and written back (8; pairs 16): about 20 bytes per key (pairs 36).
+//!
+//! The GPU's pass, three kernels: `sort_histogram` counts each tile's keys
+//! (1,024 of them) per digit, digit-major; the scan kernels ([`Scan`]) turn
+//! the counts into each (digit, tile)'s first output slot; then
+//! `sort_scatter_keys` (or `_pairs`) ranks each tile's keys by digit in
+//! workgroup memory (per-invocation digit counts and their scan, a stable
+//! local sort) and writes the tile out in that order, so neighbouring
+//! invocations write neighbouring slots. Passes alternate between the keys'
+//! buffer and a temporary, all on the GPU; after 8 the keys are back.
+//!
+//! The CPU's sort, one kernel (`radix_sort`, `radix_sort_pairs`): bytes on
+//! which all keys agree are skipped; a parallel stable partition by the
+//! highest varying byte (per-chunk counts, each chunk scattering into its
+//! own disjoint ranges of the output, cut with `split_at_mut`: no `unsafe`)
+//! leaves 256 buckets of about n/256 keys, and each bucket is LSD-sorted on
+//! the lower bytes by one thread, in cache, the buckets in parallel (a
+//! bucket too large for that gets parallel passes). Its shader does the same
+//! sort in one workgroup: correct on a GPU, as a kernel must be, not fast.
+//!
+//! Every pass kernel also runs on the CPU (correctly; the whole-sort kernel
+//! is faster there), so automatic placement may put any of them anywhere.
+
+use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+
+use crate::launch::{Execute, Launch, run_and_submit};
+use crate::scan::{Scan, ScanKind};
+use crate::{invalid, u32_len};
+
+mod cpu;
+
+#[cfg(test)]
+pub(crate) use cpu::SERIAL_BELOW;
+pub(crate) use cpu::whole_cpu;
+use cpu::{histogram_cpu, scatter_cpu};
+
+/// The WGSL source of the multi-pass kernels.
+pub const WGSL: &str = include_str!("../../../shaders/sort.wgsl");
+
+/// The WGSL source of the whole-sort kernels (one workgroup: correct on any
+/// device, fast on none; pel runs them on the CPU).
+pub const WGSL_WHOLE: &str = include_str!("../../../shaders/sort_whole.wgsl");
+
+/// Keys one GPU workgroup ranks (and one histogram column counts).
+pub const TILE: usize = 1024;
+
+/// Bits per digit.
+pub const DIGIT_BITS: u32 = 4;
+
+/// Passes over the keys: one per digit.
+pub const PASSES: u32 = 32 / DIGIT_BITS;
+
+/// Digit values.
+const RADIX: usize = 1 << DIGIT_BITS;
+
+/// The shaders' uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SortParams {
+    /// Keys.
+    pub n: u32,
+    /// The digit's lowest bit: 0, 4, …, 28.
+    pub shift: u32,
+    /// Tiles of 1,024 keys: `max(1, ceil(n / 1024))`.
+    pub tiles: u32,
+}
+
+/// The whole-sort kernels' uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct WholeSortParams {
+    /// Keys.
+    pub n: u32,
+}
+
+/// The radix-sort kernels (the GPU's passes, the CPU's whole sort) and the
+/// driver that runs one or the other where the sort is placed.
+///
+/// # Examples
+///
+/// ```
+/// use pel_kernels::sort::Sort;
+/// use pel_runtime::{Backend, Runtime, Target};
+///
+/// let rt = Runtime::builder().gpu(false).persist_model(false).build()?;
+/// let keys = rt.buffer(&[30u32, 10, 20, 10]);
+/// let values = rt.buffer(&[0u32, 1, 2, 3]);
+/// Sort::new()?.radix_sort_pairs(&rt, Target::On(Backend::Cpu), &keys, &values)?;
+/// assert_eq!(rt.read(&keys)?, vec![10, 10, 20, 30]);
+/// assert_eq!(rt.read(&values)?, vec![1, 3, 2, 0]);
+/// # Ok::<(), pel_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sort {
+    histogram: Kernel,
+    scatter_keys: Kernel,
+    scatter_pairs: Kernel,
+    whole_keys: Kernel,
+    whole_pairs: Kernel,
+    scan: Scan,
+}
+
+fn tiles(n: u32) -> u32 {
+    n.div_ceil(TILE as u32).max(1)
+}
+
+/// One sort's buffers: the caller's, and the temporaries every path needs
+/// (created lazily: a path that does not touch one never allocates it).
+struct Plan<'a> {
+    keys: &'a Buffer<u32>,
+    values: Option<&'a Buffer<u32>>,
+    n: u32,
+    tiles: u32,
+    tmp: Buffer<u32>,
+    tmp_vals: Option<Buffer<u32>>,
+    hist: Buffer<u32>,
+    offsets: Buffer<u32>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(rt: &Runtime, keys: &'a Buffer<u32>, values: Option<&'a Buffer<u32>>) -> Result<Self> {
+        let name = if values.is_some() {
+            "radix_sort_pairs"
+        } else {
+            "radix_sort"
+        };
+        if let Some(v) = values {
+            if v.len() != keys.len() {
+                return Err(invalid(
+                    name,
+                    "values",
+                    format!(
+                        "there are {} keys but {} values; they must match",
+                        keys.len(),
+                        v.len()
+                    ),
+                ));
+            }
+        }
+        let n = u32_len(name, "keys", keys.len())?;
+        let tiles = tiles(n);
+        Ok(Plan {
+            keys,
+            values,
+            n,
+            tiles,
+            tmp: rt.zeros(n as usize),
+            tmp_vals: values.map(|_| rt.zeros(n as usize)),
+            hist: rt.zeros(RADIX * tiles as usize),
+            offsets: rt.zeros(RADIX * tiles as usize),
+        })
+    }
+
+    fn params(&self, pass: u32) -> SortParams {
+        SortParams {
+            n: self.n,
+            shift: pass * DIGIT_BITS,
+            tiles: self.tiles,
+        }
+    }
+}
+
+impl Sort {
+    /// Builds the kernels (and the scan's).
+    pub fn new() -> Result<Self> {
+        let histogram = Kernel::builder("sort_histogram", WGSL)
+            .entry("histogram")
+            .params::<SortParams>()
+            .cpu::<(Read<u32>, ReadWrite<u32>)>(|args, p| {
+                let (src, hist) = args.split();
+                histogram_cpu(src, hist, p);
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let scatter_keys = Kernel::builder("sort_scatter_keys", WGSL)
+            .entry("scatter_keys")
+            .params::<SortParams>()
+            .cpu::<(Read<u32>, Read<u32>, ReadWrite<u32>)>(|args, p| {
+                let (src, offsets, dst) = args.split();
+                scatter_cpu(p, offsets, src, dst, None);
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let scatter_pairs = Kernel::builder("sort_scatter_pairs", WGSL)
+            .entry("scatter_pairs")
+            .params::<SortParams>()
+            .cpu::<(
+                Read<u32>,
+                Read<u32>,
+                Read<u32>,
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+            )>(|args, p| {
+                let (src, src_vals, offsets, dst, dst_vals) = args.split();
+                scatter_cpu(p, offsets, src, dst, Some((src_vals, dst_vals)));
+            })
+            .workgroups(|p, _| p.tiles as u64)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let whole_keys = Kernel::builder("radix_sort", WGSL_WHOLE)
+            .entry("sort_keys")
+            .params::<WholeSortParams>()
+            .cpu::<(ReadWrite<u32>, ReadWrite<u32>)>(|args, p| {
+                let (keys, tmp) = args.split();
+                let n = (p.n as usize).min(keys.len()).min(tmp.len());
+                whole_cpu::<false>(&mut keys[..n], &mut [], &mut tmp[..n], &mut []);
+            })
+            .workgroups(|_, _| 1)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        let whole_pairs = Kernel::builder("radix_sort_pairs", WGSL_WHOLE)
+            .entry("sort_pairs")
+            .params::<WholeSortParams>()
+            .cpu::<(
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+            )>(|args, p| {
+                let (keys, tmp, vals, tmp_vals) = args.split();
+                let n = [keys.len(), tmp.len(), vals.len(), tmp_vals.len()]
+                    .into_iter()
+                    .fold(p.n as usize, usize::min);
+                whole_cpu::<true>(
+                    &mut keys[..n],
+                    &mut vals[..n],
+                    &mut tmp[..n],
+                    &mut tmp_vals[..n],
+                );
+            })
+            .workgroups(|_, _| 1)
+            .cost(|p, _| p.n as u64)
+            .build()?;
+        Ok(Sort {
+            histogram,
+            scatter_keys,
+            scatter_pairs,
+            whole_keys,
+            whole_pairs,
+            scan: Scan::new()?,
+        })
+    }
+
+    /// The GPU algorithm's pass kernels (histogram, keys-only scatter, pairs
+    /// scatter), then the whole-sort kernels the CPU runs (keys, pairs).
+    pub fn kernels(&self) -> [&Kernel; 5] {
+        [
+            &self.histogram,
+            &self.scatter_keys,
+            &self.scatter_pairs,
+            &self.whole_keys,
+            &self.whole_pairs,
+        ]
+    }
+
+    /// The scan whose u32 kernels turn the histograms into offsets.
+    pub fn scan(&self) -> &Scan {
+        &self.scan
+    }
+
+    run_and_submit! {
+        /// Sorts `keys` in place, ascending.
+        ///
+        /// On a GPU: 8 passes of the multi-pass kernels, all on that GPU. On the
+        /// CPU: the whole-sort kernel, once. Automatic placement places the
+        /// first pass's histogram, then sorts on the device that got it.
+        radix_sort,
+        /// Submits [`radix_sort`](Self::radix_sort) and returns its last task
+        /// at once. With automatic placement each pass of the multi-pass
+        /// kernels is placed on its own when it runs.
+        submit_radix_sort = sort_keys(keys: &Buffer<u32>);
+
+        /// Sorts `keys` in place, ascending and stably, and permutes `values`
+        /// (the same length, a different buffer) the same way. Placement as
+        /// for [`radix_sort`](Self::radix_sort).
+        radix_sort_pairs,
+        /// Submits [`radix_sort_pairs`](Self::radix_sort_pairs) and returns its
+        /// last task at once; placement as for
+        /// [`submit_radix_sort`](Self::submit_radix_sort).
+        submit_radix_sort_pairs = sort_pairs(keys: &Buffer<u32>, values: &Buffer<u32>);
+    }
+
+    /// Sorts `keys` (and `values`, if given) with the multi-pass kernels at
+    /// `target`, whatever the device: the GPU's algorithm, which
+    /// [`radix_sort`](Self::radix_sort) uses on GPUs. On the CPU it is
+    /// correct but slower than the whole-sort kernel.
+    pub fn radix_sort_passes(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        keys: &Buffer<u32>,
+        values: Option<&Buffer<u32>>,
+    ) -> Result<RunInfo> {
+        let plan = Plan::new(rt, keys, values)?;
+        self.passes(&plan, &mut Execute::new(rt, target), false)
+    }
+
+    fn sort_keys<L: Launch>(&self, l: &mut L, keys: &Buffer<u32>) -> Result<L::Out> {
+        self.sort(l, &Plan::new(l.rt(), keys, None)?)
+    }
+
+    fn sort_pairs<L: Launch>(
+        &self,
+        l: &mut L,
+        keys: &Buffer<u32>,
+        values: &Buffer<u32>,
+    ) -> Result<L::Out> {
+        self.sort(l, &Plan::new(l.rt(), keys, Some(values))?)
+    }
+
+    fn sort<L: Launch>(&self, l: &mut L, plan: &Plan<'_>) -> Result<L::Out> {
+        match l.target() {
+            Target::On(Backend::Cpu) => self.whole(plan, l),
+            Target::Auto => {
+                // The first histogram shows where the runtime would sort
+                // (data, queues, the model); the rest follows it there.
+                let first = l.launch(&self.histogram, &[plan.keys, &plan.hist], &plan.params(0))?;
+                match l.follow(&first) {
+                    Some(Backend::Cpu) => self.whole(plan, l),
+                    _ => self.passes(plan, l, true),
+                }
+            }
+            _ => self.passes(plan, l, false),
+        }
+    }
+
+    /// The whole sort as one kernel (the CPU's way).
+    fn whole<L: Launch>(&self, plan: &Plan<'_>, launch: &mut L) -> Result<L::Out> {
+        let params = WholeSortParams { n: plan.n };
+        match (plan.values, &plan.tmp_vals) {
+            (Some(v), Some(tv)) => {
+                launch.launch(&self.whole_pairs, &[plan.keys, &plan.tmp, v, tv], &params)
+            }
+            _ => launch.launch(&self.whole_keys, &[plan.keys, &plan.tmp], &params),
+        }
+    }
+
+    /// Launches the 8 passes (histogram, scan, scatter each), alternating
+    /// between the caller's buffers and the temporaries, the first
+    /// histogram unless `first_counted`; returns what the last launch gave.
+    fn passes<L: Launch>(
+        &self,
+        plan: &Plan<'_>,
+        launch: &mut L,
+        first_counted: bool,
+    ) -> Result<L::Out> {
+        let pass = |launch: &mut L, pass: u32| -> Result<L::Out> {
+            let params = plan.params(pass);
+            // Even passes read the caller's buffers, odd ones the temporaries.
+            let swap = |a, b| {
+                if pass.is_multiple_of(2) {
+                    (a, b)
+                } else {
+                    (b, a)
+                }
+            };
+            let (from, to) = swap(plan.keys, &plan.tmp);
+            if pass > 0 || !first_counted {
+                launch.launch(&self.histogram, &[from, &plan.hist], &params)?;
+            }
+            self.scan
+                .launch_u32(launch, &plan.hist, &plan.offsets, ScanKind::Exclusive)?;
+            match (plan.values, &plan.tmp_vals) {
+                (Some(v), Some(tv)) => {
+                    let (vfrom, vto) = swap(v, tv);
+                    launch.launch(
+                        &self.scatter_pairs,
+                        &[from, vfrom, &plan.offsets, to, vto],
+                        &params,
+                    )
+                }
+                _ => launch.launch(&self.scatter_keys, &[from, &plan.offsets, to], &params),
+            }
+        };
+        let mut out = pass(launch, 0)?;
+        for p in 1..PASSES {
+            out = pass(launch, p)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The serial reference: the keys sorted ascending.
+pub fn reference(keys: &[u32]) -> Vec<u32> {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    sorted
+}
+
+/// The serial reference for pairs: a stable sort by key.
+pub fn reference_pairs(keys: &[u32], values: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut pairs: Vec<(u32, u32)> = keys.iter().copied().zip(values.iter().copied()).collect();
+    pairs.sort_by_key(|&(k, _)| k);
+    pairs.into_iter().unzip()
+}

@@ -2,8 +2,7 @@
 //! launches per backend. Cheap enough to stay on in production.
 
 use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::ids::human_bytes;
 
@@ -20,30 +19,7 @@ pub(crate) struct Counters {
     replayed: AtomicU64,
     evictions: AtomicU64,
     devices_lost: AtomicU64,
-    /// Transfers timed for the bus model and not yet taken by it.
-    timed: Mutex<Vec<Timed>>,
-    /// `timed` has something in it (read on every placement, so no lock).
-    has_timed: AtomicBool,
 }
-
-/// A transfer timed for the bus model.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Timed {
-    /// The GPU at the other end.
-    pub(crate) gpu: usize,
-    /// Host to GPU (else GPU to host).
-    pub(crate) up: bool,
-    /// Bytes moved.
-    pub(crate) bytes: u64,
-    /// Seconds it took.
-    pub(crate) secs: f64,
-}
-
-/// Transfers of at least this many bytes are timed for the bus model;
-/// smaller ones say more about the latency, which the first measurement has.
-const TIMED_BYTES: u64 = 256 << 10;
-/// Timed transfers kept between two placements at most.
-const TIMED_KEPT: usize = 64;
 
 impl Counters {
     pub(crate) fn upload(&self, bytes: u64) {
@@ -53,27 +29,6 @@ impl Counters {
     pub(crate) fn download(&self, bytes: u64) {
         self.downloads.fetch_add(1, Relaxed);
         self.download_bytes.fetch_add(bytes, Relaxed);
-    }
-    /// A transfer took this long (a download: staging, mapping and the copy
-    /// into host memory; an upload: staging and the copy, up to the device
-    /// being idle): kept for the bus model.
-    pub(crate) fn timed(&self, t: Timed) {
-        if t.bytes < TIMED_BYTES || !(t.secs.is_finite() && t.secs > 0.0) {
-            return;
-        }
-        let mut timed = self.timed.lock().unwrap_or_else(|e| e.into_inner());
-        if timed.len() < TIMED_KEPT {
-            timed.push(t);
-        }
-        self.has_timed.store(true, Relaxed);
-    }
-    /// The timed transfers since the last call.
-    pub(crate) fn take_timed(&self) -> Vec<Timed> {
-        // A plain load first: this runs on every placement.
-        if !self.has_timed.load(Relaxed) || !self.has_timed.swap(false, Relaxed) {
-            return Vec::new();
-        }
-        std::mem::take(&mut *self.timed.lock().unwrap_or_else(|e| e.into_inner()))
     }
     /// A copy made valid on a GPU ahead of its task (an upload among them
     /// is counted as one too).

@@ -80,6 +80,27 @@ pub(crate) struct Entry {
     valid: Validity,
 }
 
+/// What [`Table::ensure_host`] did, for the layers above to learn from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct HostMade {
+    /// The kernel whose GPU output was downloaded, if that happened.
+    pub(crate) writer: Option<u64>,
+    /// The download, if one happened: the dispatcher's bus model learns
+    /// from it (the table, below the dispatcher, only reports it).
+    pub(crate) download: Option<Download>,
+}
+
+/// One timed download from a GPU to the host.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Download {
+    /// The GPU it came from.
+    pub(crate) gpu: usize,
+    /// Bytes moved.
+    pub(crate) bytes: u64,
+    /// Seconds it took: staging, mapping and the copy into host memory.
+    pub(crate) secs: f64,
+}
+
 /// Every live buffer of one runtime.
 pub(crate) struct Table {
     entries: HashMap<u64, Entry>,
@@ -267,16 +288,17 @@ impl Table {
     }
 
     /// Makes the host copy valid, downloading from a GPU if needed. Returns
-    /// the kernel whose GPU output was downloaded, if that happened.
+    /// the kernel whose GPU output was downloaded and the download's
+    /// timing, if that happened.
     pub(crate) fn ensure_host(
         &mut self,
         id: u64,
         gpus: &[Box<dyn Device>],
         c: &Counters,
-    ) -> Result<Option<u64>> {
+    ) -> Result<HostMade> {
         let e = self.entry(id);
         if e.valid.host {
-            return Ok(None);
+            return Ok(HostMade::default());
         }
         if let Some(err) = &e.lost {
             return Err(err.clone());
@@ -293,6 +315,7 @@ impl Table {
         } else {
             e.valid.gpu.iter().position(|&v| v)
         };
+        let mut download = None;
         if let Some(g) = source {
             let Some(buf) = e.gpu[g].as_ref() else {
                 e.host = Some(host);
@@ -307,9 +330,8 @@ impl Table {
                 return Err(err);
             }
             c.download(bytes as u64);
-            c.timed(crate::stats::Timed {
+            download = Some(Download {
                 gpu: g,
-                up: false,
                 bytes: bytes as u64,
                 secs: start.elapsed().as_secs_f64(),
             });
@@ -330,7 +352,7 @@ impl Table {
         e.host_version = e.version;
         let writer = source.and(e.gpu_writer.take());
         self.host_caught_up(id, gpus);
-        Ok(writer)
+        Ok(HostMade { writer, download })
     }
 
     /// Makes the copy on GPU `g` valid and returns it, and whether anything

@@ -26,6 +26,7 @@ use crate::buffer::{Handle, HostCopy, Table};
 use crate::device::DeviceInfo;
 use crate::device::cpu::CpuDevice;
 use crate::device::{Device, Memory};
+pub(crate) use crate::dispatch::Placement;
 use crate::dispatch::{Dispatcher, Reason};
 use crate::error::{Error, Result};
 use crate::frames::{self, Frame};
@@ -52,8 +53,6 @@ pub(crate) struct Engine {
     pub(crate) leases: Condvar,
     pub(crate) counters: Counters,
     pub(crate) dispatcher: Mutex<Dispatcher>,
-    /// Print each decision (`PEL_EXPLAIN`).
-    pub(crate) explain: bool,
     pub(crate) tracer: Tracer,
     /// Where the trace goes when the engine drops (`PEL_TRACE`, builder).
     pub(crate) trace_file: Option<std::path::PathBuf>,
@@ -118,15 +117,6 @@ struct SplitWork {
     cut: u64,
     raw: Vec<RawSlice>,
     bound: Vec<(Memory, u64)>,
-}
-
-/// Where a call runs, and why.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Placement {
-    pub(crate) backend: Backend,
-    pub(crate) reason: Reason,
-    /// The GPU's share of a call split with the CPU.
-    pub(crate) split: Option<f64>,
 }
 
 /// What one kernel call did.

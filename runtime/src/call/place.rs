@@ -1,15 +1,17 @@
 //! Place: where a call runs. The devices that can take it (a CPU
 //! implementation, a GPU within its limits and not failed by this call)
-//! go to the dispatcher with what each would have to move; the
-//! dispatcher's estimate of the earliest finish decides.
+//! go to the dispatcher as [`Candidates`], with what each would have to
+//! move; the dispatcher's estimate of the earliest finish decides
+//! ([`Dispatcher::place`]). The policy is the dispatcher's: this layer
+//! only says what can run the call, and checks what a target names.
 
 use crate::buffer::{Handle, Moves, Table};
-use crate::dispatch::{self, Decision, Reason};
+use crate::dispatch::{Candidate, Candidates, Decision, Dispatcher, Placement, Reason};
 use crate::error::{Error, Result};
 use crate::ids::{Backend, Target};
 use crate::kernel::Kernel;
 
-use super::{Call, Engine, Placement, split_items};
+use super::{Call, Engine, split_items};
 
 impl Engine {
     /// Where the call runs: as placed, or decided now.
@@ -22,30 +24,23 @@ impl Engine {
         call: &Call<'_>,
         avoid: &[usize],
     ) -> Result<Placement> {
-        if let Some(p) = placed {
-            return Ok(p);
+        match placed {
+            Some(p) => Ok(p),
+            None => self.place(table, target, kernel, call, avoid),
         }
-        let d = self.decide(table, target, kernel, call, avoid, true)?;
-        Ok(Placement {
-            backend: d.chosen,
-            reason: d.reason,
-            split: d.split,
-        })
     }
 
-    /// The placement decision for a call (`commit`: a real call, counted and
-    /// logged; otherwise an explanation).
-    pub(crate) fn decide(
+    /// Decides where a call runs, recorded (counted and logged): the
+    /// dispatcher places it among the candidates, or the target names the
+    /// backend or the split. GPUs in `avoid` failed this call already.
+    pub(crate) fn place(
         &self,
         table: &Table,
         target: Target,
         kernel: &Kernel,
         call: &Call<'_>,
         avoid: &[usize],
-        commit: bool,
-    ) -> Result<Decision> {
-        let (args, params, size, workgroups) =
-            (&call.args[..], call.params, call.size, call.workgroups);
+    ) -> Result<Placement> {
         let forced = match target {
             Target::On(b) => {
                 self.device(b)?;
@@ -58,14 +53,39 @@ impl Engine {
             }
             Target::Auto => None,
             Target::Split { gpu, permille } => {
-                return self.forced_split(kernel, call, gpu, permille);
+                return self
+                    .forced_split(kernel, call, gpu, permille)
+                    .map(|d| Placement::from(&d));
             }
         };
-        let mut d = self.dispatcher();
-        for t in self.counters.take_timed() {
-            d.observe_transfer(t.gpu, t.up, t.bytes, t.secs);
-        }
-        let candidates: Vec<(Backend, f64, f64)> = std::iter::once(Backend::Cpu)
+        self.offer(table, kernel, call, avoid, forced, |d, c| d.place(c))
+    }
+
+    /// What [`place`](Self::place) would decide for an automatic call, with
+    /// the estimates behind it; nothing is recorded.
+    pub(crate) fn explain(
+        &self,
+        table: &Table,
+        kernel: &Kernel,
+        call: &Call<'_>,
+    ) -> Result<Decision> {
+        self.offer(table, kernel, call, &[], None, |d, c| d.explain(c))
+    }
+
+    /// Builds the call's candidates (every backend that can run it, with
+    /// what it would have to move there) and hands them to `ask` with the
+    /// dispatcher.
+    fn offer<T>(
+        &self,
+        table: &Table,
+        kernel: &Kernel,
+        call: &Call<'_>,
+        avoid: &[usize],
+        forced: Option<Backend>,
+        ask: impl FnOnce(&mut Dispatcher, &Candidates<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let (args, workgroups) = (&call.args[..], call.workgroups);
+        let backends = std::iter::once(Backend::Cpu)
             .chain((0..self.gpus.len()).map(Backend::Gpu))
             .filter(|&b| match b {
                 Backend::Cpu => kernel.has_cpu(),
@@ -74,92 +94,66 @@ impl Engine {
                         && self.check_gpu_limits(kernel, args, g, workgroups).is_ok()
                 }
             })
-            .map(|b| {
+            .map(|backend| {
                 let mut moves = Moves::default();
                 for h in args {
-                    table.moves_to(h.id, b, &mut moves);
+                    table.moves_to(h.id, backend, &mut moves);
                 }
-                // Outputs left on a GPU come home as often as this kernel's
-                // outputs have been needed on the host before.
-                if let Backend::Gpu(g) = b {
-                    let p = d.readback_probability(kernel.id());
-                    let written: u64 = args
-                        .iter()
-                        .zip(&kernel.reflection().storage)
-                        .filter(|(_, s)| s.access.writes())
-                        .map(|(h, _)| h.bytes)
-                        .sum();
-                    if p > 0.0 && written > 0 {
-                        let back = d.transfer_secs(&Moves {
-                            up: Vec::new(),
-                            down: vec![(g, written)],
-                        });
-                        return (b, d.transfer_secs(&moves) + p * back, d.queued(b));
-                    }
-                }
-                (b, d.transfer_secs(&moves), d.queued(b))
+                Candidate { backend, moves }
             })
             .collect();
-        if let (Some(f), None) = (d.forced, forced) {
+        let written = args
+            .iter()
+            .zip(&kernel.reflection().storage)
+            .filter(|(_, s)| s.access.writes())
+            .map(|(h, _)| h.bytes)
+            .sum();
+        let why_none = || self.refusals(kernel, args, workgroups, avoid);
+        let candidates = Candidates {
+            kernel: kernel.id(),
+            name: kernel.name(),
+            size: call.size,
+            forced,
+            // The split's own checks cost an allocation: only for kernels
+            // declared splittable.
+            splittable: kernel.is_splittable() && split_items(kernel, args, call.params).is_some(),
+            written,
+            backends,
+            why_none: Some(&why_none),
+        };
+        let mut d = self.dispatcher();
+        // A backend forced for every call (`PEL_BACKEND`, the builder) must
+        // exist on this machine.
+        if let (Some(f), None) = (d.forced(), forced) {
             self.device(f)?;
         }
-        if candidates.is_empty() && forced.or(d.forced).is_none() {
-            // Why each GPU cannot take it, worded only now.
-            let mut refusals =
-                vec!["it has no CPU implementation (built without `.cpu(...)`)".to_owned()];
-            for g in 0..self.gpus.len() {
-                refusals.push(if avoid.contains(&g) {
-                    format!("gpu{g} failed this call")
-                } else if let Err(e) = self.check_gpu_limits(kernel, args, g, workgroups) {
-                    e.to_string()
-                } else {
-                    continue;
-                });
-            }
-            if self.gpus.is_empty() {
-                refusals.push("this runtime has no GPU".to_owned());
-            }
-            return Err(Error::NoBackend {
-                kernel: kernel.name().to_owned(),
-                reason: refusals.join("; "),
+        ask(&mut d, &candidates)
+    }
+
+    /// Why no backend can run the call: the CPU for want of an
+    /// implementation, each GPU for its own reason.
+    fn refusals(
+        &self,
+        kernel: &Kernel,
+        args: &[&Handle],
+        workgroups: u64,
+        avoid: &[usize],
+    ) -> String {
+        let mut refusals =
+            vec!["it has no CPU implementation (built without `.cpu(...)`)".to_owned()];
+        for g in 0..self.gpus.len() {
+            refusals.push(if avoid.contains(&g) {
+                format!("gpu{g} failed this call")
+            } else if let Err(e) = self.check_gpu_limits(kernel, args, g, workgroups) {
+                e.to_string()
+            } else {
+                continue;
             });
         }
-        let calibrations = d.calibration_runs;
-        let mut decision = d.decide(kernel.id(), kernel.name(), size, &candidates, forced)?;
-        // A splittable call the model has calibrated on every device may
-        // run partly on the best GPU and partly on the CPU.
-        if forced.is_none()
-            && d.forced.is_none()
-            && decision.reason == Reason::Modelled
-            && split_items(kernel, args, params).is_some()
-        {
-            let kept = d.split_gpu(kernel.id(), size);
-            let (cpu, gpu) = dispatch::split::split_pair(&decision.estimates, kept);
-            if let (Some(c), Some(g)) = (cpu, gpu) {
-                let (c, g) = (c.clone(), g.clone());
-                if let Some((share, reason)) = d.split_choice(kernel.id(), size, &c, &g) {
-                    decision.chosen = g.backend;
-                    decision.reason = reason;
-                    decision.split = Some(share);
-                }
-            }
+        if self.gpus.is_empty() {
+            refusals.push("this runtime has no GPU".to_owned());
         }
-        if !commit {
-            d.calibration_runs = calibrations;
-            return Ok(decision);
-        }
-        // The log keeps the whole decision; the caller needs only its verdict.
-        let verdict = Decision {
-            kernel: String::new(),
-            size,
-            chosen: decision.chosen,
-            reason: decision.reason,
-            estimates: Vec::new(),
-            split: decision.split,
-            excluded: decision.excluded.clone(),
-        };
-        d.log(decision, self.explain);
-        Ok(verdict)
+        refusals.join("; ")
     }
 
     /// The decision for a [`Target::Split`], once the call is known to fit.

@@ -4,7 +4,7 @@
 //! the launch to the counters. Runs under the table's lock, with the
 //! call's leases still held.
 
-use crate::buffer::Table;
+use crate::buffer::{HostMade, Table};
 use crate::dispatch;
 use crate::error::Result;
 use crate::ids::Backend;
@@ -45,8 +45,16 @@ impl Engine {
                 // A long lineage is cut short: the newest version comes to
                 // the host, and what led to it is forgotten.
                 for id in long {
-                    if let Err(e) = table.ensure_host(id, &self.gpus, &self.counters) {
-                        eprintln!("pel: warning: buffer #{id} could not be checkpointed: {e}");
+                    match table.ensure_host(id, &self.gpus, &self.counters) {
+                        // A checkpoint is no readback of the kernel's
+                        // output; its download still times the bus.
+                        Ok(made) => self.learn_from(HostMade {
+                            writer: None,
+                            ..made
+                        }),
+                        Err(e) => {
+                            eprintln!("pel: warning: buffer #{id} could not be checkpointed: {e}")
+                        }
                     }
                 }
             }

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::buffer::{Handle, Table};
+use crate::buffer::{Handle, HostMade, Table};
 use crate::device::Memory;
 use crate::error::{Error, Result};
 use crate::ids::Backend;
@@ -55,9 +55,8 @@ impl Engine {
         for h in args {
             let t = Instant::now();
             let before = self.counters.download_count();
-            if let Some(k) = self.ensure_host(table, h.id)? {
-                self.dispatcher().note_readback(k);
-            }
+            let made = self.ensure_host(table, h.id)?;
+            self.learn_from(made);
             if self.counters.download_count() != before {
                 self.trace_transfer("to host", h.bytes, t);
             }
@@ -101,25 +100,38 @@ impl Engine {
             let bytes = self.counters.upload_bytes() - uploaded;
             if bytes > 0 {
                 self.trace_transfer(&format!("to gpu{g}"), bytes, t);
-                self.counters.timed(crate::stats::Timed {
-                    gpu: g,
-                    up: true,
-                    bytes,
-                    secs: t.elapsed().as_secs_f64(),
-                });
+                self.dispatcher()
+                    .observe_transfer(g, true, bytes, t.elapsed().as_secs_f64());
             }
         }
         Ok(bound)
     }
 
     /// [`Table::ensure_host`], recovering first from a GPU found lost on the
-    /// way (the copy to bring home was there).
-    pub(crate) fn ensure_host(&self, table: &mut Table, id: u64) -> Result<Option<u64>> {
+    /// way (the copy to bring home was there). The caller hands what it
+    /// did to [`learn_from`](Self::learn_from).
+    pub(crate) fn ensure_host(&self, table: &mut Table, id: u64) -> Result<HostMade> {
         match table.ensure_host(id, &self.gpus, &self.counters) {
             Err(Error::DeviceLost { .. }) if self.recover_lost_gpus(table) => {
                 table.ensure_host(id, &self.gpus, &self.counters)
             }
             other => other,
+        }
+    }
+
+    /// Tells the dispatcher what bringing a copy home showed: the download's
+    /// time (for the bus model) and that a GPU output of its writer was
+    /// needed on the host (for the readback estimate).
+    pub(super) fn learn_from(&self, made: HostMade) {
+        if made.writer.is_none() && made.download.is_none() {
+            return;
+        }
+        let mut d = self.dispatcher();
+        if let Some(t) = made.download {
+            d.observe_transfer(t.gpu, false, t.bytes, t.secs);
+        }
+        if let Some(k) = made.writer {
+            d.note_readback(k);
         }
     }
 
@@ -184,15 +196,13 @@ impl Engine {
         let mut table = self.table_ready(What::Op(what), &[id], &[], false)?;
         let t = Instant::now();
         let before = self.counters.download_count();
-        let writer = self.ensure_host(&mut table, id)?;
+        let made = self.ensure_host(&mut table, id)?;
         if self.counters.download_count() != before {
             self.trace_transfer("to host", table.bytes(id), t);
         }
         let data = take(table.host_bytes(id));
         drop(table);
-        if let Some(k) = writer {
-            self.dispatcher().note_readback(k);
-        }
+        self.learn_from(made);
         Ok(data)
     }
 

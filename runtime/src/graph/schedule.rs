@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::buffer::{Buffer, BufferArg, Handle, HostCopy, Release, Table};
-use crate::call::{Call, Engine, Placement, RunInfo};
+use crate::call::{Call, Engine, RunInfo};
 use crate::dispatch;
 use crate::error::{Error, Result};
 use crate::frames;
@@ -332,27 +332,20 @@ impl Scheduler {
     fn place_task(&self, table: &mut Table, t: &Arc<TaskInner>) -> Result<()> {
         let handles = t.args();
         let call = t.call(&handles);
-        let d = self
-            .engine
-            .decide(table, t.target, &t.kernel, &call, &[], true)?;
+        let placement = self.engine.place(table, t.target, &t.kernel, &call, &[])?;
         let busy = {
             let mut disp = self.engine.dispatcher();
-            disp.enqueue(t.kernel.id(), d.chosen, t.size);
-            disp.busy(d.chosen)
+            disp.enqueue(t.kernel.id(), placement.backend, t.size);
+            disp.busy(placement.backend)
         };
-        if let (Backend::Gpu(g), true) = (d.chosen, busy) {
+        if let (Backend::Gpu(g), true) = (placement.backend, busy) {
             self.engine.prefetch(table, &call.args, g);
         }
         // A split call runs its CPU part on the CPU's worker, which starts
         // the GPU part beside it.
-        let worker = match d.split {
+        let worker = match placement.split {
             Some(_) => 0,
-            None => dispatch::device_index(d.chosen),
-        };
-        let placement = Placement {
-            backend: d.chosen,
-            reason: d.reason,
-            split: d.split,
+            None => dispatch::device_index(placement.backend),
         };
         t.set_placement(placement);
         self.workers.send(

@@ -170,6 +170,7 @@ impl RuntimeBuilder {
             .or(env.calibration_samples)
             .unwrap_or(5);
         let mut dispatcher = Dispatcher::new(keys, min_samples, forced);
+        dispatcher.print_decisions(env.explain);
         let persist = self.persist.unwrap_or(true);
         let path = self.model_file.or_else(|| {
             dispatch::persist::default_path(env.model_dir.as_deref(), dispatcher.keys())
@@ -205,7 +206,6 @@ impl RuntimeBuilder {
             leases: Condvar::new(),
             counters: Counters::default(),
             dispatcher: Mutex::new(dispatcher),
-            explain: env.explain,
             tracer,
             trace_file,
             inject: RwLock::new(inject),

@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError};
 use crate::buffer::{Buffer, BufferArg, HostCopy, Validity};
 use crate::call::{Engine, RunInfo, split_items};
 use crate::device::DeviceInfo;
-use crate::dispatch::{self, Decision, ModelRow, SplitRow};
+use crate::dispatch::{Decision, ModelRow, SplitRow};
 use crate::error::{Error, Result};
 use crate::frames;
 use crate::graph::{Scheduler, Task};
@@ -239,7 +239,7 @@ impl Runtime {
             s.pool_free_bytes += free;
         }
         s.live_buffers = self.engine().table().live();
-        s.calibration_runs = self.engine().dispatcher().calibration_runs;
+        s.calibration_runs = self.engine().dispatcher().calibration_runs();
         s
     }
 
@@ -399,8 +399,7 @@ impl Runtime {
     ) -> Result<Decision> {
         let call = self.engine().call(kernel, args, params)?;
         let table = self.engine().table();
-        self.engine()
-            .decide(&table, Target::Auto, kernel, &call, &[], false)
+        self.engine().explain(&table, kernel, &call)
     }
 
     /// The most recent placement decisions (up to 1,024), oldest first.
@@ -428,16 +427,10 @@ impl Runtime {
             return Ok(None);
         }
         let d = self.explain(kernel, args, params)?;
-        let kept = self.engine().dispatcher().split_gpu(kernel.id(), call.size);
-        Ok(match dispatch::split::split_pair(&d.estimates, kept) {
-            (Some(c), Some(g)) => {
-                self.engine()
-                    .dispatcher()
-                    .split_share(kernel.id(), call.size, c, g)
-            }
-            (Some(_), None) => Some(0.0),
-            _ => None,
-        })
+        Ok(self
+            .engine()
+            .dispatcher()
+            .learned_share(kernel.id(), call.size, &d.estimates))
     }
 
     /// What the model knows about splitting calls between a GPU and the CPU.
@@ -447,7 +440,10 @@ impl Runtime {
 
     /// The file the performance model is loaded from and saved to, if any.
     pub fn model_path(&self) -> Option<std::path::PathBuf> {
-        self.engine().dispatcher().path.clone()
+        self.engine()
+            .dispatcher()
+            .path()
+            .map(std::path::Path::to_path_buf)
     }
 
     /// Writes the performance model now (it is also written when the last

@@ -1,0 +1,327 @@
+//! The placement policy: one call's [`Candidates`] in, a [`Decision`] out.
+//!
+//! [`Dispatcher::place`] is the one way a call's backend is decided;
+//! [`Dispatcher::explain`] is the same decision with nothing recorded. Both
+//! run `Dispatcher::decide`, which reads the model and records nothing (it
+//! takes `&mut self` only to cache fitted curves): what a recorded decision
+//! changes (a calibration counted, a split's first share kept, the log) is
+//! applied by `place` alone.
+
+use super::decision::{Decision, Estimate, Exclusion, Placement, Reason};
+use super::profile::bucket;
+use super::split::{self, SplitEntry};
+use super::{Dispatcher, device_index};
+use crate::buffer::Moves;
+use crate::error::{Error, Result};
+use crate::ids::Backend;
+
+/// A backend whose estimate is this many times the best one's is not
+/// explored further.
+const HOPELESS: f64 = 8.0;
+
+/// A backend that can run a call, and what it would have to receive first.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Candidate {
+    /// The backend.
+    pub(crate) backend: Backend,
+    /// Every argument not valid there: uploads to it, and the downloads
+    /// that bring a copy home on the way.
+    pub(crate) moves: Moves,
+}
+
+/// What placement chooses among for one call. The call layer builds it: it
+/// knows the devices (which can take the call at all) and the buffer table
+/// (what each would have to move); the dispatcher adds what it knows.
+pub(crate) struct Candidates<'a> {
+    /// The kernel's id.
+    pub(crate) kernel: u64,
+    /// The kernel's name, for the decision and its errors.
+    pub(crate) name: &'a str,
+    /// The call's problem size (the kernel's cost measure).
+    pub(crate) size: u64,
+    /// The backend the call names, if it does; else the dispatcher's own
+    /// forced backend, if any, applies.
+    pub(crate) forced: Option<Backend>,
+    /// Whether the call could run split between a GPU and the CPU.
+    pub(crate) splittable: bool,
+    /// Bytes the call writes. Left on a GPU, they come home as often as
+    /// this kernel's outputs have been needed on the host before.
+    pub(crate) written: u64,
+    /// Every backend that can run the call, in backend order.
+    pub(crate) backends: Vec<Candidate>,
+    /// Why no backend can run the call, worded only when none can (`None`:
+    /// "no backend was offered").
+    pub(crate) why_none: Option<&'a dyn Fn() -> String>,
+}
+
+/// A split's first share, kept once a recorded call starts calibrating it:
+/// (kernel, size bucket, GPU) and the entry.
+type NewSplit = ((u64, i32, usize), SplitEntry);
+
+impl Dispatcher {
+    /// Decides where a call runs, and records it: a call placed to
+    /// calibrate is counted, a split starts calibrating at its first
+    /// share, and the decision goes to the log (and to stderr under
+    /// `PEL_EXPLAIN`). `Err(NoBackend)` when nothing can run the call.
+    pub(crate) fn place(&mut self, c: &Candidates<'_>) -> Result<Placement> {
+        let (decision, new_split) = self.decide(c)?;
+        if decision.reason == Reason::Calibrating {
+            self.calibration_runs += 1;
+        }
+        if let Some((key, entry)) = new_split {
+            self.splits.insert(key, entry);
+        }
+        let placement = Placement::from(&decision);
+        self.log(decision);
+        Ok(placement)
+    }
+
+    /// What [`place`](Self::place) would decide for the same call, with the
+    /// estimates behind it; nothing is recorded.
+    pub(crate) fn explain(&mut self, c: &Candidates<'_>) -> Result<Decision> {
+        self.decide(c).map(|(decision, _)| decision)
+    }
+
+    /// The decision, and the split entry a recorded one would start.
+    fn decide(&mut self, c: &Candidates<'_>) -> Result<(Decision, Option<NewSplit>)> {
+        let forced = c.forced.or(self.forced);
+        if c.backends.is_empty() && forced.is_none() {
+            return Err(Error::NoBackend {
+                kernel: c.name.to_owned(),
+                reason: c
+                    .why_none
+                    .map_or_else(|| "no backend was offered".to_owned(), |why| why()),
+            });
+        }
+        let mut decision = self.choose(c, forced)?;
+        let mut new_split = None;
+        // A splittable call the model has calibrated on every device may
+        // run partly on the best GPU and partly on the CPU.
+        if forced.is_none() && decision.reason == Reason::Modelled && c.splittable {
+            let kept = self.split_gpu(c.kernel, c.size);
+            if let (Some(cpu), Some(gpu)) = split::split_pair(&decision.estimates, kept) {
+                let gpu_backend = gpu.backend;
+                if let Some((share, reason, entry)) = self.split_choice(c.kernel, c.size, cpu, gpu)
+                {
+                    decision.chosen = gpu_backend;
+                    decision.reason = reason;
+                    decision.split = Some(share);
+                    new_split = entry;
+                }
+            }
+        }
+        Ok((decision, new_split))
+    }
+
+    /// Seconds to bring the call's arguments to `cand`, and for a GPU the
+    /// expected cost of bringing its outputs home afterwards.
+    fn transfer_to(&self, c: &Candidates<'_>, cand: &Candidate) -> f64 {
+        let moves = self.transfer_secs(&cand.moves);
+        if let Backend::Gpu(g) = cand.backend {
+            let p = self.readback_probability(c.kernel);
+            if p > 0.0 && c.written > 0 {
+                return moves + p * self.download_secs(g, c.written);
+            }
+        }
+        moves
+    }
+
+    /// Chooses among the candidates, skipping those excluded for this
+    /// kernel unless the call is forced. `Err(NoBackend)` when every
+    /// candidate is excluded.
+    fn choose(&mut self, c: &Candidates<'_>, forced: Option<Backend>) -> Result<Decision> {
+        let (kernel, size) = (c.kernel, c.size);
+        let min = self.min_samples;
+        let b = bucket(size);
+        let excluded: Vec<Exclusion> = c
+            .backends
+            .iter()
+            .filter_map(|cand| {
+                let x = self.excluded.get(&(kernel, device_index(cand.backend)))?;
+                Some(Exclusion {
+                    backend: cand.backend,
+                    reason: x.reason.clone(),
+                    permanent: x.permanent,
+                })
+            })
+            .collect();
+        let mut estimates = Vec::with_capacity(c.backends.len());
+        for cand in &c.backends {
+            // A forced call goes where it is told: the exclusion is shown,
+            // not applied.
+            if forced.is_none() && excluded.iter().any(|x| x.backend == cand.backend) {
+                continue;
+            }
+            let d = device_index(cand.backend);
+            let (transfer_s, queue_s) = (self.transfer_to(c, cand), self.queued(cand.backend));
+            estimates.push(Estimate {
+                backend: cand.backend,
+                exec_s: self.profile.estimate(kernel, d, size, min),
+                transfer_s,
+                queue_s,
+                samples: self.profile.samples_near(kernel, d, b),
+            });
+        }
+        if forced.is_none() && estimates.is_empty() {
+            let reason = if excluded.is_empty() {
+                "no backend was offered".to_owned()
+            } else {
+                excluded
+                    .iter()
+                    .map(|x| format!("{}: {}", x.backend, x.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(Error::NoBackend {
+                kernel: c.name.to_owned(),
+                reason,
+            });
+        }
+
+        let (chosen, reason) = if let Some(f) = forced {
+            (f, Reason::Forced)
+        } else if estimates.len() == 1 {
+            (estimates[0].backend, Reason::OnlyBackend)
+        } else {
+            let best_known = estimates
+                .iter()
+                .filter_map(Estimate::finish_s)
+                .fold(f64::INFINITY, f64::min);
+            let explore = estimates
+                .iter()
+                .filter(|e| e.samples < min)
+                .filter(|e| {
+                    // Hopeless: known to be far slower than the best, on
+                    // evidence near this size or from a fitted curve.
+                    let hopeless = e.finish_s().is_some_and(|t| t > HOPELESS * best_known)
+                        && (e.samples >= 2
+                            || self
+                                .profile
+                                .curve(kernel, device_index(e.backend), min)
+                                .is_some());
+                    !hopeless
+                })
+                .min_by_key(|e| e.samples);
+            match explore {
+                Some(e) => (e.backend, Reason::Calibrating),
+                None => {
+                    let best = estimates
+                        .iter()
+                        .filter(|e| e.finish_s().is_some())
+                        .min_by(|a, b| a.finish_s().unwrap().total_cmp(&b.finish_s().unwrap()))
+                        .unwrap_or(&estimates[0]);
+                    (best.backend, Reason::Modelled)
+                }
+            }
+        };
+        Ok(Decision {
+            kernel: c.name.to_owned(),
+            size,
+            chosen,
+            reason,
+            estimates,
+            split: None,
+            excluded,
+        })
+    }
+
+    /// Whether to split a call of a splittable kernel between the CPU and
+    /// the GPU of `gpu` (both estimates calibrated), and at what share.
+    /// Explores (calibrates) a promising split first; afterwards splits
+    /// only where the measured split beats the faster device alone. The
+    /// entry a first exploration starts is returned, to be kept only if
+    /// the call is recorded.
+    fn split_choice(
+        &self,
+        kernel: u64,
+        size: u64,
+        cpu: &Estimate,
+        gpu: &Estimate,
+    ) -> Option<(f64, Reason, Option<NewSplit>)> {
+        let min = self.min_samples;
+        let Backend::Gpu(g) = gpu.backend else {
+            return None;
+        };
+        if cpu.samples < min || gpu.samples < min {
+            return None;
+        }
+        // The split itself starts when both devices are free; each alone
+        // would finish at its own estimate, queue included.
+        let (tc, tg) = (cpu.exec_s? + cpu.transfer_s, gpu.exec_s? + gpu.transfer_s);
+        let wait = cpu.queue_s.max(gpu.queue_s);
+        let best = cpu.finish_s()?.min(gpu.finish_s()?);
+        let key = (kernel, bucket(size), g);
+        match self.splits.get(&key) {
+            Some(e) if e.times.len() >= min => {
+                let share = e.share;
+                (wait + e.median()? < split::KEEP_IF_BELOW * best).then_some((
+                    share,
+                    Reason::Modelled,
+                    None,
+                ))
+            }
+            _ if !split::promising(tc, tg) => None,
+            Some(e) => Some((e.share, Reason::Calibrating, None)),
+            None => {
+                let e = SplitEntry::new(tc, tg);
+                Some((e.share, Reason::Calibrating, Some((key, e))))
+            }
+        }
+    }
+
+    /// The GPU a split of this kernel at this size has been measured with:
+    /// of those whose split is calibrated, the one with the fastest median;
+    /// else the one with the most split runs.
+    fn split_gpu(&self, kernel: u64, size: u64) -> Option<usize> {
+        let b = bucket(size);
+        let measured = self
+            .splits
+            .range((kernel, b, 0)..=(kernel, b, usize::MAX))
+            .map(|(&(_, _, g), e)| (g, e));
+        let calibrated = measured
+            .clone()
+            .filter(|(_, e)| e.times.len() >= self.min_samples)
+            .filter_map(|(g, e)| Some((g, e.median()?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(g, _)| g);
+        calibrated.or_else(|| measured.max_by_key(|(_, e)| e.times.len()).map(|(g, _)| g))
+    }
+
+    /// The share of the items a split call at `size` gives its GPU, as
+    /// learned, given the call's `estimates` (from
+    /// [`explain`](Self::explain)): `Some(1.0)` or `Some(0.0)` where running
+    /// unsplit on the GPU or the CPU wins, `None` while unknown.
+    pub(crate) fn learned_share(
+        &self,
+        kernel: u64,
+        size: u64,
+        estimates: &[Estimate],
+    ) -> Option<f64> {
+        let kept = self.split_gpu(kernel, size);
+        match split::split_pair(estimates, kept) {
+            (Some(cpu), Some(gpu)) => self.split_share(kernel, size, cpu, gpu),
+            (Some(_), None) => Some(0.0),
+            _ => None,
+        }
+    }
+
+    /// [`learned_share`](Self::learned_share) between the CPU and one GPU.
+    fn split_share(&self, kernel: u64, size: u64, cpu: &Estimate, gpu: &Estimate) -> Option<f64> {
+        let (tc, tg) = (cpu.exec_s? + cpu.transfer_s, gpu.exec_s? + gpu.transfer_s);
+        let single = if tg < tc { 1.0 } else { 0.0 };
+        let Backend::Gpu(g) = gpu.backend else {
+            return Some(0.0);
+        };
+        match self.splits.get(&(kernel, bucket(size), g)) {
+            Some(e) if e.times.len() >= self.min_samples => {
+                Some(if e.median()? < split::KEEP_IF_BELOW * tc.min(tg) {
+                    e.share
+                } else {
+                    single
+                })
+            }
+            _ if !split::promising(tc, tg) => Some(single),
+            _ => None,
+        }
+    }
+}

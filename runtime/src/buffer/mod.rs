@@ -355,16 +355,17 @@ impl Table {
         Ok(HostMade { writer, download })
     }
 
-    /// Makes the copy on GPU `g` valid and returns it, and whether anything
-    /// was queued for the device: cleared there for zero contents, uploaded
-    /// from the host, or routed through the host from another GPU.
+    /// Makes the copy on GPU `g` valid and returns it, whether anything was
+    /// queued for the device (cleared there for zero contents, uploaded
+    /// from the host, or routed through the host from another GPU), and
+    /// what coming through the host downloaded.
     pub(crate) fn ensure_gpu(
         &mut self,
         id: u64,
         g: usize,
         gpus: &[Box<dyn Device>],
         c: &Counters,
-    ) -> Result<(Memory, bool)> {
+    ) -> Result<(Memory, bool, HostMade)> {
         self.tick += 1;
         let tick = self.tick;
         let e = self.entry(id);
@@ -377,10 +378,11 @@ impl Table {
         }
         let buf = e.gpu[g].clone().expect("allocated above");
         if e.valid.gpu[g] {
-            return Ok((buf, false));
+            return Ok((buf, false, HostMade::default()));
         }
+        let mut made = HostMade::default();
         if !e.valid.zero && !e.valid.host {
-            self.ensure_host(id, gpus, c)?;
+            made = self.ensure_host(id, gpus, c)?;
         }
         let e = self.entry(id);
         if !e.valid.zero && e.valid.host {
@@ -391,7 +393,7 @@ impl Table {
             gpus[g].clear(&buf, e.bytes)?;
         }
         e.valid.gpu[g] = true;
-        Ok((buf, true))
+        Ok((buf, true, made))
     }
 
     /// A pointer to the valid host copy (call [`ensure_host`] first).
@@ -538,30 +540,33 @@ impl Table {
     }
 
     /// Frees the copy of `id` on GPU `g`, bringing it to the host first
-    /// when that copy is the only valid one. Returns the bytes freed.
+    /// when that copy is the only valid one. Returns the bytes freed, and
+    /// what the write-back downloaded.
     pub(crate) fn evict(
         &mut self,
         id: u64,
         g: usize,
         gpus: &[Box<dyn Device>],
         c: &Counters,
-    ) -> Result<u64> {
+    ) -> Result<(u64, HostMade)> {
         let e = self.entry(id);
         let only_here = e.valid.gpu[g]
             && !e.valid.host
             && !e.valid.zero
             && e.valid.gpu.iter().filter(|&&v| v).count() == 1;
-        if only_here {
-            self.ensure_host(id, gpus, c)?;
-        }
+        let made = if only_here {
+            self.ensure_host(id, gpus, c)?
+        } else {
+            HostMade::default()
+        };
         let e = self.entry(id);
         e.valid.gpu[g] = false;
         let Some(buf) = e.gpu[g].take() else {
-            return Ok(0);
+            return Ok((0, made));
         };
         let size = buf.size();
         gpus[g].release(buf);
-        Ok(size)
+        Ok((size, made))
     }
 
     /// Adds to `moves` what making this buffer valid on `backend` would move.

@@ -85,13 +85,14 @@ impl Engine {
         let t = Instant::now();
         let uploaded = self.counters.upload_bytes();
         for h in args {
-            let (buf, moved) = match table.ensure_gpu(h.id, g, &self.gpus, &self.counters) {
+            let (buf, moved, made) = match table.ensure_gpu(h.id, g, &self.gpus, &self.counters) {
                 Err(Error::DeviceLost { .. }) if self.recover_lost_gpus(table) => {
                     table.ensure_gpu(h.id, g, &self.gpus, &self.counters)?
                 }
                 other => other?,
             };
             queued |= moved;
+            self.learn_transfer(made);
             bound.push((buf, h.bytes));
         }
         if queued {
@@ -122,6 +123,16 @@ impl Engine {
     /// Tells the dispatcher what bringing a copy home showed: the download's
     /// time (for the bus model) and that a GPU output of its writer was
     /// needed on the host (for the readback estimate).
+    /// [`learn_from`](Self::learn_from) for a download made on the way
+    /// to somewhere else (a route between GPUs, a write-back): it times
+    /// the bus, but no kernel's output was needed on the host.
+    fn learn_transfer(&self, made: HostMade) {
+        self.learn_from(HostMade {
+            writer: None,
+            ..made
+        });
+    }
+
     pub(super) fn learn_from(&self, made: HostMade) {
         if made.writer.is_none() && made.download.is_none() {
             return;
@@ -143,11 +154,13 @@ impl Engine {
         let mut freed = 0;
         for id in order {
             match table.evict(id, g, &self.gpus, &self.counters) {
-                Ok(bytes) if bytes > 0 => {
-                    freed += bytes;
-                    self.counters.evicted();
+                Ok((bytes, made)) => {
+                    self.learn_transfer(made);
+                    if bytes > 0 {
+                        freed += bytes;
+                        self.counters.evicted();
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => eprintln!("pel: warning: buffer #{id} could not be evicted: {e}"),
             }
         }
@@ -171,7 +184,8 @@ impl Engine {
             if !table.readable(h.id) {
                 continue;
             }
-            if let Ok((_, true)) = table.ensure_gpu(h.id, g, &self.gpus, &self.counters) {
+            if let Ok((_, true, made)) = table.ensure_gpu(h.id, g, &self.gpus, &self.counters) {
+                self.learn_transfer(made);
                 queued = true;
                 self.counters.prefetched();
             }

@@ -16,15 +16,18 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use pel_kernels::{Matmul, Sample, samples};
-use pel_runtime::{Backend, Kernel, Read, ReadWrite, Result, Runtime, Target};
+use pel::kernels::{Matmul, Sample, samples};
+use pel::{Backend, Kernel, Read, ReadWrite, Result, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::peers::{faer_gemm, random_f32, rayon_saxpy, rayon_sum};
-use super::{calibrate_trial, interleaved_for, median};
+use pel::calibrate::calibrate_trial;
+use pel::csv::Row;
+
+use crate::peers::{faer_gemm, random_f32, rayon_saxpy, rayon_sum};
+use crate::{interleaved_for, median};
 
 /// One backend's peaks.
 #[derive(Debug, Clone, Serialize)]
@@ -166,7 +169,7 @@ pub fn roofline(rt: &Runtime, quick: bool, reps: usize) -> Result<BTreeMap<Strin
     );
     let ob = rt.zeros::<f32>(gpu_n * gpu_n);
     for g in gpus {
-        let exec = |f: &mut dyn FnMut() -> Result<pel_runtime::RunInfo>| -> Result<f64> {
+        let exec = |f: &mut dyn FnMut() -> Result<pel::RunInfo>| -> Result<f64> {
             f()?; // the upload and the pipeline's compilation
             let mut v = Vec::with_capacity(reps);
             for _ in 0..reps {
@@ -271,6 +274,35 @@ pub struct KernelsReport {
     pub reps: usize,
     /// The devices, one line each.
     pub devices: Vec<String>,
+}
+
+impl KernelsReport {
+    /// Every median as CSV rows: each backend, `auto`, and `peer: NAME`.
+    pub fn csv_rows(&self) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for p in &self.points {
+            let modes = p
+                .backends
+                .iter()
+                .map(|(b, s)| (b.clone(), *s))
+                .chain([("auto".to_owned(), p.auto_s)])
+                .chain(
+                    p.peer
+                        .iter()
+                        .zip(p.peer_s)
+                        .map(|(n, s)| (format!("peer: {n}"), s)),
+                );
+            rows.extend(modes.map(|(mode, seconds)| Row {
+                suite: "kernels",
+                kernel: p.kernel.clone(),
+                size: p.size,
+                shape: p.shape.clone(),
+                mode,
+                seconds,
+            }));
+        }
+        rows
+    }
 }
 
 /// A peer program's input, made fresh (untimed) before each run by

@@ -1,5 +1,7 @@
 //! The `pel` command line, run as a user would.
 
+// The root package's test helpers: one runtime, and its GPUs or a loud skip.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output};
@@ -289,7 +291,7 @@ fn listed_kernels() -> Vec<String> {
 fn validate_prints_bindings_or_the_line_of_the_error() {
     let dir = std::env::temp_dir().join(format!("pel-cli-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/saxpy.wgsl");
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/saxpy.wgsl");
     let o = pel(&["validate", good], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);

@@ -18,16 +18,16 @@
 
 use std::collections::BTreeMap;
 
-use pel_kernels::matmul::MatmulParams;
-use pel_kernels::saxpy::SaxpyParams;
-use pel_kernels::{Matmul, Saxpy, Sort};
-use pel_runtime::{Backend, Error, Kernel, ReadWrite, Result, Runtime, Target};
+use pel::kernels::matmul::MatmulParams;
+use pel::kernels::saxpy::SaxpyParams;
+use pel::kernels::{Matmul, Saxpy, Sort};
+use pel::{Backend, Error, Kernel, ReadWrite, Result, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::interleaved;
+use crate::interleaved;
 
 /// The peers benchmark's report: the six ratios, then every median.
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +53,24 @@ pub struct PeersReport {
     pub reps: usize,
     /// The GPU compared, if any.
     pub gpu: Option<String>,
+}
+
+impl PeersReport {
+    /// Every median as CSV rows: the mode is the program measured
+    /// (`gemm_pel`, `gemm_faer`...), the kernel its first word.
+    pub fn csv_rows(&self) -> Vec<pel::csv::Row> {
+        self.medians_s
+            .iter()
+            .map(|(k, v)| pel::csv::Row {
+                suite: "peers",
+                kernel: k.split('_').next().unwrap_or(k).to_owned(),
+                size: 0,
+                shape: String::new(),
+                mode: k.clone(),
+                seconds: *v,
+            })
+            .collect()
+    }
 }
 
 /// `n` seeded random f32 in [-1, 1).
@@ -252,7 +270,7 @@ pub fn peers(
                 let args = [bytemuck::cast_slice(&sx), bytemuck::cast_slice(&sy)];
                 let groups = (elems as u64).div_ceil(256);
                 raw.run(
-                    pel_kernels::saxpy::WGSL,
+                    pel::kernels::saxpy::WGSL,
                     &args,
                     bytemuck::bytes_of(&p),
                     groups,
@@ -287,7 +305,7 @@ pub fn peers(
                     bytemuck::cast_slice(&zero_c),
                 ];
                 let params = bytemuck::bytes_of(&mp);
-                raw.run(pel_kernels::matmul::WGSL, &args, params, mp.tiles as u64)
+                raw.run(pel::kernels::matmul::WGSL, &args, params, mp.tiles as u64)
                     .map(drop)
             },
         )?);

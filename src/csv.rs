@@ -23,6 +23,26 @@ pub struct Row {
     pub seconds: f64,
 }
 
+impl Row {
+    /// One point's rows: one per (mode, seconds) of `modes`.
+    pub fn per_mode<'a>(
+        suite: &'static str,
+        kernel: &'a str,
+        size: usize,
+        shape: &'a str,
+        modes: impl IntoIterator<Item = (String, f64)> + 'a,
+    ) -> impl Iterator<Item = Row> + 'a {
+        modes.into_iter().map(move |(mode, seconds)| Row {
+            suite,
+            kernel: kernel.to_owned(),
+            size,
+            shape: shape.to_owned(),
+            mode,
+            seconds,
+        })
+    }
+}
+
 /// Writes [`HEADER`] and then `rows`, quoting fields that need it.
 ///
 /// # Examples

@@ -326,22 +326,15 @@ impl TourReport {
 
     /// Every median as CSV rows (suite `tour`; a failed cell has none).
     pub fn csv_rows(&self) -> Vec<crate::csv::Row> {
-        let mut out = Vec::new();
-        for r in &self.rows {
-            let row = |mode: String, t: Duration| crate::csv::Row {
-                suite: "tour",
-                kernel: r.kernel.to_owned(),
-                size: r.size,
-                shape: r.shape.clone(),
-                mode,
-                seconds: t.as_secs_f64(),
-            };
-            for c in &r.cells {
-                out.extend(c.median.map(|t| row(c.backend.to_string(), t)));
-            }
-            out.push(row("auto".to_owned(), r.auto));
-        }
-        out
+        let rows = self.rows.iter().flat_map(|r| {
+            let forced = r.cells.iter().filter_map(|c| Some((c.backend, c.median?)));
+            let modes = forced
+                .map(|(b, t)| (b.to_string(), t))
+                .chain([("auto".to_owned(), r.auto)])
+                .map(|(mode, t)| (mode, t.as_secs_f64()));
+            crate::csv::Row::per_mode("tour", r.kernel, r.size, &r.shape, modes)
+        });
+        rows.collect()
     }
 
     /// Writes [`csv_rows`](Self::csv_rows) as CSV (see [`crate::csv`]).

@@ -38,20 +38,23 @@ impl GraphReport {
     /// Every median as CSV rows: the demo graph's and mandelbrot's, per
     /// placement.
     pub fn csv_rows(&self) -> Vec<Row> {
-        let graph = ("demo graph", self.tasks, format!("{} tasks", self.tasks));
-        let split = ("mandelbrot", 1 << 20, "1024×1024".to_owned());
-        let mut rows = Vec::new();
-        for ((kernel, size, shape), times) in [(graph, &self.makespan_s), (split, &self.coexec_s)] {
-            rows.extend(times.iter().map(|(mode, s)| Row {
-                suite: "graph",
-                kernel: kernel.to_owned(),
-                size,
-                shape: shape.clone(),
-                mode: mode.clone(),
-                seconds: *s,
-            }));
-        }
-        rows
+        let tasks = format!("{} tasks", self.tasks);
+        let modes = |times: &BTreeMap<String, f64>| times.clone().into_iter();
+        let graph = Row::per_mode(
+            "graph",
+            "demo graph",
+            self.tasks,
+            &tasks,
+            modes(&self.makespan_s),
+        );
+        let split = Row::per_mode(
+            "graph",
+            "mandelbrot",
+            1 << 20,
+            "1024×1024",
+            modes(&self.coexec_s),
+        );
+        graph.chain(split).collect()
     }
 }
 

@@ -13,9 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use pel::{Backend, Target};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use serde::Serialize;
 
 mod graph;
 pub mod kernels;
@@ -25,6 +27,65 @@ mod routing;
 
 pub use graph::{GraphReport, graph};
 pub use routing::{RoutingPoint, RoutingReport, routing};
+
+/// One point's medians on every backend and with automatic placement, as
+/// the kernels and routing suites report them (flattened into the point in
+/// JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Medians {
+    /// Median seconds on every backend that was timed.
+    pub backends: BTreeMap<String, f64>,
+    /// Median seconds on the CPU.
+    pub cpu_s: f64,
+    /// Median seconds on the fastest GPU (`null` without one).
+    pub gpu_s: Option<f64>,
+    /// Median seconds with automatic placement.
+    pub auto_s: f64,
+    /// Where automatic placement ran it, most often.
+    pub choice: String,
+}
+
+impl Medians {
+    /// From each target's median, and how often automatic placement chose
+    /// each backend.
+    fn of(medians: &BTreeMap<Target, f64>, choices: &BTreeMap<Backend, usize>) -> Medians {
+        let on = |b: &Backend| medians.get(&Target::On(*b)).copied();
+        let timed: Vec<(Backend, f64)> = medians
+            .keys()
+            .filter_map(|t| match t {
+                Target::On(b) => on(b).map(|s| (*b, s)),
+                Target::Auto | Target::Split { .. } => None,
+            })
+            .collect();
+        Medians {
+            backends: timed.iter().map(|(b, s)| (b.to_string(), *s)).collect(),
+            cpu_s: on(&Backend::Cpu).unwrap_or(f64::NAN),
+            gpu_s: timed
+                .iter()
+                .filter(|(b, _)| matches!(b, Backend::Gpu(_)))
+                .map(|(_, s)| *s)
+                .reduce(f64::min),
+            auto_s: medians.get(&Target::Auto).copied().unwrap_or(f64::NAN),
+            choice: choices
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(b, _)| b.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The best single backend's median: the lesser of `cpu_s` and `gpu_s`.
+    pub fn best_single_s(&self) -> f64 {
+        self.gpu_s.map_or(self.cpu_s, |g| g.min(self.cpu_s))
+    }
+
+    /// Each backend's median and automatic placement's (`auto`), as
+    /// (mode, seconds).
+    fn modes(&self) -> impl Iterator<Item = (String, f64)> + '_ {
+        let backends = self.backends.iter().map(|(b, s)| (b.clone(), *s));
+        backends.chain([("auto".to_owned(), self.auto_s)])
+    }
+}
 
 /// Times `run` for every mode, shuffled each round, after one untimed run
 /// of each. `prepare` makes each run's inputs, untimed (and they are

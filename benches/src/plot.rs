@@ -41,13 +41,13 @@ fn series(pts: &[&KernelPoint]) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for p in pts {
         let size = p.size.max(1) as f64;
-        for (b, s) in &p.backends {
+        for (b, s) in &p.medians.backends {
             lines.entry(b.clone()).or_default().push((size, *s));
         }
         lines
             .entry("auto".to_owned())
             .or_default()
-            .push((size, p.auto_s));
+            .push((size, p.medians.auto_s));
         if let (Some(name), Some(s)) = (&p.peer, p.peer_s) {
             lines
                 .entry(format!("peer: {name}"))

@@ -9,7 +9,7 @@ use pel::kernels::Sample;
 use pel::{Backend, Result, Runtime, Target};
 use serde::Serialize;
 
-use crate::interleaved_for;
+use crate::{Medians, interleaved_for};
 
 /// One point of the routing benchmark.
 #[derive(Debug, Clone, Serialize)]
@@ -18,16 +18,9 @@ pub struct RoutingPoint {
     pub kernel: String,
     /// Its size (as `pel run --size` takes it).
     pub size: usize,
-    /// Median seconds on the CPU.
-    pub cpu_s: f64,
-    /// Median seconds on the best GPU (`null` without one).
-    pub gpu_s: Option<f64>,
-    /// Median seconds with automatic placement.
-    pub auto_s: f64,
-    /// Where automatic placement ran the (last) kernel.
-    pub choice: String,
-    /// Median seconds on every backend.
-    pub backends: BTreeMap<String, f64>,
+    /// Its medians.
+    #[serde(flatten)]
+    pub medians: Medians,
 }
 
 /// The routing benchmark's report.
@@ -53,16 +46,14 @@ impl RoutingReport {
     pub fn csv_rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
         for p in &self.points {
-            let modes = p.backends.iter().map(|(b, s)| (b.clone(), *s));
-            let modes = modes.chain([("auto".to_owned(), p.auto_s)]);
-            rows.extend(modes.map(|(mode, seconds)| Row {
-                suite: "routing",
-                kernel: p.kernel.clone(),
-                size: p.size,
-                shape: p.size.to_string(),
-                mode,
-                seconds,
-            }));
+            let shape = p.size.to_string();
+            rows.extend(Row::per_mode(
+                "routing",
+                &p.kernel,
+                p.size,
+                &shape,
+                p.medians.modes(),
+            ));
         }
         rows
     }
@@ -119,31 +110,10 @@ pub fn routing(
                 |t| matches!(t, Target::On(Backend::Gpu(_))),
             )?;
             let trial = trial.into_inner();
-            let backends: BTreeMap<String, f64> = med
-                .iter()
-                .filter_map(|(t, s)| match t {
-                    Target::On(b) => Some((b.to_string(), *s)),
-                    Target::Auto | Target::Split { .. } => None,
-                })
-                .collect();
-            let gpu_s = med
-                .iter()
-                .filter(|(t, _)| matches!(t, Target::On(Backend::Gpu(_))))
-                .map(|(_, s)| *s)
-                .reduce(f64::min);
-            let choice = choices
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(b, _)| b.to_string())
-                .unwrap_or_default();
             points.push(RoutingPoint {
                 kernel: sample.name.to_owned(),
                 size,
-                cpu_s: med[&Target::On(Backend::Cpu)],
-                gpu_s,
-                auto_s: med[&Target::Auto],
-                choice,
-                backends,
+                medians: Medians::of(&med, &choices),
             });
             step(
                 points.len(),
@@ -153,12 +123,12 @@ pub fn routing(
         }
     }
     rt.save_model();
-    let best = |p: &RoutingPoint| p.gpu_s.map_or(p.cpu_s, |g| g.min(p.cpu_s));
-    let regret_total = points.iter().map(|p| p.auto_s).sum::<f64>()
+    let best = |p: &RoutingPoint| p.medians.best_single_s().max(f64::MIN_POSITIVE);
+    let regret_total = points.iter().map(|p| p.medians.auto_s).sum::<f64>()
         / points.iter().map(best).sum::<f64>().max(f64::MIN_POSITIVE);
     let regret_max = points
         .iter()
-        .map(|p| p.auto_s / best(p).max(f64::MIN_POSITIVE))
+        .map(|p| p.medians.auto_s / best(p))
         .fold(0.0, f64::max);
     Ok(RoutingReport {
         points,

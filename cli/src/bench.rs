@@ -6,18 +6,49 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use pel::Runtime;
 use pel::csv::Row;
+use pel::kernels::Sample;
 
 use crate::Suite;
 
 /// The options every benchmark suite takes.
+#[derive(clap::Args)]
 pub(crate) struct BenchOptions {
+    /// Write the report as JSON here (one suite: its report; `all`: one report per suite).
+    #[arg(long)]
     pub(crate) json: Option<std::path::PathBuf>,
+    /// Write every measured median as CSV here: suite, kernel, size, shape, mode, seconds.
+    #[arg(long)]
     pub(crate) csv: Option<std::path::PathBuf>,
+    /// Write one SVG plot per kernel (time against size, a line per backend) into this directory (kernels suite).
+    #[arg(long)]
     pub(crate) plot: Option<std::path::PathBuf>,
+    /// Fewer, smaller sizes and fewer repetitions.
+    #[arg(long)]
     pub(crate) quick: bool,
+    /// Timed repetitions per mode per point.
+    #[arg(long)]
     pub(crate) reps: Option<usize>,
+    /// Only these kernels (repeatable; kernels and routing suites).
+    #[arg(long = "kernel")]
     pub(crate) kernels: Vec<String>,
 }
+
+impl BenchOptions {
+    /// `sweep` limited to the kernels asked for; `None`, with a message,
+    /// when none is left.
+    fn only(&self, sweep: Vec<(Sample, Vec<usize>)>) -> Option<Vec<(Sample, Vec<usize>)>> {
+        crate::only(sweep, |(s, _)| s.name, &self.kernels)
+    }
+
+    /// Timed repetitions: `--reps`, else `quick`'s or `full`'s.
+    fn reps_or(&self, quick: usize, full: usize) -> usize {
+        self.reps.unwrap_or(if self.quick { quick } else { full })
+    }
+}
+
+/// What a suite hands back: its report as JSON and its medians as CSV rows;
+/// `None` when it was asked for no kernel it has.
+type Outcome = Option<(serde_json::Value, Vec<Row>)>;
 
 /// Runs `suite` (every suite for `all`), prints each one's table, and
 /// writes the JSON, CSV and plots asked for.
@@ -30,17 +61,18 @@ pub(crate) fn bench(suite: Suite, opts: &BenchOptions) -> Result<ExitCode> {
     let mut reports = serde_json::Map::new();
     let mut rows = Vec::new();
     for &s in suites {
-        let (name, report) = match s {
-            Suite::Kernels => ("kernels", bench_kernels(&rt, opts, &mut rows)?),
-            Suite::Peers => ("peers", bench_peers(&rt, opts, &mut rows)?),
-            Suite::Routing => ("routing", bench_routing(&rt, opts, &mut rows)?),
-            Suite::Graph => ("graph", bench_graph(&rt, opts, &mut rows)?),
+        let (name, outcome) = match s {
+            Suite::Kernels => ("kernels", kernels(&rt, opts)?),
+            Suite::Peers => ("peers", peers(&rt, opts)?),
+            Suite::Routing => ("routing", routing(&rt, opts)?),
+            Suite::Graph => ("graph", graph(&rt, opts)?),
             Suite::All => continue,
         };
-        let Some(report) = report else {
+        let Some((report, medians)) = outcome else {
             return Ok(ExitCode::from(2));
         };
         reports.insert(name.to_owned(), report);
+        rows.extend(medians);
         say!("");
     }
     if let Some(path) = &opts.json {
@@ -63,19 +95,11 @@ pub(crate) fn bench(suite: Suite, opts: &BenchOptions) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_kernels(
-    rt: &Runtime,
-    opts: &BenchOptions,
-    rows: &mut Vec<Row>,
-) -> Result<Option<serde_json::Value>> {
-    let Some(sweep) = crate::only(
-        pel_bench::kernels::kernels_sweep(opts.quick),
-        |(s, _)| s.name,
-        &opts.kernels,
-    ) else {
+fn kernels(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
+    let Some(sweep) = opts.only(pel_bench::kernels::kernels_sweep(opts.quick)) else {
         return Ok(None);
     };
-    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 });
+    let reps = opts.reps_or(3, 7);
     let points: usize = sweep.iter().map(|(_, s)| s.len()).sum();
     let bar = crate::progress(points + 1);
     bar.set_message("roofline: triad and GEMM");
@@ -117,10 +141,10 @@ fn bench_kernels(
             "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} |",
             p.kernel,
             p.shape,
-            pel::secs(p.cpu_s),
-            p.gpu_s.map(pel::secs).unwrap_or_else(|| "-".into()),
-            pel::secs(p.auto_s),
-            p.choice,
+            pel::secs(p.medians.cpu_s),
+            p.medians.gpu_s.map(pel::secs).unwrap_or_else(|| "-".into()),
+            pel::secs(p.medians.auto_s),
+            p.medians.choice,
             p.gflops,
             p.gbs,
             p.roofline_fraction
@@ -132,7 +156,6 @@ fn bench_kernels(
                 .unwrap_or_else(|| "-".into()),
         );
     }
-    rows.extend(report.csv_rows());
     say!(
         "\nTimes are medians from host-resident inputs to the result on the host; GFLOP/s, GB/s and the roofline fraction are automatic placement's, against the peaks of the backend it chose."
     );
@@ -141,15 +164,11 @@ fn bench_kernels(
             .with_context(|| format!("plotting into {}", dir.display()))?;
         say!("wrote {} plots into {}", files.len(), dir.display());
     }
-    Ok(Some(serde_json::to_value(&report)?))
+    Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
 }
 
-fn bench_peers(
-    rt: &Runtime,
-    opts: &BenchOptions,
-    rows: &mut Vec<Row>,
-) -> Result<Option<serde_json::Value>> {
-    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 9 });
+fn peers(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
+    let reps = opts.reps_or(3, 9);
     let report = crate::with_progress(6, |step| {
         pel_bench::peers::peers(rt, opts.quick, reps, step)
     })?;
@@ -179,16 +198,11 @@ fn bench_peers(
     for (k, v) in &report.medians_s {
         say!("  {k:<24} {}", pel::secs(*v));
     }
-    rows.extend(report.csv_rows());
-    Ok(Some(serde_json::to_value(&report)?))
+    Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
 }
 
-fn bench_graph(
-    rt: &Runtime,
-    opts: &BenchOptions,
-    rows: &mut Vec<Row>,
-) -> Result<Option<serde_json::Value>> {
-    let reps = opts.reps.unwrap_or(if opts.quick { 5 } else { 15 });
+fn graph(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
+    let reps = opts.reps_or(5, 15);
     let report = crate::with_progress(4, |step| pel_bench::graph(rt, reps, step))?;
     say!("## graph\n");
     say!("| {:<38} | {:>10} |", "placement", "median");
@@ -201,7 +215,6 @@ fn bench_graph(
         let what = format!("mandelbrot 1024×1024, {k}");
         say!("| {what:<38} | {:>10} |", pel::secs(*v));
     }
-    rows.extend(report.csv_rows());
     let share = report
         .coexec_gpu_share
         .map(|s| format!("{:.0}%", s * 100.0))
@@ -211,22 +224,14 @@ fn bench_graph(
         report.makespan_ratio,
         report.coexec_ratio
     );
-    Ok(Some(serde_json::to_value(&report)?))
+    Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
 }
 
-fn bench_routing(
-    rt: &Runtime,
-    opts: &BenchOptions,
-    rows: &mut Vec<Row>,
-) -> Result<Option<serde_json::Value>> {
-    let Some(sweep) = crate::only(
-        pel::calibrate::crossover_sweep(opts.quick),
-        |(s, _)| s.name,
-        &opts.kernels,
-    ) else {
+fn routing(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
+    let Some(sweep) = opts.only(pel::calibrate::crossover_sweep(opts.quick)) else {
         return Ok(None);
     };
-    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 });
+    let reps = opts.reps_or(3, 7);
     let report = crate::with_progress(sweep.iter().map(|(_, s)| s.len()).sum(), |step| {
         pel_bench::routing(rt, &sweep, reps, step)
     })?;
@@ -247,27 +252,26 @@ fn bench_routing(
         for b in &backends {
             row += &format!(
                 " {:>10} |",
-                p.backends
+                p.medians
+                    .backends
                     .get(&b.to_string())
                     .map(|s| pel::secs(*s))
                     .unwrap_or_default()
             );
         }
-        let best = p.gpu_s.map_or(p.cpu_s, |g| g.min(p.cpu_s));
         row += &format!(
             " {:>10} | {:<6} | {:>6.3} |",
-            pel::secs(p.auto_s),
-            p.choice,
-            p.auto_s / best
+            pel::secs(p.medians.auto_s),
+            p.medians.choice,
+            p.medians.auto_s / p.medians.best_single_s()
         );
         say!("{row}");
     }
-    rows.extend(report.csv_rows());
     say!(
         "\nregret_total {:.3} (target ≤ 1.05), regret_max {:.3} (target ≤ 1.25), calibration_runs {}",
         report.regret_total,
         report.regret_max,
         report.calibration_runs
     );
-    Ok(Some(serde_json::to_value(&report)?))
+    Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
 }

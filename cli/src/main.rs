@@ -101,24 +101,8 @@ enum Command {
         /// Which suite.
         #[arg(long = "suite", value_enum, conflicts_with = "suite")]
         suite_flag: Option<Suite>,
-        /// Write the report as JSON here (one suite: its report; `all`: one report per suite).
-        #[arg(long)]
-        json: Option<std::path::PathBuf>,
-        /// Write every measured median as CSV here: suite, kernel, size, shape, mode, seconds.
-        #[arg(long)]
-        csv: Option<std::path::PathBuf>,
-        /// Write one SVG plot per kernel (time against size, a line per backend) into this directory (kernels suite).
-        #[arg(long)]
-        plot: Option<std::path::PathBuf>,
-        /// Fewer, smaller sizes and fewer repetitions.
-        #[arg(long)]
-        quick: bool,
-        /// Timed repetitions per mode per point.
-        #[arg(long)]
-        reps: Option<usize>,
-        /// Only these kernels (repeatable; kernels and routing suites).
-        #[arg(long = "kernel")]
-        kernels: Vec<String>,
+        #[command(flatten)]
+        options: bench::BenchOptions,
     },
 }
 
@@ -211,23 +195,8 @@ fn main() -> ExitCode {
         Command::Bench {
             suite,
             suite_flag,
-            json,
-            csv,
-            plot,
-            quick,
-            reps,
-            kernels,
-        } => bench::bench(
-            suite.or(suite_flag).unwrap_or(Suite::All),
-            &bench::BenchOptions {
-                json,
-                csv,
-                plot,
-                quick,
-                reps,
-                kernels,
-            },
-        ),
+            options,
+        } => bench::bench(suite.or(suite_flag).unwrap_or(Suite::All), &options),
     };
     match result {
         Ok(code) => code,

@@ -319,6 +319,38 @@ fn validate_prints_bindings_or_the_line_of_the_error() {
 }
 
 #[test]
+fn tour_of_one_kernel_prints_its_row_and_writes_csv() {
+    let csv = std::env::temp_dir().join(format!("pel-cli-tour-{}.csv", std::process::id()));
+    let o = pel(
+        &[
+            "tour",
+            "--kernel",
+            "saxpy",
+            "--reps",
+            "1",
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 2, "the header and saxpy's row: {out}");
+    assert!(
+        rows[1].starts_with("| saxpy") && rows[1].contains("| yes"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("suite,kernel,size,shape,mode,seconds\ntour,saxpy,"));
+    assert!(text.contains(",auto,"), "{text}");
+    let _ = std::fs::remove_file(&csv);
+
+    let o = pel(&["tour", "--kernel", "nosuch"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
 fn trace_writes_chrome_trace_events() {
     let out = std::env::temp_dir().join(format!("pel-cli-trace-{}.json", std::process::id()));
     let o = pel(&["trace", "--out", out.to_str().unwrap()], &[]);

@@ -4,7 +4,7 @@
 //! benchmark suites calibrate each point with [`calibrate_trial`] before
 //! they time automatic placement.
 
-use pel_kernels::{Sample, Trial, samples};
+use pel_kernels::samples::{Sample, Trial, samples};
 use pel_runtime::{Result, Runtime, Target};
 
 /// Sizes that span the crossovers of saxpy, sum, matmul and mandelbrot, from
@@ -38,7 +38,7 @@ pub fn crossover_sweep(quick: bool) -> Vec<(Sample, Vec<usize>)> {
                 s.prepared_by(|rt, pixels, _seed| {
                     let (w, h) = pel_kernels::square(pixels);
                     let view = pel_kernels::mandelbrot::View::full(w, h);
-                    Ok(Box::new(pel_kernels::mandelbrot::trial_of(
+                    Ok(Box::new(pel_kernels::samples::mandelbrot::trial_of(
                         rt,
                         (w, h),
                         view,

@@ -20,7 +20,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use pel_kernels::{Check, Sample, Trial, run_check, samples};
+use pel_kernels::samples::{Check, Sample, Trial, run_check, samples};
 use pel_runtime::{Backend, Result, Runtime, Stats, Target, secs};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -16,7 +16,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use pel::kernels::{Matmul, Sample, samples};
+use pel::kernels::Matmul;
+use pel::kernels::samples::{Sample, samples};
 use pel::{Backend, Kernel, Read, ReadWrite, Result, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use pel::calibrate::calibrate_trial;
 use pel::csv::Row;
-use pel::kernels::Sample;
+use pel::kernels::samples::Sample;
 use pel::{Backend, Result, Runtime, Target};
 use serde::Serialize;
 

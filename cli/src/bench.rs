@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use pel::Runtime;
 use pel::csv::Row;
-use pel::kernels::Sample;
+use pel::kernels::samples::Sample;
 
 use crate::Suite;
 

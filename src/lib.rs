@@ -7,7 +7,12 @@
 //! data moves only when it must.
 //!
 //! This crate is the front door: the engine ([`pel_runtime`]) re-exported at
-//! the top, and the sample kernels as [`kernels`].
+//! the top, the sample kernels as [`kernels`], and what the `pel` command
+//! line does with them, as functions that return reports: the [`tour`],
+//! [`calibrate`]-ing the performance model, the [`demo`] task graph, and
+//! the [`csv`] every median is written as. The command line itself (crate
+//! `pel-cli`) and the benchmark suites (`pel-bench`) are crates of their
+//! own, so a program that depends on pel compiles neither.
 //!
 //! # Examples
 //!
@@ -26,7 +31,10 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
-pub mod bench;
+pub mod calibrate;
+pub mod csv;
+pub mod demo;
+pub mod tour;
 
 pub use pel_kernels as kernels;
 pub use pel_runtime::*;

@@ -24,8 +24,8 @@ fn submitted_cpu_and_gpu_tasks_overlap_in_the_trace() {
     // not meet, so try a few times before concluding that they cannot.
     let mut overlap = None;
     for _ in 0..5 {
-        pel::bench::trace_demo(&rt, pel::bench::Placing::ComputeOn(gpus[0])).unwrap();
-        overlap = pel::bench::overlapping(&rt.trace_events(), rt.gpu_count());
+        pel::demo::trace_demo(&rt, pel::demo::Placing::ComputeOn(gpus[0])).unwrap();
+        overlap = pel::demo::overlapping(&rt.trace_events(), rt.gpu_count());
         if overlap.is_some() {
             break;
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::kernels::KernelPoint;
+use crate::kernels::KernelPoint;
 
 /// The colours of the lines, in the order series are drawn.
 const COLOURS: [RGBColor; 6] = [
@@ -41,13 +41,13 @@ fn series(pts: &[&KernelPoint]) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for p in pts {
         let size = p.size.max(1) as f64;
-        for (b, s) in &p.backends {
+        for (b, s) in &p.medians.backends {
             lines.entry(b.clone()).or_default().push((size, *s));
         }
         lines
             .entry("auto".to_owned())
             .or_default()
-            .push((size, p.auto_s));
+            .push((size, p.medians.auto_s));
         if let (Some(name), Some(s)) = (&p.peer, p.peer_s) {
             lines
                 .entry(format!("peer: {name}"))
@@ -99,7 +99,7 @@ fn plot_kernel(
     // Some room around the data on the log axes.
     let (x0, x1) = (x0 / 1.5, x1 * 1.5);
     let (y0, y1) = (y0.max(1e-9) / 2.0, y1.max(1e-9) * 2.0);
-    let size_meaning = pel_kernels::sample(kernel).map_or("size", |s| s.size_meaning);
+    let size_meaning = pel::kernels::sample(kernel).map_or("size", |s| s.size_meaning);
 
     let root = SVGBackend::new(path, (720, 480)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -120,7 +120,7 @@ fn plot_kernel(
         .y_labels(10)
         .light_line_style(WHITE)
         .x_label_formatter(&|x| short(*x))
-        .y_label_formatter(&|y| crate::secs(*y))
+        .y_label_formatter(&|y| pel::secs(*y))
         .draw()?;
     for (i, (name, mut v)) in lines.into_iter().enumerate() {
         v.sort_by(|a, b| a.0.total_cmp(&b.0));

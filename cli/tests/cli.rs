@@ -1,5 +1,7 @@
 //! The `pel` command line, run as a user would.
 
+// The root package's test helpers: one runtime, and its GPUs or a loud skip.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output};
@@ -289,7 +291,7 @@ fn listed_kernels() -> Vec<String> {
 fn validate_prints_bindings_or_the_line_of_the_error() {
     let dir = std::env::temp_dir().join(format!("pel-cli-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/saxpy.wgsl");
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/saxpy.wgsl");
     let o = pel(&["validate", good], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
@@ -314,6 +316,38 @@ fn validate_prints_bindings_or_the_line_of_the_error() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tour_of_one_kernel_prints_its_row_and_writes_csv() {
+    let csv = std::env::temp_dir().join(format!("pel-cli-tour-{}.csv", std::process::id()));
+    let o = pel(
+        &[
+            "tour",
+            "--kernel",
+            "saxpy",
+            "--reps",
+            "1",
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 2, "the header and saxpy's row: {out}");
+    assert!(
+        rows[1].starts_with("| saxpy") && rows[1].contains("| yes"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("suite,kernel,size,shape,mode,seconds\ntour,saxpy,"));
+    assert!(text.contains(",auto,"), "{text}");
+    let _ = std::fs::remove_file(&csv);
+
+    let o = pel(&["tour", "--kernel", "nosuch"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[test]

@@ -16,15 +16,19 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use pel_kernels::{Matmul, Sample, samples};
-use pel_runtime::{Backend, Kernel, Read, ReadWrite, Result, Runtime, Target};
+use pel::kernels::Matmul;
+use pel::kernels::samples::{Sample, samples};
+use pel::{Backend, Kernel, Read, ReadWrite, Result, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::peers::{faer_gemm, random_f32, rayon_saxpy, rayon_sum};
-use super::{calibrate_trial, interleaved_for, median};
+use pel::calibrate::calibrate_trial;
+use pel::csv::Row;
+
+use crate::peers::{faer_gemm, random_f32, rayon_saxpy, rayon_sum};
+use crate::{Medians, interleaved_for, median};
 
 /// One backend's peaks.
 #[derive(Debug, Clone, Serialize)]
@@ -166,7 +170,7 @@ pub fn roofline(rt: &Runtime, quick: bool, reps: usize) -> Result<BTreeMap<Strin
     );
     let ob = rt.zeros::<f32>(gpu_n * gpu_n);
     for g in gpus {
-        let exec = |f: &mut dyn FnMut() -> Result<pel_runtime::RunInfo>| -> Result<f64> {
+        let exec = |f: &mut dyn FnMut() -> Result<pel::RunInfo>| -> Result<f64> {
             f()?; // the upload and the pipeline's compilation
             let mut v = Vec::with_capacity(reps);
             for _ in 0..reps {
@@ -236,16 +240,9 @@ pub struct KernelPoint {
     pub flops: f64,
     /// Bytes one run moves, at the least.
     pub bytes: f64,
-    /// Median seconds on every backend that was timed.
-    pub backends: BTreeMap<String, f64>,
-    /// Median seconds on the CPU.
-    pub cpu_s: f64,
-    /// Median seconds on the fastest GPU (`null` without one).
-    pub gpu_s: Option<f64>,
-    /// Median seconds with automatic placement.
-    pub auto_s: f64,
-    /// Where automatic placement ran it, most often.
-    pub choice: String,
+    /// Its medians on every backend and with automatic placement.
+    #[serde(flatten)]
+    pub medians: Medians,
     /// GFLOP/s achieved with automatic placement.
     pub gflops: f64,
     /// GB/s achieved with automatic placement.
@@ -263,14 +260,27 @@ pub struct KernelPoint {
 /// The kernels suite's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelsReport {
-    /// Every backend's peaks.
-    pub roofline: BTreeMap<String, Peak>,
-    /// Every point.
-    pub points: Vec<KernelPoint>,
-    /// Timed rounds per point.
-    pub reps: usize,
     /// The devices, one line each.
     pub devices: Vec<String>,
+    /// Every backend's peaks.
+    pub roofline: BTreeMap<String, Peak>,
+    /// Least timed rounds per point.
+    pub reps: usize,
+    /// Every point.
+    pub points: Vec<KernelPoint>,
+}
+
+impl KernelsReport {
+    /// Every median as CSV rows: each backend, `auto`, and `peer: NAME`.
+    pub fn csv_rows(&self) -> Vec<Row> {
+        let rows = self.points.iter().flat_map(|p| {
+            let peer = p.peer.iter().zip(p.peer_s);
+            let peer = peer.map(|(n, s)| (format!("peer: {n}"), s));
+            let modes = p.medians.modes().chain(peer);
+            Row::per_mode("kernels", &p.kernel, p.size, &p.shape, modes)
+        });
+        rows.collect()
+    }
 }
 
 /// A peer program's input, made fresh (untimed) before each run by
@@ -482,24 +492,15 @@ pub fn kernels(
             )?;
             let trial = trial.into_inner();
             let work = trial.work();
-            let backends: BTreeMap<String, f64> = times
+            let pel: BTreeMap<Target, f64> = times
                 .iter()
                 .filter_map(|(m, s)| match m {
-                    Mode::Pel(Target::On(b)) => Some((b.to_string(), *s)),
-                    _ => None,
+                    Mode::Pel(t) => Some((*t, *s)),
+                    Mode::Peer => None,
                 })
                 .collect();
-            let gpu_s = times
-                .iter()
-                .filter(|(m, _)| matches!(m, Mode::Pel(Target::On(Backend::Gpu(_)))))
-                .map(|(_, s)| *s)
-                .reduce(f64::min);
-            let auto_s = times[&Mode::Pel(Target::Auto)].max(1e-12);
-            let choice = choices
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(b, _)| b.to_string())
-                .unwrap_or_default();
+            let medians = Medians::of(&pel, &choices);
+            let auto_s = medians.auto_s.max(1e-12);
             let peer_s = times.get(&Mode::Peer).copied();
             points.push(KernelPoint {
                 kernel: sample.name.to_owned(),
@@ -507,16 +508,12 @@ pub fn kernels(
                 shape: trial.shape(),
                 flops: work.flops,
                 bytes: work.bytes,
-                cpu_s: times[&Mode::Pel(Target::On(Backend::Cpu))],
-                gpu_s,
-                auto_s,
                 gflops: work.flops / auto_s / 1e9,
                 gbs: work.bytes / auto_s / 1e9,
                 roofline_fraction: roofline
-                    .get(&choice)
+                    .get(&medians.choice)
                     .map(|p| p.bound_s(work.flops, work.bytes) / auto_s),
-                choice,
-                backends,
+                medians,
                 peer: peer.map(|p| p.name.to_owned()),
                 peer_s,
                 auto_vs_peer: peer_s.map(|p| auto_s / p.max(1e-12)),

@@ -20,12 +20,12 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use pel::bench::kernels::Peer;
-use pel::bench::peers::{RawWgpu, random_f32};
 use pel::kernels::matmul::{MatmulParams, WGSL as MATMUL_WGSL};
 use pel::kernels::samples;
 use pel::kernels::saxpy::{SaxpyParams, WGSL as SAXPY_WGSL};
 use pel::{Backend, Runtime, Target};
+use pel_bench::kernels::Peer;
+use pel_bench::peers::{RawWgpu, random_f32};
 
 fn label(t: Target) -> String {
     match t {
@@ -55,7 +55,7 @@ fn kernels(c: &mut Criterion) {
         }
         for size in sizes.into_iter().map(|s| s.max(1)) {
             let mut trial = sample.trial(&rt, size, 7).expect("a trial");
-            pel::bench::calibrate_trial(&rt, trial.as_mut(), 40).expect("calibration");
+            pel::calibrate::calibrate_trial(&rt, trial.as_mut(), 40).expect("calibration");
             let targets = rt
                 .backends()
                 .into_iter()

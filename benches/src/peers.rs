@@ -18,16 +18,16 @@
 
 use std::collections::BTreeMap;
 
-use pel_kernels::matmul::MatmulParams;
-use pel_kernels::saxpy::SaxpyParams;
-use pel_kernels::{Matmul, Saxpy, Sort};
-use pel_runtime::{Backend, Error, Kernel, ReadWrite, Result, Runtime, Target};
+use pel::kernels::matmul::MatmulParams;
+use pel::kernels::saxpy::SaxpyParams;
+use pel::kernels::{Matmul, Saxpy, Sort};
+use pel::{Backend, Error, Kernel, ReadWrite, Result, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::interleaved;
+use crate::interleaved;
 
 /// The peers benchmark's report: the six ratios, then every median.
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +53,24 @@ pub struct PeersReport {
     pub reps: usize,
     /// The GPU compared, if any.
     pub gpu: Option<String>,
+}
+
+impl PeersReport {
+    /// Every median as CSV rows: the mode is the program measured
+    /// (`gemm_pel`, `gemm_faer`...), the kernel its first word.
+    pub fn csv_rows(&self) -> Vec<pel::csv::Row> {
+        self.medians_s
+            .iter()
+            .map(|(k, v)| pel::csv::Row {
+                suite: "peers",
+                kernel: k.split('_').next().unwrap_or(k).to_owned(),
+                size: 0,
+                shape: String::new(),
+                mode: k.clone(),
+                seconds: *v,
+            })
+            .collect()
+    }
 }
 
 /// `n` seeded random f32 in [-1, 1).
@@ -126,6 +144,11 @@ fn pair<T>(
     medians.insert(names[0].to_owned(), t[&0]);
     medians.insert(names[1].to_owned(), t[&1]);
     Ok(t[&0] / t[&1])
+}
+
+/// Puts each host vector into its buffer, as a user's new data would come.
+fn upload(rt: &Runtime, vectors: &[(&pel::Buffer<f32>, &[f32])]) -> Result<()> {
+    vectors.iter().try_for_each(|(b, v)| rt.write(b, v))
 }
 
 /// Runs the peers benchmark (`quick`: smaller sizes). `step` is told after
@@ -229,35 +252,30 @@ pub fn peers(
     let (mut gpu_saxpy, mut gpu_matmul) = (None, None);
     if let Some(g) = gpu {
         let raw = RawWgpu::open(rt, g)?;
+        type Run<'a> = &'a mut dyn FnMut(&mut ()) -> Result<()>;
+        let mut vs_raw = |names, seed, ours: Run<'_>, raw: Run<'_>| {
+            pair(&mut medians, names, reps, seed, |_| Ok(()), ours, raw)
+        };
         let (sx, sy) = (random_f32(6, elems), random_f32(7, elems));
         let (sxb, syb) = (rt.buffer(&sx), rt.buffer(&sy));
         let p = SaxpyParams {
             a: 0.5,
             n: elems as u32,
         };
-        gpu_saxpy = Some(pair(
-            &mut medians,
+        gpu_saxpy = Some(vs_raw(
             ["saxpy_pel_gpu", "saxpy_raw_wgpu"],
-            reps,
             4,
-            |_| Ok(()),
-            |_| {
-                rt.write(&sxb, &sx)?;
-                rt.write(&syb, &sy)?;
+            &mut |_| {
+                upload(rt, &[(&sxb, &sx), (&syb, &sy)])?;
                 saxpy.run(rt, Target::On(g), 0.5, &sxb, &syb)?;
-                rt.read(&syb)?;
-                Ok(())
+                rt.read(&syb).map(drop)
             },
-            |_| {
+            &mut |_| {
                 let args = [bytemuck::cast_slice(&sx), bytemuck::cast_slice(&sy)];
                 let groups = (elems as u64).div_ceil(256);
-                raw.run(
-                    pel_kernels::saxpy::WGSL,
-                    &args,
-                    bytemuck::bytes_of(&p),
-                    groups,
-                )
-                .map(drop)
+                let params = bytemuck::bytes_of(&p);
+                raw.run(pel::kernels::saxpy::WGSL, &args, params, groups)
+                    .map(drop)
             },
         )?);
         step(4, total, "gpu saxpy");
@@ -267,27 +285,22 @@ pub fn peers(
         let gcb = rt.zeros::<f32>(gpu_n * gpu_n);
         let zero_c = vec![0.0f32; gpu_n * gpu_n];
         let mp = MatmulParams::new(gpu_n, gpu_n, gpu_n)?;
-        gpu_matmul = Some(pair(
-            &mut medians,
+        gpu_matmul = Some(vs_raw(
             ["matmul_pel_gpu", "matmul_raw_wgpu"],
-            reps,
             5,
-            |_| Ok(()),
-            |_| {
-                rt.write(&gab, &ga)?;
-                rt.write(&gbb, &gb)?;
+            &mut |_| {
+                upload(rt, &[(&gab, &ga), (&gbb, &gb)])?;
                 matmul.run(rt, Target::On(g), &gab, &gbb, &gcb, gpu_n, gpu_n, gpu_n)?;
-                rt.read(&gcb)?;
-                Ok(())
+                rt.read(&gcb).map(drop)
             },
-            |_| {
+            &mut |_| {
                 let args = [
                     bytemuck::cast_slice(&ga),
                     bytemuck::cast_slice(&gb),
                     bytemuck::cast_slice(&zero_c),
                 ];
                 let params = bytemuck::bytes_of(&mp);
-                raw.run(pel_kernels::matmul::WGSL, &args, params, mp.tiles as u64)
+                raw.run(pel::kernels::matmul::WGSL, &args, params, mp.tiles as u64)
                     .map(drop)
             },
         )?);

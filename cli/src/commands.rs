@@ -1,0 +1,329 @@
+//! The commands that look at the machine, the sample kernels and the
+//! performance model, and the tour: each calls the library and prints.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use pel::kernels;
+use pel::tour::{TourOptions, TourReport};
+use pel::{Runtime, Target};
+
+use crate::ModelAction;
+
+pub(crate) fn devices() -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    for d in rt.devices() {
+        say!("{d}");
+    }
+    if rt.gpu_count() == 0 {
+        say!(
+            "no GPU adapter: everything runs on the CPU (PEL_GPU={}; install mesa-vulkan-drivers for a software Vulkan adapter)",
+            std::env::var("PEL_GPU").unwrap_or_else(|_| "unset".into())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn list() -> Result<ExitCode> {
+    for s in kernels::samples() {
+        say!(
+            "{:<12} {}  [size: {}, default {}]",
+            s.name,
+            s.about,
+            s.size_meaning,
+            s.default_size
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run(name: &str, size: Option<usize>, target: Target, seed: u64) -> Result<ExitCode> {
+    let Some(sample) = kernels::sample(name) else {
+        let names: Vec<_> = kernels::samples().iter().map(|s| s.name).collect();
+        eprintln!(
+            "pel: no kernel `{name}`; the kernels are: {}",
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let rt = Runtime::new()?;
+    if let Target::On(b) = target {
+        if let Err(e) = rt.device(b) {
+            eprintln!("pel: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let size = size.unwrap_or(sample.default_size);
+    // An untimed first run compiles the pipeline, so the time shown is the
+    // kernel's rather than start-up's.
+    sample.check(&rt, target, size.min(64), seed)?;
+    let check = sample
+        .check(&rt, target, size, seed)
+        .with_context(|| format!("running {name}"))?;
+    let device = rt.device(check.backend)?;
+    let reason = pel::tour::placement(&check);
+    say!(
+        "{name} {} on {} ({reason}): {} — {}",
+        check.shape,
+        device.label(),
+        pel::secs(check.elapsed.as_secs_f64()),
+        check
+    );
+    if let Some(d) = rt.decisions().last() {
+        say!("decision: {d}");
+    }
+    say!("transfers: {}", rt.stats());
+    Ok(if check.verified() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The tour, each row printed as it is measured.
+pub(crate) fn tour(csv: Option<&Path>, reps: usize, kernels: &[String]) -> Result<ExitCode> {
+    let Some(samples) = crate::only(kernels::samples(), |s| s.name, kernels) else {
+        return Ok(ExitCode::from(2));
+    };
+    let rt = Runtime::new()?;
+    say!("pel tour: every sample kernel on every backend and with automatic placement,");
+    say!("each run checked against its serial reference.\n");
+    for d in rt.devices() {
+        say!("  {}", d.label());
+    }
+    if rt.gpu_count() == 0 {
+        say!("  (no GPU adapter: CPU only)");
+    }
+    say!("\n{}", TourReport::header(&rt.backends()));
+    let options = TourOptions {
+        samples,
+        reps,
+        ..TourOptions::default()
+    };
+    let report = pel::tour::run(&rt, &options, &mut |row| say!("{row}"))?;
+    say!("\n{}", report.notes());
+    if let Some(p) = rt.model_path() {
+        say!("performance model: {}", p.display());
+    }
+    if let Some(path) = csv {
+        write_file(path, |out| report.write_csv(out))?;
+    }
+    Ok(if report.verified() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Writes `path` with `write`, and says so.
+pub(crate) fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,
+    );
+    write(&mut out)
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .with_context(|| format!("writing {}", path.display()))?;
+    say!("wrote {}", path.display());
+    Ok(())
+}
+
+pub(crate) fn trace(out: &Path) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    pel::demo::record_trace(&rt)?;
+    rt.write_trace(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let events = rt.trace_events();
+    let lanes: std::collections::BTreeSet<u32> = events.iter().map(|e| e.tid).collect();
+    say!(
+        "wrote {} ({} events on {} lanes; open it in ui.perfetto.dev)",
+        out.display(),
+        events.len(),
+        lanes.len()
+    );
+    if pel::demo::overlapping(&events, rt.gpu_count()).is_some() {
+        say!("a CPU-lane and a GPU-lane event overlap in time");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn model(action: ModelAction) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    match action {
+        ModelAction::Path => match rt.model_path() {
+            Some(p) => say!("{}", p.display()),
+            None => say!("(no model file)"),
+        },
+        ModelAction::Reset => {
+            rt.reset_model();
+            say!(
+                "performance model reset{}",
+                rt.model_path()
+                    .map(|p| format!(": {}", p.display()))
+                    .unwrap_or_default()
+            );
+        }
+        ModelAction::Show => {
+            let rows = rt.model_rows();
+            if let Some(p) = rt.model_path() {
+                say!("performance model: {}\n", p.display());
+            }
+            if rows.is_empty() {
+                say!("(empty: run `pel calibrate`, or use pel, to fill it)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            say!(
+                "| {:<10} | {:<44} | {:>21} | {:>7} | {:>10} | {:>10} | {:>10} | {:<32} |",
+                "kernel",
+                "device",
+                "size bucket",
+                "samples",
+                "mean",
+                "median",
+                "spread",
+                "fitted curve"
+            );
+            say!(
+                "|{:-<12}|{:-<46}|{:->23}|{:->9}|{:->12}|{:->12}|{:->12}|{:-<34}|",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                ""
+            );
+            for r in rows {
+                say!(
+                    "| {:<10} | {:<44} | {:>21} | {:>7} | {:>10} | {:>10} | {:>10} | {:<32} |",
+                    r.kernel,
+                    truncate(&r.device, 44),
+                    format!("{}–{}", r.bucket_from, r.bucket_to),
+                    if r.summary.outliers > 0 {
+                        format!("{} ({}✗)", r.summary.samples, r.summary.outliers)
+                    } else {
+                        r.summary.samples.to_string()
+                    },
+                    pel::secs(r.summary.mean),
+                    pel::secs(r.summary.median),
+                    pel::secs(r.summary.spread),
+                    r.curve.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn validate(file: &Path, entry: &str) -> Result<ExitCode> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "shader".to_owned());
+    match pel::Reflection::of(&name, &source, entry) {
+        Ok(r) => {
+            say!(
+                "{}: valid; entry `{}`, @workgroup_size({}, {}, {})",
+                file.display(),
+                r.entry,
+                r.workgroup_size[0],
+                r.workgroup_size[1],
+                r.workgroup_size[2]
+            );
+            say!("| group | binding | name | access | type |");
+            say!("|---|---|---|---|---|");
+            for b in &r.storage {
+                say!(
+                    "| {} | {} | {} | {} | array<{}> |",
+                    b.group,
+                    b.binding,
+                    b.name,
+                    b.access,
+                    b.elem
+                );
+            }
+            if let Some(u) = &r.uniform {
+                say!(
+                    "| 0 | {} | {} | uniform | params, {} bytes |",
+                    u.binding,
+                    u.name,
+                    u.size
+                );
+            }
+            if r.prelude {
+                say!(
+                    "prelude: appended after line {} (the shader calls pel_index or pel_workgroup_index)",
+                    source.lines().count()
+                );
+            }
+            if r.unfolds_grid {
+                say!(
+                    "grid: takes @builtin(num_workgroups), so launches past a GPU's 65,535 workgroups per dimension fold into 2-D"
+                );
+            } else {
+                say!(
+                    "grid: takes no @builtin(num_workgroups), so launches past a GPU's 65,535 workgroups per dimension run on the CPU only (index with pel_index(id, groups) to lift this)"
+                );
+            }
+            if r.workgroup_memory > 0 {
+                say!(
+                    "workgroup memory: {} bytes per workgroup",
+                    r.workgroup_memory
+                );
+            }
+            let measured: Vec<String> = r
+                .storage
+                .iter()
+                .filter(|b| b.array_length)
+                .map(|b| format!("`{}`", b.name))
+                .collect();
+            if !measured.is_empty() {
+                say!(
+                    "arrayLength: taken of {}, so a call with any of them empty runs on the CPU only",
+                    measured.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // naga's message shows the line, with the column marked.
+            eprintln!("{}: {e}", file.display());
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+pub(crate) fn calibrate(quick: bool) -> Result<ExitCode> {
+    let rt = Runtime::new()?;
+    let sweep = pel::calibrate::sweep(quick);
+    let before = rt.stats().calibration_runs;
+    crate::with_progress(sweep.iter().map(|(_, s)| s.len()).sum(), |step| {
+        pel::calibrate::calibrate(&rt, &sweep, step)
+    })?;
+    say!(
+        "calibrated {} kernels over {} sizes with {} exploration runs; model: {}",
+        sweep.len(),
+        sweep.iter().map(|(_, s)| s.len()).sum::<usize>(),
+        rt.stats().calibration_runs - before,
+        rt.model_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not saved".into())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}

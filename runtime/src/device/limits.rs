@@ -28,7 +28,7 @@ pub(crate) fn fold(workgroups: u64, per_dim: u32) -> Option<(u32, u32)> {
 /// why it cannot, for `kernel` on the device `label`.
 pub(crate) fn fold_for(
     limits: &DeviceLimits,
-    label: &str,
+    label: &dyn Fn() -> String,
     kernel: &str,
     workgroups: u64,
 ) -> Result<(u32, u32)> {
@@ -38,7 +38,7 @@ pub(crate) fn fold_for(
         workgroups,
         limit: per_dim as u64 * per_dim as u64,
         per_dim,
-        device: label.to_owned(),
+        device: label(),
     })
 }
 
@@ -48,7 +48,7 @@ pub(crate) fn fold_for(
 /// Nothing is compiled or moved: placement asks it of every GPU.
 pub(crate) fn check_call(
     l: &DeviceLimits,
-    label: &str,
+    label: &dyn Fn() -> String,
     kernel: &Kernel,
     arg_bytes: &mut dyn Iterator<Item = u64>,
     params_len: usize,
@@ -66,7 +66,7 @@ pub(crate) fn check_call(
             invocations: r.workgroup_invocations(),
             max_size: l.max_workgroup_size,
             max_invocations: l.max_invocations_per_workgroup,
-            device: label.to_owned(),
+            device: label(),
         });
     }
     if r.workgroup_memory > l.max_workgroup_memory as u64 {
@@ -74,7 +74,7 @@ pub(crate) fn check_call(
             kernel: kernel.name().to_owned(),
             bytes: r.workgroup_memory,
             limit: l.max_workgroup_memory as u64,
-            device: label.to_owned(),
+            device: label(),
         });
     }
     if params_len as u64 > l.max_uniform_binding {
@@ -82,7 +82,7 @@ pub(crate) fn check_call(
             kernel: kernel.name().to_owned(),
             size: params_len as u64,
             limit: l.max_uniform_binding,
-            device: label.to_owned(),
+            device: label(),
         });
     }
     fold_for(l, label, kernel.name(), workgroups)?;
@@ -91,7 +91,7 @@ pub(crate) fn check_call(
             kernel: kernel.name().to_owned(),
             workgroups,
             per_dim: l.max_workgroups_per_dim,
-            device: label.to_owned(),
+            device: label(),
         });
     }
     // A launch of no workgroups runs no shader, so reads no length.
@@ -102,7 +102,7 @@ pub(crate) fn check_call(
                     kernel: kernel.name().to_owned(),
                     index,
                     name: binding.name.clone(),
-                    device: label.to_owned(),
+                    device: label(),
                 });
             }
         }

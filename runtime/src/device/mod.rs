@@ -121,9 +121,14 @@ pub(crate) trait Device: Send + Sync {
     ) -> Result<()> {
         self.can_run(kernel)?;
         match self.limits() {
-            Some(l) => {
-                limits::check_call(l, &self.label(), kernel, arg_bytes, params_len, workgroups)
-            }
+            Some(l) => limits::check_call(
+                l,
+                &|| self.label(),
+                kernel,
+                arg_bytes,
+                params_len,
+                workgroups,
+            ),
             None => Ok(()),
         }
     }

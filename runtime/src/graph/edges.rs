@@ -99,8 +99,12 @@ impl Edges {
 
     /// The failure of a submitted task that produced one of these buffers,
     /// as the error of `what`, which needed them.
-    pub(crate) fn failed_input(&self, what: &str, ids: &[u64]) -> Option<Error> {
-        ids.iter().find_map(|id| {
+    pub(crate) fn failed_input<'a>(
+        &self,
+        what: &str,
+        ids: impl IntoIterator<Item = &'a u64>,
+    ) -> Option<Error> {
+        ids.into_iter().find_map(|id| {
             let p = self.producer(*id)?;
             match p.state().outcome.as_ref()? {
                 Err(e) => Some(p.failure_for(what, e)),

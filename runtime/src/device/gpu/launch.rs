@@ -77,7 +77,7 @@ impl GpuDevice {
         self.check_alive()?;
         // The caller has checked the call (`check_call`); a split call's
         // GPU part is a smaller launch of the same kernel and buffers.
-        let (x, y) = fold_for(&self.limits, &self.label(), kernel.name(), workgroups)?;
+        let (x, y) = fold_for(&self.limits, &|| self.label(), kernel.name(), workgroups)?;
         // No workgroups: nothing to run (and wgpu would bind empty buffers).
         if x == 0 {
             return Ok(None);

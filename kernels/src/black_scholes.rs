@@ -21,12 +21,12 @@
 //! [`OptionBatch::write`], before anything is uploaded; the rate and the
 //! volatility are checked by [`Market::new`] and at every run.
 
-use pel_runtime::{Buffer, BufferArg, Kernel, Read, ReadWrite, Result, Runtime};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Runtime};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
+use crate::launch::{builder, one_kernel};
 use crate::simd_math;
-use crate::{invalid, u32_len};
+use crate::{ensure, invalid, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/black_scholes.wgsl");
@@ -161,16 +161,12 @@ impl OptionBatch {
 /// and every spot, strike and expiry is positive and finite.
 pub fn validate(spot: &[f32], strike: &[f32], expiry: &[f32]) -> Result<()> {
     for (arg, len) in [("strike", strike.len()), ("expiry", expiry.len())] {
-        if len != spot.len() {
-            return Err(invalid(
-                "black_scholes",
-                arg,
-                format!(
-                    "spot has {} options but {arg} has {len}; they must match",
-                    spot.len()
-                ),
-            ));
-        }
+        ensure(len == spot.len(), "black_scholes", arg, || {
+            format!(
+                "spot has {} options but {arg} has {len}; they must match",
+                spot.len()
+            )
+        })?;
     }
     u32_len("black_scholes", "spot", spot.len())?;
     for (arg, xs) in [("spot", spot), ("strike", strike), ("expiry", expiry)] {
@@ -263,99 +259,68 @@ fn price_chunk(
     }
 }
 
-/// The Black–Scholes kernel.
-#[derive(Debug, Clone)]
-pub struct BlackScholes {
-    kernel: Kernel,
+one_kernel! {
+    /// The Black–Scholes kernel.
+    BlackScholes = build();
+    /// Prices every option of `options` in `market` into `call` and `put`
+    /// (one element per option) at `target`.
+    run,
+    /// Submits the pricing of [`run`](Self::run) and returns its task at once.
+    submit(options: &OptionBatch, market: Market, call: &Buffer<f32>, put: &Buffer<f32>)
+        => [&options.spot, &options.strike, &options.expiry, call, put],
+        Self::params(options, market, call, put);
+}
+
+fn build() -> Result<Kernel> {
+    type Args = (
+        Read<f32>,
+        Read<f32>,
+        Read<f32>,
+        ReadWrite<f32>,
+        ReadWrite<f32>,
+    );
+    builder::<BlackScholesParams, Args>("black_scholes", WGSL, |(s, k, t, call, put), p| {
+        // Every argument has one element per option (`run` checks);
+        // a hand-made call with fewer prices only what all hold.
+        let len = [s.len(), k.len(), t.len(), call.len(), put.len()]
+            .into_iter()
+            .min()
+            .unwrap_or(0);
+        let first = (p.first as usize).min(len);
+        let last = (first + p.n as usize).min(len);
+        let (rate, sigma) = (p.rate, p.sigma);
+        // 4 Ki options a task: some 100 µs of work, enough to
+        // amortise rayon's cost and still balance two or many cores.
+        const CHUNK: usize = 1 << 12;
+        call[first..last]
+            .par_chunks_mut(CHUNK)
+            .zip(put[first..last].par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, (call, put))| {
+                let lo = first + c * CHUNK;
+                let hi = lo + call.len();
+                let inputs = (&s[lo..hi], &k[lo..hi], &t[lo..hi]);
+                price_chunk(inputs, (call, put), rate, sigma);
+            });
+    })
+    .invocations(|p, _| p.n as u64)
+    // Options are independent: any range of them can go to a GPU
+    // while the CPU prices the rest.
+    .splittable(
+        |p, lens| {
+            let whole = p.first == 0 && p.n as usize == lens[0];
+            if whole { p.n as u64 } else { 1 }
+        },
+        |p, range| BlackScholesParams {
+            first: range.start as u32,
+            n: (range.end - range.start) as u32,
+            ..*p
+        },
+    )
+    .build()
 }
 
 impl BlackScholes {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("black_scholes", WGSL)
-            .params::<BlackScholesParams>()
-            .cpu::<(
-                Read<f32>,
-                Read<f32>,
-                Read<f32>,
-                ReadWrite<f32>,
-                ReadWrite<f32>,
-            )>(|args, p| {
-                let (s, k, t, call, put) = args.split();
-                // Every argument has one element per option (`run` checks);
-                // a hand-made call with fewer prices only what all hold.
-                let len = [s.len(), k.len(), t.len(), call.len(), put.len()]
-                    .into_iter()
-                    .min()
-                    .unwrap_or(0);
-                let first = (p.first as usize).min(len);
-                let last = (first + p.n as usize).min(len);
-                let (rate, sigma) = (p.rate, p.sigma);
-                // 4 Ki options a task: some 100 µs of work, enough to
-                // amortise rayon's cost and still balance two or many cores.
-                const CHUNK: usize = 1 << 12;
-                call[first..last]
-                    .par_chunks_mut(CHUNK)
-                    .zip(put[first..last].par_chunks_mut(CHUNK))
-                    .enumerate()
-                    .for_each(|(c, (call, put))| {
-                        let lo = first + c * CHUNK;
-                        let hi = lo + call.len();
-                        let inputs = (&s[lo..hi], &k[lo..hi], &t[lo..hi]);
-                        price_chunk(inputs, (call, put), rate, sigma);
-                    });
-            })
-            .invocations(|p, _| p.n as u64)
-            // Options are independent: any range of them can go to a GPU
-            // while the CPU prices the rest.
-            .splittable(
-                |p, lens| {
-                    let whole = p.first == 0 && p.n as usize == lens[0];
-                    if whole { p.n as u64 } else { 1 }
-                },
-                |p, range| BlackScholesParams {
-                    first: range.start as u32,
-                    n: (range.end - range.start) as u32,
-                    ..*p
-                },
-            )
-            .build()?;
-        Ok(BlackScholes { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// Prices every option of `options` in `market` into `call` and `put`
-        /// (one element per option) at `target`.
-        run,
-        /// Submits the pricing of [`run`](Self::run) and returns its task at once.
-        submit = launch(options: &OptionBatch, market: Market, call: &Buffer<f32>, put: &Buffer<f32>);
-    }
-
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        options: &OptionBatch,
-        market: Market,
-        call: &Buffer<f32>,
-        put: &Buffer<f32>,
-    ) -> Result<L::Out> {
-        let p = Self::params(options, market, call, put)?;
-        l.launch(&self.kernel, &Self::args(options, call, put), &p)
-    }
-
-    fn args<'a>(
-        options: &'a OptionBatch,
-        call: &'a Buffer<f32>,
-        put: &'a Buffer<f32>,
-    ) -> [&'a dyn BufferArg; 5] {
-        [&options.spot, &options.strike, &options.expiry, call, put]
-    }
-
     /// The params of a whole-batch run, checked.
     pub fn params(
         options: &OptionBatch,
@@ -365,16 +330,12 @@ impl BlackScholes {
     ) -> Result<BlackScholesParams> {
         market.check()?;
         for (arg, len) in [("call", call.len()), ("put", put.len())] {
-            if len != options.len() {
-                return Err(invalid(
-                    "black_scholes",
-                    arg,
-                    format!(
-                        "the batch has {} options but {arg} has {len} elements; they must match",
-                        options.len()
-                    ),
-                ));
-            }
+            ensure(len == options.len(), "black_scholes", arg, || {
+                format!(
+                    "the batch has {} options but {arg} has {len} elements; they must match",
+                    options.len()
+                )
+            })?;
         }
         Ok(BlackScholesParams {
             rate: market.rate,

@@ -21,8 +21,8 @@
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{builder, one_kernel};
+use crate::{expect_2d, invalid, tile_grid};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/blur.wgsl");
@@ -52,12 +52,6 @@ pub struct BlurParams {
     pub tiles_x: u32,
     /// Tiles in all: `ceil(width / 16) · ceil(height / 16)`.
     pub tiles: u32,
-}
-
-/// The blur kernel.
-#[derive(Debug, Clone)]
-pub struct Blur {
-    kernel: Kernel,
 }
 
 /// Adds `Σ_kx wrow[kx]·padded[x + kx]` (one kernel row's sum, summed from
@@ -120,50 +114,31 @@ fn blur_rows(src: &[f32], weights: &[f32], dst: &mut [f32], p: &BlurParams) {
         );
 }
 
+one_kernel! {
+    /// The blur kernel.
+    Blur = build();
+    /// Blurs `src` (width×height, row-major) into `dst` (the same size)
+    /// with `weights`, a (2r+1)×(2r+1) kernel, row-major, r ≤ [`MAX_RADIUS`].
+    run,
+    /// Submits the blur of [`run`](Self::run) and returns its task at once.
+    submit(src: &Buffer<f32>, weights: &Buffer<f32>, dst: &Buffer<f32>, width: usize, height: usize)
+        => [src, weights, dst], Self::params(src, weights, dst, width, height);
+}
+
+fn build() -> Result<Kernel> {
+    type Args = (Read<f32>, Read<f32>, ReadWrite<f32>);
+    builder::<BlurParams, Args>("blur", WGSL, |(src, weights, dst), p| {
+        blur_rows(src, weights, dst, p);
+    })
+    .workgroups(|p, _| p.tiles as u64)
+    .cost(|p, _| {
+        let side = 2 * p.radius as u64 + 1;
+        p.width as u64 * p.height as u64 * side * side
+    })
+    .build()
+}
+
 impl Blur {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("blur", WGSL)
-            .params::<BlurParams>()
-            .cpu::<(Read<f32>, Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (src, weights, dst) = args.split();
-                blur_rows(src, weights, dst, p);
-            })
-            .workgroups(|p, _| p.tiles as u64)
-            .cost(|p, _| {
-                let side = 2 * p.radius as u64 + 1;
-                p.width as u64 * p.height as u64 * side * side
-            })
-            .build()?;
-        Ok(Blur { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// Blurs `src` (width×height, row-major) into `dst` (the same size)
-        /// with `weights`, a (2r+1)×(2r+1) kernel, row-major, r ≤ [`MAX_RADIUS`].
-        run,
-        /// Submits the blur of [`run`](Self::run) and returns its task at once.
-        submit = launch(src: &Buffer<f32>, weights: &Buffer<f32>, dst: &Buffer<f32>, width: usize, height: usize);
-    }
-
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        src: &Buffer<f32>,
-        weights: &Buffer<f32>,
-        dst: &Buffer<f32>,
-        width: usize,
-        height: usize,
-    ) -> Result<L::Out> {
-        let p = Self::params(src, weights, dst, width, height)?;
-        l.launch(&self.kernel, &[src, weights, dst], &p)
-    }
-
     /// The params of a blur, checked: the image sizes and the kernel's shape.
     pub fn params(
         src: &Buffer<f32>,
@@ -173,30 +148,17 @@ impl Blur {
         height: usize,
     ) -> Result<BlurParams> {
         let radius = radius_of(weights.len())?;
-        let pixels = width.checked_mul(height);
         for (arg, buf) in [("src", src), ("dst", dst)] {
-            if pixels != Some(buf.len()) {
-                return Err(invalid(
-                    "blur",
-                    arg,
-                    format!(
-                        "a {width}×{height} image needs {} elements, but {arg} has {}",
-                        width as u128 * height as u128,
-                        buf.len()
-                    ),
-                ));
-            }
+            expect_2d("blur", arg, buf.len(), (width, height), "image")?;
         }
-        u32_len("blur", "src", src.len())?;
-        let tiles_x = width.div_ceil(TILE);
-        // At most one tile per pixel, so this fits in u32 when the image does.
-        let tiles = tiles_x * height.div_ceil(TILE);
+        let [width, height, tiles_x, tiles] =
+            tile_grid(("blur", "src"), src.len(), (width, height), (TILE, TILE))?;
         Ok(BlurParams {
-            width: u32_len("blur", "width", width)?,
-            height: u32_len("blur", "height", height)?,
+            width,
+            height,
             radius: radius as u32,
-            tiles_x: u32_len("blur", "width", tiles_x)?,
-            tiles: u32_len("blur", "src", tiles)?,
+            tiles_x,
+            tiles,
         })
     }
 }

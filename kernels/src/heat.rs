@@ -18,8 +18,9 @@
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{Launch, builder, run_and_submit};
+use crate::par::copy_par;
+use crate::{ensure, expect_2d, tile_grid};
 
 /// The WGSL source: `main` (one step) and `copy`.
 pub const WGSL: &str = include_str!("../../shaders/heat.wgsl");
@@ -94,30 +95,20 @@ fn step_rows(u: &[f32], v: &mut [f32], p: &HeatParams) {
 impl Heat {
     /// Builds the kernels.
     pub fn new() -> Result<Self> {
-        let step = Kernel::builder("heat", WGSL)
-            .params::<HeatParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (u, v) = args.split();
-                step_rows(u, v, p);
-            })
+        type Args = (Read<f32>, ReadWrite<f32>);
+        let step = builder::<HeatParams, Args>("heat", WGSL, |(u, v), p| step_rows(u, v, p))
             .workgroups(|p, _| p.tiles as u64)
             .cost(|p, _| p.width as u64 * p.height as u64)
             .build()?;
-        let copy = Kernel::builder("heat_copy", WGSL)
-            .entry("copy")
-            .params::<HeatParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (u, v) = args.split();
-                let n = (p.width as usize * p.height as usize)
-                    .min(u.len())
-                    .min(v.len());
-                v[..n]
-                    .par_chunks_mut(CPU_GRAIN)
-                    .zip(u[..n].par_chunks(CPU_GRAIN))
-                    .for_each(|(v, u)| v.copy_from_slice(u));
-            })
-            .invocations(|p, _| p.width as u64 * p.height as u64)
-            .build()?;
+        let copy = builder::<HeatParams, Args>("heat_copy", WGSL, |(u, v), p| {
+            let n = (p.width as usize * p.height as usize)
+                .min(u.len())
+                .min(v.len());
+            copy_par(&u[..n], &mut v[..n], CPU_GRAIN);
+        })
+        .entry("copy")
+        .invocations(|p, _| p.width as u64 * p.height as u64)
+        .build()?;
         Ok(Heat { step, copy })
     }
 
@@ -179,36 +170,21 @@ impl Heat {
         height: usize,
         alpha: f32,
     ) -> Result<HeatParams> {
-        if width.checked_mul(height) != Some(grid.len()) {
-            return Err(invalid(
-                "heat",
-                "grid",
-                format!(
-                    "a {width}×{height} grid needs {} elements, but grid has {}",
-                    width as u128 * height as u128,
-                    grid.len()
-                ),
-            ));
-        }
-        if !(0.0..=MAX_ALPHA).contains(&alpha) {
-            return Err(invalid(
-                "heat",
-                "alpha",
-                format!(
-                    "alpha is {alpha}; the explicit 5-point scheme is stable only for 0 ≤ alpha ≤ {MAX_ALPHA} (alpha = κ·Δt/Δx²: take a smaller time step)"
-                ),
-            ));
-        }
-        u32_len("heat", "grid", grid.len())?;
-        let tiles_x = width.div_ceil(TILE_WIDTH);
-        // At most one tile per cell, so this fits in u32 when the grid does.
-        let tiles = tiles_x * height.div_ceil(TILE_ROWS);
+        expect_2d("heat", "grid", grid.len(), (width, height), "grid")?;
+        ensure((0.0..=MAX_ALPHA).contains(&alpha), "heat", "alpha", || {
+            format!(
+                "alpha is {alpha}; the explicit 5-point scheme is stable only for 0 ≤ alpha ≤ {MAX_ALPHA} (alpha = κ·Δt/Δx²: take a smaller time step)"
+            )
+        })?;
+        let tile = (TILE_WIDTH, TILE_ROWS);
+        let [width, height, tiles_x, tiles] =
+            tile_grid(("heat", "grid"), grid.len(), (width, height), tile)?;
         Ok(HeatParams {
-            width: u32_len("heat", "width", width)?,
-            height: u32_len("heat", "height", height)?,
+            width,
+            height,
             alpha,
-            tiles_x: u32_len("heat", "width", tiles_x)?,
-            tiles: u32_len("heat", "grid", tiles)?,
+            tiles_x,
+            tiles,
         })
     }
 }

@@ -22,8 +22,9 @@
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{Launch, builder, run_and_submit};
+use crate::par::fill_par;
+use crate::{ensure, u32_len};
 
 /// The WGSL source: `main` and `main_4k` (bins in workgroup memory),
 /// `direct` (global atomics) and `clear`.
@@ -204,14 +205,12 @@ impl Histogram {
     /// Builds the kernels.
     pub fn new() -> Result<Self> {
         let counting = |name: &str, entry: &str| {
-            Kernel::builder(name, WGSL)
-                .entry(entry)
-                .params::<HistogramParams>()
-                .cpu::<(Read<u32>, ReadWrite<u32>)>(|args, p| {
-                    let (values, hist) = args.split();
-                    count_values(values, hist, p);
-                })
-                .cost(|p, _| p.n as u64)
+            type Args = (Read<u32>, ReadWrite<u32>);
+            builder::<HistogramParams, Args>(name, WGSL, |(values, hist), p| {
+                count_values(values, hist, p)
+            })
+            .entry(entry)
+            .cost(|p, _| p.n as u64)
         };
         let small = counting("histogram", "main")
             .workgroups(|p, _| p.groups as u64)
@@ -222,16 +221,12 @@ impl Histogram {
         let direct = counting("histogram_direct", "direct")
             .invocations(|p, _| p.n as u64)
             .build()?;
-        let clear = Kernel::builder("histogram_clear", WGSL)
-            .entry("clear")
-            .params::<HistogramParams>()
-            .cpu::<(ReadWrite<u32>,)>(|args, p| {
-                let (hist,) = args.split();
+        let clear =
+            builder::<HistogramParams, (ReadWrite<u32>,)>("histogram_clear", WGSL, |(hist,), p| {
                 let bins = (p.bins as usize).min(hist.len());
-                hist[..bins]
-                    .par_chunks_mut(CPU_GRAIN)
-                    .for_each(|c| c.fill(0));
+                fill_par(&mut hist[..bins], 0, CPU_GRAIN);
             })
+            .entry("clear")
             .invocations(|p, _| p.bins as u64)
             .cost(|p, _| p.bins as u64)
             .build()?;
@@ -292,13 +287,9 @@ impl Histogram {
         hist: &Buffer<u32>,
         max_value: u32,
     ) -> Result<HistogramParams> {
-        if hist.is_empty() {
-            return Err(invalid(
-                "histogram",
-                "hist",
-                "hist has 0 elements, so 0 bins; a histogram needs at least 1 bin".into(),
-            ));
-        }
+        ensure(!hist.is_empty(), "histogram", "hist", || {
+            "hist has 0 elements, so 0 bins; a histogram needs at least 1 bin".into()
+        })?;
         let n = u32_len("histogram", "values", values.len())?;
         let bins = u32_len("histogram", "hist", hist.len())?;
         // Larger histograms get more values per workgroup, so that merging

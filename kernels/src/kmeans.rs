@@ -20,13 +20,13 @@
 //! parallel (distances to all k centroids as one vectorisable loop per
 //! coordinate), one partial row per chunk, then the same adds.
 
-use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Runtime, Target};
+use pel_runtime::{Buffer, BufferArg, Kernel, Read, ReadWrite, Result, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::launch::{Execute, Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{Execute, Launch, builder, run_and_submit};
+use crate::{ensure, expect_one, invalid, u32_len};
 
 /// The assignment's WGSL source.
 pub const ASSIGN_WGSL: &str = include_str!("../../shaders/kmeans_assign.wgsl");
@@ -209,6 +209,41 @@ impl Dims {
     }
 }
 
+/// One call's buffers and their checked shape.
+struct Data<'a> {
+    points: &'a Buffer<f32>,
+    centroids: &'a Buffer<f32>,
+    labels: &'a Buffer<u32>,
+    dims: Dims,
+}
+
+impl<'a> Data<'a> {
+    /// The buffers of an assignment or update call: n from `labels`, k
+    /// from `centroids`, checked against `points`.
+    fn new(
+        points: &'a Buffer<f32>,
+        centroids: &'a Buffer<f32>,
+        labels: &'a Buffer<u32>,
+        d: usize,
+    ) -> Result<Self> {
+        let whole = d == 0 || centroids.len().is_multiple_of(d);
+        ensure(whole, "kmeans", "centroids", || {
+            format!(
+                "centroids has {} values, not a whole number of {d}-dimensional centroids",
+                centroids.len()
+            )
+        })?;
+        let k = centroids.len().checked_div(d).unwrap_or(0);
+        let dims = Dims::new(points.len(), labels.len(), d, k)?;
+        Ok(Data {
+            points,
+            centroids,
+            labels,
+            dims,
+        })
+    }
+}
+
 /// The k-means kernels: the assignment and the update's three passes.
 #[derive(Debug, Clone)]
 pub struct KMeans {
@@ -251,40 +286,42 @@ fn assign_chunk(points: &[f32], ct: &[f32], k: usize, labels: &mut [u32], dist: 
 impl KMeans {
     /// Builds the kernels.
     pub fn new() -> Result<Self> {
-        let assign = Kernel::builder("kmeans_assign", ASSIGN_WGSL)
-            .params::<AssignParams>()
-            .cpu::<(Read<f32>, Read<f32>, ReadWrite<u32>, ReadWrite<u32>)>(|args, p| {
-                let (points, centroids, labels, changed) = args.split();
-                let (n, d, k) = (p.n as usize, p.d as usize, p.k as usize);
-                if n == 0 || d == 0 || k == 0 {
-                    return;
-                }
-                let mut ct = vec![0.0f32; d * k];
-                for (c, centroid) in centroids[..k * d].chunks_exact(d).enumerate() {
-                    for (j, &v) in centroid.iter().enumerate() {
-                        ct[j * k + c] = v;
+        let assign =
+            builder::<AssignParams, (Read<f32>, Read<f32>, ReadWrite<u32>, ReadWrite<u32>)>(
+                "kmeans_assign",
+                ASSIGN_WGSL,
+                |(points, centroids, labels, changed), p| {
+                    let (n, d, k) = (p.n as usize, p.d as usize, p.k as usize);
+                    if n == 0 || d == 0 || k == 0 {
+                        return;
                     }
-                }
-                let moved: u64 = labels[..n]
-                    .par_chunks_mut(POINTS_PER_TASK)
-                    .zip(points[..n * d].par_chunks(POINTS_PER_TASK * d))
-                    .map_init(
-                        || vec![0.0f32; k],
-                        |dist, (labels, points)| assign_chunk(points, &ct, k, labels, dist),
-                    )
-                    .sum();
-                // Fewer than 2³² points, so the count fits; the sum over
-                // iterations wraps, as the shader's atomic does.
-                changed[0] = changed[0].wrapping_add(moved as u32);
-            })
+                    let mut ct = vec![0.0f32; d * k];
+                    for (c, centroid) in centroids[..k * d].chunks_exact(d).enumerate() {
+                        for (j, &v) in centroid.iter().enumerate() {
+                            ct[j * k + c] = v;
+                        }
+                    }
+                    let moved: u64 = labels[..n]
+                        .par_chunks_mut(POINTS_PER_TASK)
+                        .zip(points[..n * d].par_chunks(POINTS_PER_TASK * d))
+                        .map_init(
+                            || vec![0.0f32; k],
+                            |dist, (labels, points)| assign_chunk(points, &ct, k, labels, dist),
+                        )
+                        .sum();
+                    // Fewer than 2³² points, so the count fits; the sum over
+                    // iterations wraps, as the shader's atomic does.
+                    changed[0] = changed[0].wrapping_add(moved as u32);
+                },
+            )
             .invocations(|p, _| p.n as u64)
             .cost(|p, _| p.n as u64 * p.k as u64 * p.d as u64)
             .build()?;
 
-        let partial = Kernel::builder("kmeans_partial", PARTIAL_WGSL)
-            .params::<PartialParams>()
-            .cpu::<(Read<f32>, Read<u32>, ReadWrite<f32>)>(|args, p| {
-                let (points, labels, partial) = args.split();
+        let partial = builder::<PartialParams, (Read<f32>, Read<u32>, ReadWrite<f32>)>(
+            "kmeans_partial",
+            PARTIAL_WGSL,
+            |(points, labels, partial), p| {
                 let (n, d, k, m) = (p.n as usize, p.d as usize, p.k as usize, p.m as usize);
                 let chunk = p.chunk as usize;
                 if m == 0 || chunk == 0 {
@@ -313,15 +350,16 @@ impl KMeans {
                             }
                         }
                     });
-            })
-            .workgroups(|p, _| p.groups as u64)
-            .cost(|p, _| p.n as u64 * (p.d as u64 + 1))
-            .build()?;
+            },
+        )
+        .workgroups(|p, _| p.groups as u64)
+        .cost(|p, _| p.n as u64 * (p.d as u64 + 1))
+        .build()?;
 
-        let reduce = Kernel::builder("kmeans_reduce", REDUCE_WGSL)
-            .params::<ReduceParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (partial, out) = args.split();
+        let reduce = builder::<ReduceParams, (Read<f32>, ReadWrite<f32>)>(
+            "kmeans_reduce",
+            REDUCE_WGSL,
+            |(partial, out), p| {
                 let (rows, m) = (p.rows as usize, p.m as usize);
                 if m == 0 {
                     return;
@@ -338,15 +376,16 @@ impl KMeans {
                             }
                         }
                     });
-            })
-            .invocations(|p, _| p.out_rows as u64 * p.m as u64)
-            .cost(|p, _| p.rows as u64 * p.m as u64)
-            .build()?;
+            },
+        )
+        .invocations(|p, _| p.out_rows as u64 * p.m as u64)
+        .cost(|p, _| p.rows as u64 * p.m as u64)
+        .build()?;
 
-        let finalize = Kernel::builder("kmeans_finalize", FINALIZE_WGSL)
-            .params::<FinalizeParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (partial, centroids) = args.split();
+        let finalize = builder::<FinalizeParams, (Read<f32>, ReadWrite<f32>)>(
+            "kmeans_finalize",
+            FINALIZE_WGSL,
+            |(partial, centroids), p| {
                 let (rows, d, m) = (p.rows as usize, p.d as usize, p.m as usize);
                 if m == 0 || d == 0 {
                     return;
@@ -369,10 +408,11 @@ impl KMeans {
                         }
                     }
                 }
-            })
-            .invocations(|p, _| p.k as u64 * p.d as u64)
-            .cost(|p, _| p.rows as u64 * p.m as u64)
-            .build()?;
+            },
+        )
+        .invocations(|p, _| p.k as u64 * p.d as u64)
+        .cost(|p, _| p.rows as u64 * p.m as u64)
+        .build()?;
 
         Ok(KMeans {
             assign,
@@ -400,32 +440,6 @@ impl KMeans {
     /// The update's last kernel: the means.
     pub fn finalize_kernel(&self) -> &Kernel {
         &self.finalize
-    }
-
-    /// The shape of an assignment or update call: n from `labels`, k from
-    /// `centroids`, checked against `points`.
-    fn dims_of(
-        points: &Buffer<f32>,
-        centroids: &Buffer<f32>,
-        labels: &Buffer<u32>,
-        d: usize,
-    ) -> Result<Dims> {
-        if d > 0 && !centroids.len().is_multiple_of(d) {
-            return Err(invalid(
-                "kmeans",
-                "centroids",
-                format!(
-                    "centroids has {} values, not a whole number of {d}-dimensional centroids",
-                    centroids.len()
-                ),
-            ));
-        }
-        Dims::new(
-            points.len(),
-            labels.len(),
-            d,
-            centroids.len().checked_div(d).unwrap_or(0),
-        )
     }
 
     run_and_submit! {
@@ -475,36 +489,26 @@ impl KMeans {
         changed: &Buffer<u32>,
         d: usize,
     ) -> Result<L::Out> {
-        let dims = Self::dims_of(points, centroids, labels, d)?;
-        if changed.len() != 1 {
-            return Err(invalid(
-                "kmeans",
-                "changed",
-                format!(
-                    "changed has {} elements; it must have exactly 1",
-                    changed.len()
-                ),
-            ));
-        }
-        self.assign_dims(l, points, centroids, labels, changed, dims)
+        let data = Data::new(points, centroids, labels, d)?;
+        expect_one("kmeans", "changed", changed.len())?;
+        self.assign_data(l, &data, changed)
     }
 
-    fn assign_dims<L: Launch>(
+    fn assign_data<L: Launch>(
         &self,
         l: &mut L,
-        points: &Buffer<f32>,
-        centroids: &Buffer<f32>,
-        labels: &Buffer<u32>,
+        data: &Data,
         changed: &Buffer<u32>,
-        dims: Dims,
     ) -> Result<L::Out> {
+        let dims = data.dims;
         let p = AssignParams {
             n: dims.n as u32,
             d: dims.d as u32,
             k: dims.k as u32,
             _pad: 0,
         };
-        l.launch(&self.assign, &[points, centroids, labels, changed], &p)
+        let args: [&dyn BufferArg; 4] = [data.points, data.centroids, data.labels, changed];
+        l.launch(&self.assign, &args, &p)
     }
 
     /// Launches the passes of an update (see [`update`](Self::update)).
@@ -516,9 +520,9 @@ impl KMeans {
         centroids: &Buffer<f32>,
         d: usize,
     ) -> Result<L::Out> {
-        let dims = Self::dims_of(points, centroids, labels, d)?;
-        let scratch = Self::scratch(l.rt(), dims);
-        self.update_dims(l, points, labels, centroids, dims, &scratch)
+        let data = Data::new(points, centroids, labels, d)?;
+        let scratch = Self::scratch(l.rt(), data.dims);
+        self.update_data(l, &data, &scratch)
     }
 
     /// The buffers of partial sums an update of this shape fills: the first
@@ -533,15 +537,13 @@ impl KMeans {
         levels
     }
 
-    fn update_dims<L: Launch>(
+    fn update_data<L: Launch>(
         &self,
         l: &mut L,
-        points: &Buffer<f32>,
-        labels: &Buffer<u32>,
-        centroids: &Buffer<f32>,
-        dims: Dims,
+        data: &Data,
         scratch: &[Buffer<f32>],
     ) -> Result<L::Out> {
+        let dims = data.dims;
         let (d, k, m) = (dims.d as u32, dims.k as u32, dims.m() as u32);
         let mut rows = dims.groups() as u32;
         let partial = PartialParams {
@@ -553,7 +555,8 @@ impl KMeans {
             groups: rows,
             _pad: [0; 2],
         };
-        l.launch(&self.partial, &[points, labels, &scratch[0]], &partial)?;
+        let args: [&dyn BufferArg; 3] = [data.points, data.labels, &scratch[0]];
+        l.launch(&self.partial, &args, &partial)?;
         for pair in scratch.windows(2) {
             let out_rows = rows.div_ceil(BLOCK as u32);
             let p = ReduceParams {
@@ -567,7 +570,7 @@ impl KMeans {
         }
         let last = &scratch[scratch.len() - 1];
         let p = FinalizeParams { rows, d, k, m };
-        l.launch(&self.finalize, &[last, centroids], &p)
+        l.launch(&self.finalize, &[last, data.centroids], &p)
     }
 
     /// Runs k-means on `n` points of dimension `d` (`points`, row-major,
@@ -634,10 +637,16 @@ impl KMeans {
         let labels = rt.buffer(&vec![NO_LABEL; n]);
         let changed = rt.buffer(&[0u32]);
         let scratch = Self::scratch(rt, dims);
+        let data = Data {
+            points: &x,
+            centroids: &centroids,
+            labels: &labels,
+            dims,
+        };
         let l = &mut Execute::new(rt, target);
         let (mut counted, mut iterations) = (0u32, 0);
         let converged = loop {
-            self.assign_dims(l, &x, &centroids, &labels, &changed, dims)?;
+            self.assign_data(l, &data, &changed)?;
             let now = rt.read(&changed)?[0];
             let moved = now.wrapping_sub(counted);
             counted = now;
@@ -647,7 +656,7 @@ impl KMeans {
             if iterations == max_iterations {
                 break false;
             }
-            self.update_dims(l, &x, &labels, &centroids, dims, &scratch)?;
+            self.update_data(l, &data, &scratch)?;
             iterations += 1;
         };
         Ok(KMeansResult {

@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
+use crate::launch::{Launch, builder, run_and_submit};
+use crate::par::fill_par;
 use crate::{invalid, u32_len};
 
 /// The WGSL source (entry points `clear`, `count` and `count_local`).
@@ -240,27 +241,20 @@ pub struct KmerCounter {
 impl KmerCounter {
     /// Builds the kernels.
     pub fn new() -> Result<Self> {
-        let clear = Kernel::builder("kmer_clear", WGSL)
-            .entry("clear")
-            .params::<KmerParams>()
-            .cpu::<(ReadWrite<u32>,)>(|args, p| {
-                let (counts,) = args.split();
-                let bins = (p.bins as usize).min(counts.len());
-                counts[..bins]
-                    .par_chunks_mut(1 << 16)
-                    .for_each(|c| c.fill(0));
-            })
-            .invocations(|p, _| p.bins as u64)
-            .build()?;
+        let clear = builder::<KmerParams, (ReadWrite<u32>,)>("kmer_clear", WGSL, |(counts,), p| {
+            let bins = (p.bins as usize).min(counts.len());
+            fill_par(&mut counts[..bins], 0, 1 << 16);
+        })
+        .entry("clear")
+        .invocations(|p, _| p.bins as u64)
+        .build()?;
         let count = |name: &str, entry: &str| {
-            Kernel::builder(name, WGSL)
-                .entry(entry)
-                .params::<KmerParams>()
-                .cpu::<(Read<u32>, ReadWrite<u32>)>(|args, p| {
-                    let (words, counts) = args.split();
-                    count_cpu(words, counts, p);
-                })
-                .cost(|p, _| p.len as u64)
+            type Args = (Read<u32>, ReadWrite<u32>);
+            builder::<KmerParams, Args>(name, WGSL, |(words, counts), p| {
+                count_cpu(words, counts, p)
+            })
+            .entry(entry)
+            .cost(|p, _| p.len as u64)
         };
         Ok(KmerCounter {
             clear,

@@ -9,8 +9,26 @@
 use std::time::Duration;
 
 use pel_runtime::{
-    Backend, Buffer, BufferArg, Element, Kernel, Reason, Result, RunInfo, Runtime, Target, Task,
+    Backend, Buffer, BufferArg, Element, Kernel, KernelBuilder, Reason, Result, RunInfo, Runtime,
+    Signature, Target, Task,
 };
+
+/// The start of every kernel's builder chain: `name` from `wgsl`, params
+/// `P`, and the CPU implementation `cpu` over the arguments of signature
+/// `S`, already split into their slices.
+pub(crate) fn builder<P, S>(
+    name: impl Into<String>,
+    wgsl: impl Into<String>,
+    cpu: impl for<'a> Fn(S::Slices<'a>, &P) + Send + Sync + 'static,
+) -> KernelBuilder<P>
+where
+    P: bytemuck::Pod + Send + Sync,
+    S: Signature,
+{
+    Kernel::builder(name, wgsl)
+        .params::<P>()
+        .cpu::<S>(move |args, p| cpu(args.split(), p))
+}
 
 /// How an operation launches each of its passes: executed now ([`Execute`])
 /// or submitted as tasks ([`Submit`]).
@@ -174,6 +192,63 @@ macro_rules! run_and_submit {
     )+};
 }
 pub(crate) use run_and_submit;
+
+/// A kernel type that holds one kernel and launches it once per call: the
+/// struct, its `new` (from `$build`, a `Result<Kernel>`), its `kernel`, and
+/// its `run` and `submit`, each launching the kernel over `[$buf, ...]`
+/// with the params `$params` (a `Result`, checked first):
+///
+/// ```ignore
+/// one_kernel! {
+///     /// Docs of the type.
+///     Saxpy = build();
+///     /// Docs of run.
+///     /// Docs of submit.
+///     (a: f32, x: &Buffer<f32>, y: &Buffer<f32>) => [x, y], Self::params(a, x, y);
+/// }
+/// ```
+macro_rules! one_kernel {
+    (
+        $(#[$doc:meta])* $name:ident = $build:expr;
+        $(#[$run_doc:meta])* run,
+        $(#[$submit_doc:meta])* submit($($arg:ident: $ty:ty),* $(,)?)
+            => [$($buf:expr),* $(,)?], $params:expr;
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            kernel: pel_runtime::Kernel,
+        }
+
+        impl $name {
+            /// Builds the kernel.
+            pub fn new() -> pel_runtime::Result<Self> {
+                Ok($name { kernel: $build? })
+            }
+
+            /// The underlying kernel.
+            pub fn kernel(&self) -> &pel_runtime::Kernel {
+                &self.kernel
+            }
+
+            $crate::launch::run_and_submit! {
+                $(#[$run_doc])* run,
+                $(#[$submit_doc])* submit = launch($($arg: $ty),*);
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            fn launch<L: $crate::launch::Launch>(
+                &self,
+                l: &mut L,
+                $($arg: $ty),*
+            ) -> pel_runtime::Result<L::Out> {
+                let params = $params?;
+                l.launch(&self.kernel, &[$($buf),*], &params)
+            }
+        }
+    };
+}
+pub(crate) use one_kernel;
 
 /// Launches `kernel` over `input` (`n` elements) pass after pass, each
 /// reducing blocks of `block` elements to one value into a buffer of its

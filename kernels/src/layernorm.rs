@@ -16,11 +16,11 @@
 //! parallel, each sum in eight interleaved, vectorisable lanes.
 
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
-use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::softmax::segment;
-use crate::{invalid, u32_len};
+use crate::launch::{builder, one_kernel};
+use crate::par::{for_each_row, lanes_sum};
+use crate::softmax::row_layout;
+use crate::{ensure, expect_2d};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/layernorm.wgsl");
@@ -38,33 +38,12 @@ pub struct LayerNormParams {
     pub cols: u32,
     /// Added to the variance before the square root.
     pub eps: f32,
-    /// Invocations per row on the GPU: see [`segment`], as for softmax.
+    /// Invocations per row on the GPU: see [`segment`](crate::softmax::segment), as for softmax.
     pub seg: u32,
     /// Workgroups: `ceil(rows / (256 / seg))`.
     pub groups: u32,
     /// Padding to the uniform block's 16-byte alignment.
     pub _pad: [u32; 3],
-}
-
-/// The layer-norm kernel.
-#[derive(Debug, Clone)]
-pub struct LayerNorm {
-    kernel: Kernel,
-}
-
-/// `Σ f(x)` in eight interleaved lanes: vectorisable, and its rounding error
-/// grows with `len/8` rather than `len`.
-#[inline(always)]
-fn lanes_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut it = x.chunks_exact(8);
-    for c in &mut it {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    let tail: f32 = it.remainder().iter().map(|&v| f(v)).sum();
-    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7])) + tail
 }
 
 /// One non-empty row, in the shader's order of operations.
@@ -82,61 +61,32 @@ pub(crate) fn layernorm_row(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32
     }
 }
 
+one_kernel! {
+    /// The layer-norm kernel.
+    LayerNorm = build();
+    /// `y` = the layer norm of `x` (both rows×cols, row-major) with
+    /// per-column `gamma` and `beta` (cols each).
+    run,
+    /// Submits the layer norm of [`run`](Self::run) and returns its task at
+    /// once.
+    submit(x: &Buffer<f32>, gamma: &Buffer<f32>, beta: &Buffer<f32>, y: &Buffer<f32>, rows: usize, cols: usize, eps: f32)
+        => [x, gamma, beta, y], Self::params(x, gamma, beta, y, rows, cols, eps);
+}
+
+fn build() -> Result<Kernel> {
+    type Args = (Read<f32>, Read<f32>, Read<f32>, ReadWrite<f32>);
+    builder::<LayerNormParams, Args>("layernorm", WGSL, |(x, gamma, beta, y), p| {
+        let eps = p.eps;
+        for_each_row(y, x, p.rows as usize, p.cols as usize, |y, x| {
+            layernorm_row(x, gamma, beta, y, eps)
+        });
+    })
+    .workgroups(|p, _| p.groups as u64)
+    .cost(|p, _| p.rows as u64 * p.cols as u64)
+    .build()
+}
+
 impl LayerNorm {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("layernorm", WGSL)
-            .params::<LayerNormParams>()
-            .cpu::<(Read<f32>, Read<f32>, Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (x, gamma, beta, y) = args.split();
-                let (rows, cols) = (p.rows as usize, p.cols as usize);
-                if rows == 0 || cols == 0 {
-                    return;
-                }
-                let eps = p.eps;
-                // Tasks of at least 16 Ki elements, in whole rows.
-                y[..rows * cols]
-                    .par_chunks_mut(cols)
-                    .zip(x[..rows * cols].par_chunks(cols))
-                    .with_min_len((1 << 14) / cols + 1)
-                    .for_each(|(y, x)| layernorm_row(x, gamma, beta, y, eps));
-            })
-            .workgroups(|p, _| p.groups as u64)
-            .cost(|p, _| p.rows as u64 * p.cols as u64)
-            .build()?;
-        Ok(LayerNorm { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// `y` = the layer norm of `x` (both rows×cols, row-major) with
-        /// per-column `gamma` and `beta` (cols each).
-        run,
-        /// Submits the layer norm of [`run`](Self::run) and returns its task at
-        /// once.
-        submit = launch(x: &Buffer<f32>, gamma: &Buffer<f32>, beta: &Buffer<f32>, y: &Buffer<f32>, rows: usize, cols: usize, eps: f32);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        x: &Buffer<f32>,
-        gamma: &Buffer<f32>,
-        beta: &Buffer<f32>,
-        y: &Buffer<f32>,
-        rows: usize,
-        cols: usize,
-        eps: f32,
-    ) -> Result<L::Out> {
-        let p = Self::params(x, gamma, beta, y, rows, cols, eps)?;
-        l.launch(&self.kernel, &[x, gamma, beta, y], &p)
-    }
-
     /// The params of a layer norm, checked: `x` and `y` rows×cols, `gamma`
     /// and `beta` cols, `eps` finite and not negative.
     pub fn params(
@@ -149,53 +99,26 @@ impl LayerNorm {
         eps: f32,
     ) -> Result<LayerNormParams> {
         for (arg, buf) in [("x", x), ("y", y)] {
-            if rows.checked_mul(cols) != Some(buf.len()) {
-                return Err(invalid(
-                    "layernorm",
-                    arg,
-                    format!(
-                        "a {rows}×{cols} matrix needs {} elements, but {arg} has {}",
-                        rows as u128 * cols as u128,
-                        buf.len()
-                    ),
-                ));
-            }
+            expect_2d("layernorm", arg, buf.len(), (rows, cols), "matrix")?;
         }
         for (arg, buf) in [("gamma", gamma), ("beta", beta)] {
-            if buf.len() != cols {
-                return Err(invalid(
-                    "layernorm",
-                    arg,
-                    format!(
-                        "{arg} has {} elements but the matrix has {cols} columns; it needs one per column",
-                        buf.len()
-                    ),
-                ));
-            }
+            ensure(buf.len() == cols, "layernorm", arg, || {
+                format!(
+                    "{arg} has {} elements but the matrix has {cols} columns; it needs one per column",
+                    buf.len()
+                )
+            })?;
         }
-        if !(eps.is_finite() && eps >= 0.0) {
-            return Err(invalid(
-                "layernorm",
-                "eps",
-                format!("eps is {eps}; it must be finite and at least 0 (1e-5 is usual)"),
-            ));
-        }
-        u32_len("layernorm", "x", x.len())?;
-        let (rows, cols) = (
-            u32_len("layernorm", "rows", rows)?,
-            u32_len("layernorm", "cols", cols)?,
-        );
-        let seg = segment(cols as usize);
+        ensure(eps.is_finite() && eps >= 0.0, "layernorm", "eps", || {
+            format!("eps is {eps}; it must be finite and at least 0 (1e-5 is usual)")
+        })?;
+        let [rows, cols, seg, groups] = row_layout("layernorm", x.len(), rows, cols)?;
         Ok(LayerNormParams {
             rows,
             cols,
             eps,
             seg,
-            groups: if cols == 0 {
-                0
-            } else {
-                rows.div_ceil(256 / seg)
-            },
+            groups,
             _pad: [0; 3],
         })
     }

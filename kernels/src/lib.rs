@@ -23,6 +23,7 @@ pub mod mandelbrot;
 pub mod matmul;
 pub mod monte_carlo;
 pub mod nbody;
+mod par;
 pub mod reduce;
 pub mod samples;
 pub mod saxpy;
@@ -89,4 +90,64 @@ pub(crate) fn u32_len(kernel: &str, arg: &str, len: usize) -> Result<u32> {
             format!("{len} is more than the {} a shader can index", u32::MAX),
         )
     })
+}
+
+/// `Ok` when `ok`, else the [`invalid`] error with `message()`.
+pub(crate) fn ensure(
+    ok: bool,
+    kernel: &str,
+    arg: &str,
+    message: impl FnOnce() -> String,
+) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(kernel, arg, message()))
+    }
+}
+
+/// Checks that `arg` (of `len` elements) holds a rows×cols `what` (a matrix,
+/// an image, a grid).
+pub(crate) fn expect_2d(
+    kernel: &str,
+    arg: &str,
+    len: usize,
+    (rows, cols): (usize, usize),
+    what: &str,
+) -> Result<()> {
+    ensure(rows.checked_mul(cols) == Some(len), kernel, arg, || {
+        format!(
+            "a {rows}×{cols} {what} needs {} elements, but {arg} has {len}",
+            rows as u128 * cols as u128,
+        )
+    })
+}
+
+/// Checks that `arg` has exactly one element.
+pub(crate) fn expect_one(kernel: &str, arg: &str, len: usize) -> Result<()> {
+    ensure(len == 1, kernel, arg, || {
+        format!("{arg} has {len} elements; it must have exactly 1")
+    })
+}
+
+/// The width, height, tiles across and tiles in all of a width×height grid
+/// of `len` elements cut in tiles of `tile` (width, height), each checked
+/// to fit a shader's u32 (an error names `kernel` and `arg` for the grid's
+/// length and tile count, and "width" and "height" for those).
+pub(crate) fn tile_grid(
+    (kernel, arg): (&str, &str),
+    len: usize,
+    (width, height): (usize, usize),
+    (tile_w, tile_h): (usize, usize),
+) -> Result<[u32; 4]> {
+    u32_len(kernel, arg, len)?;
+    let tiles_x = width.div_ceil(tile_w);
+    // At most one tile per element, so this fits in u32 when the grid does.
+    let tiles = tiles_x * height.div_ceil(tile_h);
+    Ok([
+        u32_len(kernel, "width", width)?,
+        u32_len(kernel, "height", height)?,
+        u32_len(kernel, "width", tiles_x)?,
+        u32_len(kernel, arg, tiles)?,
+    ])
 }

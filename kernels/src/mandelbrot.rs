@@ -7,8 +7,8 @@
 use pel_runtime::{Buffer, Kernel, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{builder, one_kernel};
+use crate::{expect_2d, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/mandelbrot.wgsl");
@@ -135,74 +135,48 @@ fn pixel(p: &MandelbrotParams, i: usize) -> u32 {
     escape(cx, cy, p.max_iter)
 }
 
-/// The mandelbrot kernel.
-#[derive(Debug, Clone)]
-pub struct Mandelbrot {
-    kernel: Kernel,
+one_kernel! {
+    /// The mandelbrot kernel.
+    Mandelbrot = build();
+    /// Fills `counts` (width·height, row-major) with iteration counts.
+    run,
+    /// Submits the render of [`run`](Self::run) and returns its task at once.
+    submit(counts: &Buffer<u32>, width: usize, height: usize, view: View, max_iter: u32)
+        => [counts], Self::params(counts, width, height, view, max_iter);
+}
+
+fn build() -> Result<Kernel> {
+    builder::<MandelbrotParams, (ReadWrite<u32>,)>("mandelbrot", WGSL, |(counts,), p| {
+        // Rows as tasks: neighbouring pixels cost alike, rows do not.
+        let w = (p.width as usize).max(1);
+        let first = (p.first as usize).min(counts.len());
+        let last = (first + p.n as usize).min(counts.len());
+        counts[first..last]
+            .par_chunks_mut(w)
+            .enumerate()
+            .for_each(|(row, out)| {
+                for (j, c) in out.iter_mut().enumerate() {
+                    *c = pixel(p, first + row * w + j);
+                }
+            });
+    })
+    .invocations(|p, _| p.n as u64)
+    // Rows can be split between a GPU and the CPU.
+    .splittable(
+        |p, lens| {
+            let whole = p.first == 0 && p.n as usize == lens[0] && p.width > 0;
+            if whole { (p.n / p.width) as u64 } else { 1 }
+        },
+        |p, rows| MandelbrotParams {
+            first: (rows.start * p.width as u64) as u32,
+            n: ((rows.end - rows.start) * p.width as u64) as u32,
+            ..*p
+        },
+    )
+    .build()
 }
 
 impl Mandelbrot {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("mandelbrot", WGSL)
-            .params::<MandelbrotParams>()
-            .cpu::<(ReadWrite<u32>,)>(|args, p| {
-                let (counts,) = args.split();
-                // Rows as tasks: neighbouring pixels cost alike, rows do not.
-                let w = (p.width as usize).max(1);
-                let first = (p.first as usize).min(counts.len());
-                let last = (first + p.n as usize).min(counts.len());
-                counts[first..last]
-                    .par_chunks_mut(w)
-                    .enumerate()
-                    .for_each(|(row, out)| {
-                        for (j, c) in out.iter_mut().enumerate() {
-                            *c = pixel(p, first + row * w + j);
-                        }
-                    });
-            })
-            .invocations(|p, _| p.n as u64)
-            // Rows can be split between a GPU and the CPU.
-            .splittable(
-                |p, lens| {
-                    let whole = p.first == 0 && p.n as usize == lens[0] && p.width > 0;
-                    if whole { (p.n / p.width) as u64 } else { 1 }
-                },
-                |p, rows| MandelbrotParams {
-                    first: (rows.start * p.width as u64) as u32,
-                    n: ((rows.end - rows.start) * p.width as u64) as u32,
-                    ..*p
-                },
-            )
-            .build()?;
-        Ok(Mandelbrot { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// Fills `counts` (width·height, row-major) with iteration counts.
-        run,
-        /// Submits the render of [`run`](Self::run) and returns its task at once.
-        submit = launch(counts: &Buffer<u32>, width: usize, height: usize, view: View, max_iter: u32);
-    }
-
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        counts: &Buffer<u32>,
-        width: usize,
-        height: usize,
-        view: View,
-        max_iter: u32,
-    ) -> Result<L::Out> {
-        let p = Self::params(counts, width, height, view, max_iter)?;
-        l.launch(&self.kernel, &[counts], &p)
-    }
-
     /// The params of a whole-image render, checked.
     pub fn params(
         counts: &Buffer<u32>,
@@ -211,17 +185,13 @@ impl Mandelbrot {
         view: View,
         max_iter: u32,
     ) -> Result<MandelbrotParams> {
-        if width.checked_mul(height) != Some(counts.len()) {
-            return Err(invalid(
-                "mandelbrot",
-                "counts",
-                format!(
-                    "a {width}×{height} image needs {} elements, but counts has {}",
-                    width as u128 * height as u128,
-                    counts.len()
-                ),
-            ));
-        }
+        expect_2d(
+            "mandelbrot",
+            "counts",
+            counts.len(),
+            (width, height),
+            "image",
+        )?;
         u32_len("mandelbrot", "height", height)?;
         Ok(MandelbrotParams {
             width: u32_len("mandelbrot", "width", width)?,

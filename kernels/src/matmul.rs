@@ -11,8 +11,8 @@
 use faer::{Accum, MatMut, MatRef, Par};
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{builder, one_kernel};
+use crate::{ensure, invalid, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
@@ -65,74 +65,55 @@ impl MatmulParams {
     }
 }
 
-/// The matmul kernel.
-#[derive(Debug, Clone)]
-pub struct Matmul {
-    kernel: Kernel,
+one_kernel! {
+    /// The matmul kernel.
+    Matmul = build();
+    /// `c = a·b` where `a` is m×k, `b` is k×n and `c` is m×n, row-major.
+    run,
+    /// Submits `c = a·b` of [`run`](Self::run) and returns its task at once.
+    submit(a: &Buffer<f32>, b: &Buffer<f32>, c: &Buffer<f32>, m: usize, n: usize, k: usize)
+        => [a, b, c], Self::params(a, b, c, (m, n, k));
+}
+
+fn build() -> Result<Kernel> {
+    type Args = (Read<f32>, Read<f32>, ReadWrite<f32>);
+    builder::<MatmulParams, Args>("matmul", WGSL, |(a, b, c), p| {
+        let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+        let a = MatRef::from_row_major_slice(a, m, k);
+        let b = MatRef::from_row_major_slice(b, k, n);
+        let c = MatMut::from_row_major_slice_mut(c, m, n);
+        // Par::rayon(0) takes the current pool: pel's CPU pool.
+        faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
+    })
+    .workgroups(|p, _| p.tiles as u64)
+    .cost(|p, _| p.m as u64 * p.n as u64 * p.k.max(1) as u64)
+    .build()
 }
 
 impl Matmul {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("matmul", WGSL)
-            .params::<MatmulParams>()
-            .cpu::<(Read<f32>, Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (a, b, c) = args.split();
-                let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
-                let a = MatRef::from_row_major_slice(a, m, k);
-                let b = MatRef::from_row_major_slice(b, k, n);
-                let c = MatMut::from_row_major_slice_mut(c, m, n);
-                // Par::rayon(0) takes the current pool: pel's CPU pool.
-                faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
-            })
-            .workgroups(|p, _| p.tiles as u64)
-            .cost(|p, _| p.m as u64 * p.n as u64 * p.k.max(1) as u64)
-            .build()?;
-        Ok(Matmul { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// `c = a·b` where `a` is m×k, `b` is k×n and `c` is m×n, row-major.
-        run,
-        /// Submits `c = a·b` of [`run`](Self::run) and returns its task at once.
-        submit = launch(a: &Buffer<f32>, b: &Buffer<f32>, c: &Buffer<f32>, m: usize, n: usize, k: usize);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
+    /// The params of `c = a·b` for `a` m×k, `b` k×n and `c` m×n, checked
+    /// against the buffers.
+    fn params(
         a: &Buffer<f32>,
         b: &Buffer<f32>,
         c: &Buffer<f32>,
-        m: usize,
-        n: usize,
-        k: usize,
-    ) -> Result<L::Out> {
-        let expect = |arg: &str, buf: &Buffer<f32>, rows: usize, cols: usize| match rows
-            .checked_mul(cols)
-        {
-            Some(len) if len == buf.len() => Ok(()),
-            _ => Err(invalid(
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<MatmulParams> {
+        for (arg, buf, rows, cols) in [("a", a, m, k), ("b", b, k, n), ("c", c, m, n)] {
+            ensure(
+                rows.checked_mul(cols) == Some(buf.len()),
                 "matmul",
                 arg,
-                format!(
-                    "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, k={k}, but has {}",
-                    rows as u128 * cols as u128,
-                    buf.len()
-                ),
-            )),
-        };
-        expect("a", a, m, k)?;
-        expect("b", b, k, n)?;
-        expect("c", c, m, n)?;
-        let params = MatmulParams::new(m, n, k)?;
-        l.launch(&self.kernel, &[a, b, c], &params)
+                || {
+                    format!(
+                        "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, k={k}, but has {}",
+                        rows as u128 * cols as u128,
+                        buf.len()
+                    )
+                },
+            )?;
+        }
+        MatmulParams::new(m, n, k)
     }
 }
 

@@ -33,7 +33,8 @@ use rayon::prelude::*;
 
 use crate::black_scholes;
 use crate::invalid;
-use crate::launch::{Launch, reduce_to_one, run_and_submit};
+use crate::launch::{Launch, builder, reduce_to_one, run_and_submit};
+use crate::par::for_each_block;
 use crate::simd_math;
 
 /// The WGSL source (entry points `simulate` and `reduce`).
@@ -389,40 +390,32 @@ pub struct MonteCarlo {
 impl MonteCarlo {
     /// Builds the kernels.
     pub fn new() -> Result<Self> {
-        let simulate = Kernel::builder("monte_carlo", WGSL)
-            .entry("simulate")
-            .params::<McSimParams>()
-            .cpu::<(ReadWrite<[f32; 4]>,)>(|args, p| {
-                let (sums,) = args.split();
-                let groups = (p.groups as usize).min(sums.len());
-                // A workgroup's 1,024 paths take about 10 µs: four per task
-                // amortise rayon's cost and still balance the cores.
-                sums[..groups]
-                    .par_iter_mut()
-                    .enumerate()
-                    .with_min_len(4)
-                    .for_each(|(g, out)| *out = group_sums(p, g));
-            })
-            .workgroups(|p, _| p.groups as u64)
-            .cost(|p, _| p.paths as u64)
-            .build()?;
-        let reduce = Kernel::builder("monte_carlo_reduce", WGSL)
-            .entry("reduce")
-            .params::<McSumParams>()
-            .cpu::<(Read<[f32; 4]>, ReadWrite<[f32; 4]>)>(|args, p| {
-                let (parts, total) = args.split();
+        type Sums = (ReadWrite<[f32; 4]>,);
+        let simulate = builder::<McSimParams, Sums>("monte_carlo", WGSL, |(sums,), p| {
+            let groups = (p.groups as usize).min(sums.len());
+            // A workgroup's 1,024 paths take about 10 µs: four per task
+            // amortise rayon's cost and still balance the cores.
+            sums[..groups]
+                .par_iter_mut()
+                .enumerate()
+                .with_min_len(4)
+                .for_each(|(g, out)| *out = group_sums(p, g));
+        })
+        .entry("simulate")
+        .workgroups(|p, _| p.groups as u64)
+        .cost(|p, _| p.paths as u64)
+        .build()?;
+        type Parts = (Read<[f32; 4]>, ReadWrite<[f32; 4]>);
+        let reduce =
+            builder::<McSumParams, Parts>("monte_carlo_reduce", WGSL, |(parts, total), p| {
                 let n = (p.n as usize).min(parts.len());
                 let groups = (p.groups as usize).min(total.len());
-                total[..groups]
-                    .par_iter_mut()
-                    .enumerate()
-                    .with_min_len(64)
-                    .for_each(|(g, out)| {
-                        let lo = (g * WG).min(n);
-                        let hi = (lo + WG).min(n);
-                        *out = add_f64(parts[lo..hi].iter().copied());
-                    });
+                let outs = total[..groups].par_iter_mut();
+                for_each_block(outs, n, WG, 64, |out, r| {
+                    *out = add_f64(parts[r].iter().copied())
+                });
             })
+            .entry("reduce")
             .invocations(|p, _| p.groups as u64 * WG as u64)
             .build()?;
         Ok(MonteCarlo { simulate, reduce })

@@ -30,8 +30,8 @@
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{builder, one_kernel};
+use crate::{ensure, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/nbody.wgsl");
@@ -56,12 +56,6 @@ pub struct NbodyParams {
     pub dt: f32,
     /// Softening squared, ε² (> 0).
     pub eps2: f32,
-}
-
-/// The n-body kernel.
-#[derive(Debug, Clone)]
-pub struct Nbody {
-    kernel: Kernel,
 }
 
 /// The pull of the bodies at `xs, ys, zs` with masses `ms` on a body at
@@ -154,49 +148,30 @@ fn step_bodies(pos: &[[f32; 4]], vel: &mut [[f32; 4]], out: &mut [[f32; 4]], p: 
         });
 }
 
+one_kernel! {
+    /// The n-body kernel.
+    Nbody = build();
+    /// One step: reads `positions`, updates `velocities` in place and
+    /// writes the new positions to `new_positions` (all n long; swap
+    /// `positions` and `new_positions` for the next step). `softening` is ε,
+    /// in units of length.
+    run,
+    /// Submits the step of [`run`](Self::run) and returns its task at once.
+    submit(positions: &Buffer<[f32; 4]>, velocities: &Buffer<[f32; 4]>, new_positions: &Buffer<[f32; 4]>, dt: f32, softening: f32)
+        => [positions, velocities, new_positions], Self::params(positions, velocities, new_positions, dt, softening);
+}
+
+fn build() -> Result<Kernel> {
+    type Args = (Read<[f32; 4]>, ReadWrite<[f32; 4]>, ReadWrite<[f32; 4]>);
+    builder::<NbodyParams, Args>("nbody", WGSL, |(pos, vel, out), p| {
+        step_bodies(pos, vel, out, p);
+    })
+    .invocations(|p, _| p.n as u64)
+    .cost(|p, _| p.n as u64 * p.n as u64)
+    .build()
+}
+
 impl Nbody {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("nbody", WGSL)
-            .params::<NbodyParams>()
-            .cpu::<(Read<[f32; 4]>, ReadWrite<[f32; 4]>, ReadWrite<[f32; 4]>)>(|args, p| {
-                let (pos, vel, out) = args.split();
-                step_bodies(pos, vel, out, p);
-            })
-            .invocations(|p, _| p.n as u64)
-            .cost(|p, _| p.n as u64 * p.n as u64)
-            .build()?;
-        Ok(Nbody { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// One step: reads `positions`, updates `velocities` in place and
-        /// writes the new positions to `new_positions` (all n long; swap
-        /// `positions` and `new_positions` for the next step). `softening` is ε,
-        /// in units of length.
-        run,
-        /// Submits the step of [`run`](Self::run) and returns its task at once.
-        submit = launch(positions: &Buffer<[f32; 4]>, velocities: &Buffer<[f32; 4]>, new_positions: &Buffer<[f32; 4]>, dt: f32, softening: f32);
-    }
-
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        positions: &Buffer<[f32; 4]>,
-        velocities: &Buffer<[f32; 4]>,
-        new_positions: &Buffer<[f32; 4]>,
-        dt: f32,
-        softening: f32,
-    ) -> Result<L::Out> {
-        let p = Self::params(positions, velocities, new_positions, dt, softening)?;
-        l.launch(&self.kernel, &[positions, velocities, new_positions], &p)
-    }
-
     /// The params of a step, checked: the buffers' lengths agree, `dt` is
     /// finite, and ε² is finite and greater than 0.
     pub fn params(
@@ -208,34 +183,22 @@ impl Nbody {
     ) -> Result<NbodyParams> {
         let n = positions.len();
         for (arg, buf) in [("velocities", velocities), ("new_positions", new_positions)] {
-            if buf.len() != n {
-                return Err(invalid(
-                    "nbody",
-                    arg,
-                    format!(
-                        "positions has {n} bodies but {arg} has {}; they must match",
-                        buf.len()
-                    ),
-                ));
-            }
-        }
-        if !dt.is_finite() {
-            return Err(invalid(
-                "nbody",
-                "dt",
-                format!("dt is {dt}; the time step must be finite"),
-            ));
-        }
-        let eps2 = softening * softening;
-        if !(eps2.is_finite() && eps2 > 0.0) {
-            return Err(invalid(
-                "nbody",
-                "softening",
+            ensure(buf.len() == n, "nbody", arg, || {
                 format!(
-                    "softening is {softening}, so ε² is {eps2}; ε² must be finite and greater than 0 (it keeps the pull between close bodies finite)"
-                ),
-            ));
+                    "positions has {n} bodies but {arg} has {}; they must match",
+                    buf.len()
+                )
+            })?;
         }
+        ensure(dt.is_finite(), "nbody", "dt", || {
+            format!("dt is {dt}; the time step must be finite")
+        })?;
+        let eps2 = softening * softening;
+        ensure(eps2.is_finite() && eps2 > 0.0, "nbody", "softening", || {
+            format!(
+                "softening is {softening}, so ε² is {eps2}; ε² must be finite and greater than 0 (it keeps the pull between close bodies finite)"
+            )
+        })?;
         Ok(NbodyParams {
             n: u32_len("nbody", "positions", n)?,
             dt,

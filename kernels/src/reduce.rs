@@ -15,11 +15,14 @@
 //! *first* maximum: on a tie the lowest index wins, on every backend. The
 //! results are exact: a min, a max or a position involves no rounding.
 
-use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{
+    Buffer, Kernel, KernelBuilder, Read, ReadWrite, Result, RunInfo, Runtime, Target,
+};
 use rayon::prelude::*;
 
-use crate::launch::{Execute, Launch, reduce_to_one};
-use crate::{invalid, u32_len};
+use crate::launch::{Execute, Launch, builder, reduce_to_one};
+use crate::par::for_each_block;
+use crate::{expect_one, invalid, u32_len};
 
 /// The WGSL source of min and max (entry points `min_pass` and `max_pass`).
 pub const WGSL: &str = include_str!("../../shaders/reduce.wgsl");
@@ -144,15 +147,20 @@ fn all_nan(kernel: &str, n: usize) -> pel_runtime::Error {
     )
 }
 
-fn expect_one<T: pel_runtime::Element>(kernel: &str, out: &Buffer<T>) -> Result<()> {
-    if out.len() != 1 {
-        return Err(invalid(
-            kernel,
-            "out",
-            format!("out has {} elements; it must have exactly 1", out.len()),
-        ));
-    }
-    Ok(())
+/// A pass's launch size (64 invocations per partial result) and cost (its
+/// input's elements).
+fn pass_size(b: KernelBuilder<ReduceParams>) -> KernelBuilder<ReduceParams> {
+    b.invocations(|p, _| p.groups as u64 * 64)
+        .cost(|p, _| p.n as u64)
+}
+
+/// The first `groups` (value, index) partials, in parallel.
+fn pairs<'a>(
+    val: &'a mut [f32],
+    idx: &'a mut [u32],
+    groups: usize,
+) -> impl IndexedParallelIterator<Item = (&'a mut f32, &'a mut u32)> {
+    val[..groups].par_iter_mut().zip(&mut idx[..groups])
 }
 
 /// The min or max kernel (one pass) and the multi-pass driver.
@@ -169,26 +177,15 @@ impl Reduce {
             ReduceOp::Min => "min_pass",
             ReduceOp::Max => "max_pass",
         };
-        let kernel = Kernel::builder(op.name(), WGSL)
-            .entry(entry)
-            .params::<ReduceParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(move |args, p| {
-                let (x, partial) = args.split();
-                let n = (p.n as usize).min(x.len());
-                // 64 chunks (16 Ki elements) per task at the least.
-                partial[..p.groups as usize]
-                    .par_iter_mut()
-                    .enumerate()
-                    .with_min_len(64)
-                    .for_each(|(g, out)| {
-                        let lo = (g * CHUNK).min(n);
-                        let hi = (lo + CHUNK).min(n);
-                        *out = op.of_chunk(&x[lo..hi]);
-                    });
-            })
-            .invocations(|p, _| p.groups as u64 * 64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
+        type Args = (Read<f32>, ReadWrite<f32>);
+        let kernel = builder::<ReduceParams, Args>(op.name(), WGSL, move |(x, partial), p| {
+            let n = (p.n as usize).min(x.len());
+            // 64 chunks (16 Ki elements) per task at the least.
+            let outs = partial[..p.groups as usize].par_iter_mut();
+            for_each_block(outs, n, CHUNK, 64, |out, r| *out = op.of_chunk(&x[r]));
+        })
+        .entry(entry);
+        let kernel = pass_size(kernel).build()?;
         Ok(Reduce { op, kernel })
     }
 
@@ -219,7 +216,7 @@ impl Reduce {
         out: &Buffer<f32>,
     ) -> Result<RunInfo> {
         let name = self.op.name();
-        expect_one(name, out)?;
+        expect_one(name, "out", out.len())?;
         let n = u32_len(name, "x", x.len())? as usize;
         groups(name, n)?;
         let mut l = Execute::new(rt, target);
@@ -244,48 +241,29 @@ pub struct Argmax {
 impl Argmax {
     /// Builds the kernels.
     pub fn new() -> Result<Self> {
-        let first = Kernel::builder("argmax", ARGMAX_WGSL)
-            .entry("first")
-            .params::<ReduceParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>, ReadWrite<u32>)>(|args, p| {
-                let (x, best_val, best_idx) = args.split();
-                let n = (p.n as usize).min(x.len());
-                let groups = p.groups as usize;
-                best_val[..groups]
-                    .par_iter_mut()
-                    .zip(&mut best_idx[..groups])
-                    .enumerate()
-                    .with_min_len(64)
-                    .for_each(|(g, (v, i))| {
-                        let lo = (g * CHUNK).min(n);
-                        let hi = (lo + CHUNK).min(n);
-                        (*v, *i) = chunk_argmax(&x[lo..hi], lo);
-                    });
-            })
-            .invocations(|p, _| p.groups as u64 * 64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
-        let merge = Kernel::builder("argmax_merge", ARGMAX_WGSL)
-            .entry("merge")
-            .params::<ReduceParams>()
-            .cpu::<(Read<f32>, Read<u32>, ReadWrite<f32>, ReadWrite<u32>)>(|args, p| {
-                let (vals, idx, best_val, best_idx) = args.split();
+        type First = (Read<f32>, ReadWrite<f32>, ReadWrite<u32>);
+        let first = builder::<ReduceParams, First>("argmax", ARGMAX_WGSL, |(x, val, idx), p| {
+            let n = (p.n as usize).min(x.len());
+            let outs = pairs(val, idx, p.groups as usize);
+            for_each_block(outs, n, CHUNK, 64, |(v, i), r| {
+                (*v, *i) = chunk_argmax(&x[r.clone()], r.start);
+            });
+        })
+        .entry("first");
+        type Merge = (Read<f32>, Read<u32>, ReadWrite<f32>, ReadWrite<u32>);
+        let merge = builder::<ReduceParams, Merge>(
+            "argmax_merge",
+            ARGMAX_WGSL,
+            |(vals, idx, best_val, best_idx), p| {
                 let n = (p.n as usize).min(vals.len()).min(idx.len());
-                let groups = p.groups as usize;
-                best_val[..groups]
-                    .par_iter_mut()
-                    .zip(&mut best_idx[..groups])
-                    .enumerate()
-                    .with_min_len(64)
-                    .for_each(|(g, (v, i))| {
-                        let lo = (g * CHUNK).min(n);
-                        let hi = (lo + CHUNK).min(n);
-                        (*v, *i) = chunk_merge(&vals[lo..hi], &idx[lo..hi]);
-                    });
-            })
-            .invocations(|p, _| p.groups as u64 * 64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
+                let outs = pairs(best_val, best_idx, p.groups as usize);
+                for_each_block(outs, n, CHUNK, 64, |(v, i), r| {
+                    (*v, *i) = chunk_merge(&vals[r.clone()], &idx[r]);
+                });
+            },
+        )
+        .entry("merge");
+        let (first, merge) = (pass_size(first).build()?, pass_size(merge).build()?);
         Ok(Argmax { first, merge })
     }
 
@@ -311,7 +289,7 @@ impl Argmax {
         x: &Buffer<f32>,
         out: &Buffer<u32>,
     ) -> Result<RunInfo> {
-        expect_one("argmax", out)?;
+        expect_one("argmax", "out", out.len())?;
         let mut n = u32_len("argmax", "x", x.len())? as usize;
         let mut l = Execute::new(rt, target);
         let mut current: Option<(Buffer<f32>, Buffer<u32>)> = None;

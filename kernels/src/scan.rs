@@ -27,8 +27,9 @@
 use pel_runtime::{Buffer, Element, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{Launch, builder, run_and_submit};
+use crate::par::{for_each_block, lanes_sum};
+use crate::{ensure, u32_len};
 
 /// The WGSL source, for u32 elements (the f32 kernels replace its
 /// `alias T = u32;` line).
@@ -135,36 +136,27 @@ impl Scan {
         scan_u32,
         /// Submits the passes of [`scan_u32`](Self::scan_u32) and returns the
         /// last one's task at once.
-        submit_u32 = launch_u32(input: &Buffer<u32>, output: &Buffer<u32>, kind: ScanKind);
+        submit_u32 = launch(input: &Buffer<u32>, output: &Buffer<u32>, kind: ScanKind);
 
         /// Writes the prefix sums of `input` into `output`, a buffer of the same
         /// length; the passes run at `target`.
         scan_f32,
         /// Submits the passes of [`scan_f32`](Self::scan_f32) and returns the
         /// last one's task at once.
-        submit_f32 = launch_f32(input: &Buffer<f32>, output: &Buffer<f32>, kind: ScanKind);
+        submit_f32 = launch(input: &Buffer<f32>, output: &Buffer<f32>, kind: ScanKind);
     }
 
-    fn launch_f32<L: Launch>(
+    /// Launches the passes of a scan of `input` into `output` through
+    /// `launch` (also for operations built on the scan, such as the radix
+    /// sort).
+    pub(crate) fn launch<T: ScanElem, L: Launch>(
         &self,
         launch: &mut L,
-        input: &Buffer<f32>,
-        output: &Buffer<f32>,
+        input: &Buffer<T>,
+        output: &Buffer<T>,
         kind: ScanKind,
     ) -> Result<L::Out> {
-        Self::passes(&self.f32, input, output, kind, launch)
-    }
-
-    /// Launches the passes of a u32 scan through `launch` (for operations
-    /// built on the scan, such as the radix sort).
-    pub(crate) fn launch_u32<L: Launch>(
-        &self,
-        launch: &mut L,
-        input: &Buffer<u32>,
-        output: &Buffer<u32>,
-        kind: ScanKind,
-    ) -> Result<L::Out> {
-        Self::passes(&self.u32, input, output, kind, launch)
+        Self::passes(T::kernels(self), input, output, kind, launch)
     }
 
     /// Launches the passes of a scan of `x` into `y`: a reduce per level
@@ -178,17 +170,13 @@ impl Scan {
         launch: &mut L,
     ) -> Result<L::Out> {
         let name = kernels.scan.name();
-        if x.len() != y.len() {
-            return Err(invalid(
-                name,
-                "output",
-                format!(
-                    "the input has {} elements but the output has {}; they must match",
-                    x.len(),
-                    y.len()
-                ),
-            ));
-        }
+        ensure(x.len() == y.len(), name, "output", || {
+            format!(
+                "the input has {} elements but the output has {}; they must match",
+                x.len(),
+                y.len()
+            )
+        })?;
         let n = u32_len(name, "input", x.len())?;
         // Levels above the caller's: each scans the block totals of the one
         // below, exclusively, into that level's block offsets.
@@ -242,6 +230,8 @@ pub(crate) trait ScanElem: Element + Default {
     fn add(self, other: Self) -> Self;
     /// The sum of one block, in whatever order vectorises.
     fn block_sum(xs: &[Self]) -> Self;
+    /// The scan's kernels of this type.
+    fn kernels(scan: &Scan) -> &Kernels;
 }
 
 impl ScanElem for u32 {
@@ -252,6 +242,9 @@ impl ScanElem for u32 {
     }
     fn block_sum(xs: &[u32]) -> u32 {
         xs.iter().fold(0, |a, &v| a.wrapping_add(v))
+    }
+    fn kernels(scan: &Scan) -> &Kernels {
+        &scan.u32
     }
 }
 
@@ -264,27 +257,16 @@ impl ScanElem for f32 {
     /// Eight interleaved accumulators: vectorisable, and the rounding error
     /// grows with len/8 rather than len.
     fn block_sum(xs: &[f32]) -> f32 {
-        let mut acc = [0.0f32; 8];
-        let mut it = xs.chunks_exact(8);
-        for c in &mut it {
-            for (a, v) in acc.iter_mut().zip(c) {
-                *a += v;
-            }
-        }
-        let tail: f32 = it.remainder().iter().sum();
-        let a = [
-            acc[0] + acc[4],
-            acc[1] + acc[5],
-            acc[2] + acc[6],
-            acc[3] + acc[7],
-        ];
-        ((a[0] + a[2]) + (a[1] + a[3])) + tail
+        lanes_sum(xs, |v| v)
+    }
+    fn kernels(scan: &Scan) -> &Kernels {
+        &scan.f32
     }
 }
 
 /// The two kernels of one element type.
 #[derive(Debug, Clone)]
-struct Kernels {
+pub(crate) struct Kernels {
     reduce: Kernel,
     scan: Kernel,
 }
@@ -292,31 +274,26 @@ struct Kernels {
 impl Kernels {
     fn build<T: ScanElem>() -> Result<Kernels> {
         let wgsl = WGSL.replacen("alias T = u32;", &format!("alias T = {};", T::NAME), 1);
-        let reduce = Kernel::builder(format!("scan_reduce_{}", T::NAME), wgsl.clone())
-            .entry("reduce")
-            .params::<ScanParams>()
-            .cpu::<(Read<T>, ReadWrite<T>)>(|args, p| {
-                let (x, totals) = args.split();
+        let reduce_name = format!("scan_reduce_{}", T::NAME);
+        let reduce = builder::<ScanParams, (Read<T>, ReadWrite<T>)>(
+            reduce_name,
+            wgsl.clone(),
+            |(x, totals), p| {
                 let n = (p.n as usize).min(x.len());
                 let blocks = (p.blocks as usize).min(totals.len());
-                totals[..blocks]
-                    .par_iter_mut()
-                    .enumerate()
-                    .with_min_len(64)
-                    .for_each(|(b, total)| {
-                        let lo = (b * BLOCK).min(n);
-                        let hi = (lo + BLOCK).min(n);
-                        *total = T::block_sum(&x[lo..hi]);
-                    });
-            })
-            .workgroups(|p, _| p.blocks as u64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
-        let scan = Kernel::builder(format!("scan_{}", T::NAME), wgsl)
-            .entry("scan")
-            .params::<ScanParams>()
-            .cpu::<(Read<T>, Read<T>, ReadWrite<T>)>(|args, p| {
-                let (x, offsets, y) = args.split();
+                let outs = totals[..blocks].par_iter_mut();
+                for_each_block(outs, n, BLOCK, 64, |total, r| *total = T::block_sum(&x[r]));
+            },
+        )
+        .entry("reduce")
+        .workgroups(|p, _| p.blocks as u64)
+        .cost(|p, _| p.n as u64)
+        .build()?;
+        type ScanArgs<T> = (Read<T>, Read<T>, ReadWrite<T>);
+        let scan = builder::<ScanParams, ScanArgs<T>>(
+            format!("scan_{}", T::NAME),
+            wgsl,
+            |(x, offsets, y), p| {
                 let n = (p.n as usize).min(x.len()).min(y.len());
                 let inclusive = p.inclusive != 0;
                 y[..n]
@@ -341,10 +318,12 @@ impl Kernels {
                             }
                         }
                     });
-            })
-            .workgroups(|p, _| p.blocks as u64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
+            },
+        )
+        .entry("scan")
+        .workgroups(|p, _| p.blocks as u64)
+        .cost(|p, _| p.n as u64)
+        .build()?;
         Ok(Kernels { reduce, scan })
     }
 }

@@ -14,10 +14,10 @@
 //! eight interleaved lanes, the first and the last vectorised.
 
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
-use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{builder, one_kernel};
+use crate::par::for_each_row;
+use crate::{expect_2d, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/softmax.wgsl");
@@ -44,10 +44,22 @@ pub fn segment(cols: usize) -> u32 {
     cols.clamp(1, 256).next_power_of_two() as u32
 }
 
-/// The row-wise softmax kernel.
-#[derive(Debug, Clone)]
-pub struct Softmax {
-    kernel: Kernel,
+/// The rows, columns, segment and workgroups of a row-wise pass over a
+/// rows×cols `x` of `len` elements (checked to match), as the shader takes
+/// them: each row gets a [`segment`] of a 256-invocation workgroup.
+pub(crate) fn row_layout(kernel: &str, len: usize, rows: usize, cols: usize) -> Result<[u32; 4]> {
+    u32_len(kernel, "x", len)?;
+    let (rows, cols) = (
+        u32_len(kernel, "rows", rows)?,
+        u32_len(kernel, "cols", cols)?,
+    );
+    let seg = segment(cols as usize);
+    let groups = if cols == 0 {
+        0
+    } else {
+        rows.div_ceil(256 / seg)
+    };
+    Ok([rows, cols, seg, groups])
 }
 
 /// The maximum of a row, in eight lanes (vectorisable: no NaN semantics).
@@ -95,55 +107,27 @@ pub(crate) fn softmax_row(x: &[f32], y: &mut [f32]) {
     }
 }
 
+one_kernel! {
+    /// The row-wise softmax kernel.
+    Softmax = build();
+    /// `y` = the row-wise softmax of `x`, both rows×cols and row-major.
+    run,
+    /// Submits the softmax of [`run`](Self::run) and returns its task at once.
+    submit(x: &Buffer<f32>, y: &Buffer<f32>, rows: usize, cols: usize) => [x, y], Self::params(x, y, rows, cols);
+}
+
+fn build() -> Result<Kernel> {
+    builder::<SoftmaxParams, (Read<f32>, ReadWrite<f32>)>("softmax", WGSL, |(x, y), p| {
+        for_each_row(y, x, p.rows as usize, p.cols as usize, |y, x| {
+            softmax_row(x, y)
+        });
+    })
+    .workgroups(|p, _| p.groups as u64)
+    .cost(|p, _| p.rows as u64 * p.cols as u64)
+    .build()
+}
+
 impl Softmax {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("softmax", WGSL)
-            .params::<SoftmaxParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (x, y) = args.split();
-                let (rows, cols) = (p.rows as usize, p.cols as usize);
-                if rows == 0 || cols == 0 {
-                    return;
-                }
-                // Tasks of at least 16 Ki elements: whole rows, enough of
-                // them to amortise rayon's cost when rows are short.
-                y[..rows * cols]
-                    .par_chunks_mut(cols)
-                    .zip(x[..rows * cols].par_chunks(cols))
-                    .with_min_len((1 << 14) / cols + 1)
-                    .for_each(|(y, x)| softmax_row(x, y));
-            })
-            .workgroups(|p, _| p.groups as u64)
-            .cost(|p, _| p.rows as u64 * p.cols as u64)
-            .build()?;
-        Ok(Softmax { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// `y` = the row-wise softmax of `x`, both rows×cols and row-major.
-        run,
-        /// Submits the softmax of [`run`](Self::run) and returns its task at once.
-        submit = launch(x: &Buffer<f32>, y: &Buffer<f32>, rows: usize, cols: usize);
-    }
-
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        x: &Buffer<f32>,
-        y: &Buffer<f32>,
-        rows: usize,
-        cols: usize,
-    ) -> Result<L::Out> {
-        let p = Self::params(x, y, rows, cols)?;
-        l.launch(&self.kernel, &[x, y], &p)
-    }
-
     /// The params of a softmax of a rows×cols `x` into `y`, checked.
     pub fn params(
         x: &Buffer<f32>,
@@ -152,33 +136,14 @@ impl Softmax {
         cols: usize,
     ) -> Result<SoftmaxParams> {
         for (arg, buf) in [("x", x), ("y", y)] {
-            if rows.checked_mul(cols) != Some(buf.len()) {
-                return Err(invalid(
-                    "softmax",
-                    arg,
-                    format!(
-                        "a {rows}×{cols} matrix needs {} elements, but {arg} has {}",
-                        rows as u128 * cols as u128,
-                        buf.len()
-                    ),
-                ));
-            }
+            expect_2d("softmax", arg, buf.len(), (rows, cols), "matrix")?;
         }
-        u32_len("softmax", "x", x.len())?;
-        let (rows, cols) = (
-            u32_len("softmax", "rows", rows)?,
-            u32_len("softmax", "cols", cols)?,
-        );
-        let seg = segment(cols as usize);
+        let [rows, cols, seg, groups] = row_layout("softmax", x.len(), rows, cols)?;
         Ok(SoftmaxParams {
             rows,
             cols,
             seg,
-            groups: if cols == 0 {
-                0
-            } else {
-                rows.div_ceil(256 / seg)
-            },
+            groups,
         })
     }
 }

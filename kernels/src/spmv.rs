@@ -16,9 +16,9 @@ use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Runtime};
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
+use crate::launch::{builder, one_kernel};
 use crate::samples::verify;
-use crate::{invalid, u32_len};
+use crate::{ensure, invalid, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/spmv.wgsl");
@@ -201,74 +201,47 @@ fn row_dot(vals: &[f32], cols: &[u32], x: &[f32]) -> f32 {
     ((acc[0] + acc[2]) + (acc[1] + acc[3])) + tail
 }
 
-/// The spmv kernel.
-#[derive(Debug, Clone)]
-pub struct Spmv {
-    kernel: Kernel,
+one_kernel! {
+    /// The spmv kernel.
+    Spmv = build();
+    /// `y = a·x` at `target`; x has `a.cols()` elements and y `a.rows()`.
+    run,
+    /// Submits `y = a·x` at `target` and returns its task at once.
+    submit(a: &CsrMatrix, x: &Buffer<f32>, y: &Buffer<f32>)
+        => [&a.row_ptr, &a.col_idx, &a.values, x, y], Self::params(a, x, y);
+}
+
+fn build() -> Result<Kernel> {
+    type Args = (Read<u32>, Read<u32>, Read<f32>, Read<f32>, ReadWrite<f32>);
+    builder::<SpmvParams, Args>("spmv", WGSL, |(row_ptr, col_idx, values, x, y), p| {
+        y[..p.rows as usize]
+            .par_chunks_mut(TASK_ROWS)
+            .enumerate()
+            .for_each(|(t, ys)| {
+                let ptr = &row_ptr[t * TASK_ROWS..];
+                for (y, w) in ys.iter_mut().zip(ptr.windows(2)) {
+                    let (lo, hi) = (w[0] as usize, w[1] as usize);
+                    *y = row_dot(&values[lo..hi], &col_idx[lo..hi], x);
+                }
+            });
+    })
+    .workgroups(|p, _| (p.rows as u64).div_ceil(ROWS_PER_GROUP as u64))
+    // Non-zeros and rows: what the run time grows with.
+    .cost(|p, lens| lens[1] as u64 + p.rows as u64)
+    .build()
 }
 
 impl Spmv {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("spmv", WGSL)
-            .params::<SpmvParams>()
-            .cpu::<(Read<u32>, Read<u32>, Read<f32>, Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (row_ptr, col_idx, values, x, y) = args.split();
-                y[..p.rows as usize]
-                    .par_chunks_mut(TASK_ROWS)
-                    .enumerate()
-                    .for_each(|(t, ys)| {
-                        let ptr = &row_ptr[t * TASK_ROWS..];
-                        for (y, w) in ys.iter_mut().zip(ptr.windows(2)) {
-                            let (lo, hi) = (w[0] as usize, w[1] as usize);
-                            *y = row_dot(&values[lo..hi], &col_idx[lo..hi], x);
-                        }
-                    });
-            })
-            .workgroups(|p, _| (p.rows as u64).div_ceil(ROWS_PER_GROUP as u64))
-            // Non-zeros and rows: what the run time grows with.
-            .cost(|p, lens| lens[1] as u64 + p.rows as u64)
-            .build()?;
-        Ok(Spmv { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// `y = a·x` at `target`; x has `a.cols()` elements and y `a.rows()`.
-        run,
-        /// Submits `y = a·x` at `target` and returns its task at once.
-        submit = launch(a: &CsrMatrix, x: &Buffer<f32>, y: &Buffer<f32>);
-    }
-
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        a: &CsrMatrix,
-        x: &Buffer<f32>,
-        y: &Buffer<f32>,
-    ) -> Result<L::Out> {
-        let p = Self::params(a, x, y)?;
-        l.launch(&self.kernel, &[&a.row_ptr, &a.col_idx, &a.values, x, y], &p)
-    }
-
     fn params(a: &CsrMatrix, x: &Buffer<f32>, y: &Buffer<f32>) -> Result<SpmvParams> {
         for (arg, buf, want, what) in [("x", x, a.cols, "columns"), ("y", y, a.rows, "rows")] {
-            if buf.len() != want {
-                return Err(invalid(
-                    "spmv",
-                    arg,
-                    format!(
-                        "{arg} has {} elements but the {}×{} matrix has {want} {what}; they must match",
-                        buf.len(),
-                        a.rows,
-                        a.cols
-                    ),
-                ));
-            }
+            ensure(buf.len() == want, "spmv", arg, || {
+                format!(
+                    "{arg} has {} elements but the {}×{} matrix has {want} {what}; they must match",
+                    buf.len(),
+                    a.rows,
+                    a.cols
+                )
+            })?;
         }
         Ok(SpmvParams {
             rows: a.rows as u32,

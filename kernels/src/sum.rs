@@ -11,8 +11,9 @@
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, reduce_to_one, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{Launch, builder, reduce_to_one, run_and_submit};
+use crate::par::{for_each_block, lanes_sum};
+use crate::{expect_one, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = concat!(
@@ -41,46 +42,24 @@ pub struct Sum {
     kernel: Kernel,
 }
 
-/// Sum of one chunk with eight interleaved accumulators: vectorisable, and
-/// its rounding error grows with chunk/8 rather than chunk.
-fn chunk_sum(xs: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut it = xs.chunks_exact(8);
-    for c in &mut it {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    let tail: f32 = it.remainder().iter().sum();
-    let a = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    ((a[0] + a[2]) + (a[1] + a[3])) + tail
-}
-
 impl Sum {
     /// Builds the kernel.
     pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("sum", WGSL)
-            .params::<SumParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (x, partial) = args.split();
-                let n = p.n as usize;
-                partial[..p.groups as usize]
-                    .par_iter_mut()
-                    .enumerate()
-                    .with_min_len(16)
-                    .for_each(|(g, out)| {
-                        let lo = (g * CHUNK).min(n);
-                        let hi = (lo + CHUNK).min(n);
-                        *out = x[lo..hi].chunks(WG).map(chunk_sum).sum();
-                    });
-            })
-            .invocations(|p, _| p.groups as u64 * WG as u64)
-            .build()?;
+        // Each run of 256 in eight interleaved accumulators: vectorisable,
+        // and its rounding error grows with 256/8 rather than 256.
+        let chunk_sum = |xs: &[f32]| lanes_sum(xs, |v| v);
+        let kernel = builder::<SumParams, (Read<f32>, ReadWrite<f32>)>(
+            "sum",
+            WGSL,
+            move |(x, partial), p| {
+                let outs = partial[..p.groups as usize].par_iter_mut();
+                for_each_block(outs, p.n as usize, CHUNK, 16, |out, r| {
+                    *out = x[r].chunks(WG).map(chunk_sum).sum();
+                });
+            },
+        )
+        .invocations(|p, _| p.groups as u64 * WG as u64)
+        .build()?;
         Ok(Sum { kernel })
     }
 
@@ -103,13 +82,7 @@ impl Sum {
     /// Launches each pass, in order, with its arguments (input, partial
     /// sums) and params; returns what the last pass's launch gave.
     fn passes<L: Launch>(&self, l: &mut L, x: &Buffer<f32>, out: &Buffer<f32>) -> Result<L::Out> {
-        if out.len() != 1 {
-            return Err(invalid(
-                "sum",
-                "out",
-                format!("out has {} elements; it must have exactly 1", out.len()),
-            ));
-        }
+        expect_one("sum", "out", out.len())?;
         let n = u32_len("sum", "x", x.len())? as usize;
         reduce_to_one(l, &self.kernel, x, n, CHUNK, out, |n, groups| SumParams {
             n,

@@ -14,8 +14,8 @@
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
-use crate::launch::{Launch, run_and_submit};
-use crate::{invalid, u32_len};
+use crate::launch::{builder, one_kernel};
+use crate::{ensure, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/transpose.wgsl");
@@ -136,67 +136,37 @@ fn transpose_into(a: &[f32], b: &mut [f32], m: usize, n: usize) {
         .for_each(|(s, mut pieces)| fill(a, n, 0, s * seg, &mut pieces));
 }
 
-/// The transpose kernel.
-#[derive(Debug, Clone)]
-pub struct Transpose {
-    kernel: Kernel,
+one_kernel! {
+    /// The transpose kernel.
+    Transpose = build();
+    /// `b = aᵀ` at `target`, where `a` is m×n and `b` n×m, row-major.
+    run,
+    /// Submits `b = aᵀ` at `target` and returns its task at once.
+    submit(a: &Buffer<f32>, b: &Buffer<f32>, m: usize, n: usize) => [a, b], Self::params(a, b, m, n);
+}
+
+fn build() -> Result<Kernel> {
+    builder::<TransposeParams, (Read<f32>, ReadWrite<f32>)>("transpose", WGSL, |(a, b), p| {
+        let (m, n) = (p.m as usize, p.n as usize);
+        transpose_into(&a[..m * n], &mut b[..m * n], m, n);
+    })
+    .workgroups(|p, _| p.tiles as u64)
+    .cost(|p, _| p.m as u64 * p.n as u64)
+    .build()
 }
 
 impl Transpose {
-    /// Builds the kernel.
-    pub fn new() -> Result<Self> {
-        let kernel = Kernel::builder("transpose", WGSL)
-            .params::<TransposeParams>()
-            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, p| {
-                let (a, b) = args.split();
-                let (m, n) = (p.m as usize, p.n as usize);
-                transpose_into(&a[..m * n], &mut b[..m * n], m, n);
-            })
-            .workgroups(|p, _| p.tiles as u64)
-            .cost(|p, _| p.m as u64 * p.n as u64)
-            .build()?;
-        Ok(Transpose { kernel })
-    }
-
-    /// The underlying kernel.
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
-    }
-
-    run_and_submit! {
-        /// `b = aᵀ` at `target`, where `a` is m×n and `b` n×m, row-major.
-        run,
-        /// Submits `b = aᵀ` at `target` and returns its task at once.
-        submit = launch(a: &Buffer<f32>, b: &Buffer<f32>, m: usize, n: usize);
-    }
-
-    fn launch<L: Launch>(
-        &self,
-        l: &mut L,
-        a: &Buffer<f32>,
-        b: &Buffer<f32>,
-        m: usize,
-        n: usize,
-    ) -> Result<L::Out> {
-        let p = Self::params(a, b, m, n)?;
-        l.launch(&self.kernel, &[a, b], &p)
-    }
-
     /// The params of an m×n transpose, checked against the buffers.
     pub fn params(a: &Buffer<f32>, b: &Buffer<f32>, m: usize, n: usize) -> Result<TransposeParams> {
         let elems = m.checked_mul(n);
         for (arg, buf, rows, cols) in [("a", a, m, n), ("b", b, n, m)] {
-            if elems != Some(buf.len()) {
-                return Err(invalid(
-                    "transpose",
-                    arg,
-                    format!(
-                        "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, but has {}",
-                        rows as u128 * cols as u128,
-                        buf.len()
-                    ),
-                ));
-            }
+            ensure(elems == Some(buf.len()), "transpose", arg, || {
+                format!(
+                    "{arg} must be {rows}×{cols} = {} elements for m={m}, n={n}, but has {}",
+                    rows as u128 * cols as u128,
+                    buf.len()
+                )
+            })?;
         }
         u32_len("transpose", "a", a.len())?;
         let tiles_n = n.div_ceil(TILE);

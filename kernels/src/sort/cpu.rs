@@ -340,9 +340,7 @@ fn partition<const PAIRS: bool>(
 
 /// Copies `src` into `dst` on the rayon pool.
 fn copy_par(src: &[u32], dst: &mut [u32]) {
-    dst.par_chunks_mut(1 << 16)
-        .zip(src.par_chunks(1 << 16))
-        .for_each(|(d, s)| d.copy_from_slice(s));
+    crate::par::copy_par(src, dst, 1 << 16);
 }
 
 /// LSD passes over `bytes` (lowest first) on one thread: the data starts in

@@ -33,11 +33,13 @@
 //! Every pass kernel also runs on the CPU (correctly; the whole-sort kernel
 //! is faster there), so automatic placement may put any of them anywhere.
 
-use pel_runtime::{Backend, Buffer, Kernel, Read, ReadWrite, Result, RunInfo, Runtime, Target};
+use pel_runtime::{
+    Backend, Buffer, Kernel, KernelBuilder, Read, ReadWrite, Result, RunInfo, Runtime, Target,
+};
 
-use crate::launch::{Execute, Launch, run_and_submit};
+use crate::launch::{Execute, Launch, builder, run_and_submit};
 use crate::scan::{Scan, ScanKind};
-use crate::{invalid, u32_len};
+use crate::{ensure, u32_len};
 
 mod cpu;
 
@@ -137,17 +139,13 @@ impl<'a> Plan<'a> {
             "radix_sort"
         };
         if let Some(v) = values {
-            if v.len() != keys.len() {
-                return Err(invalid(
-                    name,
-                    "values",
-                    format!(
-                        "there are {} keys but {} values; they must match",
-                        keys.len(),
-                        v.len()
-                    ),
-                ));
-            }
+            ensure(v.len() == keys.len(), name, "values", || {
+                format!(
+                    "there are {} keys but {} values; they must match",
+                    keys.len(),
+                    v.len()
+                )
+            })?;
         }
         let n = u32_len(name, "keys", keys.len())?;
         let tiles = tiles(n);
@@ -175,63 +173,59 @@ impl<'a> Plan<'a> {
 impl Sort {
     /// Builds the kernels (and the scan's).
     pub fn new() -> Result<Self> {
-        let histogram = Kernel::builder("sort_histogram", WGSL)
-            .entry("histogram")
-            .params::<SortParams>()
-            .cpu::<(Read<u32>, ReadWrite<u32>)>(|args, p| {
-                let (src, hist) = args.split();
-                histogram_cpu(src, hist, p);
-            })
-            .workgroups(|p, _| p.tiles as u64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
-        let scatter_keys = Kernel::builder("sort_scatter_keys", WGSL)
-            .entry("scatter_keys")
-            .params::<SortParams>()
-            .cpu::<(Read<u32>, Read<u32>, ReadWrite<u32>)>(|args, p| {
-                let (src, offsets, dst) = args.split();
-                scatter_cpu(p, offsets, src, dst, None);
-            })
-            .workgroups(|p, _| p.tiles as u64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
-        let scatter_pairs = Kernel::builder("sort_scatter_pairs", WGSL)
-            .entry("scatter_pairs")
-            .params::<SortParams>()
-            .cpu::<(
-                Read<u32>,
-                Read<u32>,
-                Read<u32>,
-                ReadWrite<u32>,
-                ReadWrite<u32>,
-            )>(|args, p| {
-                let (src, src_vals, offsets, dst, dst_vals) = args.split();
-                scatter_cpu(p, offsets, src, dst, Some((src_vals, dst_vals)));
-            })
-            .workgroups(|p, _| p.tiles as u64)
-            .cost(|p, _| p.n as u64)
-            .build()?;
-        let whole_keys = Kernel::builder("radix_sort", WGSL_WHOLE)
-            .entry("sort_keys")
-            .params::<WholeSortParams>()
-            .cpu::<(ReadWrite<u32>, ReadWrite<u32>)>(|args, p| {
-                let (keys, tmp) = args.split();
+        // Each pass kernel launches a workgroup per tile; each whole-sort
+        // kernel, one.
+        let pass = |b: KernelBuilder<SortParams>, entry: &str| {
+            b.entry(entry)
+                .workgroups(|p, _| p.tiles as u64)
+                .cost(|p, _| p.n as u64)
+                .build()
+        };
+        let whole = |b: KernelBuilder<WholeSortParams>, entry: &str| {
+            b.entry(entry)
+                .workgroups(|_, _| 1)
+                .cost(|p, _| p.n as u64)
+                .build()
+        };
+        type Hist = (Read<u32>, ReadWrite<u32>);
+        let histogram = builder::<SortParams, Hist>("sort_histogram", WGSL, |(src, hist), p| {
+            histogram_cpu(src, hist, p)
+        });
+        type Keys = (Read<u32>, Read<u32>, ReadWrite<u32>);
+        let scatter_keys =
+            builder::<SortParams, Keys>("sort_scatter_keys", WGSL, |(src, offsets, dst), p| {
+                scatter_cpu(p, offsets, src, dst, None)
+            });
+        type Pairs = (
+            Read<u32>,
+            Read<u32>,
+            Read<u32>,
+            ReadWrite<u32>,
+            ReadWrite<u32>,
+        );
+        let scatter_pairs = builder::<SortParams, Pairs>(
+            "sort_scatter_pairs",
+            WGSL,
+            |(src, src_vals, offsets, dst, dst_vals), p| {
+                scatter_cpu(p, offsets, src, dst, Some((src_vals, dst_vals)))
+            },
+        );
+        type WholeKeys = (ReadWrite<u32>, ReadWrite<u32>);
+        let whole_keys =
+            builder::<WholeSortParams, WholeKeys>("radix_sort", WGSL_WHOLE, |(keys, tmp), p| {
                 let n = (p.n as usize).min(keys.len()).min(tmp.len());
                 whole_cpu::<false>(&mut keys[..n], &mut [], &mut tmp[..n], &mut []);
-            })
-            .workgroups(|_, _| 1)
-            .cost(|p, _| p.n as u64)
-            .build()?;
-        let whole_pairs = Kernel::builder("radix_sort_pairs", WGSL_WHOLE)
-            .entry("sort_pairs")
-            .params::<WholeSortParams>()
-            .cpu::<(
-                ReadWrite<u32>,
-                ReadWrite<u32>,
-                ReadWrite<u32>,
-                ReadWrite<u32>,
-            )>(|args, p| {
-                let (keys, tmp, vals, tmp_vals) = args.split();
+            });
+        type WholePairs = (
+            ReadWrite<u32>,
+            ReadWrite<u32>,
+            ReadWrite<u32>,
+            ReadWrite<u32>,
+        );
+        let whole_pairs = builder::<WholeSortParams, WholePairs>(
+            "radix_sort_pairs",
+            WGSL_WHOLE,
+            |(keys, tmp, vals, tmp_vals), p| {
                 let n = [keys.len(), tmp.len(), vals.len(), tmp_vals.len()]
                     .into_iter()
                     .fold(p.n as usize, usize::min);
@@ -241,10 +235,15 @@ impl Sort {
                     &mut tmp[..n],
                     &mut tmp_vals[..n],
                 );
-            })
-            .workgroups(|_, _| 1)
-            .cost(|p, _| p.n as u64)
-            .build()?;
+            },
+        );
+        let (histogram, scatter_keys, scatter_pairs) = (
+            pass(histogram, "histogram")?,
+            pass(scatter_keys, "scatter_keys")?,
+            pass(scatter_pairs, "scatter_pairs")?,
+        );
+        let whole_keys = whole(whole_keys, "sort_keys")?;
+        let whole_pairs = whole(whole_pairs, "sort_pairs")?;
         Ok(Sort {
             histogram,
             scatter_keys,
@@ -373,7 +372,7 @@ impl Sort {
                 launch.launch(&self.histogram, &[from, &plan.hist], &params)?;
             }
             self.scan
-                .launch_u32(launch, &plan.hist, &plan.offsets, ScanKind::Exclusive)?;
+                .launch(launch, &plan.hist, &plan.offsets, ScanKind::Exclusive)?;
             match (plan.values, &plan.tmp_vals) {
                 (Some(v), Some(tv)) => {
                     let (vfrom, vto) = swap(v, tv);

@@ -140,21 +140,3 @@ impl Trial for BlackScholesTrial {
 
 const TOLERANCE: &str =
     "1e-6·(S+K) + 1e-5·|price| per price vs f64, and put–call parity as closely";
-
-/// Prices `n` seeded random options and checks them (see
-/// [`BlackScholesTrial`]).
-pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<super::Sample> {
-    vec![super::Sample {
-        name: "black_scholes",
-        about: "European call and put prices, f32, shared rate and volatility (compute-bound)",
-        size_meaning: "options",
-        default_size: 1 << 22,
-        tour_size: 1 << 20,
-        prepare: |rt, n, seed| super::boxed(trial(rt, n, seed)),
-    }]
-}

@@ -1,11 +1,10 @@
 //! The blur sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::blur`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Input, Problem, Sampled, Work};
 use crate::blur::*;
 
 /// A Gaussian blur of a seeded random width×height image (values in
@@ -16,16 +15,15 @@ use crate::blur::*;
 /// the worst-case rounding of 2r+1 row sums of 2r+1 products each, then of
 /// their sum (the order both implementations use), with room for the
 /// products' roundings.
-pub struct BlurTrial {
+pub type BlurTrial = Sampled<BlurProblem>;
+
+/// The inputs of a [`BlurTrial`].
+pub struct BlurProblem {
     blur: Blur,
     width: usize,
     height: usize,
-    image: Vec<f32>,
-    weights: Vec<f32>,
-    src: Buffer<f32>,
-    w: Buffer<f32>,
-    dst: Buffer<f32>,
-    got: Vec<f32>,
+    image: Input<f32>,
+    weights: Input<f32>,
 }
 
 /// Prepares a blur of a width×height image with a kernel of `radius`.
@@ -35,91 +33,45 @@ pub fn trial(
     seed: u64,
 ) -> Result<BlurTrial> {
     let sigma = 0.5 + radius as f32 * verify::rng(seed).random_range(0.3f32..0.6);
-    let weights = gaussian_kernel(sigma, radius)?;
-    let image = verify::random_f32(seed, width * height, 0.0, 1.0);
-    Ok(BlurTrial {
+    let problem = BlurProblem {
         blur: Blur::new()?,
         width,
         height,
-        src: rt.buffer(&image),
-        w: rt.buffer(&weights),
-        dst: rt.zeros(width * height),
-        image,
-        weights,
-        got: Vec::new(),
-    })
+        image: Input::new(rt, verify::random_f32(seed, width * height, 0.0, 1.0)),
+        weights: Input::new(rt, gaussian_kernel(sigma, radius)?),
+    };
+    Ok(Sampled::poisoned(rt, problem, width * height, f32::NAN))
 }
 
-impl Trial for BlurTrial {
+impl Problem for BlurProblem {
+    type Out = f32;
+    const TOLERANCE: &'static str = "(2r+2)·ε·Σ|w·x| per pixel";
     fn shape(&self) -> String {
         let side = self.weights.len().isqrt();
         format!("{}×{}, {side}×{side}", self.width, self.height)
     }
-    fn work(&self) -> Work {
-        Work::per(
-            self.width * self.height,
-            2.0 * self.weights.len() as f64,
-            8.0,
-        )
+    fn work(&self, _: &[f32]) -> Work {
+        let taps = self.weights.len() as f64;
+        Work::per(self.image.len(), 2.0 * taps, 8.0)
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.src, &self.image)?;
-        rt.write(&self.w, &self.weights)?;
-        rt.write(&self.dst, &vec![f32::NAN; self.dst.len()])
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.image.write(rt)?;
+        self.weights.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.blur.run(
-            rt,
-            target,
-            &self.src,
-            &self.w,
-            &self.dst,
-            self.width,
-            self.height,
-        )?;
-        rt.read_to_vec(&self.dst, &mut self.got)?;
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, dst: &Buffer<f32>) -> Result<RunInfo> {
+        let (src, w) = (self.image.buf(), self.weights.buf());
+        self.blur
+            .run(rt, target, src, w, dst, self.width, self.height)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
+    fn compare(&mut self, got: &[f32]) -> Compare {
         let (want, mag) = reference(&self.image, self.width, self.height, &self.weights);
         let r = self.weights.len().isqrt() / 2;
         let k = (2 * r + 2) as f64 * f32::EPSILON as f64;
-        let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
+        verify::compare(verify::f64s(got), want, |i| {
             k * mag[i] + f32::MIN_POSITIVE as f64
-        });
-        cmp.into_check(
-            self.shape(),
-            backend,
-            (self.width * self.height).abs_diff(self.got.len()),
-            "(2r+2)·ε·Σ|w·x| per pixel",
-        )
+        })
     }
 }
 
-/// Blurs a seeded random image and checks it (see [`BlurTrial`]).
-pub fn check(
-    rt: &Runtime,
-    target: Target,
-    dims: (usize, usize, usize),
-    seed: u64,
-) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
 /// The sample's kernel radius: a 7×7 Gaussian.
-const SAMPLE_RADIUS: usize = 3;
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "blur",
-        about: "Gaussian blur of an f32 image, 7×7 kernel, clamp-to-edge; 16×16 tiles plus halo in workgroup memory on the GPU (compute-bound)",
-        size_meaning: "pixels, as a square image",
-        default_size: 1 << 19,
-        tour_size: 1 << 15,
-        prepare: |rt, pixels, seed| {
-            let (width, height) = super::square(pixels);
-            super::boxed(trial(rt, (width, height, SAMPLE_RADIUS), seed))
-        },
-    }]
-}
+pub(crate) const SAMPLE_RADIUS: usize = 3;

@@ -1,11 +1,10 @@
 //! The heat sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::heat`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Input, Problem, Sampled, Work};
 use crate::heat::*;
 
 /// Diffusion of a seeded random width×height grid (values in [0, 1), the
@@ -15,15 +14,16 @@ use crate::heat::*;
 /// s steps (at least one): one step's roundings come to at most about
 /// `4ε·max|u|`, a step with α ≤ 0.25 never magnifies earlier errors (its
 /// weights are non-negative and sum to 1), and `max|u|` never grows.
-pub struct HeatTrial {
+pub type HeatTrial = Sampled<HeatProblem>;
+
+/// The initial grid of a [`HeatTrial`], which the steps overwrite.
+pub struct HeatProblem {
     heat: Heat,
     width: usize,
     height: usize,
     alpha: f32,
     steps: usize,
-    initial: Vec<f32>,
-    grid: Buffer<f32>,
-    got: Vec<f32>,
+    grid: Input<f32>,
 }
 
 /// Prepares `steps` steps on a width×height grid.
@@ -32,90 +32,45 @@ pub fn trial(
     (width, height, steps): (usize, usize, usize),
     seed: u64,
 ) -> Result<HeatTrial> {
-    let initial = verify::random_f32(seed, width * height, 0.0, 1.0);
-    Ok(HeatTrial {
+    let grid = Input::new(rt, verify::random_f32(seed, width * height, 0.0, 1.0));
+    let out = grid.buf().clone();
+    let problem = HeatProblem {
         heat: Heat::new()?,
         width,
         height,
         alpha: verify::rng(seed).random_range(0.1f32..=MAX_ALPHA),
         steps,
-        grid: rt.buffer(&initial),
-        initial,
-        got: Vec::new(),
-    })
+        grid,
+    };
+    Ok(Sampled::in_place(problem, &out))
 }
 
-impl Trial for HeatTrial {
+impl Problem for HeatProblem {
+    type Out = f32;
+    const TOLERANCE: &'static str = "4·s·ε·max|u₀| per cell after s steps";
     fn shape(&self) -> String {
         format!("{}×{}, {} steps", self.width, self.height, self.steps)
     }
-    fn work(&self) -> Work {
-        Work::per(self.width * self.height * self.steps, 7.0, 8.0)
+    fn work(&self, _: &[f32]) -> Work {
+        Work::per(self.grid.len() * self.steps, 7.0, 8.0)
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.grid, &self.initial)
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.grid.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.heat.run(
-            rt,
-            target,
-            &self.grid,
-            self.width,
-            self.height,
-            self.alpha,
-            self.steps,
-        )?;
-        rt.read_to_vec(&self.grid, &mut self.got)?;
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, grid: &Buffer<f32>) -> Result<RunInfo> {
+        let (w, h) = (self.width, self.height);
+        self.heat
+            .run(rt, target, grid, w, h, self.alpha, self.steps)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let want = reference(
-            &self.initial,
-            self.width,
-            self.height,
-            self.alpha,
-            self.steps,
-        );
-        let max = self
-            .initial
-            .iter()
-            .fold(0.0f64, |m, &v| m.max((v as f64).abs()));
+    fn compare(&mut self, got: &[f32]) -> Compare {
+        let u0 = &self.grid;
+        let want = reference(u0, self.width, self.height, self.alpha, self.steps);
+        let max = u0.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()));
         let tol =
             4.0 * self.steps.max(1) as f64 * f32::EPSILON as f64 * max + f32::MIN_POSITIVE as f64;
-        let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |_| tol);
-        cmp.into_check(
-            self.shape(),
-            backend,
-            (self.width * self.height).abs_diff(self.got.len()),
-            "4·s·ε·max|u₀| per cell after s steps",
-        )
+        verify::compare(verify::f64s(got), want, |_| tol)
     }
-}
-
-/// Runs diffusion on a seeded random grid and checks it (see [`HeatTrial`]).
-pub fn check(
-    rt: &Runtime,
-    target: Target,
-    dims: (usize, usize, usize),
-    seed: u64,
-) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
 }
 
 /// Steps the sample runs.
-const SAMPLE_STEPS: usize = 50;
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "heat",
-        about: "2-D heat diffusion, 50 Jacobi steps of the 5-point stencil, double-buffered on the device (memory-bound)",
-        size_meaning: "cells, as a square grid",
-        default_size: 1 << 18,
-        tour_size: 1 << 16,
-        prepare: |rt, cells, seed| {
-            let (width, height) = super::square(cells);
-            super::boxed(trial(rt, (width, height, SAMPLE_STEPS), seed))
-        },
-    }]
-}
+pub(crate) const SAMPLE_STEPS: usize = 50;

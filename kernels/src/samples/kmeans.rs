@@ -5,7 +5,6 @@ use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 use std::time::Duration;
 
-use super::Sample;
 use super::verify::{self, Check, Trial, Work};
 use crate::kmeans::*;
 use crate::launch::Execute;
@@ -182,29 +181,6 @@ impl Trial for KMeansTrial {
             placement: None,
         }
     }
-}
-
-/// Runs one k-means iteration on seeded random data and checks it (see
-/// [`KMeansTrial`]).
-pub fn check(
-    rt: &Runtime,
-    target: Target,
-    dims: (usize, usize, usize),
-    seed: u64,
-) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "kmeans",
-        about: "one k-means iteration, 16 clusters of 4-D f32 points: nearest centroid, then the means without f32 atomics (compute-bound)",
-        size_meaning: "points (4-D, 16 clusters)",
-        default_size: 1 << 17,
-        tour_size: 1 << 14,
-        prepare: |rt, n, seed| super::boxed(trial(rt, (n, 4, 16), seed)),
-    }]
 }
 
 #[cfg(test)]

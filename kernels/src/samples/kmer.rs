@@ -87,26 +87,8 @@ impl Trial for KmerTrial {
     }
 }
 
-/// Counts the k-mers of a seeded random sequence of `len` bases and checks
-/// them (see [`KmerTrial`]).
-pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
 /// The k of the `kmer` sample.
-const SAMPLE_K: usize = 8;
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<super::Sample> {
-    vec![super::Sample {
-        name: "kmer",
-        about: "counts of all 4^8 8-mers of a 2-bit packed DNA sequence, u32 atomics (latency-bound)",
-        size_meaning: "bases",
-        default_size: 1 << 24,
-        tour_size: 1 << 22,
-        prepare: |rt, n, seed| super::boxed(trial(rt, (n, SAMPLE_K), seed)),
-    }]
-}
+pub(crate) const SAMPLE_K: usize = 8;
 
 #[cfg(test)]
 mod tests {

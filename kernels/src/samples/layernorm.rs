@@ -4,7 +4,6 @@
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
 use super::verify::{self, Check, Trial, Work};
 use crate::layernorm::*;
 
@@ -129,26 +128,8 @@ impl Trial for LayerNormTrial {
     }
 }
 
-/// Runs a layer norm of a seeded random rows×cols matrix and checks it (see
-/// [`LayerNormTrial`]).
-pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
 /// Columns of the sample's matrix: a transformer's hidden size.
-const SAMPLE_COLS: usize = 1024;
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "layernorm",
-        about: "row-wise layer normalisation with γ and β, f32, two-pass and shifted so offsets cost no precision (memory-bound)",
-        size_meaning: "rows of 1,024 columns",
-        default_size: 4096,
-        tour_size: 512,
-        prepare: |rt, rows, seed| super::boxed(trial(rt, (rows, SAMPLE_COLS), seed)),
-    }]
-}
+pub(crate) const SAMPLE_COLS: usize = 1024;
 
 #[cfg(test)]
 mod tests {

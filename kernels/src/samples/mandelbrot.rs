@@ -4,7 +4,6 @@
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
 use super::verify::{self, Check, Trial, Work};
 use crate::mandelbrot::*;
 
@@ -146,21 +145,4 @@ impl Trial for MandelbrotTrial {
             placement: None,
         }
     }
-}
-
-/// Renders a seeded random view and checks it (see [`MandelbrotTrial`]).
-pub fn check(rt: &Runtime, target: Target, dims: (usize, usize), seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, dims, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "mandelbrot",
-        about: "escape-time iteration counts, u32 per pixel, at most 256 iterations (compute-bound)",
-        size_meaning: "pixels, as a square image",
-        default_size: 1 << 20,
-        tour_size: 1 << 20,
-        prepare: |rt, pixels, seed| super::boxed(trial(rt, super::square(pixels), seed)),
-    }]
 }

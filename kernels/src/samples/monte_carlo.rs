@@ -122,24 +122,6 @@ impl Trial for MonteCarloTrial {
     }
 }
 
-/// Prices a seeded random contract over `paths` paths and checks it (see
-/// [`MonteCarloTrial`]).
-pub fn check(rt: &Runtime, target: Target, paths: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, paths, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<super::Sample> {
-    vec![super::Sample {
-        name: "monte_carlo",
-        about: "European option by Monte Carlo, Philox4x32-10 + Box–Muller, same stream on every backend (compute-bound)",
-        size_meaning: "paths",
-        default_size: 1 << 23,
-        tour_size: 1 << 20,
-        prepare: |rt, n, seed| super::boxed(trial(rt, n, seed)),
-    }]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,6 @@
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
 use super::verify::{self, Check, Trial, Work};
 use crate::nbody::*;
 
@@ -119,21 +118,4 @@ impl Trial for NbodyTrial {
             "acceleration within (288 + ⌈n/256⌉)·(ε/2)·Σ|terms|, and the velocity and position that follow",
         )
     }
-}
-
-/// Steps seeded random bodies and checks them (see [`NbodyTrial`]).
-pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![Sample {
-        name: "nbody",
-        about: "one all-pairs gravity step (symplectic Euler); bodies staged 256 at a time in workgroup memory on the GPU (compute-bound)",
-        size_meaning: "bodies",
-        default_size: 4096,
-        tour_size: 2048,
-        prepare: |rt, n, seed| super::boxed(trial(rt, n, seed)),
-    }]
 }

@@ -1,11 +1,10 @@
 //! The reduce sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::reduce`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Element, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Input, Problem, Sampled, Work};
 use crate::reduce::*;
 
 /// Seeded random input that is never all NaN: multiples of 1/64 in
@@ -40,137 +39,115 @@ pub(crate) fn input(seed: u64, n: usize) -> Vec<f32> {
 ///
 /// Tolerance: none; the result must equal the reference's exactly (-0 and
 /// +0 count as equal).
-pub struct ReduceTrial {
-    reduce: Reduce,
-    xs: Vec<f32>,
-    x: Buffer<f32>,
-    out: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-/// Prepares the min or max of `n` elements.
-pub fn trial(rt: &Runtime, op: ReduceOp, n: usize, seed: u64) -> Result<ReduceTrial> {
-    let xs = input(seed, n);
-    Ok(ReduceTrial {
-        reduce: Reduce::new(op)?,
-        x: rt.buffer(&xs),
-        out: rt.buffer(&[f32::NAN]),
-        xs,
-        got: Vec::new(),
-    })
-}
-
-impl Trial for ReduceTrial {
-    fn shape(&self) -> String {
-        self.xs.len().to_string()
-    }
-    fn work(&self) -> Work {
-        Work::per(self.xs.len(), 1.0, 4.0)
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.out, &[f32::NAN])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.reduce.run(rt, target, &self.x, &self.out)?;
-        rt.read_to_vec(&self.out, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let want = reference(self.reduce.op(), &self.xs).map_or(f64::NAN, f64::from);
-        let c = verify::compare(self.got.iter().map(|&v| v as f64), [want], |_| 0.0);
-        let missing = 1 - c.compared.min(1);
-        c.into_check(self.shape(), backend, missing, "exact")
-    }
-}
-
-/// Runs min or max on `n` seeded random elements and checks it (see
-/// [`ReduceTrial`]).
-pub fn check(rt: &Runtime, target: Target, op: ReduceOp, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, op, n, seed)?, rt, target)
-}
+pub type ReduceTrial = Sampled<Reduction<Reduce>>;
 
 /// The argmax of seeded random input (as for [`ReduceTrial`]: many ties for
 /// the maximum at large sizes); the result starts poisoned (0xDEADBEEF).
 ///
 /// Tolerance: none; the index must equal the reference's exactly (the
 /// first maximum).
-pub struct ArgmaxTrial {
-    argmax: Argmax,
-    xs: Vec<f32>,
-    x: Buffer<f32>,
-    out: Buffer<u32>,
-    got: Vec<u32>,
+pub type ArgmaxTrial = Sampled<Reduction<Argmax>>;
+
+/// The inputs of a [`ReduceTrial`], an [`ArgmaxTrial`] or a
+/// [`SumTrial`](super::sum::SumTrial): seeded values and the kernel that
+/// reduces them to one.
+pub struct Reduction<K> {
+    kernel: K,
+    x: Input<f32>,
+}
+
+/// A kernel that reduces f32 values to one, as a [`Reduction`] runs it.
+pub trait Reducer: Send {
+    /// The result's element.
+    type Out: Element + Into<f64>;
+    /// What the result starts as before each run.
+    const POISON: Self::Out;
+    /// The tolerance, in words.
+    const TOLERANCE: &'static str;
+    /// Reduces `x` into `out` at `target`.
+    fn reduce(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<f32>,
+        out: &Buffer<Self::Out>,
+    ) -> Result<RunInfo>;
+    /// The serial reference's result for `xs`, and how far from it the
+    /// kernel's may be.
+    fn want(&self, xs: &[f32]) -> (f64, f64);
+}
+
+impl<K: Reducer> Reduction<K> {
+    /// A trial that reduces `xs` with `kernel`.
+    pub(crate) fn trial(rt: &Runtime, kernel: K, xs: Vec<f32>) -> Sampled<Self> {
+        let x = Input::new(rt, xs);
+        Sampled::poisoned(rt, Reduction { kernel, x }, 1, K::POISON)
+    }
+}
+
+/// Prepares the min or max of `n` elements.
+pub fn trial(rt: &Runtime, op: ReduceOp, n: usize, seed: u64) -> Result<ReduceTrial> {
+    Ok(Reduction::trial(rt, Reduce::new(op)?, input(seed, n)))
 }
 
 /// Prepares the argmax of `n` elements.
 pub fn argmax_trial(rt: &Runtime, n: usize, seed: u64) -> Result<ArgmaxTrial> {
-    let xs = input(seed, n);
-    Ok(ArgmaxTrial {
-        argmax: Argmax::new()?,
-        x: rt.buffer(&xs),
-        out: rt.buffer(&[0xDEAD_BEEF]),
-        xs,
-        got: Vec::new(),
-    })
+    Ok(Reduction::trial(rt, Argmax::new()?, input(seed, n)))
 }
 
-impl Trial for ArgmaxTrial {
+impl Reducer for Reduce {
+    type Out = f32;
+    const POISON: f32 = f32::NAN;
+    const TOLERANCE: &'static str = "exact";
+    fn reduce(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<f32>,
+        out: &Buffer<f32>,
+    ) -> Result<RunInfo> {
+        self.run(rt, target, x, out)
+    }
+    fn want(&self, xs: &[f32]) -> (f64, f64) {
+        (reference(self.op(), xs).map_or(f64::NAN, f64::from), 0.0)
+    }
+}
+
+impl Reducer for Argmax {
+    type Out = u32;
+    const POISON: u32 = 0xDEAD_BEEF;
+    const TOLERANCE: &'static str = "exact (the first maximum)";
+    fn reduce(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<f32>,
+        out: &Buffer<u32>,
+    ) -> Result<RunInfo> {
+        self.run(rt, target, x, out)
+    }
+    fn want(&self, xs: &[f32]) -> (f64, f64) {
+        (argmax_reference(xs).map_or(f64::NAN, |i| i as f64), 0.0)
+    }
+}
+
+impl<K: Reducer> Problem for Reduction<K> {
+    type Out = K::Out;
+    const TOLERANCE: &'static str = K::TOLERANCE;
     fn shape(&self) -> String {
-        self.xs.len().to_string()
+        self.x.len().to_string()
     }
-    fn work(&self) -> Work {
-        Work::per(self.xs.len(), 1.0, 4.0)
+    fn work(&self, _: &[K::Out]) -> Work {
+        Work::per(self.x.len(), 1.0, 4.0)
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.out, &[0xDEAD_BEEF])
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.x.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.argmax.run(rt, target, &self.x, &self.out)?;
-        rt.read_to_vec(&self.out, &mut self.got)?;
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, out: &Buffer<K::Out>) -> Result<RunInfo> {
+        self.kernel.reduce(rt, target, self.x.buf(), out)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let want = argmax_reference(&self.xs).map_or(f64::NAN, |i| i as f64);
-        let c = verify::compare(self.got.iter().map(|&v| v as f64), [want], |_| 0.0);
-        let missing = 1 - c.compared.min(1);
-        c.into_check(self.shape(), backend, missing, "exact (the first maximum)")
+    fn compare(&mut self, got: &[K::Out]) -> Compare {
+        let (want, tol) = self.kernel.want(&self.x);
+        verify::compare(verify::f64s(got), [want], |_| tol)
     }
-}
-
-/// Runs argmax on `n` seeded random elements and checks it (see
-/// [`ArgmaxTrial`]).
-pub fn check_argmax(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut argmax_trial(rt, n, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![
-        Sample {
-            name: "min",
-            about: "smallest f32, NaNs ignored, multi-pass on the GPU (memory-bound)",
-            size_meaning: "elements",
-            default_size: 1 << 23,
-            tour_size: 1 << 20,
-            prepare: |rt, n, seed| super::boxed(trial(rt, ReduceOp::Min, n, seed)),
-        },
-        Sample {
-            name: "max",
-            about: "largest f32, NaNs ignored, multi-pass on the GPU (memory-bound)",
-            size_meaning: "elements",
-            default_size: 1 << 23,
-            tour_size: 1 << 20,
-            prepare: |rt, n, seed| super::boxed(trial(rt, ReduceOp::Max, n, seed)),
-        },
-        Sample {
-            name: "argmax",
-            about: "index of the first largest f32, NaNs ignored, multi-pass on the GPU (memory-bound)",
-            size_meaning: "elements",
-            default_size: 1 << 23,
-            tour_size: 1 << 19,
-            prepare: |rt, n, seed| super::boxed(argmax_trial(rt, n, seed)),
-        },
-    ]
 }

@@ -1,11 +1,10 @@
 //! The scan sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::scan`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Element, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Input, Problem, Sampled, Work};
 use crate::scan::*;
 
 /// A scan of seeded random u32 values over the whole range (so the sums
@@ -14,30 +13,109 @@ use crate::scan::*;
 /// names the kind it verified.
 ///
 /// Tolerance: none. Wrapping u32 addition is exact in any order.
-pub struct ScanU32Trial {
+pub type ScanU32Trial = Sampled<ScanProblem<u32>>;
+
+/// A scan of seeded random f32 values in [-1, 1); the output starts
+/// poisoned (NaN). Runs alternate between the two kinds, starting with the
+/// one given; the check's shape names the kind it verified.
+///
+/// Tolerance: element i within `(log2(n) + 2)·ε·Σ|x_j|` of the f64
+/// reference, the sum over the elements it adds up (j ≤ i inclusive, j < i
+/// exclusive): the error of a tree of that depth, whatever the blocking.
+pub type ScanF32Trial = Sampled<ScanProblem<f32>>;
+
+/// The input of a [`ScanU32Trial`] or a [`ScanF32Trial`], and the kinds of
+/// scan its runs take by turns.
+pub struct ScanProblem<T: Element> {
     scan: Scan,
     next: ScanKind,
     last: ScanKind,
-    xs: Vec<u32>,
-    x: Buffer<u32>,
-    y: Buffer<u32>,
-    got: Vec<u32>,
+    x: Input<T>,
 }
 
-impl ScanU32Trial {
+/// An element type [`Scan`] scans, as a [`ScanProblem`] runs and checks it.
+pub trait Scanned: Element + Into<f64> {
+    /// What the output starts as before each run.
+    const POISON: Self;
+    /// Floating-point operations per element.
+    const FLOPS: f64;
+    /// The tolerance, in words.
+    const TOLERANCE: &'static str;
+    /// Seeded random input.
+    fn random(n: usize, seed: u64) -> Vec<Self>;
+    /// Scans `x` into `y`.
+    fn scan(
+        scan: &Scan,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<Self>,
+        y: &Buffer<Self>,
+        kind: ScanKind,
+    ) -> Result<RunInfo>;
+    /// Compares a scan of `xs` with the reference.
+    fn compare(got: &[Self], xs: &[Self], kind: ScanKind) -> Compare;
+}
+
+impl Scanned for u32 {
+    const POISON: u32 = 0xDEAD_BEEF;
+    const FLOPS: f64 = 0.0;
+    const TOLERANCE: &'static str = "exact (wrapping u32 addition)";
+    fn random(n: usize, seed: u64) -> Vec<u32> {
+        let mut rng = verify::rng(seed);
+        (0..n).map(|_| rng.random()).collect()
+    }
+    fn scan(
+        scan: &Scan,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<u32>,
+        y: &Buffer<u32>,
+        kind: ScanKind,
+    ) -> Result<RunInfo> {
+        scan.scan_u32(rt, target, x, y, kind)
+    }
+    fn compare(got: &[u32], xs: &[u32], kind: ScanKind) -> Compare {
+        verify::exact(got, &reference_u32(xs, kind))
+    }
+}
+
+impl Scanned for f32 {
+    const POISON: f32 = f32::NAN;
+    const FLOPS: f64 = 1.0;
+    const TOLERANCE: &'static str = "(log2(n)+2)·ε·Σ|x_j| over the summed elements";
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        verify::random_f32(seed, n, -1.0, 1.0)
+    }
+    fn scan(
+        scan: &Scan,
+        rt: &Runtime,
+        target: Target,
+        x: &Buffer<f32>,
+        y: &Buffer<f32>,
+        kind: ScanKind,
+    ) -> Result<RunInfo> {
+        scan.scan_f32(rt, target, x, y, kind)
+    }
+    fn compare(got: &[f32], xs: &[f32], kind: ScanKind) -> Compare {
+        let (want, mag) = reference_f32(xs, kind);
+        let depth = (xs.len().max(2) as f64).log2().ceil() + 2.0;
+        let eps = f32::EPSILON as f64;
+        verify::compare(verify::f64s(got), want, |i| {
+            depth * eps * mag[i] + f32::MIN_POSITIVE as f64
+        })
+    }
+}
+
+impl<T: Scanned> Sampled<ScanProblem<T>> {
     /// Prepares a scan of `n` elements whose first run is a `kind` scan.
     pub fn new(rt: &Runtime, n: usize, kind: ScanKind, seed: u64) -> Result<Self> {
-        let mut rng = verify::rng(seed);
-        let xs: Vec<u32> = (0..n).map(|_| rng.random()).collect();
-        Ok(ScanU32Trial {
+        let problem = ScanProblem {
             scan: Scan::new()?,
             next: kind,
             last: kind,
-            x: rt.buffer(&xs),
-            y: rt.zeros(n),
-            xs,
-            got: Vec::new(),
-        })
+            x: Input::new(rt, T::random(n, seed)),
+        };
+        Ok(Sampled::poisoned(rt, problem, n, T::POISON))
     }
 }
 
@@ -55,144 +133,32 @@ pub fn trial_u32(rt: &Runtime, n: usize, seed: u64) -> Result<ScanU32Trial> {
     ScanU32Trial::new(rt, n, first_kind(seed), seed)
 }
 
-impl Trial for ScanU32Trial {
-    fn shape(&self) -> String {
-        self.xs.len().to_string()
-    }
-    fn work(&self) -> Work {
-        Work::per(self.xs.len(), 0.0, 8.0)
-    }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.y, &vec![0xDEAD_BEEF; self.xs.len()])
-    }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        self.last = self.next;
-        self.next = self.next.other();
-        let info = self
-            .scan
-            .scan_u32(rt, target, &self.x, &self.y, self.last)?;
-        rt.read_to_vec(&self.y, &mut self.got)?;
-        Ok(info)
-    }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let want = reference_u32(&self.xs, self.last);
-        let c = verify::compare(
-            self.got.iter().map(|&v| v as f64),
-            want.iter().map(|&v| v as f64),
-            |_| 0.0,
-        );
-        c.into_check(
-            format!("{} {}", self.xs.len(), self.last.name()),
-            backend,
-            self.xs.len().abs_diff(self.got.len()),
-            "exact (wrapping u32 addition)",
-        )
-    }
-}
-
-/// Scans `n` seeded random u32 values and checks it (see [`ScanU32Trial`]).
-pub fn check_u32(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial_u32(rt, n, seed)?, rt, target)
-}
-
-/// A scan of seeded random f32 values in [-1, 1); the output starts
-/// poisoned (NaN). Runs alternate between the two kinds, starting with the
-/// one given; the check's shape names the kind it verified.
-///
-/// Tolerance: element i within `(log2(n) + 2)·ε·Σ|x_j|` of the f64
-/// reference, the sum over the elements it adds up (j ≤ i inclusive, j < i
-/// exclusive): the error of a tree of that depth, whatever the blocking.
-pub struct ScanF32Trial {
-    scan: Scan,
-    next: ScanKind,
-    last: ScanKind,
-    xs: Vec<f32>,
-    x: Buffer<f32>,
-    y: Buffer<f32>,
-    got: Vec<f32>,
-}
-
-impl ScanF32Trial {
-    /// Prepares a scan of `n` elements whose first run is a `kind` scan.
-    pub fn new(rt: &Runtime, n: usize, kind: ScanKind, seed: u64) -> Result<Self> {
-        let xs = verify::random_f32(seed, n, -1.0, 1.0);
-        Ok(ScanF32Trial {
-            scan: Scan::new()?,
-            next: kind,
-            last: kind,
-            x: rt.buffer(&xs),
-            y: rt.zeros(n),
-            xs,
-            got: Vec::new(),
-        })
-    }
-}
-
 /// Prepares an f32 scan of `n` elements (inclusive first for an even seed).
 pub fn trial_f32(rt: &Runtime, n: usize, seed: u64) -> Result<ScanF32Trial> {
     ScanF32Trial::new(rt, n, first_kind(seed), seed)
 }
 
-impl Trial for ScanF32Trial {
+impl<T: Scanned> Problem for ScanProblem<T> {
+    type Out = T;
+    const TOLERANCE: &'static str = T::TOLERANCE;
     fn shape(&self) -> String {
-        self.xs.len().to_string()
+        self.x.len().to_string()
     }
-    fn work(&self) -> Work {
-        Work::per(self.xs.len(), 1.0, 8.0)
+    fn work(&self, _: &[T]) -> Work {
+        Work::per(self.x.len(), T::FLOPS, 8.0)
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.y, &vec![f32::NAN; self.xs.len()])
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.x.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+    fn run(&mut self, rt: &Runtime, target: Target, y: &Buffer<T>) -> Result<RunInfo> {
         self.last = self.next;
         self.next = self.next.other();
-        let info = self
-            .scan
-            .scan_f32(rt, target, &self.x, &self.y, self.last)?;
-        rt.read_to_vec(&self.y, &mut self.got)?;
-        Ok(info)
+        T::scan(&self.scan, rt, target, self.x.buf(), y, self.last)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (want, mag) = reference_f32(&self.xs, self.last);
-        let depth = (self.xs.len().max(2) as f64).log2().ceil() + 2.0;
-        let eps = f32::EPSILON as f64;
-        let c = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
-            depth * eps * mag[i] + f32::MIN_POSITIVE as f64
-        });
-        c.into_check(
-            format!("{} {}", self.xs.len(), self.last.name()),
-            backend,
-            self.xs.len().abs_diff(self.got.len()),
-            "(log2(n)+2)·ε·Σ|x_j| over the summed elements",
-        )
+    fn compare(&mut self, got: &[T]) -> Compare {
+        T::compare(got, &self.x, self.last)
     }
-}
-
-/// Scans `n` seeded random f32 values and checks it (see [`ScanF32Trial`]).
-pub fn check_f32(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial_f32(rt, n, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![
-        Sample {
-            name: "scan_u32",
-            about: "prefix sums of u32 (wrapping, exact), inclusive and exclusive by turns; reduce-then-scan in blocks of 256 (memory-bound)",
-            size_meaning: "elements",
-            default_size: 1 << 23,
-            tour_size: 1 << 19,
-            prepare: |rt, n, seed| super::boxed(trial_u32(rt, n, seed)),
-        },
-        Sample {
-            name: "scan_f32",
-            about: "prefix sums of f32, inclusive and exclusive by turns; reduce-then-scan in blocks of 256 (memory-bound)",
-            size_meaning: "elements",
-            default_size: 1 << 23,
-            tour_size: 1 << 19,
-            prepare: |rt, n, seed| super::boxed(trial_f32(rt, n, seed)),
-        },
-    ]
+    fn checked_shape(&self) -> String {
+        format!("{} {}", self.x.len(), self.last.name())
+    }
 }

@@ -4,7 +4,6 @@
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::Sample;
 use super::verify::{self, Check, Trial, Work};
 use crate::sort::*;
 
@@ -121,11 +120,6 @@ impl Trial for SortTrial {
     }
 }
 
-/// Sorts `n` seeded random keys and checks it (see [`SortTrial`]).
-pub fn check(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial(rt, n, seed)?, rt, target)
-}
-
 /// A sort of seeded random u32 keys with seeded random u32 values, in
 /// place. Elements compared: the n keys, then the n values.
 ///
@@ -208,33 +202,6 @@ impl Trial for SortPairsTrial {
             "exact: equal to a serial stable sort by key",
         )
     }
-}
-
-/// Sorts `n` seeded random pairs and checks it (see [`SortPairsTrial`]).
-pub fn check_pairs(rt: &Runtime, target: Target, n: usize, seed: u64) -> Result<Check> {
-    verify::run_check(&mut trial_pairs(rt, n, seed)?, rt, target)
-}
-
-/// This module's entries in [`samples`](super::samples).
-pub(crate) fn samples() -> Vec<Sample> {
-    vec![
-        Sample {
-            name: "radix_sort",
-            about: "stable radix sort of u32 keys: 8 passes of 4-bit digits on a GPU, a byte partition then in-cache passes on the CPU (memory-bound)",
-            size_meaning: "keys",
-            default_size: 1 << 20,
-            tour_size: 1 << 14,
-            prepare: |rt, n, seed| super::boxed(trial(rt, n, seed)),
-        },
-        Sample {
-            name: "radix_sort_pairs",
-            about: "radix_sort with a u32 value per key; values follow their keys, equal keys keep input order (memory-bound)",
-            size_meaning: "pairs",
-            default_size: 1 << 20,
-            tour_size: 1 << 14,
-            prepare: |rt, n, seed| super::boxed(trial_pairs(rt, n, seed)),
-        },
-    ]
 }
 
 #[cfg(test)]

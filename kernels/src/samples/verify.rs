@@ -2,9 +2,10 @@
 //! stated, and the outcome as a value the CLI, the tour and the tests share.
 
 use std::fmt;
+use std::ops::Deref;
 use std::time::Duration;
 
-use pel_runtime::{Backend, Reason, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Backend, Buffer, Element, Reason, Result, RunInfo, Runtime, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -125,10 +126,162 @@ pub fn run_check(trial: &mut dyn Trial, rt: &Runtime, target: Target) -> Result<
     Ok(check)
 }
 
+/// Seeded host data and the buffer it goes to, written back to the buffer
+/// (host-only, as a user's fresh data would be) before every run.
+pub struct Input<T: Element> {
+    host: Vec<T>,
+    buf: Buffer<T>,
+}
+
+impl<T: Element> Input<T> {
+    pub(crate) fn new(rt: &Runtime, host: Vec<T>) -> Self {
+        Input {
+            buf: rt.buffer(&host),
+            host,
+        }
+    }
+
+    /// Puts the host data back in the buffer.
+    pub(crate) fn write(&self, rt: &Runtime) -> Result<()> {
+        rt.write(&self.buf, &self.host)
+    }
+
+    /// The buffer the operation reads.
+    pub(crate) fn buf(&self) -> &Buffer<T> {
+        &self.buf
+    }
+}
+
+impl<T: Element> Deref for Input<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.host
+    }
+}
+
+/// What one sample kernel's trial knows: its inputs, how to run the
+/// operation into one output buffer, and how to compare that output with
+/// the serial reference. [`Sampled`] does the rest (poisoning the output,
+/// reading it back, counting the elements missing) once for all of them.
+pub trait Problem: Send {
+    /// The output's element.
+    type Out: Element;
+    /// The tolerance, in words.
+    const TOLERANCE: &'static str;
+    /// The problem's shape, e.g. `1000003` or `256×256×256`.
+    fn shape(&self) -> String;
+    /// The work of one run; `got` is the last result (empty before any).
+    fn work(&self, got: &[Self::Out]) -> Work;
+    /// Puts the inputs back on the host only.
+    fn reset(&self, rt: &Runtime) -> Result<()>;
+    /// Runs the operation at `target`, its result into `out`.
+    fn run(&mut self, rt: &Runtime, target: Target, out: &Buffer<Self::Out>) -> Result<RunInfo>;
+    /// Compares the result read back with the serial reference.
+    fn compare(&mut self, got: &[Self::Out]) -> Compare;
+    /// The shape a check reports (by default [`shape`](Self::shape)).
+    fn checked_shape(&self) -> String {
+        self.shape()
+    }
+    /// The check, adjusted where the tolerance excuses or allows
+    /// mismatches (by default as it is).
+    fn judge(&mut self, check: Check, _got: &[Self::Out]) -> Check {
+        check
+    }
+}
+
+/// A [`Trial`] of a [`Problem`]: its output poisoned before each run (or,
+/// for an operation in place, rewritten by the problem's reset), read back
+/// after it, and compared with the reference.
+pub struct Sampled<P: Problem> {
+    pub(crate) problem: P,
+    out: Buffer<P::Out>,
+    poison: Option<P::Out>,
+    pub(crate) got: Vec<P::Out>,
+}
+
+impl<P: Problem> Sampled<P> {
+    /// A trial whose output of `len` elements starts as `poison`.
+    pub(crate) fn poisoned(rt: &Runtime, problem: P, len: usize, poison: P::Out) -> Self {
+        Sampled {
+            problem,
+            out: rt.zeros(len),
+            poison: Some(poison),
+            got: Vec::new(),
+        }
+    }
+
+    /// A trial whose operation works in place on `out`, one of its inputs.
+    pub(crate) fn in_place(problem: P, out: &Buffer<P::Out>) -> Self {
+        Sampled {
+            problem,
+            out: out.clone(),
+            poison: None,
+            got: Vec::new(),
+        }
+    }
+}
+
+impl<P: Problem> Trial for Sampled<P> {
+    fn shape(&self) -> String {
+        self.problem.shape()
+    }
+    fn work(&self) -> Work {
+        self.problem.work(&self.got)
+    }
+    fn reset(&mut self, rt: &Runtime) -> Result<()> {
+        self.got.clear();
+        self.problem.reset(rt)?;
+        match self.poison {
+            Some(p) => rt.write(&self.out, &vec![p; self.out.len()]),
+            None => Ok(()),
+        }
+    }
+    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let info = self.problem.run(rt, target, &self.out)?;
+        rt.read_to_vec(&self.out, &mut self.got)?;
+        Ok(info)
+    }
+    fn verify(&mut self, backend: Backend) -> Check {
+        let missing = self.out.len().abs_diff(self.got.len());
+        let check = self.problem.compare(&self.got).into_check(
+            self.problem.checked_shape(),
+            backend,
+            missing,
+            P::TOLERANCE,
+        );
+        self.problem.judge(check, &self.got)
+    }
+}
+
+/// Prepares a trial with `prepare` and checks one run of it at `target`.
+pub fn check_with<D, T: Trial>(
+    prepare: fn(&Runtime, D, u64) -> Result<T>,
+    rt: &Runtime,
+    target: Target,
+    dims: D,
+    seed: u64,
+) -> Result<Check> {
+    run_check(&mut prepare(rt, dims, seed)?, rt, target)
+}
+
+/// Compares values element by element, exactly.
+pub(crate) fn exact<T: Copy + Into<f64>>(got: &[T], want: &[T]) -> Compare {
+    compare(
+        got.iter().map(|&v| v.into()),
+        want.iter().map(|&v| v.into()),
+        |_| 0.0,
+    )
+}
+
+/// `got` as f64, for [`compare`].
+pub(crate) fn f64s<T: Copy + Into<f64>>(got: &[T]) -> impl Iterator<Item = f64> + '_ {
+    got.iter().map(|&v| v.into())
+}
+
 /// Element-wise comparison of `got` with `want`, where element `i` may be off
 /// by `tol(i)`. A NaN (for example a poisoned output never written) always
 /// counts as a mismatch.
-pub(crate) struct Compare {
+pub struct Compare {
     pub(crate) compared: usize,
     pub(crate) mismatches: usize,
     pub(crate) worst: f64,

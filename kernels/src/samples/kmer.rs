@@ -1,9 +1,9 @@
 //! The kmer sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::kmer`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Result, RunInfo, Runtime, Target};
 
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Input, Problem, Sampled, Work};
 use crate::kmer::*;
 
 /// k-mer counts of a seeded random sequence (uniform bases; the unused bits
@@ -11,14 +11,14 @@ use crate::kmer::*;
 /// start poisoned (0xDEADBEEF).
 ///
 /// Tolerance: exact, every count.
-pub struct KmerTrial {
+pub type KmerTrial = Sampled<KmerProblem>;
+
+/// The sequence of a [`KmerTrial`], and the reference's counts once known.
+pub struct KmerProblem {
     counter: KmerCounter,
-    words: Vec<u32>,
+    words: Input<u32>,
     len: usize,
     k: usize,
-    seq: Buffer<u32>,
-    counts: Buffer<u32>,
-    got: Vec<u32>,
     want: Option<Vec<u32>>,
 }
 
@@ -31,59 +31,49 @@ pub fn trial(rt: &Runtime, (len, k): (usize, usize), seed: u64) -> Result<KmerTr
     let words: Vec<u32> = (0..len.div_ceil(16))
         .map(|_| rand::Rng::random(&mut rng))
         .collect();
-    Ok(KmerTrial {
+    let problem = KmerProblem {
         counter: KmerCounter::new()?,
-        seq: rt.buffer(&words),
-        counts: rt.zeros(1 << (2 * k)),
-        words,
+        words: Input::new(rt, words),
         len,
         k,
-        got: Vec::new(),
         want: None,
-    })
+    };
+    Ok(Sampled::poisoned(rt, problem, 1 << (2 * k), 0xDEAD_BEEF))
 }
 
-impl Trial for KmerTrial {
+impl Problem for KmerProblem {
+    type Out = u32;
+    const TOLERANCE: &'static str = "exact";
     fn shape(&self) -> String {
         format!("{} bases, k={}", self.len, self.k)
     }
-    fn work(&self) -> Work {
+    fn work(&self, _: &[u32]) -> Work {
         Work {
             flops: 0.0,
-            bytes: 4.25 * self.len as f64 + 4.0 * self.counts.len() as f64,
+            bytes: 4.25 * self.len as f64 + 4.0 * (1usize << (2 * self.k)) as f64,
         }
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.seq, &self.words)?;
-        rt.write(&self.counts, &vec![0xDEAD_BEEF; self.counts.len()])
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.words.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self
-            .counter
-            .run(rt, target, &self.seq, self.len, self.k, &self.counts)?;
-        rt.read_to_vec(&self.counts, &mut self.got)?;
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, counts: &Buffer<u32>) -> Result<RunInfo> {
+        let seq = self.words.buf();
+        self.counter.run(rt, target, seq, self.len, self.k, counts)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
+    fn compare(&mut self, got: &[u32]) -> Compare {
         let (words, len, k) = (&self.words, self.len, self.k);
-        let shape = self.shape();
         let want = self.want.get_or_insert_with(|| reference(words, len, k));
         // Equal tables (the usual outcome) need no element-wise report.
-        let c = if self.got == *want {
-            verify::Compare {
+        if got == &want[..] {
+            Compare {
                 compared: want.len(),
                 mismatches: 0,
                 worst: 0.0,
                 first_bad: None,
             }
         } else {
-            verify::compare(
-                self.got.iter().map(|&v| v as f64),
-                want.iter().map(|&v| v as f64),
-                |_| 0.0,
-            )
-        };
-        c.into_check(shape, backend, want.len().abs_diff(self.got.len()), "exact")
+            verify::exact(got, want)
+        }
     }
 }
 

@@ -1,10 +1,10 @@
 //! The layernorm sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::layernorm`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Input, Problem, Sampled, Work};
 use crate::layernorm::*;
 
 /// A layer norm of a seeded random rows×cols matrix with eps = 1e-5, γ in
@@ -20,18 +20,16 @@ use crate::layernorm::*;
 /// `⌈cols/8⌉ + 16` on either) carried through the mean, the variance,
 /// WGSL's 2-ulp `inverseSqrt` and the output's multiply-adds, with a factor
 /// of 2 to spare (a rounding is off by at most ε/2).
-pub struct LayerNormTrial {
+pub type LayerNormTrial = Sampled<LayerNormProblem>;
+
+/// The inputs of a [`LayerNormTrial`].
+pub struct LayerNormProblem {
     layernorm: LayerNorm,
     rows: usize,
     cols: usize,
-    xs: Vec<f32>,
-    gs: Vec<f32>,
-    bs: Vec<f32>,
-    x: Buffer<f32>,
-    gamma: Buffer<f32>,
-    beta: Buffer<f32>,
-    y: Buffer<f32>,
-    got: Vec<f32>,
+    x: Input<f32>,
+    gamma: Input<f32>,
+    beta: Input<f32>,
 }
 
 /// Seeded rows of the four kinds [`LayerNormTrial`] describes.
@@ -52,54 +50,40 @@ pub(crate) fn random_rows(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
 
 /// Prepares a layer norm of a rows×cols matrix.
 pub fn trial(rt: &Runtime, (rows, cols): (usize, usize), seed: u64) -> Result<LayerNormTrial> {
-    let xs = random_rows(rows, cols, seed);
-    let gs = verify::random_f32(seed + 1, cols, 0.5, 1.5);
-    let bs = verify::random_f32(seed + 2, cols, -0.5, 0.5);
-    Ok(LayerNormTrial {
+    let problem = LayerNormProblem {
         layernorm: LayerNorm::new()?,
         rows,
         cols,
-        x: rt.buffer(&xs),
-        gamma: rt.buffer(&gs),
-        beta: rt.buffer(&bs),
-        y: rt.zeros(xs.len()),
-        xs,
-        gs,
-        bs,
-        got: Vec::new(),
-    })
+        x: Input::new(rt, random_rows(rows, cols, seed)),
+        gamma: Input::new(rt, verify::random_f32(seed + 1, cols, 0.5, 1.5)),
+        beta: Input::new(rt, verify::random_f32(seed + 2, cols, -0.5, 0.5)),
+    };
+    Ok(Sampled::poisoned(rt, problem, rows * cols, f32::NAN))
 }
 
-impl Trial for LayerNormTrial {
+impl Problem for LayerNormProblem {
+    type Out = f32;
+    const TOLERANCE: &'static str =
+        "(⌈cols/8⌉+16)·ε·(|γⱼ|(|xⱼ−μ| + |xⱼ−x₀| + mean|x−x₀|)/√(σ²+eps) + |βⱼ|) per element";
     fn shape(&self) -> String {
         format!("{}×{}", self.rows, self.cols)
     }
-    fn work(&self) -> Work {
-        Work::per(self.rows * self.cols, 11.0, 8.0)
+    fn work(&self, _: &[f32]) -> Work {
+        Work::per(self.x.len(), 11.0, 8.0)
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.gamma, &self.gs)?;
-        rt.write(&self.beta, &self.bs)?;
-        rt.write(&self.y, &vec![f32::NAN; self.y.len()])
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.x.write(rt)?;
+        self.gamma.write(rt)?;
+        self.beta.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.layernorm.run(
-            rt,
-            target,
-            &self.x,
-            &self.gamma,
-            &self.beta,
-            &self.y,
-            self.rows,
-            self.cols,
-            DEFAULT_EPS,
-        )?;
-        rt.read_to_vec(&self.y, &mut self.got)?;
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, y: &Buffer<f32>) -> Result<RunInfo> {
+        let (x, gamma, beta) = (self.x.buf(), self.gamma.buf(), self.beta.buf());
+        let (rows, cols) = (self.rows, self.cols);
+        self.layernorm
+            .run(rt, target, x, gamma, beta, y, rows, cols, DEFAULT_EPS)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (rows, cols, xs, gs, bs) = (self.rows, self.cols, &self.xs, &self.gs, &self.bs);
+    fn compare(&mut self, got: &[f32]) -> Compare {
+        let (rows, cols, xs, gs, bs) = (self.rows, self.cols, &self.x, &self.gamma, &self.beta);
         let want = reference(xs, gs, bs, rows, cols, DEFAULT_EPS);
         // Per row: μ, √(σ² + eps), x₀ and mean|x − x₀|.
         let row_terms: Vec<(f64, f64, f64, f64)> = xs
@@ -113,18 +97,12 @@ impl Trial for LayerNormTrial {
             })
             .collect();
         let scale = (cols.div_ceil(8) as f64 + 16.0) * f32::EPSILON as f64;
-        let cmp = verify::compare(self.got.iter().map(|&v| v as f64), want, |i| {
+        verify::compare(verify::f64s(got), want, |i| {
             let (mean, sigma, x0, spread) = row_terms[i / cols];
             let (x, j) = (xs[i] as f64, i % cols);
             let centred = (x - mean).abs() + (x - x0).abs() + spread;
             scale * ((gs[j] as f64).abs() * centred / sigma + (bs[j] as f64).abs())
-        });
-        cmp.into_check(
-            self.shape(),
-            backend,
-            (rows * cols).abs_diff(self.got.len()),
-            "(⌈cols/8⌉+16)·ε·(|γⱼ|(|xⱼ−μ| + |xⱼ−x₀| + mean|x−x₀|)/√(σ²+eps) + |βⱼ|) per element",
-        )
+        })
     }
 }
 
@@ -135,7 +113,8 @@ pub(crate) const SAMPLE_COLS: usize = 1024;
 mod tests {
     use super::*;
 
-    use super::verify::cpu_runtime as cpu;
+    use super::verify::{Trial, cpu_runtime as cpu};
+    use pel_runtime::Backend;
 
     #[test]
     fn a_large_common_offset_costs_no_precision() {

@@ -4,7 +4,7 @@
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Check, Compare, Problem, Sampled, Work};
 use crate::mandelbrot::*;
 
 /// A seeded random window around the set at width×height, at most 256
@@ -17,14 +17,16 @@ use crate::mandelbrot::*;
 /// multiply-adds are fused) may differ. Beyond those, at most 1 pixel in
 /// 10,000 (and at least 2) may differ. No count may exceed `max_iter` and
 /// every pixel must be written.
-pub struct MandelbrotTrial {
+pub type MandelbrotTrial = Sampled<MandelbrotProblem>;
+
+/// The window of a [`MandelbrotTrial`].
+pub struct MandelbrotProblem {
     mandelbrot: Mandelbrot,
     width: usize,
     height: usize,
     view: View,
     max_iter: u32,
-    counts: Buffer<u32>,
-    got: Vec<u32>,
+    want: Vec<u32>,
 }
 
 /// Prepares a width×height render of a seeded random view.
@@ -48,27 +50,30 @@ pub fn trial_of(
     view: View,
     max_iter: u32,
 ) -> Result<MandelbrotTrial> {
-    Ok(MandelbrotTrial {
+    let problem = MandelbrotProblem {
         mandelbrot: Mandelbrot::new()?,
         width,
         height,
         view,
         max_iter,
-        counts: rt.zeros(width * height),
-        got: Vec::new(),
-    })
+        want: Vec::new(),
+    };
+    Ok(Sampled::poisoned(rt, problem, width * height, 0xDEAD_BEEF))
 }
 
-impl Trial for MandelbrotTrial {
+impl Problem for MandelbrotProblem {
+    type Out = u32;
+    const TOLERANCE: &'static str =
+        "exact on the CPU; on a GPU exact except at ill-conditioned pixels, and ≤ 1 in 10,000 more";
     fn shape(&self) -> String {
         format!("{}×{}", self.width, self.height)
     }
-    fn work(&self) -> Work {
+    fn work(&self, got: &[u32]) -> Work {
         // Up to 7 flops per iteration, counted from the last run's counts
         // (every pixel at the cap before any run).
         let pixels = self.width * self.height;
-        let iterations: f64 = if self.got.len() == pixels {
-            self.got.iter().map(|&c| c.min(self.max_iter) as f64).sum()
+        let iterations: f64 = if got.len() == pixels {
+            got.iter().map(|&c| c.min(self.max_iter) as f64).sum()
         } else {
             pixels as f64 * self.max_iter as f64
         };
@@ -77,26 +82,23 @@ impl Trial for MandelbrotTrial {
             bytes: 4.0 * pixels as f64,
         }
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.counts, &vec![0xDEAD_BEEF; self.counts.len()])
+    fn reset(&self, _: &Runtime) -> Result<()> {
+        Ok(())
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.mandelbrot.run(
-            rt,
-            target,
-            &self.counts,
-            self.width,
-            self.height,
-            self.view,
-            self.max_iter,
-        )?;
-        rt.read_to_vec(&self.counts, &mut self.got)?;
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, counts: &Buffer<u32>) -> Result<RunInfo> {
+        let (w, h) = (self.width, self.height);
+        self.mandelbrot
+            .run(rt, target, counts, w, h, self.view, self.max_iter)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
+    fn compare(&mut self, got: &[u32]) -> Compare {
+        self.want = reference(self.width, self.height, self.view, self.max_iter);
+        verify::exact(got, &self.want)
+    }
+    /// Excuses the GPU's mismatches at ill-conditioned pixels, where legal
+    /// rounding differences change the count anyway; a poisoned (unwritten)
+    /// or impossible count is never excused.
+    fn judge(&mut self, mut check: Check, got: &[u32]) -> Check {
         let (width, height, view, max_iter) = (self.width, self.height, self.view, self.max_iter);
-        let want = reference(width, height, view, max_iter);
-        let got = &self.got;
         let n = width * height;
         let params = MandelbrotParams {
             width: width as u32,
@@ -108,16 +110,9 @@ impl Trial for MandelbrotTrial {
             dx: view.dx,
             dy: view.dy,
         };
-        let mut cmp = verify::compare(
-            got.iter().map(|&v| v as f64),
-            want.iter().map(|&v| v as f64),
-            |_| 0.0,
-        );
-        // Excuse the GPU's mismatches at ill-conditioned pixels, where legal
-        // rounding differences change the count anyway; a poisoned (unwritten)
-        // or impossible count is never excused.
+        let backend = check.backend;
         let (mut unexcused, mut excused) = (n.abs_diff(got.len()), 0);
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        for (i, (&g, &w)) in got.iter().zip(&self.want).enumerate() {
             if g != w {
                 if backend != Backend::Cpu && g <= max_iter && ill_conditioned(&params, i, w) {
                     excused += 1;
@@ -126,23 +121,11 @@ impl Trial for MandelbrotTrial {
                 }
             }
         }
-        cmp.mismatches = unexcused;
-        Check {
-            shape: self.shape(),
-            backend,
-            elapsed: Default::default(),
-            compared: cmp.compared,
-            mismatches: cmp.mismatches,
-            excused,
-            allowed_mismatches: if backend == Backend::Cpu {
-                0
-            } else {
-                (n / 10_000).max(2)
-            },
-            worst: cmp.worst,
-            first_bad: cmp.first_bad,
-            tolerance: "exact on the CPU; on a GPU exact except at ill-conditioned pixels, and ≤ 1 in 10,000 more",
-            placement: None,
+        check.mismatches = unexcused;
+        check.excused = excused;
+        if backend != Backend::Cpu {
+            check.allowed_mismatches = (n / 10_000).max(2);
         }
+        check
     }
 }

@@ -1,10 +1,10 @@
 //! The monte_carlo sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::monte_carlo`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Problem, Sampled, Work};
 use crate::monte_carlo::*;
 
 /// A Monte Carlo price of a seeded random contract: spot and strike in
@@ -16,13 +16,15 @@ use crate::monte_carlo::*;
 /// rounding: the backends' `log`, `sin`, `cos` and `exp`, and the order of
 /// the f32 partial sums); and within 5 standard errors (plus that
 /// tolerance) of the Black–Scholes closed form.
-pub struct MonteCarloTrial {
+pub type MonteCarloTrial = Sampled<MonteCarloProblem>;
+
+/// The contract of a [`MonteCarloTrial`], and the reference's price once
+/// known.
+pub struct MonteCarloProblem {
     mc: MonteCarlo,
     contract: Contract,
     paths: u64,
     seed: u64,
-    sums: Buffer<[f32; 4]>,
-    got: Option<McResult>,
     want: Option<McResult>,
 }
 
@@ -36,68 +38,71 @@ pub fn trial(rt: &Runtime, paths: usize, seed: u64) -> Result<MonteCarloTrial> {
         rng.random_range(0.0..0.08),
         rng.random_range(0.1..0.5),
     )?;
-    Ok(MonteCarloTrial {
+    let problem = MonteCarloProblem {
         mc: MonteCarlo::new()?,
         contract,
         paths: paths as u64,
         seed,
-        sums: rt.buffer(&[[f32::NAN; 4]]),
-        got: None,
         want: None,
-    })
+    };
+    Ok(Sampled::poisoned(rt, problem, 1, [f32::NAN; 4]))
+}
+
+impl MonteCarloProblem {
+    /// The price the sums `got` (if any) come to.
+    fn price(&self, got: &[[f32; 4]]) -> Option<McResult> {
+        let sums = got.first()?.map(|v| v as f64);
+        Some(McResult::from_sums(
+            sums,
+            self.paths,
+            self.contract.discount(),
+        ))
+    }
 }
 
 impl MonteCarloTrial {
     /// The last result.
     pub fn result(&self) -> Option<McResult> {
-        self.got
+        self.problem.price(&self.got)
     }
 
     /// The contract priced.
     pub fn contract(&self) -> Contract {
-        self.contract
+        self.problem.contract
     }
 }
 
-impl Trial for MonteCarloTrial {
+impl Problem for MonteCarloProblem {
+    type Out = [f32; 4];
+    const TOLERANCE: &'static str =
+        "1e-5·(S+K) + 1e-4·|price| vs the same stream; 5 standard errors vs Black–Scholes";
     fn shape(&self) -> String {
         format!("{} paths", self.paths)
     }
-    fn work(&self) -> Work {
+    fn work(&self, _: &[[f32; 4]]) -> Work {
         Work {
             flops: 20.0 * self.paths as f64,
             bytes: 16.0 * self.paths.div_ceil(1024) as f64,
         }
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        self.got = None;
-        rt.write(&self.sums, &[[f32::NAN; 4]])
+    fn reset(&self, _: &Runtime) -> Result<()> {
+        Ok(())
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self.mc.run(
-            rt,
-            target,
-            &self.contract,
-            self.paths,
-            self.seed,
-            &self.sums,
-        )?;
-        let s = rt.read(&self.sums)?[0].map(|v| v as f64);
-        self.got = Some(McResult::from_sums(s, self.paths, self.contract.discount()));
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, sums: &Buffer<[f32; 4]>) -> Result<RunInfo> {
+        let (c, paths) = (&self.contract, self.paths);
+        self.mc.run(rt, target, c, paths, self.seed, sums)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
+    fn compare(&mut self, got: &[[f32; 4]]) -> Compare {
         let c = self.contract;
+        let nan = McResult::from_sums([f64::NAN; 4], 0, f64::NAN);
         let want = match self.want {
             Some(w) => w,
             None => match reference(&c, self.paths, self.seed) {
                 Ok(w) => *self.want.insert(w),
-                Err(_) => McResult::from_sums([f64::NAN; 4], 0, f64::NAN),
+                Err(_) => nan,
             },
         };
-        let got = self
-            .got
-            .unwrap_or(McResult::from_sums([f64::NAN; 4], 0, f64::NAN));
+        let got = self.price(got).unwrap_or(nan);
         let (bs_call, bs_put) = c.closed_form();
         let scale = 1e-5 * (c.spot as f64 + c.strike as f64);
         let rounding = |price: f64| scale + 1e-4 * price.abs();
@@ -108,16 +113,10 @@ impl Trial for MonteCarloTrial {
             5.0 * got.call_stderr + rounding(bs_call),
             5.0 * got.put_stderr + rounding(bs_put),
         ];
-        let cmp = verify::compare(
+        verify::compare(
             [got.call, got.put, got.call, got.put],
             [want.call, want.put, bs_call, bs_put],
             |i| tols[i],
-        );
-        cmp.into_check(
-            self.shape(),
-            backend,
-            0,
-            "1e-5·(S+K) + 1e-4·|price| vs the same stream; 5 standard errors vs Black–Scholes",
         )
     }
 }

@@ -1,10 +1,10 @@
 //! The softmax sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::softmax`].
 
-use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Compare, Input, Problem, Sampled, Work};
 use crate::softmax::*;
 
 /// A softmax of a seeded random rows×cols matrix; y starts poisoned (NaN).
@@ -21,14 +21,14 @@ use crate::softmax::*;
 /// more than `⌈cols/8⌉ + 16` on either); the division adds 2.5 ulp. GPUs
 /// flush subnormals, and llvmpipe's exp flushes results just above them
 /// too, hence the absolute `2·f32::MIN_POSITIVE`.
-pub struct SoftmaxTrial {
+pub type SoftmaxTrial = Sampled<SoftmaxProblem>;
+
+/// The input of a [`SoftmaxTrial`].
+pub struct SoftmaxProblem {
     softmax: Softmax,
     rows: usize,
     cols: usize,
-    xs: Vec<f32>,
-    x: Buffer<f32>,
-    y: Buffer<f32>,
-    got: Vec<f32>,
+    x: Input<f32>,
 }
 
 /// Seeded rows of the four kinds [`SoftmaxTrial`] describes.
@@ -54,38 +54,34 @@ pub(crate) fn random_rows(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
 
 /// Prepares a softmax of a rows×cols matrix.
 pub fn trial(rt: &Runtime, (rows, cols): (usize, usize), seed: u64) -> Result<SoftmaxTrial> {
-    let xs = random_rows(rows, cols, seed);
-    Ok(SoftmaxTrial {
+    let problem = SoftmaxProblem {
         softmax: Softmax::new()?,
         rows,
         cols,
-        x: rt.buffer(&xs),
-        y: rt.zeros(xs.len()),
-        xs,
-        got: Vec::new(),
-    })
+        x: Input::new(rt, random_rows(rows, cols, seed)),
+    };
+    Ok(Sampled::poisoned(rt, problem, rows * cols, f32::NAN))
 }
 
-impl Trial for SoftmaxTrial {
+impl Problem for SoftmaxProblem {
+    type Out = f32;
+    const TOLERANCE: &'static str =
+        "ε·yⱼ·(16 + ⌈cols/8⌉ + 3|xⱼ−m| + 3Σₖyₖ|xₖ−m|) + 2·MIN_POSITIVE per element, m the row max";
     fn shape(&self) -> String {
         format!("{}×{}", self.rows, self.cols)
     }
-    fn work(&self) -> Work {
-        Work::per(self.rows * self.cols, 5.0, 8.0)
+    fn work(&self, _: &[f32]) -> Work {
+        Work::per(self.x.len(), 5.0, 8.0)
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.x, &self.xs)?;
-        rt.write(&self.y, &vec![f32::NAN; self.y.len()])
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.x.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = self
-            .softmax
-            .run(rt, target, &self.x, &self.y, self.rows, self.cols)?;
-        rt.read_to_vec(&self.y, &mut self.got)?;
-        Ok(info)
+    fn run(&mut self, rt: &Runtime, target: Target, y: &Buffer<f32>) -> Result<RunInfo> {
+        let (rows, cols) = (self.rows, self.cols);
+        self.softmax.run(rt, target, self.x.buf(), y, rows, cols)
     }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let (rows, cols, xs) = (self.rows, self.cols, &self.xs);
+    fn compare(&mut self, got: &[f32]) -> Compare {
+        let (rows, cols, xs) = (self.rows, self.cols, &self.x);
         let want = reference(xs, rows, cols);
         // Per row: its maximum, and Σ yₖ|xₖ − m| (the sum's error weight).
         let row_terms: Vec<(f64, f64)> = xs
@@ -99,21 +95,11 @@ impl Trial for SoftmaxTrial {
             .collect();
         let eps = f32::EPSILON as f64;
         let depth = 16.0 + cols.div_ceil(8) as f64;
-        let cmp = verify::compare(
-            self.got.iter().map(|&v| v as f64),
-            want.iter().copied(),
-            |i| {
-                let (m, w) = row_terms[i / cols];
-                let a = m - xs[i] as f64;
-                eps * want[i] * (depth + 3.0 * a + 3.0 * w) + 2.0 * f32::MIN_POSITIVE as f64
-            },
-        );
-        cmp.into_check(
-            self.shape(),
-            backend,
-            (rows * cols).abs_diff(self.got.len()),
-            "ε·yⱼ·(16 + ⌈cols/8⌉ + 3|xⱼ−m| + 3Σₖyₖ|xₖ−m|) + 2·MIN_POSITIVE per element, m the row max",
-        )
+        verify::compare(verify::f64s(got), want.iter().copied(), |i| {
+            let (m, w) = row_terms[i / cols];
+            let a = m - xs[i] as f64;
+            eps * want[i] * (depth + 3.0 * a + 3.0 * w) + 2.0 * f32::MIN_POSITIVE as f64
+        })
     }
 }
 
@@ -124,7 +110,8 @@ pub(crate) const SAMPLE_COLS: usize = 1024;
 mod tests {
     use super::*;
 
-    use super::verify::cpu_runtime as cpu;
+    use super::verify::{Trial, cpu_runtime as cpu};
+    use pel_runtime::Backend;
 
     #[test]
     fn rows_a_naive_exp_overflows_come_out_right() {

@@ -4,7 +4,7 @@
 use pel_runtime::{Backend, Buffer, Result, RunInfo, Runtime, Target};
 use rand::Rng;
 
-use super::verify::{self, Check, Trial, Work};
+use super::verify::{self, Check, Compare, Input, Problem, Sampled, Trial, Work};
 use crate::sort::*;
 
 /// Which keys a trial sorts.
@@ -49,33 +49,34 @@ fn shape(n: usize, keys: Keys, multi_pass: bool) -> String {
 /// A sort of seeded random u32 keys, in place.
 ///
 /// Tolerance: none; the result must equal the serial sort exactly.
-pub struct SortTrial {
+pub type SortTrial = Sampled<SortKeys>;
+
+/// The keys of a [`SortTrial`], which the sort overwrites.
+pub struct SortKeys {
     sort: Sort,
     spread: Keys,
     multi_pass: bool,
-    input: Vec<u32>,
-    keys: Buffer<u32>,
-    got: Vec<u32>,
+    keys: Input<u32>,
 }
 
 impl SortTrial {
     /// Prepares a sort of `n` keys drawn as `keys` says.
     pub fn new(rt: &Runtime, n: usize, keys: Keys, seed: u64) -> Result<Self> {
-        let input = random_keys(n, keys, seed);
-        Ok(SortTrial {
+        let input = Input::new(rt, random_keys(n, keys, seed));
+        let out = input.buf().clone();
+        let problem = SortKeys {
             sort: Sort::new()?,
             spread: keys,
             multi_pass: false,
-            keys: rt.buffer(&input),
-            input,
-            got: Vec::new(),
-        })
+            keys: input,
+        };
+        Ok(Sampled::in_place(problem, &out))
     }
 
     /// Sorts with the multi-pass kernels wherever it runs (see
     /// [`Sort::radix_sort_passes`]), the CPU included.
     pub fn multi_pass(mut self) -> Self {
-        self.multi_pass = true;
+        self.problem.multi_pass = true;
         self
     }
 }
@@ -85,38 +86,27 @@ pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SortTrial> {
     SortTrial::new(rt, n, Keys::Full, seed)
 }
 
-impl Trial for SortTrial {
+impl Problem for SortKeys {
+    type Out = u32;
+    const TOLERANCE: &'static str = "exact: equal to a serial sort";
     fn shape(&self) -> String {
-        shape(self.input.len(), self.spread, self.multi_pass)
+        shape(self.keys.len(), self.spread, self.multi_pass)
     }
-    fn work(&self) -> Work {
-        Work::per(self.input.len(), 0.0, 8.0)
+    fn work(&self, _: &[u32]) -> Work {
+        Work::per(self.keys.len(), 0.0, 8.0)
     }
-    fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.keys, &self.input)
+    fn reset(&self, rt: &Runtime) -> Result<()> {
+        self.keys.write(rt)
     }
-    fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
-        let info = if self.multi_pass {
-            self.sort.radix_sort_passes(rt, target, &self.keys, None)?
+    fn run(&mut self, rt: &Runtime, target: Target, keys: &Buffer<u32>) -> Result<RunInfo> {
+        if self.multi_pass {
+            self.sort.radix_sort_passes(rt, target, keys, None)
         } else {
-            self.sort.radix_sort(rt, target, &self.keys)?
-        };
-        rt.read_to_vec(&self.keys, &mut self.got)?;
-        Ok(info)
+            self.sort.radix_sort(rt, target, keys)
+        }
     }
-    fn verify(&mut self, backend: Backend) -> Check {
-        let want = reference(&self.input);
-        let c = verify::compare(
-            self.got.iter().map(|&v| v as f64),
-            want.iter().map(|&v| v as f64),
-            |_| 0.0,
-        );
-        c.into_check(
-            self.shape(),
-            backend,
-            want.len().abs_diff(self.got.len()),
-            "exact: equal to a serial sort",
-        )
+    fn compare(&mut self, got: &[u32]) -> Compare {
+        verify::exact(got, &reference(&self.keys))
     }
 }
 
@@ -129,24 +119,20 @@ pub struct SortPairsTrial {
     sort: Sort,
     spread: Keys,
     multi_pass: bool,
-    input: (Vec<u32>, Vec<u32>),
-    keys: Buffer<u32>,
-    values: Buffer<u32>,
+    keys: Input<u32>,
+    values: Input<u32>,
     got: (Vec<u32>, Vec<u32>),
 }
 
 impl SortPairsTrial {
     /// Prepares a sort of `n` pairs whose keys are drawn as `keys` says.
     pub fn new(rt: &Runtime, n: usize, keys: Keys, seed: u64) -> Result<Self> {
-        let ks = random_keys(n, keys, seed);
-        let vs = random_keys(n, Keys::Full, seed ^ 0x5eed);
         Ok(SortPairsTrial {
             sort: Sort::new()?,
             spread: keys,
             multi_pass: false,
-            keys: rt.buffer(&ks),
-            values: rt.buffer(&vs),
-            input: (ks, vs),
+            keys: Input::new(rt, random_keys(n, keys, seed)),
+            values: Input::new(rt, random_keys(n, Keys::Full, seed ^ 0x5eed)),
             got: (Vec::new(), Vec::new()),
         })
     }
@@ -166,35 +152,32 @@ pub fn trial_pairs(rt: &Runtime, n: usize, seed: u64) -> Result<SortPairsTrial> 
 
 impl Trial for SortPairsTrial {
     fn shape(&self) -> String {
-        shape(self.input.0.len(), self.spread, self.multi_pass)
+        shape(self.keys.len(), self.spread, self.multi_pass)
     }
     fn work(&self) -> Work {
-        Work::per(self.input.0.len(), 0.0, 16.0)
+        Work::per(self.keys.len(), 0.0, 16.0)
     }
     fn reset(&mut self, rt: &Runtime) -> Result<()> {
-        rt.write(&self.keys, &self.input.0)?;
-        rt.write(&self.values, &self.input.1)
+        self.got = (Vec::new(), Vec::new());
+        self.keys.write(rt)?;
+        self.values.write(rt)
     }
     fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
+        let (keys, values) = (self.keys.buf(), self.values.buf());
         let info = if self.multi_pass {
             self.sort
-                .radix_sort_passes(rt, target, &self.keys, Some(&self.values))?
+                .radix_sort_passes(rt, target, keys, Some(values))?
         } else {
-            self.sort
-                .radix_sort_pairs(rt, target, &self.keys, &self.values)?
+            self.sort.radix_sort_pairs(rt, target, keys, values)?
         };
-        self.got = (rt.read(&self.keys)?, rt.read(&self.values)?);
+        self.got = (rt.read(keys)?, rt.read(values)?);
         Ok(info)
     }
     fn verify(&mut self, backend: Backend) -> Check {
-        let (wk, wv) = reference_pairs(&self.input.0, &self.input.1);
-        let got = self.got.0.iter().chain(&self.got.1);
-        let c = verify::compare(
-            got.map(|&v| v as f64),
-            wk.iter().chain(&wv).map(|&v| v as f64),
-            |_| 0.0,
-        );
-        let missing = (2 * wk.len()).abs_diff(self.got.0.len() + self.got.1.len());
+        let (wk, wv) = reference_pairs(&self.keys, &self.values);
+        let got = [&self.got.0[..], &self.got.1[..]].concat();
+        let c = verify::exact(&got, &[wk, wv].concat());
+        let missing = (2 * self.keys.len()).abs_diff(got.len());
         c.into_check(
             self.shape(),
             backend,

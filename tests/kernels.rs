@@ -8,8 +8,7 @@
 
 mod common;
 
-use pel::kernels::samples::{self, Check};
-use pel::{Backend, Result, Target};
+use pel::kernels::samples;
 
 /// Elements that take 65,537 workgroups of 256 invocations: past the
 /// 65,535-per-dimension limit, so the launch is folded into 2-D.
@@ -17,115 +16,67 @@ const OVER_65535_GROUPS: usize = 65_536 * 256 + 1;
 
 const SIZES: [usize; 7] = [0, 1, 63, 64, 65, 1_000_003, OVER_65535_GROUPS];
 
-use common::{Case, run_all};
+const MATMUL_SHAPES: [(usize, usize, usize); 12] = [
+    (0, 0, 0),
+    (0, 5, 7),
+    (5, 0, 7),
+    (5, 7, 0),
+    (1, 1, 1),
+    (63, 63, 63),
+    (64, 64, 64),
+    (65, 65, 65),
+    (100, 37, 211),
+    (256, 256, 256),
+    // 1,000,003 rows.
+    (1_000_003, 2, 3),
+    // 65,537 tiles of 64×64: more than 65,535 workgroups.
+    (65_537 * 64 - 5, 2, 3),
+];
 
-fn sized(f: fn(&pel::Runtime, Target, usize, u64) -> Result<Check>) -> Vec<Case> {
-    common::sized(&SIZES, f)
-}
+const MANDELBROT_SHAPES: [(usize, usize); 9] = [
+    (0, 0),
+    (7, 0),
+    (1, 1),
+    (63, 1),
+    (64, 1),
+    (65, 1),
+    (31, 37),
+    (1_000_003, 1),
+    (OVER_65535_GROUPS, 1),
+];
 
-fn matmul_cases() -> Vec<Case> {
-    let shapes: &[(usize, usize, usize)] = &[
-        (0, 0, 0),
-        (0, 5, 7),
-        (5, 0, 7),
-        (5, 7, 0),
-        (1, 1, 1),
-        (63, 63, 63),
-        (64, 64, 64),
-        (65, 65, 65),
-        (100, 37, 211),
-        (256, 256, 256),
-        // 1,000,003 rows.
-        (1_000_003, 2, 3),
-        // 65,537 tiles of 64×64: more than 65,535 workgroups.
-        (65_537 * 64 - 5, 2, 3),
-    ];
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("{}×{}×{}", s.0, s.1, s.2),
-                Box::new(move |t, seed| samples::matmul::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
-}
+cpu_and_gpu_tests!(
+    "saxpy",
+    saxpy_cpu,
+    saxpy_gpu,
+    common::sized(&SIZES, samples::saxpy::trial)
+);
 
-fn mandelbrot_cases() -> Vec<Case> {
-    let shapes: &[(usize, usize)] = &[
-        (0, 0),
-        (7, 0),
-        (1, 1),
-        (63, 1),
-        (64, 1),
-        (65, 1),
-        (31, 37),
-        (1_000_003, 1),
-        (OVER_65535_GROUPS, 1),
-    ];
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("{}×{}", s.0, s.1),
-                Box::new(move |t, seed| samples::mandelbrot::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
-}
+cpu_and_gpu_tests!(
+    "sum",
+    sum_cpu,
+    sum_gpu,
+    common::sized(&SIZES, samples::sum::trial)
+);
 
-#[test]
-fn saxpy_cpu() {
-    run_all("saxpy", &[Backend::Cpu], &sized(samples::saxpy::check));
-}
+cpu_and_gpu_tests!(
+    "matmul",
+    matmul_cpu,
+    matmul_gpu,
+    common::cases(
+        &MATMUL_SHAPES,
+        |s| format!("{}×{}×{}", s.0, s.1, s.2),
+        samples::matmul::trial
+    )
+);
 
-#[test]
-fn saxpy_gpu() {
-    run_all(
-        "saxpy",
-        &common::gpus(common::rt(), "saxpy_gpu"),
-        &sized(samples::saxpy::check),
-    );
-}
-
-#[test]
-fn sum_cpu() {
-    run_all("sum", &[Backend::Cpu], &sized(samples::sum::check));
-}
-
-#[test]
-fn sum_gpu() {
-    run_all(
-        "sum",
-        &common::gpus(common::rt(), "sum_gpu"),
-        &sized(samples::sum::check),
-    );
-}
-
-#[test]
-fn matmul_cpu() {
-    run_all("matmul", &[Backend::Cpu], &matmul_cases());
-}
-
-#[test]
-fn matmul_gpu() {
-    run_all(
-        "matmul",
-        &common::gpus(common::rt(), "matmul_gpu"),
-        &matmul_cases(),
-    );
-}
-
-#[test]
-fn mandelbrot_cpu() {
-    run_all("mandelbrot", &[Backend::Cpu], &mandelbrot_cases());
-}
-
-#[test]
-fn mandelbrot_gpu() {
-    run_all(
-        "mandelbrot",
-        &common::gpus(common::rt(), "mandelbrot_gpu"),
-        &mandelbrot_cases(),
-    );
-}
+cpu_and_gpu_tests!(
+    "mandelbrot",
+    mandelbrot_cpu,
+    mandelbrot_gpu,
+    common::cases(
+        &MANDELBROT_SHAPES,
+        |s| format!("{}×{}", s.0, s.1),
+        samples::mandelbrot::trial
+    )
+);

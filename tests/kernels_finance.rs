@@ -9,50 +9,15 @@ mod common;
 use pel::kernels::black_scholes::{self, BlackScholes, Market, OptionBatch};
 use pel::kernels::kmer::{self, KmerCounter};
 use pel::kernels::monte_carlo::{self, Contract, McResult, MonteCarlo};
-use pel::kernels::samples::{self, Trial, run_check};
+use pel::kernels::samples::{self, run_check};
 use pel::{Backend, Error, Result, Target};
 
-use common::{Case, run_all};
+use common::{Case, cpu_and_first_gpu, everywhere as all_backends, run_all, run_trial};
 
 /// Items that take 65,536 workgroups of 256 invocations: past the
 /// 65,535-per-dimension limit, so the launch is folded into 2-D, while each
 /// f32 buffer stays under 64 MiB.
 const OVER_65535_GROUPS: usize = 65_535 * 256 + 1;
-
-/// Every backend: the CPU and each GPU (or a loud skip of the GPUs).
-fn all_backends(test: &str) -> Vec<Backend> {
-    let mut b = vec![Backend::Cpu];
-    b.extend(common::gpus(common::rt(), test));
-    b
-}
-
-/// The CPU and the first GPU: for the largest sizes, where GL's software
-/// rasteriser would take most of the time budget.
-fn cpu_and_first_gpu(test: &str) -> Vec<Backend> {
-    let mut b = vec![Backend::Cpu];
-    b.extend(common::gpu(common::rt(), test));
-    b
-}
-
-/// Runs one trial on each backend in turn (its inputs made and its
-/// reference computed once), printing each check, and fails with every
-/// check that did not verify.
-fn run_trial(name: &str, trial: &mut dyn Trial, backends: &[Backend]) {
-    let mut failures = Vec::new();
-    for &b in backends {
-        match run_check(trial, common::rt(), Target::On(b)) {
-            Ok(check) => {
-                eprintln!("{name} {} on {b}: {check}", check.shape);
-                assert_eq!(check.backend, b, "{name} ran elsewhere");
-                if !check.verified() {
-                    failures.push(format!("{name} on {b}: {check}"));
-                }
-            }
-            Err(e) => failures.push(format!("{name} on {b}: error: {e}")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
 
 /// The argument an `InvalidInput` names (any other error fails the test).
 fn invalid_arg<T>(r: Result<T>) -> String {
@@ -70,7 +35,7 @@ fn black_scholes_on_every_backend() {
     run_all(
         "black_scholes",
         &all_backends("black_scholes_on_every_backend"),
-        &common::sized(&[0, 1, 63, 257, 1_000_003], samples::black_scholes::check),
+        &common::sized(&[0, 1, 63, 257, 1_000_003], samples::black_scholes::trial),
     );
 }
 
@@ -191,7 +156,7 @@ fn monte_carlo_on_every_backend() {
     run_all(
         "monte_carlo",
         &all_backends("monte_carlo_on_every_backend"),
-        &common::sized(&[1, 1_000, 1_000_003], samples::monte_carlo::check),
+        &common::sized(&[1, 1_000, 1_000_003], samples::monte_carlo::trial),
     );
 }
 
@@ -372,7 +337,10 @@ fn kmer_cases() -> Vec<Case> {
         for len in kmer_lengths(k) {
             cases.push((
                 format!("{len} bases, k={k}"),
-                Box::new(move |t, seed| samples::kmer::check(common::rt(), t, (len, k), seed)),
+                Box::new(move |t, seed| {
+                    let rt = common::rt();
+                    run_check(&mut samples::kmer::trial(rt, (len, k), seed)?, rt, t)
+                }),
             ));
         }
     }

@@ -14,7 +14,7 @@ use pel::kernels::spmv::{self, CsrMatrix, Spmv};
 use pel::kernels::transpose::{self, Transpose};
 use pel::{Backend, Error, Result, Runtime, Target};
 
-use common::{Case, run_all};
+use common::{Case, everywhere, run_all};
 
 /// 65,536 workgroups of 256 elements in the first pass: past the
 /// 65,535-per-dimension limit, so the launch is folded into 2-D (64 MiB).
@@ -33,40 +33,26 @@ const REDUCE_SIZES: [usize; 8] = [
     REDUCE_OVER_65535_GROUPS,
 ];
 
-/// The CPU and every GPU (or a loud skip of the GPUs).
-fn everywhere(test: &str) -> Vec<Backend> {
-    let mut all = vec![Backend::Cpu];
-    all.extend(common::gpus(common::rt(), test));
-    all
-}
-
 fn min_cases() -> Vec<Case> {
-    common::sized(&REDUCE_SIZES, |rt, t, n, seed| {
-        samples::reduce::check(rt, t, ReduceOp::Min, n, seed)
+    common::sized(&REDUCE_SIZES, |rt, n, seed| {
+        samples::reduce::trial(rt, ReduceOp::Min, n, seed)
     })
 }
 
 fn max_cases() -> Vec<Case> {
-    common::sized(&REDUCE_SIZES, |rt, t, n, seed| {
-        samples::reduce::check(rt, t, ReduceOp::Max, n, seed)
+    common::sized(&REDUCE_SIZES, |rt, n, seed| {
+        samples::reduce::trial(rt, ReduceOp::Max, n, seed)
     })
 }
 
 fn argmax_cases() -> Vec<Case> {
-    common::sized(&REDUCE_SIZES, samples::reduce::check_argmax)
+    common::sized(&REDUCE_SIZES, samples::reduce::argmax_trial)
 }
 
 /// Transposes of every shape in `shapes`.
 fn transpose_cases(shapes: &[(usize, usize)]) -> Vec<Case> {
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("{}×{}", s.0, s.1),
-                Box::new(move |t, seed| samples::transpose::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
+    let label = |s: (usize, usize)| format!("{}×{}", s.0, s.1);
+    common::cases(shapes, label, samples::transpose::trial)
 }
 
 const TRANSPOSE_SHAPES: [(usize, usize); 11] = [
@@ -89,15 +75,8 @@ const TRANSPOSE_LARGE: (usize, usize) = (15, 65_536 * transpose::TILE + 5);
 
 /// Products of a random matrix of every shape (rows, cols, non-zeros).
 fn spmv_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("{}×{}, {} nz", s.0, s.1, s.2),
-                Box::new(move |t, seed| samples::spmv::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
+    let label = |s: (usize, usize, usize)| format!("{}×{}, {} nz", s.0, s.1, s.2);
+    common::cases(shapes, label, samples::spmv::trial)
 }
 
 const SPMV_SHAPES: [(usize, usize, usize); 8] = [
@@ -123,39 +102,11 @@ fn first_gpu(test: &str) -> Vec<Backend> {
     common::gpu(common::rt(), test).into_iter().collect()
 }
 
-#[test]
-fn min_cpu() {
-    run_all("min", &[Backend::Cpu], &min_cases());
-}
+cpu_and_gpu_tests!("min", min_cpu, min_gpu, min_cases());
 
-#[test]
-fn min_gpu() {
-    run_all("min", &common::gpus(common::rt(), "min_gpu"), &min_cases());
-}
+cpu_and_gpu_tests!("max", max_cpu, max_gpu, max_cases());
 
-#[test]
-fn max_cpu() {
-    run_all("max", &[Backend::Cpu], &max_cases());
-}
-
-#[test]
-fn max_gpu() {
-    run_all("max", &common::gpus(common::rt(), "max_gpu"), &max_cases());
-}
-
-#[test]
-fn argmax_cpu() {
-    run_all("argmax", &[Backend::Cpu], &argmax_cases());
-}
-
-#[test]
-fn argmax_gpu() {
-    run_all(
-        "argmax",
-        &common::gpus(common::rt(), "argmax_gpu"),
-        &argmax_cases(),
-    );
-}
+cpu_and_gpu_tests!("argmax", argmax_cpu, argmax_gpu, argmax_cases());
 
 #[test]
 fn transpose_cpu() {

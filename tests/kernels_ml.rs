@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{Case, run_all};
+use common::{Case, cpu_and_first_gpu, run_all};
 use pel::kernels::kmeans::{self, Init, KMeans};
 use pel::kernels::layernorm::LayerNorm;
-use pel::kernels::samples::{self, Check};
+use pel::kernels::samples::{self, Trial};
 use pel::kernels::softmax::Softmax;
-use pel::{Backend, Error, Result, Runtime, Target};
+use pel::{Backend, Error, Result, Target};
 
 /// rows×cols shapes: empty both ways, one element, one row just over a
 /// workgroup (a prime), primes, a wide matrix, and 70,000 short rows (many
@@ -52,106 +52,56 @@ const KMEANS_SHAPES: [(usize, usize, usize); 7] = [
 /// chunks of partial sums, so the update's middle pass runs too.
 const FOLDED_KMEANS: (usize, usize, usize) = (4_200_000, 1, 3);
 
-type RowCheck = fn(&Runtime, Target, (usize, usize), u64) -> Result<Check>;
-
-fn row_cases(shapes: &[(usize, usize)], f: RowCheck) -> Vec<Case> {
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("{}×{}", s.0, s.1),
-                Box::new(move |t, seed| f(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
+fn row_cases<T: Trial + 'static>(
+    shapes: &[(usize, usize)],
+    prepare: common::Prepare<(usize, usize), T>,
+) -> Vec<Case> {
+    common::cases(shapes, |s| format!("{}×{}", s.0, s.1), prepare)
 }
 
 fn kmeans_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("n={} d={} k={}", s.0, s.1, s.2),
-                Box::new(move |t, seed| samples::kmeans::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
+    let label = |s: (usize, usize, usize)| format!("n={} d={} k={}", s.0, s.1, s.2);
+    common::cases(shapes, label, samples::kmeans::trial)
 }
 
-/// The CPU and the first GPU (or a skip, as `common::gpus`).
-fn cpu_and_first_gpu(test: &str) -> Vec<Backend> {
-    let mut backends = vec![Backend::Cpu];
-    backends.extend(common::gpu(common::rt(), test));
-    backends
-}
-
-#[test]
-fn softmax_cpu() {
-    run_all(
-        "softmax",
-        &[Backend::Cpu],
-        &row_cases(&ROW_SHAPES, samples::softmax::check),
-    );
-}
-
-#[test]
-fn softmax_gpu() {
-    run_all(
-        "softmax",
-        &common::gpus(common::rt(), "softmax_gpu"),
-        &row_cases(&ROW_SHAPES, samples::softmax::check),
-    );
-}
+cpu_and_gpu_tests!(
+    "softmax",
+    softmax_cpu,
+    softmax_gpu,
+    row_cases(&ROW_SHAPES, samples::softmax::trial)
+);
 
 #[test]
 fn softmax_folded_launch() {
     run_all(
         "softmax",
         &cpu_and_first_gpu("softmax_folded_launch"),
-        &row_cases(&[FOLDED_ROWS], samples::softmax::check),
+        &row_cases(&[FOLDED_ROWS], samples::softmax::trial),
     );
 }
 
-#[test]
-fn layernorm_cpu() {
-    run_all(
-        "layernorm",
-        &[Backend::Cpu],
-        &row_cases(&ROW_SHAPES, samples::layernorm::check),
-    );
-}
-
-#[test]
-fn layernorm_gpu() {
-    run_all(
-        "layernorm",
-        &common::gpus(common::rt(), "layernorm_gpu"),
-        &row_cases(&ROW_SHAPES, samples::layernorm::check),
-    );
-}
+cpu_and_gpu_tests!(
+    "layernorm",
+    layernorm_cpu,
+    layernorm_gpu,
+    row_cases(&ROW_SHAPES, samples::layernorm::trial)
+);
 
 #[test]
 fn layernorm_folded_launch() {
     run_all(
         "layernorm",
         &cpu_and_first_gpu("layernorm_folded_launch"),
-        &row_cases(&[FOLDED_ROWS], samples::layernorm::check),
+        &row_cases(&[FOLDED_ROWS], samples::layernorm::trial),
     );
 }
 
-#[test]
-fn kmeans_cpu() {
-    run_all("kmeans", &[Backend::Cpu], &kmeans_cases(&KMEANS_SHAPES));
-}
-
-#[test]
-fn kmeans_gpu() {
-    run_all(
-        "kmeans",
-        &common::gpus(common::rt(), "kmeans_gpu"),
-        &kmeans_cases(&KMEANS_SHAPES),
-    );
-}
+cpu_and_gpu_tests!(
+    "kmeans",
+    kmeans_cpu,
+    kmeans_gpu,
+    kmeans_cases(&KMEANS_SHAPES)
+);
 
 #[test]
 fn kmeans_folded_launch() {

@@ -19,35 +19,14 @@ use pel::kernels::nbody::{self, Nbody};
 use pel::kernels::samples;
 use pel::{Backend, Buffer, Error, Target};
 
-use common::{Case, run_all};
+use common::{Case, cpu_and_first_gpu, everywhere as all_backends, run_all};
 
 /// 65,537 tiles of 16×16 in one row: more than 65,535 workgroups, in 12 MiB.
 const WIDE: usize = 65_537 * 16 - 15;
 
-/// The CPU and the first GPU, for the cases too slow on the others.
-fn cpu_and_first_gpu(test: &str) -> Vec<Backend> {
-    let mut backends = vec![Backend::Cpu];
-    backends.extend(common::gpu(common::rt(), test));
-    backends
-}
-
-/// The CPU and every GPU.
-fn all_backends(test: &str) -> Vec<Backend> {
-    let mut backends = vec![Backend::Cpu];
-    backends.extend(common::gpus(common::rt(), test));
-    backends
-}
-
 fn blur_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("{}×{} r={}", s.0, s.1, s.2),
-                Box::new(move |t, seed| samples::blur::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
+    let label = |s: (usize, usize, usize)| format!("{}×{} r={}", s.0, s.1, s.2);
+    common::cases(shapes, label, samples::blur::trial)
 }
 
 const BLUR_SHAPES: [(usize, usize, usize); 8] = [
@@ -61,19 +40,7 @@ const BLUR_SHAPES: [(usize, usize, usize); 8] = [
     (300, 47, 1),
 ];
 
-#[test]
-fn blur_cpu() {
-    run_all("blur", &[Backend::Cpu], &blur_cases(&BLUR_SHAPES));
-}
-
-#[test]
-fn blur_gpu() {
-    run_all(
-        "blur",
-        &common::gpus(common::rt(), "blur_gpu"),
-        &blur_cases(&BLUR_SHAPES),
-    );
-}
+cpu_and_gpu_tests!("blur", blur_cpu, blur_gpu, blur_cases(&BLUR_SHAPES));
 
 #[test]
 fn blur_over_65535_tiles() {
@@ -153,15 +120,8 @@ fn blur_bad_input_is_a_typed_error() {
 }
 
 fn histogram_cases(shapes: &[(usize, usize, u32)]) -> Vec<Case> {
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("n={} bins={} max={}", s.0, s.1, s.2),
-                Box::new(move |t, seed| samples::histogram::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
+    let label = |s: (usize, usize, u32)| format!("n={} bins={} max={}", s.0, s.1, s.2);
+    common::cases(shapes, label, samples::histogram::trial)
 }
 
 const HISTOGRAM_SHAPES: [(usize, usize, u32); 10] = [
@@ -178,23 +138,12 @@ const HISTOGRAM_SHAPES: [(usize, usize, u32); 10] = [
     (10_007, 5000, 123_456_789),
 ];
 
-#[test]
-fn histogram_cpu() {
-    run_all(
-        "histogram",
-        &[Backend::Cpu],
-        &histogram_cases(&HISTOGRAM_SHAPES),
-    );
-}
-
-#[test]
-fn histogram_gpu() {
-    run_all(
-        "histogram",
-        &common::gpus(common::rt(), "histogram_gpu"),
-        &histogram_cases(&HISTOGRAM_SHAPES),
-    );
-}
+cpu_and_gpu_tests!(
+    "histogram",
+    histogram_cpu,
+    histogram_gpu,
+    histogram_cases(&HISTOGRAM_SHAPES)
+);
 
 #[test]
 fn histogram_over_65535_workgroups() {
@@ -223,15 +172,8 @@ fn histogram_bad_input_is_a_typed_error() {
 }
 
 fn heat_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    shapes
-        .iter()
-        .map(|&s| -> Case {
-            (
-                format!("{}×{} {} steps", s.0, s.1, s.2),
-                Box::new(move |t, seed| samples::heat::check(common::rt(), t, s, seed)),
-            )
-        })
-        .collect()
+    let label = |s: (usize, usize, usize)| format!("{}×{} {} steps", s.0, s.1, s.2);
+    common::cases(shapes, label, samples::heat::trial)
 }
 
 const HEAT_SHAPES: [(usize, usize, usize); 8] = [
@@ -245,19 +187,7 @@ const HEAT_SHAPES: [(usize, usize, usize); 8] = [
     (256, 256, 300),
 ];
 
-#[test]
-fn heat_cpu() {
-    run_all("heat", &[Backend::Cpu], &heat_cases(&HEAT_SHAPES));
-}
-
-#[test]
-fn heat_gpu() {
-    run_all(
-        "heat",
-        &common::gpus(common::rt(), "heat_gpu"),
-        &heat_cases(&HEAT_SHAPES),
-    );
-}
+cpu_and_gpu_tests!("heat", heat_cpu, heat_gpu, heat_cases(&HEAT_SHAPES));
 
 #[test]
 fn heat_over_65535_tiles() {
@@ -311,24 +241,12 @@ fn heat_hot_spot_spreads_symmetrically() {
 }
 
 fn nbody_cases(sizes: &[usize]) -> Vec<Case> {
-    common::sized(sizes, samples::nbody::check)
+    common::sized(sizes, samples::nbody::trial)
 }
 
 const NBODY_SIZES: [usize; 6] = [0, 1, 2, 63, 257, 1000];
 
-#[test]
-fn nbody_cpu() {
-    run_all("nbody", &[Backend::Cpu], &nbody_cases(&NBODY_SIZES));
-}
-
-#[test]
-fn nbody_gpu() {
-    run_all(
-        "nbody",
-        &common::gpus(common::rt(), "nbody_gpu"),
-        &nbody_cases(&NBODY_SIZES),
-    );
-}
+cpu_and_gpu_tests!("nbody", nbody_cpu, nbody_gpu, nbody_cases(&NBODY_SIZES));
 
 #[test]
 fn nbody_bad_input_is_a_typed_error() {

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::sync::OnceLock;
 
+use pel::kernels::samples::{Check, Trial, run_check};
 use pel::{Backend, Runtime};
 
 /// The runtime every test in this binary shares (opening adapters is slow).
@@ -50,41 +51,104 @@ pub type Case = (
     Box<dyn Fn(pel::Target, u64) -> pel::Result<pel::kernels::samples::Check>>,
 );
 
+/// How a sample module prepares a trial of shape `D` at a seed.
+pub type Prepare<D, T> = fn(&Runtime, D, u64) -> pel::Result<T>;
+
+/// The CPU and every GPU (or a loud skip of the GPUs, as for [`gpus`]).
+pub fn everywhere(test: &str) -> Vec<Backend> {
+    let mut backends = vec![Backend::Cpu];
+    backends.extend(gpus(rt(), test));
+    backends
+}
+
+/// The CPU and the first GPU (or a skip, as for [`gpu`]): for the largest
+/// shapes, which the software GPUs after the first would run too slowly.
+pub fn cpu_and_first_gpu(test: &str) -> Vec<Backend> {
+    let mut backends = vec![Backend::Cpu];
+    backends.extend(gpu(rt(), test));
+    backends
+}
+
+/// Runs one trial on each backend in turn (its inputs made and its
+/// reference computed once), printing each check, and fails with every
+/// check that did not verify.
+pub fn run_trial(name: &str, trial: &mut dyn Trial, backends: &[Backend]) {
+    let mut failures = Vec::new();
+    for &b in backends {
+        record(
+            name,
+            b,
+            run_check(trial, rt(), pel::Target::On(b)),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Prints a check of `name` on `backend`, and notes it in `failures`
+/// unless it ran there and verified.
+fn record(name: &str, backend: Backend, check: pel::Result<Check>, failures: &mut Vec<String>) {
+    match check {
+        Ok(check) => {
+            eprintln!("{name} {} on {backend}: {check}", check.shape);
+            assert_eq!(check.backend, backend, "{name} ran elsewhere");
+            if !check.verified() {
+                failures.push(format!("{name} on {backend}: {check}"));
+            }
+        }
+        Err(e) => failures.push(format!("{name} on {backend}: error: {e}")),
+    }
+}
+
 /// Runs every case on every backend and fails with every case that did not
 /// verify (or errored), after printing each check.
 pub fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
     let mut failures = Vec::new();
     for &backend in backends {
         for (seed, (case, f)) in cases.iter().enumerate() {
-            match f(pel::Target::On(backend), 1000 + seed as u64) {
-                Ok(check) => {
-                    eprintln!("{name} {case} on {backend}: {check}");
-                    assert_eq!(check.backend, backend, "{name} {case} ran elsewhere");
-                    if !check.verified() {
-                        failures.push(format!("{name} {case} on {backend}: {check}"));
-                    }
-                }
-                Err(e) => failures.push(format!("{name} {case} on {backend}: error: {e}")),
-            }
+            let check = f(pel::Target::On(backend), 1000 + seed as u64);
+            record(&format!("{name} {case}"), backend, check, &mut failures);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// One case per size: `f(rt, target, size, seed)`.
-pub fn sized(
-    sizes: &[usize],
-    f: fn(&Runtime, pel::Target, usize, u64) -> pel::Result<pel::kernels::samples::Check>,
+/// One case per shape, named by `label`, its trial made by `prepare`.
+pub fn cases<D: Copy + 'static, T: Trial + 'static>(
+    shapes: &[D],
+    label: fn(D) -> String,
+    prepare: Prepare<D, T>,
 ) -> Vec<Case> {
-    sizes
+    shapes
         .iter()
-        .map(|&n| -> Case {
-            (
-                format!("n={n}"),
-                Box::new(move |t, seed| f(rt(), t, n, seed)),
-            )
+        .map(|&s| -> Case {
+            let run = move |t, seed| run_check(&mut prepare(rt(), s, seed)?, rt(), t);
+            (label(s), Box::new(run))
         })
         .collect()
+}
+
+/// One case per size.
+pub fn sized<T: Trial + 'static>(sizes: &[usize], prepare: Prepare<usize, T>) -> Vec<Case> {
+    cases(sizes, |n| format!("n={n}"), prepare)
+}
+
+/// Two tests of a sample kernel's cases: `$cpu` on the CPU and `$gpu` on
+/// every GPU (or a loud skip).
+#[macro_export]
+macro_rules! cpu_and_gpu_tests {
+    ($name:literal, $cpu:ident, $gpu:ident, $cases:expr) => {
+        #[test]
+        fn $cpu() {
+            common::run_all($name, &[pel::Backend::Cpu], &$cases);
+        }
+
+        #[test]
+        fn $gpu() {
+            let gpus = common::gpus(common::rt(), stringify!($gpu));
+            common::run_all($name, &gpus, &$cases);
+        }
+    };
 }
 
 /// `n` seeded values in [-0.5, 0.5) from a xorshift: reproducible, never

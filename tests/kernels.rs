@@ -49,34 +49,26 @@ cpu_and_gpu_tests!(
     "saxpy",
     saxpy_cpu,
     saxpy_gpu,
-    common::sized(&SIZES, samples::saxpy::trial)
+    common::cases(&SIZES, samples::saxpy::trial)
 );
 
 cpu_and_gpu_tests!(
     "sum",
     sum_cpu,
     sum_gpu,
-    common::sized(&SIZES, samples::sum::trial)
+    common::cases(&SIZES, samples::sum::trial)
 );
 
 cpu_and_gpu_tests!(
     "matmul",
     matmul_cpu,
     matmul_gpu,
-    common::cases(
-        &MATMUL_SHAPES,
-        |s| format!("{}×{}×{}", s.0, s.1, s.2),
-        samples::matmul::trial
-    )
+    common::cases(&MATMUL_SHAPES, samples::matmul::trial)
 );
 
 cpu_and_gpu_tests!(
     "mandelbrot",
     mandelbrot_cpu,
     mandelbrot_gpu,
-    common::cases(
-        &MANDELBROT_SHAPES,
-        |s| format!("{}×{}", s.0, s.1),
-        samples::mandelbrot::trial
-    )
+    common::cases(&MANDELBROT_SHAPES, samples::mandelbrot::trial)
 );

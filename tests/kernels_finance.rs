@@ -35,7 +35,7 @@ fn black_scholes_on_every_backend() {
     run_all(
         "black_scholes",
         &all_backends("black_scholes_on_every_backend"),
-        &common::sized(&[0, 1, 63, 257, 1_000_003], samples::black_scholes::trial),
+        &common::cases(&[0, 1, 63, 257, 1_000_003], samples::black_scholes::trial),
     );
 }
 
@@ -156,7 +156,7 @@ fn monte_carlo_on_every_backend() {
     run_all(
         "monte_carlo",
         &all_backends("monte_carlo_on_every_backend"),
-        &common::sized(&[1, 1_000, 1_000_003], samples::monte_carlo::trial),
+        &common::cases(&[1, 1_000, 1_000_003], samples::monte_carlo::trial),
     );
 }
 

@@ -34,25 +34,19 @@ const REDUCE_SIZES: [usize; 8] = [
 ];
 
 fn min_cases() -> Vec<Case> {
-    common::sized(&REDUCE_SIZES, |rt, n, seed| {
+    common::cases(&REDUCE_SIZES, |rt, n, seed| {
         samples::reduce::trial(rt, ReduceOp::Min, n, seed)
     })
 }
 
 fn max_cases() -> Vec<Case> {
-    common::sized(&REDUCE_SIZES, |rt, n, seed| {
+    common::cases(&REDUCE_SIZES, |rt, n, seed| {
         samples::reduce::trial(rt, ReduceOp::Max, n, seed)
     })
 }
 
 fn argmax_cases() -> Vec<Case> {
-    common::sized(&REDUCE_SIZES, samples::reduce::argmax_trial)
-}
-
-/// Transposes of every shape in `shapes`.
-fn transpose_cases(shapes: &[(usize, usize)]) -> Vec<Case> {
-    let label = |s: (usize, usize)| format!("{}×{}", s.0, s.1);
-    common::cases(shapes, label, samples::transpose::trial)
+    common::cases(&REDUCE_SIZES, samples::reduce::argmax_trial)
 }
 
 const TRANSPOSE_SHAPES: [(usize, usize); 11] = [
@@ -72,12 +66,6 @@ const TRANSPOSE_SHAPES: [(usize, usize); 11] = [
 /// 65,537 tiles of 16×16 in a 15×1,048,581 matrix (60 MiB): more than
 /// 65,535 workgroups, and partial tiles along both edges.
 const TRANSPOSE_LARGE: (usize, usize) = (15, 65_536 * transpose::TILE + 5);
-
-/// Products of a random matrix of every shape (rows, cols, non-zeros).
-fn spmv_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    let label = |s: (usize, usize, usize)| format!("{}×{}, {} nz", s.0, s.1, s.2);
-    common::cases(shapes, label, samples::spmv::trial)
-}
 
 const SPMV_SHAPES: [(usize, usize, usize); 8] = [
     (0, 0, 0),
@@ -108,44 +96,50 @@ cpu_and_gpu_tests!("max", max_cpu, max_gpu, max_cases());
 
 cpu_and_gpu_tests!("argmax", argmax_cpu, argmax_gpu, argmax_cases());
 
+/// `small` and `large` on the CPU.
+fn on_cpu(name: &str, mut small: Vec<Case>, large: Vec<Case>) {
+    small.extend(large);
+    run_all(name, &[Backend::Cpu], &small);
+}
+
+/// `small` on every GPU, `large` on the first only (see [`first_gpu`]).
+fn on_gpus(name: &str, test: &str, small: Vec<Case>, large: Vec<Case>) {
+    run_all(name, &common::gpus(common::rt(), test), &small);
+    run_all(name, &first_gpu(test), &large);
+}
+
 #[test]
 fn transpose_cpu() {
-    let mut cases = transpose_cases(&TRANSPOSE_SHAPES);
-    cases.extend(transpose_cases(&[TRANSPOSE_LARGE]));
-    run_all("transpose", &[Backend::Cpu], &cases);
+    let cases = |shapes| common::cases(shapes, samples::transpose::trial);
+    on_cpu(
+        "transpose",
+        cases(&TRANSPOSE_SHAPES),
+        cases(&[TRANSPOSE_LARGE]),
+    );
 }
 
 #[test]
 fn transpose_gpu() {
-    let rt = common::rt();
-    run_all(
-        "transpose",
-        &common::gpus(rt, "transpose_gpu"),
-        &transpose_cases(&TRANSPOSE_SHAPES),
-    );
-    run_all(
-        "transpose",
-        &first_gpu("transpose_gpu"),
-        &transpose_cases(&[TRANSPOSE_LARGE]),
-    );
+    let cases = |shapes| common::cases(shapes, samples::transpose::trial);
+    let (small, large) = (cases(&TRANSPOSE_SHAPES), cases(&[TRANSPOSE_LARGE]));
+    on_gpus("transpose", "transpose_gpu", small, large);
 }
 
 #[test]
 fn spmv_cpu() {
-    let mut cases = spmv_cases(&SPMV_SHAPES);
-    cases.extend(spmv_cases(&[SPMV_LARGE]));
-    run_all("spmv", &[Backend::Cpu], &cases);
+    let cases = |shapes| common::cases(shapes, samples::spmv::trial);
+    on_cpu("spmv", cases(&SPMV_SHAPES), cases(&[SPMV_LARGE]));
 }
 
 #[test]
 fn spmv_gpu() {
-    let rt = common::rt();
-    run_all(
+    let cases = |shapes| common::cases(shapes, samples::spmv::trial);
+    on_gpus(
         "spmv",
-        &common::gpus(rt, "spmv_gpu"),
-        &spmv_cases(&SPMV_SHAPES),
+        "spmv_gpu",
+        cases(&SPMV_SHAPES),
+        cases(&[SPMV_LARGE]),
     );
-    run_all("spmv", &first_gpu("spmv_gpu"), &spmv_cases(&[SPMV_LARGE]));
 }
 
 /// (min, max, argmax) of an input.

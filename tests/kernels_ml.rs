@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::{Case, cpu_and_first_gpu, run_all};
+use common::{cpu_and_first_gpu, run_all};
 use pel::kernels::kmeans::{self, Init, KMeans};
 use pel::kernels::layernorm::LayerNorm;
-use pel::kernels::samples::{self, Trial};
+use pel::kernels::samples;
 use pel::kernels::softmax::Softmax;
 use pel::{Backend, Error, Result, Target};
 
@@ -52,23 +52,11 @@ const KMEANS_SHAPES: [(usize, usize, usize); 7] = [
 /// chunks of partial sums, so the update's middle pass runs too.
 const FOLDED_KMEANS: (usize, usize, usize) = (4_200_000, 1, 3);
 
-fn row_cases<T: Trial + 'static>(
-    shapes: &[(usize, usize)],
-    prepare: common::Prepare<(usize, usize), T>,
-) -> Vec<Case> {
-    common::cases(shapes, |s| format!("{}×{}", s.0, s.1), prepare)
-}
-
-fn kmeans_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    let label = |s: (usize, usize, usize)| format!("n={} d={} k={}", s.0, s.1, s.2);
-    common::cases(shapes, label, samples::kmeans::trial)
-}
-
 cpu_and_gpu_tests!(
     "softmax",
     softmax_cpu,
     softmax_gpu,
-    row_cases(&ROW_SHAPES, samples::softmax::trial)
+    common::cases(&ROW_SHAPES, samples::softmax::trial)
 );
 
 #[test]
@@ -76,7 +64,7 @@ fn softmax_folded_launch() {
     run_all(
         "softmax",
         &cpu_and_first_gpu("softmax_folded_launch"),
-        &row_cases(&[FOLDED_ROWS], samples::softmax::trial),
+        &common::cases(&[FOLDED_ROWS], samples::softmax::trial),
     );
 }
 
@@ -84,7 +72,7 @@ cpu_and_gpu_tests!(
     "layernorm",
     layernorm_cpu,
     layernorm_gpu,
-    row_cases(&ROW_SHAPES, samples::layernorm::trial)
+    common::cases(&ROW_SHAPES, samples::layernorm::trial)
 );
 
 #[test]
@@ -92,7 +80,7 @@ fn layernorm_folded_launch() {
     run_all(
         "layernorm",
         &cpu_and_first_gpu("layernorm_folded_launch"),
-        &row_cases(&[FOLDED_ROWS], samples::layernorm::trial),
+        &common::cases(&[FOLDED_ROWS], samples::layernorm::trial),
     );
 }
 
@@ -100,7 +88,7 @@ cpu_and_gpu_tests!(
     "kmeans",
     kmeans_cpu,
     kmeans_gpu,
-    kmeans_cases(&KMEANS_SHAPES)
+    common::cases(&KMEANS_SHAPES, samples::kmeans::trial)
 );
 
 #[test]
@@ -108,7 +96,7 @@ fn kmeans_folded_launch() {
     run_all(
         "kmeans",
         &cpu_and_first_gpu("kmeans_folded_launch"),
-        &kmeans_cases(&[FOLDED_KMEANS]),
+        &common::cases(&[FOLDED_KMEANS], samples::kmeans::trial),
     );
 }
 
@@ -192,37 +180,21 @@ fn kmeans_fit_from_given_centroids_and_no_iterations() {
     let km = KMeans::new().expect("kmeans builds");
     // No update: the labels of the initial centroids; the midpoint (0.5,
     // 0.5) is nearer (0, 0).
-    let fit = km
-        .fit(
-            rt,
-            Target::On(Backend::Cpu),
-            &points,
-            5,
-            2,
-            2,
-            Init::Centroids(&init),
-            0,
-        )
-        .expect("fit");
-    assert_eq!(fit.labels, vec![0, 0, 1, 1, 0]);
-    assert_eq!(fit.centroids, init.to_vec());
-    assert_eq!((fit.iterations, fit.converged), (0, false));
+    let fit = |iterations| {
+        let init = Init::Centroids(&init);
+        let on = Target::On(Backend::Cpu);
+        km.fit(rt, on, &points, 5, 2, 2, init, iterations)
+            .expect("fit")
+    };
+    let fit0 = fit(0);
+    assert_eq!(fit0.labels, vec![0, 0, 1, 1, 0]);
+    assert_eq!(fit0.centroids, init.to_vec());
+    assert_eq!((fit0.iterations, fit0.converged), (0, false));
     // To convergence: the means of the two pairs (and the midpoint).
-    let fit = km
-        .fit(
-            rt,
-            Target::On(Backend::Cpu),
-            &points,
-            5,
-            2,
-            2,
-            Init::Centroids(&init),
-            10,
-        )
-        .expect("fit");
-    assert!(fit.converged);
-    assert_eq!(fit.labels, vec![0, 0, 1, 1, 0]);
-    assert_eq!(fit.centroids, vec![0.5, 0.5, 9.5, 9.5]);
+    let fit10 = fit(10);
+    assert!(fit10.converged);
+    assert_eq!(fit10.labels, vec![0, 0, 1, 1, 0]);
+    assert_eq!(fit10.centroids, vec![0.5, 0.5, 9.5, 9.5]);
 }
 
 #[test]

@@ -19,15 +19,10 @@ use pel::kernels::nbody::{self, Nbody};
 use pel::kernels::samples;
 use pel::{Backend, Buffer, Error, Target};
 
-use common::{Case, cpu_and_first_gpu, everywhere as all_backends, run_all};
+use common::{cpu_and_first_gpu, everywhere as all_backends, run_all};
 
 /// 65,537 tiles of 16×16 in one row: more than 65,535 workgroups, in 12 MiB.
 const WIDE: usize = 65_537 * 16 - 15;
-
-fn blur_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    let label = |s: (usize, usize, usize)| format!("{}×{} r={}", s.0, s.1, s.2);
-    common::cases(shapes, label, samples::blur::trial)
-}
 
 const BLUR_SHAPES: [(usize, usize, usize); 8] = [
     (0, 0, 1),
@@ -40,14 +35,19 @@ const BLUR_SHAPES: [(usize, usize, usize); 8] = [
     (300, 47, 1),
 ];
 
-cpu_and_gpu_tests!("blur", blur_cpu, blur_gpu, blur_cases(&BLUR_SHAPES));
+cpu_and_gpu_tests!(
+    "blur",
+    blur_cpu,
+    blur_gpu,
+    common::cases(&BLUR_SHAPES, samples::blur::trial)
+);
 
 #[test]
 fn blur_over_65535_tiles() {
     run_all(
         "blur",
         &cpu_and_first_gpu("blur_over_65535_tiles"),
-        &blur_cases(&[(WIDE, 3, 2)]),
+        &common::cases(&[(WIDE, 3, 2)], samples::blur::trial),
     );
 }
 
@@ -119,11 +119,6 @@ fn blur_bad_input_is_a_typed_error() {
     assert!(g[24] > g[23] && g[23] > g[22]);
 }
 
-fn histogram_cases(shapes: &[(usize, usize, u32)]) -> Vec<Case> {
-    let label = |s: (usize, usize, u32)| format!("n={} bins={} max={}", s.0, s.1, s.2);
-    common::cases(shapes, label, samples::histogram::trial)
-}
-
 const HISTOGRAM_SHAPES: [(usize, usize, u32); 10] = [
     (0, 256, 999_999),
     (1, 256, 999_999),
@@ -142,7 +137,7 @@ cpu_and_gpu_tests!(
     "histogram",
     histogram_cpu,
     histogram_gpu,
-    histogram_cases(&HISTOGRAM_SHAPES)
+    common::cases(&HISTOGRAM_SHAPES, samples::histogram::trial)
 );
 
 #[test]
@@ -150,7 +145,10 @@ fn histogram_over_65535_workgroups() {
     run_all(
         "histogram",
         &all_backends("histogram_over_65535_workgroups"),
-        &histogram_cases(&[(65_536 * 256 + 1, 4097, 3_999_999_999)]),
+        &common::cases(
+            &[(65_536 * 256 + 1, 4097, 3_999_999_999)],
+            samples::histogram::trial,
+        ),
     );
 }
 
@@ -171,11 +169,6 @@ fn histogram_bad_input_is_a_typed_error() {
     assert_eq!(histogram::bin(7, 0, 10), 0);
 }
 
-fn heat_cases(shapes: &[(usize, usize, usize)]) -> Vec<Case> {
-    let label = |s: (usize, usize, usize)| format!("{}×{} {} steps", s.0, s.1, s.2);
-    common::cases(shapes, label, samples::heat::trial)
-}
-
 const HEAT_SHAPES: [(usize, usize, usize); 8] = [
     (0, 0, 2),
     (1, 1, 1),
@@ -187,14 +180,19 @@ const HEAT_SHAPES: [(usize, usize, usize); 8] = [
     (256, 256, 300),
 ];
 
-cpu_and_gpu_tests!("heat", heat_cpu, heat_gpu, heat_cases(&HEAT_SHAPES));
+cpu_and_gpu_tests!(
+    "heat",
+    heat_cpu,
+    heat_gpu,
+    common::cases(&HEAT_SHAPES, samples::heat::trial)
+);
 
 #[test]
 fn heat_over_65535_tiles() {
     run_all(
         "heat",
         &all_backends("heat_over_65535_tiles"),
-        &heat_cases(&[(3, 65_536 * 8 + 1, 3)]),
+        &common::cases(&[(3, 65_536 * 8 + 1, 3)], samples::heat::trial),
     );
 }
 
@@ -240,13 +238,14 @@ fn heat_hot_spot_spreads_symmetrically() {
     }
 }
 
-fn nbody_cases(sizes: &[usize]) -> Vec<Case> {
-    common::sized(sizes, samples::nbody::trial)
-}
-
 const NBODY_SIZES: [usize; 6] = [0, 1, 2, 63, 257, 1000];
 
-cpu_and_gpu_tests!("nbody", nbody_cpu, nbody_gpu, nbody_cases(&NBODY_SIZES));
+cpu_and_gpu_tests!(
+    "nbody",
+    nbody_cpu,
+    nbody_gpu,
+    common::cases(&NBODY_SIZES, samples::nbody::trial)
+);
 
 #[test]
 fn nbody_bad_input_is_a_typed_error() {

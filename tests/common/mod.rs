@@ -113,24 +113,19 @@ pub fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// One case per shape, named by `label`, its trial made by `prepare`.
-pub fn cases<D: Copy + 'static, T: Trial + 'static>(
-    shapes: &[D],
-    label: fn(D) -> String,
-    prepare: Prepare<D, T>,
-) -> Vec<Case> {
+/// One case per shape (named as the shape), its trial made by `prepare`.
+pub fn cases<D, T>(shapes: &[D], prepare: Prepare<D, T>) -> Vec<Case>
+where
+    D: Copy + std::fmt::Debug + 'static,
+    T: Trial + 'static,
+{
     shapes
         .iter()
         .map(|&s| -> Case {
             let run = move |t, seed| run_check(&mut prepare(rt(), s, seed)?, rt(), t);
-            (label(s), Box::new(run))
+            (format!("{s:?}"), Box::new(run))
         })
         .collect()
-}
-
-/// One case per size.
-pub fn sized<T: Trial + 'static>(sizes: &[usize], prepare: Prepare<usize, T>) -> Vec<Case> {
-    cases(sizes, |n| format!("n={n}"), prepare)
 }
 
 /// Two tests of a sample kernel's cases: `$cpu` on the CPU and `$gpu` on

@@ -49,14 +49,19 @@ pub type ReduceTrial = Sampled<Reduction<Reduce>>;
 pub type ArgmaxTrial = Sampled<Reduction<Argmax>>;
 
 /// The inputs of a [`ReduceTrial`], an [`ArgmaxTrial`] or a
-/// [`SumTrial`](super::sum::SumTrial): seeded values and the kernel that
-/// reduces them to one.
-pub struct Reduction<K> {
+/// [`SumTrial`](super::sum::SumTrial): seeded values, the kernel that
+/// reduces them to one, and its `run`.
+pub struct Reduction<K: Reducer> {
     kernel: K,
+    run: Run<K>,
     x: Input<f32>,
 }
 
-/// A kernel that reduces f32 values to one, as a [`Reduction`] runs it.
+/// A reducing kernel's `run`: `x` into `out` at a target.
+type Run<K> =
+    fn(&K, &Runtime, Target, &Buffer<f32>, &Buffer<<K as Reducer>::Out>) -> Result<RunInfo>;
+
+/// A kernel that reduces f32 values to one, as a [`Reduction`] checks it.
 pub trait Reducer: Send {
     /// The result's element.
     type Out: Element + Into<f64>;
@@ -64,50 +69,43 @@ pub trait Reducer: Send {
     const POISON: Self::Out;
     /// The tolerance, in words.
     const TOLERANCE: &'static str;
-    /// Reduces `x` into `out` at `target`.
-    fn reduce(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<f32>,
-        out: &Buffer<Self::Out>,
-    ) -> Result<RunInfo>;
     /// The serial reference's result for `xs`, and how far from it the
     /// kernel's may be.
     fn want(&self, xs: &[f32]) -> (f64, f64);
 }
 
 impl<K: Reducer> Reduction<K> {
-    /// A trial that reduces `xs` with `kernel`.
-    pub(crate) fn trial(rt: &Runtime, kernel: K, xs: Vec<f32>) -> Sampled<Self> {
+    /// A trial that reduces `xs` with `kernel`'s `run`.
+    pub(crate) fn trial(rt: &Runtime, kernel: K, run: Run<K>, xs: Vec<f32>) -> Sampled<Self> {
         let x = Input::new(rt, xs);
-        Sampled::poisoned(rt, Reduction { kernel, x }, 1, K::POISON)
+        Sampled::poisoned(rt, Reduction { kernel, run, x }, 1, K::POISON)
     }
 }
 
 /// Prepares the min or max of `n` elements.
 pub fn trial(rt: &Runtime, op: ReduceOp, n: usize, seed: u64) -> Result<ReduceTrial> {
-    Ok(Reduction::trial(rt, Reduce::new(op)?, input(seed, n)))
+    Ok(Reduction::trial(
+        rt,
+        Reduce::new(op)?,
+        Reduce::run,
+        input(seed, n),
+    ))
 }
 
 /// Prepares the argmax of `n` elements.
 pub fn argmax_trial(rt: &Runtime, n: usize, seed: u64) -> Result<ArgmaxTrial> {
-    Ok(Reduction::trial(rt, Argmax::new()?, input(seed, n)))
+    Ok(Reduction::trial(
+        rt,
+        Argmax::new()?,
+        Argmax::run,
+        input(seed, n),
+    ))
 }
 
 impl Reducer for Reduce {
     type Out = f32;
     const POISON: f32 = f32::NAN;
     const TOLERANCE: &'static str = "exact";
-    fn reduce(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<f32>,
-        out: &Buffer<f32>,
-    ) -> Result<RunInfo> {
-        self.run(rt, target, x, out)
-    }
     fn want(&self, xs: &[f32]) -> (f64, f64) {
         (reference(self.op(), xs).map_or(f64::NAN, f64::from), 0.0)
     }
@@ -117,15 +115,6 @@ impl Reducer for Argmax {
     type Out = u32;
     const POISON: u32 = 0xDEAD_BEEF;
     const TOLERANCE: &'static str = "exact (the first maximum)";
-    fn reduce(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<f32>,
-        out: &Buffer<u32>,
-    ) -> Result<RunInfo> {
-        self.run(rt, target, x, out)
-    }
     fn want(&self, xs: &[f32]) -> (f64, f64) {
         (argmax_reference(xs).map_or(f64::NAN, |i| i as f64), 0.0)
     }
@@ -144,7 +133,7 @@ impl<K: Reducer> Problem for Reduction<K> {
         self.x.write(rt)
     }
     fn run(&mut self, rt: &Runtime, target: Target, out: &Buffer<K::Out>) -> Result<RunInfo> {
-        self.kernel.reduce(rt, target, self.x.buf(), out)
+        (self.run)(&self.kernel, rt, target, self.x.buf(), out)
     }
     fn compare(&mut self, got: &[K::Out]) -> Compare {
         let (want, tol) = self.kernel.want(&self.x);

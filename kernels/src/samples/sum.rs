@@ -1,7 +1,7 @@
 //! The sum sample: seeded inputs, the run, and the check against
 //! the serial reference in [`crate::sum`].
 
-use pel_runtime::{Buffer, Result, RunInfo, Runtime, Target};
+use pel_runtime::{Result, Runtime};
 
 use super::reduce::{Reducer, Reduction};
 use super::verify::{self, Sampled};
@@ -18,22 +18,13 @@ pub type SumTrial = Sampled<Reduction<Sum>>;
 /// Prepares a sum of `n` elements.
 pub fn trial(rt: &Runtime, n: usize, seed: u64) -> Result<SumTrial> {
     let xs = verify::random_f32(seed, n, -1.0, 1.0);
-    Ok(Reduction::trial(rt, Sum::new()?, xs))
+    Ok(Reduction::trial(rt, Sum::new()?, Sum::run, xs))
 }
 
 impl Reducer for Sum {
     type Out = f32;
     const POISON: f32 = f32::NAN;
     const TOLERANCE: &'static str = "1e-5 of Σ|x|";
-    fn reduce(
-        &self,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<f32>,
-        out: &Buffer<f32>,
-    ) -> Result<RunInfo> {
-        self.run(rt, target, x, out)
-    }
     fn want(&self, xs: &[f32]) -> (f64, f64) {
         let (want, magnitude) = reference(xs);
         (want, 1e-5 * magnitude + f32::MIN_POSITIVE as f64)

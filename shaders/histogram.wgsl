@@ -1,8 +1,8 @@
 // histogram: counts of u32 values in `bins` equal-width bins over
 // [0, max_value]. Value v goes to bin floor(v·bins / (max_value + 1)),
-// computed exactly (with a 64-bit product built from 32-bit halves); values
-// above max_value go to the last bin. Counts are added to `hist`, which the
-// host clears first (`clear`).
+// computed exactly (with a 64-bit product built from 32-bit halves, mul_wide
+// in shaders/lib); values above max_value go to the last bin. Counts are
+// added to `hist`, which the host clears first (`clear`).
 //
 // `main` (bins ≤ 256) and `main_4k` (bins ≤ 4096): each workgroup counts
 // `items`·256 consecutive values into its own histogram in workgroup memory
@@ -33,24 +33,10 @@ struct Params {
 @group(0) @binding(2) var<uniform> p: Params;
 
 const WG: u32 = 256u;
+const NO_BIN: u32 = 0xffffffffu;
 // WGSL zero-initialises workgroup memory.
 var<workgroup> hist_256: array<atomic<u32>, 256>;
 var<workgroup> hist_4k: array<atomic<u32>, 4096>;
-
-// a·b as (low word, high word).
-fn mul_wide(a: u32, b: u32) -> vec2<u32> {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p00 = a0 * b0;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    let lo = (p00 & 0xffffu) | (mid << 16u);
-    let hi = a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-    return vec2<u32>(lo, hi);
-}
 
 // a ≤ b for 64-bit (low, high) pairs.
 fn le64(a: vec2<u32>, b: vec2<u32>) -> bool {
@@ -79,6 +65,23 @@ fn bin_of(v: u32) -> u32 {
     return b;
 }
 
+// The bin of value k·WG + lid of workgroup `group`'s items·WG, or NO_BIN
+// past the end (reads are coalesced).
+fn item_bin(group: u32, k: u32, lid: u32) -> u32 {
+    let i = (group * p.items + k) * WG + lid;
+    if i < p.n {
+        return bin_of(values[i]);
+    }
+    return NO_BIN;
+}
+
+// Adds a workgroup's count of bin b to `hist`: nothing for no value.
+fn flush(b: u32, count: u32) {
+    if count != 0u {
+        atomicAdd(&hist[b], count);
+    }
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -88,19 +91,15 @@ fn main(@builtin(local_invocation_index) lid: u32,
     if group >= p.groups {
         return;
     }
-    let first = group * p.items * WG;
     for (var k = 0u; k < p.items; k = k + 1u) {
-        let i = first + k * WG + lid;
-        if i < p.n {
-            atomicAdd(&hist_256[bin_of(values[i])], 1u);
+        let b = item_bin(group, k, lid);
+        if b != NO_BIN {
+            atomicAdd(&hist_256[b], 1u);
         }
     }
     workgroupBarrier();
     if lid < p.bins {
-        let count = atomicLoad(&hist_256[lid]);
-        if count != 0u {
-            atomicAdd(&hist[lid], count);
-        }
+        flush(lid, atomicLoad(&hist_256[lid]));
     }
 }
 
@@ -113,19 +112,15 @@ fn main_4k(@builtin(local_invocation_index) lid: u32,
     if group >= p.groups {
         return;
     }
-    let first = group * p.items * WG;
     for (var k = 0u; k < p.items; k = k + 1u) {
-        let i = first + k * WG + lid;
-        if i < p.n {
-            atomicAdd(&hist_4k[bin_of(values[i])], 1u);
+        let b = item_bin(group, k, lid);
+        if b != NO_BIN {
+            atomicAdd(&hist_4k[b], 1u);
         }
     }
     workgroupBarrier();
     for (var b = lid; b < p.bins; b = b + WG) {
-        let count = atomicLoad(&hist_4k[b]);
-        if count != 0u {
-            atomicAdd(&hist[b], count);
-        }
+        flush(b, atomicLoad(&hist_4k[b]));
     }
 }
 

@@ -7,7 +7,8 @@
 // for rows of 129 columns or more, many short rows per workgroup otherwise.
 // The invocations of a segment stride over its row together (coalesced).
 // Two passes, each reduced over the segment by a tree of fan-in 16 in
-// workgroup memory: the mean, then the sum of squared deviations from it.
+// workgroup memory (segment_reduce, in shaders/lib): the mean, then the sum
+// of squared deviations from it.
 // Both sum `x − x₀`, x₀ the row's first element, so a row of 10⁴ + noise
 // sums the noise, not the 10⁴s: f32 rounding of the large values would
 // otherwise swamp it. Workgroups are numbered linearly (pel folds more than
@@ -32,37 +33,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-const WG: u32 = 256u;
-var<workgroup> scratch: array<f32, 256>;
-
-// The sum of `v` over the segment of `seg` invocations from `first`,
-// returned to each of them. Every invocation of the workgroup must call it.
-fn segment_sum(lid: u32, first: u32, seg: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    let lane = lid - first;
-    // A tree of fan-in 16: two levels (and barriers) for 256 values. Each
-    // level's `next` partial sums gather values `next` apart, so neighbouring
-    // invocations read neighbouring words. (width / 16 is the next level's
-    // width, or 0 after the last.)
-    for (var width = seg; width > 1u; width = width / 16u) {
-        let fan = min(width, 16u);
-        let next = width / fan;
-        if lane < next {
-            var acc = scratch[lid];
-            for (var f = 1u; f < fan; f = f + 1u) {
-                acc = acc + scratch[lid + f * next];
-            }
-            scratch[lid] = acc;
-        }
-        workgroupBarrier();
-    }
-    let total = scratch[first];
-    // Everyone has read the total before the scratch is reused.
-    workgroupBarrier();
-    return total;
-}
-
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -73,36 +43,30 @@ fn main(@builtin(local_invocation_index) lid: u32,
         return;
     }
     let seg = p.seg;
-    let lane = lid % seg;
-    let first = lid - lane;
-    let row = group * (WG / seg) + lid / seg;
-    // Past the last row a segment still takes part in the barriers, with
-    // nothing to read: its loops run zero times.
-    var cols = p.cols;
+    let at = segment(lid, group, seg, p.rows, p.cols);
     var shift = 0.0;
-    let base = row * p.cols;
-    if row < p.rows {
-        shift = x[base];
-    } else {
-        cols = 0u;
+    if at.row < p.rows {
+        shift = x[at.base];
     }
     let n = f32(p.cols);
 
     var s = 0.0;
-    for (var c = lane; c < cols; c = c + seg) {
-        s = s + (x[base + c] - shift);
+    for (var c = at.lane; c < at.cols; c = c + seg) {
+        s = s + (x[at.base + c] - shift);
     }
-    let mean = segment_sum(lid, first, seg, s) / n;
+    let mean = segment_reduce(lid, at.first, seg, s, false) / n;
+    // Everyone has read the sum before the scratch is reused.
+    workgroupBarrier();
 
     var q = 0.0;
-    for (var c = lane; c < cols; c = c + seg) {
-        let d = (x[base + c] - shift) - mean;
+    for (var c = at.lane; c < at.cols; c = c + seg) {
+        let d = (x[at.base + c] - shift) - mean;
         q = q + d * d;
     }
-    let r = inverseSqrt(segment_sum(lid, first, seg, q) / n + p.eps);
+    let r = inverseSqrt(segment_reduce(lid, at.first, seg, q, false) / n + p.eps);
 
-    for (var c = lane; c < cols; c = c + seg) {
-        let d = (x[base + c] - shift) - mean;
-        y[base + c] = d * r * gamma[c] + beta[c];
+    for (var c = at.lane; c < at.cols; c = c + seg) {
+        let d = (x[at.base + c] - shift) - mean;
+        y[at.base + c] = d * r * gamma[c] + beta[c];
     }
 }

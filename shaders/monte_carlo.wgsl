@@ -11,8 +11,8 @@
 // sum.wgsl; the host runs passes until one is left, all on the device.
 //
 // The generator is u32 arithmetic only (WGSL has no 64-bit integers, so the
-// high word of a 32×32 product is built from 16-bit halves); monte_carlo.rs
-// draws the same bits on the CPU.
+// high word of a 32×32 product is built from 16-bit halves: mul_wide, in
+// shaders/lib); monte_carlo.rs draws the same bits on the CPU.
 
 struct SimParams {
     spot: f32,
@@ -40,26 +40,14 @@ struct SumParams {
 const WG: u32 = 256u;
 alias WgSum = vec4<f32>;
 
-// The high 32 bits of a·b, from four 16×16-bit products (none overflows).
-fn mulhi(a: u32, b: u32) -> u32 {
-    let al = a & 0xffffu;
-    let ah = a >> 16u;
-    let bl = b & 0xffffu;
-    let bh = b >> 16u;
-    let lh = al * bh;
-    let hl = ah * bl;
-    let mid = ((al * bl) >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    return ah * bh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-}
-
 // Philox4x32-10 (Salmon et al., SC 2011), as in Random123.
 fn philox(counter: vec4<u32>, seed: vec2<u32>) -> vec4<u32> {
     var c = counter;
     var k = seed;
     for (var round = 0u; round < 10u; round = round + 1u) {
-        let hi0 = mulhi(0xD2511F53u, c.x);
+        let hi0 = mul_wide(0xD2511F53u, c.x).y;
         let lo0 = 0xD2511F53u * c.x;
-        let hi1 = mulhi(0xCD9E8D57u, c.z);
+        let hi1 = mul_wide(0xCD9E8D57u, c.z).y;
         let lo1 = 0xCD9E8D57u * c.z;
         c = vec4<u32>(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
         k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);

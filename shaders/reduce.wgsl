@@ -1,32 +1,56 @@
-// min and max, one pass: each workgroup reduces 256 consecutive elements to
-// one partial result. An invocation first folds 4 elements, 64 apart (every
-// load of the workgroup is coalesced), then the 64 values are halved in
-// workgroup memory (6 steps). The host side runs passes until one value is
-// left, so the data never leaves the GPU.
+// min, max and argmax, one pass: each workgroup reduces 256 consecutive
+// elements to one partial result. An invocation first folds 4 elements, 64
+// apart (every load of the workgroup is coalesced), then the 64 values are
+// halved in workgroup memory (6 steps). The host side runs passes until one
+// value is left, so the data never leaves the GPU.
 //
-// NaNs are ignored: a partial is NaN only when all its elements are. NaN is
-// recognised by its bits, since a shader compiler may assume `v != v` false.
-// Past the end of the input an invocation reads the last element again: a
-// repeated element changes neither the min nor the max, so no identity value
-// (and no NaN constant) is needed.
+// `min_pass` and `max_pass`: NaNs are ignored; a partial is NaN only when all
+// its elements are.
+//
+// argmax reduces (value, index) pairs. Entry `first` reads the input, where a
+// candidate's index is its position; entry `merge` reads the partial pairs of
+// a previous pass. The best candidate: NaNs are ignored, the larger value
+// wins, and on a tie (-0 and +0 included) the lower index wins, so the result
+// is the first maximum whatever the order of the tree. A group whose
+// candidates are all NaN gives (NaN, 0xffffffff).
+//
+// NaN is recognised by its bits, since a shader compiler may assume `v != v`
+// false. Past the end of the input an invocation reads the last element
+// again: a repeated element changes neither the min, the max nor the argmax,
+// so no identity value (and no NaN constant) is needed.
 
 struct Params {
     n: u32,
     groups: u32,
 }
 
+// The elements (the candidates' values).
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
+// The candidates' indices (`merge` only).
+@group(0) @binding(1) var<storage, read> idx: array<u32>;
+// Each workgroup's result (for argmax, its best value).
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+// Each workgroup's best index (argmax only).
+@group(0) @binding(3) var<storage, read_write> partial_idx: array<u32>;
+@group(0) @binding(4) var<uniform> p: Params;
 
 const WG: u32 = 64u;
 const PER: u32 = 4u;
 const CHUNK: u32 = 256u; // WG · PER
+const NONE: u32 = 0xffffffffu;
 var<workgroup> scratch: array<f32, 64>;
+var<workgroup> scratch_idx: array<u32, 64>;
 
 fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
+
+// Element k of this invocation's PER (k < PER), clamped to the last.
+fn element(group: u32, lid: u32, k: u32) -> u32 {
+    return min(group * CHUNK + k * WG + lid, p.n - 1u);
+}
+
+// ---- min and max
 
 // The smaller (or larger) of a and b, ignoring a NaN; NaN only if both are.
 fn pick(a: f32, b: f32, smaller: bool) -> f32 {
@@ -39,15 +63,10 @@ fn pick(a: f32, b: f32, smaller: bool) -> f32 {
     return select(max(a, b), min(a, b), smaller);
 }
 
-fn load(i: u32) -> f32 {
-    return x[min(i, p.n - 1u)];
-}
-
 fn reduce(lid: u32, group: u32, smaller: bool) {
-    let base = group * CHUNK + lid;
-    var v = load(base);
+    var v = x[element(group, lid, 0u)];
     for (var k = 1u; k < PER; k = k + 1u) {
-        v = pick(v, load(base + k * WG), smaller);
+        v = pick(v, x[element(group, lid, k)], smaller);
     }
     scratch[lid] = v;
     workgroupBarrier();
@@ -62,16 +81,16 @@ fn reduce(lid: u32, group: u32, smaller: bool) {
     }
 }
 
+// Workgroups are numbered linearly (pel folds more than 65,535 of them into
+// 2-D). Uniform across the workgroup: a whole spare group leaves together.
 @compute @workgroup_size(64)
 fn min_pass(@builtin(local_invocation_index) lid: u32,
             @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) groups: vec3<u32>) {
     let group = pel_workgroup_index(wid, groups);
-    // Uniform across the workgroup: the whole group leaves together.
-    if group >= p.groups {
-        return;
+    if group < p.groups {
+        reduce(lid, group, true);
     }
-    reduce(lid, group, true);
 }
 
 @compute @workgroup_size(64)
@@ -79,8 +98,87 @@ fn max_pass(@builtin(local_invocation_index) lid: u32,
             @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) groups: vec3<u32>) {
     let group = pel_workgroup_index(wid, groups);
+    if group < p.groups {
+        reduce(lid, group, false);
+    }
+}
+
+// ---- argmax
+
+// Whether candidate (b, j) beats (a, i).
+fn beats(b: f32, j: u32, a: f32, i: u32) -> bool {
+    if is_nan(b) {
+        return false;
+    }
+    if is_nan(a) {
+        return true;
+    }
+    return b > a || (b == a && j < i);
+}
+
+// The tree over the workgroup's 64 candidates; writes the group's best.
+fn finish(lid: u32, group: u32, v: f32, i: u32) {
+    scratch[lid] = v;
+    scratch_idx[lid] = i;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if lid < s {
+            let b = scratch[lid + s];
+            let j = scratch_idx[lid + s];
+            if beats(b, j, scratch[lid], scratch_idx[lid]) {
+                scratch[lid] = b;
+                scratch_idx[lid] = j;
+            }
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let best = scratch[0];
+        partial[group] = best;
+        partial_idx[group] = select(scratch_idx[0], NONE, is_nan(best));
+    }
+}
+
+@compute @workgroup_size(64)
+fn first(@builtin(local_invocation_index) lid: u32,
+         @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
     if group >= p.groups {
         return;
     }
-    reduce(lid, group, false);
+    var i = element(group, lid, 0u);
+    var v = x[i];
+    for (var k = 1u; k < PER; k = k + 1u) {
+        let j = element(group, lid, k);
+        let b = x[j];
+        if beats(b, j, v, i) {
+            v = b;
+            i = j;
+        }
+    }
+    finish(lid, group, v, i);
+}
+
+@compute @workgroup_size(64)
+fn merge(@builtin(local_invocation_index) lid: u32,
+         @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
+    if group >= p.groups {
+        return;
+    }
+    let e = element(group, lid, 0u);
+    var v = x[e];
+    var i = idx[e];
+    for (var k = 1u; k < PER; k = k + 1u) {
+        let f = element(group, lid, k);
+        let b = x[f];
+        let j = idx[f];
+        if beats(b, j, v, i) {
+            v = b;
+            i = j;
+        }
+    }
+    finish(lid, group, v, i);
 }

@@ -35,8 +35,8 @@ const BLOCK: u32 = 256u; // WG · PER elements per workgroup
 // The block, one padding slot per 32 values: invocation i reads elements
 // 4i..4i+3 without bank conflicts.
 var<workgroup> tile: array<T, 264>;
-// Two halves of WG values: a double-buffered Hillis–Steele scan.
-var<workgroup> sums: array<T, 128>;
+alias WgSum = T;
+alias WgScan = T;
 
 fn pad(i: u32) -> u32 {
     return i + (i >> 5u);
@@ -48,7 +48,7 @@ fn reduce(@builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nw: vec3<u32>) {
     // pel folds more than 65,535 workgroups into 2-D. Uniform across the
     // workgroup: a whole folded-in spare group leaves together.
-    let block = wid.x + wid.y * nw.x;
+    let block = pel_workgroup_index(wid, nw);
     if block >= p.blocks {
         return;
     }
@@ -60,16 +60,9 @@ fn reduce(@builtin(local_invocation_index) lid: u32,
             s = s + x[i];
         }
     }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h = h >> 1u) {
-        if lid < h {
-            sums[lid] = sums[lid] + sums[lid + h];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid, s);
     if lid == 0u {
-        totals[block] = sums[0];
+        totals[block] = total;
     }
 }
 
@@ -77,7 +70,7 @@ fn reduce(@builtin(local_invocation_index) lid: u32,
 fn scan(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nw: vec3<u32>) {
-    let block = wid.x + wid.y * nw.x;
+    let block = pel_workgroup_index(wid, nw);
     if block >= p.blocks {
         return;
     }
@@ -104,23 +97,8 @@ fn scan(@builtin(local_invocation_index) lid: u32,
         local[k] = select(before, run, p.inclusive != 0u);
     }
 
-    // Inclusive scan of the 64 invocation totals (6 steps).
-    sums[lid] = run;
-    workgroupBarrier();
-    var src = 0u;
-    for (var d = 1u; d < WG; d = d << 1u) {
-        var t = sums[src + lid];
-        if lid >= d {
-            t = sums[src + lid - d] + t;
-        }
-        sums[(WG - src) + lid] = t;
-        src = WG - src;
-        workgroupBarrier();
-    }
-    var before = T(0);
-    if lid > 0u {
-        before = sums[src + lid - 1u];
-    }
+    // Exclusive scan of the 64 invocation totals (6 steps).
+    let before = workgroup_exclusive_scan(lid, run);
 
     // Back through workgroup memory for a coalesced store. Every read of
     // `tile` above came before the barriers of the scan.

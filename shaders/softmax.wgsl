@@ -8,12 +8,11 @@
 // segment stride over its row together (neighbours read neighbouring
 // elements, and neighbouring segments neighbouring rows: coalesced), each
 // keeping its own running max, then its running sum. The two reductions are
-// trees of fan-in 16 over the segment in workgroup memory: two levels (and
-// barriers) for 256 values, each level's partial results gathering values
-// `next` apart, so neighbouring invocations read neighbouring words. The
-// last sweep recomputes the exp rather than re-reading a stored one: on a
-// GPU the memory traffic, not the exp, is the cost. Workgroups are numbered
-// linearly (pel folds more than 65,535 of them into 2-D).
+// trees of fan-in 16 over the segment in workgroup memory (segment_reduce,
+// in shaders/lib). The last sweep recomputes the exp rather than re-reading
+// a stored one: on a GPU the memory traffic, not the exp, is the cost.
+// Workgroups are numbered linearly (pel folds more than 65,535 of them into
+// 2-D).
 
 struct Params {
     rows: u32,
@@ -28,9 +27,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-const WG: u32 = 256u;
-var<workgroup> scratch: array<f32, 256>;
-
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -41,63 +37,25 @@ fn main(@builtin(local_invocation_index) lid: u32,
         return;
     }
     let seg = p.seg;
-    let lane = lid % seg;
-    let first = lid - lane;
-    let row = group * (WG / seg) + lid / seg;
-    // Past the last row a segment still takes part in the barriers, with
-    // nothing to read: its loops run zero times.
-    var cols = p.cols;
-    if row >= p.rows {
-        cols = 0u;
-    }
-    let base = row * p.cols;
+    let at = segment(lid, group, seg, p.rows, p.cols);
 
     // The row's maximum.
     var m = -3.40282347e38;
-    for (var c = lane; c < cols; c = c + seg) {
-        m = max(m, x[base + c]);
+    for (var c = at.lane; c < at.cols; c = c + seg) {
+        m = max(m, x[at.base + c]);
     }
-    scratch[lid] = m;
-    workgroupBarrier();
-    // width / 16 is the next level's width, or 0 after the last.
-    for (var width = seg; width > 1u; width = width / 16u) {
-        let fan = min(width, 16u);
-        let next = width / fan;
-        if lane < next {
-            var v = scratch[lid];
-            for (var f = 1u; f < fan; f = f + 1u) {
-                v = max(v, scratch[lid + f * next]);
-            }
-            scratch[lid] = v;
-        }
-        workgroupBarrier();
-    }
-    m = scratch[first];
+    m = segment_reduce(lid, at.first, seg, m, true);
     // Everyone has read the max before the scratch is reused.
     workgroupBarrier();
 
     // Σ exp(x − m): every term is in (0, 1], and the max's term is 1.
     var sum = 0.0;
-    for (var c = lane; c < cols; c = c + seg) {
-        sum = sum + exp(x[base + c] - m);
+    for (var c = at.lane; c < at.cols; c = c + seg) {
+        sum = sum + exp(x[at.base + c] - m);
     }
-    scratch[lid] = sum;
-    workgroupBarrier();
-    for (var width = seg; width > 1u; width = width / 16u) {
-        let fan = min(width, 16u);
-        let next = width / fan;
-        if lane < next {
-            var v = scratch[lid];
-            for (var f = 1u; f < fan; f = f + 1u) {
-                v = v + scratch[lid + f * next];
-            }
-            scratch[lid] = v;
-        }
-        workgroupBarrier();
-    }
-    let total = scratch[first];
+    let total = segment_reduce(lid, at.first, seg, sum, false);
 
-    for (var c = lane; c < cols; c = c + seg) {
-        y[base + c] = exp(x[base + c] - m) / total;
+    for (var c = at.lane; c < at.cols; c = c + seg) {
+        y[at.base + c] = exp(x[at.base + c] - m) / total;
     }
 }

@@ -28,7 +28,10 @@ use crate::{ensure, u32_len};
 
 /// The WGSL source: `main` and `main_4k` (bins in workgroup memory),
 /// `direct` (global atomics) and `clear`.
-pub const WGSL: &str = include_str!("../../shaders/histogram.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/histogram.wgsl"),
+    include_str!("../../shaders/lib/mul_wide.wgsl"),
+);
 
 /// The most bins a GPU workgroup counts in workgroup memory (16 KiB of
 /// u32, the least every WebGPU device offers); more go straight to global

@@ -28,14 +28,9 @@ use rayon::prelude::*;
 use crate::launch::{Execute, Launch, builder, run_and_submit};
 use crate::{ensure, expect_one, invalid, u32_len};
 
-/// The assignment's WGSL source.
-pub const ASSIGN_WGSL: &str = include_str!("../../shaders/kmeans_assign.wgsl");
-/// The WGSL source of the update's first pass (partial sums per chunk).
-pub const PARTIAL_WGSL: &str = include_str!("../../shaders/kmeans_partial.wgsl");
-/// The WGSL source of the update's middle passes (adding partial rows).
-pub const REDUCE_WGSL: &str = include_str!("../../shaders/kmeans_reduce.wgsl");
-/// The WGSL source of the update's last pass (the means).
-pub const FINALIZE_WGSL: &str = include_str!("../../shaders/kmeans_finalize.wgsl");
+/// The WGSL source: entry points `assign`, `partial_sums` (the update's
+/// first pass), `reduce` (its middle passes) and `finalize` (the means).
+pub const WGSL: &str = include_str!("../../shaders/kmeans.wgsl");
 
 /// Points one row of partial sums covers (one workgroup of the first pass).
 pub const CHUNK: usize = 1024;
@@ -289,7 +284,7 @@ impl KMeans {
         let assign =
             builder::<AssignParams, (Read<f32>, Read<f32>, ReadWrite<u32>, ReadWrite<u32>)>(
                 "kmeans_assign",
-                ASSIGN_WGSL,
+                WGSL,
                 |(points, centroids, labels, changed), p| {
                     let (n, d, k) = (p.n as usize, p.d as usize, p.k as usize);
                     if n == 0 || d == 0 || k == 0 {
@@ -314,13 +309,14 @@ impl KMeans {
                     changed[0] = changed[0].wrapping_add(moved as u32);
                 },
             )
+            .entry("assign")
             .invocations(|p, _| p.n as u64)
             .cost(|p, _| p.n as u64 * p.k as u64 * p.d as u64)
             .build()?;
 
         let partial = builder::<PartialParams, (Read<f32>, Read<u32>, ReadWrite<f32>)>(
             "kmeans_partial",
-            PARTIAL_WGSL,
+            WGSL,
             |(points, labels, partial), p| {
                 let (n, d, k, m) = (p.n as usize, p.d as usize, p.k as usize, p.m as usize);
                 let chunk = p.chunk as usize;
@@ -352,13 +348,14 @@ impl KMeans {
                     });
             },
         )
+        .entry("partial_sums")
         .workgroups(|p, _| p.groups as u64)
         .cost(|p, _| p.n as u64 * (p.d as u64 + 1))
         .build()?;
 
         let reduce = builder::<ReduceParams, (Read<f32>, ReadWrite<f32>)>(
             "kmeans_reduce",
-            REDUCE_WGSL,
+            WGSL,
             |(partial, out), p| {
                 let (rows, m) = (p.rows as usize, p.m as usize);
                 if m == 0 {
@@ -378,13 +375,14 @@ impl KMeans {
                     });
             },
         )
+        .entry("reduce")
         .invocations(|p, _| p.out_rows as u64 * p.m as u64)
         .cost(|p, _| p.rows as u64 * p.m as u64)
         .build()?;
 
         let finalize = builder::<FinalizeParams, (Read<f32>, ReadWrite<f32>)>(
             "kmeans_finalize",
-            FINALIZE_WGSL,
+            WGSL,
             |(partial, centroids), p| {
                 let (rows, d, m) = (p.rows as usize, p.d as usize, p.m as usize);
                 if m == 0 || d == 0 {
@@ -410,6 +408,7 @@ impl KMeans {
                 }
             },
         )
+        .entry("finalize")
         .invocations(|p, _| p.k as u64 * p.d as u64)
         .cost(|p, _| p.rows as u64 * p.m as u64)
         .build()?;

@@ -23,7 +23,10 @@ use crate::softmax::row_layout;
 use crate::{ensure, expect_2d};
 
 /// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/layernorm.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/layernorm.wgsl"),
+    include_str!("../../shaders/lib/segments.wgsl"),
+);
 
 /// The `eps` of PyTorch's `LayerNorm`, used by the sample.
 pub const DEFAULT_EPS: f32 = 1e-5;

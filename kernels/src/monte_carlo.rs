@@ -41,6 +41,7 @@ use crate::simd_math;
 pub const WGSL: &str = concat!(
     include_str!("../../shaders/monte_carlo.wgsl"),
     include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+    include_str!("../../shaders/lib/mul_wide.wgsl"),
 );
 
 /// Paths one invocation simulates: one Philox block gives four normals.

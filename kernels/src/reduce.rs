@@ -24,11 +24,9 @@ use crate::launch::{Execute, Launch, builder, reduce_to_one};
 use crate::par::for_each_block;
 use crate::{expect_one, invalid, u32_len};
 
-/// The WGSL source of min and max (entry points `min_pass` and `max_pass`).
+/// The WGSL source of min, max (entry points `min_pass` and `max_pass`) and
+/// argmax (`first` and `merge`).
 pub const WGSL: &str = include_str!("../../shaders/reduce.wgsl");
-
-/// The WGSL source of argmax (entry points `first` and `merge`).
-pub const ARGMAX_WGSL: &str = include_str!("../../shaders/reduce_argmax.wgsl");
 
 /// Elements one partial result covers (64 invocations, 4 elements each).
 pub const CHUNK: usize = 256;
@@ -242,7 +240,7 @@ impl Argmax {
     /// Builds the kernels.
     pub fn new() -> Result<Self> {
         type First = (Read<f32>, ReadWrite<f32>, ReadWrite<u32>);
-        let first = builder::<ReduceParams, First>("argmax", ARGMAX_WGSL, |(x, val, idx), p| {
+        let first = builder::<ReduceParams, First>("argmax", WGSL, |(x, val, idx), p| {
             let n = (p.n as usize).min(x.len());
             let outs = pairs(val, idx, p.groups as usize);
             for_each_block(outs, n, CHUNK, 64, |(v, i), r| {
@@ -253,7 +251,7 @@ impl Argmax {
         type Merge = (Read<f32>, Read<u32>, ReadWrite<f32>, ReadWrite<u32>);
         let merge = builder::<ReduceParams, Merge>(
             "argmax_merge",
-            ARGMAX_WGSL,
+            WGSL,
             |(vals, idx, best_val, best_idx), p| {
                 let n = (p.n as usize).min(vals.len()).min(idx.len());
                 let outs = pairs(best_val, best_idx, p.groups as usize);

@@ -33,7 +33,11 @@ use crate::{ensure, u32_len};
 
 /// The WGSL source, for u32 elements (the f32 kernels replace its
 /// `alias T = u32;` line).
-pub const WGSL: &str = include_str!("../../shaders/scan.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/scan.wgsl"),
+    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+    include_str!("../../shaders/lib/workgroup_scan.wgsl"),
+);
 
 /// Elements one workgroup (and one block total) covers.
 pub const BLOCK: usize = 256;

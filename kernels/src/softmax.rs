@@ -20,7 +20,10 @@ use crate::par::for_each_row;
 use crate::{expect_2d, u32_len};
 
 /// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/softmax.wgsl");
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/softmax.wgsl"),
+    include_str!("../../shaders/lib/segments.wgsl"),
+);
 
 /// The shader's uniform block.
 #[repr(C)]

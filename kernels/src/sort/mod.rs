@@ -48,12 +48,14 @@ pub(crate) use cpu::SERIAL_BELOW;
 pub(crate) use cpu::whole_cpu;
 use cpu::{histogram_cpu, scatter_cpu};
 
-/// The WGSL source of the multi-pass kernels.
-pub const WGSL: &str = include_str!("../../../shaders/sort.wgsl");
-
-/// The WGSL source of the whole-sort kernels (one workgroup: correct on any
-/// device, fast on none; pel runs them on the CPU).
-pub const WGSL_WHOLE: &str = include_str!("../../../shaders/sort_whole.wgsl");
+/// The WGSL source: the multi-pass kernels (`histogram`, `scatter_keys`,
+/// `scatter_pairs`) and the whole-sort kernels (`sort_keys`, `sort_pairs`:
+/// one workgroup, correct on any device, fast on none; pel runs them on the
+/// CPU).
+pub const WGSL: &str = concat!(
+    include_str!("../../../shaders/sort.wgsl"),
+    include_str!("../../../shaders/lib/workgroup_scan.wgsl"),
+);
 
 /// Keys one GPU workgroup ranks (and one histogram column counts).
 pub const TILE: usize = 1024;
@@ -212,7 +214,7 @@ impl Sort {
         );
         type WholeKeys = (ReadWrite<u32>, ReadWrite<u32>);
         let whole_keys =
-            builder::<WholeSortParams, WholeKeys>("radix_sort", WGSL_WHOLE, |(keys, tmp), p| {
+            builder::<WholeSortParams, WholeKeys>("radix_sort", WGSL, |(keys, tmp), p| {
                 let n = (p.n as usize).min(keys.len()).min(tmp.len());
                 whole_cpu::<false>(&mut keys[..n], &mut [], &mut tmp[..n], &mut []);
             });
@@ -224,7 +226,7 @@ impl Sort {
         );
         let whole_pairs = builder::<WholeSortParams, WholePairs>(
             "radix_sort_pairs",
-            WGSL_WHOLE,
+            WGSL,
             |(keys, tmp, vals, tmp_vals), p| {
                 let n = [keys.len(), tmp.len(), vals.len(), tmp_vals.len()]
                     .into_iter()

@@ -382,26 +382,27 @@ impl Scheduler {
         while !t.is_finished() {
             let needed = t.unfinished_closure();
             for n in &needed {
-                if running.contains(&n.id) {
-                    return Err(Error::WouldDeadlock {
-                        what: what.to_owned(),
-                        message: format!(
-                            "it waits for task #{} (`{}`), which cannot finish before the task running this wait (#{}) does",
-                            t.id,
-                            t.kernel.name(),
-                            n.id
-                        ),
-                    });
-                }
-                if let Some((frame, buffer)) = frames::conflict(id, &n.reads, &n.writes) {
-                    return Err(Error::WouldDeadlock {
-                        what: what.to_owned(),
-                        message: format!(
+                let cycle = if running.contains(&n.id) {
+                    Some(format!(
+                        "it waits for task #{} (`{}`), which cannot finish before the task running this wait (#{}) does",
+                        t.id,
+                        t.kernel.name(),
+                        n.id
+                    ))
+                } else {
+                    frames::conflict(id, &n.reads, &n.writes).map(|(frame, buffer)| {
+                        format!(
                             "it waits for task #{} (`{}`), which needs buffer #{buffer} that `{}`, running this wait, holds until it returns",
                             n.id,
                             n.kernel.name(),
                             frame.kernel
-                        ),
+                        )
+                    })
+                };
+                if let Some(message) = cycle {
+                    return Err(Error::WouldDeadlock {
+                        what: what.to_owned(),
+                        message,
                     });
                 }
             }

@@ -36,6 +36,9 @@ use crate::kernel::{Kernel, RawSlice};
 use crate::stats::Counters;
 use crate::trace::Tracer;
 
+/// What `run_call` calls with the outcome, under the table's lock.
+pub(crate) type Done<'a> = &'a mut dyn FnMut(&mut Table, &Result<RunInfo>);
+
 /// A kernel by this name panics inside `run_call`, after its leases are
 /// taken, as a broken invariant of pel's would (the unit tests' stand-in
 /// for a bug inside pel).
@@ -94,6 +97,10 @@ pub(crate) struct Call<'a> {
     pub(crate) writes: std::borrow::Cow<'a, [u64]>,
     /// The submitted task it runs, if any.
     pub(crate) task: Option<u64>,
+    /// Where it should run.
+    pub(crate) target: Target,
+    /// Where it was placed already (a task, placed when it became ready).
+    pub(crate) placed: Option<Placement>,
 }
 
 impl Call<'_> {
@@ -219,13 +226,11 @@ impl Engine {
         &self,
         kernel: &Kernel,
         call: &Call<'_>,
-        target: Target,
-        placed: Option<Placement>,
-        done: &mut dyn FnMut(&mut Table, &Result<RunInfo>),
+        done: Done<'_>,
     ) -> Result<RunInfo> {
         let mut finished = false;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.run_call_inner(kernel, call, target, placed, &mut |table, r| {
+            self.run_call_inner(kernel, call, &mut |table, r| {
                 finished = true;
                 done(table, r)
             })
@@ -250,14 +255,8 @@ impl Engine {
     /// evicting other buffers, the call runs again elsewhere (reason
     /// [`Reason::Recovered`]): after a loss, buffers whose only valid copy
     /// was on that device are first rebuilt from their lineage.
-    fn run_call_inner(
-        &self,
-        kernel: &Kernel,
-        call: &Call<'_>,
-        target: Target,
-        placed: Option<Placement>,
-        done: &mut dyn FnMut(&mut Table, &Result<RunInfo>),
-    ) -> Result<RunInfo> {
+    fn run_call_inner(&self, kernel: &Kernel, call: &Call<'_>, done: Done<'_>) -> Result<RunInfo> {
+        let (target, placed) = (call.target, call.placed);
         let start = Instant::now();
         let (args, size) = (&call.args, call.size);
         let (read_ids, write_ids) = (&call.reads[..], &call.writes[..]);

@@ -4,6 +4,7 @@
 
 use crate::buffer::{BufferArg, Handle};
 use crate::error::{Error, Result};
+use crate::ids::Target;
 use crate::kernel::Kernel;
 
 use super::{Call, Engine};
@@ -31,6 +32,8 @@ impl Engine {
             reads: reads.into(),
             writes: writes.into(),
             task: None,
+            target: Target::Auto,
+            placed: None,
         })
     }
 

@@ -181,6 +181,8 @@ impl TaskInner {
             reads: Cow::Borrowed(&self.reads),
             writes: Cow::Borrowed(&self.writes),
             task: Some(self.id),
+            target: self.target,
+            placed: None,
         }
     }
 

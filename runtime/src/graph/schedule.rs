@@ -96,12 +96,7 @@ impl Scheduler {
 
     /// Runs a prepared call now, once the submitted tasks it depends on
     /// have finished (failing with a failure among them).
-    pub(crate) fn run_now(
-        &self,
-        target: Target,
-        kernel: &Kernel,
-        call: &Call<'_>,
-    ) -> Result<RunInfo> {
+    pub(crate) fn run_now(&self, kernel: &Kernel, call: &Call<'_>) -> Result<RunInfo> {
         // Until a task is submitted no buffer has edges: a program that
         // never submits pays nothing for the graph.
         let graph = self.submitted.load(Ordering::Acquire);
@@ -113,15 +108,14 @@ impl Scheduler {
                 return Err(e);
             }
         }
-        self.engine
-            .run_call(kernel, call, target, None, &mut |_, result| {
-                if graph && result.is_ok() {
-                    let mut edges = self.edges();
-                    for id in call.writes.iter() {
-                        edges.clear_finished_producer(*id);
-                    }
+        self.engine.run_call(kernel, call, &mut |_, result| {
+            if graph && result.is_ok() {
+                let mut edges = self.edges();
+                for id in call.writes.iter() {
+                    edges.clear_finished_producer(*id);
                 }
-            })
+            }
+        })
     }
 
     /// The contents of buffer `id` on the host, once its writer has
@@ -268,21 +262,18 @@ impl Scheduler {
     pub(crate) fn run_job(&self, job: Job) {
         let task = &job.task;
         let handles = task.args();
-        let call = task.call(&handles);
+        let mut call = task.call(&handles);
+        call.placed = Some(job.placement);
         // The outcome goes to the task (and its dependents) under the
         // table's lock.
-        let _ = self.engine.run_call(
-            &task.kernel,
-            &call,
-            task.target,
-            Some(job.placement),
-            &mut |table, result| {
+        let _ = self
+            .engine
+            .run_call(&task.kernel, &call, &mut |table, result| {
                 if let Some(ready) = task.complete(result.clone()) {
                     self.pending.finish(result);
                     self.settle(table, ready);
                 }
-            },
-        );
+            });
         self.bury();
         // No lock is held here: the buffers may be freed now.
         drop(call);

@@ -291,8 +291,9 @@ impl Runtime {
         args: &[&dyn BufferArg],
         params: &P,
     ) -> Result<RunInfo> {
-        let call = self.engine().call(kernel, args, params)?;
-        self.shared.run_now(target, kernel, &call)
+        let mut call = self.engine().call(kernel, args, params)?;
+        call.target = target;
+        self.shared.run_now(kernel, &call)
     }
 
     /// Submits `kernel` for automatic placement and returns at once.

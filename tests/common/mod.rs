@@ -125,6 +125,29 @@ pub fn run_large(name: &str, test: &str, cases: &[Case]) {
     run_all(name, &cpu_and_first_gpu(test), cases);
 }
 
+/// Runs one trial of `shape`, prepared at `seed`, on each of `backends`, as
+/// [`run_trial`].
+pub fn run_shape<D, T: Trial>(
+    name: &str,
+    prepare: Prepare<D, T>,
+    (shape, seed): (D, u64),
+    backends: &[Backend],
+) {
+    let mut trial = prepare(rt(), shape, seed).unwrap();
+    run_trial(name, &mut trial, backends);
+}
+
+/// Fails unless `r` is an `InvalidInput` error of `kernel` naming `arg`.
+#[track_caller]
+pub fn assert_invalid_input<T: std::fmt::Debug>(r: pel::Result<T>, kernel: &str, arg: &str) {
+    match r {
+        Err(pel::Error::InvalidInput {
+            kernel: k, arg: a, ..
+        }) if k == kernel && a == arg => {}
+        other => panic!("expected InvalidInput for {kernel} `{arg}`, got {other:?}"),
+    }
+}
+
 /// One case per shape (named as the shape), its trial made by `prepare`.
 pub fn cases<D, T>(shapes: &[D], prepare: Prepare<D, T>) -> Vec<Case>
 where

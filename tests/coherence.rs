@@ -10,6 +10,13 @@ use pel::{Backend, Kernel, Read, ReadWrite, Target};
 /// Serialises the tests that read the shared runtime's counters.
 static COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The first GPU of the shared runtime (or a skip, as for `common::gpu`),
+/// with the counters held for this test alone.
+fn counting_on_a_gpu(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Backend)> {
+    let guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    Some((guard, common::gpu(common::rt(), test)?))
+}
+
 fn random(n: usize, seed: u32) -> Vec<f32> {
     // A small LCG: enough to make the values differ and not be zeros.
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -23,9 +30,9 @@ fn random(n: usize, seed: u32) -> Vec<f32> {
 
 #[test]
 fn a_two_kernel_chain_on_the_gpu_moves_the_minimum() {
-    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let rt = common::rt();
-    let Some(gpu) = common::gpu(rt, "a_two_kernel_chain_on_the_gpu_moves_the_minimum") else {
+    let Some((_guard, gpu)) = counting_on_a_gpu("a_two_kernel_chain_on_the_gpu_moves_the_minimum")
+    else {
         return;
     };
     let (saxpy, sum) = (Saxpy::new().unwrap(), Sum::new().unwrap());
@@ -142,9 +149,9 @@ fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
 
 #[test]
 fn reset_stats_zeroes_every_counter_the_pools_too() {
-    let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let rt = common::rt();
-    let Some(gpu) = common::gpu(rt, "reset_stats_zeroes_every_counter_the_pools_too") else {
+    let Some((_guard, gpu)) = counting_on_a_gpu("reset_stats_zeroes_every_counter_the_pools_too")
+    else {
         return;
     };
     let sum = Sum::new().unwrap();
@@ -316,13 +323,12 @@ fn the_runtime_is_send_sync_and_clone() {
 fn read_into_reuses_the_callers_memory_and_checks_its_length() {
     let _guard = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let rt = common::rt();
-    let Some(gpu) = common::gpu(
+    let Some((gpu, saxpy)) = common::gpu_and_saxpy(
         rt,
         "read_into_reuses_the_callers_memory_and_checks_its_length",
     ) else {
         return;
     };
-    let saxpy = Saxpy::new().unwrap();
     let n = 4099;
     let (xs, ys) = (random(n, 7), random(n, 8));
     let (x, y) = (rt.buffer(&xs), rt.buffer(&ys));

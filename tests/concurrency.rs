@@ -17,7 +17,7 @@ use pel::{Backend, Buffer, Error, Kernel, Read, ReadWrite, Runtime, Target};
 
 /// `y += x`, with the CPU side in a `par_iter` (so it joins on the pool).
 fn add(name: &str) -> Kernel {
-    Kernel::builder(name, common::ADD)
+    Kernel::builder(name, common::add_shader())
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
             let (x, y) = args.split();
             y.par_iter_mut().zip(x).for_each(|(y, x)| *y += x);
@@ -28,7 +28,7 @@ fn add(name: &str) -> Kernel {
 
 /// `y += x` whose CPU side first runs `hook` (a call into pel).
 fn add_with(name: &str, hook: impl Fn() + Send + Sync + 'static) -> Kernel {
-    Kernel::builder(name, common::ADD)
+    Kernel::builder(name, common::add_shader())
         .cpu::<(Read<f32>, ReadWrite<f32>)>(move |args, _: &()| {
             hook();
             let (x, y) = args.split();

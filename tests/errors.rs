@@ -6,22 +6,28 @@ mod common;
 use pel::kernels::{Matmul, Saxpy, Sum};
 use pel::{Backend, Error, Kernel, Read, ReadWrite, Runtime, Target};
 
-const COPY: &str = r#"
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * 64u;
-    if i < arrayLength(&dst) {
-        dst[i] = src[i];
-    }
+/// `err` says a kernel wanted 2 arguments and got 1.
+fn assert_two_args_not_one(err: &Error) {
+    assert!(
+        matches!(
+            err,
+            Error::ArgCount {
+                expected: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
-"#;
+
+/// `dst = src` over f32 arrays.
+fn copy_shader() -> String {
+    common::map_shader(("src", "f32"), ("dst", "f32"), "src[i]")
+}
 
 fn copy_kernel() -> Kernel {
-    Kernel::builder("copy", COPY)
+    Kernel::builder("copy", copy_shader())
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
             let (src, dst) = args.split();
             dst.copy_from_slice(src);
@@ -65,7 +71,7 @@ fn invalid_wgsl_names_kernel_line_and_column() {
 
 #[test]
 fn missing_entry_point_lists_the_ones_there() {
-    let err = Kernel::builder("copy", COPY)
+    let err = Kernel::builder("copy", copy_shader())
         .entry("nope")
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|_, _| {})
         .build()
@@ -77,23 +83,13 @@ fn missing_entry_point_lists_the_ones_there() {
 
 #[test]
 fn cpu_signature_is_checked_when_the_kernel_is_built() {
-    let err = Kernel::builder("copy", COPY)
+    let err = Kernel::builder("copy", copy_shader())
         .cpu::<(Read<f32>,)>(|_, _| {})
         .build()
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ArgCount {
-                expected: 2,
-                got: 1,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_two_args_not_one(&err);
 
-    let err = Kernel::builder("copy", COPY)
+    let err = Kernel::builder("copy", copy_shader())
         .cpu::<(Read<f32>, ReadWrite<u32>)>(|_, _| {})
         .build()
         .unwrap_err();
@@ -103,7 +99,7 @@ fn cpu_signature_is_checked_when_the_kernel_is_built() {
     );
     assert!(err.to_string().contains("array<f32>"), "{err}");
 
-    let err = Kernel::builder("copy", COPY)
+    let err = Kernel::builder("copy", copy_shader())
         .cpu::<(ReadWrite<f32>, ReadWrite<f32>)>(|_, _| {})
         .build()
         .unwrap_err();
@@ -115,7 +111,7 @@ fn cpu_signature_is_checked_when_the_kernel_is_built() {
 
 #[test]
 fn a_kernel_without_cpu_runs_on_gpus_only() {
-    let kernel = Kernel::builder("copy", COPY)
+    let kernel = Kernel::builder("copy", copy_shader())
         .build()
         .expect("a kernel needs no CPU implementation");
     assert!(!kernel.has_cpu());
@@ -134,7 +130,7 @@ fn a_kernel_without_cpu_runs_on_gpus_only() {
     );
     assert!(err.to_string().contains(".cpu("), "{err}");
 
-    let err = Kernel::builder("copy", COPY)
+    let err = Kernel::builder("copy", copy_shader())
         .splittable(|_: &(), lens| lens[1] as u64, |_, _| ())
         .build()
         .unwrap_err();
@@ -212,7 +208,7 @@ fn params_size_is_checked_against_the_uniform() {
     assert!(msg.contains("8 bytes") && msg.contains("12 bytes"), "{msg}");
 
     // A kernel without a uniform takes no params.
-    let err = Kernel::builder("copy", COPY)
+    let err = Kernel::builder("copy", copy_shader())
         .params::<TooBig>()
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|_, _| {})
         .build()
@@ -255,17 +251,7 @@ fn calls_with_wrong_arguments_are_refused() {
     let u = rt.zeros::<u32>(2);
 
     let err = rt.run_on(Backend::Cpu, &copy, &[&a], &()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ArgCount {
-                expected: 2,
-                got: 1,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_two_args_not_one(&err);
 
     let err = rt.run_on(Backend::Cpu, &copy, &[&a, &u], &()).unwrap_err();
     assert!(matches!(&err, Error::ArgType { index: 1, .. }), "{err:?}");
@@ -357,7 +343,7 @@ fn sample_kernels_refuse_mismatched_sizes() {
 #[test]
 fn a_panicking_cpu_kernel_is_an_error_and_the_runtime_goes_on() {
     let rt = common::rt();
-    let bomb = Kernel::builder("bomb", COPY)
+    let bomb = Kernel::builder("bomb", copy_shader())
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
             let (src, _) = args.split();
             if src[0] < 0.0 {

@@ -40,13 +40,12 @@ fn faults(spec: &str) -> Inject {
 #[test]
 fn a_lost_gpu_is_replaced_and_its_data_rebuilt_from_lineage() {
     let rt = runtime("");
-    let Some(gpu) = common::gpu(
+    let Some((gpu, saxpy)) = common::gpu_and_saxpy(
         &rt,
         "a_lost_gpu_is_replaced_and_its_data_rebuilt_from_lineage",
     ) else {
         return;
     };
-    let saxpy = Saxpy::new().unwrap();
     let n = 100_003;
     let (xs, ys) = (random(n, 1), random(n, 2));
     let (x, y, t) = (rt.buffer(&xs), rt.buffer(&ys), rt.zeros::<f32>(n));
@@ -90,10 +89,10 @@ fn a_lost_gpu_is_replaced_and_its_data_rebuilt_from_lineage() {
 #[test]
 fn submitted_tasks_survive_a_lost_gpu() {
     let rt = runtime("");
-    let Some(gpu) = common::gpu(&rt, "submitted_tasks_survive_a_lost_gpu") else {
+    let Some((gpu, saxpy)) = common::gpu_and_saxpy(&rt, "submitted_tasks_survive_a_lost_gpu")
+    else {
         return;
     };
-    let saxpy = Saxpy::new().unwrap();
     let n = 65_537;
     let xs = random(n, 3);
     let x = rt.buffer(&xs);
@@ -169,13 +168,12 @@ fn a_memory_budget_evicts_and_refuses_only_what_cannot_fit() {
         .gpu_memory_budget(Some(16 << 20))
         .build()
         .unwrap();
-    let Some(gpu) = common::gpu(
+    let Some((gpu, saxpy)) = common::gpu_and_saxpy(
         &rt,
         "a_memory_budget_evicts_and_refuses_only_what_cannot_fit",
     ) else {
         return;
     };
-    let saxpy = Saxpy::new().unwrap();
     // Eight pairs of 2 MiB buffers: 32 MiB of working set for 16 MiB, each
     // call needing 4 MiB.
     let n = 1 << 19;
@@ -271,10 +269,10 @@ fn a_device_that_turns_slow_loses_its_work() {
         .calibration_samples(3)
         .build()
         .unwrap();
-    let Some(_) = common::gpu(&rt, "a_device_that_turns_slow_loses_its_work") else {
+    let Some((_, saxpy)) = common::gpu_and_saxpy(&rt, "a_device_that_turns_slow_loses_its_work")
+    else {
         return;
     };
-    let saxpy = Saxpy::new().unwrap();
     let n = 1 << 20;
     let (xs, ys) = (random(n, 9), random(n, 10));
     let (x, y) = (rt.buffer(&xs), rt.buffer(&ys));
@@ -310,10 +308,11 @@ fn a_device_that_turns_slow_loses_its_work() {
 #[test]
 fn an_input_overwritten_on_the_host_is_kept_for_replay() {
     let rt = runtime("");
-    let Some(gpu) = common::gpu(&rt, "an_input_overwritten_on_the_host_is_kept_for_replay") else {
+    let Some((gpu, saxpy)) =
+        common::gpu_and_saxpy(&rt, "an_input_overwritten_on_the_host_is_kept_for_replay")
+    else {
         return;
     };
-    let saxpy = Saxpy::new().unwrap();
     let n = 10_007;
     let (xs, ys, x2) = (random(n, 11), random(n, 12), random(n, 13));
     let (x, y) = (rt.buffer(&xs), rt.buffer(&ys));

@@ -18,7 +18,7 @@ fn runtime() -> Runtime {
 
 /// `y += x`, whose pipeline the GPUs reject under `gpu-reject@rejected`.
 fn rejected() -> Kernel {
-    Kernel::builder("rejected", common::ADD)
+    Kernel::builder("rejected", common::add_shader())
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
             let (x, y) = args.split();
             for (y, x) in y.iter_mut().zip(x) {
@@ -136,7 +136,7 @@ fn a_panicking_cpu_implementation_runs_again_on_a_gpu_from_the_same_inputs() {
         return;
     };
     // The CPU side writes garbage over half its output, then panics.
-    let k = Kernel::builder("panics_on_cpu", common::ADD)
+    let k = Kernel::builder("panics_on_cpu", common::add_shader())
         .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
             let (_, y) = args.split();
             let half = y.len() / 2;
@@ -199,19 +199,9 @@ fn an_injected_cpu_panic_is_not_chosen_again() {
 }
 
 /// `y = 2x + 1`, GPU only.
-const TWICE_PLUS_ONE: &str = r#"
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = id.x + id.y * groups.x * 64u;
-    if i < arrayLength(&y) { y[i] = 2.0 * x[i] + 1.0; }
-}
-"#;
-
 fn gpu_only() -> Kernel {
-    Kernel::builder("gpu_only", TWICE_PLUS_ONE).build().unwrap()
+    let twice_plus_one = common::map_shader(("x", "f32"), ("y", "f32"), "2.0 * x[i] + 1.0");
+    Kernel::builder("gpu_only", twice_plus_one).build().unwrap()
 }
 
 #[test]

@@ -212,22 +212,14 @@ fn a_shader_that_cannot_unfold_is_refused_on_a_gpu_and_placed_on_the_cpu() {
 }
 
 /// `y[i] = arrayLength(&x)`: 0 for an empty `x`, which no GPU can bind.
-const LENGTH: &str = "
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<u32>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = pel_index(id, groups);
-    if i < arrayLength(&y) { y[i] = arrayLength(&x); }
+fn length_shader() -> String {
+    common::map_shader(("x", "f32"), ("y", "u32"), "arrayLength(&x)")
 }
-";
 
 #[test]
 fn an_empty_buffer_measured_by_array_length_is_refused_on_a_gpu_and_placed_on_the_cpu() {
     let rt = common::rt();
-    let kernel = Kernel::builder("length", LENGTH)
+    let kernel = Kernel::builder("length", length_shader())
         .cpu::<(Read<f32>, ReadWrite<u32>)>(|args, _: &()| {
             let (x, y) = args.split();
             y.fill(x.len() as u32);

@@ -45,30 +45,9 @@ const MANDELBROT_SHAPES: [(usize, usize); 9] = [
     (OVER_65535_GROUPS, 1),
 ];
 
-cpu_and_gpu_tests!(
-    "saxpy",
-    saxpy_cpu,
-    saxpy_gpu,
-    common::cases(&SIZES, samples::saxpy::trial)
-);
-
-cpu_and_gpu_tests!(
-    "sum",
-    sum_cpu,
-    sum_gpu,
-    common::cases(&SIZES, samples::sum::trial)
-);
-
-cpu_and_gpu_tests!(
-    "matmul",
-    matmul_cpu,
-    matmul_gpu,
-    common::cases(&MATMUL_SHAPES, samples::matmul::trial)
-);
-
-cpu_and_gpu_tests!(
-    "mandelbrot",
-    mandelbrot_cpu,
-    mandelbrot_gpu,
-    common::cases(&MANDELBROT_SHAPES, samples::mandelbrot::trial)
-);
+cpu_and_gpu_tests! {
+    "saxpy", saxpy_cpu, saxpy_gpu, &SIZES, samples::saxpy::trial;
+    "sum", sum_cpu, sum_gpu, &SIZES, samples::sum::trial;
+    "matmul", matmul_cpu, matmul_gpu, &MATMUL_SHAPES, samples::matmul::trial;
+    "mandelbrot", mandelbrot_cpu, mandelbrot_gpu, &MANDELBROT_SHAPES, samples::mandelbrot::trial;
+}

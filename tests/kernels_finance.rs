@@ -12,7 +12,7 @@ use pel::kernels::monte_carlo::{self, Contract, McResult, MonteCarlo};
 use pel::kernels::samples::{self, run_check};
 use pel::{Backend, Error, Result, Target};
 
-use common::{Case, cpu_and_first_gpu, everywhere as all_backends, run_all, run_trial};
+use common::{Case, cpu_and_first_gpu, everywhere as all_backends, run_all};
 
 /// Items that take 65,536 workgroups of 256 invocations: past the
 /// 65,535-per-dimension limit, so the launch is folded into 2-D, while each
@@ -41,10 +41,10 @@ fn black_scholes_on_every_backend() {
 
 #[test]
 fn black_scholes_over_65535_workgroups() {
-    let mut trial = samples::black_scholes::trial(common::rt(), OVER_65535_GROUPS, 7).unwrap();
-    run_trial(
+    common::run_shape(
         "black_scholes",
-        &mut trial,
+        samples::black_scholes::trial,
+        (OVER_65535_GROUPS, 7),
         &cpu_and_first_gpu("black_scholes_over_65535_workgroups"),
     );
 }
@@ -362,8 +362,8 @@ fn kmer_k12_on_every_backend() {
     // the reference table is built once.
     let backends = all_backends("kmer_k12_on_every_backend");
     for len in kmer_lengths(12) {
-        let mut trial = samples::kmer::trial(common::rt(), (len, 12), 1000 + len as u64).unwrap();
-        run_trial("kmer", &mut trial, &backends);
+        let seed = 1000 + len as u64;
+        common::run_shape("kmer", samples::kmer::trial, ((len, 12), seed), &backends);
     }
 }
 
@@ -371,10 +371,10 @@ fn kmer_k12_on_every_backend() {
 fn kmer_over_65535_workgroups() {
     // k = 8 takes one invocation per position: 65,536 workgroups.
     let k = 8;
-    let mut trial = samples::kmer::trial(common::rt(), (OVER_65535_GROUPS + k - 1, k), 11).unwrap();
-    run_trial(
+    common::run_shape(
         "kmer",
-        &mut trial,
+        samples::kmer::trial,
+        ((OVER_65535_GROUPS + k - 1, k), 11),
         &all_backends("kmer_over_65535_workgroups"),
     );
 }

@@ -12,7 +12,7 @@ use pel::kernels::reduce::{self, Argmax, Reduce, ReduceOp};
 use pel::kernels::samples;
 use pel::kernels::spmv::{self, CsrMatrix, Spmv};
 use pel::kernels::transpose::{self, Transpose};
-use pel::{Backend, Error, Result, Runtime, Target};
+use pel::{Backend, Result, Runtime, Target};
 
 use common::{Case, everywhere, run_all};
 
@@ -160,17 +160,6 @@ fn extrema(rt: &Runtime, backend: Backend, xs: &[f32]) -> Result<Extrema> {
     Ok((rt.read(&lo)?[0], rt.read(&hi)?[0], rt.read(&at)?[0]))
 }
 
-/// Asserts that `r` is an `InvalidInput` about `arg` of `kernel`.
-#[track_caller]
-fn assert_invalid<T: std::fmt::Debug>(r: Result<T>, kernel: &str, arg: &str) {
-    match r {
-        Err(Error::InvalidInput {
-            kernel: k, arg: a, ..
-        }) if k == kernel && a == arg => {}
-        other => panic!("expected InvalidInput for {kernel} `{arg}`, got {other:?}"),
-    }
-}
-
 #[test]
 fn reductions_ignore_nans_and_take_the_first_maximum() {
     let rt = common::rt();
@@ -218,20 +207,24 @@ fn reductions_refuse_empty_and_all_nan_input() {
             let x = rt.buffer(&vec![f32::NAN; n]);
             for op in [ReduceOp::Min, ReduceOp::Max] {
                 let out = rt.buffer(&[0.0f32]);
-                assert_invalid(
+                common::assert_invalid_input(
                     Reduce::new(op).unwrap().run(rt, t, &x, &out),
                     op.name(),
                     "x",
                 );
             }
             let out = rt.buffer(&[0u32]);
-            assert_invalid(Argmax::new().unwrap().run(rt, t, &x, &out), "argmax", "x");
+            common::assert_invalid_input(
+                Argmax::new().unwrap().run(rt, t, &x, &out),
+                "argmax",
+                "x",
+            );
         }
     }
     // An output of the wrong length, before anything runs.
     let x = rt.buffer(&[1.0f32, 2.0]);
     let out = rt.zeros::<f32>(2);
-    assert_invalid(
+    common::assert_invalid_input(
         Reduce::new(ReduceOp::Max)
             .unwrap()
             .run(rt, Target::Auto, &x, &out),
@@ -239,7 +232,7 @@ fn reductions_refuse_empty_and_all_nan_input() {
         "out",
     );
     let out = rt.zeros::<u32>(0);
-    assert_invalid(
+    common::assert_invalid_input(
         Argmax::new().unwrap().run(rt, Target::Auto, &x, &out),
         "argmax",
         "out",
@@ -252,15 +245,15 @@ fn transpose_refuses_mismatched_dimensions() {
     let tr = Transpose::new().unwrap();
     let a = rt.zeros::<f32>(12);
     let b = rt.zeros::<f32>(12);
-    assert_invalid(tr.run(rt, Target::Auto, &a, &b, 3, 5), "transpose", "a");
+    common::assert_invalid_input(tr.run(rt, Target::Auto, &a, &b, 3, 5), "transpose", "a");
     let short = rt.zeros::<f32>(11);
-    assert_invalid(tr.run(rt, Target::Auto, &a, &short, 3, 4), "transpose", "b");
-    assert_invalid(
+    common::assert_invalid_input(tr.run(rt, Target::Auto, &a, &short, 3, 4), "transpose", "b");
+    common::assert_invalid_input(
         tr.run(rt, Target::Auto, &a, &b, usize::MAX, 2),
         "transpose",
         "a",
     );
-    assert_invalid(
+    common::assert_invalid_input(
         tr.submit(rt, Target::Auto, &short, &b, 4, 3),
         "transpose",
         "a",
@@ -283,7 +276,7 @@ fn csr_matrix_refuses_bad_structure() {
     assert_eq!((a.rows(), a.cols(), a.nnz()), (3, 4, 3));
 
     let bad = |rows, cols, ptr: &[u32], col: &[u32], val: &[f32], arg| {
-        assert_invalid(CsrMatrix::new(rt, rows, cols, ptr, col, val), "spmv", arg)
+        common::assert_invalid_input(CsrMatrix::new(rt, rows, cols, ptr, col, val), "spmv", arg)
     };
     bad(4, 4, &ptr, &col, &val, "row_ptr"); // rows + 1 entries
     bad(3, 4, &[], &[], &[], "row_ptr");
@@ -301,9 +294,9 @@ fn csr_matrix_refuses_bad_structure() {
     let spmv = Spmv::new().unwrap();
     let (x, y) = (rt.zeros::<f32>(4), rt.zeros::<f32>(3));
     let (x3, y4) = (rt.zeros::<f32>(3), rt.zeros::<f32>(4));
-    assert_invalid(spmv.run(rt, Target::Auto, &a, &x3, &y), "spmv", "x");
-    assert_invalid(spmv.run(rt, Target::Auto, &a, &x, &y4), "spmv", "y");
-    assert_invalid(spmv.submit(rt, Target::Auto, &a, &x, &y4), "spmv", "y");
+    common::assert_invalid_input(spmv.run(rt, Target::Auto, &a, &x3, &y), "spmv", "x");
+    common::assert_invalid_input(spmv.run(rt, Target::Auto, &a, &x, &y4), "spmv", "y");
+    common::assert_invalid_input(spmv.submit(rt, Target::Auto, &a, &x, &y4), "spmv", "y");
 
     // And the valid one multiplies right on every backend.
     let x = rt.buffer(&[1.0f32, 10.0, 100.0, 1000.0]);

@@ -8,7 +8,6 @@
 
 mod common;
 
-use common::{cpu_and_first_gpu, run_all};
 use pel::kernels::kmeans::{self, Init, KMeans};
 use pel::kernels::layernorm::LayerNorm;
 use pel::kernels::samples;
@@ -52,50 +51,35 @@ const KMEANS_SHAPES: [(usize, usize, usize); 7] = [
 /// chunks of partial sums, so the update's middle pass runs too.
 const FOLDED_KMEANS: (usize, usize, usize) = (4_200_000, 1, 3);
 
-cpu_and_gpu_tests!(
-    "softmax",
-    softmax_cpu,
-    softmax_gpu,
-    common::cases(&ROW_SHAPES, samples::softmax::trial)
-);
+cpu_and_gpu_tests! {
+    "softmax", softmax_cpu, softmax_gpu, &ROW_SHAPES, samples::softmax::trial;
+    "layernorm", layernorm_cpu, layernorm_gpu, &ROW_SHAPES, samples::layernorm::trial;
+    "kmeans", kmeans_cpu, kmeans_gpu, &KMEANS_SHAPES, samples::kmeans::trial;
+}
 
 #[test]
 fn softmax_folded_launch() {
-    run_all(
+    common::run_large(
         "softmax",
-        &cpu_and_first_gpu("softmax_folded_launch"),
+        "softmax_folded_launch",
         &common::cases(&[FOLDED_ROWS], samples::softmax::trial),
     );
 }
 
-cpu_and_gpu_tests!(
-    "layernorm",
-    layernorm_cpu,
-    layernorm_gpu,
-    common::cases(&ROW_SHAPES, samples::layernorm::trial)
-);
-
 #[test]
 fn layernorm_folded_launch() {
-    run_all(
+    common::run_large(
         "layernorm",
-        &cpu_and_first_gpu("layernorm_folded_launch"),
+        "layernorm_folded_launch",
         &common::cases(&[FOLDED_ROWS], samples::layernorm::trial),
     );
 }
 
-cpu_and_gpu_tests!(
-    "kmeans",
-    kmeans_cpu,
-    kmeans_gpu,
-    common::cases(&KMEANS_SHAPES, samples::kmeans::trial)
-);
-
 #[test]
 fn kmeans_folded_launch() {
-    run_all(
+    common::run_large(
         "kmeans",
-        &cpu_and_first_gpu("kmeans_folded_launch"),
+        "kmeans_folded_launch",
         &common::cases(&[FOLDED_KMEANS], samples::kmeans::trial),
     );
 }

@@ -35,12 +35,9 @@ const BLUR_SHAPES: [(usize, usize, usize); 8] = [
     (300, 47, 1),
 ];
 
-cpu_and_gpu_tests!(
-    "blur",
-    blur_cpu,
-    blur_gpu,
-    common::cases(&BLUR_SHAPES, samples::blur::trial)
-);
+cpu_and_gpu_tests! {
+    "blur", blur_cpu, blur_gpu, &BLUR_SHAPES, samples::blur::trial;
+}
 
 #[test]
 fn blur_over_65535_tiles() {
@@ -133,12 +130,9 @@ const HISTOGRAM_SHAPES: [(usize, usize, u32); 10] = [
     (10_007, 5000, 123_456_789),
 ];
 
-cpu_and_gpu_tests!(
-    "histogram",
-    histogram_cpu,
-    histogram_gpu,
-    common::cases(&HISTOGRAM_SHAPES, samples::histogram::trial)
-);
+cpu_and_gpu_tests! {
+    "histogram", histogram_cpu, histogram_gpu, &HISTOGRAM_SHAPES, samples::histogram::trial;
+}
 
 #[test]
 fn histogram_over_65535_workgroups() {
@@ -180,12 +174,9 @@ const HEAT_SHAPES: [(usize, usize, usize); 8] = [
     (256, 256, 300),
 ];
 
-cpu_and_gpu_tests!(
-    "heat",
-    heat_cpu,
-    heat_gpu,
-    common::cases(&HEAT_SHAPES, samples::heat::trial)
-);
+cpu_and_gpu_tests! {
+    "heat", heat_cpu, heat_gpu, &HEAT_SHAPES, samples::heat::trial;
+}
 
 #[test]
 fn heat_over_65535_tiles() {
@@ -240,12 +231,9 @@ fn heat_hot_spot_spreads_symmetrically() {
 
 const NBODY_SIZES: [usize; 6] = [0, 1, 2, 63, 257, 1000];
 
-cpu_and_gpu_tests!(
-    "nbody",
-    nbody_cpu,
-    nbody_gpu,
-    common::cases(&NBODY_SIZES, samples::nbody::trial)
-);
+cpu_and_gpu_tests! {
+    "nbody", nbody_cpu, nbody_gpu, &NBODY_SIZES, samples::nbody::trial;
+}
 
 #[test]
 fn nbody_bad_input_is_a_typed_error() {

@@ -212,12 +212,11 @@ fn scan_refuses_mismatched_and_aliased_buffers() {
     let x = rt.buffer(&[1u32, 2, 3]);
     let short = rt.zeros::<u32>(2);
     let cpu = Target::On(Backend::Cpu);
-    match scan.scan_u32(rt, cpu, &x, &short, ScanKind::Inclusive) {
-        Err(Error::InvalidInput { kernel, arg, .. }) => {
-            assert_eq!((kernel.as_str(), arg.as_str()), ("scan_u32", "output"));
-        }
-        other => panic!("expected InvalidInput, got {other:?}"),
-    }
+    common::assert_invalid_input(
+        scan.scan_u32(rt, cpu, &x, &short, ScanKind::Inclusive),
+        "scan_u32",
+        "output",
+    );
     let xf = rt.buffer(&[1.0f32; 300]);
     let yf = rt.zeros::<f32>(299);
     assert!(matches!(
@@ -238,15 +237,11 @@ fn sort_refuses_mismatched_and_aliased_buffers() {
     let keys = rt.buffer(&[3u32, 1, 2]);
     let values = rt.zeros::<u32>(4);
     for target in [Target::On(Backend::Cpu), Target::Auto] {
-        match sort.radix_sort_pairs(rt, target, &keys, &values) {
-            Err(Error::InvalidInput { kernel, arg, .. }) => {
-                assert_eq!(
-                    (kernel.as_str(), arg.as_str()),
-                    ("radix_sort_pairs", "values")
-                );
-            }
-            other => panic!("expected InvalidInput, got {other:?}"),
-        }
+        common::assert_invalid_input(
+            sort.radix_sort_pairs(rt, target, &keys, &values),
+            "radix_sort_pairs",
+            "values",
+        );
     }
     assert!(matches!(
         sort.submit_radix_sort_pairs(rt, Target::Auto, &keys, &values),

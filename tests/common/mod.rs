@@ -45,6 +45,12 @@ pub fn gpu(rt: &Runtime, test: &str) -> Option<Backend> {
     gpus(rt, test).first().copied()
 }
 
+/// The first GPU and a saxpy kernel, or a skip as for [`gpu`].
+pub fn gpu_and_saxpy(rt: &Runtime, test: &str) -> Option<(Backend, pel::kernels::Saxpy)> {
+    let gpu = gpu(rt, test)?;
+    Some((gpu, pel::kernels::Saxpy::new().unwrap()))
+}
+
 /// A named problem: runs on a target with a seed and reports its check.
 pub type Case = (
     String,
@@ -113,6 +119,35 @@ pub fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Runs every case on the CPU and the first GPU (or a skip, as for [`gpu`]),
+/// as [`run_all`]: for the largest shapes.
+pub fn run_large(name: &str, test: &str, cases: &[Case]) {
+    run_all(name, &cpu_and_first_gpu(test), cases);
+}
+
+/// Runs one trial of `shape`, prepared at `seed`, on each of `backends`, as
+/// [`run_trial`].
+pub fn run_shape<D, T: Trial>(
+    name: &str,
+    prepare: Prepare<D, T>,
+    (shape, seed): (D, u64),
+    backends: &[Backend],
+) {
+    let mut trial = prepare(rt(), shape, seed).unwrap();
+    run_trial(name, &mut trial, backends);
+}
+
+/// Fails unless `r` is an `InvalidInput` error of `kernel` naming `arg`.
+#[track_caller]
+pub fn assert_invalid_input<T: std::fmt::Debug>(r: pel::Result<T>, kernel: &str, arg: &str) {
+    match r {
+        Err(pel::Error::InvalidInput {
+            kernel: k, arg: a, ..
+        }) if k == kernel && a == arg => {}
+        other => panic!("expected InvalidInput for {kernel} `{arg}`, got {other:?}"),
+    }
+}
+
 /// One case per shape (named as the shape), its trial made by `prepare`.
 pub fn cases<D, T>(shapes: &[D], prepare: Prepare<D, T>) -> Vec<Case>
 where
@@ -128,11 +163,13 @@ where
         .collect()
 }
 
-/// Two tests of a sample kernel's cases: `$cpu` on the CPU and `$gpu` on
-/// every GPU (or a loud skip).
+/// Two tests of each sample kernel's cases: `$cpu` on the CPU and `$gpu` on
+/// every GPU (or a loud skip). One entry per kernel:
+/// `"name", name_cpu, name_gpu, &SHAPES, prepare;` runs the [`cases`] of
+/// those shapes; or one kernel's ready cases: `"name", name_cpu, name_gpu, cases`.
 #[macro_export]
 macro_rules! cpu_and_gpu_tests {
-    ($name:literal, $cpu:ident, $gpu:ident, $cases:expr) => {
+    ($name:literal, $cpu:ident, $gpu:ident, $cases:expr $(,)?) => {
         #[test]
         fn $cpu() {
             common::run_all($name, &[pel::Backend::Cpu], &$cases);
@@ -143,6 +180,20 @@ macro_rules! cpu_and_gpu_tests {
             let gpus = common::gpus(common::rt(), stringify!($gpu));
             common::run_all($name, &gpus, &$cases);
         }
+    };
+    ($($name:literal, $cpu:ident, $gpu:ident, $shapes:expr, $prepare:path);+ $(;)?) => {
+        $(
+            #[test]
+            fn $cpu() {
+                common::run_all($name, &[pel::Backend::Cpu], &common::cases($shapes, $prepare));
+            }
+
+            #[test]
+            fn $gpu() {
+                let gpus = common::gpus(common::rt(), stringify!($gpu));
+                common::run_all($name, &gpus, &common::cases($shapes, $prepare));
+            }
+        )+
     };
 }
 
@@ -179,17 +230,29 @@ pub fn cpu_only() -> Runtime {
         .expect("a runtime starts")
 }
 
-/// `y += x` over f32 arrays, right past 65,535 workgroups.
-pub const ADD: &str = r#"
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+/// A shader reading `array<x_ty>` `x` and writing `array<y_ty>` `y`
+/// (bound in that order), one invocation per element of `y`, folded past
+/// 65,535 workgroups: `y[i] = value` for every `i` below `y`'s length.
+pub fn map_shader(x: (&str, &str), y: (&str, &str), value: &str) -> String {
+    let ((x, x_ty), (y, y_ty)) = (x, y);
+    format!(
+        "
+@group(0) @binding(0) var<storage, read> {x}: array<{x_ty}>;
+@group(0) @binding(1) var<storage, read_write> {y}: array<{y_ty}>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
+        @builtin(num_workgroups) groups: vec3<u32>) {{
     let i = pel_index(id, groups);
-    if i < arrayLength(&y) { y[i] = y[i] + x[i]; }
+    if i < arrayLength(&{y}) {{ {y}[i] = {value}; }}
+}}
+"
+    )
 }
-"#;
+
+/// `y += x` over f32 arrays, right past 65,535 workgroups.
+pub fn add_shader() -> String {
+    map_shader(("x", "f32"), ("y", "f32"), "y[i] + x[i]")
+}
 
 /// Runs `f` on a thread of its own and fails the test if it has not
 /// returned within `secs`: a hang is a failure, never a stuck suite.

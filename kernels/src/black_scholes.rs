@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
 use crate::simd_math;
-use crate::{ensure, invalid, u32_len};
+use crate::{invalid, lengths_match, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/black_scholes.wgsl");
@@ -160,14 +160,13 @@ impl OptionBatch {
 /// Checks a batch of options: the three slices have one element per option,
 /// and every spot, strike and expiry is positive and finite.
 pub fn validate(spot: &[f32], strike: &[f32], expiry: &[f32]) -> Result<()> {
-    for (arg, len) in [("strike", strike.len()), ("expiry", expiry.len())] {
-        ensure(len == spot.len(), "black_scholes", arg, || {
-            format!(
-                "spot has {} options but {arg} has {len}; they must match",
-                spot.len()
-            )
-        })?;
-    }
+    lengths_match(
+        "black_scholes",
+        spot.len(),
+        || format!("spot has {} options", spot.len()),
+        "",
+        &[("strike", strike.len()), ("expiry", expiry.len())],
+    )?;
     u32_len("black_scholes", "spot", spot.len())?;
     for (arg, xs) in [("spot", spot), ("strike", strike), ("expiry", expiry)] {
         // A vectorisable scan first; the position only once it fails.
@@ -329,14 +328,13 @@ impl BlackScholes {
         put: &Buffer<f32>,
     ) -> Result<BlackScholesParams> {
         market.check()?;
-        for (arg, len) in [("call", call.len()), ("put", put.len())] {
-            ensure(len == options.len(), "black_scholes", arg, || {
-                format!(
-                    "the batch has {} options but {arg} has {len} elements; they must match",
-                    options.len()
-                )
-            })?;
-        }
+        lengths_match(
+            "black_scholes",
+            options.len(),
+            || format!("the batch has {} options", options.len()),
+            " elements",
+            &[("call", call.len()), ("put", put.len())],
+        )?;
         Ok(BlackScholesParams {
             rate: market.rate,
             sigma: market.volatility,

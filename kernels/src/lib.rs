@@ -106,6 +106,24 @@ pub(crate) fn ensure(
     }
 }
 
+/// Checks each `(arg, len)` in `others` against `n`, the length `whole`
+/// describes ("x has 5 elements"), in order; `unit` follows a mismatched
+/// length in the message.
+pub(crate) fn lengths_match(
+    kernel: &str,
+    n: usize,
+    whole: impl Fn() -> String,
+    unit: &str,
+    others: &[(&str, usize)],
+) -> Result<()> {
+    for &(arg, len) in others {
+        ensure(len == n, kernel, arg, || {
+            format!("{} but {arg} has {len}{unit}; they must match", whole())
+        })?;
+    }
+    Ok(())
+}
+
 /// Checks that `arg` (of `len` elements) holds a rows×cols `what` (a matrix,
 /// an image, a grid).
 pub(crate) fn expect_2d(

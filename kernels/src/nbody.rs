@@ -31,7 +31,7 @@ use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
-use crate::{ensure, u32_len};
+use crate::{ensure, lengths_match, u32_len};
 
 /// The WGSL source.
 pub const WGSL: &str = include_str!("../../shaders/nbody.wgsl");
@@ -182,14 +182,16 @@ impl Nbody {
         softening: f32,
     ) -> Result<NbodyParams> {
         let n = positions.len();
-        for (arg, buf) in [("velocities", velocities), ("new_positions", new_positions)] {
-            ensure(buf.len() == n, "nbody", arg, || {
-                format!(
-                    "positions has {n} bodies but {arg} has {}; they must match",
-                    buf.len()
-                )
-            })?;
-        }
+        lengths_match(
+            "nbody",
+            n,
+            || format!("positions has {n} bodies"),
+            "",
+            &[
+                ("velocities", velocities.len()),
+                ("new_positions", new_positions.len()),
+            ],
+        )?;
         ensure(dt.is_finite(), "nbody", "dt", || {
             format!("dt is {dt}; the time step must be finite")
         })?;

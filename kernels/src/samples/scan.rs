@@ -33,6 +33,10 @@ pub struct ScanProblem<T: Element> {
     x: Input<T>,
 }
 
+/// A scan of `x` into `y` with a [`Scan`]'s kernels, at a target.
+pub type ScanFn<T> =
+    fn(&Scan, &Runtime, Target, &Buffer<T>, &Buffer<T>, ScanKind) -> Result<RunInfo>;
+
 /// An element type [`Scan`] scans, as a [`ScanProblem`] runs and checks it.
 pub trait Scanned: Element + Into<f64> {
     /// What the output starts as before each run.
@@ -43,20 +47,14 @@ pub trait Scanned: Element + Into<f64> {
     const TOLERANCE: &'static str;
     /// Seeded random input.
     fn random(n: usize, seed: u64) -> Vec<Self>;
-    /// Scans `x` into `y`.
-    fn scan(
-        scan: &Scan,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<Self>,
-        y: &Buffer<Self>,
-        kind: ScanKind,
-    ) -> Result<RunInfo>;
+    /// Scans `x` into `y`: [`Scan::scan_u32`] or [`Scan::scan_f32`].
+    const SCAN: ScanFn<Self>;
     /// Compares a scan of `xs` with the reference.
     fn compare(got: &[Self], xs: &[Self], kind: ScanKind) -> Compare;
 }
 
 impl Scanned for u32 {
+    const SCAN: ScanFn<u32> = Scan::scan_u32;
     const POISON: u32 = 0xDEAD_BEEF;
     const FLOPS: f64 = 0.0;
     const TOLERANCE: &'static str = "exact (wrapping u32 addition)";
@@ -64,37 +62,18 @@ impl Scanned for u32 {
         let mut rng = verify::rng(seed);
         (0..n).map(|_| rng.random()).collect()
     }
-    fn scan(
-        scan: &Scan,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<u32>,
-        y: &Buffer<u32>,
-        kind: ScanKind,
-    ) -> Result<RunInfo> {
-        scan.scan_u32(rt, target, x, y, kind)
-    }
     fn compare(got: &[u32], xs: &[u32], kind: ScanKind) -> Compare {
         verify::exact(got, &reference_u32(xs, kind))
     }
 }
 
 impl Scanned for f32 {
+    const SCAN: ScanFn<f32> = Scan::scan_f32;
     const POISON: f32 = f32::NAN;
     const FLOPS: f64 = 1.0;
     const TOLERANCE: &'static str = "(log2(n)+2)·ε·Σ|x_j| over the summed elements";
     fn random(n: usize, seed: u64) -> Vec<f32> {
         verify::random_f32(seed, n, -1.0, 1.0)
-    }
-    fn scan(
-        scan: &Scan,
-        rt: &Runtime,
-        target: Target,
-        x: &Buffer<f32>,
-        y: &Buffer<f32>,
-        kind: ScanKind,
-    ) -> Result<RunInfo> {
-        scan.scan_f32(rt, target, x, y, kind)
     }
     fn compare(got: &[f32], xs: &[f32], kind: ScanKind) -> Compare {
         let (want, mag) = reference_f32(xs, kind);
@@ -153,7 +132,7 @@ impl<T: Scanned> Problem for ScanProblem<T> {
     fn run(&mut self, rt: &Runtime, target: Target, y: &Buffer<T>) -> Result<RunInfo> {
         self.last = self.next;
         self.next = self.next.other();
-        T::scan(&self.scan, rt, target, self.x.buf(), y, self.last)
+        (T::SCAN)(&self.scan, rt, target, self.x.buf(), y, self.last)
     }
     fn compare(&mut self, got: &[T]) -> Compare {
         T::compare(got, &self.x, self.last)

@@ -417,7 +417,7 @@ impl Engine {
                         .iter()
                         .all(|id| kept.iter().any(|(k, _)| k == id) || table.valid_off_host(*id)))
             });
-            if retry {
+            let again = if retry {
                 if host_written {
                     let e = &tied.as_ref().expect("retry means tied").1;
                     for id in write_ids {
@@ -427,34 +427,30 @@ impl Engine {
                         }
                     }
                 }
-                if let Some(b) = decided {
-                    self.dispatcher().finished(kernel.id(), b, size);
+                true
+            } else {
+                if unproven && result.is_ok() {
+                    self.prove_on_cpu(kernel.id());
                 }
-                self.counters.recovered();
-                recovered = true;
-                placed = None;
-                target = Target::Auto;
-                continue;
-            }
-            if unproven && result.is_ok() {
-                self.prove_on_cpu(kernel.id());
-            }
-            match fixable {
-                Some(g) => {
+                if let Some(g) = fixable {
                     if self.gpus[g].check_alive().is_err() {
                         self.recover_gpu(&mut table, g);
                     }
-                    if let Some(b) = decided {
-                        self.dispatcher().finished(kernel.id(), b, size);
-                    }
-                    self.counters.recovered();
-                    recovered = true;
-                    placed = None;
-                    target = Target::Auto;
                     avoid.push(g);
                 }
-                None => break (result, decided, host_written),
+                fixable.is_some()
+            };
+            if !again {
+                break (result, decided, host_written);
             }
+            // Run again elsewhere, placed afresh.
+            if let Some(b) = decided {
+                self.dispatcher().finished(kernel.id(), b, size);
+            }
+            self.counters.recovered();
+            recovered = true;
+            placed = None;
+            target = Target::Auto;
         };
         let result = result.map(|(mut info, parts)| {
             if recovered {

@@ -9,12 +9,8 @@
 // and N(-d), each from the small side, so deep in- and out-of-the-money
 // prices keep their relative accuracy.
 
-struct Params {
-    rate: f32,
-    sigma: f32,
-    first: u32,
-    n: u32,
-}
+// `Params` is declared once, in Rust (`BlackScholesParams` in kernels/src/black_scholes.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> spot: array<f32>;
 @group(0) @binding(1) var<storage, read> strike: array<f32>;

@@ -10,13 +10,8 @@
 // of the kernel, then the rows (the order the CPU implementation uses too).
 // Tiles are numbered linearly (pel folds more than 65,535 of them into 2-D).
 
-struct Params {
-    width: u32,
-    height: u32,
-    radius: u32,
-    tiles_x: u32,
-    tiles: u32,
-}
+// `Params` is declared once, in Rust (`BlurParams` in kernels/src/blur.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read> weights: array<f32>;

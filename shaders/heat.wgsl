@@ -17,13 +17,8 @@
 // `copy`: v = u, one invocation per cell (for an odd number of steps, the
 // result is copied back into the caller's buffer).
 
-struct Params {
-    width: u32,
-    height: u32,
-    alpha: f32,
-    tiles_x: u32,
-    tiles: u32,
-}
+// `Params` is declared once, in Rust (`HeatParams` in kernels/src/heat.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> u: array<f32>;
 @group(0) @binding(1) var<storage, read_write> v: array<f32>;

@@ -16,17 +16,8 @@
 // `direct` (more bins than workgroup memory holds): one invocation per
 // value, an atomic add straight into `hist`.
 
-struct Params {
-    n: u32,
-    bins: u32,
-    max_value: u32,
-    // Values each invocation of `main` counts.
-    items: u32,
-    // Workgroups of a `main` launch.
-    groups: u32,
-    // bins / (max_value + 1), rounded: the first guess at a value's bin.
-    scale: f32,
-}
+// `Params` is declared once, in Rust (`HistogramParams` in kernels/src/histogram.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> values: array<u32>;
 @group(0) @binding(1) var<storage, read_write> hist: array<atomic<u32>>;

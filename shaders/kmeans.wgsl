@@ -43,12 +43,8 @@
 
 // ---- assign
 
-struct AssignParams {
-    n: u32,
-    d: u32,
-    k: u32,
-    _pad: u32,
-}
+// `AssignParams` is declared once, in Rust (`AssignParams` in kernels/src/kmeans.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(1) var<storage, read> centroids: array<f32>;
 @group(0) @binding(2) var<storage, read_write> labels: array<u32>;
@@ -117,19 +113,8 @@ fn assign(@builtin(local_invocation_index) lid: u32,
 
 // ---- partial
 
-struct PartialParams {
-    n: u32,
-    d: u32,
-    k: u32,
-    // Values per output row: k·(d + 1).
-    m: u32,
-    // Points per workgroup.
-    chunk: u32,
-    // Workgroups (rows of `partial`): ceil(n / chunk).
-    groups: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// `PartialParams` is declared once, in Rust (`PartialParams` in kernels/src/kmeans.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(5) var<storage, read> point_labels: array<u32>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
@@ -214,15 +199,8 @@ fn column_sum(r0: u32, r1: u32, m: u32, col: u32) -> f32 {
     return s;
 }
 
-struct ReduceParams {
-    // Rows of `rows`.
-    rows: u32,
-    // Values per row.
-    m: u32,
-    // Rows of `out`: ceil(rows / 256).
-    out_rows: u32,
-    _pad: u32,
-}
+// `ReduceParams` is declared once, in Rust (`ReduceParams` in kernels/src/kmeans.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(9) var<storage, read_write> out: array<f32>;
 @group(0) @binding(10) var<uniform> rp: ReduceParams;
@@ -241,14 +219,8 @@ fn reduce(@builtin(global_invocation_id) id: vec3<u32>,
     out[i] = column_sum(b * BLOCK, end, rp.m, i % rp.m);
 }
 
-struct FinalizeParams {
-    // Rows of `rows`.
-    rows: u32,
-    d: u32,
-    k: u32,
-    // Values per row: k·(d + 1).
-    m: u32,
-}
+// `FinalizeParams` is declared once, in Rust (`FinalizeParams` in kernels/src/kmeans.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(11) var<storage, read_write> new_centroids: array<f32>;
 @group(0) @binding(12) var<uniform> fp: FinalizeParams;

@@ -16,15 +16,8 @@
 //   zeroes workgroup memory at every launch; a 16 KiB histogram for k = 6
 //   made each workgroup 50 times slower on GL's software rasteriser).
 
-struct Params {
-    // Bases in the sequence.
-    len: u32,
-    k: u32,
-    // Positions with a whole k-mer: len − k + 1, or 0.
-    positions: u32,
-    // 4^k.
-    bins: u32,
-}
+// `Params` is declared once, in Rust (`KmerParams` in kernels/src/kmer.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> seq: array<u32>;
 @group(0) @binding(1) var<storage, read_write> counts: array<atomic<u32>>;

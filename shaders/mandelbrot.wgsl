@@ -2,16 +2,8 @@
 // complex plane, one invocation per pixel, row-major. A launch computes the
 // n pixels from `first` on (the whole image, or its part of a split call).
 
-struct Params {
-    width: u32,
-    first: u32,
-    max_iter: u32,
-    n: u32,
-    x0: f32,
-    y0: f32,
-    dx: f32,
-    dy: f32,
-}
+// `Params` is declared once, in Rust (`MandelbrotParams` in kernels/src/mandelbrot.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read_write> counts: array<u32>;
 @group(0) @binding(1) var<uniform> p: Params;

@@ -7,16 +7,8 @@
 // than 65,535 of them into 2-D); edges are padded with zeros, so any m, n, k
 // works.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    tiles_n: u32,
-    tiles: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// `Params` is declared once, in Rust (`MatmulParams` in kernels/src/matmul.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;

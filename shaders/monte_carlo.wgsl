@@ -14,22 +14,11 @@
 // high word of a 32×32 product is built from 16-bit halves: mul_wide, in
 // shaders/lib); monte_carlo.rs draws the same bits on the CPU.
 
-struct SimParams {
-    spot: f32,
-    strike: f32,
-    // (r − σ²/2)·T and σ·√T, computed once on the host.
-    drift: f32,
-    vol: f32,
-    paths: u32,
-    groups: u32,
-    key0: u32,
-    key1: u32,
-}
+// `SimParams` is declared once, in Rust (`McSimParams` in kernels/src/monte_carlo.rs),
+// and appended to this source by pel-kernels.
 
-struct SumParams {
-    n: u32,
-    groups: u32,
-}
+// `SumParams` is declared once, in Rust (`McSumParams` in kernels/src/monte_carlo.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read_write> sums: array<vec4<f32>>;
 @group(0) @binding(1) var<uniform> sim: SimParams;

@@ -12,11 +12,8 @@
 // mass and contribute nothing; a body's pull on itself is zero (its
 // difference vector is).
 
-struct Params {
-    n: u32,
-    dt: f32,
-    eps2: f32,
-}
+// `Params` is declared once, in Rust (`NbodyParams` in kernels/src/nbody.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> pos: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> vel: array<vec4<f32>>;

@@ -19,10 +19,8 @@
 // again: a repeated element changes neither the min, the max nor the argmax,
 // so no identity value (and no NaN constant) is needed.
 
-struct Params {
-    n: u32,
-    groups: u32,
-}
+// `Params` is declared once, in Rust (`ReduceParams` in kernels/src/reduce.rs),
+// and appended to this source by pel-kernels.
 
 // The elements (the candidates' values).
 @group(0) @binding(0) var<storage, read> x: array<f32>;

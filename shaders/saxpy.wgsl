@@ -3,10 +3,8 @@
 // pel folds launches of more than 65,535 workgroups into 2-D, so the linear
 // index is rebuilt from both dimensions of the grid.
 
-struct Params {
-    a: f32,
-    n: u32,
-}
+// `Params` is declared once, in Rust (`SaxpyParams` in kernels/src/saxpy.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;

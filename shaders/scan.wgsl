@@ -13,14 +13,8 @@
 // host builds the f32 kernels by replacing this one line.
 alias T = u32;
 
-struct Params {
-    // Elements of x (and y) at this level.
-    n: u32,
-    // Blocks of 256: max(1, ceil(n / 256)).
-    blocks: u32,
-    // 1: y[i] = x[0] + … + x[i]; 0: y[i] = x[0] + … + x[i-1].
-    inclusive: u32,
-}
+// `Params` is declared once, in Rust (`ScanParams` in kernels/src/scan.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> x: array<T>;
 @group(0) @binding(1) var<storage, read_write> totals: array<T>;

@@ -14,14 +14,8 @@
 // Workgroups are numbered linearly (pel folds more than 65,535 of them into
 // 2-D).
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    // Invocations per row: a power of two from 1 to 256.
-    seg: u32,
-    // Workgroups: ceil(rows / (256 / seg)).
-    groups: u32,
-}
+// `Params` is declared once, in Rust (`SoftmaxParams` in kernels/src/softmax.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;

@@ -50,14 +50,8 @@ fn clear_counts(lid: u32) {
 
 // ---- the multi-pass kernels
 
-struct Params {
-    // Keys.
-    n: u32,
-    // The digit's lowest bit: 0, 4, …, 28.
-    shift: u32,
-    // Tiles of 1,024 keys: max(1, ceil(n / 1024)).
-    tiles: u32,
-}
+// `Params` is declared once, in Rust (`SortParams` in kernels/src/sort/mod.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read> src_vals: array<u32>;
@@ -280,10 +274,8 @@ fn scatter_pairs(@builtin(local_invocation_index) lid: u32,
 
 // ---- the whole-sort kernels
 
-struct WholeParams {
-    // Keys.
-    n: u32,
-}
+// `WholeParams` is declared once, in Rust (`WholeSortParams` in kernels/src/sort/mod.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(7) var<storage, read_write> keys: array<u32>;
 @group(0) @binding(8) var<storage, read_write> tmp: array<u32>;

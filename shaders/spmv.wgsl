@@ -11,9 +11,8 @@
 // length of x, and row_ptr never decreases and ends at the number of
 // non-zeros.
 
-struct Params {
-    rows: u32,
-}
+// `Params` is declared once, in Rust (`SpmvParams` in kernels/src/spmv.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> row_ptr: array<u32>;
 @group(0) @binding(1) var<storage, read> col_idx: array<u32>;

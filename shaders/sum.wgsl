@@ -5,10 +5,8 @@
 // memory (workgroup_sum, in shaders/lib). The host side runs passes until one value is left, so the data
 // never leaves the GPU.
 
-struct Params {
-    n: u32,
-    groups: u32,
-}
+// `Params` is declared once, in Rust (`SumParams` in kernels/src/sum.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;

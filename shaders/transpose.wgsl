@@ -8,12 +8,8 @@
 // banks. Tiles are numbered linearly (pel folds more than 65,535 of them
 // into 2-D); edge tiles are partial, so any m and n work.
 
-struct Params {
-    m: u32,
-    n: u32,
-    tiles_n: u32,
-    tiles: u32,
-}
+// `Params` is declared once, in Rust (`TransposeParams` in kernels/src/transpose.rs),
+// and appended to this source by pel-kernels.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read_write> b: array<f32>;

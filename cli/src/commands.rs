@@ -219,13 +219,40 @@ pub(crate) fn model(action: ModelAction) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pel shader [NAME]`: a sample shader's whole source, or their names.
+pub(crate) fn shader(name: Option<&str>) -> Result<ExitCode> {
+    match name {
+        None => {
+            for (name, _) in kernels::SHADERS {
+                say!("{name}");
+            }
+        }
+        Some(name) => match kernels::shader(name) {
+            Some(source) => say!("{}", source.trim_end()),
+            None => {
+                eprintln!("pel: no sample shader `{name}`; `pel shader` lists them");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pel validate FILE|NAME`: a file that exists is read as it is; otherwise
+/// a sample shader's name stands for its whole source as pel builds it.
 pub(crate) fn validate(file: &Path, entry: &str) -> Result<ExitCode> {
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let name = file
+    let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "shader".to_owned());
+    let sample = kernels::shader(&stem);
+    let (source, name) = match (file.exists(), sample) {
+        (false, Some(whole)) if file.as_os_str() == stem.as_str() => (whole.to_owned(), stem),
+        _ => (
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+            stem,
+        ),
+    };
     match pel::Reflection::of(&name, &source, entry) {
         Ok(r) => {
             say!(
@@ -294,6 +321,12 @@ pub(crate) fn validate(file: &Path, entry: &str) -> Result<ExitCode> {
         Err(e) => {
             // naga's message shows the line, with the column marked.
             eprintln!("{}: {e}", file.display());
+            if file.exists() && sample.is_some() {
+                eprintln!(
+                    "(a sample shader file leaves out the shared pieces and params structs pel appends: `pel validate {}` checks its whole source)",
+                    name
+                );
+            }
             Ok(ExitCode::from(2))
         }
     }

@@ -74,9 +74,14 @@ enum Command {
         #[arg(long, default_value = "pel-trace.json")]
         out: std::path::PathBuf,
     },
+    /// Print a sample shader's whole WGSL source as pel builds it (its file, the shared pieces and the params structs); with no name, list the sample shaders.
+    Shader {
+        /// The shader's name (its file's name in `shaders/`).
+        name: Option<String>,
+    },
     /// Check a WGSL compute shader as pel reads it: naga's diagnostics with line and column (exit 2), or the kernel's reflected bindings (group, binding, access, type) and workgroup size.
     Validate {
-        /// The shader file.
+        /// The shader file, or a sample shader's name (see `pel shader`) for its whole source as pel builds it.
         file: std::path::PathBuf,
         /// Its entry point.
         #[arg(long, default_value = "main")]
@@ -191,6 +196,7 @@ fn main() -> ExitCode {
         Command::Model { action } => commands::model(action),
         Command::Trace { out } => commands::trace(&out),
         Command::Calibrate { quick } => commands::calibrate(quick),
+        Command::Shader { name } => commands::shader(name.as_deref()),
         Command::Validate { file, entry } => commands::validate(&file, &entry),
         Command::Bench {
             suite,

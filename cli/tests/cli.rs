@@ -291,8 +291,8 @@ fn listed_kernels() -> Vec<String> {
 fn validate_prints_bindings_or_the_line_of_the_error() {
     let dir = std::env::temp_dir().join(format!("pel-cli-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/saxpy.wgsl");
-    let o = pel(&["validate", good], &[]);
+    // A sample's name stands for its whole source as pel builds it.
+    let o = pel(&["validate", "saxpy"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     for row in [
@@ -303,19 +303,70 @@ fn validate_prints_bindings_or_the_line_of_the_error() {
     ] {
         assert!(out.contains(row), "{row} missing: {out}");
     }
+    // `pel shader` prints that source; as a file it validates the same.
+    let o = pel(&["shader", "saxpy"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = stdout(&o);
+    let good = dir.join("saxpy.wgsl");
+    std::fs::write(&good, &whole).unwrap();
+    let o = pel(&["validate", good.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("| 0 | 2 | p | uniform | params, 8 bytes |"));
+    // An error names its line and column.
+    let line = 1 + whole
+        .lines()
+        .position(|l| l.contains("fma(p.a, x[i], y[i])"))
+        .expect("saxpy's fma line");
+    let column = 1 + whole.lines().nth(line - 1).unwrap().find("y[i])").unwrap();
     let broken = dir.join("broken.wgsl");
-    let text = std::fs::read_to_string(good)
-        .unwrap()
-        .replace("fma(p.a, x[i], y[i])", "fma(p.a, x[i], nowhere)");
-    std::fs::write(&broken, text).unwrap();
+    std::fs::write(
+        &broken,
+        whole.replace("fma(p.a, x[i], y[i])", "fma(p.a, x[i], nowhere)"),
+    )
+    .unwrap();
     let o = pel(&["validate", broken.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("line 22, column 31") && err.contains("nowhere"),
+        err.contains(&format!("line {line}, column {column}")) && err.contains("nowhere"),
         "{err}"
     );
+    // The bare file in shaders/ lacks what pel appends, and the error says
+    // how to check it whole.
+    let bare = concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/saxpy.wgsl");
+    let o = pel(&["validate", bare], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("`pel validate saxpy`"),
+        "{}",
+        stderr(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shader_lists_every_sample_shader_and_refuses_an_unknown_one() {
+    let o = pel(&["shader"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(names.len(), 19, "{names:?}");
+    // Each validates whole, at `main` or at every entry point it lists.
+    for name in &names {
+        let o = pel(&["validate", name], &[]);
+        if o.status.success() {
+            continue;
+        }
+        let err = stderr(&o);
+        let (_, entries) = err
+            .split_once("compute entry points: ")
+            .unwrap_or_else(|| panic!("{name}: {err}"));
+        for entry in entries.trim().trim_end_matches(')').split(", ") {
+            let o = pel(&["validate", name, "--entry", entry], &[]);
+            assert!(o.status.success(), "{name} at {entry}: {}", stderr(&o));
+        }
+    }
+    let o = pel(&["shader", "nowhere"], &[]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

@@ -26,24 +26,30 @@ use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
 use crate::simd_math;
+use crate::uniform::wgsl_struct;
 use crate::{invalid, lengths_match, u32_len};
 
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/black_scholes.wgsl");
-
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BlackScholesParams {
-    /// The continuously compounded risk-free rate r, per year.
-    pub rate: f32,
-    /// The volatility σ, per square root of a year.
-    pub sigma: f32,
-    /// The first option this launch prices (0 for the whole batch).
-    pub first: u32,
-    /// Options this launch prices (the batch's length for the whole batch).
-    pub n: u32,
+wgsl_struct! {
+    black_scholes_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct BlackScholesParams {
+        /// The continuously compounded risk-free rate r, per year.
+        pub rate: f32,
+        /// The volatility σ, per square root of a year.
+        pub sigma: f32,
+        /// The first option this launch prices (0 for the whole batch).
+        pub first: u32,
+        /// Options this launch prices (the batch's length for the whole batch).
+        pub n: u32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/black_scholes.wgsl"),
+    black_scholes_params!(),
+);
 
 /// The market every option of a batch is priced in: one rate and one
 /// volatility.

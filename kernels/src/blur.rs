@@ -22,10 +22,8 @@ use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
+use crate::uniform::wgsl_struct;
 use crate::{expect_2d, invalid, tile_grid};
-
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/blur.wgsl");
 
 /// Edge of the square tile of the output one GPU workgroup computes.
 pub const TILE: usize = 16;
@@ -38,21 +36,26 @@ pub const MAX_RADIUS: usize = 8;
 /// cost and the per-task scratch rows.
 const CPU_GRAIN: usize = 1 << 14;
 
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BlurParams {
-    /// Pixels per row.
-    pub width: u32,
-    /// Rows.
-    pub height: u32,
-    /// Kernel radius r: the kernel is (2r+1)×(2r+1).
-    pub radius: u32,
-    /// Tiles across a row: `ceil(width / 16)`.
-    pub tiles_x: u32,
-    /// Tiles in all: `ceil(width / 16) · ceil(height / 16)`.
-    pub tiles: u32,
+wgsl_struct! {
+    blur_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct BlurParams {
+        /// Pixels per row.
+        pub width: u32,
+        /// Rows.
+        pub height: u32,
+        /// Kernel radius r: the kernel is (2r+1)×(2r+1).
+        pub radius: u32,
+        /// Tiles across a row: `ceil(width / 16)`.
+        pub tiles_x: u32,
+        /// Tiles in all: `ceil(width / 16) · ceil(height / 16)`.
+        pub tiles: u32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(include_str!("../../shaders/blur.wgsl"), blur_params!());
 
 /// Adds `Σ_kx wrow[kx]·padded[x + kx]` (one kernel row's sum, summed from
 /// kx = 0 up) to each `out[x]`, eight pixels at a time with their sums in

@@ -20,10 +20,8 @@ use rayon::prelude::*;
 
 use crate::launch::{Launch, builder, run_and_submit};
 use crate::par::copy_par;
+use crate::uniform::wgsl_struct;
 use crate::{ensure, expect_2d, tile_grid};
-
-/// The WGSL source: `main` (one step) and `copy`.
-pub const WGSL: &str = include_str!("../../shaders/heat.wgsl");
 
 /// Columns of the tile one GPU workgroup updates (one per invocation).
 pub const TILE_WIDTH: usize = 64;
@@ -37,21 +35,26 @@ pub const MAX_ALPHA: f32 = 0.25;
 /// Cells one CPU task updates at the least.
 const CPU_GRAIN: usize = 1 << 14;
 
-/// The shader's uniform block (both entry points).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct HeatParams {
-    /// Cells per row.
-    pub width: u32,
-    /// Rows.
-    pub height: u32,
-    /// Diffusion number α = κ·Δt/Δx², in [0, 0.25].
-    pub alpha: f32,
-    /// Tiles across the grid: `ceil(width / 64)`.
-    pub tiles_x: u32,
-    /// Tiles in all: `ceil(width / 64) · ceil(height / 8)`.
-    pub tiles: u32,
+wgsl_struct! {
+    heat_params => Params;
+    /// The shader's uniform block (both entry points).
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct HeatParams {
+        /// Cells per row.
+        pub width: u32,
+        /// Rows.
+        pub height: u32,
+        /// Diffusion number α = κ·Δt/Δx², in [0, 0.25].
+        pub alpha: f32,
+        /// Tiles across the grid: `ceil(width / 64)`.
+        pub tiles_x: u32,
+        /// Tiles in all: `ceil(width / 64) · ceil(height / 8)`.
+        pub tiles: u32,
+    }
 }
+
+/// The WGSL source: `main` (one step) and `copy`.
+pub const WGSL: &str = concat!(include_str!("../../shaders/heat.wgsl"), heat_params!());
 
 /// The heat kernels (one step, and a copy) and the multi-step driver.
 #[derive(Debug, Clone)]

@@ -24,14 +24,8 @@ use rayon::prelude::*;
 
 use crate::launch::{Launch, builder, run_and_submit};
 use crate::par::fill_par;
+use crate::uniform::wgsl_struct;
 use crate::{ensure, u32_len};
-
-/// The WGSL source: `main` and `main_4k` (bins in workgroup memory),
-/// `direct` (global atomics) and `clear`.
-pub const WGSL: &str = concat!(
-    include_str!("../../shaders/histogram.wgsl"),
-    include_str!("../../shaders/lib/mul_wide.wgsl"),
-);
 
 /// The most bins a GPU workgroup counts in workgroup memory (16 KiB of
 /// u32, the least every WebGPU device offers); more go straight to global
@@ -47,23 +41,33 @@ const WG: usize = 256;
 /// Values one CPU task counts at the least.
 const CPU_GRAIN: usize = 1 << 16;
 
-/// The shader's uniform block (every entry point).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct HistogramParams {
-    /// Values.
-    pub n: u32,
-    /// Bins N (at least 1).
-    pub bins: u32,
-    /// The top of the range; larger values count in the last bin.
-    pub max_value: u32,
-    /// Values each invocation of the workgroup-memory shader counts.
-    pub items: u32,
-    /// Workgroups of the workgroup-memory shader: `ceil(n / (256·items))`.
-    pub groups: u32,
-    /// `bins / (max_value + 1)`, the shader's first guess at a bin.
-    pub scale: f32,
+wgsl_struct! {
+    histogram_params => Params;
+    /// The shader's uniform block (every entry point).
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct HistogramParams {
+        /// Values.
+        pub n: u32,
+        /// Bins N (at least 1).
+        pub bins: u32,
+        /// The top of the range; larger values count in the last bin.
+        pub max_value: u32,
+        /// Values each invocation of the workgroup-memory shader counts.
+        pub items: u32,
+        /// Workgroups of the workgroup-memory shader: `ceil(n / (256·items))`.
+        pub groups: u32,
+        /// `bins / (max_value + 1)`, the shader's first guess at a bin.
+        pub scale: f32,
+    }
 }
+
+/// The WGSL source: `main` and `main_4k` (bins in workgroup memory),
+/// `direct` (global atomics) and `clear`.
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/histogram.wgsl"),
+    include_str!("../../shaders/lib/mul_wide.wgsl"),
+    histogram_params!(),
+);
 
 /// The bin of `value` among `bins` equal-width bins over `[0, max_value]`:
 /// `floor(value·bins / (max_value + 1))`, or `bins - 1` for a value above

@@ -28,10 +28,8 @@ use rayon::prelude::*;
 
 use crate::launch::{Launch, builder, run_and_submit};
 use crate::par::fill_par;
+use crate::uniform::wgsl_struct;
 use crate::{invalid, u32_len};
-
-/// The WGSL source (entry points `clear`, `count` and `count_local`).
-pub const WGSL: &str = include_str!("../../shaders/kmer.wgsl");
 
 /// The longest k-mer counted: 4^12 = 16,777,216 counts (64 MiB).
 pub const MAX_K: usize = 12;
@@ -51,19 +49,24 @@ const PRIVATE_MAX_K: usize = 8;
 /// and merging.
 const CPU_CHUNK: usize = 1 << 16;
 
-/// The shaders' uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct KmerParams {
-    /// Bases in the sequence.
-    pub len: u32,
-    /// Bases per k-mer, 1 to 12.
-    pub k: u32,
-    /// Positions where a whole k-mer starts: `len − k + 1`, or 0.
-    pub positions: u32,
-    /// Counts: 4^k.
-    pub bins: u32,
+wgsl_struct! {
+    kmer_params => Params;
+    /// The shaders' uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct KmerParams {
+        /// Bases in the sequence.
+        pub len: u32,
+        /// Bases per k-mer, 1 to 12.
+        pub k: u32,
+        /// Positions where a whole k-mer starts: `len − k + 1`, or 0.
+        pub positions: u32,
+        /// Counts: 4^k.
+        pub bins: u32,
+    }
 }
+
+/// The WGSL source (entry points `clear`, `count` and `count_local`).
+pub const WGSL: &str = concat!(include_str!("../../shaders/kmer.wgsl"), kmer_params!());
 
 /// The 2-bit code of an ASCII base, either case.
 fn base_code(b: u8) -> Option<u32> {

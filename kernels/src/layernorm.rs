@@ -20,34 +20,42 @@ use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use crate::launch::{builder, one_kernel};
 use crate::par::{for_each_row, lanes_sum};
 use crate::softmax::row_layout;
+use crate::uniform::wgsl_struct;
 use crate::{ensure, expect_2d};
+
+/// The `eps` of PyTorch's `LayerNorm`, used by the sample.
+pub const DEFAULT_EPS: f32 = 1e-5;
+
+wgsl_struct! {
+    layer_norm_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct LayerNormParams {
+        /// Rows.
+        pub rows: u32,
+        /// Elements per row (and of γ and β).
+        pub cols: u32,
+        /// Added to the variance before the square root.
+        pub eps: f32,
+        /// Invocations per row on the GPU: see [`segment`](crate::softmax::segment), as for softmax.
+        pub seg: u32,
+        /// Workgroups: `ceil(rows / (256 / seg))`.
+        pub groups: u32,
+        /// Padding to the uniform block's 16-byte alignment.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
+}
 
 /// The WGSL source.
 pub const WGSL: &str = concat!(
     include_str!("../../shaders/layernorm.wgsl"),
     include_str!("../../shaders/lib/segments.wgsl"),
+    layer_norm_params!(),
 );
-
-/// The `eps` of PyTorch's `LayerNorm`, used by the sample.
-pub const DEFAULT_EPS: f32 = 1e-5;
-
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LayerNormParams {
-    /// Rows.
-    pub rows: u32,
-    /// Elements per row (and of γ and β).
-    pub cols: u32,
-    /// Added to the variance before the square root.
-    pub eps: f32,
-    /// Invocations per row on the GPU: see [`segment`](crate::softmax::segment), as for softmax.
-    pub seg: u32,
-    /// Workgroups: `ceil(rows / (256 / seg))`.
-    pub groups: u32,
-    /// Padding to the uniform block's 16-byte alignment.
-    pub _pad: [u32; 3],
-}
 
 /// One non-empty row, in the shader's order of operations.
 pub(crate) fn layernorm_row(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], eps: f32) {
@@ -122,7 +130,9 @@ impl LayerNorm {
             eps,
             seg,
             groups,
-            _pad: [0; 3],
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         })
     }
 }

@@ -34,6 +34,7 @@ pub mod sort;
 pub mod spmv;
 pub mod sum;
 pub mod transpose;
+mod uniform;
 
 pub use black_scholes::BlackScholes;
 pub use blur::Blur;
@@ -55,6 +56,38 @@ pub use sort::Sort;
 pub use spmv::{CsrMatrix, Spmv};
 pub use sum::Sum;
 pub use transpose::Transpose;
+
+/// Every sample shader as pel builds it: the name of its file in the
+/// repository's `shaders/` and its whole WGSL source, that file with the
+/// shared pieces of `shaders/lib/` and the params structs declared in Rust
+/// appended. A shader file alone does not validate; its source here does.
+pub const SHADERS: [(&str, &str); 19] = [
+    ("black_scholes", black_scholes::WGSL),
+    ("blur", blur::WGSL),
+    ("heat", heat::WGSL),
+    ("histogram", histogram::WGSL),
+    ("kmeans", kmeans::WGSL),
+    ("kmer", kmer::WGSL),
+    ("layernorm", layernorm::WGSL),
+    ("mandelbrot", mandelbrot::WGSL),
+    ("matmul", matmul::WGSL),
+    ("monte_carlo", monte_carlo::WGSL),
+    ("nbody", nbody::WGSL),
+    ("reduce", reduce::WGSL),
+    ("saxpy", saxpy::WGSL),
+    ("scan", scan::WGSL),
+    ("softmax", softmax::WGSL),
+    ("sort", sort::WGSL),
+    ("spmv", spmv::WGSL),
+    ("sum", sum::WGSL),
+    ("transpose", transpose::WGSL),
+];
+
+/// The whole WGSL source of the sample shader called `name` (see
+/// [`SHADERS`]).
+pub fn shader(name: &str) -> Option<&'static str> {
+    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
 
 #[deprecated(note = "moved to pel_kernels::samples::Check")]
 /// Moved to [`samples::Check`].

@@ -8,32 +8,38 @@ use pel_runtime::{Buffer, Kernel, ReadWrite, Result};
 use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
+use crate::uniform::wgsl_struct;
 use crate::{expect_2d, u32_len};
 
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/mandelbrot.wgsl");
-
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MandelbrotParams {
-    /// Pixels per row.
-    pub width: u32,
-    /// The first pixel this launch computes (0 for the whole image).
-    pub first: u32,
-    /// Iteration cap; points still bounded then count as inside the set.
-    pub max_iter: u32,
-    /// Pixels this launch computes (`width · height` for the whole image).
-    pub n: u32,
-    /// Real part at the left edge.
-    pub x0: f32,
-    /// Imaginary part at the top edge.
-    pub y0: f32,
-    /// Real step per pixel.
-    pub dx: f32,
-    /// Imaginary step per row.
-    pub dy: f32,
+wgsl_struct! {
+    mandelbrot_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct MandelbrotParams {
+        /// Pixels per row.
+        pub width: u32,
+        /// The first pixel this launch computes (0 for the whole image).
+        pub first: u32,
+        /// Iteration cap; points still bounded then count as inside the set.
+        pub max_iter: u32,
+        /// Pixels this launch computes (`width · height` for the whole image).
+        pub n: u32,
+        /// Real part at the left edge.
+        pub x0: f32,
+        /// Imaginary part at the top edge.
+        pub y0: f32,
+        /// Real step per pixel.
+        pub dx: f32,
+        /// Imaginary step per row.
+        pub dy: f32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/mandelbrot.wgsl"),
+    mandelbrot_params!(),
+);
 
 /// The window of the complex plane to render.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -12,31 +12,38 @@ use faer::{Accum, MatMut, MatRef, Par};
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 
 use crate::launch::{builder, one_kernel};
+use crate::uniform::wgsl_struct;
 use crate::{ensure, invalid, u32_len};
-
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 
 /// Edge of the square tile of C one workgroup computes.
 pub const TILE: usize = 64;
 
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MatmulParams {
-    /// Rows of A and C.
-    pub m: u32,
-    /// Columns of B and C.
-    pub n: u32,
-    /// Columns of A, rows of B.
-    pub k: u32,
-    /// Tiles across a row of C: `ceil(n / 64)`.
-    pub tiles_n: u32,
-    /// Tiles in all: `ceil(m / 64) · ceil(n / 64)`.
-    pub tiles: u32,
-    /// Padding to the uniform block's 16-byte alignment.
-    pub _pad: [u32; 3],
+wgsl_struct! {
+    matmul_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct MatmulParams {
+        /// Rows of A and C.
+        pub m: u32,
+        /// Columns of B and C.
+        pub n: u32,
+        /// Columns of A, rows of B.
+        pub k: u32,
+        /// Tiles across a row of C: `ceil(n / 64)`.
+        pub tiles_n: u32,
+        /// Tiles in all: `ceil(m / 64) · ceil(n / 64)`.
+        pub tiles: u32,
+        /// Padding to the uniform block's 16-byte alignment.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(include_str!("../../shaders/matmul.wgsl"), matmul_params!());
 
 impl MatmulParams {
     /// The block for an m×k by k×n product, or an error naming the
@@ -60,7 +67,9 @@ impl MatmulParams {
             k: u32_len("matmul", "k", k)?,
             tiles_n: tiles_n as u32,
             tiles,
-            _pad: [0; 3],
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         })
     }
 }

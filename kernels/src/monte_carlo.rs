@@ -36,13 +36,7 @@ use crate::invalid;
 use crate::launch::{Launch, builder, reduce_to_one, run_and_submit};
 use crate::par::for_each_block;
 use crate::simd_math;
-
-/// The WGSL source (entry points `simulate` and `reduce`).
-pub const WGSL: &str = concat!(
-    include_str!("../../shaders/monte_carlo.wgsl"),
-    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
-    include_str!("../../shaders/lib/mul_wide.wgsl"),
-);
+use crate::uniform::wgsl_struct;
 
 /// Paths one invocation simulates: one Philox block gives four normals.
 pub const PATHS_PER_INVOCATION: usize = 4;
@@ -57,37 +51,50 @@ pub const PATHS_PER_GROUP: usize = PATHS_PER_INVOCATION * WG;
 /// stay within u32).
 pub const MAX_PATHS: u64 = 1 << 31;
 
-/// The `simulate` shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct McSimParams {
-    /// Spot price S.
-    pub spot: f32,
-    /// Strike K.
-    pub strike: f32,
-    /// `(r − σ²/2)·T`, rounded once from f64.
-    pub drift: f32,
-    /// `σ·√T`, rounded once from f64.
-    pub vol: f32,
-    /// Paths to simulate.
-    pub paths: u32,
-    /// Partial sums written: `ceil(paths / 1024)`.
-    pub groups: u32,
-    /// Low word of the seed (Philox key word 0).
-    pub key0: u32,
-    /// High word of the seed (Philox key word 1).
-    pub key1: u32,
+wgsl_struct! {
+    mc_sim_params => SimParams;
+    /// The `simulate` shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct McSimParams {
+        /// Spot price S.
+        pub spot: f32,
+        /// Strike K.
+        pub strike: f32,
+        /// `(r − σ²/2)·T`, rounded once from f64.
+        pub drift: f32,
+        /// `σ·√T`, rounded once from f64.
+        pub vol: f32,
+        /// Paths to simulate.
+        pub paths: u32,
+        /// Partial sums written: `ceil(paths / 1024)`.
+        pub groups: u32,
+        /// Low word of the seed (Philox key word 0).
+        pub key0: u32,
+        /// High word of the seed (Philox key word 1).
+        pub key1: u32,
+    }
 }
 
-/// The `reduce` shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct McSumParams {
-    /// Partial sums in this pass's input.
-    pub n: u32,
-    /// Partial sums this pass writes: `max(1, ceil(n / 256))`.
-    pub groups: u32,
+wgsl_struct! {
+    mc_sum_params => SumParams;
+    /// The `reduce` shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct McSumParams {
+        /// Partial sums in this pass's input.
+        pub n: u32,
+        /// Partial sums this pass writes: `max(1, ceil(n / 256))`.
+        pub groups: u32,
+    }
 }
+
+/// The WGSL source (entry points `simulate` and `reduce`).
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/monte_carlo.wgsl"),
+    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+    include_str!("../../shaders/lib/mul_wide.wgsl"),
+    mc_sim_params!(),
+    mc_sum_params!(),
+);
 
 /// A European option and its market under geometric Brownian motion.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -31,10 +31,8 @@ use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
+use crate::uniform::wgsl_struct;
 use crate::{ensure, lengths_match, u32_len};
-
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/nbody.wgsl");
 
 /// Bodies one CPU task moves.
 const CPU_BODIES: usize = 32;
@@ -46,17 +44,22 @@ const CPU_BLOCK: usize = 2048;
 /// Lanes of the CPU's inner loop.
 const LANES: usize = 8;
 
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct NbodyParams {
-    /// Bodies.
-    pub n: u32,
-    /// Time step.
-    pub dt: f32,
-    /// Softening squared, ε² (> 0).
-    pub eps2: f32,
+wgsl_struct! {
+    nbody_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct NbodyParams {
+        /// Bodies.
+        pub n: u32,
+        /// Time step.
+        pub dt: f32,
+        /// Softening squared, ε² (> 0).
+        pub eps2: f32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(include_str!("../../shaders/nbody.wgsl"), nbody_params!());
 
 /// The pull of the bodies at `xs, ys, zs` with masses `ms` on a body at
 /// `me`, summed in 8 lanes (vectorisable) and then across them.

@@ -22,11 +22,8 @@ use rayon::prelude::*;
 
 use crate::launch::{Execute, Launch, builder, reduce_to_one};
 use crate::par::for_each_block;
+use crate::uniform::wgsl_struct;
 use crate::{expect_one, invalid, u32_len};
-
-/// The WGSL source of min, max (entry points `min_pass` and `max_pass`) and
-/// argmax (`first` and `merge`).
-pub const WGSL: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// Elements one partial result covers (64 invocations, 4 elements each).
 pub const CHUNK: usize = 256;
@@ -34,15 +31,21 @@ pub const CHUNK: usize = 256;
 /// The index of an argmax partial whose candidates are all NaN: none.
 const NONE: u32 = u32::MAX;
 
-/// The shaders' uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ReduceParams {
-    /// Elements (or partial results) in the input of this pass.
-    pub n: u32,
-    /// Partial results this pass writes: `ceil(n / 256)`.
-    pub groups: u32,
+wgsl_struct! {
+    reduce_params => Params;
+    /// The shaders' uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct ReduceParams {
+        /// Elements (or partial results) in the input of this pass.
+        pub n: u32,
+        /// Partial results this pass writes: `ceil(n / 256)`.
+        pub groups: u32,
+    }
 }
+
+/// The WGSL source of min, max (entry points `min_pass` and `max_pass`) and
+/// argmax (`first` and `merge`).
+pub const WGSL: &str = concat!(include_str!("../../shaders/reduce.wgsl"), reduce_params!());
 
 /// Which extremum [`Reduce`] finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

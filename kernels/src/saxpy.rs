@@ -5,21 +5,24 @@
 
 use crate::launch::{builder, one_kernel};
 use crate::par::par_zip;
+use crate::uniform::wgsl_struct;
 use crate::{ensure, u32_len};
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/saxpy.wgsl");
-
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SaxpyParams {
-    /// The scale `a`.
-    pub a: f32,
-    /// Elements.
-    pub n: u32,
+wgsl_struct! {
+    saxpy_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct SaxpyParams {
+        /// The scale `a`.
+        pub a: f32,
+        /// Elements.
+        pub n: u32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(include_str!("../../shaders/saxpy.wgsl"), saxpy_params!());
 
 one_kernel! {
     /// The saxpy kernel.

@@ -29,7 +29,25 @@ use rayon::prelude::*;
 
 use crate::launch::{Launch, builder, run_and_submit};
 use crate::par::{for_each_block, lanes_sum};
+use crate::uniform::wgsl_struct;
 use crate::{ensure, u32_len};
+
+/// Elements one workgroup (and one block total) covers.
+pub const BLOCK: usize = 256;
+
+wgsl_struct! {
+    scan_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct ScanParams {
+        /// Elements at this level.
+        pub n: u32,
+        /// Blocks of 256 at this level: `max(1, ceil(n / 256))`.
+        pub blocks: u32,
+        /// 1 for an inclusive scan, 0 for an exclusive one.
+        pub inclusive: u32,
+    }
+}
 
 /// The WGSL source, for u32 elements (the f32 kernels replace its
 /// `alias T = u32;` line).
@@ -37,22 +55,8 @@ pub const WGSL: &str = concat!(
     include_str!("../../shaders/scan.wgsl"),
     include_str!("../../shaders/lib/workgroup_sum.wgsl"),
     include_str!("../../shaders/lib/workgroup_scan.wgsl"),
+    scan_params!(),
 );
-
-/// Elements one workgroup (and one block total) covers.
-pub const BLOCK: usize = 256;
-
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ScanParams {
-    /// Elements at this level.
-    pub n: u32,
-    /// Blocks of 256 at this level: `max(1, ceil(n / 256))`.
-    pub blocks: u32,
-    /// 1 for an inclusive scan, 0 for an exclusive one.
-    pub inclusive: u32,
-}
 
 /// Which prefix sum: with or without the element itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

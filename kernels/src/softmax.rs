@@ -17,27 +17,31 @@ use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 
 use crate::launch::{builder, one_kernel};
 use crate::par::for_each_row;
+use crate::uniform::wgsl_struct;
 use crate::{expect_2d, u32_len};
+
+wgsl_struct! {
+    softmax_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct SoftmaxParams {
+        /// Rows.
+        pub rows: u32,
+        /// Elements per row.
+        pub cols: u32,
+        /// Invocations per row on the GPU: see [`segment`].
+        pub seg: u32,
+        /// Workgroups: `ceil(rows / (256 / seg))`.
+        pub groups: u32,
+    }
+}
 
 /// The WGSL source.
 pub const WGSL: &str = concat!(
     include_str!("../../shaders/softmax.wgsl"),
     include_str!("../../shaders/lib/segments.wgsl"),
+    softmax_params!(),
 );
-
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SoftmaxParams {
-    /// Rows.
-    pub rows: u32,
-    /// Elements per row.
-    pub cols: u32,
-    /// Invocations per row on the GPU: see [`segment`].
-    pub seg: u32,
-    /// Workgroups: `ceil(rows / (256 / seg))`.
-    pub groups: u32,
-}
 
 /// Invocations of a 256-invocation workgroup that share one row of `cols`
 /// elements: the smallest power of two that covers the row, at most 256.

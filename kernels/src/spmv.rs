@@ -18,10 +18,8 @@ use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
 use crate::samples::verify;
+use crate::uniform::wgsl_struct;
 use crate::{ensure, invalid, u32_len};
-
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/spmv.wgsl");
 
 /// Rows one workgroup computes (8 invocations each).
 pub const ROWS_PER_GROUP: usize = 32;
@@ -29,13 +27,18 @@ pub const ROWS_PER_GROUP: usize = 32;
 /// Rows per rayon task.
 const TASK_ROWS: usize = 1024;
 
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SpmvParams {
-    /// Rows of A (elements of y).
-    pub rows: u32,
+wgsl_struct! {
+    spmv_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct SpmvParams {
+        /// Rows of A (elements of y).
+        pub rows: u32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(include_str!("../../shaders/spmv.wgsl"), spmv_params!());
 
 /// A sparse f32 matrix in compressed sparse row (CSR) form, validated and
 /// held in pel buffers.

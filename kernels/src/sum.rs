@@ -13,28 +13,32 @@ use rayon::prelude::*;
 
 use crate::launch::{Launch, builder, reduce_to_one, run_and_submit};
 use crate::par::{for_each_block, lanes_sum};
+use crate::uniform::wgsl_struct;
 use crate::{expect_one, u32_len};
-
-/// The WGSL source.
-pub const WGSL: &str = concat!(
-    include_str!("../../shaders/sum.wgsl"),
-    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
-);
 
 /// Threads per workgroup in the shader.
 const WG: usize = 256;
 /// Elements one partial sum covers: 16 per thread of a workgroup.
 pub const CHUNK: usize = WG * 16;
 
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SumParams {
-    /// Elements in the input of this pass.
-    pub n: u32,
-    /// Partial sums this pass writes: `max(1, ceil(n / 4096))`.
-    pub groups: u32,
+wgsl_struct! {
+    sum_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct SumParams {
+        /// Elements in the input of this pass.
+        pub n: u32,
+        /// Partial sums this pass writes: `max(1, ceil(n / 4096))`.
+        pub groups: u32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/sum.wgsl"),
+    include_str!("../../shaders/lib/workgroup_sum.wgsl"),
+    sum_params!(),
+);
 
 /// The sum kernel (one pass) and the multi-pass driver.
 #[derive(Debug, Clone)]

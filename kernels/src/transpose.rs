@@ -15,10 +15,8 @@ use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
 use rayon::prelude::*;
 
 use crate::launch::{builder, one_kernel};
+use crate::uniform::wgsl_struct;
 use crate::{ensure, u32_len};
-
-/// The WGSL source.
-pub const WGSL: &str = include_str!("../../shaders/transpose.wgsl");
 
 /// Edge of the square tile one workgroup moves.
 pub const TILE: usize = 16;
@@ -30,19 +28,27 @@ const BLOCK_COLS: usize = 64;
 /// Elements a rayon task should move at the least.
 const TASK_ELEMS: usize = 1 << 14;
 
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct TransposeParams {
-    /// Rows of A, columns of B.
-    pub m: u32,
-    /// Columns of A, rows of B.
-    pub n: u32,
-    /// Tiles across a row of A: `ceil(n / 16)`.
-    pub tiles_n: u32,
-    /// Tiles in all: `ceil(m / 16) · ceil(n / 16)`.
-    pub tiles: u32,
+wgsl_struct! {
+    transpose_params => Params;
+    /// The shader's uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct TransposeParams {
+        /// Rows of A, columns of B.
+        pub m: u32,
+        /// Columns of A, rows of B.
+        pub n: u32,
+        /// Tiles across a row of A: `ceil(n / 16)`.
+        pub tiles_n: u32,
+        /// Tiles in all: `ceil(m / 16) · ceil(n / 16)`.
+        pub tiles: u32,
+    }
 }
+
+/// The WGSL source.
+pub const WGSL: &str = concat!(
+    include_str!("../../shaders/transpose.wgsl"),
+    transpose_params!(),
+);
 
 /// Copies column `j` of `a` (n columns), rows `i0..i0 + dst.len()`, into `dst`.
 #[inline]

@@ -39,6 +39,7 @@ use pel_runtime::{
 
 use crate::launch::{Execute, Launch, builder, run_and_submit};
 use crate::scan::{Scan, ScanKind};
+use crate::uniform::wgsl_struct;
 use crate::{ensure, u32_len};
 
 mod cpu;
@@ -47,15 +48,6 @@ mod cpu;
 pub(crate) use cpu::SERIAL_BELOW;
 pub(crate) use cpu::whole_cpu;
 use cpu::{histogram_cpu, scatter_cpu};
-
-/// The WGSL source: the multi-pass kernels (`histogram`, `scatter_keys`,
-/// `scatter_pairs`) and the whole-sort kernels (`sort_keys`, `sort_pairs`:
-/// one workgroup, correct on any device, fast on none; pel runs them on the
-/// CPU).
-pub const WGSL: &str = concat!(
-    include_str!("../../../shaders/sort.wgsl"),
-    include_str!("../../../shaders/lib/workgroup_scan.wgsl"),
-);
 
 /// Keys one GPU workgroup ranks (and one histogram column counts).
 pub const TILE: usize = 1024;
@@ -69,25 +61,40 @@ pub const PASSES: u32 = 32 / DIGIT_BITS;
 /// Digit values.
 const RADIX: usize = 1 << DIGIT_BITS;
 
-/// The shaders' uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SortParams {
-    /// Keys.
-    pub n: u32,
-    /// The digit's lowest bit: 0, 4, …, 28.
-    pub shift: u32,
-    /// Tiles of 1,024 keys: `max(1, ceil(n / 1024))`.
-    pub tiles: u32,
+wgsl_struct! {
+    sort_params => Params;
+    /// The shaders' uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct SortParams {
+        /// Keys.
+        pub n: u32,
+        /// The digit's lowest bit: 0, 4, …, 28.
+        pub shift: u32,
+        /// Tiles of 1,024 keys: `max(1, ceil(n / 1024))`.
+        pub tiles: u32,
+    }
 }
 
-/// The whole-sort kernels' uniform block.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct WholeSortParams {
-    /// Keys.
-    pub n: u32,
+wgsl_struct! {
+    whole_sort_params => WholeParams;
+    /// The whole-sort kernels' uniform block.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct WholeSortParams {
+        /// Keys.
+        pub n: u32,
+    }
 }
+
+/// The WGSL source: the multi-pass kernels (`histogram`, `scatter_keys`,
+/// `scatter_pairs`) and the whole-sort kernels (`sort_keys`, `sort_pairs`:
+/// one workgroup, correct on any device, fast on none; pel runs them on the
+/// CPU).
+pub const WGSL: &str = concat!(
+    include_str!("../../../shaders/sort.wgsl"),
+    include_str!("../../../shaders/lib/workgroup_scan.wgsl"),
+    sort_params!(),
+    whole_sort_params!(),
+);
 
 /// The radix-sort kernels (the GPU's passes, the CPU's whole sort) and the
 /// driver that runs one or the other where the sort is placed.

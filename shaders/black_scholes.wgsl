@@ -19,8 +19,6 @@
 @group(0) @binding(4) var<storage, read_write> put: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-const WG: u32 = 256u;
-
 // P(Z > |x|) for a standard normal Z: 0.5 · erfc(|x| / √2).
 fn upper_tail(x: f32) -> f32 {
     let z = abs(x) * 0.70710677;

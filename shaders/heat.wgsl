@@ -60,8 +60,6 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 }
 
-const WG: u32 = 256u;
-
 @compute @workgroup_size(256)
 fn copy(@builtin(global_invocation_id) id: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {

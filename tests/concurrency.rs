@@ -42,8 +42,16 @@ fn add_with(name: &str, hook: impl Fn() + Send + Sync + 'static) -> Kernel {
 
 type Slot = Arc<Mutex<Option<pel::Result<()>>>>;
 
-fn slot() -> Slot {
-    Arc::new(Mutex::new(None))
+/// `y += x` whose CPU side first makes `call` (a call into pel), and the
+/// slot where it keeps that call's result.
+fn add_recording(
+    name: &str,
+    call: impl Fn() -> pel::Result<()> + Send + Sync + 'static,
+) -> (Kernel, Slot) {
+    let seen: Slot = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&seen);
+    let k = add_with(name, move || *slot.lock().unwrap() = Some(call()));
+    (k, seen)
 }
 
 fn taken(s: &Slot) -> pel::Result<()> {
@@ -63,11 +71,8 @@ fn a_kernel_reading_its_own_output_gets_an_error_not_a_hang() {
         let rt = cpu_runtime();
         let x = rt.buffer(&[1.0f32; 100]);
         let y = rt.buffer(&[2.0f32; 100]);
-        let seen = slot();
-        let (rt2, y2, s2) = (rt.clone(), y.clone(), Arc::clone(&seen));
-        let k = add_with("reads_own_output", move || {
-            *s2.lock().unwrap() = Some(rt2.read(&y2).map(drop));
-        });
+        let (rt2, y2) = (rt.clone(), y.clone());
+        let (k, seen) = add_recording("reads_own_output", move || rt2.read(&y2).map(drop));
         rt.run_on(Backend::Cpu, &k, &[&x, &y], &()).unwrap();
         let err = taken(&seen);
         assert!(
@@ -89,11 +94,8 @@ fn a_kernel_writing_its_own_input_gets_an_error_not_a_hang() {
         let rt = cpu_runtime();
         let x = rt.buffer(&[1.0f32; 10]);
         let y = rt.buffer(&[0.0f32; 10]);
-        let seen = slot();
-        let (rt2, x2, s2) = (rt.clone(), x.clone(), Arc::clone(&seen));
-        let k = add_with("writes_own_input", move || {
-            *s2.lock().unwrap() = Some(rt2.write(&x2, &[9.0; 10]));
-        });
+        let (rt2, x2) = (rt.clone(), x.clone());
+        let (k, seen) = add_recording("writes_own_input", move || rt2.write(&x2, &[9.0; 10]));
         rt.run_on(Backend::Cpu, &k, &[&x, &y], &()).unwrap();
         would_deadlock(taken(&seen), "write of own input");
         assert_eq!(rt.read(&x).unwrap(), vec![1.0; 10], "x untouched");
@@ -106,12 +108,10 @@ fn nested_calls_on_unrelated_buffers_still_work() {
         let rt = cpu_runtime();
         let inner = add("inner");
         let (u, v) = (rt.buffer(&[1.0f32; 50]), rt.buffer(&[1.0f32; 50]));
-        let seen = slot();
-        let (rt2, u2, v2, s2) = (rt.clone(), u.clone(), v.clone(), Arc::clone(&seen));
-        let outer = add_with("outer", move || {
+        let (rt2, u2, v2) = (rt.clone(), u.clone(), v.clone());
+        let (outer, seen) = add_recording("outer", move || {
             let r = rt2.run_on(Backend::Cpu, &inner, &[&u2, &v2], &()).map(drop);
-            let r = r.and_then(|()| rt2.read(&v2).map(drop));
-            *s2.lock().unwrap() = Some(r);
+            r.and_then(|()| rt2.read(&v2).map(drop))
         });
         let (x, y) = (rt.buffer(&[1.0f32; 50]), rt.buffer(&[0.0f32; 50]));
         rt.run_on(Backend::Cpu, &outer, &[&x, &y], &()).unwrap();
@@ -127,14 +127,11 @@ fn a_task_waiting_for_a_task_it_submits_runs_it_instead_of_blocking() {
         let rt = cpu_runtime();
         let inner = add("inner_task");
         let (u, v) = (rt.buffer(&[2.0f32; 64]), rt.buffer(&[1.0f32; 64]));
-        let seen = slot();
-        let (rt2, u2, v2, s2) = (rt.clone(), u.clone(), v.clone(), Arc::clone(&seen));
-        let outer = add_with("outer_task", move || {
-            let r = rt2
-                .submit_to(Target::On(Backend::Cpu), &inner, &[&u2, &v2], &())
+        let (rt2, u2, v2) = (rt.clone(), u.clone(), v.clone());
+        let (outer, seen) = add_recording("outer_task", move || {
+            rt2.submit_to(Target::On(Backend::Cpu), &inner, &[&u2, &v2], &())
                 .and_then(|t| t.wait())
-                .map(drop);
-            *s2.lock().unwrap() = Some(r);
+                .map(drop)
         });
         let (x, y) = (rt.buffer(&[1.0f32; 64]), rt.buffer(&[0.0f32; 64]));
         // Several at once, so the workers are all busy with outer tasks.
@@ -157,11 +154,8 @@ fn a_task_waiting_for_a_task_it_submits_runs_it_instead_of_blocking() {
 fn wait_all_inside_a_task_is_refused() {
     within(60, "wait_all inside a task", || {
         let rt = cpu_runtime();
-        let seen = slot();
-        let (rt2, s2) = (rt.clone(), Arc::clone(&seen));
-        let k = add_with("waits_for_all", move || {
-            *s2.lock().unwrap() = Some(rt2.wait_all());
-        });
+        let rt2 = rt.clone();
+        let (k, seen) = add_recording("waits_for_all", move || rt2.wait_all());
         let (x, y) = (rt.buffer(&[1.0f32; 8]), rt.buffer(&[0.0f32; 8]));
         rt.submit_to(Target::On(Backend::Cpu), &k, &[&x, &y], &())
             .unwrap()
@@ -176,21 +170,18 @@ fn wait_all_inside_a_task_is_refused() {
 fn a_task_waiting_for_a_task_that_needs_its_output_is_refused() {
     within(60, "wait for a dependent", || {
         let rt = cpu_runtime();
-        let seen = slot();
         let inner = add("needs_outer");
         let (x, y, z) = (
             rt.buffer(&[1.0f32; 8]),
             rt.buffer(&[0.0f32; 8]),
             rt.buffer(&[0.0f32; 8]),
         );
-        let (rt2, y2, z2, s2) = (rt.clone(), y.clone(), z.clone(), Arc::clone(&seen));
-        let outer = add_with("outer_writes_y", move || {
+        let (rt2, y2, z2) = (rt.clone(), y.clone(), z.clone());
+        let (outer, seen) = add_recording("outer_writes_y", move || {
             // z += y reads what this task writes: it can only run after.
-            let r = rt2
-                .submit_to(Target::On(Backend::Cpu), &inner, &[&y2, &z2], &())
+            rt2.submit_to(Target::On(Backend::Cpu), &inner, &[&y2, &z2], &())
                 .and_then(|t| t.wait())
-                .map(drop);
-            *s2.lock().unwrap() = Some(r);
+                .map(drop)
         });
         rt.submit_to(Target::On(Backend::Cpu), &outer, &[&x, &y], &())
             .unwrap()
@@ -207,16 +198,13 @@ fn a_task_waiting_for_a_task_that_needs_its_output_is_refused() {
 fn a_task_reading_a_buffer_a_later_task_writes_does_not_hang() {
     within(60, "read of a later task's output", || {
         let rt = cpu_runtime();
-        let seen = slot();
         let (a, b, z) = (
             rt.buffer(&[5.0f32; 16]),
             rt.buffer(&[0.0f32; 16]),
             rt.buffer(&[0.0f32; 16]),
         );
-        let (rt2, z2, s2) = (rt.clone(), z.clone(), Arc::clone(&seen));
-        let reader = add_with("reads_z", move || {
-            *s2.lock().unwrap() = Some(rt2.read(&z2).map(drop));
-        });
+        let (rt2, z2) = (rt.clone(), z.clone());
+        let (reader, seen) = add_recording("reads_z", move || rt2.read(&z2).map(drop));
         let (x, y) = (rt.buffer(&[1.0f32; 16]), rt.buffer(&[0.0f32; 16]));
         let first = rt
             .submit_to(Target::On(Backend::Cpu), &reader, &[&x, &y], &())

@@ -39,6 +39,16 @@ fn rejecting(model: Option<&std::path::Path>) -> Runtime {
     .unwrap()
 }
 
+/// `got` is `want` to within float rounding, element by element.
+#[track_caller]
+fn assert_close(got: &[f32], want: impl IntoIterator<Item = f32>) {
+    let want: Vec<f32> = want.into_iter().collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+    }
+}
+
 /// How many of the logged decisions for `kernel` chose `backend`.
 fn chosen(rt: &Runtime, kernel: &str, backend: Backend) -> usize {
     rt.decisions()
@@ -69,11 +79,7 @@ fn a_rejected_pipeline_runs_again_elsewhere_and_its_gpu_is_not_chosen_again() {
         let info = rt.run(&k, &[&x, &y], &()).unwrap();
         assert_eq!(info.backend, Backend::Cpu);
     }
-    let want: Vec<f32> = xs.iter().map(|v| 40.0 * v).collect();
-    let got = rt.read(&y).unwrap();
-    for (g, w) in got.iter().zip(&want) {
-        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
-    }
+    assert_close(&rt.read(&y).unwrap(), xs.iter().map(|v| 40.0 * v));
     // Each GPU was tried at most once (the forced call counts for gpu0).
     for &g in &gpus {
         assert!(chosen(&rt, "rejected", g) <= 1, "{g} chosen again");
@@ -153,11 +159,8 @@ fn a_panicking_cpu_implementation_runs_again_on_a_gpu_from_the_same_inputs() {
         assert_ne!(info.backend, Backend::Cpu);
     }
     assert!(chosen(&rt, "panics_on_cpu", Backend::Cpu) <= 1);
-    let got = rt.read(&y).unwrap();
-    for ((g, x), y0) in got.iter().zip(&xs).zip(&ys) {
-        let w = y0 + 12.0 * x;
-        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
-    }
+    let want = xs.iter().zip(&ys).map(|(x, y0)| y0 + 12.0 * x);
+    assert_close(&rt.read(&y).unwrap(), want);
     let d = rt.explain(&k, &[&x, &y], &()).unwrap();
     let cpu = d.excluded.iter().find(|e| e.backend == Backend::Cpu);
     assert!(cpu.is_some_and(|e| !e.permanent), "{d}");
@@ -191,11 +194,8 @@ fn an_injected_cpu_panic_is_not_chosen_again() {
         );
     }
     assert!(chosen(&rt, "saxpy", Backend::Cpu) <= 1);
-    let got = rt.read(&y).unwrap();
-    for ((g, x), y0) in got.iter().zip(&xs).zip(&ys) {
-        let w = y0 + 6.0 * x;
-        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
-    }
+    let want = xs.iter().zip(&ys).map(|(x, y0)| y0 + 6.0 * x);
+    assert_close(&rt.read(&y).unwrap(), want);
 }
 
 /// `y = 2x + 1`, GPU only.

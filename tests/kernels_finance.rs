@@ -30,13 +30,9 @@ fn invalid_arg<T>(r: Result<T>) -> String {
 
 // ---------------------------------------------------------------- Black–Scholes
 
-#[test]
-fn black_scholes_on_every_backend() {
-    run_all(
-        "black_scholes",
-        &all_backends("black_scholes_on_every_backend"),
-        &common::cases(&[0, 1, 63, 257, 1_000_003], samples::black_scholes::trial),
-    );
+shape_tests! {
+    black_scholes_on_every_backend: "black_scholes", &[0, 1, 63, 257, 1_000_003],
+        samples::black_scholes::trial, all_backends;
 }
 
 #[test]
@@ -151,13 +147,9 @@ fn black_scholes_bad_input_is_a_typed_error() {
 
 // ------------------------------------------------------------------ Monte Carlo
 
-#[test]
-fn monte_carlo_on_every_backend() {
-    run_all(
-        "monte_carlo",
-        &all_backends("monte_carlo_on_every_backend"),
-        &common::cases(&[1, 1_000, 1_000_003], samples::monte_carlo::trial),
-    );
+shape_tests! {
+    monte_carlo_on_every_backend: "monte_carlo", &[1, 1_000, 1_000_003],
+        samples::monte_carlo::trial, all_backends;
 }
 
 /// A contract near the money, where both the call and the put are worth

@@ -57,31 +57,10 @@ cpu_and_gpu_tests! {
     "kmeans", kmeans_cpu, kmeans_gpu, &KMEANS_SHAPES, samples::kmeans::trial;
 }
 
-#[test]
-fn softmax_folded_launch() {
-    common::run_large(
-        "softmax",
-        "softmax_folded_launch",
-        &common::cases(&[FOLDED_ROWS], samples::softmax::trial),
-    );
-}
-
-#[test]
-fn layernorm_folded_launch() {
-    common::run_large(
-        "layernorm",
-        "layernorm_folded_launch",
-        &common::cases(&[FOLDED_ROWS], samples::layernorm::trial),
-    );
-}
-
-#[test]
-fn kmeans_folded_launch() {
-    common::run_large(
-        "kmeans",
-        "kmeans_folded_launch",
-        &common::cases(&[FOLDED_KMEANS], samples::kmeans::trial),
-    );
+shape_tests! {
+    softmax_folded_launch: "softmax", &[FOLDED_ROWS], samples::softmax::trial, common::cpu_and_first_gpu;
+    layernorm_folded_launch: "layernorm", &[FOLDED_ROWS], samples::layernorm::trial, common::cpu_and_first_gpu;
+    kmeans_folded_launch: "kmeans", &[FOLDED_KMEANS], samples::kmeans::trial, common::cpu_and_first_gpu;
 }
 
 /// `n` points of dimension `d` in `k` well-separated blobs.

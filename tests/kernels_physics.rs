@@ -19,7 +19,7 @@ use pel::kernels::nbody::{self, Nbody};
 use pel::kernels::samples;
 use pel::{Backend, Buffer, Error, Target};
 
-use common::{cpu_and_first_gpu, everywhere as all_backends, run_all};
+use common::{cpu_and_first_gpu, everywhere as all_backends};
 
 /// 65,537 tiles of 16×16 in one row: more than 65,535 workgroups, in 12 MiB.
 const WIDE: usize = 65_537 * 16 - 15;
@@ -39,13 +39,8 @@ cpu_and_gpu_tests! {
     "blur", blur_cpu, blur_gpu, &BLUR_SHAPES, samples::blur::trial;
 }
 
-#[test]
-fn blur_over_65535_tiles() {
-    run_all(
-        "blur",
-        &cpu_and_first_gpu("blur_over_65535_tiles"),
-        &common::cases(&[(WIDE, 3, 2)], samples::blur::trial),
-    );
+shape_tests! {
+    blur_over_65535_tiles: "blur", &[(WIDE, 3, 2)], samples::blur::trial, cpu_and_first_gpu;
 }
 
 /// An asymmetric kernel: catches a flipped or transposed stencil, which a
@@ -134,16 +129,9 @@ cpu_and_gpu_tests! {
     "histogram", histogram_cpu, histogram_gpu, &HISTOGRAM_SHAPES, samples::histogram::trial;
 }
 
-#[test]
-fn histogram_over_65535_workgroups() {
-    run_all(
-        "histogram",
-        &all_backends("histogram_over_65535_workgroups"),
-        &common::cases(
-            &[(65_536 * 256 + 1, 4097, 3_999_999_999)],
-            samples::histogram::trial,
-        ),
-    );
+shape_tests! {
+    histogram_over_65535_workgroups: "histogram", &[(65_536 * 256 + 1, 4097, 3_999_999_999)],
+        samples::histogram::trial, all_backends;
 }
 
 #[test]
@@ -178,13 +166,8 @@ cpu_and_gpu_tests! {
     "heat", heat_cpu, heat_gpu, &HEAT_SHAPES, samples::heat::trial;
 }
 
-#[test]
-fn heat_over_65535_tiles() {
-    run_all(
-        "heat",
-        &all_backends("heat_over_65535_tiles"),
-        &common::cases(&[(3, 65_536 * 8 + 1, 3)], samples::heat::trial),
-    );
+shape_tests! {
+    heat_over_65535_tiles: "heat", &[(3, 65_536 * 8 + 1, 3)], samples::heat::trial, all_backends;
 }
 
 #[test]

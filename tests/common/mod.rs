@@ -119,12 +119,6 @@ pub fn run_all(name: &str, backends: &[Backend], cases: &[Case]) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Runs every case on the CPU and the first GPU (or a skip, as for [`gpu`]),
-/// as [`run_all`]: for the largest shapes.
-pub fn run_large(name: &str, test: &str, cases: &[Case]) {
-    run_all(name, &cpu_and_first_gpu(test), cases);
-}
-
 /// Runs one trial of `shape`, prepared at `seed`, on each of `backends`, as
 /// [`run_trial`].
 pub fn run_shape<D, T: Trial>(
@@ -192,6 +186,23 @@ macro_rules! cpu_and_gpu_tests {
             fn $gpu() {
                 let gpus = common::gpus(common::rt(), stringify!($gpu));
                 common::run_all($name, &gpus, &common::cases($shapes, $prepare));
+            }
+        )+
+    };
+}
+
+/// One test per entry, `test: "name", &SHAPES, prepare, backends;`: the
+/// [`cases`] of those shapes on `backends(test)`, as [`run_all`]. The
+/// backends are a function of the test's name, as [`everywhere`], or
+/// [`cpu_and_first_gpu`] for the largest shapes.
+#[macro_export]
+macro_rules! shape_tests {
+    ($($test:ident: $name:literal, $shapes:expr, $prepare:path, $backends:path;)+) => {
+        $(
+            #[test]
+            fn $test() {
+                let backends = $backends(stringify!($test));
+                common::run_all($name, &backends, &common::cases($shapes, $prepare));
             }
         )+
     };

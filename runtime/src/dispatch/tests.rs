@@ -11,13 +11,18 @@ const GBPS: Link = Link {
     bytes_per_s: 1e9,
 };
 
+/// A bus that moves data over `link` both ways.
+pub(super) fn bus(link: Link) -> Option<TransferModel> {
+    Some(TransferModel {
+        h2d: link,
+        d2h: link,
+    })
+}
+
 /// A CPU and one GPU, whose bus moves 1 GB/s each way.
 fn dispatcher() -> Dispatcher {
     let mut d = Dispatcher::new(vec!["cpu".into(), "gpu-a".into()], 5, None);
-    d.bus[0] = Some(TransferModel {
-        h2d: GBPS,
-        d2h: GBPS,
-    });
+    d.bus[0] = bus(GBPS);
     d
 }
 
@@ -79,12 +84,18 @@ fn both(transfer_gpu: f64) -> [(Backend, f64); 2] {
     [(CPU, 0.0), (GPU, transfer_gpu)]
 }
 
+/// Places a call of kernel 1 (`k`) whose data need not move to either
+/// backend.
+fn decide_k(d: &mut Dispatcher) -> Decision {
+    decide(d, 1, "k", &both(0.0), None).unwrap()
+}
+
 #[test]
 fn calibration_alternates_until_every_backend_has_its_samples() {
     let mut d = dispatcher();
     let mut order = Vec::new();
     for _ in 0..12 {
-        let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+        let dec = decide_k(&mut d);
         order.push((dec.chosen, dec.reason));
         let t = if dec.chosen == CPU { 2e-3 } else { 1e-3 };
         d.record(1, "k", dec.chosen, 1000, t);
@@ -102,17 +113,23 @@ fn calibration_alternates_until_every_backend_has_its_samples() {
         &[CPU, CPU, GPU, GPU],
         "warm-up, then alternate"
     );
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Modelled));
     assert_eq!(d.calibration_runs, 12);
 }
 
+/// Kernel 1 calibrated with these execution times on each backend.
+fn measured(d: &mut Dispatcher, times: &[(Backend, f64)]) {
+    for _ in 0..6 {
+        for &(b, secs) in times {
+            d.record(1, "k", b, 1000, secs);
+        }
+    }
+}
+
 fn calibrated(cpu: f64, gpu: f64) -> Dispatcher {
     let mut d = dispatcher();
-    for _ in 0..6 {
-        d.record(1, "k", CPU, 1000, cpu);
-        d.record(1, "k", GPU, 1000, gpu);
-    }
+    measured(&mut d, &[(CPU, cpu), (GPU, gpu)]);
     d
 }
 
@@ -123,7 +140,7 @@ fn data_on_the_gpu_keeps_a_follow_up_there() {
     let far = decide(&mut d, 1, "k", &both(5e-3), None).unwrap();
     assert_eq!((far.chosen, far.reason), (CPU, Reason::Modelled), "{far}");
     // Already there: nothing to move, the GPU wins.
-    let near = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let near = decide_k(&mut d);
     assert_eq!(near.chosen, GPU, "{near}");
     // Data resident on the GPU costs the CPU a download instead.
     let back = decide(&mut d, 1, "k", &[(CPU, 5e-3), (GPU, 0.0)], None).unwrap();
@@ -134,7 +151,7 @@ fn data_on_the_gpu_keeps_a_follow_up_there() {
 fn a_single_spike_does_not_flip_the_decision() {
     let mut d = calibrated(3e-3, 1e-3);
     d.record(1, "k", GPU, 1000, 0.5);
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Modelled), "{dec}");
 }
 
@@ -144,12 +161,12 @@ fn drift_sends_the_pair_back_to_calibration_and_then_elsewhere() {
     for _ in 0..3 {
         d.record(1, "k", GPU, 1000, 20e-3); // the GPU got 20× slower
     }
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!(dec.reason, Reason::Calibrating, "{dec}");
     assert_eq!(dec.chosen, GPU);
     d.record(1, "k", GPU, 1000, 20e-3);
     d.record(1, "k", GPU, 1000, 20e-3);
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
 }
 
@@ -160,10 +177,7 @@ fn observed_transfers_refine_the_measured_bandwidths() {
         latency_s: 1e-4,
         bytes_per_s: 2e9,
     };
-    d.bus[0] = Some(TransferModel {
-        h2d: link,
-        d2h: link,
-    });
+    d.bus[0] = bus(link);
     let mib4 = 4u64 << 20;
     // Two downloads are not enough to move it.
     d.observe_transfer(0, false, mib4, 4.3e-3);
@@ -194,26 +208,24 @@ fn drift_that_cannot_change_the_choice_is_only_a_sample() {
     for _ in 0..3 {
         d.record(1, "k", CPU, 1000, 5e-3);
     }
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
     // Three of 80 ms come near the GPU's 100 ms: calibrate again.
     for _ in 0..3 {
         d.record(1, "k", CPU, 1000, 80e-3);
     }
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!(dec.reason, Reason::Calibrating, "{dec}");
 }
 
 #[test]
 fn a_hopeless_backend_is_not_explored_further() {
     let mut d = dispatcher();
-    for _ in 0..6 {
-        d.record(1, "k", CPU, 1000, 1e-3);
-    }
+    measured(&mut d, &[(CPU, 1e-3)]);
     d.record(1, "k", GPU, 1000, 1.0); // warm-up
     d.record(1, "k", GPU, 1000, 1.0);
     d.record(1, "k", GPU, 1000, 1.0);
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Modelled), "{dec}");
 }
 
@@ -225,7 +237,7 @@ fn forced_and_only_backends() {
     let dec = decide(&mut d, 1, "k", &[(CPU, 0.0)], None).unwrap();
     assert_eq!((dec.chosen, dec.reason), (CPU, Reason::OnlyBackend));
     d.forced = Some(CPU);
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!((dec.chosen, dec.reason), (CPU, Reason::Forced));
 }
 
@@ -237,27 +249,27 @@ fn a_busy_device_counts_its_queue() {
         d.enqueue(1, GPU, 1000);
     }
     assert!((d.queued(GPU) - 4e-3).abs() < 1e-9, "{}", d.queued(GPU));
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!(dec.estimates[1].queue_s, d.queued(GPU), "{dec}");
     assert_eq!(dec.chosen, CPU, "the idle CPU finishes first: {dec}");
     for _ in 0..4 {
         d.finished(1, GPU, 1000);
     }
     assert_eq!(d.queued(GPU), 0.0, "an idle device owes nothing");
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!(dec.chosen, GPU);
 }
 
 #[test]
 fn an_excluded_backend_is_skipped_and_the_next_best_chosen() {
     let mut d = calibrated(3e-3, 1e-3);
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!(dec.chosen, GPU, "{dec}");
     d.exclude(1, GPU, "wrong results".into(), false);
     assert_eq!(d.excluded(1, GPU), Some("wrong results"));
     assert_eq!(d.excluded(1, CPU), None);
     assert_eq!(d.excluded(2, GPU), None, "another kernel is not affected");
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!(
         (dec.chosen, dec.reason),
         (CPU, Reason::OnlyBackend),
@@ -296,11 +308,7 @@ fn an_excluded_backend_is_skipped_and_the_next_best_chosen() {
 fn with_three_backends_the_next_best_is_modelled() {
     let mut d = Dispatcher::new(vec!["cpu".into(), "a".into(), "b".into()], 5, None);
     let gpu1 = Backend::Gpu(1);
-    for _ in 0..6 {
-        d.record(1, "k", CPU, 1000, 4e-3);
-        d.record(1, "k", GPU, 1000, 1e-3);
-        d.record(1, "k", gpu1, 1000, 2e-3);
-    }
+    measured(&mut d, &[(CPU, 4e-3), (GPU, 1e-3), (gpu1, 2e-3)]);
     let all = [(CPU, 0.0), (GPU, 0.0), (gpu1, 0.0)];
     assert_eq!(decide(&mut d, 1, "k", &all, None).unwrap().chosen, GPU);
     d.exclude(1, GPU, "lost its results".into(), true);
@@ -321,7 +329,7 @@ fn a_forced_call_goes_to_an_excluded_backend() {
     assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Forced), "{dec}");
     assert_eq!(dec.excluded.len(), 1, "shown, not applied: {dec}");
     d.forced = Some(GPU);
-    let dec = decide(&mut d, 1, "k", &both(0.0), None).unwrap();
+    let dec = decide_k(&mut d);
     assert_eq!((dec.chosen, dec.reason), (GPU, Reason::Forced), "{dec}");
     // Forced, even when every backend is excluded.
     d.exclude(1, CPU, "panicked".into(), false);
@@ -397,23 +405,11 @@ fn links_come_from_two_transfers() {
 // `place` on synthetic measurements: what the call layer hands over is
 // candidates and their moves; the estimates are the dispatcher's.
 
-/// Kernel 1 calibrated with these execution times on each backend.
-fn measured(d: &mut Dispatcher, times: &[(Backend, f64)]) {
-    for _ in 0..6 {
-        for &(b, secs) in times {
-            d.record(1, "k", b, 1000, secs);
-        }
-    }
-}
-
 #[test]
 fn place_picks_the_earliest_finish_of_execution_transfers_and_queue() {
     let mut d = Dispatcher::new(vec!["cpu".into(), "a".into(), "b".into()], 5, None);
     let gpu1 = Backend::Gpu(1);
-    d.bus[0] = Some(TransferModel {
-        h2d: GBPS,
-        d2h: GBPS,
-    });
+    d.bus[0] = bus(GBPS);
     d.bus[1] = d.bus[0];
     measured(&mut d, &[(CPU, 6e-3), (GPU, 1e-3), (gpu1, 2e-3)]);
     // gpu0 computes fastest but must receive 4 MB (4 ms): 5 ms; gpu1 has

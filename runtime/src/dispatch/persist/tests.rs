@@ -18,13 +18,9 @@ fn model() -> Value {
     }
     d.note_readback(1);
     d.record_split(1, 1000, 0, 0.5, 1e-3, 1e-3, 1e-3);
-    let link = Link {
+    d.bus[0] = crate::dispatch::tests::bus(Link {
         latency_s: 1e-5,
         bytes_per_s: 1e10,
-    };
-    d.bus[0] = Some(TransferModel {
-        h2d: link,
-        d2h: link,
     });
     serde_json::from_str(&to_json(&d).unwrap()).unwrap()
 }

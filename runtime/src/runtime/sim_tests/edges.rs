@@ -157,7 +157,7 @@ fn a_panic_on_a_simulated_device_leaves_the_old_contents() {
     let (rt, _) = logged();
     let (x, y) = (rt.buffer(&iota(N)), rt.buffer(&[1.0f32; N]));
     rt.run_on(Backend::Gpu(0), &add(), &[&x, &y], &()).unwrap();
-    assert_eq!(rt.validity(&y).unwrap().describe(), "gpu0");
+    assert_eq!(describe(&rt, &y), "gpu0");
     let r = rt.run_on(Backend::Gpu(0), &boom(), &[&x, &y], &());
     assert!(matches!(r, Err(Error::KernelPanicked { .. })), "{r:?}");
     let want: Vec<f32> = iota(N).iter().map(|v| v + 1.0).collect();

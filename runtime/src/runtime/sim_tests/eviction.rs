@@ -25,11 +25,7 @@ fn plus(k: f32) -> Vec<f32> {
 }
 
 fn on0(rt: &Runtime, x: &Buffer<f32>, y: &Buffer<f32>) {
-    rt.run_on(Backend::Gpu(0), &add(), &[x, y], &()).unwrap();
-}
-
-fn describe(rt: &Runtime, buf: &Buffer<f32>) -> String {
-    rt.validity(buf).unwrap().describe()
+    add_on(rt, Backend::Gpu(0), x, y);
 }
 
 #[test]

@@ -28,13 +28,13 @@ fn written_on_gpu0(k: usize) -> (Runtime, SimDevice, SimDevice, Buffer<f32>, Buf
 #[test]
 fn a_chain_of_device_writes_is_replayed_after_a_loss() {
     let (rt, a, _, _, y) = written_on_gpu0(3);
-    assert_eq!(rt.validity(&y).unwrap().describe(), "gpu0");
+    assert_eq!(describe(&rt, &y), "gpu0");
     a.lose("pulled out");
     assert_eq!(rt.gpu_backends(), vec![Backend::Gpu(1)]);
     assert_eq!(rt.read(&y).unwrap(), after_adds(3.0));
     let s = rt.stats();
     assert_eq!((s.devices_lost, s.replayed_tasks), (1, 3), "{s}");
-    assert_eq!(rt.validity(&y).unwrap().describe(), "host");
+    assert_eq!(describe(&rt, &y), "host");
     // The device ran three kernels; the replay ran on the CPU.
     assert_eq!(a.kernels_run(), 3);
 }
@@ -45,7 +45,7 @@ fn data_a_lost_device_held_reaches_another_device() {
     a.lose("reset");
     let info = rt.run_on(Backend::Gpu(1), &add(), &[&x, &y], &()).unwrap();
     assert_eq!(info.backend, Backend::Gpu(1));
-    assert_eq!(rt.validity(&y).unwrap().describe(), "gpu1");
+    assert_eq!(describe(&rt, &y), "gpu1");
     assert_eq!(rt.read(&y).unwrap(), after_adds(3.0));
     assert_eq!(b.kernels_run(), 1);
     assert_eq!(rt.stats().replayed_tasks, 2);

@@ -140,6 +140,16 @@ pub(super) const US: Duration = Duration::from_micros(1);
 /// One millisecond, for sim costs.
 pub(super) const MS: Duration = Duration::from_millis(1);
 
+/// `y += x` on `backend`, which must take it.
+pub(super) fn add_on(rt: &Runtime, backend: Backend, x: &Buffer<f32>, y: &Buffer<f32>) -> RunInfo {
+    rt.run_on(backend, &add(), &[x, y], &()).unwrap()
+}
+
+/// Where `buf`'s valid copies are, as [`Validity::describe`] names them.
+pub(super) fn describe(rt: &Runtime, buf: &Buffer<f32>) -> String {
+    rt.validity(buf).unwrap().describe()
+}
+
 /// `0.0, 1.0, ... n-1`.
 pub(super) fn iota(n: usize) -> Vec<f32> {
     (0..n).map(|i| i as f32).collect()

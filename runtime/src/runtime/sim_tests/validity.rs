@@ -15,10 +15,6 @@ fn setup() -> (Runtime, SimDevice, SimDevice, Buffer<f32>, Buffer<f32>) {
     (rt, a, b, x, y)
 }
 
-fn describe(rt: &Runtime, buf: &Buffer<f32>) -> String {
-    rt.validity(buf).unwrap().describe()
-}
-
 #[test]
 fn a_new_buffer_is_valid_on_the_host_alone() {
     let (rt, ..) = setup();
@@ -40,7 +36,7 @@ fn a_new_buffer_is_valid_on_the_host_alone() {
 #[test]
 fn a_device_call_uploads_its_inputs_and_its_write_leaves_only_that_copy_valid() {
     let (rt, a, _, x, y) = setup();
-    let info = rt.run_on(Backend::Gpu(0), &add(), &[&x, &y], &()).unwrap();
+    let info = add_on(&rt, Backend::Gpu(0), &x, &y);
     assert_eq!(
         (info.backend, info.reason),
         (Backend::Gpu(0), Reason::Forced)
@@ -58,10 +54,9 @@ fn a_device_call_uploads_its_inputs_and_its_write_leaves_only_that_copy_valid() 
 #[test]
 fn a_second_call_where_the_copies_are_valid_moves_nothing() {
     let (rt, _, _, x, y) = setup();
-    let k = add();
-    rt.run_on(Backend::Gpu(0), &k, &[&x, &y], &()).unwrap();
+    add_on(&rt, Backend::Gpu(0), &x, &y);
     rt.reset_stats();
-    rt.run_on(Backend::Gpu(0), &k, &[&x, &y], &()).unwrap();
+    add_on(&rt, Backend::Gpu(0), &x, &y);
     let s = rt.stats();
     assert_eq!((s.uploads, s.downloads, s.gpu_runs), (0, 0, 1), "{s}");
     let want: Vec<f32> = iota(N).iter().map(|v| 1.0 + 2.0 * v).collect();
@@ -71,7 +66,7 @@ fn a_second_call_where_the_copies_are_valid_moves_nothing() {
 #[test]
 fn a_read_brings_the_copy_home_once_and_both_stay_valid() {
     let (rt, _, _, x, y) = setup();
-    rt.run_on(Backend::Gpu(0), &add(), &[&x, &y], &()).unwrap();
+    add_on(&rt, Backend::Gpu(0), &x, &y);
     rt.reset_stats();
     let want: Vec<f32> = iota(N).iter().map(|v| v + 1.0).collect();
     assert_eq!(rt.read(&y).unwrap(), want);
@@ -105,14 +100,13 @@ fn zeros_move_no_bytes_anywhere() {
 #[test]
 fn a_host_write_stales_every_device_copy() {
     let (rt, _, _, x, y) = setup();
-    let k = add();
-    rt.run_on(Backend::Gpu(0), &k, &[&x, &y], &()).unwrap();
-    rt.run_on(Backend::Gpu(1), &k, &[&x, &y], &()).unwrap();
+    add_on(&rt, Backend::Gpu(0), &x, &y);
+    add_on(&rt, Backend::Gpu(1), &x, &y);
     assert_eq!(describe(&rt, &x), "host+gpu0+gpu1");
     rt.write(&x, &[2.0; N]).unwrap();
     assert_eq!(describe(&rt, &x), "host");
     rt.reset_stats();
-    rt.run_on(Backend::Gpu(0), &k, &[&x, &y], &()).unwrap();
+    add_on(&rt, Backend::Gpu(0), &x, &y);
     // The new x goes up again; y, valid only on gpu1, comes through the host.
     let s = rt.stats();
     assert_eq!((s.uploads, s.downloads), (2, 1), "{s}");
@@ -129,14 +123,13 @@ fn a_host_write_stales_every_device_copy() {
 #[test]
 fn data_moves_between_devices_through_the_host() {
     let (rt, a, b, x, y) = setup();
-    let k = add();
-    rt.run_on(Backend::Gpu(0), &k, &[&x, &y], &()).unwrap();
-    rt.run_on(Backend::Gpu(1), &k, &[&x, &y], &()).unwrap();
+    add_on(&rt, Backend::Gpu(0), &x, &y);
+    add_on(&rt, Backend::Gpu(1), &x, &y);
     assert_eq!(describe(&rt, &y), "gpu1");
     // y came down from gpu0 on the way: the host holds the older version.
     let s = rt.stats();
     assert_eq!((s.downloads, s.uploads), (1, 4), "{s}");
-    rt.run_on(Backend::Cpu, &k, &[&x, &y], &()).unwrap();
+    add_on(&rt, Backend::Cpu, &x, &y);
     assert_eq!(describe(&rt, &y), "host");
     let want: Vec<f32> = iota(N).iter().map(|v| 1.0 + 3.0 * v).collect();
     assert_eq!(rt.read(&y).unwrap(), want);

@@ -43,7 +43,7 @@
 
 // ---- assign
 
-// `AssignParams` is declared once, in Rust (`AssignParams` in kernels/src/kmeans.rs),
+// `AssignParams` is declared once, in Rust (`AssignParams` in kernels/src/kmeans/mod.rs),
 // and appended to this source by pel-kernels.
 
 @group(0) @binding(1) var<storage, read> centroids: array<f32>;
@@ -113,7 +113,7 @@ fn assign(@builtin(local_invocation_index) lid: u32,
 
 // ---- partial
 
-// `PartialParams` is declared once, in Rust (`PartialParams` in kernels/src/kmeans.rs),
+// `PartialParams` is declared once, in Rust (`PartialParams` in kernels/src/kmeans/mod.rs),
 // and appended to this source by pel-kernels.
 
 @group(0) @binding(5) var<storage, read> point_labels: array<u32>;
@@ -199,7 +199,7 @@ fn column_sum(r0: u32, r1: u32, m: u32, col: u32) -> f32 {
     return s;
 }
 
-// `ReduceParams` is declared once, in Rust (`ReduceParams` in kernels/src/kmeans.rs),
+// `ReduceParams` is declared once, in Rust (`ReduceParams` in kernels/src/kmeans/mod.rs),
 // and appended to this source by pel-kernels.
 
 @group(0) @binding(9) var<storage, read_write> out: array<f32>;
@@ -219,7 +219,7 @@ fn reduce(@builtin(global_invocation_id) id: vec3<u32>,
     out[i] = column_sum(b * BLOCK, end, rp.m, i % rp.m);
 }
 
-// `FinalizeParams` is declared once, in Rust (`FinalizeParams` in kernels/src/kmeans.rs),
+// `FinalizeParams` is declared once, in Rust (`FinalizeParams` in kernels/src/kmeans/mod.rs),
 // and appended to this source by pel-kernels.
 
 @group(0) @binding(11) var<storage, read_write> new_centroids: array<f32>;

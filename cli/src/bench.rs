@@ -191,6 +191,16 @@ fn peers(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
         ratio(report.gpu_vs_raw_wgpu_matmul)
     );
     say!(
+        "| chain_vs_raw_wgpu | {} | ≤ 1.10 |",
+        ratio(report.chain_vs_raw_wgpu)
+    );
+    say!(
+        "| sort_gpu_waits | {} | 1 |",
+        report
+            .sort_gpu_waits
+            .map_or("no GPU".to_owned(), |w| w.to_string())
+    );
+    say!(
         "| dispatch_overhead_us | {:.3} | ≤ 2 |",
         report.dispatch_overhead_us
     );

@@ -220,8 +220,20 @@ fn bench_quick_runs_every_suite_and_writes_json_csv_and_plots() {
         let v = peers[key].as_f64().unwrap_or(f64::NAN);
         assert!(v.is_finite() && v > 0.0, "{key}: {peers}");
     }
-    for key in ["gpu_vs_raw_wgpu_saxpy", "gpu_vs_raw_wgpu_matmul"] {
+    for key in [
+        "gpu_vs_raw_wgpu_saxpy",
+        "gpu_vs_raw_wgpu_matmul",
+        "chain_vs_raw_wgpu",
+        "sort_gpu_waits",
+    ] {
         assert!(peers.get(key).is_some(), "{key} missing: {peers}");
+    }
+    // With a GPU the chains are measured and the sort waits at least once
+    // (for its result).
+    if let Some(waits) = peers["sort_gpu_waits"].as_u64() {
+        assert!(waits >= 1, "{peers}");
+        let chain = peers["chain_vs_raw_wgpu"].as_f64().unwrap_or(f64::NAN);
+        assert!(chain.is_finite() && chain > 0.0, "{peers}");
     }
 
     // kernels: every sample kernel at two sizes, with work, times and a

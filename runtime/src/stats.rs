@@ -145,6 +145,10 @@ pub struct Stats {
     pub evictions: u64,
     /// GPUs lost.
     pub devices_lost: u64,
+    /// Per GPU, in the order of their backends (`gpu0` first): the times
+    /// the host blocked until that GPU finished submitted work (for a
+    /// kernel, a readback or an upload to settle).
+    pub host_waits: Vec<u64>,
 }
 
 impl fmt::Display for Stats {
@@ -168,6 +172,11 @@ impl fmt::Display for Stats {
             self.replayed_tasks,
             self.evictions,
             self.devices_lost
-        )
+        )?;
+        for (g, waits) in self.host_waits.iter().enumerate() {
+            let sep = if g == 0 { "; host waits: " } else { ", " };
+            write!(f, "{sep}gpu{g} {waits}")?;
+        }
+        Ok(())
     }
 }

@@ -8,6 +8,9 @@
 //! device with timestamp queries lasts as long as the device measured, and
 //! ends when the host saw it end; on other devices a GPU span runs from
 //! submission to completion as the host saw it.
+//!
+//! Counter tracks (`"ph": "C"`) follow values over time: each GPU's host
+//! waits, sampled after each of its kernels and readbacks.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +37,8 @@ pub(crate) struct Tracer {
     enabled: AtomicBool,
     lanes: Vec<String>,
     events: Mutex<Vec<TraceEvent>>,
+    /// Counter samples: (counter, microseconds since the start, value).
+    counters: Mutex<Vec<(String, f64, u64)>>,
 }
 
 impl Tracer {
@@ -43,6 +48,7 @@ impl Tracer {
             enabled: AtomicBool::new(enabled),
             lanes,
             events: Mutex::new(Vec::new()),
+            counters: Mutex::new(Vec::new()),
         }
     }
 
@@ -91,6 +97,20 @@ impl Tracer {
             });
     }
 
+    /// Records counter `name`'s value now (a counter track in Perfetto),
+    /// where it changed since its last sample.
+    pub(crate) fn counter(&self, name: &str, value: u64) {
+        if !self.on() {
+            return;
+        }
+        let ts = self.start.elapsed().as_secs_f64() * 1e6;
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = counters.iter().rev().find(|(n, ..)| n == name);
+        if last.is_none_or(|&(_, _, v)| v != value) {
+            counters.push((name.to_owned(), ts, value));
+        }
+    }
+
     pub(crate) fn events(&self) -> Vec<TraceEvent> {
         self.events
             .lock()
@@ -111,6 +131,17 @@ impl Tracer {
             out.push(serde_json::json!({
                 "name": e.name, "ph": "X", "pid": 1, "tid": e.tid,
                 "ts": e.ts, "dur": e.dur, "cat": if e.tid == self.transfer_lane() { "transfer" } else { "kernel" },
+            }));
+        }
+        for (name, ts, value) in self
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            out.push(serde_json::json!({
+                "name": name, "ph": "C", "pid": 1, "ts": ts,
+                "args": { "count": value },
             }));
         }
         serde_json::json!({ "traceEvents": out, "displayTimeUnit": "ms" }).to_string()

@@ -91,6 +91,7 @@ impl Engine {
                 } else {
                     self.tracer.span(kernel.name(), g as u32 + 1, t);
                 }
+                self.trace_waits();
                 None
             }
             Work::Split(split) => {

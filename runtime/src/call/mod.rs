@@ -586,6 +586,17 @@ impl Engine {
             let name = format!("{what} ({})", crate::ids::human_bytes(bytes));
             let lane = self.tracer.transfer_lane();
             self.tracer.span(name, lane, began);
+            self.trace_waits();
+        }
+    }
+
+    /// Samples each GPU's host waits into the trace's counter tracks.
+    pub(crate) fn trace_waits(&self) {
+        if self.tracer.on() {
+            for (g, gpu) in self.gpus.iter().enumerate() {
+                self.tracer
+                    .counter(&format!("gpu{g} host waits"), gpu.host_waits());
+            }
         }
     }
 }

@@ -212,6 +212,14 @@ pub(crate) trait Device: Send + Sync {
     /// Frees the copies its pool keeps.
     fn trim(&self) {}
 
+    /// Times the host has blocked until this device finished its work.
+    fn host_waits(&self) -> u64 {
+        0
+    }
+
+    /// Sets [`host_waits`](Self::host_waits) back to zero.
+    fn reset_host_waits(&self) {}
+
     /// Pool statistics: (hits, misses, free bytes).
     fn pool_stats(&self) -> (u64, u64, u64) {
         (0, 0, 0)

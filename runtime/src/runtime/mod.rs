@@ -237,6 +237,7 @@ impl Runtime {
             s.pool_hits += hits;
             s.pool_misses += misses;
             s.pool_free_bytes += free;
+            s.host_waits.push(g.host_waits());
         }
         s.live_buffers = self.engine().table().live();
         s.calibration_runs = self.engine().dispatcher().calibration_runs();
@@ -244,7 +245,8 @@ impl Runtime {
     }
 
     /// Sets every counter of [`stats`](Self::stats) back to zero: transfers,
-    /// launches, recoveries and each GPU's pool hits and misses. Three
+    /// launches, recoveries, each GPU's pool hits and misses and its host
+    /// waits. Three
     /// fields are not counts of events since a reset and keep their values:
     /// `pool_free_bytes` and `live_buffers` say what is held now, and
     /// `calibration_runs` belongs to the performance model, which counts
@@ -253,6 +255,7 @@ impl Runtime {
         self.engine().counters.reset();
         for g in &self.engine().gpus {
             g.reset_pool_stats();
+            g.reset_host_waits();
         }
     }
 

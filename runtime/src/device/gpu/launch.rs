@@ -84,11 +84,17 @@ impl GpuDevice {
         }
         let stamps = match (timed, self.timestamp_period) {
             (true, Some(period)) => Some((
-                self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("pel kernel time"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2,
-                }),
+                self.query_sets
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop()
+                    .unwrap_or_else(|| {
+                        self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                            label: Some("pel kernel time"),
+                            ty: wgpu::QueryType::Timestamp,
+                            count: 2,
+                        })
+                    }),
                 self.alloc_usage(16, RESOLVE)?,
                 self.alloc_usage(16, READBACK)?,
                 period,
@@ -104,7 +110,7 @@ impl GpuDevice {
             }
             None => None,
         };
-        self.scoped("dispatching", kernel.name(), || {
+        let index = self.scoped("dispatching", kernel.name(), || {
             let mut entries: Vec<wgpu::BindGroupEntry<'_>> = kernel
                 .reflection()
                 .storage
@@ -154,19 +160,29 @@ impl GpuDevice {
                 enc.resolve_query_set(set, 0..2, resolve, 0);
                 enc.copy_buffer_to_buffer(resolve, 0, readback, 0, 16);
             }
-            self.queue.submit([enc.finish()]);
+            self.queue.submit([enc.finish()])
         })?;
-        self.wait()?;
-        if let Some((_, b, _)) = uniform {
-            self.give_back(b);
-        }
-        let Some((_, resolve, readback, period)) = stamps else {
+        // One host wait: for the kernel, or for its timestamps' readback
+        // (copied in the same submission).
+        let Some((set, resolve, readback, period)) = stamps else {
+            self.wait(index)?;
+            if let Some((_, b, _)) = uniform {
+                self.give_back(b);
+            }
             return Ok(None);
         };
         let mut ticks = [0u8; 16];
-        self.read_mapped(&readback, &mut ticks)?;
+        self.read_mapped(&readback, &mut ticks, index)?;
+        if let Some((_, b, _)) = uniform {
+            self.give_back(b);
+        }
         self.give_back(resolve);
         self.give_back(readback);
+        // Its queries were resolved in a finished submission: free again.
+        self.query_sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(set);
         let [start, end]: [u64; 2] = bytemuck::cast(ticks);
         Ok((end > start).then(|| {
             std::time::Duration::from_nanos(((end - start) as f64 * period as f64) as u64)

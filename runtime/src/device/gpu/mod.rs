@@ -54,6 +54,10 @@ pub(crate) struct GpuDevice {
     budget: Option<u64>,
     /// `PEL_INJECT=gpu-oom`: every allocation fails.
     inject_oom: bool,
+    /// Times the host blocked until this device finished a submission.
+    waits: AtomicU64,
+    /// Timestamp query sets of two queries, free for the next timed launch.
+    query_sets: Mutex<Vec<wgpu::QuerySet>>,
 }
 
 /// Opens every usable adapter, best first: real GPUs before software ones,
@@ -187,6 +191,8 @@ impl GpuDevice {
             used: AtomicU64::new(0),
             budget: None,
             inject_oom: false,
+            waits: AtomicU64::new(0),
+            query_sets: Mutex::new(Vec::new()),
         })
     }
 
@@ -344,25 +350,31 @@ impl GpuDevice {
         }
         let size = (out.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         let staging = self.alloc_usage(size, READBACK)?;
-        self.scoped("downloading", "download", || {
+        let index = self.scoped("downloading", "download", || {
             let mut enc = self.device.create_command_encoder(&Default::default());
             enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
-            self.queue.submit([enc.finish()]);
+            self.queue.submit([enc.finish()])
         })?;
-        self.read_mapped(&staging, out)?;
+        self.read_mapped(&staging, out, index)?;
         self.give_back(staging);
         Ok(())
     }
 
-    /// Maps a readback buffer whose copy has been submitted and copies its
-    /// first `out.len()` bytes out.
-    fn read_mapped(&self, staging: &wgpu::Buffer, out: &mut [u8]) -> Result<()> {
+    /// Maps a readback buffer whose copy went in submission `index`, waits
+    /// for that submission (one host wait), and copies its first
+    /// `out.len()` bytes out.
+    fn read_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        out: &mut [u8],
+        index: wgpu::SubmissionIndex,
+    ) -> Result<()> {
         let size = (out.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
+        self.wait(index)?;
         rx.recv()
             .map_err(|_| self.lost_or("the readback was dropped"))?
             .map_err(|e| self.lost_or(&e.to_string()))?;
@@ -387,10 +399,15 @@ impl GpuDevice {
         }
     }
 
-    /// Blocks until the queue is idle.
-    fn wait(&self) -> Result<()> {
+    /// Blocks until submission `index` (and every one before it) has
+    /// finished on the device: one host wait.
+    fn wait(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.waits.fetch_add(1, Ordering::Relaxed);
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
             .map(|_| ())
             .map_err(|e| match self.check_alive() {
                 Err(lost) => lost,
@@ -497,8 +514,16 @@ impl Device for GpuDevice {
     /// Submits what the queue holds (pending uploads) and waits for it.
     fn flush(&self) -> Result<()> {
         let _serial = self.exclusive();
-        self.queue.submit([]);
-        self.wait()
+        let index = self.queue.submit([]);
+        self.wait(index)
+    }
+
+    fn host_waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    fn reset_host_waits(&self) {
+        self.waits.store(0, Ordering::Relaxed);
     }
 
     /// Whether this device has made the kernel's pipeline: a failure before

@@ -15,6 +15,7 @@
 //!   adapter, from host data to the result on the host, 16M and 512³.
 //! - `dispatch_overhead_us`: per-call time of `rt.run` on the CPU minus a
 //!   direct call of the same closure, 16 elements.
+//! - `chain_vs_raw_wgpu` and `sort_gpu_waits`: see [`chain`].
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::interleaved;
+
+pub mod chain;
 
 /// The peers benchmark's report: the six ratios, then every median.
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +48,13 @@ pub struct PeersReport {
     pub gpu_vs_raw_wgpu_matmul: Option<f64>,
     /// Per-call overhead of `rt.run`, microseconds (target ≤ 2).
     pub dispatch_overhead_us: f64,
+    /// pel over a hand-written wgpu program that records a chain of
+    /// [`chain::CALLS`] saxpy calls into one submit: the worst ratio over
+    /// the sizes and over `run` and `submit` (`null` without a GPU).
+    pub chain_vs_raw_wgpu: Option<f64>,
+    /// Host waits during one GPU radix sort of 1M keys, its result read
+    /// back included (`null` without a GPU).
+    pub sort_gpu_waits: Option<u64>,
     /// Median seconds of every measured program.
     pub medians_s: BTreeMap<String, f64>,
     /// Problem sizes: matmul n, saxpy and sort elements, GPU matmul n.
@@ -166,7 +176,7 @@ pub fn peers(
         (1024, 1 << 24, 512)
     };
     let mut medians = BTreeMap::new();
-    let total = 6;
+    let total = 7;
     let cpu = Target::On(Backend::Cpu);
 
     // GEMM: pel's CPU matmul against faer called directly.
@@ -307,8 +317,16 @@ pub fn peers(
     }
     step(5, total, "gpu matmul");
 
+    let (mut chain_ratio, mut sort_waits) = (None, None);
+    if let Some(g) = gpu {
+        let raw = RawWgpu::open(rt, g)?;
+        chain_ratio = Some(chain::chain_vs_raw(rt, g, &raw, reps, &mut medians)?);
+        sort_waits = Some(chain::sort_gpu_waits(rt, g)?);
+    }
+    step(6, total, "gpu chains");
+
     let overhead = dispatch_overhead_us(rt)?;
-    step(6, total, "overhead");
+    step(7, total, "overhead");
 
     Ok(PeersReport {
         gemm_vs_faer: gemm,
@@ -317,6 +335,8 @@ pub fn peers(
         gpu_vs_raw_wgpu_saxpy: gpu_saxpy,
         gpu_vs_raw_wgpu_matmul: gpu_matmul,
         dispatch_overhead_us: overhead,
+        chain_vs_raw_wgpu: chain_ratio,
+        sort_gpu_waits: sort_waits,
         medians_s: medians,
         sizes: [
             ("gemm_n".to_owned(), gemm_n),
@@ -507,6 +527,23 @@ impl RawWgpu {
     /// The pipeline and buffers are made on a shader's first run with
     /// arguments of these sizes, and kept for the next.
     pub fn run(&self, wgsl: &str, args: &[&[u8]], params: &[u8], groups: u64) -> Result<Vec<u8>> {
+        self.chain(wgsl, args, params, groups, 1, true)
+    }
+
+    /// The same dispatch `calls` times in a row, all recorded into one
+    /// command buffer and submitted once, then the last argument read back
+    /// (one host wait): what a program that batches its work does. With
+    /// `upload` false the arguments stay as the last run left them, on the
+    /// device.
+    pub fn chain(
+        &self,
+        wgsl: &str,
+        args: &[&[u8]],
+        params: &[u8],
+        groups: u64,
+        calls: usize,
+        upload: bool,
+    ) -> Result<Vec<u8>> {
         let fail = |message: String| Error::Gpu {
             kernel: "raw wgpu program".to_owned(),
             device: self.label.clone(),
@@ -521,15 +558,17 @@ impl RawWgpu {
             .buffers
             .last()
             .ok_or_else(|| fail("no argument to read back".to_owned()))?;
-        for (b, a) in p.buffers.iter().zip(args) {
-            self.queue.write_buffer(b, 0, a);
+        if upload {
+            for (b, a) in p.buffers.iter().zip(args) {
+                self.queue.write_buffer(b, 0, a);
+            }
         }
         self.queue.write_buffer(&p.uniform, 0, params);
         let size = out.size();
         let x = groups.min(65_535) as u32;
         let y = groups.div_ceil(65_535) as u32;
         let mut enc = self.device.create_command_encoder(&Default::default());
-        {
+        for _ in 0..calls {
             let mut pass = enc.begin_compute_pass(&Default::default());
             pass.set_pipeline(&p.pipeline);
             pass.set_bind_group(0, &p.group, &[]);

@@ -128,6 +128,56 @@ fn submitted_tasks_survive_a_lost_gpu() {
 }
 
 #[test]
+fn a_gpu_lost_with_a_batch_in_flight_loses_no_work() {
+    let test = "a_gpu_lost_with_a_batch_in_flight_loses_no_work";
+    let rt = runtime("");
+    let Some((gpu, saxpy)) = common::gpu_and_saxpy(&rt, test) else {
+        return;
+    };
+    if !rt.device(gpu).unwrap().batches {
+        eprintln!("skipped {test}: {gpu} waits for every launch (no batches to lose)");
+        return;
+    }
+    let Backend::Gpu(g) = gpu else { unreachable!() };
+    let n = 4099;
+    let (xs, ys) = (random(n, 5), random(n, 6));
+    let (x, y) = (rt.buffer(&xs), rt.buffer(&ys));
+    let on_gpu = Target::On(gpu);
+    // The pipeline compiled and both vectors on the GPU (a = 0 leaves y).
+    saxpy.run(&rt, on_gpu, 0.0, &x, &y).unwrap();
+    rt.wait_all().unwrap();
+    rt.reset_stats();
+    const QUEUED: usize = 12;
+    rt.set_faults(faults(&format!("gpu-lost@{QUEUED}")))
+        .unwrap();
+    let mut want = ys.clone();
+    let mut tasks = Vec::new();
+    for step in 0..QUEUED {
+        let a = 0.5 + step as f32;
+        tasks.push(saxpy.submit(&rt, on_gpu, a, &x, &y).unwrap());
+        saxpy_ref(a, &xs, &mut want);
+    }
+    for t in &tasks {
+        t.wait().unwrap();
+    }
+    // Every task has finished for the graph, and the host has not waited
+    // for the GPU once: the twelve launches are queued there, in flight.
+    let s = rt.stats();
+    assert_eq!(s.host_waits[g], 0, "{s}");
+    assert_eq!(s.gpu_runs, QUEUED as u64, "{s}");
+    // The next launch finds the GPU lost: it runs elsewhere, and the
+    // twelve are rebuilt from their lineage on the way.
+    let info = saxpy.run(&rt, on_gpu, 2.0, &x, &y).unwrap();
+    saxpy_ref(2.0, &xs, &mut want);
+    assert_ne!(info.backend, gpu);
+    assert_close(&rt.read(&y).unwrap(), &want, "y after the loss");
+    let s = rt.stats();
+    assert_eq!(s.devices_lost, 1, "{s}");
+    // The twelve, and the warm-up call, whose y also lived on the GPU only.
+    assert_eq!(s.replayed_tasks, QUEUED as u64 + 1, "{s}");
+}
+
+#[test]
 fn gpu_allocations_failing_send_the_work_to_the_cpu() {
     // Without a GPU the fault could never fire, and the runtime refuses it.
     if common::gpu(

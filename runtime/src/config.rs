@@ -35,6 +35,9 @@ pub(crate) struct Config {
     pub(crate) explain: bool,
     /// `PEL_MODEL_DIR`: where performance models are kept.
     pub(crate) model_dir: Option<PathBuf>,
+    /// `PEL_GPU_BATCH`: launches a GPU records before it submits them
+    /// (1: every launch is submitted and waited for).
+    pub(crate) gpu_batch: Option<usize>,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             gpu_budget,
             explain: var("PEL_EXPLAIN").is_some_and(|v| v != "0"),
             model_dir: var("PEL_MODEL_DIR").map(PathBuf::from),
+            gpu_batch: positive("PEL_GPU_BATCH"),
         }
     }
 }

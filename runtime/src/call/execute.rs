@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::Backend;
 use crate::kernel::Kernel;
 
-use super::{Call, Engine, Placement, RunInfo, Work};
+use super::{Call, Engine, Parts, Placement, RunInfo, Ticket, Work};
 
 impl Engine {
     /// Runs a prepared call outside the table's lock (the leases keep its
@@ -23,7 +23,7 @@ impl Engine {
         work: Work,
         start: Instant,
         host_written: &mut bool,
-    ) -> Result<(RunInfo, Option<(f64, f64)>)> {
+    ) -> Result<(RunInfo, Parts, Ticket)> {
         let params = call.params;
         let (panics, rejected, factor) = if self.faults_on.load(Ordering::Relaxed) {
             let inject = self.faults_now();
@@ -36,6 +36,7 @@ impl Engine {
             (false, false, 1.0)
         };
         let t = Instant::now();
+        let mut ticket = None;
         // A device on a virtual clock reports the time its kernel took.
         let mut virtual_time = None;
         let parts = match work {
@@ -75,20 +76,28 @@ impl Engine {
                 }
                 self.inject_gpu_loss(g);
                 let timed = self.tracer.on();
-                let gpu_time = self.gpus[g].execute(Launch {
+                let launch = Launch {
                     kernel,
                     args: Args::Device(&bound),
                     params,
                     workgroups: call.workgroups,
                     timed,
-                })?;
+                };
+                // Queued: it runs behind the GPU's earlier work, and the
+                // call returns now; its time reaches the model later.
+                let gpu_time = if self.queues(&placement) {
+                    ticket = self.gpus[g].queue_launch(launch)?.map(|t| (g, t));
+                    None
+                } else {
+                    self.gpus[g].execute(launch)?
+                };
                 if self.gpus[g].virtual_clock() {
                     virtual_time = gpu_time;
                 }
                 if let Some(d) = gpu_time {
                     self.tracer
                         .span_ending(kernel.name(), g as u32 + 1, Instant::now(), d);
-                } else {
+                } else if ticket.is_none() {
                     self.tracer.span(kernel.name(), g as u32 + 1, t);
                 }
                 self.trace_waits();
@@ -119,6 +128,7 @@ impl Engine {
                 split: placement.split,
             },
             parts,
+            ticket,
         ))
     }
 

@@ -67,6 +67,32 @@ pub(crate) struct Engine {
     pub(crate) faults_on: AtomicBool,
     /// Kernels whose CPU implementation has run without failing.
     pub(crate) proven: RwLock<std::collections::HashSet<u64>>,
+    /// Calls queued on a GPU whose batches have not finished.
+    pub(crate) queued: Mutex<Vec<QueuedCall>>,
+}
+
+/// A split call's CPU and GPU seconds.
+pub(crate) type Parts = Option<(f64, f64)>;
+
+/// A launch queued on a GPU: (GPU, ticket).
+pub(crate) type Ticket = Option<(usize, u64)>;
+
+/// What the dispatcher counts of a call: the backend it charged the call
+/// to (to discharge), and the ticket of a launch still queued on a GPU.
+pub(crate) struct Charge {
+    decided: Option<Backend>,
+    ticket: Ticket,
+}
+
+/// A call queued on a GPU whose batch has not finished: the dispatcher
+/// hears that it ended, and its device time, once it has.
+pub(crate) struct QueuedCall {
+    gpu: usize,
+    ticket: u64,
+    kernel: Kernel,
+    size: u64,
+    /// The backend the dispatcher counts it queued on, to discharge.
+    charged: Option<Backend>,
 }
 
 impl Drop for Engine {
@@ -290,7 +316,7 @@ impl Engine {
         let auto = target == Target::Auto;
         let mut target = target;
         let mut recovered = false;
-        let (result, decided, host_written) = loop {
+        let (result, decided, host_written, ticket) = loop {
             let placement = self.place_call(&mut table, target, placed, kernel, call, &avoid);
             let planned = placement
                 .as_ref()
@@ -363,6 +389,11 @@ impl Engine {
             let result = prepared.and_then(|(placement, work)| {
                 self.execute_work(kernel, call, placement, work, start, &mut host_written)
             });
+            let ticket = match &result {
+                Ok((_, _, Some(ticket))) => Some(*ticket),
+                _ => None,
+            };
+            let result = result.map(|(info, parts, _)| (info, parts));
             drop(frame);
             table = self.table();
             // A GPU lost while the call ran took its result with it, even if
@@ -441,7 +472,7 @@ impl Engine {
                 fixable.is_some()
             };
             if !again {
-                break (result, decided, host_written);
+                break (result, decided, host_written, ticket);
             }
             // Run again elsewhere, placed afresh.
             if let Some(b) = decided {
@@ -459,7 +490,8 @@ impl Engine {
             (info, parts)
         });
 
-        let result = self.record(&mut table, kernel, call, result, decided, host_written);
+        let charge = Charge { decided, ticket };
+        let result = self.record(&mut table, kernel, call, result, charge, host_written);
         table.release_lease(read_ids, write_ids);
         lease.held = false;
         done(&mut table, &result);
@@ -587,6 +619,59 @@ impl Engine {
             let lane = self.tracer.transfer_lane();
             self.tracer.span(name, lane, began);
             self.trace_waits();
+        }
+    }
+
+    /// Whether a call placed by `p` is queued on its GPU rather than waited
+    /// for: not while it calibrates (the model needs its time now), not
+    /// split, not traced (the trace wants each kernel's span), and only on
+    /// a GPU that queues.
+    pub(crate) fn queues(&self, p: &Placement) -> bool {
+        match p.backend {
+            Backend::Gpu(g) => {
+                p.split.is_none()
+                    && p.reason != Reason::Calibrating
+                    && !self.tracer.on()
+                    && self.gpus[g].queues()
+            }
+            Backend::Cpu => false,
+        }
+    }
+
+    /// Tells the dispatcher of the queued calls whose batches have
+    /// finished: each leaves its GPU's queue, and its device time goes to
+    /// the model. Never blocks.
+    pub(crate) fn settle_queued(&self) {
+        let resolved: Vec<(QueuedCall, Option<std::time::Duration>)> = {
+            let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+            if q.is_empty() {
+                return;
+            }
+            let mut out = Vec::new();
+            for (g, gpu) in self.gpus.iter().enumerate() {
+                if !q.iter().any(|c| c.gpu == g) {
+                    continue;
+                }
+                for (ticket, time) in gpu.finished() {
+                    if let Some(i) = q.iter().position(|c| c.gpu == g && c.ticket == ticket) {
+                        out.push((q.swap_remove(i), time));
+                    }
+                }
+            }
+            out
+        };
+        if resolved.is_empty() {
+            return;
+        }
+        let mut d = self.dispatcher();
+        for (c, time) in resolved {
+            if let Some(b) = c.charged {
+                d.finished(c.kernel.id(), b, c.size);
+            }
+            if let Some(t) = time {
+                let gpu = Backend::Gpu(c.gpu);
+                d.record(c.kernel.id(), c.kernel.name(), gpu, c.size, t.as_secs_f64());
+            }
         }
     }
 

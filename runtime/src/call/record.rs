@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::ids::Backend;
 use crate::kernel::Kernel;
 
-use super::{Call, Engine, RunInfo};
+use super::{Call, Charge, Engine, QueuedCall, RunInfo};
 
 impl Engine {
     /// Records a finished call's outcome (`parts`: a split call's CPU and
@@ -21,9 +21,11 @@ impl Engine {
         kernel: &Kernel,
         call: &Call<'_>,
         result: Result<(RunInfo, Option<(f64, f64)>)>,
-        decided: Option<Backend>,
+        charge: Charge,
         host_written: bool,
     ) -> Result<RunInfo> {
+        let Charge { decided, ticket } = charge;
+        self.settle_queued();
         let (size, write_ids) = (call.size, &call.writes[..]);
         match &result {
             Ok((info, _)) => {
@@ -69,7 +71,25 @@ impl Engine {
                 }
             }
         }
-        {
+        // A queued call is still on its GPU: the dispatcher hears of it
+        // when its batch has finished.
+        let queued = match (ticket, &result) {
+            (Some((gpu, ticket)), Ok(_)) => {
+                self.queued
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(QueuedCall {
+                        gpu,
+                        ticket,
+                        kernel: kernel.clone(),
+                        size,
+                        charged: decided,
+                    });
+                true
+            }
+            _ => false,
+        };
+        if !queued {
             let mut d = self.dispatcher();
             if let Some(backend) = decided {
                 d.finished(kernel.id(), backend, size);

@@ -32,7 +32,7 @@ impl Engine {
         Ok(match (split, placement.backend) {
             (Some((g, share, items)), _) => {
                 let raw = self.host_args(table, args)?;
-                let bound = self.gpu_args(table, kernel, args, g, call.workgroups)?;
+                let bound = self.gpu_args(table, kernel, args, g, call.workgroups, false)?;
                 let cut = ((items as f64 * share).round() as u64).clamp(1, items - 1);
                 Work::Split(SplitWork {
                     gpu: g,
@@ -44,7 +44,11 @@ impl Engine {
             }
             (None, Backend::Cpu) => Work::Cpu(self.host_args(table, args)?),
             (None, Backend::Gpu(g)) => {
-                Work::Gpu(g, self.gpu_args(table, kernel, args, g, call.workgroups)?)
+                let queued = self.queues(&placement);
+                Work::Gpu(
+                    g,
+                    self.gpu_args(table, kernel, args, g, call.workgroups, queued)?,
+                )
             }
         })
     }
@@ -69,8 +73,10 @@ impl Engine {
         Ok(raw)
     }
 
-    /// Makes every argument valid on GPU `g` (and waits for the transfers,
-    /// so the execution is timed alone); the bound buffers.
+    /// Makes every argument valid on GPU `g` (and, unless the call is
+    /// `queued`, waits for the transfers, so the execution is timed alone
+    /// and the bus model learns from them); the bound buffers. A queued
+    /// call's uploads go with its batch, in queue order.
     pub(super) fn gpu_args(
         &self,
         table: &mut Table,
@@ -78,10 +84,11 @@ impl Engine {
         args: &[&Handle],
         g: usize,
         workgroups: u64,
+        queued: bool,
     ) -> Result<Vec<(Memory, u64)>> {
         self.check_gpu_limits(kernel, args, g, workgroups)?;
         let mut bound = Vec::with_capacity(args.len());
-        let mut queued = false;
+        let mut moved_any = false;
         let t = Instant::now();
         let uploaded = self.counters.upload_bytes();
         for h in args {
@@ -91,11 +98,11 @@ impl Engine {
                 }
                 other => other?,
             };
-            queued |= moved;
+            moved_any |= moved;
             self.learn_transfer(made);
             bound.push((buf, h.bytes));
         }
-        if queued {
+        if moved_any && !queued {
             self.gpus[g].flush()?;
             // Zero buffers were cleared there: only uploads are transfers.
             let bytes = self.counters.upload_bytes() - uploaded;
@@ -217,6 +224,9 @@ impl Engine {
         let data = take(table.host_bytes(id));
         drop(table);
         self.learn_from(made);
+        // The download waited for the GPU's work before it: what finished
+        // there reaches the model.
+        self.settle_queued();
         Ok(data)
     }
 

@@ -67,6 +67,7 @@ impl CpuDevice {
             threads,
             limits: None,
             timestamps: false,
+            batches: false,
         };
         CpuDevice {
             pool,

@@ -137,6 +137,28 @@ pub(crate) trait Device: Send + Sync {
     /// it, where it did (when `timed`, or always on a virtual clock).
     fn execute(&self, launch: Launch<'_>) -> Result<Option<Duration>>;
 
+    /// Queues the launch behind this device's earlier work and returns its
+    /// ticket without waiting for it, where the device queues launches;
+    /// otherwise runs it now, as [`execute`](Self::execute), and returns
+    /// `None`. A queued launch's device time comes with its ticket from
+    /// [`finished`](Self::finished) once its batch has finished.
+    fn queue_launch(&self, launch: Launch<'_>) -> Result<Option<u64>> {
+        self.execute(launch).map(|_| None)
+    }
+
+    /// The tickets of queued launches that have finished since the last
+    /// call, each with its device time where the device measured it (none
+    /// for a launch that never ran, its device lost). Never blocks.
+    fn finished(&self) -> Vec<(u64, Option<Duration>)> {
+        Vec::new()
+    }
+
+    /// Whether [`queue_launch`](Self::queue_launch) queues rather than
+    /// runs now.
+    fn queues(&self) -> bool {
+        false
+    }
+
     /// The error of a launch given arguments of the other kind.
     fn wrong_args(&self) -> Error {
         Error::Internal {
@@ -325,6 +347,10 @@ pub struct DeviceInfo {
     /// Whether kernels are timed on the device itself (timestamp queries),
     /// for the trace.
     pub timestamps: bool,
+    /// Whether launches that need no answer now are queued and submitted
+    /// in batches, the host waiting only for bytes (a GPU with timestamp
+    /// queries, not on GL); otherwise each launch is waited for.
+    pub batches: bool,
 }
 
 impl DeviceInfo {
@@ -356,7 +382,7 @@ impl fmt::Display for DeviceInfo {
             None => write!(f, " | threads: {}", self.threads),
             Some(l) => write!(
                 f,
-                " | max storage binding: {} | max buffer: {} | workgroups/dim: {} | invocations/workgroup: {} | workgroup size: {}×{}×{} | uniform binding: {} | workgroup memory: {} | storage buffers: {} | timestamp queries: {}",
+                " | max storage binding: {} | max buffer: {} | workgroups/dim: {} | invocations/workgroup: {} | workgroup size: {}×{}×{} | uniform binding: {} | workgroup memory: {} | storage buffers: {} | timestamp queries: {} | batches: {}",
                 human_bytes(l.max_storage_binding),
                 human_bytes(l.max_buffer),
                 l.max_workgroups_per_dim,
@@ -367,7 +393,8 @@ impl fmt::Display for DeviceInfo {
                 human_bytes(l.max_uniform_binding),
                 human_bytes(l.max_workgroup_memory as u64),
                 l.max_storage_buffers,
-                if self.timestamps { "yes" } else { "no" }
+                if self.timestamps { "yes" } else { "no" },
+                if self.batches { "yes" } else { "no" }
             ),
         }
     }

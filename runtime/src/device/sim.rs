@@ -202,6 +202,7 @@ impl SimDevice {
             threads: 0,
             limits: Some(self.inner.limits),
             timestamps: true,
+            batches: false,
         };
         Ok(Box::new(Sim {
             state: Arc::clone(&self.inner),

@@ -140,7 +140,7 @@ impl RuntimeBuilder {
             let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
             let backends = desc.backends;
             let instance = wgpu::Instance::new(desc);
-            gpu::open_all(&instance, backends, budget, inject.gpu_oom)
+            gpu::open_all(&instance, backends, budget, inject.gpu_oom, env.gpu_batch)
                 .into_iter()
                 .map(|g| Box::new(g) as Box<dyn Device>)
                 .collect()
@@ -212,6 +212,7 @@ impl RuntimeBuilder {
             gpu_kernels: AtomicU64::new(0),
             faults_on: AtomicBool::new(faults_on),
             proven: Default::default(),
+            queued: Default::default(),
         };
         Ok(Runtime {
             shared: Arc::new(Scheduler::new(engine)),

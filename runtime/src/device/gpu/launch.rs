@@ -61,10 +61,94 @@ impl GpuDevice {
         Ok(p)
     }
 
+    /// The bind group of one launch: `args` (buffer and bound size, in
+    /// binding order) and the uniform, if the kernel has one.
+    fn bind_group(
+        &self,
+        kernel: &Kernel,
+        pipeline: &Pipeline,
+        args: &[(Memory, u64)],
+        uniform: Option<(u32, &wgpu::Buffer, u64)>,
+    ) -> wgpu::BindGroup {
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = kernel
+            .reflection()
+            .storage
+            .iter()
+            .zip(args)
+            .map(|(binding, (memory, size))| wgpu::BindGroupEntry {
+                binding: binding.binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: wgpu_buffer(memory),
+                    offset: 0,
+                    size: NonZeroU64::new((*size).max(4)),
+                }),
+            })
+            .collect();
+        if let Some((binding, buf, size)) = uniform {
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: buf,
+                    offset: 0,
+                    size: NonZeroU64::new(size),
+                }),
+            });
+        }
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name()),
+            layout: &pipeline.layout,
+            entries: &entries,
+        })
+    }
+
+    /// The uniform buffer of a launch, `params` written into it (the write
+    /// lands before the next submission), with its binding and size.
+    fn uniform(&self, kernel: &Kernel, params: &[u8]) -> Result<Option<(u32, wgpu::Buffer, u64)>> {
+        match &kernel.reflection().uniform {
+            Some(u) => {
+                let b = self.alloc_usage(u.size as u64, UNIFORM)?;
+                self.queue.write_buffer(&b, 0, params);
+                Ok(Some((u.binding, b, u.size as u64)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Queues `kernel` over `args` for `workgroups` workgroups behind this
+    /// device's earlier work and returns its ticket at once (`None`: no
+    /// workgroups, nothing to run). Its device time comes with the ticket
+    /// from [`finished`](crate::device::Device::finished).
+    pub(super) fn dispatch_queued(
+        &self,
+        kernel: &Kernel,
+        args: &[(Memory, u64)],
+        params: &[u8],
+        workgroups: u64,
+    ) -> Result<Option<u64>> {
+        self.check_alive()?;
+        let (x, y) = fold_for(&self.limits, &|| self.label(), kernel.name(), workgroups)?;
+        if x == 0 {
+            return Ok(None);
+        }
+        let pipeline = self.pipeline(kernel)?;
+        let uniform = self.uniform(kernel, params)?;
+        let mut s = self.stream();
+        let ticket = self.scoped("dispatching", kernel.name(), || {
+            let u = uniform.as_ref().map(|(b, buf, size)| (*b, buf, *size));
+            let group = self.bind_group(kernel, &pipeline, args, u);
+            self.record_pass(&mut s, kernel.name(), uniform.map(|u| u.1), |pass| {
+                pass.set_pipeline(&pipeline.pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            })
+        })??;
+        Ok(Some(ticket))
+    }
+
     /// Runs `kernel` over `args` (buffer and bound size, in binding order)
-    /// for `workgroups` workgroups and waits for it. With `timed`, and
-    /// where the device has timestamp queries, returns the kernel's time as
-    /// the device measured it.
+    /// for `workgroups` workgroups and waits for it, after whatever this
+    /// device has queued. With `timed`, and where the device has timestamp
+    /// queries, returns the kernel's time as the device measured it.
     pub(super) fn dispatch(
         &self,
         kernel: &Kernel,
@@ -82,6 +166,8 @@ impl GpuDevice {
         if x == 0 {
             return Ok(None);
         }
+        // What is queued comes first.
+        self.submit_batch(&mut self.stream())?;
         let stamps = match (timed, self.timestamp_period) {
             (true, Some(period)) => Some((
                 self.query_sets
@@ -102,44 +188,10 @@ impl GpuDevice {
             _ => None,
         };
         let pipeline = self.pipeline(kernel)?;
-        let uniform = match &kernel.reflection().uniform {
-            Some(u) => {
-                let b = self.alloc_usage(u.size as u64, UNIFORM)?;
-                self.queue.write_buffer(&b, 0, params);
-                Some((u.binding, b, u.size as u64))
-            }
-            None => None,
-        };
+        let uniform = self.uniform(kernel, params)?;
         let index = self.scoped("dispatching", kernel.name(), || {
-            let mut entries: Vec<wgpu::BindGroupEntry<'_>> = kernel
-                .reflection()
-                .storage
-                .iter()
-                .zip(args)
-                .map(|(binding, (memory, size))| wgpu::BindGroupEntry {
-                    binding: binding.binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: wgpu_buffer(memory),
-                        offset: 0,
-                        size: NonZeroU64::new((*size).max(4)),
-                    }),
-                })
-                .collect();
-            if let Some((binding, buf, size)) = &uniform {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: buf,
-                        offset: 0,
-                        size: NonZeroU64::new(*size),
-                    }),
-                });
-            }
-            let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(kernel.name()),
-                layout: &pipeline.layout,
-                entries: &entries,
-            });
+            let u = uniform.as_ref().map(|(b, buf, size)| (*b, buf, *size));
+            let group = self.bind_group(kernel, &pipeline, args, u);
             let mut enc = self.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -5,6 +5,7 @@
 
 mod launch;
 mod pool;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,10 @@ pub(crate) struct GpuDevice {
     waits: AtomicU64,
     /// Timestamp query sets of two queries, free for the next timed launch.
     query_sets: Mutex<Vec<wgpu::QuerySet>>,
+    /// The launches queued and in flight (see [`stream`]).
+    stream: Mutex<stream::Stream>,
+    /// Launches per batch (`PEL_GPU_BATCH`; 1: every launch waits).
+    batch: usize,
 }
 
 /// Opens every usable adapter, best first: real GPUs before software ones,
@@ -67,6 +72,7 @@ pub(crate) fn open_all(
     backends: wgpu::Backends,
     budget: Option<u64>,
     inject_oom: bool,
+    batch: Option<usize>,
 ) -> Vec<GpuDevice> {
     let mut adapters: Vec<wgpu::Adapter> =
         pollster::block_on(instance.enumerate_adapters(backends))
@@ -95,7 +101,11 @@ pub(crate) fn open_all(
     let mut devices = Vec::new();
     for adapter in adapters {
         let index = devices.len();
-        match GpuDevice::open(&adapter, index) {
+        match GpuDevice::open(
+            &adapter,
+            index,
+            batch.map_or(stream::DEFAULT_BATCH, |b| b.clamp(1, stream::MAX_BATCH)),
+        ) {
             Ok(mut d) => {
                 d.budget = budget;
                 d.inject_oom = inject_oom;
@@ -112,7 +122,11 @@ pub(crate) fn open_all(
 }
 
 impl GpuDevice {
-    fn open(adapter: &wgpu::Adapter, index: usize) -> std::result::Result<Self, String> {
+    fn open(
+        adapter: &wgpu::Adapter,
+        index: usize,
+        batch: usize,
+    ) -> std::result::Result<Self, String> {
         let ai = adapter.get_info();
         let al = adapter.limits();
         // Timestamp queries time kernels on the device itself, for the trace.
@@ -172,6 +186,11 @@ impl GpuDevice {
             threads: 0,
             limits: Some(limits),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            // Queued launches are timed by their timestamps; GL is driven
+            // one operation at a time.
+            batches: features.contains(wgpu::Features::TIMESTAMP_QUERY)
+                && ai.backend != wgpu::Backend::Gl
+                && batch > 1,
         };
         // Free buffers kept for reuse: a quarter of the largest buffer, at
         // least 256 MiB, so a chain of kernels reuses its temporaries.
@@ -193,6 +212,8 @@ impl GpuDevice {
             inject_oom: false,
             waits: AtomicU64::new(0),
             query_sets: Mutex::new(Vec::new()),
+            stream: Mutex::new(stream::Stream::default()),
+            batch,
         })
     }
 
@@ -299,7 +320,14 @@ impl GpuDevice {
     /// Returns a buffer to the pool.
     fn release_buffer(&self, buf: wgpu::Buffer) {
         let _serial = self.exclusive();
-        self.give_back(buf);
+        let mut s = self.stream();
+        // The open batch may still use it: it goes back once submitted.
+        if s.is_open() {
+            s.hold(buf);
+        } else {
+            drop(s);
+            self.give_back(buf);
+        }
     }
 
     fn give_back(&self, buf: wgpu::Buffer) {
@@ -321,6 +349,9 @@ impl GpuDevice {
         if bytes.is_empty() {
             return Ok(());
         }
+        // wgpu writes before the next submission's commands: what is
+        // queued must go first.
+        self.submit_batch(&mut self.stream())?;
         self.scoped("uploading", "upload", || {
             self.queue.write_buffer(buf, 0, bytes)
         })
@@ -334,10 +365,10 @@ impl GpuDevice {
         if size == 0 {
             return Ok(());
         }
+        // In queue order with the launches (submitted with them).
+        let mut s = self.stream();
         self.scoped("clearing a buffer", "clear", || {
-            let mut enc = self.device.create_command_encoder(&Default::default());
-            enc.clear_buffer(buf, 0, Some(size));
-            self.queue.submit([enc.finish()]);
+            self.encoder(&mut s).clear_buffer(buf, 0, Some(size));
         })
     }
 
@@ -350,11 +381,17 @@ impl GpuDevice {
         }
         let size = (out.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         let staging = self.alloc_usage(size, READBACK)?;
-        let index = self.scoped("downloading", "download", || {
-            let mut enc = self.device.create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
-            self.queue.submit([enc.finish()])
-        })?;
+        // The copy goes after what is queued, and the host waits for that
+        // submission only.
+        let index = {
+            let mut s = self.stream();
+            self.scoped("downloading", "download", || {
+                self.encoder(&mut s)
+                    .copy_buffer_to_buffer(buf, 0, &staging, 0, size);
+            })?;
+            self.submit_batch(&mut s)?
+        };
+        let index = index.expect("the copy opened a batch");
         self.read_mapped(&staging, out, index)?;
         self.give_back(staging);
         Ok(())
@@ -428,6 +465,7 @@ impl Device for GpuDevice {
     /// operation fails with [`Error::DeviceLost`], as after a driver reset.
     fn lose(&self, reason: &str) {
         self.lost.lose(reason);
+        self.abandon();
     }
 
     /// The memory budget, bytes, if one is set.
@@ -506,16 +544,44 @@ impl Device for GpuDevice {
         self.serial.is_some()
     }
 
-    /// Submits what is queued (uploads) without waiting for it.
+    /// Submits what is queued (launches, uploads) without waiting for it.
     fn kick(&self) {
-        self.queue.submit([]);
+        let mut s = self.stream();
+        if self.submit_batch(&mut s).ok().flatten().is_none() {
+            self.queue.submit([]);
+        }
     }
 
-    /// Submits what the queue holds (pending uploads) and waits for it.
+    /// Submits what is queued (launches, uploads) and waits for it.
     fn flush(&self) -> Result<()> {
         let _serial = self.exclusive();
-        let index = self.queue.submit([]);
+        let index = {
+            let mut s = self.stream();
+            self.submit_batch(&mut s)?;
+            // Uploads written since wait for a submission of their own.
+            self.queue.submit([])
+        };
         self.wait(index)
+    }
+
+    fn queue_launch(&self, l: Launch<'_>) -> Result<Option<u64>> {
+        let Args::Device(bound) = l.args else {
+            return Err(self.wrong_args());
+        };
+        if !self.batches() || l.timed {
+            return self
+                .dispatch(l.kernel, bound, l.params, l.workgroups, l.timed)
+                .map(|_| None);
+        }
+        self.dispatch_queued(l.kernel, bound, l.params, l.workgroups)
+    }
+
+    fn finished(&self) -> Vec<(u64, Option<Duration>)> {
+        self.take_finished()
+    }
+
+    fn queues(&self) -> bool {
+        self.batches()
     }
 
     fn host_waits(&self) -> u64 {

@@ -107,7 +107,8 @@ fn queued_calls_reach_the_model_once_their_batch_finishes() {
         let (x, y) = (rt.buffer(&random(n, 4)), rt.buffer(&random(n, 5)));
         saxpy.run(&rt, Target::On(gpu), 1.0, &x, &y).unwrap();
         let before = samples(&rt, gpu);
-        for _ in 0..10 {
+        // One queued launch in eight is timed on the device.
+        for _ in 0..40 {
             saxpy.run(&rt, Target::On(gpu), 1.0, &x, &y).unwrap();
         }
         rt.read(&y).unwrap();
@@ -115,7 +116,7 @@ fn queued_calls_reach_the_model_once_their_batch_finishes() {
         saxpy.run(&rt, Target::On(gpu), 1.0, &x, &y).unwrap();
         let after = samples(&rt, gpu);
         assert!(
-            after >= before + 10,
+            after >= before + 4,
             "{gpu}: {before} samples before, {after} after"
         );
     }

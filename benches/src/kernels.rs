@@ -170,11 +170,17 @@ pub fn roofline(rt: &Runtime, quick: bool, reps: usize) -> Result<BTreeMap<Strin
     );
     let ob = rt.zeros::<f32>(gpu_n * gpu_n);
     for g in gpus {
+        // Each run timed to the end of its GPU work (`sync`): a queued
+        // launch returns before it runs.
         let exec = |f: &mut dyn FnMut() -> Result<pel::RunInfo>| -> Result<f64> {
             f()?; // the upload and the pipeline's compilation
+            rt.sync()?;
             let mut v = Vec::with_capacity(reps);
             for _ in 0..reps {
-                v.push(f()?.exec.as_secs_f64());
+                let start = Instant::now();
+                f()?;
+                rt.sync()?;
+                v.push(start.elapsed().as_secs_f64());
             }
             Ok(median(v).max(1e-9))
         };

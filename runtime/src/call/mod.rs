@@ -159,9 +159,13 @@ pub struct RunInfo {
     pub backend: Backend,
     /// Why it ran there.
     pub reason: Reason,
-    /// Wall time of the call, transfers of its inputs included.
+    /// Wall time of the call, transfers of its inputs included. A call
+    /// queued on a GPU (see [`DeviceInfo::batches`](crate::DeviceInfo::batches))
+    /// returns once recorded: its time is the host's, not the kernel's.
     pub elapsed: Duration,
-    /// Time of the execution alone (what the performance model records).
+    /// Time of the execution alone (what the performance model records);
+    /// for a call queued on a GPU, the time to record its launch (the
+    /// model gets the device's time of it once its batch has finished).
     pub exec: Duration,
     /// When the call was split: the share of its items that `backend` (a
     /// GPU) computed while the CPU computed the rest.
@@ -673,6 +677,19 @@ impl Engine {
                 d.record(c.kernel.id(), c.kernel.name(), gpu, c.size, t.as_secs_f64());
             }
         }
+    }
+
+    /// Waits until each GPU has run what is queued on it, and tells the
+    /// dispatcher of the calls that ended.
+    pub(crate) fn sync_gpus(&self) -> Result<()> {
+        for gpu in &self.gpus {
+            if gpu.check_alive().is_ok() {
+                gpu.flush()?;
+            }
+        }
+        self.settle_queued();
+        self.trace_waits();
+        Ok(())
     }
 
     /// Samples each GPU's host waits into the trace's counter tracks.

@@ -388,6 +388,16 @@ impl Runtime {
         self.shared.wait_all()
     }
 
+    /// Waits until every submitted task has finished and each GPU has run
+    /// everything queued on it (see [`DeviceInfo::batches`]): a point to
+    /// stop a clock at. Reading a buffer needs no `sync`; a read waits for
+    /// the work that writes what it reads. Fails as [`wait_all`](Self::wait_all)
+    /// does, or with the error of a GPU that failed its queued work.
+    pub fn sync(&self) -> Result<()> {
+        self.wait_all()?;
+        self.engine().sync_gpus()
+    }
+
     /// The description of one backend.
     pub fn device(&self, backend: Backend) -> Result<DeviceInfo> {
         self.engine().device(backend)

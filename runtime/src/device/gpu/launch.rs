@@ -68,7 +68,7 @@ impl GpuDevice {
         kernel: &Kernel,
         pipeline: &Pipeline,
         args: &[(Memory, u64)],
-        uniform: Option<(u32, &wgpu::Buffer, u64)>,
+        uniform: Option<(u32, &wgpu::Buffer, u64, u64)>,
     ) -> wgpu::BindGroup {
         let mut entries: Vec<wgpu::BindGroupEntry<'_>> = kernel
             .reflection()
@@ -84,12 +84,12 @@ impl GpuDevice {
                 }),
             })
             .collect();
-        if let Some((binding, buf, size)) = uniform {
+        if let Some((binding, buf, offset, size)) = uniform {
             entries.push(wgpu::BindGroupEntry {
                 binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: buf,
-                    offset: 0,
+                    offset,
                     size: NonZeroU64::new(size),
                 }),
             });
@@ -131,12 +131,27 @@ impl GpuDevice {
             return Ok(None);
         }
         let pipeline = self.pipeline(kernel)?;
-        let uniform = self.uniform(kernel, params)?;
         let mut s = self.stream();
+        // The params go in the batch's uniform buffer, written once for
+        // the batch; params too large for a slot get a buffer of their own.
+        let slot = match &kernel.reflection().uniform {
+            Some(u) => Some(match self.params_slot(&mut s, params)? {
+                Some((buf, offset)) => (u.binding, buf, offset, u.size as u64, false),
+                None => {
+                    let buf = self.alloc_usage(u.size as u64, UNIFORM)?;
+                    self.queue.write_buffer(&buf, 0, params);
+                    (u.binding, buf, 0, u.size as u64, true)
+                }
+            }),
+            None => None,
+        };
         let ticket = self.scoped("dispatching", kernel.name(), || {
-            let u = uniform.as_ref().map(|(b, buf, size)| (*b, buf, *size));
-            let group = self.bind_group(kernel, &pipeline, args, u);
-            self.record_pass(&mut s, kernel.name(), uniform.map(|u| u.1), |pass| {
+            let at = slot
+                .as_ref()
+                .map(|(b, buf, o, size, _)| (*b, buf, *o, *size));
+            let group = self.bind_group(kernel, &pipeline, args, at);
+            let own = slot.as_ref().filter(|u| u.4).map(|u| u.1.clone());
+            self.record_pass(&mut s, kernel.name(), own, |pass| {
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, &group, &[]);
                 pass.dispatch_workgroups(x, y, 1);
@@ -190,7 +205,7 @@ impl GpuDevice {
         let pipeline = self.pipeline(kernel)?;
         let uniform = self.uniform(kernel, params)?;
         let index = self.scoped("dispatching", kernel.name(), || {
-            let u = uniform.as_ref().map(|(b, buf, size)| (*b, buf, *size));
+            let u = uniform.as_ref().map(|(b, buf, size)| (*b, buf, 0, *size));
             let group = self.bind_group(kernel, &pipeline, args, u);
             let mut enc = self.device.create_command_encoder(&Default::default());
             {

@@ -63,6 +63,8 @@ pub(crate) struct GpuDevice {
     stream: Mutex<stream::Stream>,
     /// Launches per batch (`PEL_GPU_BATCH`; 1: every launch waits).
     batch: usize,
+    /// The device's alignment of uniform buffer offsets.
+    uniform_align: u64,
 }
 
 /// Opens every usable adapter, best first: real GPUs before software ones,
@@ -214,6 +216,7 @@ impl GpuDevice {
             query_sets: Mutex::new(Vec::new()),
             stream: Mutex::new(stream::Stream::default()),
             batch,
+            uniform_align: al.min_uniform_buffer_offset_alignment as u64,
         })
     }
 

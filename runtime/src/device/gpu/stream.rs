@@ -4,10 +4,12 @@
 //! after them, a launch that waits). The host blocks only for bytes: a
 //! download waits on its own submission, never on the whole device.
 //!
-//! Each queued launch gets a ticket. Its pass writes timestamps into the
-//! batch's query set; the batch resolves them into a readback buffer that
-//! is mapped as soon as the batch is submitted, so the times are there to
-//! read once the device has finished it, without a wait of their own.
+//! Each queued launch gets a ticket, and its params a slot in the batch's
+//! uniform buffer, written once as the batch is submitted. One launch in
+//! [`TIMED_EVERY`] writes timestamps into the batch's query set; the batch
+//! resolves them into a readback buffer that is mapped as soon as the batch
+//! is submitted, so the times are there to read once the device has
+//! finished it, without a wait of their own.
 //! [`GpuDevice::finished`] hands out the tickets of finished batches with
 //! each launch's device time.
 //!
@@ -28,6 +30,17 @@ use crate::error::Result;
 /// Launches in one batch at most, unless `PEL_GPU_BATCH` says otherwise
 /// (CubeCL uses 32 too).
 pub(crate) const DEFAULT_BATCH: usize = 32;
+
+/// Bytes of a launch's slot in its batch's uniform buffer (at least the
+/// device's uniform offset alignment); larger params get a buffer of their
+/// own.
+pub(crate) const PARAMS_SLOT: u64 = 256;
+
+/// One queued launch in this many writes timestamps around its pass (the
+/// first of a batch among them): enough samples for the model, while a
+/// device whose timestamps cost (llvmpipe waits for the pass to end at
+/// each) pays for few. A launch without them comes back with no time.
+pub(crate) const TIMED_EVERY: usize = 8;
 
 /// The largest batch: two timestamps a launch in one query set of at most
 /// 4,096 queries (wgpu's limit).
@@ -53,6 +66,11 @@ pub(super) struct Stream {
     next: u64,
     /// Query sets free for the next batch.
     free_queries: Vec<wgpu::QuerySet>,
+    /// The open batch's params, each launch's at its slot, written to
+    /// `uniforms` in one write as the batch is submitted.
+    params: Vec<u8>,
+    /// The open batch's uniform buffer: one slot a launch.
+    uniforms: Option<wgpu::Buffer>,
 }
 
 /// A submitted batch: its tickets and where their timestamps will be.
@@ -105,6 +123,32 @@ impl GpuDevice {
         })
     }
 
+    /// The bytes between two launches' params in a batch's uniform buffer.
+    pub(super) fn params_stride(&self) -> u64 {
+        PARAMS_SLOT.max(self.uniform_align)
+    }
+
+    /// Puts `params` in the next launch's slot of the open batch's uniform
+    /// buffer; returns the buffer and the slot's offset (`None`: they do
+    /// not fit a slot).
+    pub(super) fn params_slot(
+        &self,
+        s: &mut Stream,
+        params: &[u8],
+    ) -> Result<Option<(wgpu::Buffer, u64)>> {
+        let stride = self.params_stride();
+        if params.len() as u64 > stride {
+            return Ok(None);
+        }
+        if s.uniforms.is_none() {
+            s.uniforms = Some(self.alloc_usage(stride * self.batch as u64, super::UNIFORM)?);
+        }
+        let offset = s.tickets.len() as u64 * stride;
+        s.params.resize(offset as usize, 0);
+        s.params.extend_from_slice(params);
+        Ok(s.uniforms.clone().map(|u| (u, offset)))
+    }
+
     /// Records one queued compute pass: `record` sets its pipeline, bind
     /// group and dispatch. Holds `uniform` until the batch is submitted,
     /// and submits the batch once it is full. Returns the launch's ticket.
@@ -133,11 +177,14 @@ impl GpuDevice {
             let enc = self.encoder(s);
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(label),
-                timestamp_writes: queries.as_ref().map(|q| wgpu::ComputePassTimestampWrites {
-                    query_set: q,
-                    beginning_of_pass_write_index: Some(2 * i),
-                    end_of_pass_write_index: Some(2 * i + 1),
-                }),
+                timestamp_writes: queries
+                    .as_ref()
+                    .filter(|_| (i as usize).is_multiple_of(TIMED_EVERY))
+                    .map(|q| wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    }),
             });
             record(&mut pass);
         }
@@ -177,6 +224,12 @@ impl GpuDevice {
             }
             None => None,
         };
+        // The batch's params in one write, which lands before its commands.
+        if let Some(u) = s.uniforms.take() {
+            self.queue.write_buffer(&u, 0, &s.params);
+            s.params.clear();
+            s.hold.push(u);
+        }
         let index = self.scoped("submitting a batch", "batch", || {
             self.queue.submit([enc.finish()])
         });
@@ -264,6 +317,8 @@ impl GpuDevice {
         let mut s = self.stream();
         s.encoder = None;
         s.queries = None;
+        s.uniforms = None;
+        s.params.clear();
         let tickets = std::mem::take(&mut s.tickets);
         s.done.extend(tickets.into_iter().map(|t| (t, None)));
         s.hold.clear();

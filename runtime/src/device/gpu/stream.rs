@@ -1,7 +1,8 @@
 //! A GPU's stream: launches recorded into one open command encoder and
-//! submitted together, every [`GpuDevice::batch`] launches or when
-//! something needs what they did (a download, an upload that must come
-//! after them, a launch that waits). The host blocks only for bytes: a
+//! submitted together: at once while the device has nothing in flight (so
+//! it never idles with work waiting), otherwise once [`GpuDevice::batch`]
+//! launches are waiting or something needs what they did (a download, an
+//! upload that must come after them, a launch that waits). The host blocks only for bytes: a
 //! download waits on its own submission, never on the whole device.
 //!
 //! Each queued launch gets a ticket, and its params a slot in the batch's
@@ -191,7 +192,11 @@ impl GpuDevice {
         s.queries = queries;
         s.tickets.push(ticket);
         s.hold.extend(uniform);
-        if s.tickets.len() >= self.batch {
+        // A full batch goes; so does any batch while the device has nothing
+        // in flight that pel knows of, so that it never idles with work
+        // waiting in an open encoder (its earlier batches' ends are seen
+        // at each call's record, without blocking).
+        if s.tickets.len() >= self.batch || s.inflight.is_empty() {
             self.submit_batch(s)?;
         }
         Ok(ticket)

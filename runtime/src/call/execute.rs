@@ -75,29 +75,22 @@ impl Engine {
                     });
                 }
                 self.inject_gpu_loss(g);
-                let queued = self.queues(&placement);
-                // A call waited for on a GPU that queues others is timed on
-                // the device too: the difference is that GPU's launch
-                // latency, which its queued calls' device times lack.
-                let batching = self.gpus[g].queues();
+                let timed = self.tracer.on();
                 let launch = Launch {
                     kernel,
                     args: Args::Device(&bound),
                     params,
                     workgroups: call.workgroups,
-                    timed: self.tracer.on() || (batching && !queued),
+                    timed,
                 };
                 // Queued: it runs behind the GPU's earlier work, and the
                 // call returns now; its time reaches the model later.
-                let gpu_time = if queued {
+                let gpu_time = if self.queues(&placement) {
                     ticket = self.gpus[g].queue_launch(launch)?.map(|t| (g, t));
                     None
                 } else {
                     self.gpus[g].execute(launch)?
                 };
-                if let (Some(d), true, false) = (gpu_time, batching, queued) {
-                    self.learn_launch_latency(g, t.elapsed().saturating_sub(d));
-                }
                 if self.gpus[g].virtual_clock() {
                     virtual_time = gpu_time;
                 }

@@ -18,7 +18,7 @@ mod recover;
 mod split;
 mod stage;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -69,9 +69,6 @@ pub(crate) struct Engine {
     pub(crate) proven: RwLock<std::collections::HashSet<u64>>,
     /// Calls queued on a GPU whose batches have not finished.
     pub(crate) queued: Mutex<Vec<QueuedCall>>,
-    /// Per GPU, the latency of a launch waited for, beyond the kernel's
-    /// device time: seconds as f64 bits, NaN until measured.
-    pub(crate) launch_latency: Vec<AtomicU64>,
 }
 
 /// A split call's CPU and GPU seconds.
@@ -646,9 +643,8 @@ impl Engine {
     }
 
     /// Tells the dispatcher of the queued calls whose batches have
-    /// finished: each leaves its GPU's queue, and a timed one's device
-    /// time, with the GPU's launch latency added, goes to the model. Never
-    /// blocks.
+    /// finished: each leaves its GPU's queue, and its device time goes to
+    /// the model. Never blocks.
     pub(crate) fn settle_queued(&self) {
         let resolved: Vec<(QueuedCall, Option<std::time::Duration>)> = {
             let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
@@ -676,16 +672,9 @@ impl Engine {
             if let Some(b) = c.charged {
                 d.finished(c.kernel.id(), b, c.size);
             }
-            // The model's samples are host times of whole calls: a launch,
-            // its submission and the wait for it. A queued launch's device
-            // time lacks the latency around it, which the GPU's waited-for
-            // calls measure (host time less device time): the sum is what
-            // the same call would have taken alone, and goes to the model.
-            // Without a latency measured yet, the time is dropped.
-            if let (Some(t), Some(latency)) = (time, self.launch_latency(c.gpu)) {
+            if let Some(t) = time {
                 let gpu = Backend::Gpu(c.gpu);
-                let secs = t.as_secs_f64() + latency;
-                d.record(c.kernel.id(), c.kernel.name(), gpu, c.size, secs);
+                d.record(c.kernel.id(), c.kernel.name(), gpu, c.size, t.as_secs_f64());
             }
         }
     }
@@ -701,30 +690,6 @@ impl Engine {
         self.settle_queued();
         self.trace_waits();
         Ok(())
-    }
-
-    /// Folds one measurement of GPU `g`'s launch latency (a waited-for
-    /// call's host time less its device time) into its running estimate.
-    pub(crate) fn learn_launch_latency(&self, g: usize, latency: std::time::Duration) {
-        let Some(slot) = self.launch_latency.get(g) else {
-            return;
-        };
-        let x = latency.as_secs_f64();
-        let old = f64::from_bits(slot.load(Ordering::Relaxed));
-        // The first measurement stands; later ones move it a quarter of
-        // the way.
-        let new = if old.is_nan() {
-            x
-        } else {
-            old + 0.25 * (x - old)
-        };
-        slot.store(new.to_bits(), Ordering::Relaxed);
-    }
-
-    /// GPU `g`'s launch latency, seconds, once measured.
-    pub(crate) fn launch_latency(&self, g: usize) -> Option<f64> {
-        let v = f64::from_bits(self.launch_latency.get(g)?.load(Ordering::Relaxed));
-        (!v.is_nan()).then_some(v)
     }
 
     /// Samples each GPU's host waits into the trace's counter tracks.

@@ -213,7 +213,6 @@ impl RuntimeBuilder {
             faults_on: AtomicBool::new(faults_on),
             proven: Default::default(),
             queued: Default::default(),
-            launch_latency: (0..n).map(|_| AtomicU64::new(f64::NAN.to_bits())).collect(),
         };
         Ok(Runtime {
             shared: Arc::new(Scheduler::new(engine)),

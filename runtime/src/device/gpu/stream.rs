@@ -11,8 +11,8 @@
 //! resolves them into a readback buffer that is mapped as soon as the batch
 //! is submitted, so the times are there to read once the device has
 //! finished it, without a wait of their own.
-//! [`take_finished`](GpuDevice::take_finished) hands out the tickets of
-//! finished batches with each timed launch's device time.
+//! [`GpuDevice::finished`] hands out the tickets of finished batches with
+//! each launch's device time.
 //!
 //! Queue order alone orders the launches on one device, so a launch that
 //! depends on an earlier one needs no wait. What queue order does not

@@ -96,39 +96,51 @@ fn a_gpu_sort_waits_once_when_its_result_is_read() {
 }
 
 #[test]
-fn queued_calls_reach_the_model_once_their_batch_finishes() {
+fn queued_calls_count_in_their_gpus_queue_until_their_batch_finishes() {
+    let test = "queued_calls_count_in_their_gpus_queue_until_their_batch_finishes";
     let rt = fresh();
     let saxpy = pel::kernels::Saxpy::new().unwrap();
-    for (gpu, _) in batching(
-        &rt,
-        "queued_calls_reach_the_model_once_their_batch_finishes",
-    ) {
+    for (gpu, g) in batching(&rt, test) {
         let n = 4096;
         let (x, y) = (rt.buffer(&random(n, 4)), rt.buffer(&random(n, 5)));
+        let params = pel::kernels::saxpy::SaxpyParams {
+            a: 1.0,
+            n: n as u32,
+        };
+        let queue_on_gpu = || {
+            let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
+            let e = d.estimates.iter().find(|e| e.backend == gpu).unwrap();
+            (e.exec_s, e.queue_s)
+        };
+        // Automatic calls, each waited for, until the model knows the GPU.
+        for _ in 0..100 {
+            if queue_on_gpu().0.is_some() {
+                break;
+            }
+            saxpy.run(&rt, Target::Auto, 1.0, &x, &y).unwrap();
+            rt.read(&y).unwrap();
+        }
+        assert!(
+            queue_on_gpu().0.is_some(),
+            "{gpu}: the model never learnt it"
+        );
+        assert_eq!(queue_on_gpu().1, 0.0, "{gpu}: nothing queued yet");
+        rt.reset_stats();
+        // A queued call counts in the GPU's queue: its end is seen at the
+        // next call's record at the soonest.
         saxpy.run(&rt, Target::On(gpu), 1.0, &x, &y).unwrap();
-        let before = samples(&rt, gpu);
-        // One queued launch in eight is timed on the device.
-        for _ in 0..40 {
+        let (exec, queued) = queue_on_gpu();
+        assert!(
+            queued > 0.0,
+            "{gpu}: a queued call is on the queue ({exec:?})"
+        );
+        for _ in 0..39 {
             saxpy.run(&rt, Target::On(gpu), 1.0, &x, &y).unwrap();
         }
+        assert_eq!(rt.stats().host_waits[g], 0, "{gpu}: {}", rt.stats());
+        // The read waits for them all; their ends are then counted.
         rt.read(&y).unwrap();
-        // The read waited for the batch; the next call hands its times on.
-        saxpy.run(&rt, Target::On(gpu), 1.0, &x, &y).unwrap();
-        let after = samples(&rt, gpu);
-        assert!(
-            after >= before + 4,
-            "{gpu}: {before} samples before, {after} after"
-        );
+        let (_, after) = queue_on_gpu();
+        assert_eq!(after, 0.0, "{gpu}: every call left the queue");
     }
-}
-
-/// The model's samples of saxpy on `gpu`, over every size.
-fn samples(rt: &Runtime, gpu: Backend) -> u64 {
-    let i = rt.device(gpu).unwrap();
-    let key = format!("{} {} [{}] ({})", i.api, i.name, i.driver, i.kind);
-    rt.model_rows()
-        .iter()
-        .filter(|r| r.kernel == "saxpy" && r.device == key)
-        .map(|r| r.summary.samples as u64)
-        .sum()
 }

@@ -627,14 +627,18 @@ impl Engine {
     }
 
     /// Whether a call placed by `p` is queued on its GPU rather than waited
-    /// for: not while it calibrates (the model needs its time now), not
-    /// split, not traced (the trace wants each kernel's span), and only on
-    /// a GPU that queues.
+    /// for: a call whose backend the caller named (or the only one that
+    /// can run it), not split, not traced (the trace wants each kernel's
+    /// span), on a GPU that queues. A call the dispatcher placed itself,
+    /// to calibrate or by its model, waits, so that its host time goes to
+    /// the model as every sample there did: a queued launch's device time
+    /// lacks the latency of its submission and wait, and beside them would
+    /// read as drift.
     pub(crate) fn queues(&self, p: &Placement) -> bool {
         match p.backend {
             Backend::Gpu(g) => {
                 p.split.is_none()
-                    && p.reason != Reason::Calibrating
+                    && matches!(p.reason, Reason::Forced | Reason::OnlyBackend)
                     && !self.tracer.on()
                     && self.gpus[g].queues()
             }
@@ -643,8 +647,7 @@ impl Engine {
     }
 
     /// Tells the dispatcher of the queued calls whose batches have
-    /// finished: each leaves its GPU's queue, and its device time goes to
-    /// the model. Never blocks.
+    /// finished: each leaves its GPU's queue. Never blocks.
     pub(crate) fn settle_queued(&self) {
         let resolved: Vec<(QueuedCall, Option<std::time::Duration>)> = {
             let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
@@ -672,10 +675,9 @@ impl Engine {
             if let Some(b) = c.charged {
                 d.finished(c.kernel.id(), b, c.size);
             }
-            if let Some(t) = time {
-                let gpu = Backend::Gpu(c.gpu);
-                d.record(c.kernel.id(), c.kernel.name(), gpu, c.size, t.as_secs_f64());
-            }
+            // Not to the model (see `queues`): its samples are host times
+            // of whole calls.
+            let _ = time;
         }
     }
 

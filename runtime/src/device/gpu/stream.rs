@@ -210,10 +210,15 @@ impl GpuDevice {
         };
         let tickets = std::mem::take(&mut s.tickets);
         let n = tickets.len() as u64;
-        let times = match s.queries.take() {
-            Some(queries) if n > 0 => {
-                let resolve = self.alloc_usage(16 * n, RESOLVE)?;
-                let readback = self.alloc_usage(16 * n, READBACK)?;
+        // The batch goes without its times if their buffers cannot be had.
+        let buffers = || -> Result<_> {
+            Ok((
+                self.alloc_usage(16 * n, RESOLVE)?,
+                self.alloc_usage(16 * n, READBACK)?,
+            ))
+        };
+        let times = match (s.queries.take(), n > 0) {
+            (Some(queries), true) if let Ok((resolve, readback)) = buffers() => {
                 enc.resolve_query_set(&queries, 0..2 * n as u32, &resolve, 0);
                 enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, 16 * n);
                 Some(Times {
@@ -223,11 +228,11 @@ impl GpuDevice {
                     state: Arc::new(AtomicU8::new(0)),
                 })
             }
-            Some(queries) => {
+            (Some(queries), _) => {
                 s.free_queries.push(queries);
                 None
             }
-            None => None,
+            (None, _) => None,
         };
         // The batch's params in one write, which lands before its commands.
         if let Some(u) = s.uniforms.take() {

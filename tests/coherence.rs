@@ -255,18 +255,23 @@ fn placement_counts_the_transfers_where_the_data_is_not() {
     let Some(gpu) = common::gpu(rt, "placement_counts_the_transfers_where_the_data_is_not") else {
         return;
     };
-    assert!(
-        transfer(&d, gpu) > 0.0,
-        "host data costs the GPU an upload: {d}"
-    );
+    let upload = transfer(&d, gpu);
+    assert!(upload > 0.0, "host data costs the GPU an upload: {d}");
 
     // After a GPU run y lives only there and x on both: the GPU needs no
     // upload (only the expected read-back of y, weighted by how often it has
-    // been needed), while the CPU must fetch y for certain.
+    // been needed: up to once, when every earlier output of saxpy on a GPU
+    // was read, as this runtime's other tests do), while the CPU must fetch
+    // y for certain.
     saxpy.run(rt, Target::On(gpu), 1.0, &x, &y).unwrap();
     let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
     assert!(transfer(&d, Backend::Cpu) > 0.0, "{d}");
-    assert!(transfer(&d, gpu) < transfer(&d, Backend::Cpu), "{d}");
+    assert!(transfer(&d, gpu) < upload, "the uploads are gone: {d}");
+    assert!(
+        transfer(&d, gpu) <= transfer(&d, Backend::Cpu),
+        "{d} {:?}",
+        d.estimates
+    );
 }
 
 #[test]

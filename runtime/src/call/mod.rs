@@ -11,8 +11,12 @@
 //! calls, and completes its task in the `done` hook.
 
 mod execute;
+
 mod place;
 mod prepare;
+mod queued;
+
+pub(crate) use queued::QueuedCall;
 mod record;
 mod recover;
 mod split;
@@ -82,17 +86,6 @@ pub(crate) type Ticket = Option<(usize, u64)>;
 pub(crate) struct Charge {
     decided: Option<Backend>,
     ticket: Ticket,
-}
-
-/// A call queued on a GPU whose batch has not finished: the dispatcher
-/// hears that it ended, and its device time, once it has.
-pub(crate) struct QueuedCall {
-    gpu: usize,
-    ticket: u64,
-    kernel: Kernel,
-    size: u64,
-    /// The backend the dispatcher counts it queued on, to discharge.
-    charged: Option<Backend>,
 }
 
 impl Drop for Engine {
@@ -623,84 +616,6 @@ impl Engine {
             let lane = self.tracer.transfer_lane();
             self.tracer.span(name, lane, began);
             self.trace_waits();
-        }
-    }
-
-    /// Whether a call placed by `p` is queued on its GPU rather than waited
-    /// for: a call whose backend the caller named (or the only one that
-    /// can run it), not split, not traced (the trace wants each kernel's
-    /// span), on a GPU that queues. A call the dispatcher placed itself,
-    /// to calibrate or by its model, waits, so that its host time goes to
-    /// the model as every sample there did: a queued launch's device time
-    /// lacks the latency of its submission and wait, and beside them would
-    /// read as drift.
-    pub(crate) fn queues(&self, p: &Placement) -> bool {
-        match p.backend {
-            Backend::Gpu(g) => {
-                p.split.is_none()
-                    && matches!(p.reason, Reason::Forced | Reason::OnlyBackend)
-                    && !self.tracer.on()
-                    && self.gpus[g].queues()
-            }
-            Backend::Cpu => false,
-        }
-    }
-
-    /// Tells the dispatcher of the queued calls whose batches have
-    /// finished: each leaves its GPU's queue. Never blocks.
-    pub(crate) fn settle_queued(&self) {
-        let resolved: Vec<(QueuedCall, Option<std::time::Duration>)> = {
-            let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
-            if q.is_empty() {
-                return;
-            }
-            let mut out = Vec::new();
-            for (g, gpu) in self.gpus.iter().enumerate() {
-                if !q.iter().any(|c| c.gpu == g) {
-                    continue;
-                }
-                for (ticket, time) in gpu.finished() {
-                    if let Some(i) = q.iter().position(|c| c.gpu == g && c.ticket == ticket) {
-                        out.push((q.swap_remove(i), time));
-                    }
-                }
-            }
-            out
-        };
-        if resolved.is_empty() {
-            return;
-        }
-        let mut d = self.dispatcher();
-        for (c, time) in resolved {
-            if let Some(b) = c.charged {
-                d.finished(c.kernel.id(), b, c.size);
-            }
-            // Not to the model (see `queues`): its samples are host times
-            // of whole calls.
-            let _ = time;
-        }
-    }
-
-    /// Waits until each GPU has run what is queued on it, and tells the
-    /// dispatcher of the calls that ended.
-    pub(crate) fn sync_gpus(&self) -> Result<()> {
-        for gpu in &self.gpus {
-            if gpu.check_alive().is_ok() {
-                gpu.flush()?;
-            }
-        }
-        self.settle_queued();
-        self.trace_waits();
-        Ok(())
-    }
-
-    /// Samples each GPU's host waits into the trace's counter tracks.
-    pub(crate) fn trace_waits(&self) {
-        if self.tracer.on() {
-            for (g, gpu) in self.gpus.iter().enumerate() {
-                self.tracer
-                    .counter(&format!("gpu{g} host waits"), gpu.host_waits());
-            }
         }
     }
 }

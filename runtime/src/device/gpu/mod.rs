@@ -4,8 +4,11 @@
 //! out-of-memory error scopes, so failures come back as values.
 
 mod launch;
+mod open;
 mod pool;
 mod stream;
+
+pub(crate) use open::open_all;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,10 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use std::time::Duration;
 
-use super::{
-    Args, Backend, BusSamples, Device, DeviceInfo, DeviceKind, DeviceLimits, Launch, Liveness,
-    Memory,
-};
+use super::{Args, BusSamples, Device, DeviceInfo, DeviceLimits, Launch, Liveness, Memory};
 use crate::error::{Error, Result};
 use pool::{BufferPool, size_class};
 
@@ -67,159 +67,7 @@ pub(crate) struct GpuDevice {
     uniform_align: u64,
 }
 
-/// Opens every usable adapter, best first: real GPUs before software ones,
-/// and native APIs before GL on the same kind of device.
-pub(crate) fn open_all(
-    instance: &wgpu::Instance,
-    backends: wgpu::Backends,
-    budget: Option<u64>,
-    inject_oom: bool,
-    batch: Option<usize>,
-) -> Vec<GpuDevice> {
-    let mut adapters: Vec<wgpu::Adapter> =
-        pollster::block_on(instance.enumerate_adapters(backends))
-            .into_iter()
-            .filter(|a| {
-                a.get_downlevel_capabilities()
-                    .flags
-                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-            })
-            .collect();
-    adapters.sort_by_key(|a| {
-        let info = a.get_info();
-        let kind = match info.device_type {
-            wgpu::DeviceType::DiscreteGpu => 0,
-            wgpu::DeviceType::IntegratedGpu => 1,
-            wgpu::DeviceType::VirtualGpu => 2,
-            wgpu::DeviceType::Other => 3,
-            wgpu::DeviceType::Cpu => 4,
-        };
-        let api = match info.backend {
-            wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
-            _ => 1,
-        };
-        (kind, api)
-    });
-    let mut devices = Vec::new();
-    for adapter in adapters {
-        let index = devices.len();
-        match GpuDevice::open(
-            &adapter,
-            index,
-            batch.map_or(stream::DEFAULT_BATCH, |b| b.clamp(1, stream::MAX_BATCH)),
-        ) {
-            Ok(mut d) => {
-                d.budget = budget;
-                d.inject_oom = inject_oom;
-                devices.push(d)
-            }
-            Err(e) => eprintln!(
-                "pel: skipping adapter {} ({:?}): {e}",
-                adapter.get_info().name,
-                adapter.get_info().backend
-            ),
-        }
-    }
-    devices
-}
-
 impl GpuDevice {
-    fn open(
-        adapter: &wgpu::Adapter,
-        index: usize,
-        batch: usize,
-    ) -> std::result::Result<Self, String> {
-        let ai = adapter.get_info();
-        let al = adapter.limits();
-        // Timestamp queries time kernels on the device itself, for the trace.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("pel"),
-            required_features: features,
-            required_limits: al.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| e.to_string())?;
-
-        let backend = Backend::Gpu(index);
-        let name = format!("{backend} ({})", ai.name);
-        let lost = Liveness::default();
-        let lost_flag = lost.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                lost_flag.lose(&format!("{reason:?}: {message}"));
-            }
-        });
-        let uncaptured_name = name.clone();
-        device.on_uncaptured_error(Arc::new(move |e| {
-            eprintln!("pel: {uncaptured_name}: wgpu error outside an error scope: {e}");
-        }));
-
-        let limits = DeviceLimits {
-            max_storage_binding: al.max_storage_buffer_binding_size,
-            max_buffer: al.max_buffer_size,
-            max_workgroups_per_dim: al.max_compute_workgroups_per_dimension,
-            max_invocations_per_workgroup: al.max_compute_invocations_per_workgroup,
-            max_workgroup_size: [
-                al.max_compute_workgroup_size_x,
-                al.max_compute_workgroup_size_y,
-                al.max_compute_workgroup_size_z,
-            ],
-            max_uniform_binding: al.max_uniform_buffer_binding_size,
-            max_workgroup_memory: al.max_compute_workgroup_storage_size,
-            max_storage_buffers: al.max_storage_buffers_per_shader_stage,
-        };
-        let kind = match ai.device_type {
-            wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu,
-            wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu,
-            wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu,
-            wgpu::DeviceType::Cpu => DeviceKind::SoftwareGpu,
-            wgpu::DeviceType::Other => DeviceKind::Other,
-        };
-        let driver = format!("{} {}", ai.driver, ai.driver_info)
-            .trim()
-            .to_owned();
-        let info = DeviceInfo {
-            backend,
-            name: ai.name.clone(),
-            driver,
-            api: ai.backend.to_str().to_owned(),
-            kind,
-            threads: 0,
-            limits: Some(limits),
-            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            // Queued launches are timed by their timestamps; GL is driven
-            // one operation at a time.
-            batches: features.contains(wgpu::Features::TIMESTAMP_QUERY)
-                && ai.backend != wgpu::Backend::Gl
-                && batch > 1,
-        };
-        // Free buffers kept for reuse: a quarter of the largest buffer, at
-        // least 256 MiB, so a chain of kernels reuses its temporaries.
-        let cap = (al.max_buffer_size / 4).max(256 << 20);
-        Ok(GpuDevice {
-            info,
-            limits,
-            device,
-            lost,
-            pipelines: Mutex::new(HashMap::new()),
-            pool: Mutex::new(BufferPool::new(cap)),
-            serial: (ai.backend == wgpu::Backend::Gl).then(|| Mutex::new(())),
-            timestamp_period: features
-                .contains(wgpu::Features::TIMESTAMP_QUERY)
-                .then(|| queue.get_timestamp_period()),
-            queue,
-            used: AtomicU64::new(0),
-            budget: None,
-            inject_oom: false,
-            waits: AtomicU64::new(0),
-            query_sets: Mutex::new(Vec::new()),
-            stream: Mutex::new(stream::Stream::default()),
-            batch,
-            uniform_align: al.min_uniform_buffer_offset_alignment as u64,
-        })
-    }
-
     /// The GL serialisation lock (`None` elsewhere); see `serial`.
     fn exclusive(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         self.serial

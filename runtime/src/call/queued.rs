@@ -47,7 +47,7 @@ impl Engine {
     /// Tells the dispatcher of the queued calls whose batches have
     /// finished: each leaves its GPU's queue. Never blocks.
     pub(crate) fn settle_queued(&self) {
-        let resolved: Vec<(QueuedCall, Option<std::time::Duration>)> = {
+        let resolved: Vec<QueuedCall> = {
             let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
             if q.is_empty() {
                 return;
@@ -57,9 +57,9 @@ impl Engine {
                 if !q.iter().any(|c| c.gpu == g) {
                     continue;
                 }
-                for (ticket, time) in gpu.finished() {
+                for ticket in gpu.finished() {
                     if let Some(i) = q.iter().position(|c| c.gpu == g && c.ticket == ticket) {
-                        out.push((q.swap_remove(i), time));
+                        out.push(q.swap_remove(i));
                     }
                 }
             }
@@ -69,13 +69,12 @@ impl Engine {
             return;
         }
         let mut d = self.dispatcher();
-        for (c, time) in resolved {
+        // Nothing goes to the model (see `queues`): its samples are host
+        // times of whole calls.
+        for c in resolved {
             if let Some(b) = c.charged {
                 d.finished(c.kernel.id(), b, c.size);
             }
-            // Not to the model (see `queues`): its samples are host times
-            // of whole calls.
-            let _ = time;
         }
     }
 

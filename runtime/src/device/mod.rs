@@ -140,16 +140,15 @@ pub(crate) trait Device: Send + Sync {
     /// Queues the launch behind this device's earlier work and returns its
     /// ticket without waiting for it, where the device queues launches;
     /// otherwise runs it now, as [`execute`](Self::execute), and returns
-    /// `None`. A queued launch's device time comes with its ticket from
-    /// [`finished`](Self::finished) once its batch has finished.
+    /// `None`. The ticket comes back from [`finished`](Self::finished)
+    /// once the launch's batch has finished.
     fn queue_launch(&self, launch: Launch<'_>) -> Result<Option<u64>> {
         self.execute(launch).map(|_| None)
     }
 
     /// The tickets of queued launches that have finished since the last
-    /// call, each with its device time where the device measured it (none
-    /// for a launch that never ran, its device lost). Never blocks.
-    fn finished(&self) -> Vec<(u64, Option<Duration>)> {
+    /// call (or never will, their device lost). Never blocks.
+    fn finished(&self) -> Vec<u64> {
         Vec::new()
     }
 
@@ -348,8 +347,8 @@ pub struct DeviceInfo {
     /// for the trace.
     pub timestamps: bool,
     /// Whether launches that need no answer now are queued and submitted
-    /// in batches, the host waiting only for bytes (a GPU with timestamp
-    /// queries, not on GL); otherwise each launch is waited for.
+    /// in batches, the host waiting only for bytes (a GPU not driven
+    /// through GL); otherwise each launch is waited for.
     pub batches: bool,
 }
 

@@ -182,7 +182,11 @@ impl GpuDevice {
             return Ok(None);
         }
         // What is queued comes first.
-        self.submit_batch(&mut self.stream())?;
+        let upto = {
+            let mut s = self.stream();
+            self.submit_batch(&mut s)?;
+            Self::submitted(&s)
+        };
         let stamps = match (timed, self.timestamp_period) {
             (true, Some(period)) => Some((
                 self.query_sets
@@ -233,6 +237,7 @@ impl GpuDevice {
         // (copied in the same submission).
         let Some((set, resolve, readback, period)) = stamps else {
             self.wait(index)?;
+            self.finished_before(upto);
             if let Some((_, b, _)) = uniform {
                 self.give_back(b);
             }
@@ -240,6 +245,7 @@ impl GpuDevice {
         };
         let mut ticks = [0u8; 16];
         self.read_mapped(&readback, &mut ticks, index)?;
+        self.finished_before(upto);
         if let Some((_, b, _)) = uniform {
             self.give_back(b);
         }

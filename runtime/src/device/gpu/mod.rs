@@ -234,16 +234,17 @@ impl GpuDevice {
         let staging = self.alloc_usage(size, READBACK)?;
         // The copy goes after what is queued, and the host waits for that
         // submission only.
-        let index = {
+        let (index, upto) = {
             let mut s = self.stream();
             self.scoped("downloading", "download", || {
                 self.encoder(&mut s)
                     .copy_buffer_to_buffer(buf, 0, &staging, 0, size);
             })?;
-            self.submit_batch(&mut s)?
+            (self.submit_batch(&mut s)?, Self::submitted(&s))
         };
         let index = index.expect("the copy opened a batch");
         self.read_mapped(&staging, out, index)?;
+        self.finished_before(upto);
         self.give_back(staging);
         Ok(())
     }
@@ -406,13 +407,15 @@ impl Device for GpuDevice {
     /// Submits what is queued (launches, uploads) and waits for it.
     fn flush(&self) -> Result<()> {
         let _serial = self.exclusive();
-        let index = {
+        let (index, upto) = {
             let mut s = self.stream();
             self.submit_batch(&mut s)?;
             // Uploads written since wait for a submission of their own.
-            self.queue.submit([])
+            (self.queue.submit([]), Self::submitted(&s))
         };
-        self.wait(index)
+        self.wait(index)?;
+        self.finished_before(upto);
+        Ok(())
     }
 
     fn queue_launch(&self, l: Launch<'_>) -> Result<Option<u64>> {
@@ -427,7 +430,7 @@ impl Device for GpuDevice {
         self.dispatch_queued(l.kernel, bound, l.params, l.workgroups)
     }
 
-    fn finished(&self) -> Vec<(u64, Option<Duration>)> {
+    fn finished(&self) -> Vec<u64> {
         self.take_finished()
     }
 

@@ -130,11 +130,8 @@ impl GpuDevice {
             threads: 0,
             limits: Some(limits),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            // Queued launches are timed by their timestamps; GL is driven
-            // one operation at a time.
-            batches: features.contains(wgpu::Features::TIMESTAMP_QUERY)
-                && ai.backend != wgpu::Backend::Gl
-                && batch > 1,
+            // GL is driven one operation at a time.
+            batches: ai.backend != wgpu::Backend::Gl && batch > 1,
         };
         // Free buffers kept for reuse: a quarter of the largest buffer, at
         // least 256 MiB, so a chain of kernels reuses its temporaries.

@@ -250,11 +250,18 @@ impl Scheduler {
             s.failed = failed;
             s.runtime = Some(Arc::clone(self));
         }
+        // A ready task that its GPU queues is recorded here, on the
+        // caller's thread: recording does not wait for the device, and a
+        // hand-off to the GPU's worker would cost more than the recording.
+        let mut inline = None;
         if waiting == 0 {
-            self.settle(&mut table, vec![Arc::clone(&task)]);
+            self.settle(&mut table, vec![Arc::clone(&task)], Some(&mut inline));
         }
         self.engine.unlock(table);
         self.bury();
+        if let Some(job) = inline {
+            super::workers::run(job);
+        }
         Ok(Task { inner: task })
     }
 
@@ -271,7 +278,7 @@ impl Scheduler {
             .run_call(&task.kernel, &call, &mut |table, result| {
                 if let Some(ready) = task.complete(result.clone()) {
                     self.pending.finish(result);
-                    self.settle(table, ready);
+                    self.settle(table, ready, None);
                 }
             });
         self.bury();
@@ -283,14 +290,28 @@ impl Scheduler {
 
     /// Tasks whose dependencies have all finished: each is placed and sent
     /// to its device's worker, or fails for a failed dependency (and so on
-    /// down the graph).
-    pub(crate) fn settle(&self, table: &mut Table, mut ready: Vec<Arc<TaskInner>>) {
+    /// down the graph). With `inline`, one task its GPU queues is left
+    /// there for the caller to run once it has let go of the table.
+    pub(crate) fn settle(
+        &self,
+        table: &mut Table,
+        mut ready: Vec<Arc<TaskInner>>,
+        mut inline: Option<&mut Option<Job>>,
+    ) {
         while let Some(t) = ready.pop() {
             let failed = t.state().failed.take();
             let outcome = match failed {
                 Some(e) => Err(e),
                 None => match self.place_task(table, &t) {
-                    Ok(()) => continue,
+                    Ok(job) => {
+                        match inline.as_deref_mut() {
+                            Some(slot @ None) if self.engine.queues(&job.placement) => {
+                                *slot = Some(job);
+                            }
+                            _ => self.workers.send(job_worker(&job), job),
+                        }
+                        continue;
+                    }
                     Err(e) => Err(e),
                 },
             };
@@ -328,9 +349,9 @@ impl Scheduler {
         }
     }
 
-    /// Places a ready task, charges its device's queue, starts its uploads
-    /// if that device is busy, and hands it to the device's worker.
-    fn place_task(&self, table: &mut Table, t: &Arc<TaskInner>) -> Result<()> {
+    /// Places a ready task, charges its device's queue and starts its
+    /// uploads if that device is busy: the job for its device's worker.
+    fn place_task(&self, table: &mut Table, t: &Arc<TaskInner>) -> Result<Job> {
         let handles = t.args();
         let call = t.call(&handles);
         let placement = self.engine.place(table, t.target, &t.kernel, &call, &[])?;
@@ -342,21 +363,11 @@ impl Scheduler {
         if let (Backend::Gpu(g), true) = (placement.backend, busy) {
             self.engine.prefetch(table, &call.args, g);
         }
-        // A split call runs its CPU part on the CPU's worker, which starts
-        // the GPU part beside it.
-        let worker = match placement.split {
-            Some(_) => 0,
-            None => dispatch::device_index(placement.backend),
-        };
         t.set_placement(placement);
-        self.workers.send(
-            worker,
-            Job {
-                task: Arc::clone(t),
-                placement,
-            },
-        );
-        Ok(())
+        Ok(Job {
+            task: Arc::clone(t),
+            placement,
+        })
     }
 
     /// Waits for task `t` before `what` goes on. From inside a kernel or a
@@ -431,5 +442,14 @@ impl Scheduler {
             });
         }
         self.pending.wait()
+    }
+}
+
+/// The worker that runs `job`: its device's, but the CPU's for a split
+/// call, which starts the GPU part beside its CPU part.
+fn job_worker(job: &Job) -> usize {
+    match job.placement.split {
+        Some(_) => 0,
+        None => dispatch::device_index(job.placement.backend),
     }
 }

@@ -142,9 +142,10 @@ fn spawn_worker(name: String, body: impl FnOnce() + Send + 'static) {
         .expect("the OS can start a worker thread");
 }
 
-/// Runs a job on a worker, unless a thread waiting for the task has taken
-/// it already (that thread then accounts for it).
-fn run(job: Job) {
+/// Runs a job on a worker (or on the thread that submitted it), unless a
+/// thread waiting for the task has taken it already (that thread then
+/// accounts for it).
+pub(crate) fn run(job: Job) {
     let Some(shared) = job.task.runtime() else {
         return;
     };

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::num::NonZeroU64;
 use std::sync::{Arc, PoisonError};
 
-use super::{GpuDevice, Pipeline, READBACK, RESOLVE, UNIFORM, wgpu_buffer};
+use super::{GpuDevice, Pipeline, READBACK, RESOLVE, UNIFORM, groups, wgpu_buffer};
 use crate::device::limits::fold_for;
 use crate::device::{Device, Memory};
 use crate::error::Result;
@@ -41,11 +41,21 @@ impl GpuDevice {
             } else {
                 Vec::new()
             };
+            // The layout is made from the reflection rather than left to
+            // wgpu, so that the uniform can sit at a dynamic offset.
+            let layout = groups::layout(&self.device, kernel);
+            let pipeline_layout =
+                self.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(kernel.name()),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
             let pipeline = self
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.name()),
-                    layout: None,
+                    layout: Some(&pipeline_layout),
                     module: &module,
                     entry_point: Some(&kernel.reflection().entry),
                     compilation_options: wgpu::PipelineCompilationOptions {
@@ -54,7 +64,6 @@ impl GpuDevice {
                     },
                     cache: None,
                 });
-            let layout = pipeline.get_bind_group_layout(0);
             Arc::new(Pipeline { pipeline, layout })
         })?;
         cache.insert(kernel.id(), Arc::clone(&p));
@@ -62,53 +71,68 @@ impl GpuDevice {
     }
 
     /// The bind group of one launch: `args` (buffer and bound size, in
-    /// binding order) and the uniform, if the kernel has one.
+    /// binding order) and the uniform buffer, if the kernel has one (its
+    /// params at a dynamic offset). Made once per (kernel, buffers).
     fn bind_group(
         &self,
         kernel: &Kernel,
         pipeline: &Pipeline,
         args: &[(Memory, u64)],
-        uniform: Option<(u32, &wgpu::Buffer, u64, u64)>,
+        uniform: Option<&wgpu::Buffer>,
     ) -> wgpu::BindGroup {
-        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = kernel
-            .reflection()
-            .storage
+        let r = kernel.reflection();
+        let mut bound: Vec<groups::Bound<'_>> = args
             .iter()
-            .zip(args)
-            .map(|(binding, (memory, size))| wgpu::BindGroupEntry {
-                binding: binding.binding,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: wgpu_buffer(memory),
-                    offset: 0,
-                    size: NonZeroU64::new((*size).max(4)),
-                }),
-            })
+            .map(|(memory, size)| (wgpu_buffer(memory), (*size).max(4)))
             .collect();
-        if let Some((binding, buf, offset, size)) = uniform {
-            entries.push(wgpu::BindGroupEntry {
-                binding,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: buf,
-                    offset,
-                    size: NonZeroU64::new(size),
-                }),
-            });
+        let u = r.uniform.as_ref().zip(uniform);
+        if let Some((u, buf)) = u {
+            bound.push((buf, u.size as u64));
         }
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.name()),
-            layout: &pipeline.layout,
-            entries: &entries,
-        })
+        let make = || {
+            let mut entries: Vec<wgpu::BindGroupEntry<'_>> = r
+                .storage
+                .iter()
+                .zip(&bound)
+                .map(|(binding, (buffer, size))| wgpu::BindGroupEntry {
+                    binding: binding.binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: NonZeroU64::new(*size),
+                    }),
+                })
+                .collect();
+            if let Some((u, buffer)) = u {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: u.binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: NonZeroU64::new(u.size as u64),
+                    }),
+                });
+            }
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel.name()),
+                layout: &pipeline.layout,
+                entries: &entries,
+            })
+        };
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kernel.id(), &bound, make)
     }
 
     /// The uniform buffer of a launch, `params` written into it (the write
-    /// lands before the next submission), with its binding and size.
-    fn uniform(&self, kernel: &Kernel, params: &[u8]) -> Result<Option<(u32, wgpu::Buffer, u64)>> {
+    /// lands before the next submission).
+    fn uniform(&self, kernel: &Kernel, params: &[u8]) -> Result<Option<wgpu::Buffer>> {
         match &kernel.reflection().uniform {
             Some(u) => {
                 let b = self.alloc_usage(u.size as u64, UNIFORM)?;
                 self.queue.write_buffer(&b, 0, params);
-                Ok(Some((u.binding, b, u.size as u64)))
+                Ok(Some(b))
             }
             None => Ok(None),
         }
@@ -136,24 +160,25 @@ impl GpuDevice {
         // the batch; params too large for a slot get a buffer of their own.
         let slot = match &kernel.reflection().uniform {
             Some(u) => Some(match self.params_slot(&mut s, params)? {
-                Some((buf, offset)) => (u.binding, buf, offset, u.size as u64, false),
+                Some((buf, offset)) => (buf, offset, false),
                 None => {
                     let buf = self.alloc_usage(u.size as u64, UNIFORM)?;
                     self.queue.write_buffer(&buf, 0, params);
-                    (u.binding, buf, 0, u.size as u64, true)
+                    (buf, 0, true)
                 }
             }),
             None => None,
         };
         let ticket = self.scoped("dispatching", kernel.name(), || {
-            let at = slot
-                .as_ref()
-                .map(|(b, buf, o, size, _)| (*b, buf, *o, *size));
-            let group = self.bind_group(kernel, &pipeline, args, at);
-            let own = slot.as_ref().filter(|u| u.4).map(|u| u.1.clone());
+            let group = self.bind_group(kernel, &pipeline, args, slot.as_ref().map(|u| &u.0));
+            let offsets: &[u32] = match &slot {
+                Some((_, offset, _)) => &[*offset as u32],
+                None => &[],
+            };
+            let own = slot.as_ref().filter(|u| u.2).map(|u| u.0.clone());
             self.record_pass(&mut s, kernel.name(), own, |pass| {
                 pass.set_pipeline(&pipeline.pipeline);
-                pass.set_bind_group(0, &group, &[]);
+                pass.set_bind_group(0, &group, offsets);
                 pass.dispatch_workgroups(x, y, 1);
             })
         })??;
@@ -209,8 +234,7 @@ impl GpuDevice {
         let pipeline = self.pipeline(kernel)?;
         let uniform = self.uniform(kernel, params)?;
         let index = self.scoped("dispatching", kernel.name(), || {
-            let u = uniform.as_ref().map(|(b, buf, size)| (*b, buf, 0, *size));
-            let group = self.bind_group(kernel, &pipeline, args, u);
+            let group = self.bind_group(kernel, &pipeline, args, uniform.as_ref());
             let mut enc = self.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -224,7 +248,8 @@ impl GpuDevice {
                     }),
                 });
                 pass.set_pipeline(&pipeline.pipeline);
-                pass.set_bind_group(0, &group, &[]);
+                let offsets: &[u32] = if uniform.is_some() { &[0] } else { &[] };
+                pass.set_bind_group(0, &group, offsets);
                 pass.dispatch_workgroups(x, y, 1);
             }
             if let Some((set, resolve, readback, _)) = &stamps {
@@ -238,7 +263,7 @@ impl GpuDevice {
         let Some((set, resolve, readback, period)) = stamps else {
             self.wait(index)?;
             self.finished_before(upto);
-            if let Some((_, b, _)) = uniform {
+            if let Some(b) = uniform {
                 self.give_back(b);
             }
             return Ok(None);
@@ -246,7 +271,7 @@ impl GpuDevice {
         let mut ticks = [0u8; 16];
         self.read_mapped(&readback, &mut ticks, index)?;
         self.finished_before(upto);
-        if let Some((_, b, _)) = uniform {
+        if let Some(b) = uniform {
             self.give_back(b);
         }
         self.give_back(resolve);

@@ -3,6 +3,7 @@
 //! dispatch). Every wgpu call that can fail runs inside validation and
 //! out-of-memory error scopes, so failures come back as values.
 
+mod groups;
 mod launch;
 mod open;
 mod pool;
@@ -59,6 +60,8 @@ pub(crate) struct GpuDevice {
     waits: AtomicU64,
     /// Timestamp query sets of two queries, free for the next timed launch.
     query_sets: Mutex<Vec<wgpu::QuerySet>>,
+    /// Bind groups made so far (see [`groups`]).
+    groups: Mutex<groups::BindGroups>,
     /// The launches queued and in flight (see [`stream`]).
     stream: Mutex<stream::Stream>,
     /// Launches per batch (`PEL_GPU_BATCH`; 1: every launch waits).
@@ -134,6 +137,7 @@ impl GpuDevice {
         if let (Some(budget), true) = (self.budget, counted) {
             if self.used.load(Ordering::Relaxed) + class > budget {
                 let freed = pool.clear(STORAGE);
+                self.forget_groups();
                 self.used.fetch_sub(freed, Ordering::Relaxed);
                 let used = self.used.load(Ordering::Relaxed);
                 if used + class > budget {
@@ -157,6 +161,7 @@ impl GpuDevice {
             Err(Error::OutOfMemory { .. }) => {
                 // Free what the pool holds and try once more.
                 let freed = pool.clear(STORAGE);
+                self.forget_groups();
                 self.used.fetch_sub(freed, Ordering::Relaxed);
                 self.scoped(&format!("allocating {bytes} bytes"), "buffer", create)
             }
@@ -188,9 +193,21 @@ impl GpuDevice {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .give(buf);
+        if destroyed > 0 {
+            self.forget_groups();
+        }
         if counted {
             self.used.fetch_sub(destroyed, Ordering::Relaxed);
         }
+    }
+
+    /// Empties the bind group cache: the pool has destroyed buffers that
+    /// cached groups may bind (and would otherwise keep alive).
+    fn forget_groups(&self) {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Copies host bytes into the start of `buf`.
@@ -333,6 +350,7 @@ impl Device for GpuDevice {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear(STORAGE);
+        self.forget_groups();
         self.used.fetch_sub(freed, Ordering::Relaxed);
     }
 

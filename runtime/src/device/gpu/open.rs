@@ -153,6 +153,7 @@ impl GpuDevice {
             inject_oom: false,
             waits: AtomicU64::new(0),
             query_sets: Mutex::new(Vec::new()),
+            groups: Mutex::default(),
             stream: Mutex::new(stream::Stream::default()),
             batch,
             uniform_align: al.min_uniform_buffer_offset_alignment as u64,

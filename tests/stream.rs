@@ -144,3 +144,40 @@ fn queued_calls_count_in_their_gpus_queue_until_their_batch_finishes() {
         assert_eq!(after, 0.0, "{gpu}: every call left the queue");
     }
 }
+
+#[test]
+fn queued_calls_teach_the_model_their_device_times() {
+    let test = "queued_calls_teach_the_model_their_device_times";
+    let rt = fresh();
+    let saxpy = pel::kernels::Saxpy::new().unwrap();
+    for (gpu, g) in batching(&rt, test) {
+        if !rt.device(gpu).unwrap().timestamps {
+            eprintln!("SKIPPED {test} on {gpu}: no timestamp queries to time queued launches");
+            continue;
+        }
+        let n = 8191;
+        let (x, y) = (rt.buffer(&random(n, 7)), rt.buffer(&random(n, 8)));
+        let params = pel::kernels::saxpy::SaxpyParams {
+            a: 1.0,
+            n: n as u32,
+        };
+        let samples = || {
+            let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
+            let e = d.estimates.iter().find(|e| e.backend == gpu).unwrap();
+            (e.samples, e.exec_s)
+        };
+        assert_eq!(samples().0, 0, "{gpu}: a fresh model");
+        rt.reset_stats();
+        // Forced calls are queued, never waited for one by one...
+        for _ in 0..12 {
+            saxpy.submit(&rt, Target::On(gpu), 1.0, &x, &y).unwrap();
+        }
+        rt.read(&y).unwrap();
+        assert_eq!(rt.stats().host_waits[g], 1, "{gpu}: {}", rt.stats());
+        // ...yet each (but the first, a warm-up) is a sample of the model:
+        // its device time and the GPU's launch latency.
+        let (n_samples, exec) = samples();
+        assert_eq!(n_samples, 11, "{gpu}: the queued calls' samples");
+        assert!(exec.is_some_and(|s| s > 0.0), "{gpu}: {exec:?}");
+    }
+}

@@ -59,6 +59,8 @@ impl Engine {
                         params,
                         workgroups: call.workgroups,
                         timed: false,
+                        sample: false,
+                        expect_s: None,
                     },
                 )?;
                 None
@@ -82,6 +84,8 @@ impl Engine {
                     params,
                     workgroups: call.workgroups,
                     timed,
+                    sample: placement.samples < crate::dispatch::KEEP_SAMPLES,
+                    expect_s: placement.expect_s,
                 };
                 // Queued: it runs behind the GPU's earlier work, and the
                 // call returns now; its time reaches the model later.

@@ -16,7 +16,7 @@ mod place;
 mod prepare;
 mod queued;
 
-pub(crate) use queued::QueuedCall;
+pub(crate) use queued::{Queued, QueuedCall};
 mod record;
 mod recover;
 mod split;
@@ -72,7 +72,7 @@ pub(crate) struct Engine {
     /// Kernels whose CPU implementation has run without failing.
     pub(crate) proven: RwLock<std::collections::HashSet<u64>>,
     /// Calls queued on a GPU whose batches have not finished.
-    pub(crate) queued: Mutex<Vec<QueuedCall>>,
+    pub(crate) queued: Mutex<Queued>,
 }
 
 /// A split call's CPU and GPU seconds.

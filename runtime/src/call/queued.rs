@@ -4,6 +4,7 @@
 //! stream, is `device/gpu/stream.rs`.
 
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use crate::dispatch::{Placement, Reason};
 use crate::error::Result;
@@ -23,15 +24,34 @@ pub(crate) struct QueuedCall {
     pub(super) charged: Option<Backend>,
 }
 
+/// The calls queued on GPUs whose batches have not finished, and the
+/// finished launches whose calls are not here yet: a batch can finish,
+/// and another thread take its end, before the call that queued the launch
+/// has been recorded.
+#[derive(Default)]
+pub(crate) struct Queued {
+    pub(super) calls: Vec<QueuedCall>,
+    early: Vec<(usize, u64, Option<Duration>)>,
+}
+
+/// Finished launches kept for calls not yet recorded, at most.
+const MAX_EARLY: usize = 4096;
+
+/// A queued call whose batch has finished, with its kernel's device time
+/// where the device measured it.
+struct Ended {
+    call: QueuedCall,
+    device_time: Option<Duration>,
+}
+
 impl Engine {
     /// Whether a call placed by `p` is queued on its GPU rather than waited
     /// for: a call whose backend the caller named (or the only one that
     /// can run it), not split, not traced (the trace wants each kernel's
     /// span), on a GPU that queues. A call the dispatcher placed itself,
-    /// to calibrate or by its model, waits, so that its host time goes to
-    /// the model as every sample there did: a queued launch's device time
-    /// lacks the latency of its submission and wait, and beside them would
-    /// read as drift.
+    /// to calibrate or by its model, waits, so that the model learns from
+    /// the host time of whole calls; a queued call's sample is its device
+    /// time plus the GPU's launch latency, which only approximates that.
     pub(crate) fn queues(&self, p: &Placement) -> bool {
         match p.backend {
             Backend::Gpu(g) => {
@@ -45,35 +65,60 @@ impl Engine {
     }
 
     /// Tells the dispatcher of the queued calls whose batches have
-    /// finished: each leaves its GPU's queue. Never blocks.
+    /// finished: each leaves its GPU's queue, and its device time (plus
+    /// the GPU's launch latency: what the call would have taken waited
+    /// for) goes to the model. Never blocks.
     pub(crate) fn settle_queued(&self) {
-        let resolved: Vec<QueuedCall> = {
+        let resolved: Vec<Ended> = {
             let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
-            if q.is_empty() {
+            if q.calls.is_empty() {
                 return;
             }
-            let mut out = Vec::new();
+            let Queued { calls, early } = &mut *q;
             for (g, gpu) in self.gpus.iter().enumerate() {
-                if !q.iter().any(|c| c.gpu == g) {
-                    continue;
-                }
-                for ticket in gpu.finished() {
-                    if let Some(i) = q.iter().position(|c| c.gpu == g && c.ticket == ticket) {
-                        out.push(q.swap_remove(i));
-                    }
+                if calls.iter().any(|c| c.gpu == g) {
+                    early.extend(gpu.finished().into_iter().map(|(t, d)| (g, t, d)));
                 }
             }
+            let mut out = Vec::new();
+            early.retain(|&(g, ticket, device_time)| {
+                match calls.iter().position(|c| c.gpu == g && c.ticket == ticket) {
+                    Some(i) => {
+                        out.push(Ended {
+                            call: calls.swap_remove(i),
+                            device_time,
+                        });
+                        false
+                    }
+                    None => true,
+                }
+            });
+            // A launch whose call failed after queuing it never comes.
+            let excess = early.len().saturating_sub(MAX_EARLY);
+            early.drain(..excess);
             out
         };
         if resolved.is_empty() {
             return;
         }
         let mut d = self.dispatcher();
-        // Nothing goes to the model (see `queues`): its samples are host
-        // times of whole calls.
-        for c in resolved {
+        for Ended {
+            call: c,
+            device_time,
+        } in resolved
+        {
             if let Some(b) = c.charged {
                 d.finished(c.kernel.id(), b, c.size);
+            }
+            if let Some(t) = device_time {
+                let waited = t + self.gpus[c.gpu].launch_latency();
+                d.record(
+                    c.kernel.id(),
+                    c.kernel.name(),
+                    Backend::Gpu(c.gpu),
+                    c.size,
+                    waited.as_secs_f64(),
+                );
             }
         }
     }

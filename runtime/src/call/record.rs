@@ -78,6 +78,7 @@ impl Engine {
                 self.queued
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .calls
                     .push(QueuedCall {
                         gpu,
                         ticket,

@@ -99,6 +99,8 @@ impl Engine {
             params,
             workgroups,
             timed: false,
+            sample: false,
+            expect_s: None,
         })?;
         for ((r, (buf, _)), binding) in raw.iter().zip(&bound).zip(&kernel.reflection().storage) {
             if binding.access.writes() {

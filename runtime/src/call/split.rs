@@ -50,6 +50,8 @@ impl Engine {
                     params: &gpu_params,
                     workgroups: gpu_groups,
                     timed,
+                    sample: false,
+                    expect_s: None,
                 })? {
                     Some(d) => self
                         .tracer

@@ -66,14 +66,18 @@ impl Liveness {
     }
 }
 
-/// One launch of a kernel: its arguments, params and workgroups, and
-/// whether the caller wants the device's own time of it.
+/// One launch of a kernel: its arguments, params and workgroups, whether
+/// the caller wants the device's own time of it (`timed`: at once, for the
+/// trace; `sample`: when it is queued, for the model), and what the model
+/// expects it to take (seconds; `None`: unknown).
 pub(crate) struct Launch<'a> {
     pub(crate) kernel: &'a Kernel,
     pub(crate) args: Args<'a>,
     pub(crate) params: &'a [u8],
     pub(crate) workgroups: u64,
     pub(crate) timed: bool,
+    pub(crate) sample: bool,
+    pub(crate) expect_s: Option<f64>,
 }
 
 /// A call's arguments as a device takes them: the host copies (the CPU),
@@ -146,10 +150,19 @@ pub(crate) trait Device: Send + Sync {
         self.execute(launch).map(|_| None)
     }
 
-    /// The tickets of queued launches that have finished since the last
-    /// call (or never will, their device lost). Never blocks.
-    fn finished(&self) -> Vec<u64> {
+    /// The queued launches that have finished since the last call (or
+    /// never will, their device lost): each ticket, with the kernel's
+    /// device time where the device measured it. Never blocks.
+    fn finished(&self) -> Vec<(u64, Option<Duration>)> {
         Vec::new()
+    }
+
+    /// What a launch that waits costs beyond its kernel's device time:
+    /// submitting it and waiting for it. A queued launch's device time
+    /// plus this is what the same call would have taken waited for, the
+    /// measure the performance model keeps.
+    fn launch_latency(&self) -> Duration {
+        Duration::ZERO
     }
 
     /// Whether [`queue_launch`](Self::queue_launch) queues rather than

@@ -147,14 +147,21 @@ pub(crate) struct Placement {
     pub(crate) reason: Reason,
     /// The GPU's share of a call split with the CPU.
     pub(crate) split: Option<f64>,
+    /// What the model expects the call to take there, seconds.
+    pub(crate) expect_s: Option<f64>,
+    /// The model's samples near the call's size there.
+    pub(crate) samples: usize,
 }
 
 impl From<&Decision> for Placement {
     fn from(d: &Decision) -> Self {
+        let chosen = d.estimates.iter().find(|e| e.backend == d.chosen);
         Placement {
             backend: d.chosen,
             reason: d.reason,
             split: d.split,
+            expect_s: chosen.and_then(|e| e.exec_s),
+            samples: chosen.map_or(0, |e| e.samples),
         }
     }
 }

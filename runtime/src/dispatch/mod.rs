@@ -44,6 +44,9 @@ pub use decision::{Decision, Estimate, Exclusion, Reason, secs};
 pub(crate) use exclude::Excluded;
 pub use link::{Link, TransferModel};
 pub(crate) use place::{Candidate, Candidates};
+/// Samples an entry of the model keeps: below this, a queued launch is
+/// timed on the device for it.
+pub(crate) use profile::KEEP as KEEP_SAMPLES;
 pub use profile::{Curve, Summary};
 use profile::{Profile, Sample, bucket};
 pub use report::{ModelRow, SplitRow};

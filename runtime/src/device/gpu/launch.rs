@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::num::NonZeroU64;
 use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{GpuDevice, Pipeline, READBACK, RESOLVE, UNIFORM, groups, wgpu_buffer};
 use crate::device::limits::fold_for;
@@ -140,14 +141,18 @@ impl GpuDevice {
 
     /// Queues `kernel` over `args` for `workgroups` workgroups behind this
     /// device's earlier work and returns its ticket at once (`None`: no
-    /// workgroups, nothing to run). Its device time comes with the ticket
-    /// from [`finished`](crate::device::Device::finished).
+    /// workgroups, nothing to run). `expect_s`: the model's estimate of
+    /// its time, which decides whether it starts at once; `sample`: the
+    /// model wants its device time, which then comes with the ticket from
+    /// [`finished`](crate::device::Device::finished) (so does every
+    /// [`SAMPLE_EVERY`](super::stream::SAMPLE_EVERY)-th launch's).
     pub(super) fn dispatch_queued(
         &self,
         kernel: &Kernel,
         args: &[(Memory, u64)],
         params: &[u8],
         workgroups: u64,
+        (expect_s, sample): (Option<f64>, bool),
     ) -> Result<Option<u64>> {
         self.check_alive()?;
         let (x, y) = fold_for(&self.limits, &|| self.label(), kernel.name(), workgroups)?;
@@ -176,7 +181,7 @@ impl GpuDevice {
                 None => &[],
             };
             let own = slot.as_ref().filter(|u| u.2).map(|u| u.0.clone());
-            self.record_pass(&mut s, kernel.name(), own, |pass| {
+            self.record_pass(&mut s, kernel.name(), own, (expect_s, sample), |pass| {
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, &group, offsets);
                 pass.dispatch_workgroups(x, y, 1);
@@ -285,5 +290,93 @@ impl GpuDevice {
         Ok((end > start).then(|| {
             std::time::Duration::from_nanos(((end - start) as f64 * period as f64) as u64)
         }))
+    }
+
+    /// Measures [`Device::launch_latency`]: an empty kernel launched and
+    /// waited for, as an unqueued launch is, a few times; the median of
+    /// its host time less its device time. Zero where it cannot be told.
+    pub(super) fn measure_latency(&self) -> Duration {
+        const RUNS: u32 = 9;
+        let Some(period) = self.timestamp_period else {
+            return Duration::ZERO;
+        };
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("pel launch probe"),
+                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(
+                    "@compute @workgroup_size(1) fn main() {}",
+                )),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("pel launch probe"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("pel launch probe"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * RUNS,
+        });
+        let mut host = Vec::new();
+        for run in 0..RUNS {
+            let t = Instant::now();
+            let launched = self.scoped("timing a launch", "launch probe", || {
+                let mut enc = self.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("pel launch probe"),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &set,
+                            beginning_of_pass_write_index: Some(2 * run),
+                            end_of_pass_write_index: Some(2 * run + 1),
+                        }),
+                    });
+                    pass.set_pipeline(&pipeline);
+                    pass.dispatch_workgroups(1, 1, 1);
+                }
+                self.queue.submit([enc.finish()])
+            });
+            match launched.map(|index| self.wait(index)) {
+                Ok(Ok(())) => host.push(t.elapsed()),
+                _ => return Duration::ZERO,
+            }
+        }
+        let bytes = 16 * RUNS as u64;
+        let (Ok(resolve), Ok(readback)) = (
+            self.alloc_usage(bytes, RESOLVE),
+            self.alloc_usage(bytes, READBACK),
+        ) else {
+            return Duration::ZERO;
+        };
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.resolve_query_set(&set, 0..2 * RUNS, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+        let index = self.queue.submit([enc.finish()]);
+        let mut ticks = vec![0u8; bytes as usize];
+        let read = self.read_mapped(&readback, &mut ticks, index);
+        self.give_back(resolve);
+        self.give_back(readback);
+        if read.is_err() {
+            return Duration::ZERO;
+        }
+        let ticks: &[u64] = bytemuck::cast_slice(&ticks);
+        // The first run pays for warming up; the rest are the measure.
+        let mut gaps: Vec<Duration> = host
+            .iter()
+            .zip(ticks.chunks_exact(2))
+            .skip(1)
+            .map(|(h, pair)| {
+                let device = (pair[1].saturating_sub(pair[0]) as f64 * period as f64) as u64;
+                h.saturating_sub(Duration::from_nanos(device))
+            })
+            .collect();
+        gaps.sort();
+        gaps.get(gaps.len() / 2).copied().unwrap_or_default()
     }
 }

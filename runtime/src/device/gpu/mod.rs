@@ -68,6 +68,10 @@ pub(crate) struct GpuDevice {
     batch: usize,
     /// The device's alignment of uniform buffer offsets.
     uniform_align: u64,
+    /// What a waited launch costs beyond its device time (see
+    /// [`Device::launch_latency`]), measured as the device opens where it
+    /// queues and times its launches.
+    latency: Duration,
 }
 
 impl GpuDevice {
@@ -445,11 +449,21 @@ impl Device for GpuDevice {
                 .dispatch(l.kernel, bound, l.params, l.workgroups, l.timed)
                 .map(|_| None);
         }
-        self.dispatch_queued(l.kernel, bound, l.params, l.workgroups)
+        self.dispatch_queued(
+            l.kernel,
+            bound,
+            l.params,
+            l.workgroups,
+            (l.expect_s, l.sample),
+        )
     }
 
-    fn finished(&self) -> Vec<u64> {
+    fn finished(&self) -> Vec<(u64, Option<Duration>)> {
         self.take_finished()
+    }
+
+    fn launch_latency(&self) -> Duration {
+        self.latency
     }
 
     fn queues(&self) -> bool {

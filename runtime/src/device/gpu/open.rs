@@ -2,8 +2,9 @@
 //! [`GpuDevice`] with its limits, its description and its own queue.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::pool::BufferPool;
 use super::{GpuDevice, stream};
@@ -136,7 +137,7 @@ impl GpuDevice {
         // Free buffers kept for reuse: a quarter of the largest buffer, at
         // least 256 MiB, so a chain of kernels reuses its temporaries.
         let cap = (al.max_buffer_size / 4).max(256 << 20);
-        Ok(GpuDevice {
+        let mut gpu = GpuDevice {
             info,
             limits,
             device,
@@ -157,6 +158,13 @@ impl GpuDevice {
             stream: Mutex::new(stream::Stream::default()),
             batch,
             uniform_align: al.min_uniform_buffer_offset_alignment as u64,
-        })
+            latency: Duration::ZERO,
+        };
+        // A queued launch's device time reaches the model with this added.
+        if gpu.batches() && gpu.timestamp_period.is_some() {
+            gpu.latency = gpu.measure_latency();
+            gpu.waits.store(0, Ordering::Relaxed);
+        }
+        Ok(gpu)
     }
 }

@@ -1,10 +1,12 @@
 //! A GPU's stream: launches recorded into one open command encoder and
-//! submitted together: at once while the device has nothing in flight (so
-//! it never idles with work waiting), otherwise once [`GpuDevice::batch`]
-//! launches are waiting or something needs what they did (a download, an
-//! upload that must come after them, a launch that waits). The host blocks
-//! only for bytes: a download waits on its own submission, never on the
-//! whole device.
+//! submitted together once [`GpuDevice::batch`] launches are waiting, or
+//! something needs what they did (a download, an upload that must come
+//! after them, a launch that waits), or the device has nothing in flight
+//! and the open batch is expected to take [`EAGER_S`] or more (or its
+//! time is unknown): then it starts at once rather than idle with work
+//! waiting, while small launches still share a submission, whose cost
+//! would be most of theirs. The host blocks only for bytes: a download
+//! waits on its own submission, never on the whole device.
 //!
 //! Each queued launch gets a ticket, and its params a slot in the batch's
 //! uniform buffer, written once as the batch is submitted. A submitted
@@ -12,6 +14,15 @@
 //! (`on_submitted_work_done`) or the host has waited for a later
 //! submission; [`GpuDevice::take_finished`] hands out the tickets of
 //! finished batches without blocking.
+//!
+//! Where the device has timestamp queries, a queued pass whose time the
+//! model wants (and every [`SAMPLE_EVERY`]-th, so that drift is seen)
+//! writes one at its start and one at its end into the batch's query set;
+//! the batch resolves them into a buffer that is mapped as the batch
+//! finishes, so the kernels' device times come with their tickets and no
+//! one waits for them. Not every pass is timed: a timestamp costs a
+//! driver a flush of the work before it (lavapipe doubles a chain of
+//! small kernels' time when all are timed).
 //!
 //! Queue order alone orders the launches on one device, so a launch that
 //! depends on an earlier one needs no wait. What queue order does not
@@ -21,8 +32,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use super::GpuDevice;
+use super::{GpuDevice, READBACK, RESOLVE};
 use crate::device::Device;
 use crate::error::Result;
 
@@ -34,6 +46,14 @@ pub(crate) const DEFAULT_BATCH: usize = 32;
 /// device's uniform offset alignment); larger params get a buffer of their
 /// own.
 pub(crate) const PARAMS_SLOT: u64 = 256;
+
+/// The expected time of an open batch at which it is submitted at once
+/// when the device has nothing in flight, seconds.
+pub(crate) const EAGER_S: f64 = 1e-3;
+
+/// A queued launch in this many is timed on the device even where the
+/// model has its fill of samples.
+pub(crate) const SAMPLE_EVERY: u64 = 16;
 
 /// The largest batch (its params fill one uniform buffer).
 pub(crate) const MAX_BATCH: usize = 2048;
@@ -50,8 +70,8 @@ pub(super) struct Stream {
     hold: Vec<wgpu::Buffer>,
     /// Submitted batches, oldest first.
     inflight: VecDeque<Inflight>,
-    /// Finished tickets not yet handed out.
-    done: Vec<u64>,
+    /// Finished launches not yet handed out.
+    done: Vec<Finished>,
     /// The next ticket.
     next: u64,
     /// Batches submitted so far (the next batch's number).
@@ -61,14 +81,39 @@ pub(super) struct Stream {
     params: Vec<u8>,
     /// The open batch's uniform buffer: one slot a launch.
     uniforms: Option<wgpu::Buffer>,
+    /// The open batch's timestamp queries: two a launch.
+    queries: Option<wgpu::QuerySet>,
+    /// Query sets of finished batches, free again.
+    free_queries: Vec<wgpu::QuerySet>,
+    /// What the model expects the open batch's launches to take, seconds
+    /// (infinite if one is unknown).
+    open_s: f64,
+    /// Launches queued so far.
+    launches: u64,
 }
 
-/// A submitted batch: its tickets, and whether the device has finished it.
+/// A submitted batch: its tickets, whether the device has finished it,
+/// and its timestamps on their way back.
 struct Inflight {
     number: u64,
     tickets: Vec<u64>,
     finished: Arc<AtomicBool>,
+    stamps: Option<Stamps>,
 }
+
+/// A batch's timestamps: its queries, resolved into `resolve` and copied
+/// to `readback`, which is mapped once the batch has run.
+struct Stamps {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    bytes: u64,
+    mapped: Arc<AtomicBool>,
+}
+
+/// A queued launch that has finished: its ticket, and its time as the
+/// device measured it, where it has timestamps.
+pub(crate) type Finished = (u64, Option<Duration>);
 
 impl Stream {
     /// Whether a batch is open (something recorded, not yet submitted).
@@ -131,34 +176,59 @@ impl GpuDevice {
         Ok(s.uniforms.clone().map(|u| (u, offset)))
     }
 
-    /// Records one queued compute pass: `record` sets its pipeline, bind
-    /// group and dispatch. Holds `uniform` until the batch is submitted,
-    /// and submits the batch once it is full. Returns the launch's ticket.
+    /// Records one queued compute pass, expected to take `expect_s` and
+    /// timed on the device if `sample` (see the module's notes):
+    /// `record` sets its pipeline, bind group and dispatch. Holds
+    /// `uniform` until the batch is submitted, and submits the batch when
+    /// it is full or worth starting now (see the module's notes). Returns
+    /// the launch's ticket.
     pub(super) fn record_pass(
         &self,
         s: &mut Stream,
         label: &str,
         uniform: Option<wgpu::Buffer>,
+        (expect_s, sample): (Option<f64>, bool),
         record: impl FnOnce(&mut wgpu::ComputePass<'_>),
     ) -> Result<u64> {
         let ticket = s.next;
         s.next += 1;
+        s.launches += 1;
+        let timed =
+            self.timestamp_period.is_some() && (sample || s.launches.is_multiple_of(SAMPLE_EVERY));
+        if timed && s.queries.is_none() {
+            let reuse = s.free_queries.pop();
+            s.queries = Some(reuse.unwrap_or_else(|| {
+                self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("pel batch times"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * self.batch as u32,
+                })
+            }));
+        }
+        let at = 2 * s.tickets.len() as u32;
+        let queries = s.queries.take();
+        let writes = queries.as_ref().filter(|_| timed);
         {
             let mut pass = self
                 .encoder(s)
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(label),
-                    timestamp_writes: None,
+                    timestamp_writes: writes.map(|q| wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(at),
+                        end_of_pass_write_index: Some(at + 1),
+                    }),
                 });
             record(&mut pass);
         }
+        s.queries = queries;
         s.tickets.push(ticket);
         s.hold.extend(uniform);
-        // A full batch goes; so does any batch while the device has nothing
-        // in flight that pel knows of, so that it never idles with work
-        // waiting in an open encoder (its earlier batches' ends are seen
-        // at each call's record, without blocking).
-        if s.tickets.len() >= self.batch || s.inflight.is_empty() {
+        s.open_s += expect_s.unwrap_or(f64::INFINITY);
+        // A full batch goes; so does one worth starting while the device
+        // has nothing in flight that pel knows of (its earlier batches'
+        // ends are seen at each call's record, without blocking).
+        if s.tickets.len() >= self.batch || (s.inflight.is_empty() && s.open_s >= EAGER_S) {
             self.submit_batch(s)?;
         }
         Ok(ticket)
@@ -167,10 +237,15 @@ impl GpuDevice {
     /// Submits the open batch, if any, without waiting; returns the
     /// submission's index.
     pub(super) fn submit_batch(&self, s: &mut Stream) -> Result<Option<wgpu::SubmissionIndex>> {
-        let Some(enc) = s.encoder.take() else {
+        let Some(mut enc) = s.encoder.take() else {
             return Ok(None);
         };
         let tickets = std::mem::take(&mut s.tickets);
+        s.open_s = 0.0;
+        let stamps = s
+            .queries
+            .take()
+            .and_then(|q| self.resolve_stamps(s, &mut enc, q, tickets.len()));
         // The batch's params in one write, which lands before its commands.
         if let Some(u) = s.uniforms.take() {
             self.queue.write_buffer(&u, 0, &s.params);
@@ -188,7 +263,7 @@ impl GpuDevice {
         let index = match index {
             Ok(index) => index,
             Err(e) => {
-                s.done.extend(tickets);
+                s.done.extend(tickets.into_iter().map(|t| (t, None)));
                 return Err(e);
             }
         };
@@ -196,13 +271,89 @@ impl GpuDevice {
         let flag = Arc::clone(&finished);
         self.queue
             .on_submitted_work_done(move || flag.store(true, Ordering::Release));
+        if let Some(st) = &stamps {
+            let mapped = Arc::clone(&st.mapped);
+            st.readback
+                .map_async(wgpu::MapMode::Read, 0..st.bytes, move |r| {
+                    mapped.store(r.is_ok(), Ordering::Release)
+                });
+        }
         s.inflight.push_back(Inflight {
             number: s.submitted,
             tickets,
             finished,
+            stamps,
         });
         s.submitted += 1;
         Ok(Some(index))
+    }
+
+    /// Records the resolve of the open batch's `launches` launches'
+    /// timestamps from `queries` and their copy to a mappable buffer.
+    /// `None` (the queries free again) where no buffers can be had: the
+    /// batch goes without its times.
+    fn resolve_stamps(
+        &self,
+        s: &mut Stream,
+        enc: &mut wgpu::CommandEncoder,
+        queries: wgpu::QuerySet,
+        launches: usize,
+    ) -> Option<Stamps> {
+        let n = 2 * launches as u32;
+        let bytes = n as u64 * 8;
+        let (resolve, readback) = match (
+            self.alloc_usage(bytes, RESOLVE),
+            self.alloc_usage(bytes, READBACK),
+        ) {
+            (Ok(r), Ok(b)) => (r, b),
+            (r, b) => {
+                for buf in [r, b].into_iter().flatten() {
+                    self.give_back(buf);
+                }
+                s.free_queries.push(queries);
+                return None;
+            }
+        };
+        enc.resolve_query_set(&queries, 0..n, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+        Some(Stamps {
+            queries,
+            resolve,
+            readback,
+            bytes,
+            mapped: Arc::default(),
+        })
+    }
+
+    /// The device times of a finished batch's launches, in order, if its
+    /// timestamps came back; its buffers and queries go back for reuse.
+    fn read_stamps(&self, s: &mut Stream, st: Stamps, launches: usize) -> Vec<Option<Duration>> {
+        let mut times = vec![None; launches];
+        if !st.mapped.load(Ordering::Acquire) {
+            // Not mapped (yet): the buffer is dropped rather than pooled
+            // with a map pending.
+            s.free_queries.push(st.queries);
+            self.give_back(st.resolve);
+            return times;
+        }
+        if let (Ok(view), Some(period)) = (
+            st.readback.get_mapped_range(0..st.bytes),
+            self.timestamp_period,
+        ) {
+            let ticks: &[u64] = bytemuck::cast_slice(&view);
+            for (t, pair) in times.iter_mut().zip(ticks.chunks_exact(2)) {
+                if pair[1] > pair[0] {
+                    *t = Some(Duration::from_nanos(
+                        ((pair[1] - pair[0]) as f64 * period as f64) as u64,
+                    ));
+                }
+            }
+        }
+        st.readback.unmap();
+        s.free_queries.push(st.queries);
+        self.give_back(st.resolve);
+        self.give_back(st.readback);
+        times
     }
 
     /// Batches submitted so far: after a wait for a submission made once
@@ -222,9 +373,10 @@ impl GpuDevice {
         }
     }
 
-    /// Hands out the tickets of the batches that have finished (all of
-    /// them once the device is lost). Never blocks.
-    pub(super) fn take_finished(&self) -> Vec<u64> {
+    /// Hands out the launches of the batches that have finished (all of
+    /// them once the device is lost), with their device times where they
+    /// came back. Never blocks.
+    pub(super) fn take_finished(&self) -> Vec<Finished> {
         let mut s = self.stream();
         if s.inflight.is_empty() && s.done.is_empty() {
             return Vec::new();
@@ -239,7 +391,11 @@ impl GpuDevice {
                 break;
             }
             let batch = s.inflight.pop_front().expect("a front batch");
-            s.done.extend(batch.tickets);
+            let times = match batch.stamps {
+                Some(st) if !lost => self.read_stamps(&mut s, st, batch.tickets.len()),
+                _ => vec![None; batch.tickets.len()],
+            };
+            s.done.extend(batch.tickets.into_iter().zip(times));
         }
         std::mem::take(&mut s.done)
     }
@@ -249,9 +405,11 @@ impl GpuDevice {
         let mut s = self.stream();
         s.encoder = None;
         s.uniforms = None;
+        s.queries = None;
+        s.open_s = 0.0;
         s.params.clear();
         let tickets = std::mem::take(&mut s.tickets);
-        s.done.extend(tickets);
+        s.done.extend(tickets.into_iter().map(|t| (t, None)));
         s.hold.clear();
     }
 }

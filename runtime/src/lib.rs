@@ -43,6 +43,7 @@ mod runtime;
 mod config;
 mod error;
 mod frames;
+mod hash;
 mod ids;
 pub mod inject;
 mod stats;

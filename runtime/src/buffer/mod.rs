@@ -17,7 +17,9 @@
 //! inputs. A buffer whose handles are all dropped stays (as a *zombie*,
 //! without its GPU copies being handed out) while a record still reads it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::hash::FxMap;
 use std::sync::Arc;
 
 use crate::device::{Device, Memory};
@@ -53,12 +55,12 @@ pub(crate) struct Entry {
     /// ones still pinned, by the version they made.
     records: BTreeMap<u64, Arc<Record>>,
     /// Versions of this buffer that live records read, and how many.
-    pins: HashMap<u64, u32>,
+    pins: FxMap<u64, u32>,
     /// Of those, the pins of records that other buffers' versions came
     /// from: a zombie with none is needed by no one.
     outside_pins: u32,
     /// Host bytes of pinned versions, kept when the host slot moved on.
-    retained: HashMap<u64, HostCopy>,
+    retained: FxMap<u64, HostCopy>,
     /// Every handle has been dropped; kept only while pinned.
     zombie: bool,
     /// The contents could not be rebuilt (after a device loss) or were left
@@ -103,7 +105,7 @@ pub(crate) struct Download {
 
 /// Every live buffer of one runtime.
 pub(crate) struct Table {
-    entries: HashMap<u64, Entry>,
+    entries: FxMap<u64, Entry>,
     /// Threads waiting for a lease to be given back.
     pub(crate) waiters: usize,
     next_id: u64,
@@ -117,7 +119,7 @@ pub(crate) struct Table {
 impl Table {
     pub(crate) fn new(gpus: usize) -> Self {
         Table {
-            entries: HashMap::new(),
+            entries: FxMap::default(),
             waiters: 0,
             next_id: 1,
             gpus,
@@ -141,9 +143,9 @@ impl Table {
                 host_version: 0,
                 born_zero: !host_valid,
                 records: BTreeMap::new(),
-                pins: HashMap::new(),
+                pins: FxMap::default(),
                 outside_pins: 0,
-                retained: HashMap::new(),
+                retained: FxMap::default(),
                 zombie: false,
                 lost: None,
                 last_used: 0,

@@ -119,7 +119,8 @@ impl Engine {
         if factor > 1.0 {
             std::thread::sleep(t.elapsed().mul_f64(factor - 1.0));
         }
-        let exec = virtual_time.unwrap_or_else(|| t.elapsed());
+        let end = Instant::now();
+        let exec = virtual_time.unwrap_or_else(|| end - t);
         if let (None, Backend::Cpu) = (&parts, placement.backend) {
             self.tracer.span(kernel.name(), 0, t);
         }
@@ -127,7 +128,7 @@ impl Engine {
             RunInfo {
                 backend: placement.backend,
                 reason: placement.reason,
-                elapsed: start.elapsed(),
+                elapsed: end - start,
                 exec,
                 split: placement.split,
             },

@@ -70,7 +70,7 @@ pub(crate) struct Engine {
     /// Whether any fault is injected (read on every call, so no lock).
     pub(crate) faults_on: AtomicBool,
     /// Kernels whose CPU implementation has run without failing.
-    pub(crate) proven: RwLock<std::collections::HashSet<u64>>,
+    pub(crate) proven: RwLock<crate::hash::FxSet<u64>>,
     /// Calls queued on a GPU whose batches have not finished.
     pub(crate) queued: Mutex<Queued>,
 }

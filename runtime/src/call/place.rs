@@ -85,8 +85,12 @@ impl Engine {
         ask: impl FnOnce(&mut Dispatcher, &Candidates<'_>) -> Result<T>,
     ) -> Result<T> {
         let (args, workgroups) = (&call.args[..], call.workgroups);
+        // A call that names its backend is offered that one alone: the
+        // others' estimates would change nothing, and cost a good part of
+        // a small call's time.
         let backends = std::iter::once(Backend::Cpu)
             .chain((0..self.gpus.len()).map(Backend::Gpu))
+            .filter(|&b| forced.is_none_or(|f| f == b))
             .filter(|&b| match b {
                 Backend::Cpu => kernel.has_cpu(),
                 Backend::Gpu(g) => {

@@ -35,7 +35,9 @@ pub(crate) mod split;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::hash::FxSet;
 use std::path::{Path, PathBuf};
 
 use crate::ids::Backend;
@@ -86,7 +88,7 @@ pub(crate) struct Dispatcher {
     readback: BTreeMap<u64, (u64, u64)>,
     /// (kernel, device) pairs that have run in this process: the first run
     /// of each compiles its pipeline and is not recorded.
-    warm: HashSet<(u64, usize)>,
+    warm: FxSet<(u64, usize)>,
     /// Per device: calls running now, and the seconds they are expected to
     /// take: the queue a new call would wait behind.
     in_flight: Vec<(u32, f64)>,

@@ -10,38 +10,9 @@
 //! prediction for several calls in a row starts measuring afresh.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, VecDeque};
 
-/// FxHash: the profile is consulted several times per call, and its keys are
-/// small integers, for which SipHash's strength buys nothing.
-#[derive(Default)]
-pub(crate) struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(n as u64);
-    }
-    fn write_i32(&mut self, n: i32) {
-        self.write_u64(n as u32 as u64);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+use crate::hash::FxMap;
 
 /// Samples kept per entry (the newest).
 pub(crate) const KEEP: usize = 32;
@@ -143,6 +114,23 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
+/// The median of unsorted values (reordered): what [`median`] gives of
+/// them sorted.
+fn select_median(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (below, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let upper = *mid;
+    if n % 2 == 1 {
+        upper
+    } else {
+        let lower = below.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lower + upper) / 2.0
+    }
+}
+
 impl Entry {
     /// Median and MAD over all samples, then again over those within 5 MADs.
     pub(crate) fn summary(&self) -> Option<Summary> {
@@ -153,33 +141,51 @@ impl Entry {
         if self.samples.is_empty() {
             return None;
         }
-        let mut t: Vec<f64> = self.samples.iter().map(|s| s.secs).collect();
-        t.sort_by(f64::total_cmp);
-        let m = median(&t);
-        let mut dev: Vec<f64> = t.iter().map(|x| (x - m).abs()).collect();
-        dev.sort_by(f64::total_cmp);
+        // Recomputed whenever a sample is kept, so on the path of small
+        // calls: no allocation, one sort, and medians by selection. An
+        // entry holds at most KEEP samples.
+        let n = self.samples.len().min(KEEP);
+        let samples = || self.samples.iter().take(KEEP);
+        let mut t = [0f64; KEEP];
+        for (x, s) in t.iter_mut().zip(samples()) {
+            *x = s.secs;
+        }
+        let t = &mut t[..n];
+        t.sort_unstable_by(f64::total_cmp);
+        let m = median(t);
+        let mut dev = [0f64; KEEP];
+        for (d, x) in dev.iter_mut().zip(t.iter()) {
+            *d = (x - m).abs();
+        }
         // A floor of 5% of the median keeps near-identical samples from
         // making ordinary noise an "outlier".
-        let mad = median(&dev).max(0.05 * m);
-        let keep: Vec<&Sample> = self
-            .samples
-            .iter()
-            .filter(|s| self.samples.len() < 3 || (s.secs - m).abs() <= 5.0 * mad)
-            .collect();
-        let mut kt: Vec<f64> = keep.iter().map(|s| s.secs).collect();
-        kt.sort_by(f64::total_cmp);
-        let mut ks: Vec<u64> = keep.iter().map(|s| s.size).collect();
-        ks.sort_unstable();
-        let km = median(&kt);
-        let mut kd: Vec<f64> = kt.iter().map(|x| (x - km).abs()).collect();
-        kd.sort_by(f64::total_cmp);
+        let mad = select_median(&mut dev[..n]).max(0.05 * m);
+        let kept = |secs: f64| n < 3 || (secs - m).abs() <= 5.0 * mad;
+        // `t` is sorted, so its kept values are too.
+        let (mut kt, mut k) = ([0f64; KEEP], 0);
+        for &x in t.iter().filter(|&&x| kept(x)) {
+            kt[k] = x;
+            k += 1;
+        }
+        let kt = &kt[..k];
+        let (mut ks, mut j) = ([0u64; KEEP], 0);
+        for s in samples().filter(|s| kept(s.secs)) {
+            ks[j] = s.size;
+            j += 1;
+        }
+        let km = median(kt);
+        let mut kd = [0f64; KEEP];
+        for (d, x) in kd.iter_mut().zip(kt) {
+            *d = (x - km).abs();
+        }
+        let (_, size, _) = ks[..j].select_nth_unstable(j / 2);
         Some(Summary {
             samples: self.samples.len(),
-            outliers: self.samples.len() - keep.len(),
-            mean: kt.iter().sum::<f64>() / kt.len() as f64,
+            outliers: n - k,
+            mean: kt.iter().sum::<f64>() / k as f64,
             median: km,
-            spread: median(&kd),
-            size: ks[ks.len() / 2],
+            spread: select_median(&mut kd[..k]),
+            size: *size,
         })
     }
 

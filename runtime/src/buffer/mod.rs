@@ -305,7 +305,14 @@ impl Table {
         if let Some(err) = &e.lost {
             return Err(err.clone());
         }
-        protect(e);
+        // The host bytes about to be overwritten are kept aside for the
+        // records of other buffers that read them. This buffer's own
+        // records need them no more: the host is about to hold the current
+        // version, and they go once it does. (A failed download leaves
+        // the host bytes as they were.)
+        if e.outside_pins > 0 {
+            protect(e);
+        }
         let bytes = e.bytes as usize;
         // A fresh copy is zeroed already; only a reused one needs clearing.
         let (mut host, fresh) = match e.host.take() {

@@ -583,6 +583,15 @@ impl Engine {
         }
     }
 
+    /// `Ok` if `backend` is one of this runtime's, without copying its
+    /// description (a call that names its backend asks on every call).
+    pub(crate) fn has_device(&self, backend: Backend) -> Result<()> {
+        match backend {
+            Backend::Gpu(i) if i >= self.gpus.len() => Err(self.no_such(backend)),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn no_such(&self, backend: Backend) -> Error {
         Error::NoSuchBackend {
             backend,

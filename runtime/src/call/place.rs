@@ -43,7 +43,7 @@ impl Engine {
     ) -> Result<Placement> {
         let forced = match target {
             Target::On(b) => {
-                self.device(b)?;
+                self.has_device(b)?;
                 if b == Backend::Cpu && !kernel.has_cpu() {
                     return Err(Error::NoCpuImplementation {
                         kernel: kernel.name().to_owned(),
@@ -129,7 +129,7 @@ impl Engine {
         // A backend forced for every call (`PEL_BACKEND`, the builder) must
         // exist on this machine.
         if let (Some(f), None) = (d.forced(), forced) {
-            self.device(f)?;
+            self.has_device(f)?;
         }
         ask(&mut d, &candidates)
     }
@@ -171,7 +171,7 @@ impl Engine {
         let (args, params, size, workgroups) =
             (&call.args[..], call.params, call.size, call.workgroups);
         let backend = Backend::Gpu(gpu);
-        self.device(backend)?;
+        self.has_device(backend)?;
         self.check_gpu_limits(kernel, args, gpu, workgroups)?;
         let invalid = |message: String| Error::InvalidInput {
             kernel: kernel.name().to_owned(),

@@ -60,13 +60,29 @@ pub(crate) fn drifts(secs: f64, predicted: f64) -> bool {
 /// The bucket of a problem size: half-octaves, so sizes within √2 of each
 /// other share one.
 pub(crate) fn bucket(size: u64) -> i32 {
-    ((size.max(1) as f64).log2() * BUCKETS_PER_OCTAVE).floor() as i32
+    // One call asks for its size's bucket several times: the last answer
+    // is kept (a logarithm costs more than the rest of a lookup).
+    thread_local! {
+        static LAST: std::cell::Cell<(u64, i32)> = const { std::cell::Cell::new((0, i32::MIN)) };
+    }
+    LAST.with(|last| {
+        let (s, b) = last.get();
+        if s == size && b != i32::MIN {
+            return b;
+        }
+        let b = ((size.max(1) as f64).log2() * BUCKETS_PER_OCTAVE).floor() as i32;
+        last.set((size, b));
+        b
+    })
 }
 
 /// The smallest size of a bucket.
 pub(crate) fn bucket_start(bucket: i32) -> u64 {
     2f64.powf(bucket as f64 / BUCKETS_PER_OCTAVE).ceil() as u64
 }
+
+/// Samples a full entry keeps before its summary is made afresh.
+const REFRESH_EVERY: u32 = 4;
 
 /// One measured call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,6 +116,9 @@ pub(crate) struct Entry {
     /// Calls recorded over the entry's life.
     pub(crate) calls: u64,
     drift_streak: u32,
+    /// Samples kept into a full entry since its summary was last made
+    /// afresh.
+    stale: u32,
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -202,10 +221,18 @@ impl Entry {
         self.drift_streak = if drifting { self.drift_streak + 1 } else { 0 };
         // A full entry keeps one call in eight (and every drifting one): the
         // statistics stay fresh without being recomputed on every call.
-        if self.samples.len() >= KEEP && !drifting && !self.calls.is_multiple_of(8) {
+        let full = self.samples.len() >= KEEP;
+        if full && !drifting && !self.calls.is_multiple_of(8) {
             return false;
         }
-        self.summary = OnceCell::new();
+        // A full entry's summary is made afresh every few samples it keeps
+        // (at once for a drifting one): one sample moves a median of 32
+        // little, and making it is most of what a small call's record costs.
+        self.stale += 1;
+        if !full || drifting || self.stale >= REFRESH_EVERY {
+            self.summary = OnceCell::new();
+            self.stale = 0;
+        }
         self.samples.push_back(sample);
         while self.samples.len() > KEEP {
             self.samples.pop_front();

@@ -174,10 +174,10 @@ impl Scheduler {
     ) -> Result<Task> {
         match target {
             Target::On(b) => {
-                self.engine.device(b)?;
+                self.engine.has_device(b)?;
             }
             Target::Split { gpu, .. } => {
-                self.engine.device(Backend::Gpu(gpu))?;
+                self.engine.has_device(Backend::Gpu(gpu))?;
             }
             Target::Auto => {}
         }

@@ -201,7 +201,7 @@ fn peers(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
             .map_or("no GPU".to_owned(), |w| w.to_string())
     );
     say!(
-        "| dispatch_overhead_us | {:.3} | ≤ 2 |",
+        "| dispatch_overhead_us | {:.3} | ≤ 0.6 |",
         report.dispatch_overhead_us
     );
     say!("\nmedians:");

@@ -46,7 +46,7 @@ pub struct PeersReport {
     pub gpu_vs_raw_wgpu_saxpy: Option<f64>,
     /// The same for matmul.
     pub gpu_vs_raw_wgpu_matmul: Option<f64>,
-    /// Per-call overhead of `rt.run`, microseconds (target ≤ 2).
+    /// Per-call overhead of `rt.run`, microseconds (target ≤ 0.6).
     pub dispatch_overhead_us: f64,
     /// pel over a hand-written wgpu program that records a chain of
     /// [`chain::CALLS`] saxpy calls into one submit: the worst ratio over

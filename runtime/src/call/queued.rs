@@ -112,7 +112,7 @@ impl Engine {
             }
             if let Some(t) = device_time {
                 let waited = t + self.gpus[c.gpu].launch_latency();
-                d.record(
+                d.record_queued(
                     c.kernel.id(),
                     c.kernel.name(),
                     Backend::Gpu(c.gpu),

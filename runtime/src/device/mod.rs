@@ -37,23 +37,38 @@ impl Memory {
 }
 
 /// Whether a device is lost, and why: set once (by the driver's callback,
-/// an injected fault or a simulation), read before every operation.
+/// an injected fault or a simulation), read before every operation (so a
+/// flag is read first, and the lock taken only once it is set).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Liveness(Arc<std::sync::Mutex<Option<String>>>);
+pub(crate) struct Liveness(Arc<LivenessState>);
+
+#[derive(Debug, Default)]
+pub(crate) struct LivenessState {
+    lost: std::sync::atomic::AtomicBool,
+    reason: std::sync::Mutex<Option<String>>,
+}
 
 impl Liveness {
     /// Marks the device lost, keeping the first reason given.
     pub(crate) fn lose(&self, reason: &str) {
         self.0
+            .reason
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get_or_insert_with(|| reason.to_owned());
+        self.0
+            .lost
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// `Err(DeviceLost)` naming `device` once it is lost.
     pub(crate) fn check(&self, device: impl FnOnce() -> String) -> Result<()> {
+        if !self.0.lost.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self
             .0
+            .reason
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
         {

@@ -299,6 +299,33 @@ impl Dispatcher {
         size: u64,
         secs: f64,
     ) {
+        self.record_sample(kernel, name, backend, size, secs, true);
+    }
+
+    /// Records a queued call's estimated time (its device time and its
+    /// GPU's launch latency): a sample like any other, but never taken
+    /// for drift, since it only approximates the waited calls' times the
+    /// entry holds (on llvmpipe it can be half again as long, or shorter).
+    pub(crate) fn record_queued(
+        &mut self,
+        kernel: u64,
+        name: &str,
+        backend: Backend,
+        size: u64,
+        secs: f64,
+    ) {
+        self.record_sample(kernel, name, backend, size, secs, false);
+    }
+
+    fn record_sample(
+        &mut self,
+        kernel: u64,
+        name: &str,
+        backend: Backend,
+        size: u64,
+        secs: f64,
+        drift: bool,
+    ) {
         // What the model file would refuse to load is not kept either.
         if !profile::physical_secs(secs) || size > profile::MAX_SIZE {
             return;
@@ -311,7 +338,11 @@ impl Dispatcher {
             return;
         }
         self.names.entry(kernel).or_insert_with(|| name.to_owned());
-        let mut predicted = self.profile.estimate(kernel, d, size, self.min_samples);
+        let mut predicted = if drift {
+            self.profile.estimate(kernel, d, size, self.min_samples)
+        } else {
+            None
+        };
         if predicted.is_some_and(|p| {
             profile::drifts(secs, p) && !self.could_matter(kernel, d, size, secs, p)
         }) {

@@ -31,6 +31,22 @@ fn fresh() -> Runtime {
     Runtime::builder().persist_model(false).build().unwrap()
 }
 
+/// What the dispatcher would estimate for `gpu` for a saxpy over `x` and
+/// `y` (of `n` elements).
+fn saxpy_estimate(
+    rt: &Runtime,
+    saxpy: &pel::kernels::Saxpy,
+    (x, y): (&pel::Buffer<f32>, &pel::Buffer<f32>),
+    gpu: Backend,
+) -> pel::Estimate {
+    let params = pel::kernels::saxpy::SaxpyParams {
+        a: 1.0,
+        n: x.len() as u32,
+    };
+    let d = rt.explain(saxpy.kernel(), &[x, y], &params).unwrap();
+    d.estimates.into_iter().find(|e| e.backend == gpu).unwrap()
+}
+
 #[test]
 fn a_chain_of_calls_waits_once_for_its_result() {
     let rt = fresh();
@@ -103,13 +119,8 @@ fn queued_calls_count_in_their_gpus_queue_until_their_batch_finishes() {
     for (gpu, g) in batching(&rt, test) {
         let n = 4096;
         let (x, y) = (rt.buffer(&random(n, 4)), rt.buffer(&random(n, 5)));
-        let params = pel::kernels::saxpy::SaxpyParams {
-            a: 1.0,
-            n: n as u32,
-        };
         let queue_on_gpu = || {
-            let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
-            let e = d.estimates.iter().find(|e| e.backend == gpu).unwrap();
+            let e = saxpy_estimate(&rt, &saxpy, (&x, &y), gpu);
             (e.exec_s, e.queue_s)
         };
         // Automatic calls, each waited for, until the model knows the GPU.
@@ -157,13 +168,8 @@ fn queued_calls_teach_the_model_their_device_times() {
         }
         let n = 8191;
         let (x, y) = (rt.buffer(&random(n, 7)), rt.buffer(&random(n, 8)));
-        let params = pel::kernels::saxpy::SaxpyParams {
-            a: 1.0,
-            n: n as u32,
-        };
         let samples = || {
-            let d = rt.explain(saxpy.kernel(), &[&x, &y], &params).unwrap();
-            let e = d.estimates.iter().find(|e| e.backend == gpu).unwrap();
+            let e = saxpy_estimate(&rt, &saxpy, (&x, &y), gpu);
             (e.samples, e.exec_s)
         };
         assert_eq!(samples().0, 0, "{gpu}: a fresh model");

@@ -112,12 +112,13 @@ impl Engine {
             }
             if let Some(t) = device_time {
                 let waited = t + self.gpus[c.gpu].launch_latency();
-                d.record_queued(
+                d.record_sample(
                     c.kernel.id(),
                     c.kernel.name(),
                     Backend::Gpu(c.gpu),
                     c.size,
                     waited.as_secs_f64(),
+                    false,
                 );
             }
         }

@@ -302,22 +302,11 @@ impl Dispatcher {
         self.record_sample(kernel, name, backend, size, secs, true);
     }
 
-    /// Records a queued call's estimated time (its device time and its
-    /// GPU's launch latency): a sample like any other, but never taken
-    /// for drift, since it only approximates the waited calls' times the
+    /// Records a sample; `drift`: whether it may count as drift. A queued
+    /// call's estimated time (its device time and its GPU's launch
+    /// latency) may not: it only approximates the waited calls' times the
     /// entry holds (on llvmpipe it can be half again as long, or shorter).
-    pub(crate) fn record_queued(
-        &mut self,
-        kernel: u64,
-        name: &str,
-        backend: Backend,
-        size: u64,
-        secs: f64,
-    ) {
-        self.record_sample(kernel, name, backend, size, secs, false);
-    }
-
-    fn record_sample(
+    pub(crate) fn record_sample(
         &mut self,
         kernel: u64,
         name: &str,

@@ -8,10 +8,10 @@
 //! whenever the device destroys a pooled buffer, and it never grows past
 //! [`MAX_GROUPS`].
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU64;
 
+use crate::hash::{FxHasher, FxMap};
 use crate::kernel::{Access, Kernel};
 
 /// Groups kept at most; past this the cache starts again empty.
@@ -29,7 +29,7 @@ struct Cached {
 /// The cache: groups by a hash of their key, each key compared in full.
 #[derive(Default)]
 pub(super) struct BindGroups {
-    by_hash: HashMap<u64, Vec<Cached>>,
+    by_hash: FxMap<u64, Vec<Cached>>,
     len: usize,
 }
 
@@ -42,7 +42,7 @@ impl BindGroups {
         bound: &[Bound<'_>],
         make: impl FnOnce() -> wgpu::BindGroup,
     ) -> wgpu::BindGroup {
-        let mut h = DefaultHasher::new();
+        let mut h = FxHasher::default();
         kernel.hash(&mut h);
         for (b, size) in bound {
             b.hash(&mut h);

@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{GpuDevice, Pipeline, READBACK, RESOLVE, UNIFORM, groups, wgpu_buffer};
+use super::{GpuDevice, Pipeline, READBACK, RESOLVE, UNIFORM, groups, stamp_span, wgpu_buffer};
 use crate::device::limits::fold_for;
 use crate::device::{Device, Memory};
 use crate::error::Result;
@@ -286,10 +286,7 @@ impl GpuDevice {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(set);
-        let [start, end]: [u64; 2] = bytemuck::cast(ticks);
-        Ok((end > start).then(|| {
-            std::time::Duration::from_nanos(((end - start) as f64 * period as f64) as u64)
-        }))
+        Ok(stamp_span(period, bytemuck::cast(ticks)))
     }
 
     /// Measures [`Device::launch_latency`]: an empty kernel launched and
@@ -372,8 +369,7 @@ impl GpuDevice {
             .zip(ticks.chunks_exact(2))
             .skip(1)
             .map(|(h, pair)| {
-                let device = (pair[1].saturating_sub(pair[0]) as f64 * period as f64) as u64;
-                h.saturating_sub(Duration::from_nanos(device))
+                h.saturating_sub(stamp_span(period, [pair[0], pair[1]]).unwrap_or_default())
             })
             .collect();
         gaps.sort();

@@ -329,6 +329,13 @@ impl GpuDevice {
     }
 }
 
+/// The time between two timestamps `[start, end]` of a device whose tick
+/// is `period` nanoseconds (`None` where the pair is not in order: a
+/// query that was not written, or a driver's wrap).
+fn stamp_span(period: f32, [start, end]: [u64; 2]) -> Option<Duration> {
+    (end > start).then(|| Duration::from_nanos(((end - start) as f64 * period as f64) as u64))
+}
+
 impl Device for GpuDevice {
     fn info(&self) -> &DeviceInfo {
         &self.info

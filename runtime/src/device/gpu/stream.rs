@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::{GpuDevice, READBACK, RESOLVE};
+use super::{GpuDevice, READBACK, RESOLVE, stamp_span};
 use crate::device::Device;
 use crate::error::Result;
 
@@ -83,6 +83,9 @@ pub(super) struct Stream {
     uniforms: Option<wgpu::Buffer>,
     /// The open batch's timestamp queries: two a launch.
     queries: Option<wgpu::QuerySet>,
+    /// Which of the open batch's launches write their timestamps (the
+    /// others' queries hold whatever an earlier batch left there).
+    timed: Vec<bool>,
     /// Query sets of finished batches, free again.
     free_queries: Vec<wgpu::QuerySet>,
     /// What the model expects the open batch's launches to take, seconds
@@ -105,6 +108,7 @@ struct Inflight {
 /// to `readback`, which is mapped once the batch has run.
 struct Stamps {
     queries: wgpu::QuerySet,
+    timed: Vec<bool>,
     resolve: wgpu::Buffer,
     readback: wgpu::Buffer,
     bytes: u64,
@@ -222,6 +226,7 @@ impl GpuDevice {
             record(&mut pass);
         }
         s.queries = queries;
+        s.timed.push(timed);
         s.tickets.push(ticket);
         s.hold.extend(uniform);
         s.open_s += expect_s.unwrap_or(f64::INFINITY);
@@ -241,11 +246,12 @@ impl GpuDevice {
             return Ok(None);
         };
         let tickets = std::mem::take(&mut s.tickets);
+        let timed = std::mem::take(&mut s.timed);
         s.open_s = 0.0;
         let stamps = s
             .queries
             .take()
-            .and_then(|q| self.resolve_stamps(s, &mut enc, q, tickets.len()));
+            .and_then(|q| self.resolve_stamps(s, &mut enc, q, timed));
         // The batch's params in one write, which lands before its commands.
         if let Some(u) = s.uniforms.take() {
             self.queue.write_buffer(&u, 0, &s.params);
@@ -288,8 +294,9 @@ impl GpuDevice {
         Ok(Some(index))
     }
 
-    /// Records the resolve of the open batch's `launches` launches'
-    /// timestamps from `queries` and their copy to a mappable buffer.
+    /// Records the resolve of the open batch's timestamps from `queries`
+    /// (`timed`: which of its launches wrote theirs) and their copy to a
+    /// mappable buffer.
     /// `None` (the queries free again) where no buffers can be had: the
     /// batch goes without its times.
     fn resolve_stamps(
@@ -297,9 +304,9 @@ impl GpuDevice {
         s: &mut Stream,
         enc: &mut wgpu::CommandEncoder,
         queries: wgpu::QuerySet,
-        launches: usize,
+        timed: Vec<bool>,
     ) -> Option<Stamps> {
-        let n = 2 * launches as u32;
+        let n = 2 * timed.len() as u32;
         let bytes = n as u64 * 8;
         let (resolve, readback) = match (
             self.alloc_usage(bytes, RESOLVE),
@@ -318,6 +325,7 @@ impl GpuDevice {
         enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
         Some(Stamps {
             queries,
+            timed,
             resolve,
             readback,
             bytes,
@@ -341,12 +349,13 @@ impl GpuDevice {
             self.timestamp_period,
         ) {
             let ticks: &[u64] = bytemuck::cast_slice(&view);
-            for (t, pair) in times.iter_mut().zip(ticks.chunks_exact(2)) {
-                if pair[1] > pair[0] {
-                    *t = Some(Duration::from_nanos(
-                        ((pair[1] - pair[0]) as f64 * period as f64) as u64,
-                    ));
-                }
+            for ((t, pair), _) in times
+                .iter_mut()
+                .zip(ticks.chunks_exact(2))
+                .zip(&st.timed)
+                .filter(|(_, timed)| **timed)
+            {
+                *t = stamp_span(period, [pair[0], pair[1]]);
             }
         }
         st.readback.unmap();
@@ -406,6 +415,7 @@ impl GpuDevice {
         s.encoder = None;
         s.uniforms = None;
         s.queries = None;
+        s.timed.clear();
         s.open_s = 0.0;
         s.params.clear();
         let tickets = std::mem::take(&mut s.tickets);

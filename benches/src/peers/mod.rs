@@ -531,7 +531,7 @@ impl RawWgpu {
     }
 
     /// The same dispatch `calls` times in a row, all recorded into one
-    /// command buffer and submitted once, then the last argument read back
+    /// compute pass of one command buffer and submitted once, then the last argument read back
     /// (one host wait): what a program that batches its work does. With
     /// `upload` false the arguments stay as the last run left them, on the
     /// device.
@@ -568,11 +568,16 @@ impl RawWgpu {
         let x = groups.min(65_535) as u32;
         let y = groups.div_ceil(65_535) as u32;
         let mut enc = self.device.create_command_encoder(&Default::default());
-        for _ in 0..calls {
+        {
+            // One pass for the chain: a pass costs the driver more than a
+            // dispatch (wgpu gives each its own command buffers), and
+            // wgpu's barriers order dispatches inside a pass.
             let mut pass = enc.begin_compute_pass(&Default::default());
             pass.set_pipeline(&p.pipeline);
             pass.set_bind_group(0, &p.group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
+            for _ in 0..calls {
+                pass.dispatch_workgroups(x, y, 1);
+            }
         }
         enc.copy_buffer_to_buffer(out, 0, &p.staging, 0, size);
         self.queue.submit([enc.finish()]);

@@ -7,6 +7,7 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::stream::Dispatch;
 use super::{GpuDevice, Pipeline, READBACK, RESOLVE, UNIFORM, groups, stamp_span, wgpu_buffer};
 use crate::device::limits::fold_for;
 use crate::device::{Device, Memory};
@@ -176,16 +177,15 @@ impl GpuDevice {
         };
         let ticket = self.scoped("dispatching", kernel.name(), || {
             let group = self.bind_group(kernel, &pipeline, args, slot.as_ref().map(|u| &u.0));
-            let offsets: &[u32] = match &slot {
-                Some((_, offset, _)) => &[*offset as u32],
-                None => &[],
-            };
             let own = slot.as_ref().filter(|u| u.2).map(|u| u.0.clone());
-            self.record_pass(&mut s, kernel.name(), own, (expect_s, sample), |pass| {
-                pass.set_pipeline(&pipeline.pipeline);
-                pass.set_bind_group(0, &group, offsets);
-                pass.dispatch_workgroups(x, y, 1);
-            })
+            let d = Dispatch {
+                kernel: kernel.id(),
+                pipeline: &pipeline.pipeline,
+                group: &group,
+                offset: slot.as_ref().map(|u| u.1 as u32),
+                groups: (x, y),
+            };
+            self.record_pass(&mut s, kernel.name(), own, (expect_s, sample), d)
         })??;
         Ok(Some(ticket))
     }

@@ -15,14 +15,24 @@
 //! submission; [`GpuDevice::take_finished`] hands out the tickets of
 //! finished batches without blocking.
 //!
-//! Where the device has timestamp queries, a queued pass whose time the
-//! model wants (and every [`SAMPLE_EVERY`]-th, so that drift is seen)
-//! writes one at its start and one at its end into the batch's query set;
-//! the batch resolves them into a buffer that is mapped as the batch
-//! finishes, so the kernels' device times come with their tickets and no
-//! one waits for them. Not every pass is timed: a timestamp costs a
-//! driver a flush of the work before it (lavapipe doubles a chain of
-//! small kernels' time when all are timed).
+//! The batch's untimed launches share one compute pass, and a launch sets
+//! the pipeline and bind group only where they differ from the one before
+//! it in that pass (a chain of calls with the same params shares their
+//! slot too). A pass costs a driver more than a dispatch: wgpu gives each
+//! its own command buffers, and lavapipe resets every one after the
+//! submission; one pass per launch made a 64-call chain of 1K saxpy take
+//! 1.6-1.8x a hand-written program's single pass, one shared pass 1.16.
+//! wgpu's barriers order the dispatches inside a pass as across passes.
+//!
+//! Where the device has timestamp queries, a queued launch whose time the
+//! model wants (and every [`SAMPLE_EVERY`]-th, so that drift is seen) gets
+//! a pass of its own that writes one at its start and one at its end into
+//! the batch's query set; the batch resolves them into a buffer that is
+//! mapped as the batch finishes, so the kernels' device times come with
+//! their tickets and no one waits for them. Few launches are timed: a
+//! timestamp costs a driver a flush of the work before it and splits the
+//! shared pass (lavapipe doubles a chain of small kernels' time when all
+//! are timed; one in 16 still cost a 1K chain a third).
 //!
 //! Queue order alone orders the launches on one device, so a launch that
 //! depends on an earlier one needs no wait. What queue order does not
@@ -52,8 +62,9 @@ pub(crate) const PARAMS_SLOT: u64 = 256;
 pub(crate) const EAGER_S: f64 = 1e-3;
 
 /// A queued launch in this many is timed on the device even where the
-/// model has its fill of samples.
-pub(crate) const SAMPLE_EVERY: u64 = 16;
+/// model has its fill of samples (enough to follow drift: a timed launch
+/// costs a pass of its own).
+pub(crate) const SAMPLE_EVERY: u64 = 256;
 
 /// The largest batch (its params fill one uniform buffer).
 pub(crate) const MAX_BATCH: usize = 2048;
@@ -61,6 +72,14 @@ pub(crate) const MAX_BATCH: usize = 2048;
 /// The open batch and the submitted ones not yet seen finished.
 #[derive(Default)]
 pub(super) struct Stream {
+    /// The open batch's open compute pass, which its untimed launches
+    /// share (ended before anything else is recorded; before `encoder`,
+    /// so that it is dropped first).
+    pass: Option<wgpu::ComputePass<'static>>,
+    /// What the shared pass has bound: the kernel whose pipeline is set,
+    /// its bind group and the uniform's offset (set again only when a
+    /// launch's differ: wgpu rebinds on every set).
+    bound: Option<(u64, wgpu::BindGroup, Option<u32>)>,
     /// The open batch's encoder, if a launch or a copy is recorded.
     encoder: Option<wgpu::CommandEncoder>,
     /// The open batch's queued launches, in order: their tickets.
@@ -77,8 +96,11 @@ pub(super) struct Stream {
     /// Batches submitted so far (the next batch's number).
     submitted: u64,
     /// The open batch's params, each launch's at its slot, written to
-    /// `uniforms` in one write as the batch is submitted.
+    /// `uniforms` in one write as the batch is submitted. A launch whose
+    /// params are the last slot's shares that slot.
     params: Vec<u8>,
+    /// The open batch's params slots in use.
+    slots: u64,
     /// The open batch's uniform buffer: one slot a launch.
     uniforms: Option<wgpu::Buffer>,
     /// The open batch's timestamp queries: two a launch.
@@ -115,6 +137,45 @@ struct Stamps {
     mapped: Arc<AtomicBool>,
 }
 
+/// What one launch records: its kernel's pipeline, its bind group with
+/// the uniform's dynamic offset, and its workgroups.
+pub(super) struct Dispatch<'a> {
+    /// The kernel's identity.
+    pub kernel: u64,
+    pub pipeline: &'a wgpu::ComputePipeline,
+    pub group: &'a wgpu::BindGroup,
+    pub offset: Option<u32>,
+    /// Workgroups along x and y.
+    pub groups: (u32, u32),
+}
+
+impl Dispatch<'_> {
+    /// Records the dispatch into `pass`, setting the pipeline and the bind
+    /// group only where they differ from what `bound` says the pass has
+    /// (and updating it).
+    fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bound: &mut Option<(u64, wgpu::BindGroup, Option<u32>)>,
+    ) {
+        let (same_kernel, same_group) = match bound {
+            Some((k, g, o)) => {
+                let same = *k == self.kernel;
+                (same, same && g == self.group && *o == self.offset)
+            }
+            None => (false, false),
+        };
+        if !same_kernel {
+            pass.set_pipeline(self.pipeline);
+        }
+        if !same_group {
+            pass.set_bind_group(0, self.group, self.offset.as_slice());
+        }
+        pass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
+        *bound = Some((self.kernel, self.group.clone(), self.offset));
+    }
+}
+
 /// A queued launch that has finished: its ticket, and its time as the
 /// device measured it, where it has timestamps.
 pub(crate) type Finished = (u64, Option<Duration>);
@@ -128,6 +189,12 @@ impl Stream {
     /// Keeps `buf` until the open batch is submitted.
     pub(super) fn hold(&mut self, buf: wgpu::Buffer) {
         self.hold.push(buf);
+    }
+
+    /// Ends the shared compute pass, if one is open.
+    fn end_pass(&mut self) {
+        self.pass = None;
+        self.bound = None;
     }
 }
 
@@ -144,8 +211,10 @@ impl GpuDevice {
         self.info.batches
     }
 
-    /// The open batch's encoder, made if none is open.
+    /// The open batch's encoder, made if none is open, its shared compute
+    /// pass ended (what is recorded next goes after the pass's launches).
     pub(super) fn encoder<'s>(&self, s: &'s mut Stream) -> &'s mut wgpu::CommandEncoder {
+        s.end_pass();
         s.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -174,25 +243,33 @@ impl GpuDevice {
         if s.uniforms.is_none() {
             s.uniforms = Some(self.alloc_usage(stride * self.batch as u64, super::UNIFORM)?);
         }
-        let offset = s.tickets.len() as u64 * stride;
+        // A chain of calls with the same params (an iteration's steps)
+        // shares one slot, so the shared pass binds it once.
+        if let Some(last) = s.slots.checked_sub(1) {
+            let at = (last * stride) as usize;
+            if s.params.get(at..) == Some(params) {
+                return Ok(s.uniforms.clone().map(|u| (u, at as u64)));
+            }
+        }
+        let offset = s.slots * stride;
+        s.slots += 1;
         s.params.resize(offset as usize, 0);
         s.params.extend_from_slice(params);
         Ok(s.uniforms.clone().map(|u| (u, offset)))
     }
 
-    /// Records one queued compute pass, expected to take `expect_s` and
-    /// timed on the device if `sample` (see the module's notes):
-    /// `record` sets its pipeline, bind group and dispatch. Holds
-    /// `uniform` until the batch is submitted, and submits the batch when
-    /// it is full or worth starting now (see the module's notes). Returns
-    /// the launch's ticket.
+    /// Records one queued launch, expected to take `expect_s` and timed
+    /// on the device if `sample` (see the module's notes). Holds `uniform`
+    /// until the batch is submitted, and submits the batch when it is full
+    /// or worth starting now (see the module's notes). Returns the
+    /// launch's ticket.
     pub(super) fn record_pass(
         &self,
         s: &mut Stream,
         label: &str,
         uniform: Option<wgpu::Buffer>,
         (expect_s, sample): (Option<f64>, bool),
-        record: impl FnOnce(&mut wgpu::ComputePass<'_>),
+        d: Dispatch<'_>,
     ) -> Result<u64> {
         let ticket = s.next;
         s.next += 1;
@@ -210,22 +287,43 @@ impl GpuDevice {
             }));
         }
         let at = 2 * s.tickets.len() as u32;
-        let queries = s.queries.take();
-        let writes = queries.as_ref().filter(|_| timed);
-        {
-            let mut pass = self
-                .encoder(s)
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(label),
-                    timestamp_writes: writes.map(|q| wgpu::ComputePassTimestampWrites {
-                        query_set: q,
-                        beginning_of_pass_write_index: Some(at),
-                        end_of_pass_write_index: Some(at + 1),
-                    }),
-                });
-            record(&mut pass);
+        if timed {
+            // A pass of its own, whose start and end are the launch's.
+            let queries = s.queries.take();
+            {
+                let mut pass = self
+                    .encoder(s)
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(label),
+                        timestamp_writes: queries.as_ref().map(|q| {
+                            wgpu::ComputePassTimestampWrites {
+                                query_set: q,
+                                beginning_of_pass_write_index: Some(at),
+                                end_of_pass_write_index: Some(at + 1),
+                            }
+                        }),
+                    });
+                d.record(&mut pass, &mut None);
+            }
+            s.queries = queries;
+        } else {
+            // Untimed launches share one pass: a driver pays for each pass
+            // (wgpu gives each its own command buffers, lavapipe resets
+            // every one), and barriers between dispatches order them the
+            // same inside a pass as across passes.
+            if s.pass.is_none() {
+                let pass = self
+                    .encoder(s)
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("pel batch"),
+                        timestamp_writes: None,
+                    })
+                    .forget_lifetime();
+                s.pass = Some(pass);
+            }
+            let Stream { pass, bound, .. } = s;
+            d.record(pass.as_mut().expect("a pass was just begun"), bound);
         }
-        s.queries = queries;
         s.timed.push(timed);
         s.tickets.push(ticket);
         s.hold.extend(uniform);
@@ -242,6 +340,7 @@ impl GpuDevice {
     /// Submits the open batch, if any, without waiting; returns the
     /// submission's index.
     pub(super) fn submit_batch(&self, s: &mut Stream) -> Result<Option<wgpu::SubmissionIndex>> {
+        s.end_pass();
         let Some(mut enc) = s.encoder.take() else {
             return Ok(None);
         };
@@ -256,6 +355,7 @@ impl GpuDevice {
         if let Some(u) = s.uniforms.take() {
             self.queue.write_buffer(&u, 0, &s.params);
             s.params.clear();
+            s.slots = 0;
             s.hold.push(u);
         }
         let index = self.scoped("submitting a batch", "batch", || {
@@ -412,12 +512,14 @@ impl GpuDevice {
     /// Drops the open batch (the device is lost): its launches never run.
     pub(super) fn abandon(&self) {
         let mut s = self.stream();
+        s.end_pass();
         s.encoder = None;
         s.uniforms = None;
         s.queries = None;
         s.timed.clear();
         s.open_s = 0.0;
         s.params.clear();
+        s.slots = 0;
         let tickets = std::mem::take(&mut s.tickets);
         s.done.extend(tickets.into_iter().map(|t| (t, None)));
         s.hold.clear();

@@ -161,7 +161,11 @@ fn a_gpu_lost_with_a_batch_in_flight_loses_no_work() {
         t.wait().unwrap();
     }
     // Every task has finished for the graph, and the host has not waited
-    // for the GPU once: the twelve launches are queued there, in flight.
+    // for the GPU once: the twelve launches are queued there. Those not
+    // yet submitted are now: all twelve are in flight.
+    let started = rt.flush();
+    assert!(started <= QUEUED, "{started} launches started");
+    assert_eq!(rt.flush(), 0, "nothing left to start");
     let s = rt.stats();
     assert_eq!(s.host_waits[g], 0, "{s}");
     assert_eq!(s.gpu_runs, QUEUED as u64, "{s}");

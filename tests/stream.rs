@@ -187,3 +187,43 @@ fn queued_calls_teach_the_model_their_device_times() {
         assert!(exec.is_some_and(|s| s > 0.0), "{gpu}: {exec:?}");
     }
 }
+
+#[test]
+fn flush_starts_queued_launches_and_equal_calls_share_their_params() {
+    let test = "flush_starts_queued_launches_and_equal_calls_share_their_params";
+    let rt = fresh();
+    let saxpy = pel::kernels::Saxpy::new().unwrap();
+    for (gpu, g) in batching(&rt, test) {
+        let n = 4099;
+        let (xs, ys) = (random(n, 3), random(n, 4));
+        let (x, y) = (rt.buffer(&xs), rt.buffer(&ys));
+        saxpy.run(&rt, Target::On(gpu), 0.0, &x, &y).unwrap();
+        rt.reset_stats();
+        // Runs of equal calls (one params slot, bound once in the batch's
+        // shared pass), broken by other params now and then.
+        let mut want: Vec<f64> = ys.iter().map(|&v| v as f64).collect();
+        let steps = 40;
+        for step in 0..steps {
+            let a = if step % 13 == 12 { -0.25 } else { 0.5 };
+            saxpy.run(&rt, Target::On(gpu), a, &x, &y).unwrap();
+            for (w, &xv) in want.iter_mut().zip(&xs) {
+                *w = (a as f64).mul_add(xv as f64, *w) as f32 as f64;
+            }
+        }
+        // Whatever was still queued starts now; then nothing is left.
+        let started = rt.flush();
+        assert!(started <= steps, "{gpu}: {started} launches started");
+        assert_eq!(rt.flush(), 0, "{gpu}: nothing left to start");
+        assert_eq!(rt.stats().host_waits[g], 0, "{gpu}: flush never waits");
+        let got = rt.read(&y).unwrap();
+        assert_eq!(
+            rt.stats().host_waits[g],
+            1,
+            "{gpu}: one wait, for the bytes"
+        );
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            let tol = steps as f64 * 2.0 * f32::EPSILON as f64 * (1.0 + w.abs());
+            assert!((g as f64 - w).abs() <= tol, "{gpu}: [{i}] {g} vs {w}");
+        }
+    }
+}

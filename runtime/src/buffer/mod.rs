@@ -579,6 +579,22 @@ impl Table {
     }
 
     /// Adds to `moves` what making this buffer valid on `backend` would move.
+    /// Where buffer `id`'s valid copies are, as bits (the host's, the
+    /// zeros', then each GPU's): what [`moves_to`](Self::moves_to) reads.
+    /// `None` past 62 GPUs.
+    pub(crate) fn residency(&self, id: u64) -> Option<u64> {
+        let v = &self.entries.get(&id)?.valid;
+        if v.gpu.len() > 62 {
+            return None;
+        }
+        let gpus = v
+            .gpu
+            .iter()
+            .enumerate()
+            .fold(0u64, |bits, (i, &on)| bits | (u64::from(on) << (i + 2)));
+        Some(u64::from(v.host) | u64::from(v.zero) << 1 | gpus)
+    }
+
     pub(crate) fn moves_to(&self, id: u64, backend: Backend, moves: &mut Moves) {
         let e = &self.entries[&id];
         if e.valid.on(backend) || e.valid.zero || e.bytes == 0 {

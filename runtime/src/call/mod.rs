@@ -363,7 +363,8 @@ impl Engine {
             let decided = match (&prepared, task && !recovered) {
                 (_, true) => placed.map(|p| p.backend),
                 (Ok((p, _)), false) => {
-                    self.dispatcher().enqueue(kernel.id(), p.backend, size);
+                    let secs = p.expect_s.unwrap_or(0.0);
+                    self.dispatcher().charge(p.backend, secs);
                     Some(p.backend)
                 }
                 (Err(_), false) => None,

@@ -6,7 +6,9 @@
 //! only says what can run the call, and checks what a target names.
 
 use crate::buffer::{Handle, Moves, Table};
-use crate::dispatch::{Candidate, Candidates, Decision, Dispatcher, Placement, Reason};
+use crate::dispatch::{
+    Candidate, Candidates, Decision, Dispatcher, MEMO_ARGS, MemoKey, Placement, Reason,
+};
 use crate::error::{Error, Result};
 use crate::ids::{Backend, Target};
 use crate::kernel::Kernel;
@@ -58,7 +60,13 @@ impl Engine {
                     .map(|d| Placement::from(&d));
             }
         };
-        self.offer(table, kernel, call, avoid, forced, |d, c| d.place(c))
+        let memo = memo_key(table, kernel, call, forced, avoid);
+        if let Some(key) = &memo
+            && let Some(p) = self.dispatcher().recall(key)
+        {
+            return Ok(p);
+        }
+        self.offer(table, kernel, call, avoid, forced, |d, c| d.place(c, memo))
     }
 
     /// What [`place`](Self::place) would decide for an automatic call, with
@@ -264,4 +272,31 @@ impl Engine {
         let need: u64 = args.iter().map(|h| h.bytes).sum();
         (need > budget).then_some((need, budget))
     }
+}
+
+/// The key a decision for this call is remembered under (see
+/// [`Dispatcher::recall`]): `None` where it is always decided afresh (a
+/// call avoiding a failed GPU, of a splittable kernel, or with more than
+/// [`MEMO_ARGS`] arguments).
+fn memo_key(
+    table: &Table,
+    kernel: &Kernel,
+    call: &Call<'_>,
+    forced: Option<Backend>,
+    avoid: &[usize],
+) -> Option<MemoKey> {
+    if !avoid.is_empty() || kernel.is_splittable() || call.args.len() > MEMO_ARGS {
+        return None;
+    }
+    let mut args = [(0, 0); MEMO_ARGS];
+    for (slot, h) in args.iter_mut().zip(&call.args) {
+        *slot = (h.bytes, table.residency(h.id)?);
+    }
+    Some(MemoKey {
+        kernel: kernel.id(),
+        size: call.size,
+        workgroups: call.workgroups,
+        forced,
+        args,
+    })
 }

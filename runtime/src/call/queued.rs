@@ -124,6 +124,16 @@ impl Engine {
         }
     }
 
+    /// Submits what each GPU has queued, without waiting for it; returns
+    /// the launches submitted.
+    pub(crate) fn start_gpus(&self) -> usize {
+        self.gpus
+            .iter()
+            .filter(|gpu| gpu.check_alive().is_ok())
+            .map(|gpu| gpu.kick())
+            .sum()
+    }
+
     /// Waits until each GPU has run what is queued on it, and tells the
     /// dispatcher of the calls that ended.
     pub(crate) fn sync_gpus(&self) -> Result<()> {

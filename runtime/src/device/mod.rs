@@ -249,8 +249,11 @@ pub(crate) trait Device: Send + Sync {
         Ok(())
     }
 
-    /// Submits what is queued without waiting.
-    fn kick(&self) {}
+    /// Submits what is queued without waiting; returns the launches it
+    /// submitted.
+    fn kick(&self) -> usize {
+        0
+    }
 
     /// Whether every operation takes a lock (wgpu's GL): then nothing is
     /// queued to it from a second thread while it runs.

@@ -27,6 +27,7 @@ impl Dispatcher {
     ) {
         let key = (kernel, device_index(backend));
         let permanent = permanent || self.excluded.get(&key).is_some_and(|x| x.permanent);
+        self.touch();
         self.excluded.insert(key, Excluded { reason, permanent });
         if permanent {
             self.dirty = true;

@@ -102,6 +102,7 @@ impl Dispatcher {
 
     /// GPU `g`'s bus, measured now: two sizes each way.
     pub(crate) fn measured_bus(&mut self, g: usize, m: &BusSamples) {
+        self.touch();
         self.bus[g] = Some(TransferModel {
             h2d: Link::from_two(m.up[0], m.up[1]),
             d2h: Link::from_two(m.down[0], m.down[1]),
@@ -151,6 +152,7 @@ impl Dispatcher {
     /// download: staging, mapping and the copy into host memory). Transfers
     /// under 256 KiB, and times that are not a positive number, are ignored.
     pub(crate) fn observe_transfer(&mut self, g: usize, up: bool, bytes: u64, secs: f64) {
+        self.touch();
         if bytes < OBSERVED_BYTES || !(secs.is_finite() && secs > 0.0) {
             return;
         }

@@ -27,6 +27,7 @@
 mod decision;
 mod exclude;
 mod link;
+mod memo;
 pub(crate) mod persist;
 mod place;
 pub(crate) mod profile;
@@ -36,6 +37,7 @@ pub(crate) mod split;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use crate::hash::FxSet;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,7 @@ pub(crate) use decision::Placement;
 pub use decision::{Decision, Estimate, Exclusion, Reason, secs};
 pub(crate) use exclude::Excluded;
 pub use link::{Link, TransferModel};
+pub(crate) use memo::{MEMO_ARGS, MemoKey};
 pub(crate) use place::{Candidate, Candidates};
 /// Samples an entry of the model keeps: below this, a queued launch is
 /// timed on the device for it.
@@ -78,8 +81,13 @@ pub(crate) struct Dispatcher {
     path: Option<PathBuf>,
     /// Whether the model is saved to `path`.
     persist: bool,
-    /// The latest decisions, oldest first.
-    log: VecDeque<Decision>,
+    /// The latest decisions, oldest first (shared with the remembered
+    /// decisions).
+    log: VecDeque<Arc<Decision>>,
+    /// Decisions remembered for calls that cost microseconds.
+    memos: memo::Memos,
+    /// Moved by every change that could change a remembered decision.
+    epoch: u64,
     /// Print each recorded decision (`PEL_EXPLAIN`).
     print: bool,
     /// Recorded calls placed to calibrate (a backend or a split).
@@ -128,6 +136,8 @@ impl Dispatcher {
             path: None,
             persist: false,
             log: VecDeque::new(),
+            memos: Default::default(),
+            epoch: 0,
             print: false,
             calibration_runs: 0,
             readback: BTreeMap::new(),
@@ -186,6 +196,7 @@ impl Dispatcher {
 
     /// Takes a loaded model's measurements.
     pub(crate) fn absorb(&mut self, loaded: persist::Loaded) {
+        self.touch();
         self.profile = loaded.profile;
         self.names = loaded.names;
         for (mine, theirs) in self.bus.iter_mut().zip(loaded.bus) {
@@ -215,6 +226,7 @@ impl Dispatcher {
 
     /// Forgets every measurement and exclusion (the buses stay).
     pub(crate) fn reset(&mut self) {
+        self.touch();
         self.profile.clear();
         self.splits.clear();
         self.excluded.clear();
@@ -222,7 +234,7 @@ impl Dispatcher {
     }
 
     /// Files a decision in the log (and prints it under `PEL_EXPLAIN=1`).
-    fn log(&mut self, d: Decision) {
+    fn log_shared(&mut self, d: Arc<Decision>) {
         if self.print {
             eprintln!("pel: {d}");
         }
@@ -234,7 +246,7 @@ impl Dispatcher {
 
     /// The decisions kept, oldest first.
     pub(crate) fn decisions(&self) -> Vec<Decision> {
-        self.log.iter().cloned().collect()
+        self.log.iter().map(|d| Decision::clone(d)).collect()
     }
 
     /// Seconds of work expected on `backend` from calls running now.
@@ -260,8 +272,14 @@ impl Dispatcher {
 
     /// Charges `backend` with a call's expected execution until it ends.
     pub(crate) fn enqueue(&mut self, kernel: u64, backend: Backend, size: u64) {
-        let (d, secs) = self.expected(kernel, backend, size);
-        if let Some(q) = self.in_flight.get_mut(d) {
+        let (_, secs) = self.expected(kernel, backend, size);
+        self.charge(backend, secs);
+    }
+
+    /// Charges `backend` with a call expected to take `secs` (as its
+    /// placement said) until it ends.
+    pub(crate) fn charge(&mut self, backend: Backend, secs: f64) {
+        if let Some(q) = self.in_flight.get_mut(device_index(backend)) {
             q.0 += 1;
             q.1 += secs;
         }
@@ -269,10 +287,19 @@ impl Dispatcher {
 
     /// A call placed on `backend` has ended: its charge comes off the queue.
     pub(crate) fn finished(&mut self, kernel: u64, backend: Backend, size: u64) {
-        let (d, secs) = self.expected(kernel, backend, size);
+        let d = device_index(backend);
+        let Some(&(calls, _)) = self.in_flight.get(d) else {
+            return;
+        };
+        // Estimates change while a call runs: an idle device owes nothing
+        // (and the last call's estimate is not needed).
+        let secs = if calls > 1 {
+            self.expected(kernel, backend, size).1
+        } else {
+            0.0
+        };
         if let Some(q) = self.in_flight.get_mut(d) {
             q.0 = q.0.saturating_sub(1);
-            // Estimates change while a call runs: an idle device owes nothing.
             q.1 = if q.0 == 0 { 0.0 } else { (q.1 - secs).max(0.0) };
         }
     }
@@ -286,6 +313,7 @@ impl Dispatcher {
 
     /// A GPU output of `kernel` was brought to the host.
     pub(crate) fn note_readback(&mut self, kernel: u64) {
+        self.touch();
         self.readback.entry(kernel).or_default().1 += 1;
         self.dirty = true;
     }
@@ -342,9 +370,17 @@ impl Dispatcher {
             predicted = None;
         }
         let before = self.profile.samples_near(kernel, d, bucket(size));
-        self.profile
+        let reopened = self
+            .profile
             .record(kernel, d, Sample { size, secs }, predicted);
         self.dirty = true;
+        // A GPU's estimate, calibration begun or ended, or drift can change
+        // a choice at once; the CPU's own samples move its estimate a
+        // little at every call, and its remembered decisions are made
+        // afresh every few uses anyway.
+        if d != 0 || reopened || before + 1 == self.min_samples {
+            self.touch();
+        }
         // Save when an entry finishes calibrating, so a crash later loses
         // little; otherwise on drop or on request.
         if before + 1 == self.min_samples {
@@ -395,5 +431,6 @@ impl Dispatcher {
             .or_insert_with(|| SplitEntry::new(1.0 - share, share));
         e.record(share, total_s, cpu_s, gpu_s);
         self.dirty = true;
+        self.touch();
     }
 }

@@ -7,7 +7,10 @@
 //! changes (a calibration counted, a split's first share kept, the log) is
 //! applied by `place` alone.
 
+use std::sync::Arc;
+
 use super::decision::{Decision, Estimate, Exclusion, Placement, Reason};
+use super::memo::MemoKey;
 use super::profile::bucket;
 use super::split::{self, SplitEntry};
 use super::{Dispatcher, device_index};
@@ -63,16 +66,24 @@ impl Dispatcher {
     /// calibrate is counted, a split starts calibrating at its first
     /// share, and the decision goes to the log (and to stderr under
     /// `PEL_EXPLAIN`). `Err(NoBackend)` when nothing can run the call.
-    pub(crate) fn place(&mut self, c: &Candidates<'_>) -> Result<Placement> {
+    ///
+    /// With `memo`, a decision that may be remembered is, for the calls
+    /// with that key (see [`memo`](super::memo)).
+    pub(crate) fn place(&mut self, c: &Candidates<'_>, memo: Option<MemoKey>) -> Result<Placement> {
         let (decision, new_split) = self.decide(c)?;
         if decision.reason == Reason::Calibrating {
             self.calibration_runs += 1;
         }
         if let Some((key, entry)) = new_split {
+            self.touch();
             self.splits.insert(key, entry);
         }
         let placement = Placement::from(&decision);
-        self.log(decision);
+        let decision = Arc::new(decision);
+        if let Some(key) = memo {
+            self.remember(key, &decision);
+        }
+        self.log_shared(decision);
         Ok(placement)
     }
 

@@ -119,6 +119,9 @@ pub(crate) struct Entry {
     /// Samples kept into a full entry since its summary was last made
     /// afresh.
     stale: u32,
+    /// The samples drift last replaced, kept until the entry has its
+    /// calibration again (see [`saved_samples`](Self::saved_samples)).
+    before_drift: Option<VecDeque<Sample>>,
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -208,6 +211,21 @@ impl Entry {
         })
     }
 
+    /// The samples the model file keeps: the entry's own, unless drift
+    /// re-opened its calibration and fewer than `min` samples have come
+    /// since. Then the samples from before the drift are kept: a drift
+    /// not yet confirmed by a calibration is this process's alone (on a
+    /// machine whose GPU runs on the host's cores, the CPU's calls slow
+    /// down for a while whenever the GPU is busy), and a model saved with
+    /// too few samples would make the next process calibrate again. A
+    /// drift that lasts is seen again there, three calls in.
+    pub(crate) fn saved_samples(&self, min: usize) -> &VecDeque<Sample> {
+        match &self.before_drift {
+            Some(old) if self.samples.len() < min && !old.is_empty() => old,
+            _ => &self.samples,
+        }
+    }
+
     /// Forgets the cached summary (after the samples were changed directly).
     pub(crate) fn refresh(&mut self) {
         self.summary = OnceCell::new();
@@ -240,7 +258,8 @@ impl Entry {
         if self.drift_streak >= DRIFT_CALLS {
             // The old samples describe a device that is no more: keep the new.
             let n = self.samples.len();
-            self.samples.drain(..n - DRIFT_CALLS as usize);
+            let old = self.samples.drain(..n - DRIFT_CALLS as usize).collect();
+            self.before_drift = Some(old);
             self.summary = OnceCell::new();
             self.drift_streak = 0;
             return true;
@@ -484,6 +503,29 @@ mod tests {
         assert_eq!(s.outliers, 1);
         assert!((s.median - 1.0).abs() < 0.02, "{s:?}");
         assert!((s.mean - 1.0).abs() < 0.02, "{s:?}");
+    }
+
+    #[test]
+    fn the_model_file_keeps_a_drift_only_once_it_is_calibrated_again() {
+        let mut e = entry(&[1.0; 6]);
+        let slow = Sample {
+            size: 1000,
+            secs: 10.0,
+        };
+        let reopened: Vec<bool> = (0..3).map(|_| e.record(slow, Some(1.0))).collect();
+        assert_eq!(reopened, [false, false, true]);
+        assert_eq!(e.samples.len(), 3);
+        // Three samples since the drift, five needed: the file keeps the
+        // calibrated ones from before.
+        let saved = e.saved_samples(5);
+        assert_eq!(saved.len(), 6);
+        assert!(saved.iter().all(|s| s.secs == 1.0), "{saved:?}");
+        for _ in 0..2 {
+            e.record(slow, None);
+        }
+        let saved = e.saved_samples(5);
+        assert_eq!(saved.len(), 5);
+        assert!(saved.iter().all(|s| s.secs == 10.0), "{saved:?}");
     }
 
     #[test]

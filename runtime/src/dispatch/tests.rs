@@ -74,10 +74,10 @@ fn decide(
     forced: Option<Backend>,
 ) -> Result<Decision, Error> {
     let c = call(kernel, name, offers, forced);
-    let placement = d.place(&c)?;
+    let placement = d.place(&c, None)?;
     let logged = d.log.back().cloned().expect("a placed call is logged");
-    assert_eq!(placement, Placement::from(&logged));
-    Ok(logged)
+    assert_eq!(placement, Placement::from(&*logged));
+    Ok(Decision::clone(&logged))
 }
 
 fn both(transfer_gpu: f64) -> [(Backend, f64); 2] {
@@ -429,7 +429,7 @@ fn place_picks_the_earliest_finish_of_execution_transfers_and_queue() {
     for _ in 0..4 {
         d.enqueue(1, gpu1, 1000);
     }
-    let p = d.place(&c).unwrap();
+    let p = d.place(&c, None).unwrap();
     assert_eq!(
         (p.backend, p.reason, p.split),
         (GPU, Reason::Modelled, None)
@@ -485,7 +485,7 @@ fn explain_records_nothing_and_place_records_once() {
     assert_eq!(d.explain(&c).unwrap(), first, "nothing moved");
     assert_eq!(d.calibration_runs(), 0);
     assert!(d.decisions().is_empty());
-    let p = d.place(&c).unwrap();
+    let p = d.place(&c, None).unwrap();
     assert_eq!(p, Placement::from(&first));
     assert_eq!(d.calibration_runs(), 1);
     assert_eq!(d.decisions(), [first]);
@@ -509,7 +509,7 @@ fn explain_records_nothing_and_place_records_once() {
     );
     assert!(d.splits.is_empty() && d.split_rows().is_empty());
     assert_eq!((d.calibration_runs(), d.decisions().len()), (0, 0));
-    let p = d.place(&c).unwrap();
+    let p = d.place(&c, None).unwrap();
     assert_eq!(
         (p.backend, p.reason, p.split),
         (GPU, Reason::Calibrating, Some(share))
@@ -518,7 +518,7 @@ fn explain_records_nothing_and_place_records_once() {
     assert_eq!((d.calibration_runs(), d.decisions().len()), (1, 1));
     // Not splittable: the GPU alone.
     let c = call(1, "k", &both(0.0), None);
-    let p = d.place(&c).unwrap();
+    let p = d.place(&c, None).unwrap();
     assert_eq!(
         (p.backend, p.reason, p.split),
         (GPU, Reason::Modelled, None)
@@ -529,14 +529,14 @@ fn explain_records_nothing_and_place_records_once() {
 fn place_honours_a_forced_backend_from_the_call_or_the_dispatcher() {
     let mut d = dispatcher();
     measured(&mut d, &[(CPU, 3e-3), (GPU, 1e-3)]);
-    let p = d.place(&call(1, "k", &both(0.0), Some(CPU))).unwrap();
+    let p = d.place(&call(1, "k", &both(0.0), Some(CPU)), None).unwrap();
     assert_eq!((p.backend, p.reason, p.split), (CPU, Reason::Forced, None));
     // Forced, a splittable call runs unsplit.
     let c = Candidates {
         splittable: true,
         ..call(1, "k", &both(0.0), Some(GPU))
     };
-    let p = d.place(&c).unwrap();
+    let p = d.place(&c, None).unwrap();
     assert_eq!((p.backend, p.reason, p.split), (GPU, Reason::Forced, None));
     // Nothing can run it, and nothing is forced: the call layer's words.
     let why = || "it has no CPU implementation; this runtime has no GPU".to_owned();
@@ -545,7 +545,7 @@ fn place_honours_a_forced_backend_from_the_call_or_the_dispatcher() {
         ..call(1, "k", &[], None)
     };
     assert_eq!(
-        d.place(&none).unwrap_err(),
+        d.place(&none, None).unwrap_err(),
         Error::NoBackend {
             kernel: "k".into(),
             reason: why()
@@ -556,9 +556,9 @@ fn place_honours_a_forced_backend_from_the_call_or_the_dispatcher() {
     // goes there even with no candidate offered.
     let mut d = Dispatcher::new(d.keys.clone(), 5, Some(GPU));
     assert_eq!(d.forced(), Some(GPU));
-    let p = d.place(&none).unwrap();
+    let p = d.place(&none, None).unwrap();
     assert_eq!((p.backend, p.reason), (GPU, Reason::Forced));
-    let p = d.place(&call(1, "k", &both(0.0), Some(CPU))).unwrap();
+    let p = d.place(&call(1, "k", &both(0.0), Some(CPU)), None).unwrap();
     assert_eq!(p.backend, CPU, "the call's own target comes first");
 }
 
@@ -568,7 +568,7 @@ fn place_skips_excluded_pairs_and_says_so() {
     measured(&mut d, &[(CPU, 3e-3), (GPU, 1e-3)]);
     let c = call(1, "k", &both(0.0), None);
     d.exclude(1, GPU, "wrong results".into(), false);
-    let p = d.place(&c).unwrap();
+    let p = d.place(&c, None).unwrap();
     assert_eq!((p.backend, p.reason), (CPU, Reason::OnlyBackend));
     let logged = d.decisions().pop().unwrap();
     assert_eq!(logged.estimates.len(), 1);
@@ -579,14 +579,16 @@ fn place_skips_excluded_pairs_and_says_so() {
         d.record(2, "j", GPU, 1000, 1e-3);
     }
     assert_eq!(
-        d.place(&call(2, "j", &both(0.0), None)).unwrap().backend,
+        d.place(&call(2, "j", &both(0.0), None), None)
+            .unwrap()
+            .backend,
         GPU
     );
     // Both excluded: an error naming each, and nothing logged or counted.
     d.exclude(1, CPU, "panicked".into(), false);
     let (runs, logged) = (d.calibration_runs(), d.decisions().len());
     assert!(matches!(
-        d.place(&c),
+        d.place(&c, None),
         Err(Error::NoBackend { reason, .. }) if reason == "cpu: panicked; gpu0: wrong results"
     ));
     assert_eq!((d.calibration_runs(), d.decisions().len()), (runs, logged));
@@ -605,4 +607,76 @@ fn small_or_untimed_transfers_leave_the_bus_alone() {
     }
     assert_eq!(d.bus[0].unwrap().h2d, GBPS);
     assert!(!d.dirty);
+}
+
+/// The key of a call of kernel 1 at size 1000 (one argument, on the host).
+fn memo_key(forced: Option<Backend>) -> MemoKey {
+    MemoKey {
+        kernel: 1,
+        size: 1000,
+        workgroups: 4,
+        forced,
+        args: [(64, 1), (0, 0), (0, 0), (0, 0)],
+    }
+}
+
+#[test]
+fn a_decision_for_the_cpu_is_remembered_until_something_it_read_changes() {
+    let mut d = calibrated(1e-6, 1e-3);
+    let key = memo_key(None);
+    assert_eq!(d.recall(&key), None, "nothing remembered yet");
+    let placed = d.place(&call(1, "k", &both(0.0), None), Some(key)).unwrap();
+    assert_eq!((placed.backend, placed.reason), (CPU, Reason::Modelled));
+    // Recalled, and logged as the decision it repeats.
+    let logged = d.log.len();
+    assert_eq!(d.recall(&key), Some(placed));
+    assert_eq!(d.log.len(), logged + 1);
+    assert_eq!(d.log.back().unwrap().chosen, CPU);
+    // Another key (the argument now on the GPU only) is not the same call.
+    let moved = MemoKey {
+        args: [(64, 1 << 2), (0, 0), (0, 0), (0, 0)],
+        ..key
+    };
+    assert_eq!(d.recall(&moved), None);
+    // A call running somewhere: its queue could change the choice.
+    d.charge(GPU, 1e-3);
+    assert_eq!(d.recall(&key), None);
+    d.finished(1, GPU, 1000);
+    assert_eq!(d.recall(&key), Some(placed));
+    // A GPU sample, an exclusion: decided afresh.
+    d.record(1, "k", GPU, 1000, 1e-3);
+    assert_eq!(d.recall(&key), None);
+    d.place(&call(1, "k", &both(0.0), None), Some(key)).unwrap();
+    assert_eq!(d.recall(&key), Some(placed));
+    d.exclude(1, GPU, "test".into(), false);
+    assert_eq!(d.recall(&key), None);
+}
+
+#[test]
+fn a_remembered_decision_is_made_afresh_every_few_uses() {
+    let mut d = calibrated(1e-6, 1e-3);
+    let key = memo_key(Some(CPU));
+    d.place(&call(1, "k", &both(0.0), Some(CPU)), Some(key))
+        .unwrap();
+    let mut recalled = 0;
+    while d.recall(&key).is_some() {
+        recalled += 1;
+        assert!(recalled <= 64, "never made afresh");
+    }
+    assert!(recalled >= 1, "never recalled");
+}
+
+#[test]
+fn decisions_for_a_gpu_or_to_calibrate_are_not_remembered() {
+    // The GPU is faster: its decision is not remembered.
+    let mut d = calibrated(1e-3, 1e-6);
+    let key = memo_key(None);
+    let p = d.place(&call(1, "k", &both(0.0), None), Some(key)).unwrap();
+    assert_eq!(p.backend, GPU);
+    assert_eq!(d.recall(&key), None);
+    // Calibrating: neither.
+    let mut d = dispatcher();
+    let p = d.place(&call(1, "k", &both(0.0), None), Some(key)).unwrap();
+    assert_eq!(p.reason, Reason::Calibrating);
+    assert_eq!(d.recall(&key), None);
 }

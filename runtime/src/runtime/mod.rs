@@ -388,6 +388,16 @@ impl Runtime {
         self.shared.wait_all()
     }
 
+    /// Starts the work each GPU has queued (see [`DeviceInfo::batches`])
+    /// without waiting for it: its open batch is submitted now, rather
+    /// than when the batch fills or something needs its results. Returns
+    /// the launches it submitted. Like `glFlush`, where [`sync`](Self::sync)
+    /// is `glFinish`: worth calling before the host turns to long work of
+    /// its own, so that the GPUs are not idle meanwhile.
+    pub fn flush(&self) -> usize {
+        self.engine().start_gpus()
+    }
+
     /// Waits until every submitted task has finished and each GPU has run
     /// everything queued on it (see [`DeviceInfo::batches`]): a point to
     /// stop a clock at. Reading a buffer needs no `sync`; a read waits for

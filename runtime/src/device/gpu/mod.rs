@@ -426,11 +426,14 @@ impl Device for GpuDevice {
     }
 
     /// Submits what is queued (launches, uploads) without waiting for it.
-    fn kick(&self) {
+    fn kick(&self) -> usize {
         let mut s = self.stream();
+        let launches = s.open_launches();
         if self.submit_batch(&mut s).ok().flatten().is_none() {
             self.queue.submit([]);
+            return 0;
         }
+        launches
     }
 
     /// Submits what is queued (launches, uploads) and waits for it.

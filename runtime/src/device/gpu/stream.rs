@@ -186,6 +186,11 @@ impl Stream {
         self.encoder.is_some()
     }
 
+    /// The open batch's queued launches.
+    pub(super) fn open_launches(&self) -> usize {
+        self.tickets.len()
+    }
+
     /// Keeps `buf` until the open batch is submitted.
     pub(super) fn hold(&mut self, buf: wgpu::Buffer) {
         self.hold.push(buf);

@@ -370,7 +370,11 @@ pub(crate) fn to_json(d: &Dispatcher) -> Result<String, String> {
             name: d.names.get(&kernel).cloned().unwrap_or_default(),
             device: keys[device].clone(),
             calls: e.calls,
-            samples: e.samples.iter().map(|s| (s.size, s.secs)).collect(),
+            samples: e
+                .saved_samples(d.min_samples)
+                .iter()
+                .map(|s| (s.size, s.secs))
+                .collect(),
         })
         .collect();
     entries.sort_by(|a, b| {

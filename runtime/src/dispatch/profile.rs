@@ -31,8 +31,13 @@ pub(crate) const MAX_SIZE: u64 = 1 << 56;
 pub(crate) const MAX_CALLS: u64 = 1_000_000_000_000_000;
 /// A time this many times off the prediction counts as drift...
 const DRIFT_FACTOR: f64 = 3.0;
-/// ...and this many drifting calls in a row re-open calibration.
+/// ...and this many drifting calls in a row re-open calibration...
 const DRIFT_CALLS: u32 = 3;
+/// ...once their own times add up to this many seconds: a device that has
+/// changed stays changed, while a burst of interference (llvmpipe's
+/// threads busy on the cores a CPU call runs on) passes within a few
+/// milliseconds. A 10 ms call drifts in 3 calls, a slowed 400 µs one in 25.
+const DRIFT_LASTS_S: f64 = 10e-3;
 /// A time within this many seconds of the prediction never counts as
 /// drift, however large the factor: a sub-microsecond call that takes three
 /// times as long once its caches are cold changes no decision, since no
@@ -116,6 +121,8 @@ pub(crate) struct Entry {
     /// Calls recorded over the entry's life.
     pub(crate) calls: u64,
     drift_streak: u32,
+    /// The drifting streak's times added up, seconds.
+    drift_secs: f64,
     /// Samples kept into a full entry since its summary was last made
     /// afresh.
     stale: u32,
@@ -236,7 +243,13 @@ impl Entry {
     pub(crate) fn record(&mut self, sample: Sample, predicted: Option<f64>) -> bool {
         self.calls += 1;
         let drifting = predicted.is_some_and(|p| drifts(sample.secs, p));
-        self.drift_streak = if drifting { self.drift_streak + 1 } else { 0 };
+        if drifting {
+            self.drift_streak += 1;
+            self.drift_secs += sample.secs;
+        } else {
+            self.drift_streak = 0;
+            self.drift_secs = 0.0;
+        }
         // A full entry keeps one call in eight (and every drifting one): the
         // statistics stay fresh without being recomputed on every call.
         let full = self.samples.len() >= KEEP;
@@ -255,13 +268,18 @@ impl Entry {
         while self.samples.len() > KEEP {
             self.samples.pop_front();
         }
-        if self.drift_streak >= DRIFT_CALLS {
-            // The old samples describe a device that is no more: keep the new.
+        // (A nanosecond's slack for the sum's rounding.)
+        if self.drift_streak >= DRIFT_CALLS && self.drift_secs >= DRIFT_LASTS_S - 1e-9 {
+            // The old samples describe a device that is no more: keep the
+            // new (every drifting sample was kept, so the streak's are the
+            // last ones).
             let n = self.samples.len();
-            let old = self.samples.drain(..n - DRIFT_CALLS as usize).collect();
+            let keep = (self.drift_streak as usize).min(n);
+            let old = self.samples.drain(..n - keep).collect();
             self.before_drift = Some(old);
             self.summary = OnceCell::new();
             self.drift_streak = 0;
+            self.drift_secs = 0.0;
             return true;
         }
         false
@@ -585,15 +603,39 @@ mod tests {
             };
             assert!(!e.record(sample, Some(1e-7)));
         }
-        // 0.1 µs predicted and 50 µs seen is drift.
-        let seen = |e: &mut Entry| {
-            let sample = Sample {
-                size: 1000,
-                secs: 5e-5,
-            };
+        // 0.1 µs predicted and 1 ms seen is drift, three calls in a row
+        // that add up to 10 ms.
+        let seen = |e: &mut Entry, secs: f64| {
+            let sample = Sample { size: 1000, secs };
             e.record(sample, Some(1e-7))
         };
-        assert!(!seen(&mut e) && !seen(&mut e) && seen(&mut e));
+        assert!(!seen(&mut e, 5e-3) && !seen(&mut e, 1e-3) && seen(&mut e, 5e-3));
+    }
+
+    #[test]
+    fn a_burst_of_slow_calls_is_drift_only_once_it_lasts() {
+        // 20 µs predicted, 400 µs seen: three in a row are 1.2 ms, a burst
+        // of interference, not a changed device.
+        let mut e = entry(&[20e-6; 32]);
+        let slow = Sample {
+            size: 1000,
+            secs: 400e-6,
+        };
+        assert!((0..3).all(|_| !e.record(slow, Some(20e-6))));
+        // The burst ends: the streak starts over.
+        e.record(
+            Sample {
+                size: 1000,
+                secs: 20e-6,
+            },
+            Some(20e-6),
+        );
+        // It lasts: the 25th call in a row makes 10 ms, and the entry keeps
+        // the 25 drifted samples (enough to need no calibration).
+        let calls = (1..=40).find(|_| e.record(slow, Some(20e-6)));
+        assert_eq!(calls, Some(25));
+        assert_eq!(e.samples.len(), 25);
+        assert!(e.samples.iter().all(|s| s.secs == 400e-6));
     }
 
     #[test]

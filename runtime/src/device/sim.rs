@@ -44,7 +44,7 @@ pub enum SimOp<'a> {
 
 type CostFn = dyn Fn(&SimOp<'_>) -> Duration + Send + Sync;
 
-/// A simulated accelerator, given to [`RuntimeBuilder::simulated`]
+/// A simulated accelerator, given to [`RuntimeBuilder::simulated`](crate::RuntimeBuilder::simulated)
 /// (crate::RuntimeBuilder::simulated). It appears to the runtime as a GPU
 /// (`gpu0`, `gpu1`, ... in the order given) that keeps its copies in host
 /// memory, computes with the kernel's CPU implementation and reports the

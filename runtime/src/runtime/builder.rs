@@ -73,7 +73,7 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Forces every call with [`Target::Auto`] onto `backend` (`None`:
+    /// Forces every call with [`Target::Auto`](crate::Target::Auto) onto `backend` (`None`:
     /// choose). Default: `PEL_BACKEND=cpu|gpu|gpuN|auto`.
     pub fn force_backend(mut self, backend: Option<Backend>) -> Self {
         self.backend = Some(backend);

@@ -88,9 +88,15 @@ impl Dispatcher {
         Some(placement)
     }
 
-    /// Remembers `decision` (just recorded) for calls with `key`, where it
-    /// may be: an unsplit call to the CPU, decided with every device idle.
-    pub(super) fn remember(&mut self, key: MemoKey, decision: &Arc<Decision>) {
+    /// Remembers `decision` (just recorded, its verdict `placement`) for
+    /// calls with `key`, where it may be: an unsplit call to the CPU,
+    /// decided with every device idle.
+    pub(super) fn remember(
+        &mut self,
+        key: MemoKey,
+        placement: Placement,
+        decision: &Arc<Decision>,
+    ) {
         let kept = matches!(
             decision.reason,
             Reason::Modelled | Reason::Forced | Reason::OnlyBackend
@@ -102,7 +108,7 @@ impl Dispatcher {
             self.memos.map.clear();
         }
         let memo = Memo {
-            placement: Placement::from(&**decision),
+            placement,
             decision: Arc::clone(decision),
             epoch: self.epoch,
             uses: 0,

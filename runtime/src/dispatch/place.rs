@@ -81,7 +81,7 @@ impl Dispatcher {
         let placement = Placement::from(&decision);
         let decision = Arc::new(decision);
         if let Some(key) = memo {
-            self.remember(key, &decision);
+            self.remember(key, placement, &decision);
         }
         self.log_shared(decision);
         Ok(placement)

@@ -170,9 +170,9 @@ impl Dispatch<'_> {
         }
         if !same_group {
             pass.set_bind_group(0, self.group, self.offset.as_slice());
+            *bound = Some((self.kernel, self.group.clone(), self.offset));
         }
         pass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
-        *bound = Some((self.kernel, self.group.clone(), self.offset));
     }
 }
 

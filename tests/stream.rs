@@ -227,3 +227,40 @@ fn flush_starts_queued_launches_and_equal_calls_share_their_params() {
         }
     }
 }
+
+/// `wgpu_device` hands out each GPU's own wgpu device and queue: work a
+/// program records there runs beside pel's, and pel's buffers stay right.
+#[test]
+fn a_program_runs_wgpu_work_of_its_own_on_pels_device() {
+    let rt = common::rt();
+    assert!(rt.wgpu_device(Backend::Cpu).unwrap().is_none());
+    assert!(rt.wgpu_device(Backend::Gpu(99)).is_err());
+    for g in common::gpus(rt, "a_program_runs_wgpu_work_of_its_own_on_pels_device") {
+        let (device, queue) = rt.wgpu_device(g).unwrap().expect("a wgpu GPU");
+        let saxpy = pel::kernels::Saxpy::new().unwrap();
+        let x = rt.buffer(&[1.0f32; 100]);
+        let y = rt.buffer(&[2.0f32; 100]);
+        saxpy.run(rt, Target::On(g), 3.0, &x, &y).unwrap();
+        // The program's own buffer, written and read back on pel's queue.
+        let data: Vec<u8> = (0..=255).collect();
+        let mine = device.create_buffer(&pel::wgpu::BufferDescriptor {
+            label: None,
+            size: 256,
+            usage: pel::wgpu::BufferUsages::MAP_READ | pel::wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        queue.write_buffer(&mine, 0, &data);
+        queue.submit([]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        mine.map_async(pel::wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        device
+            .poll(pel::wgpu::PollType::wait_indefinitely())
+            .unwrap();
+        rx.recv().unwrap().unwrap();
+        assert_eq!(mine.get_mapped_range(..).unwrap().to_vec(), data, "{g}");
+        mine.unmap();
+        assert_eq!(rt.read(&y).unwrap(), vec![5.0f32; 100], "{g}");
+    }
+}

@@ -68,6 +68,9 @@ pub use kernel::{
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use stats::Stats;
 pub use trace::TraceEvent;
+/// The wgpu that pel runs on, for [`Runtime::wgpu_device`]'s device and
+/// queue (a program that names wgpu types through it gets pel's version).
+pub use wgpu;
 
 /// Entry points for the fuzz targets (`fuzz/`): not part of the API.
 #[doc(hidden)]

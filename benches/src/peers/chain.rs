@@ -24,6 +24,12 @@ pub const CALLS: usize = 64;
 /// Elements of the chains' vectors.
 pub const SIZES: [usize; 3] = [1 << 10, 1 << 16, 1 << 20];
 
+/// Seconds of chains a side that a row's rounds aim at.
+pub const ROW_S: f64 = 0.5;
+
+/// The most rounds of one row.
+pub const MAX_REPS: usize = 201;
+
 /// Keys of the sort whose host waits are counted.
 pub const SORT_KEYS: usize = 1 << 20;
 
@@ -38,8 +44,11 @@ pub fn chain_vs_raw(
 ) -> Result<f64> {
     let saxpy = Saxpy::new()?;
     let mut worst: f64 = 0.0;
-    // Chains are short and llvmpipe shares the host's cores: more rounds.
-    let reps = (reps * 3).max(9);
+    // Chains are short and llvmpipe shares the host's cores, which makes
+    // single chains' times swing by 2x: more rounds, as many as fit in
+    // about [`ROW_S`] a side (a median of 27 short chains moved by 10%
+    // between runs).
+    let least = (reps * 3).max(9);
     for (i, &n) in SIZES.iter().enumerate() {
         let (x, y) = (random_f32(20 + i as u64, n), random_f32(30 + i as u64, n));
         let (xb, yb) = (rt.buffer(&x), rt.buffer(&y));
@@ -53,10 +62,21 @@ pub fn chain_vs_raw(
         // Untimed: the data onto the GPU, the pipelines compiled.
         saxpy.run(rt, Target::On(g), 0.5, &xb, &yb)?;
         raw.chain(pel::kernels::saxpy::WGSL, &args, params, groups, 1, true)?;
+        let t = std::time::Instant::now();
+        raw.chain(
+            pel::kernels::saxpy::WGSL,
+            &args,
+            params,
+            groups,
+            CALLS,
+            false,
+        )?;
+        let fit = (ROW_S / t.elapsed().as_secs_f64().max(1e-6)) as usize;
+        let reps = fit.clamp(least, MAX_REPS);
         for api in ["run", "submit"] {
             let names = [
                 format!("chain_{n}_pel_{api}"),
-                format!("chain_{n}_raw_wgpu"),
+                format!("chain_{n}_raw_wgpu_{api}"),
             ];
             let ratio = pair(
                 medians,

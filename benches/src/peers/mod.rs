@@ -260,8 +260,13 @@ pub fn peers(
     // host data to the result on the host.
     let gpu = rt.gpu_backends().first().copied();
     let (mut gpu_saxpy, mut gpu_matmul) = (None, None);
-    if let Some(g) = gpu {
-        let raw = RawWgpu::open(rt, g)?;
+    // The peer runs on pel's own wgpu device, so that both sides meet the
+    // same driver state: lavapipe can run a device's small dispatches up
+    // to 2x slower for the rest of its life once it has run large ones
+    // (a 1K chain took 4.6 ms on pel's device after five 16M saxpys, 2.1
+    // on a fresh peer device; on one device both slowed alike).
+    let raw = gpu.map(|g| RawWgpu::on(rt, g)).transpose()?;
+    if let (Some(g), Some(raw)) = (gpu, &raw) {
         type Run<'a> = &'a mut dyn FnMut(&mut ()) -> Result<()>;
         let mut vs_raw = |names, seed, ours: Run<'_>, raw: Run<'_>| {
             pair(&mut medians, names, reps, seed, |_| Ok(()), ours, raw)
@@ -318,9 +323,8 @@ pub fn peers(
     step(5, total, "gpu matmul");
 
     let (mut chain_ratio, mut sort_waits) = (None, None);
-    if let Some(g) = gpu {
-        let raw = RawWgpu::open(rt, g)?;
-        chain_ratio = Some(chain::chain_vs_raw(rt, g, &raw, reps, &mut medians)?);
+    if let (Some(g), Some(raw)) = (gpu, &raw) {
+        chain_ratio = Some(chain::chain_vs_raw(rt, g, raw, reps, &mut medians)?);
         sort_waits = Some(chain::sort_gpu_waits(rt, g)?);
     }
     step(6, total, "gpu chains");
@@ -449,6 +453,24 @@ impl RawWgpu {
             ..Default::default()
         }))
         .map_err(|e| fail(e.to_string()))?;
+        Ok(RawWgpu {
+            label,
+            device,
+            queue,
+            programs: Default::default(),
+        })
+    }
+
+    /// Runs on the wgpu device and queue of `rt`'s GPU `gpu` itself (see
+    /// [`Runtime::wgpu_device`]): pel and the peer then share the device
+    /// and whatever state its driver keeps.
+    pub fn on(rt: &Runtime, gpu: Backend) -> Result<RawWgpu> {
+        let label = rt.device(gpu)?.label();
+        let (device, queue) = rt.wgpu_device(gpu)?.ok_or_else(|| Error::Gpu {
+            kernel: "raw wgpu program".to_owned(),
+            device: label.clone(),
+            message: "not a wgpu device".to_owned(),
+        })?;
         Ok(RawWgpu {
             label,
             device,

@@ -584,6 +584,15 @@ impl Engine {
         }
     }
 
+    /// GPU `backend`'s wgpu device and queue (`None`: not a wgpu GPU).
+    pub(crate) fn wgpu(&self, backend: Backend) -> Result<Option<(wgpu::Device, wgpu::Queue)>> {
+        self.has_device(backend)?;
+        Ok(match backend {
+            Backend::Cpu => None,
+            Backend::Gpu(i) => self.gpus[i].wgpu(),
+        })
+    }
+
     /// `Ok` if `backend` is one of this runtime's, without copying its
     /// description (a call that names its backend asks on every call).
     pub(crate) fn has_device(&self, backend: Backend) -> Result<()> {

@@ -264,6 +264,12 @@ pub(crate) trait Device: Send + Sync {
     /// Frees the copies its pool keeps.
     fn trim(&self) {}
 
+    /// Its wgpu device and queue, where it is a wgpu GPU (see
+    /// [`Runtime::wgpu_device`](crate::Runtime::wgpu_device)).
+    fn wgpu(&self) -> Option<(wgpu::Device, wgpu::Queue)> {
+        None
+    }
+
     /// Times the host has blocked until this device finished its work.
     fn host_waits(&self) -> u64 {
         0

@@ -413,6 +413,17 @@ impl Runtime {
         self.engine().device(backend)
     }
 
+    /// The wgpu device and queue behind GPU `backend`, for a program that
+    /// runs wgpu work of its own beside pel's on the same device (`None`:
+    /// the CPU, or a simulated device). Its submissions go on the same
+    /// queue as pel's batches, but pel's launches still open are not
+    /// before them: [`flush`](Self::flush) first where that matters. pel's
+    /// buffers are not among what it can reach, so nothing it does
+    /// touches them.
+    pub fn wgpu_device(&self, backend: Backend) -> Result<Option<(wgpu::Device, wgpu::Queue)>> {
+        self.engine().wgpu(backend)
+    }
+
     /// What [`run`](Self::run) would decide for this call, with the
     /// estimates per backend and the reason, without running anything.
     pub fn explain<P: bytemuck::Pod>(

@@ -354,6 +354,10 @@ impl Device for GpuDevice {
     }
 
     /// Destroys the pool's free buffers.
+    fn wgpu(&self) -> Option<(wgpu::Device, wgpu::Queue)> {
+        Some((self.device.clone(), self.queue.clone()))
+    }
+
     fn trim(&self) {
         let _serial = self.exclusive();
         let freed = self

@@ -49,7 +49,13 @@ pub(crate) fn open_all(
         match GpuDevice::open(
             &adapter,
             index,
-            batch.map_or(stream::DEFAULT_BATCH, |b| b.clamp(1, stream::MAX_BATCH)),
+            batch.map_or_else(
+                || match adapter.get_info().device_type {
+                    wgpu::DeviceType::Cpu => stream::SHARED_BATCH,
+                    _ => stream::DEFAULT_BATCH,
+                },
+                |b| b.clamp(1, stream::MAX_BATCH),
+            ),
         ) {
             Ok(mut d) => {
                 d.budget = budget;

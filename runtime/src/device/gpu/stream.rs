@@ -3,9 +3,10 @@
 //! something needs what they did (a download, an upload that must come
 //! after them, a launch that waits), or the device has nothing in flight
 //! and the open batch is expected to take [`EAGER_S`] or more (or its
-//! time is unknown): then it starts at once rather than idle with work
-//! waiting, while small launches still share a submission, whose cost
-//! would be most of theirs. The host blocks only for bytes: a download
+//! time is unknown; [`EAGER_SHARED_S`] on a device that shares the host's
+//! cores): then it starts at once rather than idle with work waiting,
+//! while small launches still share a submission, whose cost would be
+//! most of theirs. The host blocks only for bytes: a download
 //! waits on its own submission, never on the whole device.
 //!
 //! Each queued launch gets a ticket, and its params a slot in the batch's
@@ -45,12 +46,19 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{GpuDevice, READBACK, RESOLVE, stamp_span};
-use crate::device::Device;
+use crate::device::{Device, DeviceKind};
 use crate::error::Result;
 
 /// Launches in one batch at most, unless `PEL_GPU_BATCH` says otherwise
 /// (CubeCL uses 32 too).
 pub(crate) const DEFAULT_BATCH: usize = 32;
+
+/// [`DEFAULT_BATCH`] on a device that runs on the host's own cores. There
+/// a submission behind one in flight blocks the host until that one is
+/// done (lavapipe), so fewer, longer batches cost less: a 64-call chain of
+/// 1K saxpy in one submission took 1.05-1.12x a hand-written program's,
+/// in two 1.12-1.18x (both on one device).
+pub(crate) const SHARED_BATCH: usize = 256;
 
 /// Bytes of a launch's slot in its batch's uniform buffer (at least the
 /// device's uniform offset alignment); larger params get a buffer of their
@@ -60,6 +68,15 @@ pub(crate) const PARAMS_SLOT: u64 = 256;
 /// The expected time of an open batch at which it is submitted at once
 /// when the device has nothing in flight, seconds.
 pub(crate) const EAGER_S: f64 = 1e-3;
+
+/// [`EAGER_S`] on a device that runs on the host's own cores (llvmpipe,
+/// lavapipe, WARP). There, running ahead buys little and costs much: the
+/// host's recording of the next launches takes cores from the device's
+/// threads. On lavapipe (2 cores) a chain of 64 1K saxpys took 1.15-1.25x
+/// a hand-written program's single submission when every 5th launch went
+/// early, 1.02-1.03x when the batch filled first. Only a batch long enough
+/// that recording a full one is a small part of it starts early.
+pub(crate) const EAGER_SHARED_S: f64 = 10e-3;
 
 /// A queued launch in this many is timed on the device even where the
 /// model has its fill of samples (enough to follow drift: a timed launch
@@ -336,10 +353,18 @@ impl GpuDevice {
         // A full batch goes; so does one worth starting while the device
         // has nothing in flight that pel knows of (its earlier batches'
         // ends are seen at each call's record, without blocking).
-        if s.tickets.len() >= self.batch || (s.inflight.is_empty() && s.open_s >= EAGER_S) {
+        if s.tickets.len() >= self.batch || (s.inflight.is_empty() && s.open_s >= self.eager_s()) {
             self.submit_batch(s)?;
         }
         Ok(ticket)
+    }
+
+    /// The expected time of an open batch at which it starts early.
+    fn eager_s(&self) -> f64 {
+        match self.info.kind {
+            DeviceKind::SoftwareGpu => EAGER_SHARED_S,
+            _ => EAGER_S,
+        }
     }
 
     /// Submits the open batch, if any, without waiting; returns the

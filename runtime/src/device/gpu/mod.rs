@@ -66,6 +66,9 @@ pub(crate) struct GpuDevice {
     stream: Mutex<stream::Stream>,
     /// Launches per batch (`PEL_GPU_BATCH`; 1: every launch waits).
     batch: usize,
+    /// The expected time of an open batch at which it is submitted while
+    /// the device has nothing in flight (see [`stream`]).
+    eager_s: f64,
     /// The device's alignment of uniform buffer offsets.
     uniform_align: u64,
     /// What a waited launch costs beyond its device time (see
@@ -353,11 +356,11 @@ impl Device for GpuDevice {
         self.budget
     }
 
-    /// Destroys the pool's free buffers.
     fn wgpu(&self) -> Option<(wgpu::Device, wgpu::Queue)> {
         Some((self.device.clone(), self.queue.clone()))
     }
 
+    /// Destroys the pool's free buffers.
     fn trim(&self) {
         let _serial = self.exclusive();
         let freed = self

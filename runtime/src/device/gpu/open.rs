@@ -49,13 +49,7 @@ pub(crate) fn open_all(
         match GpuDevice::open(
             &adapter,
             index,
-            batch.map_or_else(
-                || match adapter.get_info().device_type {
-                    wgpu::DeviceType::Cpu => stream::SHARED_BATCH,
-                    _ => stream::DEFAULT_BATCH,
-                },
-                |b| b.clamp(1, stream::MAX_BATCH),
-            ),
+            batch.map(|b| b.clamp(1, stream::MAX_BATCH)),
         ) {
             Ok(mut d) => {
                 d.budget = budget;
@@ -76,7 +70,7 @@ impl GpuDevice {
     fn open(
         adapter: &wgpu::Adapter,
         index: usize,
-        batch: usize,
+        batch: Option<usize>,
     ) -> std::result::Result<Self, String> {
         let ai = adapter.get_info();
         let al = adapter.limits();
@@ -125,6 +119,14 @@ impl GpuDevice {
             wgpu::DeviceType::Cpu => DeviceKind::SoftwareGpu,
             wgpu::DeviceType::Other => DeviceKind::Other,
         };
+        // A device on the host's own cores batches longer and starts a
+        // batch early later (see `stream`).
+        let shared = kind == DeviceKind::SoftwareGpu;
+        let batch = batch.unwrap_or(if shared {
+            stream::SHARED_BATCH
+        } else {
+            stream::DEFAULT_BATCH
+        });
         let driver = format!("{} {}", ai.driver, ai.driver_info)
             .trim()
             .to_owned();
@@ -163,6 +165,11 @@ impl GpuDevice {
             groups: Mutex::default(),
             stream: Mutex::new(stream::Stream::default()),
             batch,
+            eager_s: if shared {
+                stream::EAGER_SHARED_S
+            } else {
+                stream::EAGER_S
+            },
             uniform_align: al.min_uniform_buffer_offset_alignment as u64,
             latency: Duration::ZERO,
         };

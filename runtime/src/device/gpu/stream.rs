@@ -46,7 +46,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{GpuDevice, READBACK, RESOLVE, stamp_span};
-use crate::device::{Device, DeviceKind};
+use crate::device::Device;
 use crate::error::Result;
 
 /// Launches in one batch at most, unless `PEL_GPU_BATCH` says otherwise
@@ -353,18 +353,10 @@ impl GpuDevice {
         // A full batch goes; so does one worth starting while the device
         // has nothing in flight that pel knows of (its earlier batches'
         // ends are seen at each call's record, without blocking).
-        if s.tickets.len() >= self.batch || (s.inflight.is_empty() && s.open_s >= self.eager_s()) {
+        if s.tickets.len() >= self.batch || (s.inflight.is_empty() && s.open_s >= self.eager_s) {
             self.submit_batch(s)?;
         }
         Ok(ticket)
-    }
-
-    /// The expected time of an open batch at which it starts early.
-    fn eager_s(&self) -> f64 {
-        match self.info.kind {
-            DeviceKind::SoftwareGpu => EAGER_SHARED_S,
-            _ => EAGER_S,
-        }
     }
 
     /// Submits the open batch, if any, without waiting; returns the

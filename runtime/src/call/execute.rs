@@ -122,7 +122,7 @@ impl Engine {
         let end = Instant::now();
         let exec = virtual_time.unwrap_or_else(|| end - t);
         if let (None, Backend::Cpu) = (&parts, placement.backend) {
-            self.tracer.span(kernel.name(), 0, t);
+            self.tracer.span_ending(kernel.name(), 0, end, end - t);
         }
         Ok((
             RunInfo {

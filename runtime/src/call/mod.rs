@@ -73,6 +73,10 @@ pub(crate) struct Engine {
     pub(crate) proven: RwLock<crate::hash::FxSet<u64>>,
     /// Calls queued on a GPU whose batches have not finished.
     pub(crate) queued: Mutex<Queued>,
+    /// Whether `queued` holds any call, set and cleared under its lock:
+    /// every call settles the queued ones, and a CPU-only program should
+    /// not take a lock for it.
+    pub(crate) queued_any: AtomicBool,
 }
 
 /// A split call's CPU and GPU seconds.
@@ -304,7 +308,6 @@ impl Engine {
         if kernel.name() == BROKEN_INVARIANT {
             panic!("a broken invariant, standing in for a bug in pel");
         }
-        let task = placed.is_some();
         let mut placed = placed;
         // GPUs that failed this call: it is not placed on them again.
         let mut avoid: Vec<usize> = Vec::new();
@@ -319,6 +322,12 @@ impl Engine {
                 .as_ref()
                 .ok()
                 .map(|p| (p.backend, p.split.is_some()));
+            // A call placed here was charged as it was placed (a task, when
+            // the graph placed it).
+            let charged = match (&placement, placed) {
+                (Ok(p), None) => Some((p.backend, p.expect_s.unwrap_or(0.0))),
+                _ => None,
+            };
             let prepared = placement.and_then(|p| {
                 let work = match self.make_work(&mut table, p, kernel, call) {
                     // A GPU out of memory frees other buffers' copies there
@@ -359,15 +368,17 @@ impl Engine {
             drop(table);
             // The chosen device is busy for the expected execution until
             // the call ends: calls from other threads see it queued there.
-            // (A task was charged when it was placed.)
-            let decided = match (&prepared, task && !recovered) {
-                (_, true) => placed.map(|p| p.backend),
-                (Ok((p, _)), false) => {
-                    let secs = p.expect_s.unwrap_or(0.0);
-                    self.dispatcher().charge(p.backend, secs);
-                    Some(p.backend)
+            // A call that could not be made ready never runs: its charge
+            // is taken back.
+            let decided = match (&prepared, placed) {
+                (_, Some(p)) => Some(p.backend),
+                (Ok((p, _)), None) => Some(p.backend),
+                (Err(_), None) => {
+                    if let Some((b, secs)) = charged {
+                        self.dispatcher().uncharge(b, secs);
+                    }
+                    None
                 }
-                (Err(_), false) => None,
             };
             let mut host_written = false;
             // User code runs on this thread (the CPU implementation, on the

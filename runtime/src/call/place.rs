@@ -28,13 +28,16 @@ impl Engine {
     ) -> Result<Placement> {
         match placed {
             Some(p) => Ok(p),
-            None => self.place(table, target, kernel, call, avoid),
+            None => self.place(table, target, kernel, call, avoid, true),
         }
     }
 
     /// Decides where a call runs, recorded (counted and logged): the
     /// dispatcher places it among the candidates, or the target names the
     /// backend or the split. GPUs in `avoid` failed this call already.
+    /// With `charge`, the chosen device is charged with the call's expected
+    /// time under the same lock of the dispatcher (see
+    /// [`Dispatcher::charge`]).
     pub(crate) fn place(
         &self,
         table: &Table,
@@ -42,7 +45,14 @@ impl Engine {
         kernel: &Kernel,
         call: &Call<'_>,
         avoid: &[usize],
+        charge: bool,
     ) -> Result<Placement> {
+        let charged = |d: &mut Dispatcher, p: Placement| {
+            if charge {
+                d.charge(p.backend, p.expect_s.unwrap_or(0.0));
+            }
+            p
+        };
         let forced = match target {
             Target::On(b) => {
                 self.has_device(b)?;
@@ -55,18 +65,20 @@ impl Engine {
             }
             Target::Auto => None,
             Target::Split { gpu, permille } => {
-                return self
-                    .forced_split(kernel, call, gpu, permille)
-                    .map(|d| Placement::from(&d));
+                let p = Placement::from(&self.forced_split(kernel, call, gpu, permille)?);
+                return Ok(charged(&mut self.dispatcher(), p));
             }
         };
         let memo = memo_key(table, kernel, call, forced, avoid);
-        if let Some(key) = &memo
-            && let Some(p) = self.dispatcher().recall(key)
-        {
-            return Ok(p);
+        if let Some(key) = &memo {
+            let mut d = self.dispatcher();
+            if let Some(p) = d.recall(key) {
+                return Ok(charged(&mut d, p));
+            }
         }
-        self.offer(table, kernel, call, avoid, forced, |d, c| d.place(c, memo))
+        self.offer(table, kernel, call, avoid, forced, |d, c| {
+            d.place(c, memo).map(|p| charged(d, p))
+        })
     }
 
     /// What [`place`](Self::place) would decide for an automatic call, with

@@ -22,11 +22,22 @@ impl Engine {
         self.check_args(kernel, &args)?;
         let params = bytemuck::bytes_of(params);
         debug_assert_eq!(params.len(), kernel.params_size());
-        let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
+        // The lengths on the stack where they fit: every call makes them.
+        let mut few = [0usize; 8];
+        let many: Vec<usize>;
+        let lens: &[usize] = if args.len() <= few.len() {
+            for (l, h) in few.iter_mut().zip(&args) {
+                *l = h.len;
+            }
+            &few[..args.len()]
+        } else {
+            many = args.iter().map(|h| h.len).collect();
+            &many
+        };
         let (reads, writes) = access_sets(kernel, &args);
         Ok(Call {
-            size: kernel.cost(params, &lens),
-            workgroups: kernel.workgroups(params, &lens),
+            size: kernel.cost(params, lens),
+            workgroups: kernel.workgroups(params, lens),
             args,
             params,
             reads: reads.into(),

@@ -4,6 +4,7 @@
 //! stream, is `device/gpu/stream.rs`.
 
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::dispatch::{Placement, Reason};
@@ -69,9 +70,13 @@ impl Engine {
     /// the GPU's launch latency: what the call would have taken waited
     /// for) goes to the model. Never blocks.
     pub(crate) fn settle_queued(&self) {
+        if !self.queued_any.load(Ordering::Acquire) {
+            return;
+        }
         let resolved: Vec<Ended> = {
             let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
             if q.calls.is_empty() {
+                self.queued_any.store(false, Ordering::Release);
                 return;
             }
             let Queued { calls, early } = &mut *q;
@@ -96,6 +101,9 @@ impl Engine {
             // A launch whose call failed after queuing it never comes.
             let excess = early.len().saturating_sub(MAX_EARLY);
             early.drain(..excess);
+            if calls.is_empty() {
+                self.queued_any.store(false, Ordering::Release);
+            }
             out
         };
         if resolved.is_empty() {

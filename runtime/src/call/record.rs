@@ -75,17 +75,19 @@ impl Engine {
         // when its batch has finished.
         let queued = match (ticket, &result) {
             (Some((gpu, ticket)), Ok(_)) => {
-                self.queued
+                let mut q = self
+                    .queued
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .calls
-                    .push(QueuedCall {
-                        gpu,
-                        ticket,
-                        kernel: kernel.clone(),
-                        size,
-                        charged: decided,
-                    });
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                q.calls.push(QueuedCall {
+                    gpu,
+                    ticket,
+                    kernel: kernel.clone(),
+                    size,
+                    charged: decided,
+                });
+                self.queued_any
+                    .store(true, std::sync::atomic::Ordering::Release);
                 true
             }
             _ => false,

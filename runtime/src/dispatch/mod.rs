@@ -285,6 +285,14 @@ impl Dispatcher {
         }
     }
 
+    /// Takes back a [`charge`](Self::charge) for a call that never ran.
+    pub(crate) fn uncharge(&mut self, backend: Backend, secs: f64) {
+        if let Some(q) = self.in_flight.get_mut(device_index(backend)) {
+            q.0 = q.0.saturating_sub(1);
+            q.1 = if q.0 == 0 { 0.0 } else { (q.1 - secs).max(0.0) };
+        }
+    }
+
     /// A call placed on `backend` has ended: its charge comes off the queue.
     pub(crate) fn finished(&mut self, kernel: u64, backend: Backend, size: u64) {
         let d = device_index(backend);

@@ -74,14 +74,31 @@ impl Edges {
         }
     }
 
-    /// Forgets a producer that has finished: a synchronous call has written
-    /// a newer version (a producer submitted meanwhile stays).
-    pub(crate) fn clear_finished_producer(&mut self, id: u64) {
-        if let Some(e) = self.by_buffer.get_mut(&id) {
-            if e.producer.as_ref().is_some_and(|t| t.is_finished()) {
-                e.producer = None;
-            }
+    /// Forgets what a synchronous call made stale: a producer that has
+    /// finished, where the call wrote a newer version (`overwritten`), or
+    /// that finished without failing (a failure stays, for the readers it
+    /// fails); and the readers that have finished. An edge left empty goes.
+    /// (A producer or reader submitted meanwhile stays.)
+    pub(crate) fn prune(&mut self, id: u64, overwritten: bool) {
+        let Some(e) = self.by_buffer.get_mut(&id) else {
+            return;
+        };
+        let stale = e.producer.as_ref().is_some_and(|t| {
+            t.is_finished()
+                && (overwritten || t.state().outcome.as_ref().is_some_and(|o| o.is_ok()))
+        });
+        if stale {
+            e.producer = None;
         }
+        e.consumers.retain(|t| !t.is_finished());
+        if e.producer.is_none() && e.consumers.is_empty() {
+            self.by_buffer.remove(&id);
+        }
+    }
+
+    /// Whether no buffer has edges.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_buffer.is_empty()
     }
 
     /// Records `task` as a reader of the buffer's current version.

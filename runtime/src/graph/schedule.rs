@@ -44,14 +44,21 @@ pub(crate) struct Scheduler {
     graveyard: Mutex<Graveyard>,
     /// The graveyard has handles in it.
     buried: AtomicBool,
-    /// A task has been submitted: edges may exist.
+    /// Edges may exist: set when a task is submitted, cleared when the
+    /// last edge goes, both under the edges' lock. A call made while it is
+    /// clear pays nothing for the graph.
     submitted: AtomicBool,
 }
 
 impl Release for Scheduler {
     fn release_buffer(&self, id: u64) {
         self.engine.table().remove(id, &self.engine.gpus);
-        let edges = self.edges().remove(id);
+        let edges = {
+            let mut edges = self.edges();
+            let removed = edges.remove(id);
+            self.edges_changed(&edges);
+            removed
+        };
         drop(edges);
     }
 }
@@ -72,6 +79,20 @@ impl Scheduler {
 
     fn edges(&self) -> MutexGuard<'_, Edges> {
         self.edges.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether calls still look at the graph (some buffer may have edges).
+    #[cfg(test)]
+    pub(crate) fn graph_in_use(&self) -> bool {
+        self.submitted.load(Ordering::Acquire)
+    }
+
+    /// After edges were taken away (under their lock): with none left,
+    /// calls skip the graph until the next submit.
+    fn edges_changed(&self, edges: &Edges) {
+        if edges.is_empty() {
+            self.submitted.store(false, Ordering::Release);
+        }
     }
 
     pub(crate) fn new_buffer<T: Element>(
@@ -97,8 +118,8 @@ impl Scheduler {
     /// Runs a prepared call now, once the submitted tasks it depends on
     /// have finished (failing with a failure among them).
     pub(crate) fn run_now(&self, kernel: &Kernel, call: &Call<'_>) -> Result<RunInfo> {
-        // Until a task is submitted no buffer has edges: a program that
-        // never submits pays nothing for the graph.
+        // While no buffer has edges (no task submitted, or all of them
+        // finished and their edges gone), a call pays nothing for the graph.
         let graph = self.submitted.load(Ordering::Acquire);
         if graph {
             let what = || format!("kernel `{}`", kernel.name());
@@ -109,11 +130,17 @@ impl Scheduler {
             }
         }
         self.engine.run_call(kernel, call, &mut |_, result| {
-            if graph && result.is_ok() {
+            // Read again: a task submitted while the call ran may have
+            // finished before it, and its edge is this call's to clear.
+            if result.is_ok() && self.submitted.load(Ordering::Acquire) {
                 let mut edges = self.edges();
                 for id in call.writes.iter() {
-                    edges.clear_finished_producer(*id);
+                    edges.prune(*id, true);
                 }
+                for id in call.reads.iter() {
+                    edges.prune(*id, false);
+                }
+                self.edges_changed(&edges);
             }
         })
     }
@@ -138,7 +165,9 @@ impl Scheduler {
     pub(crate) fn host_write(&self, id: u64, data: &[u8]) -> Result<()> {
         self.settle_before(&|| "write".to_owned(), &[], &[id])?;
         self.engine.host_write(id, data)?;
-        self.edges().set_producer(id, None);
+        let mut edges = self.edges();
+        edges.set_producer(id, None);
+        self.edges_changed(&edges);
         Ok(())
     }
 
@@ -194,8 +223,8 @@ impl Scheduler {
         let (read_ids, write_ids) = (&task.reads, &task.writes);
 
         let mut table = self.engine.table();
-        self.submitted.store(true, Ordering::Release);
         let mut edges = self.edges();
+        self.submitted.store(true, Ordering::Release);
         // Every argument is read (a written binding is read_write), so the
         // producer of each is a data dependency; the readers of what this
         // task overwrites only have to go first.
@@ -354,7 +383,9 @@ impl Scheduler {
     fn place_task(&self, table: &mut Table, t: &Arc<TaskInner>) -> Result<Job> {
         let handles = t.args();
         let call = t.call(&handles);
-        let placement = self.engine.place(table, t.target, &t.kernel, &call, &[])?;
+        let placement = self
+            .engine
+            .place(table, t.target, &t.kernel, &call, &[], false)?;
         let busy = {
             let mut disp = self.engine.dispatcher();
             disp.enqueue(t.kernel.id(), placement.backend, t.size);

@@ -213,6 +213,7 @@ impl RuntimeBuilder {
             faults_on: AtomicBool::new(faults_on),
             proven: Default::default(),
             queued: Default::default(),
+            queued_any: AtomicBool::new(false),
         };
         Ok(Runtime {
             shared: Arc::new(Scheduler::new(engine)),

@@ -188,3 +188,36 @@ fn wait_all_waits_for_every_task_and_tasks_report_virtual_times() {
         assert_eq!(rt.read(y).unwrap(), iota(N));
     }
 }
+
+#[test]
+fn calls_skip_the_graph_once_its_edges_are_gone_and_not_before() {
+    let (rt, _log) = logged();
+    let (x, y, z) = (rt.buffer(&iota(N)), rt.zeros::<f32>(N), rt.zeros::<f32>(N));
+    assert!(!rt.shared.graph_in_use(), "nothing submitted yet");
+    rt.submit_to(on(1), &copy(), &[&x, &y], &())
+        .unwrap()
+        .wait()
+        .unwrap();
+    let failed = rt.submit_to(on(1), &boom(), &[&x, &z], &()).unwrap();
+    assert!(failed.wait().is_err());
+    assert!(rt.shared.graph_in_use());
+    // A synchronous call reading x and overwriting y: their finished edges
+    // go; z's failed producer stays, and still fails its readers.
+    rt.run_on(Backend::Gpu(0), &copy(), &[&x, &y], &()).unwrap();
+    assert!(rt.shared.graph_in_use(), "z's failure is still an edge");
+    let e = rt
+        .run_on(Backend::Gpu(0), &copy(), &[&z, &y], &())
+        .unwrap_err();
+    assert!(matches!(e, Error::DependencyFailed { .. }), "{e}");
+    // Overwriting z takes the last edge away: calls skip the graph.
+    rt.write(&z, &iota(N)).unwrap();
+    assert!(!rt.shared.graph_in_use());
+    rt.run_on(Backend::Gpu(0), &copy(), &[&z, &y], &()).unwrap();
+    assert_eq!(rt.read(&y).unwrap(), iota(N));
+    // A new task turns it on again, and a call after it waits for it.
+    rt.submit_to(on(0), &slow_copy("late", 20), &[&x, &z], &())
+        .unwrap();
+    assert!(rt.shared.graph_in_use());
+    rt.run_on(Backend::Gpu(1), &copy(), &[&z, &y], &()).unwrap();
+    assert_eq!(rt.read(&y).unwrap(), iota(N));
+}

@@ -1,6 +1,6 @@
 //! pel's benchmark suites, each figure measured beside its peer in the same
 //! run: `pel bench kernels` ([`kernels`]), `peers` ([`peers`]), `routing`
-//! ([`routing`]) and `graph` ([`graph`]), with their reports, the shuffled
+//! ([`routing`]), `graph` ([`graph`]) and `taskbench` ([`taskbench`]), with their reports, the shuffled
 //! rounds they all time in ([`interleaved`]), and the plots ([`plot`]).
 //! The criterion benches (`cargo bench --bench overhead`, `--bench
 //! kernels`) live in this crate's `benches/`.
@@ -24,9 +24,11 @@ pub mod kernels;
 pub mod peers;
 pub mod plot;
 mod routing;
+pub mod taskbench;
 
 pub use graph::{GraphReport, graph};
 pub use routing::{RoutingPoint, RoutingReport, routing};
+pub use taskbench::{TaskbenchReport, taskbench};
 
 /// One point's medians on every backend and with automatic placement, as
 /// the kernels and routing suites report them (flattened into the point in

@@ -54,7 +54,13 @@ type Outcome = Option<(serde_json::Value, Vec<Row>)>;
 /// writes the JSON, CSV and plots asked for.
 pub(crate) fn bench(suite: Suite, opts: &BenchOptions) -> Result<ExitCode> {
     let suites: &[Suite] = match suite {
-        Suite::All => &[Suite::Kernels, Suite::Peers, Suite::Routing, Suite::Graph],
+        Suite::All => &[
+            Suite::Kernels,
+            Suite::Peers,
+            Suite::Routing,
+            Suite::Graph,
+            Suite::Taskbench,
+        ],
         _ => std::slice::from_ref(&suite),
     };
     let rt = Runtime::new()?;
@@ -66,6 +72,7 @@ pub(crate) fn bench(suite: Suite, opts: &BenchOptions) -> Result<ExitCode> {
             Suite::Peers => ("peers", peers(&rt, opts)?),
             Suite::Routing => ("routing", routing(&rt, opts)?),
             Suite::Graph => ("graph", graph(&rt, opts)?),
+            Suite::Taskbench => ("taskbench", taskbench(&rt, opts)?),
             Suite::All => continue,
         };
         let Some((report, medians)) = outcome else {
@@ -234,6 +241,59 @@ fn graph(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
         report.makespan_ratio,
         report.coexec_ratio
     );
+    Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
+}
+
+fn taskbench(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
+    let reps = opts.reps_or(3, 7);
+    let steps = pel_bench::taskbench::PATTERNS.len() * if opts.quick { 7 } else { 10 };
+    let report = crate::with_progress(steps, |step| {
+        pel_bench::taskbench(rt, opts.quick, reps, step)
+    })?;
+    say!(
+        "## taskbench ({} points × {} steps, {} values a task; pel's tasks on the CPU)\n",
+        report.width,
+        report.steps,
+        report.elems
+    );
+    say!(
+        "| {:<10} | {:>10} | {:>12} | {:>12} | {:>8} | {:>8} |",
+        "pattern",
+        "iterations",
+        "pel µs/task",
+        "rayon µs/task",
+        "pel eff",
+        "rayon eff"
+    );
+    say!(
+        "|{:-<12}|{:->12}|{:->14}|{:->14}|{:->10}|{:->10}|",
+        "",
+        "",
+        "",
+        "",
+        "",
+        ""
+    );
+    let f = |v: Option<f64>, p: usize| v.map_or("-".to_owned(), |v| format!("{v:.p$}"));
+    for p in &report.points {
+        say!(
+            "| {:<10} | {:>10} | {:>12} | {:>12} | {:>8} | {:>8} |",
+            p.pattern,
+            p.iterations,
+            f(p.granularity_us.pel, 2),
+            f(p.granularity_us.rayon, 2),
+            f(p.efficiency.pel, 3),
+            f(p.efficiency.rayon, 3)
+        );
+    }
+    say!("");
+    for (pattern, m) in &report.metg_us {
+        say!(
+            "METG(50%) {pattern}: pel {} µs, rayon {} µs",
+            f(m.pel, 2),
+            f(m.rayon, 2)
+        );
+    }
     Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
 }
 

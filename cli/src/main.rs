@@ -131,6 +131,8 @@ enum Suite {
     Routing,
     /// The task graph: the demo graph's makespan with submit and automatic placement, and a splittable kernel at its calibrated split, each against the best single device.
     Graph,
+    /// Task Bench's minimum effective task granularity, METG(50%), for pel's submit and a rayon program, on stencil_1d and nearest.
+    Taskbench,
     /// Every suite, one after another.
     All,
 }

@@ -33,6 +33,7 @@ pub mod softmax;
 pub mod sort;
 pub mod spmv;
 pub mod sum;
+pub mod taskbench;
 pub mod transpose;
 mod uniform;
 
@@ -55,6 +56,7 @@ pub use softmax::Softmax;
 pub use sort::Sort;
 pub use spmv::{CsrMatrix, Spmv};
 pub use sum::Sum;
+pub use taskbench::TaskBench;
 pub use transpose::Transpose;
 
 /// Every sample shader as pel builds it: the name of its file in the

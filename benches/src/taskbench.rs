@@ -1,0 +1,230 @@
+//! `pel bench taskbench`: Task Bench's minimum effective task granularity,
+//! METG(50%) (Slaughter et al., SC'20), for pel's `submit` and for the
+//! rayon program a user would write, measured in the same run.
+//!
+//! For each pattern, a `cores × STEPS` graph is timed at task sizes from 1
+//! to 4^9 iterations, pel and rayon interleaved in shuffled rounds. At
+//! each size, a system's efficiency is its FLOP/s over the best FLOP/s
+//! either reached at any size (the machine's peak, as measured), and its
+//! task granularity is its time × cores / tasks. METG(50%) is the smallest
+//! granularity at 50% efficiency, interpolated between the two sizes
+//! around it. pel's tasks are placed on the CPU, so both systems use the
+//! same cores; the rayon program runs each step as one parallel loop.
+
+use std::collections::BTreeMap;
+
+use pel::kernels::taskbench::{self, CPU, Graph, Pattern, TaskBench};
+use pel::{Error, Result, Runtime};
+use serde::Serialize;
+
+use crate::interleaved_for;
+
+/// Steps of every timed graph.
+pub const STEPS: usize = 64;
+
+/// Seconds of graphs a side each point's rounds aim at (short graphs
+/// swing with this machine's noise; more rounds steady their medians).
+pub const ROUND_S: f64 = 0.3;
+
+/// The patterns whose METG is reported.
+pub const PATTERNS: [Pattern; 2] = [Pattern::Stencil1d, Pattern::Nearest];
+
+/// The two systems' figures at one point.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Pair {
+    /// pel's `submit`.
+    pub pel: Option<f64>,
+    /// The rayon program.
+    pub rayon: Option<f64>,
+}
+
+/// One task size of one pattern.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskbenchPoint {
+    /// The pattern.
+    pub pattern: String,
+    /// Iterations per task.
+    pub iterations: u32,
+    /// Median seconds of the whole graph.
+    pub seconds: Pair,
+    /// Time × cores / tasks, microseconds.
+    pub granularity_us: Pair,
+    /// FLOP/s over the peak.
+    pub efficiency: Pair,
+}
+
+/// The taskbench suite's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskbenchReport {
+    /// METG(50%) per pattern, microseconds (`null`: 50% never reached).
+    pub metg_us: BTreeMap<String, Pair>,
+    /// Every measured point.
+    pub points: Vec<TaskbenchPoint>,
+    /// Points per step: the CPU's threads.
+    pub width: usize,
+    /// Steps per graph.
+    pub steps: usize,
+    /// Values per task.
+    pub elems: usize,
+    /// The best FLOP/s measured, per pattern.
+    pub peak_flops: BTreeMap<String, f64>,
+    /// Timed rounds per point.
+    pub reps: usize,
+}
+
+impl TaskbenchReport {
+    /// Every median as CSV rows (mode `pel` or `rayon`, size the
+    /// iterations).
+    pub fn csv_rows(&self) -> Vec<pel::csv::Row> {
+        self.points
+            .iter()
+            .flat_map(|p| {
+                [("pel", p.seconds.pel), ("rayon", p.seconds.rayon)]
+                    .into_iter()
+                    .filter_map(move |(mode, s)| {
+                        s.map(|seconds| pel::csv::Row {
+                            suite: "taskbench",
+                            kernel: p.pattern.clone(),
+                            size: p.iterations as usize,
+                            shape: String::new(),
+                            mode: mode.to_owned(),
+                            seconds,
+                        })
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The smallest granularity at which `points` (granularity, efficiency)
+/// reach `at`, interpolated (in log granularity) between the smallest
+/// point that does and the next smaller one, which does not.
+pub fn metg(points: &[(f64, f64)], at: f64) -> Option<f64> {
+    let mut sorted: Vec<(f64, f64)> = points.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let i = sorted.iter().position(|&(_, e)| e >= at)?;
+    let (g1, e1) = sorted[i];
+    let Some(&(g0, e0)) = i.checked_sub(1).and_then(|j| sorted.get(j)) else {
+        return Some(g1);
+    };
+    let f = ((at - e0) / (e1 - e0)).clamp(0.0, 1.0);
+    Some((g0.ln() + f * (g1.ln() - g0.ln())).exp())
+}
+
+/// Runs the suite (`quick`: sizes up to 4^6, 16 steps).
+pub fn taskbench(
+    rt: &Runtime,
+    quick: bool,
+    reps: usize,
+    step: &mut dyn FnMut(usize, usize, &str),
+) -> Result<TaskbenchReport> {
+    let width = rt.device(pel::Backend::Cpu)?.threads.max(1);
+    let steps = if quick { 16 } else { STEPS };
+    let top = if quick { 6 } else { 9 };
+    let tb = TaskBench::new()?;
+    let elems = tb.elems_per_task();
+    let mut report = TaskbenchReport {
+        metg_us: BTreeMap::new(),
+        points: Vec::new(),
+        width,
+        steps,
+        elems,
+        peak_flops: BTreeMap::new(),
+        reps,
+    };
+    let total = PATTERNS.len() * (top + 1);
+    let mut done = 0;
+    for (pi, pattern) in PATTERNS.into_iter().enumerate() {
+        let graph = Graph::new(pattern, width, steps);
+        // The two agree before either is timed.
+        let got = tb.run(rt, CPU, &graph, 5)?;
+        let want = taskbench::rayon(&graph, elems, 5)?;
+        if got != want {
+            return Err(Error::Internal {
+                what: format!("taskbench {pattern}"),
+                message: "pel's last step differs from the rayon program's".to_owned(),
+            });
+        }
+        let deps: Vec<usize> = (0..steps)
+            .flat_map(|t| graph.points(t).map(move |p| (t, p)))
+            .map(|(t, p)| graph.deps(t, p).len())
+            .collect();
+        let mut rows = Vec::new();
+        for k in 0..=top {
+            let iterations = 4u32.pow(k as u32);
+            let t = interleaved_for(
+                &[0u8, 1],
+                reps,
+                ROUND_S,
+                100 * pi as u64 + k as u64,
+                |_| Ok::<(), Error>(()),
+                |m, _| {
+                    if m == 0 {
+                        tb.execute(rt, CPU, &graph, iterations)
+                    } else {
+                        taskbench::rayon(&graph, elems, iterations).map(drop)
+                    }
+                },
+                |_| false,
+            )?;
+            let work: f64 = deps
+                .iter()
+                .map(|&k| taskbench::flops(k, elems, iterations))
+                .sum();
+            rows.push((iterations, t[&0], t[&1], work));
+            done += 1;
+            step(done, total, pattern.name());
+        }
+        let peak = rows
+            .iter()
+            .flat_map(|&(_, a, b, w)| [w / a, w / b])
+            .fold(0.0, f64::max);
+        let tasks = graph.tasks() as f64;
+        let mut curves = [Vec::new(), Vec::new()];
+        for &(iterations, pel_s, rayon_s, work) in &rows {
+            let gran = |s: f64| s * width as f64 / tasks * 1e6;
+            let eff = |s: f64| work / s / peak;
+            curves[0].push((gran(pel_s), eff(pel_s)));
+            curves[1].push((gran(rayon_s), eff(rayon_s)));
+            report.points.push(TaskbenchPoint {
+                pattern: pattern.name().to_owned(),
+                iterations,
+                seconds: Pair {
+                    pel: Some(pel_s),
+                    rayon: Some(rayon_s),
+                },
+                granularity_us: Pair {
+                    pel: Some(gran(pel_s)),
+                    rayon: Some(gran(rayon_s)),
+                },
+                efficiency: Pair {
+                    pel: Some(eff(pel_s)),
+                    rayon: Some(eff(rayon_s)),
+                },
+            });
+        }
+        report.metg_us.insert(
+            pattern.name().to_owned(),
+            Pair {
+                pel: metg(&curves[0], 0.5),
+                rayon: metg(&curves[1], 0.5),
+            },
+        );
+        report.peak_flops.insert(pattern.name().to_owned(), peak);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metg;
+
+    #[test]
+    fn metg_interpolates_between_the_sizes_around_half() {
+        // Efficiency 0.25 at 1 µs, 0.75 at 100 µs: half-way in log, 10 µs.
+        let m = metg(&[(100.0, 0.75), (1.0, 0.25), (1e4, 0.99)], 0.5).unwrap();
+        assert!((m - 10.0).abs() < 1e-9, "{m}");
+        assert_eq!(metg(&[(5.0, 0.9), (50.0, 1.0)], 0.5), Some(5.0));
+        assert_eq!(metg(&[(5.0, 0.1), (50.0, 0.4)], 0.5), None);
+    }
+}

@@ -9,7 +9,7 @@ use pel::kernels;
 use pel::tour::{TourOptions, TourReport};
 use pel::{Runtime, Target};
 
-use crate::ModelAction;
+use crate::{ModelAction, SimulateAction};
 
 pub(crate) fn devices() -> Result<ExitCode> {
     let rt = Runtime::new()?;
@@ -146,6 +146,48 @@ pub(crate) fn trace(out: &Path) -> Result<ExitCode> {
     );
     if pel::demo::overlapping(&events, rt.gpu_count()).is_some() {
         say!("a CPU-lane and a GPU-lane event overlap in time");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn simulate(action: SimulateAction) -> Result<ExitCode> {
+    match action {
+        SimulateAction::Describe { out } => {
+            let json = Runtime::new()?.describe().to_json();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, json + "\n")
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    say!("wrote {}", path.display());
+                }
+                None => say!("{json}"),
+            }
+        }
+        SimulateAction::Check { file } => {
+            let m = pel::Machine::load(&file)?;
+            say!(
+                "{}: {} ({} CPU cores, {} GPUs)",
+                file.display(),
+                m.name,
+                m.cpu.cores,
+                m.gpus.len()
+            );
+            for (g, gpu) in m.gpus.iter().enumerate() {
+                let link = m.link_of(g).map_or(String::new(), |l| {
+                    format!(
+                        "{}: {:.1} GB/s, {}",
+                        l.name,
+                        l.bandwidth / 1e9,
+                        pel::secs(l.latency_s)
+                    )
+                });
+                say!(
+                    "  {}: {:.0} GB, link {link}",
+                    gpu.name,
+                    gpu.memory_bytes as f64 / 1e9
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -98,7 +98,12 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-    /// Benchmarks, each figure measured beside its peer in the same run. `kernels`: every sample kernel over sizes on every backend, with automatic placement and beside the program a user would otherwise write, against the machine's roofline. `peers`: the six headline ratios. `routing`: placement against the best single backend. `graph`: task graphs and co-execution against the best single device. `all` (the default): every suite.
+    /// Machine descriptions for the simulator (the simulator itself is not built yet).
+    Simulate {
+        #[command(subcommand)]
+        action: SimulateAction,
+    },
+    /// Benchmarks, each figure measured beside its peer in the same run. `kernels`: every sample kernel over sizes on every backend, with automatic placement and beside the program a user would otherwise write, against the machine's roofline. `peers`: the six headline ratios. `routing`: placement against the best single backend. `graph`: task graphs and co-execution against the best single device. `taskbench`: Task Bench's METG(50%) for pel and rayon. `all` (the default): every suite.
     Bench {
         /// Which suite (also `--suite`).
         #[arg(value_enum)]
@@ -108,6 +113,21 @@ enum Command {
         suite_flag: Option<Suite>,
         #[command(flatten)]
         options: bench::BenchOptions,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimulateAction {
+    /// Write this machine's description (JSON) from the saved model and the bus measurements.
+    Describe {
+        /// Write it here (default: standard output).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Check a machine description and summarise it.
+    Check {
+        /// The description (JSON), such as machines/h200x4-nvlink.json.
+        file: std::path::PathBuf,
     },
 }
 
@@ -196,6 +216,7 @@ fn main() -> ExitCode {
         } => commands::run(&kernel, size, backend.target(), seed),
         Command::Tour { csv, reps, kernels } => commands::tour(csv.as_deref(), reps, &kernels),
         Command::Model { action } => commands::model(action),
+        Command::Simulate { action } => commands::simulate(action),
         Command::Trace { out } => commands::trace(&out),
         Command::Calibrate { quick } => commands::calibrate(quick),
         Command::Shader { name } => commands::shader(name.as_deref()),

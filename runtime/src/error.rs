@@ -366,6 +366,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A machine description ([`Machine`](crate::Machine)) that cannot
+    /// describe a machine: unreadable, malformed, or inconsistent.
+    #[error("machine description {file}: `{field}`: {message}")]
+    Machine {
+        /// Where it came from (a path, or `<json>`).
+        file: String,
+        /// The field at fault (`gpus[1].link`, ...).
+        field: String,
+        /// What is wrong, with the values involved.
+        message: String,
+    },
+
     /// A fault-injection setting (`PEL_INJECT` or
     /// [`RuntimeBuilder::inject`](crate::RuntimeBuilder::inject)) that pel
     /// does not understand.

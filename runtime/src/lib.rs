@@ -46,6 +46,7 @@ mod frames;
 mod hash;
 mod ids;
 pub mod inject;
+mod machine;
 mod stats;
 mod trace;
 
@@ -65,6 +66,7 @@ pub use kernel::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Grid, Kernel, KernelBuilder, Read,
     ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding,
 };
+pub use machine::{CpuSpec, GpuSpec, LinkSpec, Machine, Times};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use stats::Stats;
 pub use trace::TraceEvent;

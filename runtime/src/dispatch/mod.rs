@@ -161,6 +161,11 @@ impl Dispatcher {
         &self.keys
     }
 
+    /// GPU `g`'s bus, where it has been measured.
+    pub(crate) fn bus_of(&self, g: usize) -> Option<TransferModel> {
+        self.bus.get(g).copied().flatten()
+    }
+
     /// The backend every automatic call is forced to, if any. The call
     /// layer checks that such a device exists before asking for a place.
     pub(crate) fn forced(&self) -> Option<Backend> {

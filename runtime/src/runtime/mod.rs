@@ -408,6 +408,70 @@ impl Runtime {
         self.engine().sync_gpus()
     }
 
+    /// This machine as a [`Machine`](crate::Machine) description, for the
+    /// simulator: the CPU pool's cores, each GPU timed by its samples in
+    /// this machine's model, and each GPU's bus as measured (its slower
+    /// direction). A GPU's memory is its budget where one is set, else the
+    /// largest buffer it allows (a lower bound). Roofline peaks are not
+    /// measured here: the CPU's times come from the model too.
+    pub fn describe(&self) -> crate::Machine {
+        use crate::machine::{CpuSpec, GpuSpec, LinkSpec, Machine, Times};
+        let engine = self.engine();
+        let d = engine.dispatcher();
+        let keys = d.keys().to_vec();
+        let model = |i: usize| Times::Model {
+            file: None,
+            device: keys.get(i).cloned().unwrap_or_default(),
+        };
+        let mut gpus = Vec::new();
+        let mut links = Vec::new();
+        for (g, gpu) in engine.gpus.iter().enumerate() {
+            let info = gpu.info();
+            let limits = info.limits.as_ref().map_or(0, |l| l.max_buffer);
+            let link = format!("bus{g}");
+            let (latency_s, bandwidth, source) = match d.bus_of(g) {
+                Some(b) => (
+                    b.h2d.latency_s.max(b.d2h.latency_s),
+                    b.h2d.bytes_per_s.min(b.d2h.bytes_per_s),
+                    "measured by pel when the runtime started: the slower direction".to_owned(),
+                ),
+                None => (
+                    0.0,
+                    1e12,
+                    "not measured (a simulated device): 1 TB/s assumed".to_owned(),
+                ),
+            };
+            links.push(LinkSpec {
+                name: link.clone(),
+                latency_s,
+                bandwidth,
+                source,
+            });
+            gpus.push(GpuSpec {
+                name: format!("gpu{g}"),
+                memory_bytes: gpu.budget().unwrap_or(limits).max(1),
+                link,
+                peer_link: None,
+                shares_host_cores: info.kind == crate::DeviceKind::SoftwareGpu,
+                times: model(g + 1),
+                source: info.label(),
+            });
+        }
+        let cpu = engine.cpu.info();
+        Machine {
+            name: "this machine".to_owned(),
+            source: "`pel simulate describe`: pel's saved model and bus measurements".to_owned(),
+            cpu: CpuSpec {
+                cores: cpu.threads.max(1),
+                memory_bytes: None,
+                times: model(0),
+                source: cpu.label(),
+            },
+            gpus,
+            links,
+        }
+    }
+
     /// The description of one backend.
     pub fn device(&self, backend: Backend) -> Result<DeviceInfo> {
         self.engine().device(backend)

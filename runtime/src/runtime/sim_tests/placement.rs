@@ -205,3 +205,17 @@ fn calls_follow_their_data_when_the_bus_is_slow() {
     }
     assert_eq!(rt.read(&y).unwrap(), vec![42.0; N]);
 }
+
+#[test]
+fn describe_gives_a_description_of_the_machine_that_checks() {
+    let (a, b) = (sim("a", MS), sim("b", US));
+    let rt = runtime(&[&a, &b]);
+    let m = rt.describe();
+    m.check("described").unwrap();
+    assert_eq!(m.gpus.len(), 2);
+    assert_eq!(m.cpu.cores, rt.device(Backend::Cpu).unwrap().threads.max(1));
+    assert!(m.gpus.iter().all(|g| !g.shares_host_cores));
+    assert_eq!(m.link_of(1).unwrap().name, "bus1");
+    let again = crate::Machine::from_json(&m.to_json(), "described").unwrap();
+    assert_eq!(again, m);
+}

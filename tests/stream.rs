@@ -264,3 +264,37 @@ fn a_program_runs_wgpu_work_of_its_own_on_pels_device() {
         assert_eq!(rt.read(&y).unwrap(), vec![5.0f32; 100], "{g}");
     }
 }
+
+/// A read behind queued launches waits for them: its time is not the
+/// bus's, and the bus model does not learn from it. Reads of a quiet
+/// device still refine it.
+#[test]
+fn reads_behind_queued_work_do_not_teach_the_bus_model() {
+    let rt = fresh();
+    for (g, _) in batching(&rt, "reads behind queued work and the bus model") {
+        let saxpy = pel::kernels::Saxpy::new().unwrap();
+        let n = 1 << 20; // 4 MiB: past the size the bus model learns from
+        let (x, y) = (rt.buffer(&random(n, 1)), rt.buffer(&random(n, 2)));
+        saxpy.run(&rt, Target::On(g), 0.5, &x, &y).unwrap();
+        rt.sync().unwrap();
+        let before = rt.bus(g).expect("a GPU's bus is measured at start");
+        for _ in 0..4 {
+            for _ in 0..16 {
+                saxpy.run(&rt, Target::On(g), 0.5, &x, &y).unwrap();
+            }
+            rt.read(&y).unwrap();
+        }
+        assert_eq!(rt.bus(g).unwrap().d2h, before.d2h, "on {g}");
+        // Quiet reads: a kernel waited for, then the read of its output.
+        for _ in 0..4 {
+            saxpy.run(&rt, Target::On(g), 0.5, &x, &y).unwrap();
+            rt.sync().unwrap();
+            rt.read(&y).unwrap();
+        }
+        assert_ne!(
+            rt.bus(g).unwrap().d2h,
+            before.d2h,
+            "on {g}: quiet reads refine it"
+        );
+    }
+}

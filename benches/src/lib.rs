@@ -113,10 +113,26 @@ pub fn interleaved_for<M: Copy + Ord, T, E>(
     reps: usize,
     min_secs: f64,
     seed: u64,
+    prepare: impl FnMut(M) -> std::result::Result<T, E>,
+    run: impl FnMut(M, &mut T) -> std::result::Result<(), E>,
+    slow: impl Fn(M) -> bool,
+) -> std::result::Result<BTreeMap<M, f64>, E> {
+    let times = interleaved_rounds(modes, reps, min_secs, seed, prepare, run, slow)?;
+    Ok(times.into_iter().map(|(m, v)| (m, median(v))).collect())
+}
+
+/// [`interleaved_for`]'s every timed run: per mode, its seconds round by
+/// round (round `i` of each mode ran in the same shuffled round, so a
+/// ratio of two modes' `i`-th times compares runs made moments apart).
+pub fn interleaved_rounds<M: Copy + Ord, T, E>(
+    modes: &[M],
+    reps: usize,
+    min_secs: f64,
+    seed: u64,
     mut prepare: impl FnMut(M) -> std::result::Result<T, E>,
     mut run: impl FnMut(M, &mut T) -> std::result::Result<(), E>,
     slow: impl Fn(M) -> bool,
-) -> std::result::Result<BTreeMap<M, f64>, E> {
+) -> std::result::Result<BTreeMap<M, Vec<f64>>, E> {
     let mut times: BTreeMap<M, Vec<f64>> = BTreeMap::new();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut live: Vec<M> = modes.to_vec();
@@ -146,7 +162,7 @@ pub fn interleaved_for<M: Copy + Ord, T, E>(
         }
         rep += 1;
     }
-    Ok(times.into_iter().map(|(m, v)| (m, median(v))).collect())
+    Ok(times)
 }
 
 /// The fastest time measured in any mode.

@@ -186,6 +186,13 @@ pub(crate) trait Device: Send + Sync {
         false
     }
 
+    /// Whether nothing is queued or running on it that a transfer made now
+    /// would wait for; never blocks. A transfer timed while it is not
+    /// times the device's earlier work too, not the bus.
+    fn quiet(&self) -> bool {
+        true
+    }
+
     /// The error of a launch given arguments of the other kind.
     fn wrong_args(&self) -> Error {
         Error::Internal {

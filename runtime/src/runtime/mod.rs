@@ -408,6 +408,17 @@ impl Runtime {
         self.engine().sync_gpus()
     }
 
+    /// GPU `backend`'s bus as the model has it: each direction's latency
+    /// and bandwidth, measured when the runtime started and refined by
+    /// downloads timed on a quiet device (`None`: the CPU, or a bus not
+    /// measured).
+    pub fn bus(&self, backend: Backend) -> Option<crate::TransferModel> {
+        match backend {
+            Backend::Gpu(g) => self.engine().dispatcher().bus_of(g),
+            Backend::Cpu => None,
+        }
+    }
+
     /// This machine as a [`Machine`](crate::Machine) description, for the
     /// simulator: the CPU pool's cores, each GPU timed by its samples in
     /// this machine's model, and each GPU's bus as measured (its slower

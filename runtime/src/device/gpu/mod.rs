@@ -487,6 +487,10 @@ impl Device for GpuDevice {
         self.batches()
     }
 
+    fn quiet(&self) -> bool {
+        GpuDevice::quiet(self)
+    }
+
     fn host_waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)
     }

@@ -504,6 +504,23 @@ impl GpuDevice {
         }
     }
 
+    /// Whether nothing is recorded or running that a transfer made now
+    /// would wait for (a non-blocking poll first, where batches are in
+    /// flight): the transfer's time is then the bus's alone.
+    pub(super) fn quiet(&self) -> bool {
+        let s = self.stream();
+        if s.encoder.is_some() || !s.tickets.is_empty() {
+            return false;
+        }
+        if s.inflight.is_empty() {
+            return true;
+        }
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        s.inflight
+            .iter()
+            .all(|b| b.finished.load(Ordering::Acquire))
+    }
+
     /// Hands out the launches of the batches that have finished (all of
     /// them once the device is lost), with their device times where they
     /// came back. Never blocks.

@@ -214,8 +214,8 @@ impl Machine {
                     format!("`{}` twice", l.name),
                 ));
             }
-            positive(l.bandwidth, &format!("links[{i}].bandwidth"), &bad)?;
-            non_negative(l.latency_s, &format!("links[{i}].latency_s"), &bad)?;
+            figure(l.bandwidth, false, &format!("links[{i}].bandwidth"), &bad)?;
+            figure(l.latency_s, true, &format!("links[{i}].latency_s"), &bad)?;
         }
         let mut gpus = BTreeSet::new();
         for (i, g) in self.gpus.iter().enumerate() {
@@ -257,9 +257,9 @@ fn check_times(t: &Times, field: &str, bad: &impl Fn(String, String) -> Error) -
             bandwidth,
             latency_s,
         } => {
-            positive(flops, &format!("{field}.flops"), bad)?;
-            positive(bandwidth, &format!("{field}.bandwidth"), bad)?;
-            non_negative(latency_s, &format!("{field}.latency_s"), bad)
+            figure(flops, false, &format!("{field}.flops"), bad)?;
+            figure(bandwidth, false, &format!("{field}.bandwidth"), bad)?;
+            figure(latency_s, true, &format!("{field}.latency_s"), bad)
         }
         Times::Model { ref device, .. } if device.is_empty() => Err(bad(
             format!("{field}.device"),
@@ -269,26 +269,18 @@ fn check_times(t: &Times, field: &str, bad: &impl Fn(String, String) -> Error) -
     }
 }
 
-fn positive(v: f64, field: &str, bad: &impl Fn(String, String) -> Error) -> Result<()> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(bad(
-            field.to_owned(),
-            format!("{v}; a finite value above 0"),
-        ))
+/// `v` finite and above 0, or at least 0 where `zero_ok`.
+fn figure(
+    v: f64,
+    zero_ok: bool,
+    field: &str,
+    bad: &impl Fn(String, String) -> Error,
+) -> Result<()> {
+    if v.is_finite() && (v > 0.0 || zero_ok && v == 0.0) {
+        return Ok(());
     }
-}
-
-fn non_negative(v: f64, field: &str, bad: &impl Fn(String, String) -> Error) -> Result<()> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(())
-    } else {
-        Err(bad(
-            field.to_owned(),
-            format!("{v}; a finite value of 0 or more"),
-        ))
-    }
+    let want = if zero_ok { "of 0 or more" } else { "above 0" };
+    Err(bad(field.to_owned(), format!("{v}; a finite value {want}")))
 }
 
 #[cfg(test)]

@@ -234,13 +234,7 @@ impl TaskBench {
                 last.push(rt.submit_to(target, &self.kernels[deps.len()], &args, &params)?);
             }
         }
-        let end = graph.points(graph.steps - 1);
-        let [even, odd] = rows;
-        let row = if graph.steps % 2 == 1 { even } else { odd };
-        Ok((
-            row.into_iter().skip(end.start).take(end.len()).collect(),
-            last,
-        ))
+        Ok((last_row(graph, rows), last))
     }
 
     /// Runs every task of `graph` at `target` and returns the last step's
@@ -326,8 +320,13 @@ fn step_by_step(
             .collect();
         each(before, outs);
     }
+    Ok(last_row(graph, rows))
+}
+
+/// The last step's points (in point order) out of the two rows, even
+/// steps' and odd steps'.
+fn last_row<T>(graph: &Graph, [even, odd]: [Vec<T>; 2]) -> Vec<T> {
     let end = graph.points(graph.steps - 1);
-    let [even, odd] = rows;
     let row = if graph.steps % 2 == 1 { even } else { odd };
-    Ok(row.into_iter().skip(end.start).take(end.len()).collect())
+    row.into_iter().skip(end.start).take(end.len()).collect()
 }

@@ -290,7 +290,8 @@ impl Dispatcher {
         }
     }
 
-    /// Takes back a [`charge`](Self::charge) for a call that never ran.
+    /// Takes back a [`charge`](Self::charge) of `secs`: for a call that
+    /// never ran, or (through [`finished`](Self::finished)) one that ended.
     pub(crate) fn uncharge(&mut self, backend: Backend, secs: f64) {
         if let Some(q) = self.in_flight.get_mut(device_index(backend)) {
             q.0 = q.0.saturating_sub(1);
@@ -311,10 +312,7 @@ impl Dispatcher {
         } else {
             0.0
         };
-        if let Some(q) = self.in_flight.get_mut(d) {
-            q.0 = q.0.saturating_sub(1);
-            q.1 = if q.0 == 0 { 0.0 } else { (q.1 - secs).max(0.0) };
-        }
+        self.uncharge(backend, secs);
     }
 
     /// How likely an output this kernel writes on a GPU is needed on the

@@ -35,6 +35,9 @@ pub struct TraceEvent {
 pub(crate) struct Tracer {
     start: Instant,
     enabled: AtomicBool,
+    /// A simulated runtime's: only spans on the virtual clock
+    /// ([`span_at`](Self::span_at)) are recorded.
+    virtual_clock: AtomicBool,
     lanes: Vec<String>,
     events: Mutex<Vec<TraceEvent>>,
     /// Counter samples: (counter, microseconds since the start, value).
@@ -46,6 +49,7 @@ impl Tracer {
         Tracer {
             start: Instant::now(),
             enabled: AtomicBool::new(enabled),
+            virtual_clock: AtomicBool::new(false),
             lanes,
             events: Mutex::new(Vec::new()),
             counters: Mutex::new(Vec::new()),
@@ -60,6 +64,32 @@ impl Tracer {
         self.enabled.load(Ordering::Relaxed)
     }
 
+    /// From now on, records only spans on the virtual clock.
+    pub(crate) fn use_virtual_clock(&self) {
+        self.virtual_clock.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether host-clock spans are recorded.
+    fn host_clock(&self) -> bool {
+        self.on() && !self.virtual_clock.load(Ordering::Relaxed)
+    }
+
+    /// Records a span on the virtual clock: `start_s` and `dur_s` seconds.
+    pub(crate) fn span_at(&self, name: impl Into<String>, tid: u32, start_s: f64, dur_s: f64) {
+        if !self.on() {
+            return;
+        }
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(TraceEvent {
+                name: name.into(),
+                tid,
+                ts: start_s * 1e6,
+                dur: dur_s * 1e6,
+            });
+    }
+
     /// The lane of the transfers.
     pub(crate) fn transfer_lane(&self) -> u32 {
         self.lanes.len() as u32 - 1
@@ -68,7 +98,7 @@ impl Tracer {
     /// Records a span that began at `began` and ends now.
     pub(crate) fn span(&self, name: impl Into<String>, tid: u32, began: Instant) {
         // The clock is read only for a trace: a CPU call reads it enough.
-        if !self.on() {
+        if !self.host_clock() {
             return;
         }
         let end = Instant::now();
@@ -84,7 +114,7 @@ impl Tracer {
         end: Instant,
         dur: std::time::Duration,
     ) {
-        if !self.on() {
+        if !self.host_clock() {
             return;
         }
         let began = end.checked_sub(dur).unwrap_or(end);
@@ -104,7 +134,7 @@ impl Tracer {
     /// Records counter `name`'s value now (a counter track in Perfetto),
     /// where it changed since its last sample.
     pub(crate) fn counter(&self, name: &str, value: u64) {
-        if !self.on() {
+        if !self.host_clock() {
             return;
         }
         let ts = self.start.elapsed().as_secs_f64() * 1e6;

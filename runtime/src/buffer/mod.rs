@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use crate::hash::FxMap;
 use std::sync::Arc;
 
+use crate::device::timeline::Timeline;
 use crate::device::{Device, Memory};
 use crate::error::{Error, Result};
 use crate::ids::Backend;
@@ -115,6 +116,9 @@ pub(crate) struct Table {
     tick: u64,
     /// GPUs that have been lost: nothing is kept or made valid there.
     lost_gpus: Vec<bool>,
+    /// A simulated machine's clock: every copy made and every write from
+    /// the host goes on it.
+    timeline: Option<Arc<Timeline>>,
 }
 
 impl Table {
@@ -126,7 +130,14 @@ impl Table {
             gpus,
             tick: 0,
             lost_gpus: vec![false; gpus],
+            timeline: None,
         }
+    }
+
+    /// A table whose copies and host writes go on `timeline`.
+    pub(crate) fn on_timeline(mut self, timeline: Arc<Timeline>) -> Self {
+        self.timeline = Some(timeline);
+        self
     }
 
     /// Registers a buffer whose host copy is `data`, or whose contents are
@@ -135,6 +146,9 @@ impl Table {
         let id = self.next_id;
         self.next_id += 1;
         let host_valid = data.is_some();
+        if let Some(t) = &self.timeline {
+            t.created(id);
+        }
         self.entries.insert(
             id,
             Entry {
@@ -228,6 +242,9 @@ impl Table {
 
     /// Removes a zombie (or freed) entry for good, and the records it held.
     fn drop_entry(&mut self, id: u64, gpus: &[Box<dyn Device>]) {
+        if let Some(t) = &self.timeline {
+            t.forget(id);
+        }
         let mut released = Vec::new();
         self.take_entry(id, gpus, &mut released);
         self.unpin_all(released, gpus);
@@ -299,6 +316,7 @@ impl Table {
         gpus: &[Box<dyn Device>],
         c: &Counters,
     ) -> Result<HostMade> {
+        let timeline = self.timeline.clone();
         let e = self.entry(id);
         if e.valid.host {
             return Ok(HostMade::default());
@@ -344,6 +362,9 @@ impl Table {
                 return Err(err);
             }
             c.download(bytes as u64);
+            if let Some(t) = &timeline {
+                t.transfer(id, g, false, bytes as u64);
+            }
             download = quiet.then(|| Download {
                 gpu: g,
                 bytes: bytes as u64,
@@ -360,6 +381,9 @@ impl Table {
         } else if !fresh {
             // Zero contents in a reused copy.
             host.as_bytes_mut().fill(0);
+        }
+        if let (None, Some(t)) = (source, &timeline) {
+            t.cleared(id, 0);
         }
         e.host = Some(host);
         e.valid.host = true;
@@ -382,6 +406,7 @@ impl Table {
     ) -> Result<(Memory, bool, HostMade)> {
         self.tick += 1;
         let tick = self.tick;
+        let timeline = self.timeline.clone();
         let e = self.entry(id);
         if let Some(err) = &e.lost {
             return Err(err.clone());
@@ -403,8 +428,14 @@ impl Table {
             let host = e.host.as_ref().expect("valid host copy");
             gpus[g].upload(&buf, host.as_bytes())?;
             c.upload(e.bytes);
+            if let Some(t) = &timeline {
+                t.transfer(id, g, true, e.bytes);
+            }
         } else {
             gpus[g].clear(&buf, e.bytes)?;
+            if let Some(t) = &timeline {
+                t.cleared(id, g + 1);
+            }
         }
         e.valid.gpu[g] = true;
         Ok((buf, true, made))
@@ -446,6 +477,9 @@ impl Table {
         e.version += 1;
         e.host_version = e.version;
         self.host_caught_up(id, gpus);
+        if let Some(t) = &self.timeline {
+            t.host_wrote(id);
+        }
     }
 
     /// The host bytes of the buffer when the host holds its only current

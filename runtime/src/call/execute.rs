@@ -51,7 +51,7 @@ impl Engine {
                         .collect();
                     self.cpu.execute_faulty(kernel, &raw, &written)?;
                 }
-                Device::execute(
+                let cpu_time = Device::execute(
                     &self.cpu,
                     Launch {
                         kernel,
@@ -63,6 +63,9 @@ impl Engine {
                         expect_s: None,
                     },
                 )?;
+                if self.cpu.virtual_clock() {
+                    virtual_time = cpu_time;
+                }
                 None
             }
             Work::Gpu(g, bound) => {
@@ -77,6 +80,7 @@ impl Engine {
                     });
                 }
                 self.inject_gpu_loss(g);
+                self.virtual_loss(g);
                 let timed = self.tracer.on();
                 let launch = Launch {
                     kernel,
@@ -121,6 +125,14 @@ impl Engine {
         }
         let end = Instant::now();
         let exec = virtual_time.unwrap_or_else(|| end - t);
+        if let (Some(timeline), None) = (&self.timeline, &parts) {
+            let mut args = [(0, false); 8];
+            let mut many = Vec::new();
+            let list = kernel_args(kernel, call, &mut args, &mut many);
+            let bytes = call.args.iter().map(|h| h.bytes).sum();
+            let loc = crate::dispatch::device_index(placement.backend);
+            timeline.kernel(kernel.name(), loc, list, bytes, exec.as_secs_f64());
+        }
         if let (None, Backend::Cpu) = (&parts, placement.backend) {
             self.tracer.span_ending(kernel.name(), 0, end, end - t);
         }
@@ -137,6 +149,17 @@ impl Engine {
         ))
     }
 
+    /// A simulated GPU whose loss time has come on the virtual clock is
+    /// lost before it runs anything more.
+    fn virtual_loss(&self, g: usize) {
+        if let Some(at) = self.timeline.as_ref().and_then(|t| t.lost_by_now(g)) {
+            self.gpus[g].lose(&format!(
+                "lost at {:.6} s of virtual time, as the simulation asked",
+                at
+            ));
+        }
+    }
+
     /// `gpu-lost@N`: loses GPU `g` when it is about to run the (N+1)-th
     /// GPU kernel.
     pub(super) fn inject_gpu_loss(&self, g: usize) {
@@ -149,5 +172,29 @@ impl Engine {
                 self.gpus[g].lose(&format!("injected by PEL_INJECT=gpu-lost@{n}"));
             }
         }
+    }
+}
+
+/// The call's buffers and whether it writes each, on the stack for up to
+/// eight arguments.
+fn kernel_args<'a>(
+    kernel: &Kernel,
+    call: &Call<'_>,
+    stack: &'a mut [(u64, bool); 8],
+    heap: &'a mut Vec<(u64, bool)>,
+) -> &'a [(u64, bool)] {
+    let list = call
+        .args
+        .iter()
+        .zip(&kernel.reflection().storage)
+        .map(|(h, b)| (h.id, b.access.writes()));
+    if call.args.len() <= stack.len() {
+        for (slot, a) in stack.iter_mut().zip(list) {
+            *slot = a;
+        }
+        &stack[..call.args.len()]
+    } else {
+        heap.extend(list);
+        heap
     }
 }

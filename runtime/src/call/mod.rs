@@ -23,12 +23,13 @@ mod split;
 mod stage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::buffer::{Handle, HostCopy, Table};
 use crate::device::DeviceInfo;
 use crate::device::cpu::CpuDevice;
+use crate::device::timeline::Timeline;
 use crate::device::{Device, Memory};
 pub(crate) use crate::dispatch::Placement;
 use crate::dispatch::{Dispatcher, Reason};
@@ -60,7 +61,9 @@ pub(crate) struct Engine {
     pub(crate) leases: Condvar,
     pub(crate) counters: Counters,
     pub(crate) dispatcher: Mutex<Dispatcher>,
-    pub(crate) tracer: Tracer,
+    pub(crate) tracer: Arc<Tracer>,
+    /// A simulated machine's virtual clock (`RuntimeBuilder::simulate`).
+    pub(crate) timeline: Option<Arc<Timeline>>,
     /// Where the trace goes when the engine drops (`PEL_TRACE`, builder).
     pub(crate) trace_file: Option<std::path::PathBuf>,
     /// Faults to inject (`PEL_INJECT`, `Runtime::set_faults`).

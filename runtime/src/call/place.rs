@@ -69,7 +69,12 @@ impl Engine {
                 return Ok(charged(&mut self.dispatcher(), p));
             }
         };
-        let memo = memo_key(table, kernel, call, forced, avoid);
+        // On a simulated machine the queues are the virtual clock's, which
+        // a remembered decision would not see.
+        let memo = match self.timeline {
+            None => memo_key(table, kernel, call, forced, avoid),
+            Some(_) => None,
+        };
         if let Some(key) = &memo {
             let mut d = self.dispatcher();
             if let Some(p) = d.recall(key) {
@@ -134,6 +139,12 @@ impl Engine {
             .map(|(h, _)| h.bytes)
             .sum();
         let why_none = || self.refusals(kernel, args, workgroups, avoid);
+        // On a simulated machine: what each device would make the call wait.
+        let queue_s = self.timeline.as_ref().map(|t| {
+            let mut ids = Vec::with_capacity(args.len());
+            ids.extend(args.iter().map(|h| h.id));
+            t.backlogs(&ids, args.iter().map(|h| h.bytes).sum())
+        });
         let candidates = Candidates {
             kernel: kernel.id(),
             name: kernel.name(),
@@ -141,8 +152,12 @@ impl Engine {
             forced,
             // The split's own checks cost an allocation: only for kernels
             // declared splittable.
-            splittable: kernel.is_splittable() && split_items(kernel, args, call.params).is_some(),
+            // (The simulator does not model a split's two halves.)
+            splittable: self.timeline.is_none()
+                && kernel.is_splittable()
+                && split_items(kernel, args, call.params).is_some(),
             written,
+            queue_s,
             backends,
             why_none: Some(&why_none),
         };

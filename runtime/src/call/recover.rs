@@ -33,11 +33,28 @@ impl Engine {
         let cpu = &self.cpu;
         // A kernel with no CPU implementation replays on a GPU still alive.
         let replayed = table.lose_gpu(g, &device, &self.gpus, &mut |k, raw, p| {
-            if k.has_cpu() {
-                cpu.execute(k, raw, p)
-            } else {
-                self.replay_on_gpu(k, raw, p)
+            if !k.has_cpu() {
+                return self.replay_on_gpu(k, raw, p);
             }
+            let Some(timeline) = &self.timeline else {
+                return cpu.execute(k, raw, p);
+            };
+            // On a simulated machine the replay takes the CPU's modelled
+            // time (and computes only if the simulation does).
+            let launch = Launch {
+                kernel: k,
+                args: Args::Host(raw),
+                params: p,
+                workgroups: 0,
+                timed: false,
+                sample: false,
+                expect_s: None,
+            };
+            let secs =
+                crate::device::Device::execute(cpu, launch)?.map_or(0.0, |d| d.as_secs_f64());
+            let bytes = raw.iter().map(|r| r.bytes as u64).sum();
+            timeline.kernel(k.name(), 0, &[], bytes, secs);
+            Ok(())
         });
         self.counters.lost_device(replayed);
     }

@@ -110,8 +110,12 @@ impl Engine {
             let bytes = self.counters.upload_bytes() - uploaded;
             if bytes > 0 {
                 self.trace_transfer(&format!("to gpu{g}"), bytes, t);
-                self.dispatcher()
-                    .observe_transfer(g, true, bytes, t.elapsed().as_secs_f64());
+                // A simulated machine's copies take no host time: its bus
+                // model stays the links' figures.
+                if self.timeline.is_none() {
+                    self.dispatcher()
+                        .observe_transfer(g, true, bytes, t.elapsed().as_secs_f64());
+                }
             }
         }
         Ok(bound)
@@ -147,7 +151,7 @@ impl Engine {
             return;
         }
         let mut d = self.dispatcher();
-        if let Some(t) = made.download {
+        if let Some(t) = made.download.filter(|_| self.timeline.is_none()) {
             d.observe_transfer(t.gpu, false, t.bytes, t.secs);
         }
         if let Some(k) = made.writer {
@@ -225,6 +229,9 @@ impl Engine {
         }
         let data = take(table.host_bytes(id));
         drop(table);
+        if let Some(t) = &self.timeline {
+            t.host_waits(id);
+        }
         self.learn_from(made);
         // The download waited for the GPU's work before it: what finished
         // there reaches the model.

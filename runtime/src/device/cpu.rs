@@ -30,6 +30,9 @@ pub(crate) struct CpuDevice {
     /// For calls from rayon's own workers when `pool` is the global one.
     apart: OnceLock<Option<rayon::ThreadPool>>,
     info: DeviceInfo,
+    /// The CPU of a simulated machine: kernels timed by the description
+    /// (and run only if it computes).
+    modelled: Option<super::sim::Modelled>,
 }
 
 /// How a call reaches the pool its kernel runs in.
@@ -73,7 +76,18 @@ impl CpuDevice {
             pool,
             apart: OnceLock::new(),
             info,
+            modelled: None,
         }
+    }
+
+    /// The CPU of a simulated machine of `cores` cores: `modelled` times
+    /// its kernels on the virtual clock.
+    pub(crate) fn simulated(mut self, cores: usize, modelled: super::sim::Modelled) -> Self {
+        self.info.name = format!("simulated CPU, {cores} cores");
+        self.info.driver = "simulated".to_owned();
+        self.info.kind = DeviceKind::Simulated;
+        self.modelled = Some(modelled);
+        self
     }
 
     pub(crate) fn info(&self) -> &DeviceInfo {
@@ -217,6 +231,18 @@ impl Device for CpuDevice {
         let Args::Host(raw) = l.args else {
             return Err(self.wrong_args());
         };
-        CpuDevice::execute(self, l.kernel, raw, l.params).map(|()| None)
+        let Some(m) = &self.modelled else {
+            return CpuDevice::execute(self, l.kernel, raw, l.params).map(|()| None);
+        };
+        if m.compute {
+            CpuDevice::execute(self, l.kernel, raw, l.params)?;
+        }
+        let lens: Vec<usize> = raw.iter().map(|r| r.len).collect();
+        let bytes = raw.iter().map(|r| r.bytes as u64).sum();
+        m.time(l.kernel, l.params, &lens, bytes).map(Some)
+    }
+
+    fn virtual_clock(&self) -> bool {
+        self.modelled.is_some()
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod cpu;
 pub(crate) mod gpu;
 pub(crate) mod limits;
 pub(crate) mod sim;
+pub(crate) mod timeline;
 
 use std::fmt;
 use std::sync::Arc;

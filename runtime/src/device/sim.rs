@@ -44,6 +44,35 @@ pub enum SimOp<'a> {
 
 type CostFn = dyn Fn(&SimOp<'_>) -> Duration + Send + Sync;
 
+/// A kernel's modelled seconds on a processor of a machine description,
+/// given the kernel, the call's params, its arguments' lengths (elements),
+/// its size (the kernel's cost measure) and its arguments' bytes.
+pub(crate) type KernelTimeFn =
+    dyn Fn(&Kernel, &[u8], &[usize], u64, u64) -> Result<f64> + Send + Sync;
+
+/// How a processor of a simulated machine times its kernels, and whether
+/// it computes their results at all.
+#[derive(Clone)]
+pub(crate) struct Modelled {
+    pub(crate) time: Arc<KernelTimeFn>,
+    pub(crate) compute: bool,
+}
+
+impl Modelled {
+    /// The call's modelled time.
+    pub(crate) fn time(
+        &self,
+        kernel: &Kernel,
+        params: &[u8],
+        lens: &[usize],
+        bytes: u64,
+    ) -> Result<Duration> {
+        let size = kernel.cost(params, lens);
+        let secs = (self.time)(kernel, params, lens, size, bytes)?;
+        Ok(Duration::from_secs_f64(secs.max(0.0)))
+    }
+}
+
 /// A simulated accelerator, given to [`RuntimeBuilder::simulated`](crate::RuntimeBuilder::simulated)
 /// (crate::RuntimeBuilder::simulated). It appears to the runtime as a GPU
 /// (`gpu0`, `gpu1`, ... in the order given) that keeps its copies in host
@@ -87,6 +116,11 @@ struct SimState {
     /// The runtime has given it an index (`gpuN`).
     index: AtomicU64,
     placed: AtomicBool,
+    /// A machine description's processor: kernel times from the
+    /// description, copies timed by the runtime's timeline.
+    modelled: Option<Modelled>,
+    /// Its link's figures, for the bus the runtime measures at start.
+    link: Option<super::timeline::Link>,
 }
 
 impl std::fmt::Debug for SimDevice {
@@ -124,7 +158,26 @@ impl SimDevice {
                 kernels: AtomicU64::new(0),
                 index: AtomicU64::new(0),
                 placed: AtomicBool::new(false),
+                modelled: None,
+                link: None,
             }),
+        }
+    }
+
+    /// A GPU of a machine description: its kernels timed by `modelled`,
+    /// its bus by `link`, `memory` bytes.
+    pub(crate) fn modelled(
+        name: &str,
+        memory: u64,
+        modelled: Modelled,
+        link: super::timeline::Link,
+    ) -> SimDevice {
+        let mut state = Arc::into_inner(SimDevice::new(name).inner).expect("just made");
+        state.memory = Mutex::new(Some(memory));
+        state.modelled = Some(modelled);
+        state.link = Some(link);
+        SimDevice {
+            inner: Arc::new(state),
         }
     }
 
@@ -211,24 +264,30 @@ impl SimDevice {
     }
 }
 
-/// A simulated device's copy of a buffer.
+/// A simulated device's copy of a buffer: its bytes, or none at all
+/// (`hollow`) on a device that does not compute.
 #[derive(Debug)]
 pub(crate) struct SimMemory {
     bytes: Mutex<Vec<u8>>,
+    size: usize,
 }
 
 impl SimMemory {
     pub(crate) fn len(&self) -> usize {
-        self.bytes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.size
     }
 }
 
 struct Sim {
     state: Arc<SimState>,
     info: DeviceInfo,
+}
+
+impl SimState {
+    /// Whether kernels compute their results (and copies hold bytes).
+    fn computes(&self) -> bool {
+        self.modelled.as_ref().is_none_or(|m| m.compute)
+    }
 }
 
 impl Sim {
@@ -245,9 +304,17 @@ impl Sim {
     }
 
     fn charge(&self, op: SimOp<'_>) -> Duration {
+        if self.state.modelled.is_some() {
+            // A described machine's copies are timed by its links.
+            return Duration::ZERO;
+        }
         let cost = self.cost();
-        let t =
-            cost(&op).mul_f64(self.state.slowdown_milli.load(Ordering::Relaxed) as f64 / 1000.0);
+        self.scaled(cost(&op))
+    }
+
+    /// `t` slowed as asked, charged to the device's clock.
+    fn scaled(&self, t: Duration) -> Duration {
+        let t = t.mul_f64(self.state.slowdown_milli.load(Ordering::Relaxed) as f64 / 1000.0);
         self.state
             .clock_ns
             .fetch_add(t.as_nanos() as u64, Ordering::Relaxed);
@@ -296,6 +363,17 @@ impl Device for Sim {
             return Err(self.wrong_args());
         };
         let (kernel, params) = (l.kernel, l.params);
+        let bytes: u64 = bound.iter().map(|(_, b)| *b).sum();
+        if let Some(m) = self.state.modelled.as_ref().filter(|m| !m.compute) {
+            let lens: Vec<usize> = bound
+                .iter()
+                .zip(&kernel.reflection().storage)
+                .map(|((_, size), binding)| (*size / binding.elem.size() as u64) as usize)
+                .collect();
+            let t = m.time(kernel, params, &lens, bytes)?;
+            self.state.kernels.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(self.scaled(t)));
+        }
         // Each copy locked once, even if passed twice (two reads of one
         // buffer): the leases keep every copy to this call.
         let mut unique: Vec<&SimMemory> = Vec::with_capacity(bound.len());
@@ -360,7 +438,9 @@ impl Device for Sim {
         guards.clear();
         outcome?;
         self.state.kernels.fetch_add(1, Ordering::Relaxed);
-        let bytes = bound.iter().map(|(_, b)| *b).sum();
+        if let Some(m) = &self.state.modelled {
+            return Ok(Some(self.scaled(m.time(kernel, params, &lens, bytes)?)));
+        }
         Ok(Some(self.charge(SimOp::Kernel {
             name: kernel.name(),
             size,
@@ -401,8 +481,14 @@ impl Device for Sim {
             }
         }
         self.state.used.fetch_add(bytes, Ordering::Relaxed);
+        let held = if self.state.computes() {
+            bytes as usize
+        } else {
+            0
+        };
         Ok(Memory::Sim(Arc::new(SimMemory {
-            bytes: Mutex::new(vec![0; bytes as usize]),
+            bytes: Mutex::new(vec![0; held]),
+            size: bytes as usize,
         })))
     }
 
@@ -413,11 +499,16 @@ impl Device for Sim {
 
     fn upload(&self, memory: &Memory, bytes: &[u8]) -> Result<()> {
         self.check_alive()?;
-        self.memory(memory)
+        let mut held = self
+            .memory(memory)
             .bytes
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)[..bytes.len()]
-            .copy_from_slice(bytes);
+            .unwrap_or_else(PoisonError::into_inner);
+        // A hollow copy (a device that does not compute) keeps no bytes.
+        if let Some(dst) = held.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        drop(held);
         self.charge(SimOp::Upload {
             bytes: bytes.len() as u64,
         });
@@ -426,23 +517,29 @@ impl Device for Sim {
 
     fn clear(&self, memory: &Memory, bytes: u64) -> Result<()> {
         self.check_alive()?;
-        self.memory(memory)
+        if let Some(dst) = self
+            .memory(memory)
             .bytes
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)[..bytes as usize]
-            .fill(0);
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(..bytes as usize)
+        {
+            dst.fill(0);
+        }
         Ok(())
     }
 
     fn download(&self, memory: &Memory, out: &mut [u8]) -> Result<()> {
         self.check_alive()?;
-        out.copy_from_slice(
-            &self
-                .memory(memory)
-                .bytes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)[..out.len()],
-        );
+        let held = self
+            .memory(memory)
+            .bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(src) = held.get(..out.len()) {
+            out.copy_from_slice(src);
+        }
+        drop(held);
         self.charge(SimOp::Download {
             bytes: out.len() as u64,
         });
@@ -450,6 +547,14 @@ impl Device for Sim {
     }
 
     fn measure_bus(&self) -> Result<BusSamples> {
+        if let Some(link) = self.state.link {
+            let at = |bytes: u64| (bytes, link.transfer_s(bytes));
+            let (small, large) = (4u64 << 10, 16u64 << 20);
+            return Ok(BusSamples {
+                up: [at(small), at(large)],
+                down: [at(small), at(large)],
+            });
+        }
         let cost = self.cost();
         let at = |op: SimOp<'_>, bytes: u64| (bytes, cost(&op).as_secs_f64());
         let (small, large) = (4u64 << 10, 16u64 << 20);

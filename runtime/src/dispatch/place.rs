@@ -55,6 +55,10 @@ pub(crate) struct Candidates<'a> {
     /// Why no backend can run the call, worded only when none can (`None`:
     /// "no backend was offered").
     pub(crate) why_none: Option<&'a dyn Fn() -> String>,
+    /// Seconds the call would wait on each device (by device index), where
+    /// the caller knows better than the dispatcher's own charges: a
+    /// simulated machine's virtual clock.
+    pub(crate) queue_s: Option<Vec<f64>>,
 }
 
 /// A split's first share, kept once a recorded call starts calibrating it:
@@ -164,7 +168,11 @@ impl Dispatcher {
                 continue;
             }
             let d = device_index(cand.backend);
-            let (transfer_s, queue_s) = (self.transfer_to(c, cand), self.queued(cand.backend));
+            let queue_s = match &c.queue_s {
+                Some(q) => q.get(d).copied().unwrap_or(0.0),
+                None => self.queued(cand.backend),
+            };
+            let transfer_s = self.transfer_to(c, cand);
             estimates.push(Estimate {
                 backend: cand.backend,
                 exec_s: self.profile.estimate(kernel, d, size, min),

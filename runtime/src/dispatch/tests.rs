@@ -54,6 +54,7 @@ fn call<'a>(
         forced,
         splittable: false,
         written: 0,
+        queue_s: None,
         backends: offers
             .iter()
             .map(|&(backend, secs)| Candidate {

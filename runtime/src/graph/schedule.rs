@@ -334,7 +334,14 @@ impl Scheduler {
                 None => match self.place_task(table, &t) {
                     Ok(job) => {
                         match inline.as_deref_mut() {
-                            Some(slot @ None) if self.engine.queues(&job.placement) => {
+                            // On a simulated machine every task ready when
+                            // submitted runs on the submitting thread: nothing
+                            // waits for a device, and the run is the same
+                            // every time.
+                            Some(slot @ None)
+                                if self.engine.queues(&job.placement)
+                                    || self.engine.timeline.is_some() =>
+                            {
                                 *slot = Some(job);
                             }
                             _ => self.workers.send(job_worker(&job), job),
@@ -472,7 +479,11 @@ impl Scheduler {
                 message: "called from inside a kernel or a task, it would wait for the task or call running it; wait for the tasks it needs with Task::wait".to_owned(),
             });
         }
-        self.pending.wait()
+        let waited = self.pending.wait();
+        if let Some(t) = &self.engine.timeline {
+            t.wait_all();
+        }
+        waited
     }
 }
 

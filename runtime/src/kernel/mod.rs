@@ -35,6 +35,7 @@ pub enum Grid {
 type CpuFn = dyn Fn(&[RawSlice], &[u8]) + Send + Sync;
 type GridFn = dyn Fn(&[u8], &[usize]) -> Grid + Send + Sync;
 type CostFn = dyn Fn(&[u8], &[usize]) -> u64 + Send + Sync;
+type WorkFn = dyn Fn(&[u8], &[usize]) -> (f64, f64) + Send + Sync;
 type PartFn = dyn Fn(&[u8], u64, u64) -> Vec<u8> + Send + Sync;
 
 /// How a splittable kernel's work divides (see [`KernelBuilder::splittable`]).
@@ -221,6 +222,7 @@ struct KernelInner {
     cpu: Option<Box<CpuFn>>,
     grid: Box<GridFn>,
     cost: Box<CostFn>,
+    work: Option<Box<WorkFn>>,
     split: Option<Split>,
 }
 
@@ -236,6 +238,7 @@ impl Kernel {
             cpu: None,
             grid: None,
             cost: None,
+            work: None,
             split: None,
             _params: PhantomData,
         }
@@ -306,6 +309,15 @@ impl Kernel {
         (self.inner.cost)(params, lens)
     }
 
+    /// A call's floating-point operations and bytes of memory traffic, as
+    /// [`KernelBuilder::work`] states them (`None`: not stated), from its
+    /// params' bytes and its arguments' lengths (elements). A roofline
+    /// (see [`Times::Roofline`](crate::Times::Roofline)) times a call from
+    /// them.
+    pub fn work(&self, params: &[u8], lens: &[usize]) -> Option<(f64, f64)> {
+        self.inner.work.as_ref().map(|w| w(params, lens))
+    }
+
     /// Whether the kernel has a CPU implementation (was built with
     /// [`KernelBuilder::cpu`]); without one it runs on GPUs only.
     pub fn has_cpu(&self) -> bool {
@@ -370,6 +382,7 @@ pub struct KernelBuilder<P> {
     cpu: Option<Given<(Vec<ArgSpec>, Box<CpuFn>)>>,
     grid: Option<Given<Box<GridFn>>>,
     cost: Option<Given<Box<CostFn>>>,
+    work: Option<Given<Box<WorkFn>>>,
     split: Option<Given<Split>>,
     _params: PhantomData<fn() -> P>,
 }
@@ -432,6 +445,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             cpu: self.cpu,
             grid: self.grid,
             cost: self.cost,
+            work: self.work,
             split: self.split,
             _params: PhantomData,
         }
@@ -499,6 +513,18 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         self
     }
 
+    /// A call's floating-point operations and bytes of memory traffic,
+    /// from the params and the arguments' lengths: what a roofline needs
+    /// to time the kernel on a machine pel has never run on (see
+    /// [`Machine`](crate::Machine)). Without it a roofline counts one
+    /// operation per unit of [`cost`](Self::cost) and the arguments'
+    /// bytes.
+    pub fn work(mut self, f: impl Fn(&P, &[usize]) -> (f64, f64) + Send + Sync + 'static) -> Self {
+        let erased = move |bytes: &[u8], lens: &[usize]| with_params(bytes, |p: &P| f(p, lens));
+        self.work = Some(Given::new::<P>("work", Box::new(erased)));
+        self
+    }
+
     /// Declares the kernel splittable, so one call can run partly on a GPU
     /// and partly on the CPU at once (co-execution, in the manner of Qilin).
     /// It needs a CPU implementation ([`cpu`](Self::cpu)), and, since `part`
@@ -545,6 +571,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         let cpu = self.cpu.map(|c| c.fit::<P>(&name, true)).transpose()?;
         let grid = self.grid.map(|g| g.fit::<P>(&name, true)).transpose()?;
         let cost = self.cost.map(|c| c.fit::<P>(&name, true)).transpose()?;
+        let work = self.work.map(|w| w.fit::<P>(&name, true)).transpose()?;
         let split = self.split.map(|s| s.fit::<P>(&name, false)).transpose()?;
         if let Some((specs, _)) = &cpu {
             check_signature(&name, &reflection, specs)?;
@@ -615,6 +642,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
                 cpu: cpu.map(|(_, f)| f),
                 grid,
                 cost,
+                work,
                 split,
             }),
         })

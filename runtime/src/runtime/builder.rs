@@ -10,6 +10,7 @@ use crate::call::Engine;
 use crate::config::Config;
 use crate::device::cpu::CpuDevice;
 use crate::device::sim::SimDevice;
+use crate::device::timeline::Timeline;
 use crate::device::{Device, gpu};
 use crate::dispatch::{self, Dispatcher};
 use crate::error::Result;
@@ -37,6 +38,7 @@ pub struct RuntimeBuilder {
     inject: Option<Inject>,
     gpu_budget: Option<Option<u64>>,
     simulated: Option<Vec<SimDevice>>,
+    simulate: Option<super::simulate::Plan>,
 }
 
 impl RuntimeBuilder {
@@ -112,6 +114,67 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Runs on a simulated `machine` (see [`Machine`](crate::Machine)): its
+    /// CPU and GPUs on one virtual clock, each kernel timed by its
+    /// processor's source (a saved model or a roofline), each copy by its
+    /// link. The dispatcher, buffer manager, task graph, lineage and
+    /// recovery run for real, and place by the virtual queues; kernels do
+    /// not compute unless [`compute`](Self::compute) asks, so a large
+    /// simulated run costs host time for scheduling alone. Submitted tasks
+    /// run on the submitting thread, so a simulated run is the same every
+    /// time. [`Runtime::simulation`](super::Runtime::simulation) reports
+    /// the virtual makespan, each device's busy time and each link's bytes;
+    /// a trace has virtual timestamps. The model is not saved unless
+    /// [`persist_model`](Self::persist_model) asks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pel_runtime::{Machine, Runtime};
+    /// let text = r#"{
+    ///   "name": "one GPU", "source": "an example",
+    ///   "cpu": { "cores": 4, "times": { "roofline": { "flops": 1e11, "bandwidth": 2e10, "latency_s": 1e-6 } } },
+    ///   "gpus": [ { "name": "gpu0", "memory_bytes": 8000000000, "link": "pcie",
+    ///               "times": { "roofline": { "flops": 1e13, "bandwidth": 5e11, "latency_s": 5e-6 } } } ],
+    ///   "links": [ { "name": "pcie", "latency_s": 1e-5, "bandwidth": 2.5e10 } ]
+    /// }"#;
+    /// let machine = Machine::from_json(text, "example")?;
+    /// let rt = Runtime::builder().simulate(machine).build()?;
+    /// assert_eq!(rt.gpu_count(), 1);
+    /// assert_eq!(rt.simulation().unwrap().makespan_s, 0.0);
+    /// # Ok::<(), pel_runtime::Error>(())
+    /// ```
+    pub fn simulate(mut self, machine: crate::Machine) -> Self {
+        let plan = self.simulate.get_or_insert(super::simulate::Plan {
+            machine: machine.clone(),
+            compute: false,
+            losses: Vec::new(),
+        });
+        plan.machine = machine;
+        self
+    }
+
+    /// On a simulated machine ([`simulate`](Self::simulate)): whether
+    /// kernels compute their results (default no: buffers then hold their
+    /// inputs, and what kernels write is left as it was).
+    pub fn compute(mut self, compute: bool) -> Self {
+        if let Some(plan) = &mut self.simulate {
+            plan.compute = compute;
+        }
+        self
+    }
+
+    /// On a simulated machine ([`simulate`](Self::simulate)): GPU `gpu` is
+    /// lost at `at` of virtual time. The first kernel it would start from
+    /// then on fails with [`Error::DeviceLost`](crate::Error::DeviceLost),
+    /// and recovery runs as after a real loss.
+    pub fn lose_at(mut self, gpu: usize, at: std::time::Duration) -> Self {
+        if let Some(plan) = &mut self.simulate {
+            plan.losses.push((gpu, at.as_secs_f64()));
+        }
+        self
+    }
+
     /// Starts the runtime. Finding no GPU is not an error: everything then
     /// runs on the CPU. A `PEL_INJECT` or `PEL_GPU_MEMORY_BUDGET` that pel
     /// cannot read is, and so is a fault injected on a GPU the runtime did
@@ -128,8 +191,25 @@ impl RuntimeBuilder {
         };
         let gpu_enabled = self.gpu.unwrap_or(!env.gpu_off);
         let threads = self.cpu_threads.or(env.cpu_threads);
-        let cpu = CpuDevice::new(threads);
-        let gpus: Vec<Box<dyn Device>> = if let Some(sims) = &self.simulated {
+        let mut cpu = CpuDevice::new(threads);
+        let mut shape = None;
+        let mut simulated = self.simulated;
+        if let Some(plan) = &self.simulate {
+            if simulated.is_some() {
+                return Err(crate::Error::InvalidInput {
+                    kernel: "RuntimeBuilder".to_owned(),
+                    arg: "simulate".to_owned(),
+                    message:
+                        "a runtime runs on simulated devices or on a simulated machine, not both"
+                            .to_owned(),
+                });
+            }
+            let opened = plan.open()?;
+            cpu = cpu.simulated(opened.cpu_cores, opened.cpu);
+            simulated = Some(opened.gpus);
+            shape = Some(opened.shape);
+        }
+        let gpus: Vec<Box<dyn Device>> = if let Some(sims) = &simulated {
             sims.iter()
                 .enumerate()
                 .map(|(g, s)| s.open(g))
@@ -171,7 +251,7 @@ impl RuntimeBuilder {
             .unwrap_or(5);
         let mut dispatcher = Dispatcher::new(keys, min_samples, forced);
         dispatcher.print_decisions(env.explain);
-        let persist = self.persist.unwrap_or(true);
+        let persist = self.persist.unwrap_or(shape.is_none());
         let path = self.model_file.or_else(|| {
             dispatch::persist::default_path(env.model_dir.as_deref(), dispatcher.keys())
         });
@@ -195,18 +275,27 @@ impl RuntimeBuilder {
                 .map(|g| format!("{}: {} ({})", g.info().backend, g.info().name, g.info().api)),
         );
         lanes.push("transfers".to_owned());
-        let tracer = Tracer::new(lanes, trace_file.is_some());
+        let tracer = Arc::new(Tracer::new(lanes, trace_file.is_some()));
+        let timeline = shape.map(|shape| {
+            tracer.use_virtual_clock();
+            Arc::new(Timeline::new(shape, Arc::clone(&tracer)))
+        });
+        let mut table = Table::new(n);
+        if let Some(t) = &timeline {
+            table = table.on_timeline(Arc::clone(t));
+        }
         let faults_on = inject.any();
         let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
         let engine = Engine {
             id,
             cpu,
             gpus,
-            table: Mutex::new(Table::new(n)),
+            table: Mutex::new(table),
             leases: Condvar::new(),
             counters: Counters::default(),
             dispatcher: Mutex::new(dispatcher),
             tracer,
+            timeline,
             trace_file,
             inject: RwLock::new(inject),
             gpu_kernels: AtomicU64::new(0),

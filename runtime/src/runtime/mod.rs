@@ -6,6 +6,7 @@
 //! the same buffer take turns (see `call/`).
 
 mod builder;
+mod simulate;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
@@ -24,6 +25,7 @@ use crate::stats::Stats;
 use crate::trace::TraceEvent;
 
 pub use builder::RuntimeBuilder;
+pub use simulate::{SimReport, SimUse};
 
 /// The pel runtime: a rayon pool, every usable GPU, and the buffers.
 ///
@@ -430,8 +432,9 @@ impl Runtime {
         let engine = self.engine();
         let d = engine.dispatcher();
         let keys = d.keys().to_vec();
+        let file = d.path().map(|p| p.display().to_string());
         let model = |i: usize| Times::Model {
-            file: None,
+            file: file.clone(),
             device: keys.get(i).cloned().unwrap_or_default(),
         };
         let mut gpus = Vec::new();
@@ -481,6 +484,14 @@ impl Runtime {
             gpus,
             links,
         }
+    }
+
+    /// On a simulated machine ([`RuntimeBuilder::simulate`]): what the run
+    /// has done so far on its virtual clock (`None` on a real machine).
+    /// [`SimReport::since`] gives what happened between two reports.
+    pub fn simulation(&self) -> Option<SimReport> {
+        let t = self.engine().timeline.as_ref()?.totals();
+        Some(SimReport::from_totals(t))
     }
 
     /// The description of one backend.

@@ -20,6 +20,7 @@ mod edges;
 mod eviction;
 mod leases;
 mod lineage;
+mod machine;
 mod placement;
 mod validity;
 

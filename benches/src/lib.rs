@@ -24,6 +24,7 @@ pub mod kernels;
 pub mod peers;
 pub mod plot;
 mod routing;
+pub mod simulate;
 pub mod taskbench;
 
 pub use graph::{GraphReport, graph};

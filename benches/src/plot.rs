@@ -145,3 +145,65 @@ fn plot_kernel(
     root.present()?;
     Ok(())
 }
+
+/// Writes the speed-up curves of a scaling prediction (one line per
+/// workload, and the ideal) as an SVG at `path`.
+pub fn speedup_plot(
+    points: &[crate::simulate::ScalePoint],
+    title: &str,
+    path: &Path,
+) -> std::io::Result<()> {
+    draw_speedup(points, title, path).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+fn draw_speedup(
+    points: &[crate::simulate::ScalePoint],
+    title: &str,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut lines: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in points {
+        lines
+            .entry(&p.workload)
+            .or_default()
+            .push((p.gpus as f64, p.speedup));
+    }
+    let most = points.iter().map(|p| p.gpus).max().unwrap_or(1).max(2) as f64;
+    let top = points.iter().map(|p| p.speedup).fold(most, f64::max);
+    let root = SVGBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..most + 0.5, 0.0..top * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("GPUs")
+        .y_desc("predicted speed-up over one GPU")
+        .light_line_style(WHITE)
+        .draw()?;
+    let ideal = [(1.0, 1.0), (most, most)];
+    chart
+        .draw_series(LineSeries::new(ideal, BLACK.mix(0.4).stroke_width(1)))?
+        .label("ideal")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    for (i, (name, mut v)) in lines.into_iter().enumerate() {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let colour = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(v.iter().copied(), colour.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        chart.draw_series(v.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -9,7 +9,7 @@ use pel::kernels;
 use pel::tour::{TourOptions, TourReport};
 use pel::{Runtime, Target};
 
-use crate::{ModelAction, SimulateAction};
+use crate::{ModelAction, SimulateAction, SimulateRun};
 
 pub(crate) fn devices() -> Result<ExitCode> {
     let rt = Runtime::new()?;
@@ -150,8 +150,119 @@ pub(crate) fn trace(out: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pel simulate --machine FILE WORKLOAD`.
+pub(crate) fn simulate_run(run: SimulateRun) -> Result<ExitCode> {
+    use pel_bench::simulate::{Size, Workload, simulate};
+    let (Some(file), Some(workload)) = (&run.machine, &run.workload) else {
+        anyhow::bail!(
+            "give a machine and a workload: pel simulate --machine machines/h200x4-nvlink.json demo (or a subcommand: see pel simulate --help)"
+        );
+    };
+    let machine = pel::Machine::load(file)?;
+    let workload: Workload = workload.parse().map_err(anyhow::Error::msg)?;
+    let size = Size {
+        width: run.width,
+        steps: run.steps,
+        iterations: run.iterations,
+        elems: run.elems,
+    };
+    let report = simulate(&machine, workload, size, run.trace.as_deref())?;
+    say!(
+        "{} on {}: {} tasks",
+        report.workload,
+        report.machine,
+        report.tasks
+    );
+    say!(
+        "predicted makespan {} (simulated in {} of host time)",
+        pel::secs(report.makespan_s),
+        pel::secs(report.host_s)
+    );
+    say!("\n| device | tasks | busy | busy fraction |\n|---|---|---|---|");
+    for d in &report.devices {
+        say!(
+            "| {} | {} | {} | {:.1}% |",
+            d.device,
+            d.kernels,
+            pel::secs(d.busy_s),
+            100.0 * d.busy_fraction
+        );
+    }
+    say!("\n| link | bytes |\n|---|---|");
+    for l in &report.links {
+        say!("| {} | {} |", l.link, pel::human_bytes(l.bytes));
+    }
+    if let Some(path) = &run.trace {
+        say!("\ntrace (virtual time): {}", path.display());
+    }
+    if let Some(path) = &run.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        say!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn simulate(action: SimulateAction) -> Result<ExitCode> {
     match action {
+        SimulateAction::Validate { json, reps } => {
+            let dir = std::env::temp_dir().join(format!("pel-validate-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let total = 5 * 4;
+            let report = crate::with_progress(total, |step| {
+                pel_bench::simulate::validate(&dir, reps, step)
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+            let report = report?;
+            say!("| workload | devices | real | simulated | error |\n|---|---|---|---|---|");
+            for p in &report.pairs {
+                say!(
+                    "| {} | {} | {} | {} | {:.1}% |",
+                    p.workload,
+                    p.config,
+                    pel::secs(p.real_s),
+                    pel::secs(p.simulated_s),
+                    100.0 * p.error
+                );
+            }
+            say!(
+                "\n{} pairs: median error {:.1}%, worst {:.1}%",
+                report.pairs.len(),
+                100.0 * report.median_error,
+                100.0 * report.worst_error
+            );
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+                say!("wrote {}", path.display());
+            }
+        }
+        SimulateAction::Scale { machine, out, json } => {
+            let m = pel::Machine::load(&machine)?;
+            let points = pel_bench::simulate::scale(&m)?;
+            say!("| workload | GPUs | makespan | speed-up |\n|---|---|---|---|");
+            for p in &points {
+                say!(
+                    "| {} | {} | {} | {:.2} |",
+                    p.workload,
+                    p.gpus,
+                    pel::secs(p.makespan_s),
+                    p.speedup
+                );
+            }
+            pel_bench::simulate::plot_scale(
+                &points,
+                &format!("{}: predicted speed-up", m.name),
+                &out,
+            )
+            .with_context(|| format!("writing {}", out.display()))?;
+            say!("wrote {}", out.display());
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_string_pretty(&points)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+                say!("wrote {}", path.display());
+            }
+        }
         SimulateAction::Describe { out } => {
             let json = Runtime::new()?.describe().to_json();
             match out {

@@ -98,10 +98,13 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-    /// Machine descriptions for the simulator (the simulator itself is not built yet).
+    /// Simulate a machine: `pel simulate --machine FILE WORKLOAD` runs a workload (demo, routing, or a Task Bench pattern such as stencil_1d) on the described machine's virtual clock and prints the predicted makespan, each device's busy fraction, the bytes on each link and where the tasks went. `describe` and `check` write and check descriptions; `validate` checks the simulator against real runs here; `scale` predicts speed-up over 1 to 8 GPUs.
+    #[command(args_conflicts_with_subcommands = true)]
     Simulate {
         #[command(subcommand)]
-        action: SimulateAction,
+        action: Option<SimulateAction>,
+        #[command(flatten)]
+        run: SimulateRun,
     },
     /// Benchmarks, each figure measured beside its peer in the same run. `kernels`: every sample kernel over sizes on every backend, with automatic placement and beside the program a user would otherwise write, against the machine's roofline. `peers`: the six headline ratios. `routing`: placement against the best single backend. `graph`: task graphs and co-execution against the best single device. `taskbench`: Task Bench's METG(50%) for pel and rayon. `all` (the default): every suite.
     Bench {
@@ -116,6 +119,34 @@ enum Command {
     },
 }
 
+/// `pel simulate --machine FILE WORKLOAD`'s arguments.
+#[derive(clap::Args)]
+struct SimulateRun {
+    /// The machine description (JSON), such as machines/h200x4-nvlink.json.
+    #[arg(long)]
+    machine: Option<std::path::PathBuf>,
+    /// demo, routing, or a Task Bench pattern (trivial, no_comm, stencil_1d, stencil_1d_periodic, dom, tree, fft, all_to_all, nearest, spread, random_nearest).
+    workload: Option<String>,
+    /// Task Bench: points per step.
+    #[arg(long, default_value_t = 4)]
+    width: usize,
+    /// Task Bench: steps.
+    #[arg(long, default_value_t = 32)]
+    steps: usize,
+    /// Task Bench: iterations per task.
+    #[arg(long, default_value_t = 16384)]
+    iterations: u32,
+    /// Task Bench: values per task.
+    #[arg(long, default_value_t = 64)]
+    elems: usize,
+    /// Write the measured run's trace (Perfetto / Chrome JSON, virtual timestamps) here.
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum SimulateAction {
     /// Write this machine's description (JSON) from the saved model and the bus measurements.
@@ -128,6 +159,27 @@ enum SimulateAction {
     Check {
         /// The description (JSON), such as machines/h200x4-nvlink.json.
         file: std::path::PathBuf,
+    },
+    /// Run the demo graph and four Task Bench patterns for real on every device configuration here, and simulated on each configuration's description; report each pair's error.
+    Validate {
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Real runs timed per pair (the median is kept).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
+    /// Predict the demo graph and stencil_1d on 1, 2, 4 and 8 GPUs of a description and draw the speed-up.
+    Scale {
+        /// The machine description (JSON).
+        #[arg(long)]
+        machine: std::path::PathBuf,
+        /// Write the SVG here.
+        #[arg(long, default_value = "scale.svg")]
+        out: std::path::PathBuf,
+        /// Write the points as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -216,7 +268,10 @@ fn main() -> ExitCode {
         } => commands::run(&kernel, size, backend.target(), seed),
         Command::Tour { csv, reps, kernels } => commands::tour(csv.as_deref(), reps, &kernels),
         Command::Model { action } => commands::model(action),
-        Command::Simulate { action } => commands::simulate(action),
+        Command::Simulate { action, run } => match action {
+            Some(action) => commands::simulate(action),
+            None => commands::simulate_run(run),
+        },
         Command::Trace { out } => commands::trace(&out),
         Command::Calibrate { quick } => commands::calibrate(quick),
         Command::Shader { name } => commands::shader(name.as_deref()),

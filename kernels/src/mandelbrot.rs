@@ -167,6 +167,9 @@ fn build() -> Result<Kernel> {
             });
     })
     .invocations(|p, _| p.n as u64)
+    // A roofline's bound: every pixel to the cap, 7 flops an iteration,
+    // and its count written.
+    .work(|p, _| (7.0 * p.n as f64 * p.max_iter as f64, 4.0 * p.n as f64))
     // Rows can be split between a GPU and the CPU.
     .splittable(
         |p, lens| {

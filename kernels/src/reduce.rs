@@ -153,6 +153,8 @@ fn all_nan(kernel: &str, n: usize) -> pel_runtime::Error {
 fn pass_size(b: KernelBuilder<ReduceParams>) -> KernelBuilder<ReduceParams> {
     b.invocations(|p, _| p.groups as u64 * 64)
         .cost(|p, _| p.n as u64)
+        // A compare and 4 bytes read an element (8 for (value, index)).
+        .work(|p, _| (p.n as f64, 8.0 * p.n as f64))
 }
 
 /// The first `groups` (value, index) partials, in parallel.

@@ -44,6 +44,8 @@ fn build() -> Result<Kernel> {
             }
         });
     })
+    // Two flops and 12 bytes (x read, y read and written) an element.
+    .work(|_, lens| (2.0 * lens[1] as f64, 12.0 * lens[1] as f64))
     .build()
 }
 

@@ -63,6 +63,8 @@ impl Sum {
             },
         )
         .invocations(|p, _| p.groups as u64 * WG as u64)
+        // One add and 4 bytes an element read.
+        .work(|p, _| (p.n as f64, 4.0 * p.n as f64))
         .build()?;
         Ok(Sum { kernel })
     }

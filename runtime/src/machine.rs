@@ -56,6 +56,12 @@ pub struct CpuSpec {
     pub memory_bytes: Option<u64>,
     /// Where its kernel times come from.
     pub times: Times,
+    /// Host seconds each CPU task costs the runtime beyond its kernel
+    /// (placement, staging, a worker's hand-off), on the core that runs
+    /// it. `pel simulate describe` measures pel's; 0 (the default) leaves
+    /// the runtime's own cost out.
+    #[serde(default)]
+    pub task_overhead_s: f64,
     /// Where these figures come from.
     #[serde(default)]
     pub source: String,
@@ -100,7 +106,9 @@ pub enum Times {
         device: String,
     },
     /// A roofline: a kernel of `f` FLOPs over `b` bytes takes
-    /// `latency_s + max(f / flops, b / bandwidth)`.
+    /// `latency_s + max(f / flops, b / bandwidth)` with the whole
+    /// processor; a kernel that fills only part of it gets that share of
+    /// both peaks (see [`roofline_share_s`](Times::roofline_share_s)).
     Roofline {
         /// Peak FLOP/s.
         flops: f64,
@@ -108,6 +116,13 @@ pub enum Times {
         bandwidth: f64,
         /// Launch latency, seconds.
         latency_s: f64,
+        /// A GPU's: the invocations it runs at once (streaming
+        /// multiprocessors × resident threads each). A kernel of fewer
+        /// invocations gets that share of the peaks. Absent: every kernel
+        /// fills the GPU. (A CPU's share is its cores the kernel's chunks
+        /// spread over; see the README's simulator section.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threads: Option<f64>,
     },
 }
 
@@ -115,12 +130,22 @@ impl Times {
     /// A roofline's time for a kernel of `flops` over `bytes` (`None` for a
     /// model, which needs the kernel's samples).
     pub fn roofline_s(&self, flops: f64, bytes: f64) -> Option<f64> {
+        self.roofline_share_s(flops, bytes, 1.0)
+    }
+
+    /// A roofline's time for a kernel of `flops` over `bytes` that has
+    /// `share` (0 to 1) of the processor.
+    pub fn roofline_share_s(&self, flops: f64, bytes: f64, share: f64) -> Option<f64> {
         match *self {
             Times::Roofline {
                 flops: peak,
                 bandwidth,
                 latency_s,
-            } => Some(latency_s + (flops / peak).max(bytes / bandwidth)),
+                ..
+            } => {
+                let share = share.clamp(1e-9, 1.0);
+                Some(latency_s + (flops / (peak * share)).max(bytes / (bandwidth * share)))
+            }
             Times::Model { .. } => None,
         }
     }
@@ -206,6 +231,7 @@ impl Machine {
             return Err(bad("cpu.cores".into(), "0; at least 1".into()));
         }
         check_times(&self.cpu.times, "cpu.times", &bad)?;
+        figure(self.cpu.task_overhead_s, true, "cpu.task_overhead_s", &bad)?;
         let mut names = BTreeSet::new();
         for (i, l) in self.links.iter().enumerate() {
             if !names.insert(l.name.as_str()) {
@@ -256,9 +282,13 @@ fn check_times(t: &Times, field: &str, bad: &impl Fn(String, String) -> Error) -
             flops,
             bandwidth,
             latency_s,
+            threads,
         } => {
             figure(flops, false, &format!("{field}.flops"), bad)?;
             figure(bandwidth, false, &format!("{field}.bandwidth"), bad)?;
+            if let Some(t) = threads {
+                figure(t, false, &format!("{field}.threads"), bad)?;
+            }
             figure(latency_s, true, &format!("{field}.latency_s"), bad)
         }
         Times::Model { ref device, .. } if device.is_empty() => Err(bad(
@@ -322,11 +352,14 @@ mod tests {
             flops: 1e12,
             bandwidth: 1e11,
             latency_s: 1e-6,
+            threads: None,
         };
         // 1 GFLOP over 1 MB: compute-bound, 1 ms.
         assert!((t.roofline_s(1e9, 1e6).unwrap() - 1.001e-3).abs() < 1e-12);
         // 1 MFLOP over 1 GB: memory-bound, 10 ms.
         assert!((t.roofline_s(1e6, 1e9).unwrap() - 10.001e-3).abs() < 1e-12);
+        // A tenth of the processor: ten times as long.
+        assert!((t.roofline_share_s(1e9, 1e6, 0.1).unwrap() - 10.001e-3).abs() < 1e-12);
         let m = Times::Model {
             file: None,
             device: "cpu".into(),

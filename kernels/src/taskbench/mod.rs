@@ -149,6 +149,11 @@ fn build(k: usize) -> Result<Kernel> {
                 .cost(|p: &TaskParams, lens: &[usize]| {
                     flops(lens.len() - 1, p.n as usize, p.iterations) as u64
                 })
+                // Each input read once, the output read and written.
+                .work(|p: &TaskParams, lens: &[usize]| {
+                    let k = lens.len() - 1;
+                    (flops(k, p.n as usize, p.iterations), ((k + 2) * p.n as usize * 4) as f64)
+                })
                 .build()
         };
         (@read $i:ident) => { Read<f32> };

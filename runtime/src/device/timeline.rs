@@ -14,8 +14,13 @@
 //! - the CPU has one lane per core; a kernel takes one lane per 64 KiB of
 //!   its arguments (a rayon kernel spreads over the pool as its chunks
 //!   allow), at most every lane, and runs at its modelled time;
-//! - a GPU that shares the host's cores (a software rasteriser) takes
-//!   every CPU lane while it runs: neither gets ahead of the other;
+//! - a GPU that shares the host's cores (a software rasteriser) runs
+//!   slower while CPU kernels run: each second of CPU lanes busy (over
+//!   the lanes) during its kernel slows it as two processes sharing cores
+//!   each get half of them, and a CPU kernel placed beside work already
+//!   queued there pushes that work's end back the same way. (The CPU's
+//!   kernels are not slowed in turn: their times, measured on such a
+//!   machine, already hold it, and a roofline CPU's are the cores' own.)
 //! - a copy takes its link's latency plus bytes over bandwidth; GPUs on one
 //!   link share it (copies queue), each direction apart; a copy between
 //!   two GPUs goes through the host, as the buffer table routes it.
@@ -27,6 +32,12 @@ use crate::trace::Tracer;
 
 /// Bytes of arguments per CPU lane a kernel spreads over.
 const BYTES_PER_LANE: u64 = 64 << 10;
+
+/// Of `cores` CPU lanes, those a kernel over `bytes` of arguments takes:
+/// one per 64 KiB, at least one, at most all.
+pub(crate) fn lanes_for(bytes: u64, cores: usize) -> usize {
+    (bytes.div_ceil(BYTES_PER_LANE) as usize).clamp(1, cores.max(1))
+}
 
 /// A link's figures: seconds before the first byte, bytes per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,10 +57,18 @@ impl Link {
 pub(crate) struct Shape {
     /// CPU lanes (cores).
     pub(crate) cpu_lanes: usize,
+    /// Seconds of a CPU lane each CPU kernel costs the runtime besides
+    /// its own time.
+    pub(crate) cpu_overhead_s: f64,
     /// Per GPU: the index of its link in `links`.
     pub(crate) link_of: Vec<usize>,
-    /// Per GPU: whether it runs on the host's cores.
+    /// Per GPU: whether it runs on the host's cores (and so runs slower
+    /// while CPU kernels run).
     pub(crate) shares_host: Vec<bool>,
+    /// The CPU's kernel times were measured while other tasks ran beside
+    /// them: each kernel takes one lane, not the lanes its chunks could
+    /// spread over (which measured times already show).
+    pub(crate) cpu_measured: bool,
     /// The links, with their names for the report.
     pub(crate) links: Vec<(String, Link)>,
     /// Per GPU: the virtual time at which it is lost, if it is.
@@ -82,6 +101,12 @@ struct State {
     link_bytes: Vec<u64>,
     /// The latest end of anything.
     end: f64,
+    /// The end of the kernel placed last.
+    last_end: f64,
+    /// Where a GPU shares the host's cores: the CPU's kernels that may
+    /// still overlap one placed from now on, (start, end, share of the
+    /// lanes).
+    cpu_spans: Vec<(f64, f64, f64)>,
 }
 
 /// The virtual clock of one simulated runtime (see the module's page).
@@ -114,6 +139,8 @@ impl Timeline {
             kernels: vec![0; gpus + 1],
             link_bytes: vec![0; shape.links.len()],
             end: 0.0,
+            last_end: 0.0,
+            cpu_spans: Vec::new(),
         };
         Timeline {
             shape,
@@ -132,8 +159,10 @@ impl Timeline {
 
     /// CPU lanes a kernel over `bytes` of arguments takes.
     fn lanes_for(&self, bytes: u64) -> usize {
-        let lanes = self.shape.cpu_lanes.max(1);
-        (bytes.div_ceil(BYTES_PER_LANE) as usize).clamp(1, lanes)
+        if self.shape.cpu_measured {
+            return 1;
+        }
+        lanes_for(bytes, self.shape.cpu_lanes)
     }
 
     /// Seconds each location would make a call released now wait before
@@ -159,14 +188,13 @@ impl Timeline {
 
     /// When location `loc` has room for a kernel taking `lanes` CPU lanes.
     fn free_at(&self, s: &State, loc: usize, lanes: usize) -> f64 {
-        let all_cpu = || s.cpu.iter().copied().fold(0.0, f64::max);
         match loc {
+            0 if lanes <= 1 => s.cpu.iter().copied().fold(f64::INFINITY, f64::min),
             0 => {
                 let mut lanes_free = s.cpu.clone();
                 lanes_free.sort_by(f64::total_cmp);
                 lanes_free[lanes.min(lanes_free.len()) - 1]
             }
-            g if self.shape.shares_host[g - 1] => s.gpu[g - 1].max(all_cpu()),
             g => s.gpu[g - 1],
         }
     }
@@ -211,6 +239,17 @@ impl Timeline {
         if let Some(at) = s.ready.get(&id).and_then(|r| r.at[0]) {
             s.host_now = s.host_now.max(at);
         }
+    }
+
+    /// The end of the kernel placed last.
+    pub(crate) fn last_end(&self) -> f64 {
+        self.state().last_end
+    }
+
+    /// The host waits until `t`.
+    pub(crate) fn host_waits_until(&self, t: f64) {
+        let mut s = self.state();
+        s.host_now = s.host_now.max(t);
     }
 
     /// The host waits for everything placed so far.
@@ -275,6 +314,10 @@ impl Timeline {
         dur: f64,
     ) -> f64 {
         let lanes = self.lanes_for(bytes);
+        let dur = match loc {
+            0 => dur + self.shape.cpu_overhead_s,
+            _ => dur,
+        };
         let mut s = self.state();
         let mut start = s.host_now.max(self.free_at(&s, loc, lanes));
         for &(id, writes) in args {
@@ -286,8 +329,24 @@ impl Timeline {
                 start = start.max(r.read_until);
             }
         }
+        let sharing = self.shape.shares_host.iter().any(|&x| x);
+        let dur = match loc {
+            g if g > 0 && self.shape.shares_host[g - 1] => {
+                let now = s.host_now;
+                s.cpu_spans.retain(|&(_, e, _)| e > now);
+                stretched(&s.cpu_spans, start, dur)
+            }
+            _ => dur,
+        };
         let end = start + dur;
         match loc {
+            0 if lanes <= 1 => {
+                let lane = (0..s.cpu.len())
+                    .min_by(|&a, &b| s.cpu[a].total_cmp(&s.cpu[b]))
+                    .expect("at least one lane");
+                s.cpu[lane] = end;
+                s.busy[0] += dur;
+            }
             0 => {
                 // The `lanes` lanes free soonest.
                 let mut order: Vec<usize> = (0..s.cpu.len()).collect();
@@ -299,14 +358,24 @@ impl Timeline {
             }
             g => {
                 s.gpu[g - 1] = end;
-                if self.shape.shares_host[g - 1] {
-                    s.cpu.iter_mut().for_each(|l| *l = end);
-                }
                 s.busy[g] += dur;
+            }
+        }
+        if loc == 0 && sharing {
+            let share = lanes as f64 / s.cpu.len() as f64;
+            s.cpu_spans.push((start, end, share));
+            // The work queued on a GPU sharing the cores loses ground while
+            // this kernel runs: what follows it there starts that much later.
+            for g in 0..s.gpu.len() {
+                if self.shape.shares_host[g] {
+                    let overlap = (end.min(s.gpu[g]) - start).max(0.0);
+                    s.gpu[g] += overlap * share / (1.0 + share);
+                }
             }
         }
         s.kernels[loc] += 1;
         s.end = s.end.max(end);
+        s.last_end = end;
         for &(id, writes) in args {
             let r = self.ready_mut(&mut s, id);
             if writes {
@@ -341,6 +410,38 @@ impl Timeline {
     }
 }
 
+/// How long a kernel of `dur` seconds of work takes from `start` on a GPU
+/// that shares the host's cores, with the CPU busy over `spans` (start,
+/// end, share of the lanes): while a share `b` of the cores is busy it
+/// runs at `1 / (1 + b)` of its speed (half, beside a busy CPU).
+fn stretched(spans: &[(f64, f64, f64)], start: f64, dur: f64) -> f64 {
+    let mut edges: Vec<f64> = spans
+        .iter()
+        .flat_map(|&(s, e, _)| [s, e])
+        .filter(|&t| t > start)
+        .collect();
+    edges.sort_by(f64::total_cmp);
+    let busy = |t: f64| -> f64 {
+        spans
+            .iter()
+            .filter(|&&(s, e, _)| s <= t && t < e)
+            .map(|&(_, _, share)| share)
+            .sum::<f64>()
+            .min(1.0)
+    };
+    let (mut t, mut left) = (start, dur);
+    for edge in edges {
+        let rate = 1.0 / (1.0 + busy(t));
+        let can = (edge - t) * rate;
+        if can >= left {
+            return t + left / rate - start;
+        }
+        left -= can;
+        t = edge;
+    }
+    t + left - start
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +454,8 @@ mod tests {
         Timeline::new(
             Shape {
                 cpu_lanes,
+                cpu_overhead_s: 0.0,
+                cpu_measured: false,
                 link_of: vec![0; gpus],
                 shares_host: vec![shares; gpus],
                 links: vec![("bus".to_owned(), link)],
@@ -399,12 +502,16 @@ mod tests {
         assert_eq!(t.kernel("b", 0, &[(2, true)], 8, 1.0), 0.0);
         // Wide: both lanes.
         assert_eq!(t.kernel("c", 0, &[(3, true)], 1 << 20, 1.0), 1.0);
-        // A GPU on the host's cores waits for them, and holds them.
-        assert_eq!(t.kernel("d", 1, &[], 0, 1.0), 2.0);
-        assert_eq!(t.kernel("e", 0, &[(4, true)], 8, 1.0), 3.0);
+        // A GPU on the host's cores starts at once but runs at half speed
+        // while every core is busy: 1 s of work ends at 2.
+        assert_eq!(t.kernel("d", 1, &[], 0, 1.0), 0.0);
+        assert_eq!(t.kernel("e", 0, &[(4, true)], 8, 1.0), 2.0);
         let totals = t.totals();
         assert_eq!(totals.kernels, vec![4, 1]);
-        assert_eq!(totals.busy_s, vec![5.0, 1.0]);
+        assert_eq!(totals.busy_s, vec![5.0, 2.0]);
+        // Half the cores busy for 1 s, then none: 1 s of work takes 1.5.
+        assert!((stretched(&[(0.0, 1.0, 0.5)], 0.0, 1.0) - 4.0 / 3.0).abs() < 1e-12);
+        assert_eq!(stretched(&[], 3.0, 1.0), 1.0);
     }
 
     #[test]

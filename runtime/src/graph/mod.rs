@@ -55,6 +55,15 @@ impl Task {
             shared.wait_task(&self.inner, "Task::wait")?;
         }
         self.inner.wait_for(None);
+        let end = self
+            .inner
+            .virtual_end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((timeline, end)) = end {
+            timeline.host_waits_until(end);
+        }
         self.inner
             .state()
             .outcome
@@ -117,6 +126,9 @@ pub(crate) struct TaskInner {
     /// predecessors may go).
     deps: Mutex<Vec<Weak<TaskInner>>>,
     finished: AtomicBool,
+    /// On a simulated machine: the clock, and when the task ended on it,
+    /// for a host that waits for it.
+    pub(crate) virtual_end: Mutex<Option<(Arc<crate::device::timeline::Timeline>, f64)>>,
     state: Mutex<State>,
     done: Condvar,
 }
@@ -160,6 +172,7 @@ impl TaskInner {
             claimed: AtomicBool::new(false),
             deps: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
+            virtual_end: Mutex::new(None),
             state: Mutex::new(State {
                 outcome: None,
                 waiting_on: 0,

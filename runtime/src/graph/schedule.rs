@@ -305,6 +305,15 @@ impl Scheduler {
         let _ = self
             .engine
             .run_call(&task.kernel, &call, &mut |table, result| {
+                if let Some(t) = &self.engine.timeline {
+                    // Tasks run one at a time on a simulated machine: the
+                    // last kernel to end is this task's.
+                    *task
+                        .virtual_end
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) =
+                        Some((Arc::clone(t), t.last_end()));
+                }
                 if let Some(ready) = task.complete(result.clone()) {
                     self.pending.finish(result);
                     self.settle(table, ready, None);

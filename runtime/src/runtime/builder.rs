@@ -39,12 +39,23 @@ pub struct RuntimeBuilder {
     gpu_budget: Option<Option<u64>>,
     simulated: Option<Vec<SimDevice>>,
     simulate: Option<super::simulate::Plan>,
+    only_gpus: Option<Vec<usize>>,
 }
 
 impl RuntimeBuilder {
     /// Whether to open GPUs at all (default: yes, unless `PEL_GPU=off`).
     pub fn gpu(mut self, enabled: bool) -> Self {
         self.gpu = Some(enabled);
+        self
+    }
+
+    /// Opens only these of the machine's GPUs, by their index in a runtime
+    /// that opens all of them (`gpu0` first); they are numbered again from
+    /// `gpu0` in the order found. An index past the GPUs found is ignored.
+    /// For comparing device configurations, such as the simulator's
+    /// validation does.
+    pub fn only_gpus(mut self, indices: impl IntoIterator<Item = usize>) -> Self {
+        self.only_gpus = Some(indices.into_iter().collect());
         self
     }
 
@@ -220,10 +231,18 @@ impl RuntimeBuilder {
             let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
             let backends = desc.backends;
             let instance = wgpu::Instance::new(desc);
-            gpu::open_all(&instance, backends, budget, inject.gpu_oom, env.gpu_batch)
-                .into_iter()
-                .map(|g| Box::new(g) as Box<dyn Device>)
-                .collect()
+            let only = self.only_gpus.as_deref();
+            gpu::open_all(
+                &instance,
+                backends,
+                budget,
+                inject.gpu_oom,
+                env.gpu_batch,
+                only,
+            )
+            .into_iter()
+            .map(|g| Box::new(g) as Box<dyn Device>)
+            .collect()
         } else {
             Vec::new()
         };

@@ -424,11 +424,13 @@ impl Runtime {
     /// This machine as a [`Machine`](crate::Machine) description, for the
     /// simulator: the CPU pool's cores, each GPU timed by its samples in
     /// this machine's model, and each GPU's bus as measured (its slower
-    /// direction). A GPU's memory is its budget where one is set, else the
+    /// direction). The CPU's task overhead is measured now: chains of
+    /// one-element CPU tasks, one chain a core (a few milliseconds). A GPU's memory is its budget where one is set, else the
     /// largest buffer it allows (a lower bound). Roofline peaks are not
     /// measured here: the CPU's times come from the model too.
     pub fn describe(&self) -> crate::Machine {
         use crate::machine::{CpuSpec, GpuSpec, LinkSpec, Machine, Times};
+        let task_overhead_s = simulate::task_overhead(self).unwrap_or(0.0);
         let engine = self.engine();
         let d = engine.dispatcher();
         let keys = d.keys().to_vec();
@@ -479,7 +481,11 @@ impl Runtime {
                 cores: cpu.threads.max(1),
                 memory_bytes: None,
                 times: model(0),
-                source: cpu.label(),
+                task_overhead_s,
+                source: format!(
+                    "{}; task overhead measured by chains of one-element CPU tasks",
+                    cpu.label()
+                ),
             },
             gpus,
             links,

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::device::sim::{KernelTimeFn, Modelled, SimDevice};
-use crate::device::timeline::{Link, Shape, Totals};
+use crate::device::timeline::{Link, Shape, Totals, lanes_for};
 use crate::dispatch::persist;
 use crate::error::{Error, Result};
 use crate::ids::Backend;
@@ -43,13 +43,17 @@ impl Plan {
                 });
             }
         }
-        let modelled = |times: &Times, field: String| -> Result<Modelled> {
+        let modelled = |times: &Times, p: Processor, field: String| -> Result<Modelled> {
             Ok(Modelled {
-                time: kernel_times(times, field)?,
+                time: kernel_times(times, p, field)?,
                 compute: self.compute,
             })
         };
-        let cpu = modelled(&m.cpu.times, "cpu.times".to_owned())?;
+        let cpu = modelled(
+            &m.cpu.times,
+            Processor::Cpu(m.cpu.cores),
+            "cpu.times".to_owned(),
+        )?;
         let mut gpus = Vec::new();
         let mut link_of = Vec::new();
         for (g, spec) in m.gpus.iter().enumerate() {
@@ -66,7 +70,7 @@ impl Plan {
             gpus.push(SimDevice::modelled(
                 &spec.name,
                 spec.memory_bytes,
-                modelled(&spec.times, format!("gpus[{g}].times"))?,
+                modelled(&spec.times, Processor::Gpu, format!("gpus[{g}].times"))?,
                 figures,
             ));
         }
@@ -80,6 +84,8 @@ impl Plan {
             gpus,
             shape: Shape {
                 cpu_lanes: m.cpu.cores,
+                cpu_overhead_s: m.cpu.task_overhead_s,
+                cpu_measured: matches!(m.cpu.times, Times::Model { .. }),
                 link_of,
                 shares_host: m.gpus.iter().map(|g| g.shares_host_cores).collect(),
                 links: m
@@ -108,20 +114,41 @@ fn describe_backends(gpus: usize) -> String {
         .join(", ")
 }
 
+/// Which kind of processor a roofline times: its share of the processor
+/// depends on it.
+#[derive(Debug, Clone, Copy)]
+enum Processor {
+    /// A CPU of this many cores: a kernel has the cores its chunks spread
+    /// over (see `device/timeline.rs`).
+    Cpu(usize),
+    /// A GPU: a kernel has its invocations over the GPU's `threads`.
+    Gpu,
+}
+
 /// How a processor described by `times` times a kernel (`field` names it
 /// in errors).
-fn kernel_times(times: &Times, field: String) -> Result<Arc<KernelTimeFn>> {
+fn kernel_times(times: &Times, p: Processor, field: String) -> Result<Arc<KernelTimeFn>> {
     match *times {
-        Times::Roofline {
-            flops,
-            bandwidth,
-            latency_s,
-        } => Ok(Arc::new(move |kernel, params, lens, size, bytes| {
-            let (f, b) = kernel
-                .work(params, lens)
-                .unwrap_or((size as f64, bytes as f64));
-            Ok(latency_s + (f / flops).max(b / bandwidth))
-        })),
+        Times::Roofline { threads, .. } => {
+            let times = times.clone();
+            Ok(Arc::new(move |kernel, params, lens, size, bytes| {
+                let (f, b) = kernel
+                    .work(params, lens)
+                    .unwrap_or((size as f64, bytes as f64));
+                let share = match (p, threads) {
+                    (Processor::Cpu(cores), _) => {
+                        lanes_for(bytes, cores) as f64 / cores.max(1) as f64
+                    }
+                    (Processor::Gpu, Some(threads)) => {
+                        let invocations = kernel.workgroups(params, lens)
+                            * kernel.reflection().workgroup_invocations();
+                        invocations as f64 / threads
+                    }
+                    (Processor::Gpu, None) => 1.0,
+                };
+                Ok(times.roofline_share_s(f, b, share).unwrap_or(0.0))
+            }))
+        }
         Times::Model {
             ref file,
             ref device,
@@ -250,4 +277,45 @@ impl SimReport {
                 .collect(),
         }
     }
+}
+
+/// What each submitted CPU task costs the runtime on a core beyond its
+/// kernel: `cores` chains of 100 one-element tasks submitted at once, the
+/// median of five timings × cores / tasks. `None` where the CPU cannot
+/// run them (a simulated machine's clock is not the host's).
+pub(super) fn task_overhead(rt: &super::Runtime) -> Option<f64> {
+    use crate::kernel::{Kernel, ReadWrite};
+    use crate::{Backend, Target};
+    if rt.engine().timeline.is_some() {
+        return None;
+    }
+    const STEPS: usize = 100;
+    let kernel = Kernel::builder(
+        "pel-task-overhead",
+        "@group(0) @binding(0) var<storage, read_write> c: array<u32>;\n\
+         @compute @workgroup_size(1)\n\
+         fn main(@builtin(global_invocation_id) id: vec3<u32>) { c[0] = c[0] + 1u; }\n",
+    )
+    .cpu::<(ReadWrite<u32>,)>(|args, _: &()| {
+        let (c,) = args.split();
+        c[0] += 1;
+    })
+    .build()
+    .ok()?;
+    let cores = rt.device(Backend::Cpu).ok()?.threads.max(1);
+    let chains: Vec<_> = (0..cores).map(|_| rt.zeros::<u32>(1)).collect();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        for _ in 0..STEPS {
+            for c in &chains {
+                rt.submit_to(Target::On(Backend::Cpu), &kernel, &[c], &())
+                    .ok()?;
+            }
+        }
+        rt.wait_all().ok()?;
+        times.push(t.elapsed().as_secs_f64() * cores as f64 / (STEPS * cores) as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Some(times[times.len() / 2])
 }

@@ -18,6 +18,7 @@ pub(crate) fn open_all(
     budget: Option<u64>,
     inject_oom: bool,
     batch: Option<usize>,
+    only: Option<&[usize]>,
 ) -> Vec<GpuDevice> {
     let mut adapters: Vec<wgpu::Adapter> =
         pollster::block_on(instance.enumerate_adapters(backends))
@@ -44,7 +45,12 @@ pub(crate) fn open_all(
         (kind, api)
     });
     let mut devices = Vec::new();
-    for adapter in adapters {
+    // `only` names adapters by the index each would have had.
+    for (_, adapter) in adapters
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
+    {
         let index = devices.len();
         match GpuDevice::open(
             &adapter,

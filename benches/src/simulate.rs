@@ -477,16 +477,72 @@ pub fn tasks_per_s(machine: &Machine, width: usize, steps: usize) -> Result<f64>
     Ok(best)
 }
 
-/// A description of a machine of `gpus` identical GPUs, each on its own
-/// PCIe 4.0 link, timed by rooflines: what the throughput figure runs on.
-pub fn roofline_node(gpus: usize) -> Machine {
-    let mut m = Machine::from_json(
-        include_str!("../../machines/workstation-pcie4.json"),
-        "machines/workstation-pcie4.json",
+/// The shipped description of a node of four H200s on NVLink
+/// (`machines/h200x4-nvlink.json`).
+pub fn h200_node() -> Machine {
+    Machine::from_json(
+        include_str!("../../machines/h200x4-nvlink.json"),
+        "machines/h200x4-nvlink.json",
     )
-    .expect("the shipped description is valid");
-    if gpus != 1 {
-        m = with_gpus(&m, gpus).expect("the shipped description has a GPU");
+    .expect("the shipped description is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_are_named_as_the_command_takes_them() {
+        assert_eq!("demo".parse::<Workload>(), Ok(Workload::Demo));
+        assert_eq!(
+            "stencil_1d".parse::<Workload>(),
+            Ok(Workload::Pattern(Pattern::Stencil1d))
+        );
+        let err = "stencil".parse::<Workload>().unwrap_err();
+        assert!(
+            err.contains("demo, routing") && err.contains("nearest"),
+            "{err}"
+        );
+        for w in [
+            Workload::Demo,
+            Workload::Routing,
+            Workload::Pattern(Pattern::Fft),
+        ] {
+            assert_eq!(w.to_string().parse::<Workload>(), Ok(w));
+        }
     }
-    m
+
+    #[test]
+    fn more_gpus_than_described_are_copies_on_links_of_their_own() {
+        let node = h200_node();
+        let eight = with_gpus(&node, 8).unwrap();
+        assert_eq!(eight.gpus.len(), 8);
+        assert_eq!(eight.gpus[5].name, "gpu5");
+        assert_eq!(eight.gpus[5].times, node.gpus[1].times);
+        // gpu5 is gpu1's copy, on a copy of gpu1's link, shared with no one.
+        assert_eq!(eight.gpus[5].link, format!("{}.1", node.gpus[1].link));
+        assert_eq!(eight.sharing_link(5), vec![5]);
+        assert_eq!(with_gpus(&node, 2).unwrap().gpus.len(), 2);
+        let mut none = node.clone();
+        none.gpus.clear();
+        none.links.clear();
+        assert!(matches!(with_gpus(&none, 1), Err(Error::Machine { .. })));
+    }
+
+    #[test]
+    fn a_simulated_stencil_is_the_same_every_time_and_spreads_over_the_gpus() {
+        let size = SCALE_STENCIL;
+        let w = Workload::Pattern(Pattern::Stencil1d);
+        let (a, b) = (
+            simulate(&h200_node(), w, size, None).unwrap(),
+            simulate(&h200_node(), w, size, None).unwrap(),
+        );
+        assert_eq!(a.makespan_s, b.makespan_s);
+        assert_eq!(a.tasks, 16 * 32);
+        // Tasks of 64K values: every GPU gets a share, the CPU almost none.
+        for d in &a.devices[1..] {
+            assert!(d.kernels >= 64, "{:?}", a.devices);
+        }
+        assert!(a.links.iter().any(|l| l.bytes > 0));
+    }
 }

@@ -26,6 +26,11 @@ pub const STEPS: usize = 64;
 /// swing with this machine's noise; more rounds steady their medians).
 pub const ROUND_S: f64 = 0.3;
 
+/// The simulated stencil_1d graph that times the simulator: points a step.
+pub const SIM_WIDTH: usize = 64;
+/// Its steps.
+pub const SIM_STEPS: usize = 64;
+
 /// The patterns whose METG is reported.
 pub const PATTERNS: [Pattern; 2] = [Pattern::Stencil1d, Pattern::Nearest];
 
@@ -70,6 +75,13 @@ pub struct TaskbenchReport {
     pub peak_flops: BTreeMap<String, f64>,
     /// Timed rounds per point.
     pub reps: usize,
+    /// The simulator's throughput: stencil_1d tasks simulated per second
+    /// of host time (kernels not computed), on [`simulated_machine`](Self::simulated_machine).
+    pub simulated_tasks_per_s: f64,
+    /// Tasks in that simulated graph.
+    pub simulated_tasks: usize,
+    /// The description it ran on.
+    pub simulated_machine: String,
 }
 
 impl TaskbenchReport {
@@ -131,6 +143,9 @@ pub fn taskbench(
         elems,
         peak_flops: BTreeMap::new(),
         reps,
+        simulated_tasks_per_s: 0.0,
+        simulated_tasks: SIM_WIDTH * SIM_STEPS,
+        simulated_machine: String::new(),
     };
     let total = PATTERNS.len() * (top + 1);
     let mut done = 0;
@@ -212,6 +227,9 @@ pub fn taskbench(
         );
         report.peak_flops.insert(pattern.name().to_owned(), peak);
     }
+    let node = crate::simulate::h200_node();
+    report.simulated_tasks_per_s = crate::simulate::tasks_per_s(&node, SIM_WIDTH, SIM_STEPS)?;
+    report.simulated_machine = node.name;
     Ok(report)
 }
 

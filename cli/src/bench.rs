@@ -294,6 +294,12 @@ fn taskbench(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
             f(m.rayon, 2)
         );
     }
+    say!(
+        "simulator: {:.0} simulated stencil_1d tasks a second of host time ({} tasks on {})",
+        report.simulated_tasks_per_s,
+        report.simulated_tasks,
+        report.simulated_machine
+    );
     Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
 }
 

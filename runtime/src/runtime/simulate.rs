@@ -280,8 +280,9 @@ impl SimReport {
 }
 
 /// What each submitted CPU task costs the runtime on a core beyond its
-/// kernel: `cores` chains of 100 one-element tasks submitted at once, the
-/// median of five timings × cores / tasks. `None` where the CPU cannot
+/// kernel: `cores` chains of 200 one-element tasks submitted at once, the
+/// median of nine timings × cores / tasks (one timing swings by 3× on a
+/// busy machine). `None` where the CPU cannot
 /// run them (a simulated machine's clock is not the host's).
 pub(super) fn task_overhead(rt: &super::Runtime) -> Option<f64> {
     use crate::kernel::{Kernel, ReadWrite};
@@ -289,7 +290,7 @@ pub(super) fn task_overhead(rt: &super::Runtime) -> Option<f64> {
     if rt.engine().timeline.is_some() {
         return None;
     }
-    const STEPS: usize = 100;
+    const STEPS: usize = 200;
     let kernel = Kernel::builder(
         "pel-task-overhead",
         "@group(0) @binding(0) var<storage, read_write> c: array<u32>;\n\
@@ -305,7 +306,7 @@ pub(super) fn task_overhead(rt: &super::Runtime) -> Option<f64> {
     let cores = rt.device(Backend::Cpu).ok()?.threads.max(1);
     let chains: Vec<_> = (0..cores).map(|_| rt.zeros::<u32>(1)).collect();
     let mut times = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..9 {
         let t = std::time::Instant::now();
         for _ in 0..STEPS {
             for c in &chains {

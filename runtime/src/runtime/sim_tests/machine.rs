@@ -176,3 +176,63 @@ fn a_simulated_trace_has_virtual_timestamps() {
             .any(|e| e.tid == 2 && e.name.contains("to gpu0"))
     );
 }
+
+#[test]
+fn a_simulation_is_refused_where_it_cannot_be_what_was_asked() {
+    let m = machine(1e9, 1, 1e9, 0.0, 1e9);
+    let lost_gpu9 = runtime(m.clone())
+        .lose_at(9, Duration::from_millis(1))
+        .build();
+    assert!(
+        matches!(lost_gpu9, Err(Error::NoSuchBackend { .. })),
+        "{lost_gpu9:?}"
+    );
+    let both = runtime(m.clone()).simulated(vec![sim("x", US)]).build();
+    assert!(matches!(both, Err(Error::InvalidInput { .. })), "{both:?}");
+    // A model source needs its file, and the file the device's samples.
+    let mut no_file = m.clone();
+    no_file.gpus[0].times = crate::Times::Model {
+        file: None,
+        device: "gpu".into(),
+    };
+    let err = runtime(no_file).build().unwrap_err();
+    assert!(
+        matches!(&err, Error::Machine { field, .. } if field == "gpus[0].times"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_model_file_times_the_kernels_it_has_samples_of() {
+    // A real runtime's model of `add` on its CPU, saved...
+    let dir = std::env::temp_dir().join(format!("pel-sim-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("model.json");
+    let real = Runtime::builder()
+        .gpu(false)
+        .calibration_samples(2)
+        .model_file(&file)
+        .build()
+        .unwrap();
+    let (x, y) = (real.buffer(&[1.0f32; 4096]), real.zeros::<f32>(4096));
+    for _ in 0..8 {
+        real.run(&add(), &[&x, &y], &()).unwrap();
+    }
+    real.save_model();
+    let described = real.describe();
+    drop(real);
+    // ...times the same kernel on the simulated CPU, and nothing else.
+    let rt = Runtime::builder().simulate(described).build().unwrap();
+    let (x, y) = (rt.buffer(&[1.0f32; 4096]), rt.zeros::<f32>(4096));
+    let info = rt.run(&add(), &[&x, &y], &()).unwrap();
+    assert!(
+        info.exec > Duration::ZERO && info.exec < Duration::from_millis(50),
+        "{info:?}"
+    );
+    let err = rt.run(&copy(), &[&x, &y], &()).unwrap_err();
+    assert!(
+        err.to_string().contains("no samples of kernel `copy`"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,11 +14,12 @@
 //! - the CPU has one lane per core; a kernel takes one lane per 64 KiB of
 //!   its arguments (a rayon kernel spreads over the pool as its chunks
 //!   allow), at most every lane, and runs at its modelled time;
-//! - a GPU that shares the host's cores (a software rasteriser) runs
-//!   slower while CPU kernels run: each second of CPU lanes busy (over
-//!   the lanes) during its kernel slows it as two processes sharing cores
-//!   each get half of them, and a CPU kernel placed beside work already
-//!   queued there pushes that work's end back the same way. (The CPU's
+//! - a GPU that shares the host's cores (a software rasteriser) runs at
+//!   1/(1+b) of its speed while a share b of the cores is busy with
+//!   other work (CPU kernels by their lanes, another such GPU with all of
+//!   them), as processes sharing cores do; a kernel placed beside work
+//!   already queued on such a GPU pushes that work's end back the same
+//!   way. (The CPU's
 //!   kernels are not slowed in turn: their times, measured on such a
 //!   machine, already hold it, and a roofline CPU's are the cores' own.)
 //! - a copy takes its link's latency plus bytes over bandwidth; GPUs on one
@@ -103,10 +104,11 @@ struct State {
     end: f64,
     /// The end of the kernel placed last.
     last_end: f64,
-    /// Where a GPU shares the host's cores: the CPU's kernels that may
-    /// still overlap one placed from now on, (start, end, share of the
-    /// lanes).
-    cpu_spans: Vec<(f64, f64, f64)>,
+    /// Where a GPU shares the host's cores: the kernels on the host's
+    /// cores (the CPU's, and those of GPUs sharing them) that may still
+    /// overlap one placed from now on: (start, end, share of the cores,
+    /// location).
+    spans: Vec<Span>,
 }
 
 /// The virtual clock of one simulated runtime (see the module's page).
@@ -140,7 +142,7 @@ impl Timeline {
             link_bytes: vec![0; shape.links.len()],
             end: 0.0,
             last_end: 0.0,
-            cpu_spans: Vec::new(),
+            spans: Vec::new(),
         };
         Timeline {
             shape,
@@ -330,11 +332,12 @@ impl Timeline {
             }
         }
         let sharing = self.shape.shares_host.iter().any(|&x| x);
+        let on_host_cores = loc == 0 || self.shape.shares_host[loc - 1];
         let dur = match loc {
             g if g > 0 && self.shape.shares_host[g - 1] => {
                 let now = s.host_now;
-                s.cpu_spans.retain(|&(_, e, _)| e > now);
-                stretched(&s.cpu_spans, start, dur)
+                s.spans.retain(|span| span.end > now);
+                stretched(&s.spans, loc, start, dur)
             }
             _ => dur,
         };
@@ -361,13 +364,22 @@ impl Timeline {
                 s.busy[g] += dur;
             }
         }
-        if loc == 0 && sharing {
-            let share = lanes as f64 / s.cpu.len() as f64;
-            s.cpu_spans.push((start, end, share));
-            // The work queued on a GPU sharing the cores loses ground while
-            // this kernel runs: what follows it there starts that much later.
+        if sharing && on_host_cores {
+            // A GPU on the host's cores takes all of them while it runs.
+            let share = match loc {
+                0 => lanes as f64 / s.cpu.len() as f64,
+                _ => 1.0,
+            };
+            s.spans.push(Span {
+                start,
+                end,
+                share,
+                loc,
+            });
+            // The work queued on another GPU sharing the cores loses ground
+            // while this kernel runs: what follows it there starts later.
             for g in 0..s.gpu.len() {
-                if self.shape.shares_host[g] {
+                if self.shape.shares_host[g] && g + 1 != loc {
                     let overlap = (end.min(s.gpu[g]) - start).max(0.0);
                     s.gpu[g] += overlap * share / (1.0 + share);
                 }
@@ -410,22 +422,32 @@ impl Timeline {
     }
 }
 
-/// How long a kernel of `dur` seconds of work takes from `start` on a GPU
-/// that shares the host's cores, with the CPU busy over `spans` (start,
-/// end, share of the lanes): while a share `b` of the cores is busy it
-/// runs at `1 / (1 + b)` of its speed (half, beside a busy CPU).
-fn stretched(spans: &[(f64, f64, f64)], start: f64, dur: f64) -> f64 {
-    let mut edges: Vec<f64> = spans
-        .iter()
-        .flat_map(|&(s, e, _)| [s, e])
+/// A kernel on the host's cores, as a GPU sharing them sees it.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: f64,
+    end: f64,
+    /// The share of the cores it takes.
+    share: f64,
+    /// Where it runs.
+    loc: usize,
+}
+
+/// How long a kernel of `dur` seconds of work takes from `start` on the
+/// GPU at `loc`, which shares the host's cores, beside the other `spans`
+/// on them: while a share `b` of the cores is busy it runs at `1 / (1 +
+/// b)` of its speed (half, beside a busy CPU or another such GPU).
+fn stretched(spans: &[Span], loc: usize, start: f64, dur: f64) -> f64 {
+    let others = || spans.iter().filter(move |s| s.loc != loc);
+    let mut edges: Vec<f64> = others()
+        .flat_map(|s| [s.start, s.end])
         .filter(|&t| t > start)
         .collect();
     edges.sort_by(f64::total_cmp);
     let busy = |t: f64| -> f64 {
-        spans
-            .iter()
-            .filter(|&&(s, e, _)| s <= t && t < e)
-            .map(|&(_, _, share)| share)
+        others()
+            .filter(|s| s.start <= t && t < s.end)
+            .map(|s| s.share)
             .sum::<f64>()
             .min(1.0)
     };
@@ -510,8 +532,16 @@ mod tests {
         assert_eq!(totals.kernels, vec![4, 1]);
         assert_eq!(totals.busy_s, vec![5.0, 2.0]);
         // Half the cores busy for 1 s, then none: 1 s of work takes 1.5.
-        assert!((stretched(&[(0.0, 1.0, 0.5)], 0.0, 1.0) - 4.0 / 3.0).abs() < 1e-12);
-        assert_eq!(stretched(&[], 3.0, 1.0), 1.0);
+        let half = Span {
+            start: 0.0,
+            end: 1.0,
+            share: 0.5,
+            loc: 0,
+        };
+        assert!((stretched(&[half], 1, 0.0, 1.0) - 4.0 / 3.0).abs() < 1e-12);
+        assert_eq!(stretched(&[], 1, 3.0, 1.0), 1.0);
+        // Its own spans do not slow it.
+        assert_eq!(stretched(&[Span { loc: 1, ..half }], 1, 0.0, 1.0), 1.0);
     }
 
     #[test]

@@ -122,28 +122,48 @@ fn plot_kernel(
         .x_label_formatter(&|x| short(*x))
         .y_label_formatter(&|y| pel::secs(*y))
         .draw()?;
-    for (i, (name, mut v)) in lines.into_iter().enumerate() {
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let coloured = lines.into_iter().enumerate().map(|(i, (name, v))| {
         let colour = if name == "auto" {
             BLACK
         } else {
             COLOURS[i % COLOURS.len()]
         };
-        let style = colour.stroke_width(2);
+        (name, v, colour)
+    });
+    draw_lines(&mut chart, coloured)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws each (name, points, colour) as a line with its points marked, and
+/// the legend.
+fn draw_lines<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    lines: impl IntoIterator<Item = (String, Vec<(f64, f64)>, RGBColor)>,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let failed = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    for (name, mut v, colour) in lines {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
-            .draw_series(LineSeries::new(v.iter().copied(), style))?
+            .draw_series(LineSeries::new(v.iter().copied(), colour.stroke_width(2)))
+            .map_err(failed)?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-        chart.draw_series(v.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+        chart
+            .draw_series(v.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(failed)?;
     }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+        .draw()
+        .map_err(failed)
 }
 
 /// Writes the speed-up curves of a scaling prediction (one line per
@@ -189,21 +209,11 @@ fn draw_speedup(
         .draw_series(LineSeries::new(ideal, BLACK.mix(0.4).stroke_width(1)))?
         .label("ideal")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
-    for (i, (name, mut v)) in lines.into_iter().enumerate() {
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(v.iter().copied(), colour.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-        chart.draw_series(v.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    let coloured = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, v))| (name.to_owned(), v, COLOURS[i % COLOURS.len()]));
+    draw_lines(&mut chart, coloured)?;
     root.present()?;
     Ok(())
 }

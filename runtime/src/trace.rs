@@ -79,15 +79,15 @@ impl Tracer {
         if !self.on() {
             return;
         }
+        self.push(name.into(), tid, start_s * 1e6, dur_s * 1e6);
+    }
+
+    /// Keeps one span (microseconds).
+    fn push(&self, name: String, tid: u32, ts: f64, dur: f64) {
         self.events
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(TraceEvent {
-                name: name.into(),
-                tid,
-                ts: start_s * 1e6,
-                dur: dur_s * 1e6,
-            });
+            .push(TraceEvent { name, tid, ts, dur });
     }
 
     /// The lane of the transfers.
@@ -119,16 +119,7 @@ impl Tracer {
         }
         let began = end.checked_sub(dur).unwrap_or(end);
         let ts = began.saturating_duration_since(self.start).as_secs_f64() * 1e6;
-        let dur = dur.as_secs_f64() * 1e6;
-        self.events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(TraceEvent {
-                name: name.into(),
-                tid,
-                ts,
-                dur,
-            });
+        self.push(name.into(), tid, ts, dur.as_secs_f64() * 1e6);
     }
 
     /// Records counter `name`'s value now (a counter track in Perfetto),

@@ -19,9 +19,9 @@
 //!   other work (CPU kernels by their lanes, another such GPU with all of
 //!   them), as processes sharing cores do; a kernel placed beside work
 //!   already queued on such a GPU pushes that work's end back the same
-//!   way. (The CPU's
-//!   kernels are not slowed in turn: their times, measured on such a
-//!   machine, already hold it, and a roofline CPU's are the cores' own.)
+//!   way. (The CPU's kernels are not slowed in turn: their times,
+//!   measured on such a machine, already hold it, and a roofline CPU's
+//!   are the cores' own.)
 //! - a copy takes its link's latency plus bytes over bandwidth; GPUs on one
 //!   link share it (copies queue), each direction apart; a copy between
 //!   two GPUs goes through the host, as the buffer table routes it.

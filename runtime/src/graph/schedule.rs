@@ -129,7 +129,15 @@ impl Scheduler {
                 return Err(e);
             }
         }
+        let timeline = self.engine.timeline.as_ref();
         self.engine.run_call(kernel, call, &mut |_, result| {
+            // On a simulated machine the host waits for a call it made on
+            // the CPU, as a real one does (a GPU's is queued, and returns).
+            if let (Some(t), Ok(info)) = (timeline, result) {
+                if info.backend == Backend::Cpu && info.split.is_none() {
+                    t.host_waits_until(t.last_end());
+                }
+            }
             // Read again: a task submitted while the call ran may have
             // finished before it, and its edge is this call's to clear.
             if result.is_ok() && self.submitted.load(Ordering::Acquire) {

@@ -236,3 +236,43 @@ fn a_model_file_times_the_kernels_it_has_samples_of() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_host_waits_for_its_own_cpu_calls_and_not_for_a_gpus() {
+    // Two cores; each add of 1,000 elements takes 1 ms on either device.
+    let m = machine(2e6, 1, 2e6, 0.0, 1e15);
+    let mut m2 = m.clone();
+    m2.cpu.cores = 2;
+    let add = add();
+    let bufs = |rt: &Runtime| -> Vec<_> {
+        (0..4)
+            .map(|_| (rt.buffer(&[1.0f32; 500]), rt.zeros::<f32>(500)))
+            .collect()
+    };
+    // Synchronous calls on the CPU: one after another, as the host waits.
+    let rt = runtime(m2.clone()).build().unwrap();
+    for (x, y) in &bufs(&rt) {
+        rt.run_on(Backend::Cpu, &add, &[x, y], &()).unwrap();
+    }
+    let sync = rt.simulation().unwrap().makespan_s;
+    assert!((sync - 4e-3).abs() < 1e-9, "{sync}");
+    // Submitted: two at a time on the two cores.
+    let rt = runtime(m2).build().unwrap();
+    for (x, y) in &bufs(&rt) {
+        rt.submit_to(Target::On(Backend::Cpu), &add, &[x, y], &())
+            .unwrap();
+    }
+    rt.wait_all().unwrap();
+    let submitted = rt.simulation().unwrap().makespan_s;
+    assert!((submitted - 2e-3).abs() < 1e-9, "{submitted}");
+    // A synchronous GPU call is queued: the host goes on to the CPU's.
+    let rt = runtime(m).build().unwrap();
+    let b = bufs(&rt);
+    rt.run_on(Backend::Gpu(0), &add, &[&b[0].0, &b[0].1], &())
+        .unwrap();
+    rt.run_on(Backend::Cpu, &add, &[&b[1].0, &b[1].1], &())
+        .unwrap();
+    rt.wait_all().unwrap();
+    let both = rt.simulation().unwrap().makespan_s;
+    assert!(both < 1.5e-3, "{both}");
+}

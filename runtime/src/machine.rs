@@ -62,6 +62,12 @@ pub struct CpuSpec {
     /// the runtime's own cost out.
     #[serde(default)]
     pub task_overhead_s: f64,
+    /// Bytes per second a read hands back at: what a program's read of a
+    /// buffer whose host copy is current costs it (`Runtime::read` hands
+    /// back a copy). `pel simulate describe` measures it; absent, reads
+    /// cost the host nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_bandwidth: Option<f64>,
     /// Where these figures come from.
     #[serde(default)]
     pub source: String,
@@ -232,6 +238,9 @@ impl Machine {
         }
         check_times(&self.cpu.times, "cpu.times", &bad)?;
         figure(self.cpu.task_overhead_s, true, "cpu.task_overhead_s", &bad)?;
+        if let Some(b) = self.cpu.copy_bandwidth {
+            figure(b, false, "cpu.copy_bandwidth", &bad)?;
+        }
         let mut names = BTreeSet::new();
         for (i, l) in self.links.iter().enumerate() {
             if !names.insert(l.name.as_str()) {

@@ -228,9 +228,10 @@ impl Engine {
             self.trace_transfer("to host", table.bytes(id), t);
         }
         let data = take(table.host_bytes(id));
+        let bytes = table.bytes(id);
         drop(table);
         if let Some(t) = &self.timeline {
-            t.host_waits(id);
+            t.host_reads(id, bytes);
         }
         self.learn_from(made);
         // The download waited for the GPU's work before it: what finished

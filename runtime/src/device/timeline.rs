@@ -61,6 +61,9 @@ pub(crate) struct Shape {
     /// Seconds of a CPU lane each CPU kernel costs the runtime besides
     /// its own time.
     pub(crate) cpu_overhead_s: f64,
+    /// Bytes a second the host copies at: a read's copy costs the host
+    /// that (`None`: nothing).
+    pub(crate) copy_bandwidth: Option<f64>,
     /// Per GPU: the index of its link in `links`.
     pub(crate) link_of: Vec<usize>,
     /// Per GPU: whether it runs on the host's cores (and so runs slower
@@ -235,11 +238,15 @@ impl Timeline {
         r.at[0] = Some(now);
     }
 
-    /// The host waits for buffer `id`'s host copy.
-    pub(crate) fn host_waits(&self, id: u64) {
+    /// The host waits for buffer `id`'s host copy, then copies its
+    /// `bytes` out.
+    pub(crate) fn host_reads(&self, id: u64, bytes: u64) {
         let mut s = self.state();
         if let Some(at) = s.ready.get(&id).and_then(|r| r.at[0]) {
             s.host_now = s.host_now.max(at);
+        }
+        if let Some(bw) = self.shape.copy_bandwidth {
+            s.host_now += bytes as f64 / bw;
         }
     }
 
@@ -477,6 +484,7 @@ mod tests {
             Shape {
                 cpu_lanes,
                 cpu_overhead_s: 0.0,
+                copy_bandwidth: None,
                 cpu_measured: false,
                 link_of: vec![0; gpus],
                 shares_host: vec![shares; gpus],
@@ -500,7 +508,7 @@ mod tests {
         // Reads buffer 2 on the host: after it comes back down.
         t.transfer(2, 0, false, 1);
         assert_eq!(t.kernel("k", 0, &[(2, false)], 8, 1.0), 10.0);
-        t.host_waits(2);
+        t.host_reads(2, 0);
         assert_eq!(t.totals().now_s, 11.0);
     }
 

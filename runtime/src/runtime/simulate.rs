@@ -85,6 +85,7 @@ impl Plan {
             shape: Shape {
                 cpu_lanes: m.cpu.cores,
                 cpu_overhead_s: m.cpu.task_overhead_s,
+                copy_bandwidth: m.cpu.copy_bandwidth,
                 cpu_measured: matches!(m.cpu.times, Times::Model { .. }),
                 link_of,
                 shares_host: m.gpus.iter().map(|g| g.shares_host_cores).collect(),
@@ -319,4 +320,26 @@ pub(super) fn task_overhead(rt: &super::Runtime) -> Option<f64> {
     }
     times.sort_by(f64::total_cmp);
     Some(times[times.len() / 2])
+}
+
+/// Bytes a second a read hands back at on this host: the median of five
+/// reads of an 8 MiB buffer whose host copy is current (after one more,
+/// which pays for first touching the memory).
+pub(super) fn copy_bandwidth(rt: &super::Runtime) -> Option<f64> {
+    if rt.engine().timeline.is_some() {
+        return None;
+    }
+    const BYTES: usize = 8 << 20;
+    let buf = rt.buffer(&vec![1u32; BYTES / 4]);
+    rt.read(&buf).ok()?;
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let copy = rt.read(&buf).ok()?;
+        let secs = t.elapsed().as_secs_f64().max(1e-9);
+        std::hint::black_box(copy);
+        rates.push(BYTES as f64 / secs);
+    }
+    rates.sort_by(f64::total_cmp);
+    Some(rates[2])
 }

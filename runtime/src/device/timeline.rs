@@ -7,7 +7,8 @@
 //! instead, where it starts once its device (or link) is free and its
 //! inputs are ready there, and ends its modelled time later. The host has
 //! a clock of its own, which moves only where a real program would wait
-//! (a read, `wait_all`).
+//! (a read, which also copies the bytes out; `Task::wait`; `wait_all`; a
+//! synchronous call on the CPU).
 //!
 //! Simplifications, stated once:
 //! - a GPU runs one kernel at a time, in the order placed;

@@ -378,6 +378,30 @@ pub enum Error {
         message: String,
     },
 
+    /// A distribution of a buffer over ranks that cannot be: a map over
+    /// the wrong number of elements, a rank past the cluster, a block of
+    /// zero.
+    #[error("buffer {buffer}: rank {rank}: {message}")]
+    Distribution {
+        /// The buffer (its name, or `#id`).
+        buffer: String,
+        /// The rank at fault.
+        rank: usize,
+        /// What is wrong, with the values involved.
+        message: String,
+    },
+
+    /// Something MPI refused or could not do, on this rank.
+    #[error("rank {rank} of {size}: {message}")]
+    Cluster {
+        /// This process's rank.
+        rank: usize,
+        /// Ranks in the job.
+        size: usize,
+        /// What went wrong.
+        message: String,
+    },
+
     /// A fault-injection setting (`PEL_INJECT` or
     /// [`RuntimeBuilder::inject`](crate::RuntimeBuilder::inject)) that pel
     /// does not understand.

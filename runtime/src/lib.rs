@@ -34,6 +34,7 @@
 // Layers, top down: each module uses only the ones below it.
 mod buffer;
 mod call;
+pub mod cluster;
 mod device;
 mod dispatch;
 mod graph;

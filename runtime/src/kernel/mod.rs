@@ -21,6 +21,7 @@ pub use signature::{
 pub(crate) use signature::{RawSlice, assert_element_layout};
 
 use crate::error::{Error, Result};
+use crate::hash::Fnv;
 
 /// The size of a launch: how many workgroups the GPU runs. The CPU
 /// implementation does not use it.
@@ -680,25 +681,6 @@ fn check_signature(kernel: &str, reflection: &Reflection, specs: &[ArgSpec]) -> 
         }
     }
     Ok(())
-}
-
-/// FNV-1a: a hash that stays the same across Rust releases, so kernel
-/// identities can be persisted.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 #[cfg(test)]

@@ -113,12 +113,9 @@ pub(crate) fn default_path(model_dir: Option<&Path>, device_keys: &[String]) -> 
         Some(d) => d.to_owned(),
         None => cache_dir()?.join("pel"),
     };
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in device_keys.join("\n").bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    Some(dir.join(format!("model-{h:016x}.json")))
+    let mut h = crate::hash::Fnv::new();
+    h.write(device_keys.join("\n").as_bytes());
+    Some(dir.join(format!("model-{:016x}.json", h.finish())))
 }
 
 fn cache_dir() -> Option<PathBuf> {

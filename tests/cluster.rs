@@ -208,7 +208,11 @@ mod with_mpi {
         assert!(took < Duration::from_secs(30));
         // Nothing of the job is left running.
         let left = Command::new("pgrep")
-            .args(["-f", "a_rank_that_panics_ends_the_job_naming_it --exact"])
+            // The ranks' own arguments, which the harness's process lacks.
+            .args([
+                "-f",
+                "a_rank_that_panics_ends_the_job_naming_it --exact --nocapture --test-threads=1",
+            ])
             .output();
         if let Ok(left) = left {
             assert!(

@@ -126,12 +126,10 @@ impl Engine {
         let end = Instant::now();
         let exec = virtual_time.unwrap_or_else(|| end - t);
         if let (Some(timeline), None) = (&self.timeline, &parts) {
-            let mut args = [(0, false); 8];
-            let mut many = Vec::new();
-            let list = kernel_args(kernel, call, &mut args, &mut many);
             let bytes = call.args.iter().map(|h| h.bytes).sum();
             let loc = crate::dispatch::device_index(placement.backend);
-            timeline.kernel(kernel.name(), loc, list, bytes, exec.as_secs_f64());
+            let access = (&call.reads[..], &call.writes[..]);
+            timeline.kernel(kernel.name(), loc, access, bytes, exec.as_secs_f64());
         }
         if let (None, Backend::Cpu) = (&parts, placement.backend) {
             self.tracer.span_ending(kernel.name(), 0, end, end - t);
@@ -172,29 +170,5 @@ impl Engine {
                 self.gpus[g].lose(&format!("injected by PEL_INJECT=gpu-lost@{n}"));
             }
         }
-    }
-}
-
-/// The call's buffers and whether it writes each, on the stack for up to
-/// eight arguments.
-fn kernel_args<'a>(
-    kernel: &Kernel,
-    call: &Call<'_>,
-    stack: &'a mut [(u64, bool); 8],
-    heap: &'a mut Vec<(u64, bool)>,
-) -> &'a [(u64, bool)] {
-    let list = call
-        .args
-        .iter()
-        .zip(&kernel.reflection().storage)
-        .map(|(h, b)| (h.id, b.access.writes()));
-    if call.args.len() <= stack.len() {
-        for (slot, a) in stack.iter_mut().zip(list) {
-            *slot = a;
-        }
-        &stack[..call.args.len()]
-    } else {
-        heap.extend(list);
-        heap
     }
 }

@@ -141,9 +141,8 @@ impl Engine {
         let why_none = || self.refusals(kernel, args, workgroups, avoid);
         // On a simulated machine: what each device would make the call wait.
         let queue_s = self.timeline.as_ref().map(|t| {
-            let mut ids = Vec::with_capacity(args.len());
-            ids.extend(args.iter().map(|h| h.id));
-            t.backlogs(&ids, args.iter().map(|h| h.bytes).sum())
+            let access = (&call.reads[..], &call.writes[..]);
+            t.backlogs(access, args.iter().map(|h| h.bytes).sum())
         });
         let candidates = Candidates {
             kernel: kernel.id(),

@@ -53,7 +53,7 @@ impl Engine {
             let secs =
                 crate::device::Device::execute(cpu, launch)?.map_or(0.0, |d| d.as_secs_f64());
             let bytes = raw.iter().map(|r| r.bytes as u64).sum();
-            timeline.kernel(k.name(), 0, &[], bytes, secs);
+            timeline.kernel(k.name(), 0, (&[], &[]), bytes, secs);
             Ok(())
         });
         self.counters.lost_device(replayed);

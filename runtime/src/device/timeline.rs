@@ -118,6 +118,8 @@ struct State {
 /// The virtual clock of one simulated runtime (see the module's page).
 pub(crate) struct Timeline {
     shape: Shape,
+    /// Some GPU shares the host's cores.
+    sharing: bool,
     state: Mutex<State>,
     tracer: Arc<Tracer>,
 }
@@ -149,6 +151,7 @@ impl Timeline {
             spans: Vec::new(),
         };
         Timeline {
+            sharing: shape.shares_host.iter().any(|&x| x),
             shape,
             state: Mutex::new(state),
             tracer,
@@ -173,10 +176,10 @@ impl Timeline {
 
     /// Seconds each location would make a call released now wait before
     /// it could start: its backlog, for the dispatcher's queue estimate.
-    /// `ids`: the call's buffers; `bytes`: theirs together.
-    pub(crate) fn backlogs(&self, ids: &[u64], bytes: u64) -> Vec<f64> {
+    /// `reads`, `writes`: the call's access sets; `bytes`: its arguments'.
+    pub(crate) fn backlogs(&self, (reads, writes): (&[u64], &[u64]), bytes: u64) -> Vec<f64> {
         let s = self.state();
-        let release = self.release(&s, ids);
+        let release = self.release(&s, reads.iter().chain(writes));
         let lanes = self.lanes_for(bytes);
         (0..self.locations())
             .map(|loc| (self.free_at(&s, loc, lanes) - release).max(0.0))
@@ -185,9 +188,8 @@ impl Timeline {
 
     /// The earliest a call on `ids` can start anywhere: the host has
     /// issued it, and each buffer has a current copy somewhere.
-    fn release(&self, s: &State, ids: &[u64]) -> f64 {
-        ids.iter()
-            .filter_map(|id| s.ready.get(id))
+    fn release<'a>(&self, s: &State, ids: impl Iterator<Item = &'a u64>) -> f64 {
+        ids.filter_map(|id| s.ready.get(id))
             .filter_map(|r| r.at.iter().flatten().copied().reduce(f64::min))
             .fold(s.host_now, f64::max)
     }
@@ -311,15 +313,16 @@ impl Timeline {
         (s.gpu[g].max(s.host_now) >= at).then_some(at)
     }
 
-    /// Runs a kernel of `dur` seconds at `loc` on its arguments (`args`:
-    /// buffer id and whether it is written; `bytes`: theirs together):
-    /// it starts once the location has room, each argument's copy there
-    /// is ready and each written one's readers are done. Returns its start.
+    /// Runs a kernel of `dur` seconds at `loc` on the buffers it only
+    /// `reads` and those it `writes` (`bytes`: theirs together, as the
+    /// call's access sets give them): it starts once the location has
+    /// room, each argument's copy there is ready and each written one's
+    /// readers are done. Returns its start.
     pub(crate) fn kernel(
         &self,
         name: &str,
         loc: usize,
-        args: &[(u64, bool)],
+        (reads, writes): (&[u64], &[u64]),
         bytes: u64,
         dur: f64,
     ) -> f64 {
@@ -330,16 +333,17 @@ impl Timeline {
         };
         let mut s = self.state();
         let mut start = s.host_now.max(self.free_at(&s, loc, lanes));
-        for &(id, writes) in args {
+        let args = reads.iter().map(|&id| (id, false));
+        for (id, written) in args.chain(writes.iter().map(|&id| (id, true))) {
             let r = self.ready_mut(&mut s, id);
             if let Some(at) = r.at[loc] {
                 start = start.max(at);
             }
-            if writes {
+            if written {
                 start = start.max(r.read_until);
             }
         }
-        let sharing = self.shape.shares_host.iter().any(|&x| x);
+        let sharing = self.sharing;
         let on_host_cores = loc == 0 || self.shape.shares_host[loc - 1];
         let dur = match loc {
             g if g > 0 && self.shape.shares_host[g - 1] => {
@@ -396,15 +400,15 @@ impl Timeline {
         s.kernels[loc] += 1;
         s.end = s.end.max(end);
         s.last_end = end;
-        for &(id, writes) in args {
+        for &id in reads {
             let r = self.ready_mut(&mut s, id);
-            if writes {
-                r.at.iter_mut().for_each(|a| *a = None);
-                r.at[loc] = Some(end);
-                r.read_until = end;
-            } else {
-                r.read_until = r.read_until.max(end);
-            }
+            r.read_until = r.read_until.max(end);
+        }
+        for &id in writes {
+            let r = self.ready_mut(&mut s, id);
+            r.at.iter_mut().for_each(|a| *a = None);
+            r.at[loc] = Some(end);
+            r.read_until = end;
         }
         drop(s);
         self.tracer.span_at(name, loc as u32, start, dur);
@@ -503,12 +507,12 @@ mod tests {
         t.created(2);
         // 2 bytes up: 1 s latency + 2 s.
         t.transfer(1, 0, true, 2);
-        assert_eq!(t.kernel("k", 1, &[(1, false), (2, true)], 8, 5.0), 3.0);
+        assert_eq!(t.kernel("k", 1, (&[1], &[2]), 8, 5.0), 3.0);
         // Behind the first on the same GPU.
-        assert_eq!(t.kernel("k", 1, &[(1, false)], 8, 1.0), 8.0);
+        assert_eq!(t.kernel("k", 1, (&[1], &[]), 8, 1.0), 8.0);
         // Reads buffer 2 on the host: after it comes back down.
         t.transfer(2, 0, false, 1);
-        assert_eq!(t.kernel("k", 0, &[(2, false)], 8, 1.0), 10.0);
+        assert_eq!(t.kernel("k", 0, (&[2], &[]), 8, 1.0), 10.0);
         t.host_reads(2, 0);
         assert_eq!(t.totals().now_s, 11.0);
     }
@@ -518,9 +522,9 @@ mod tests {
         let t = timeline(4, 0, false);
         t.created(1);
         t.created(2);
-        assert_eq!(t.kernel("read", 0, &[(1, false), (2, true)], 8, 4.0), 0.0);
+        assert_eq!(t.kernel("read", 0, (&[1], &[2]), 8, 4.0), 0.0);
         // Another lane is free, but buffer 1 is read until 4.
-        assert_eq!(t.kernel("write", 0, &[(1, true)], 8, 1.0), 4.0);
+        assert_eq!(t.kernel("write", 0, (&[], &[1]), 8, 1.0), 4.0);
     }
 
     #[test]
@@ -529,14 +533,14 @@ mod tests {
         for id in 1..=4 {
             t.created(id);
         }
-        assert_eq!(t.kernel("a", 0, &[(1, true)], 8, 1.0), 0.0);
-        assert_eq!(t.kernel("b", 0, &[(2, true)], 8, 1.0), 0.0);
+        assert_eq!(t.kernel("a", 0, (&[], &[1]), 8, 1.0), 0.0);
+        assert_eq!(t.kernel("b", 0, (&[], &[2]), 8, 1.0), 0.0);
         // Wide: both lanes.
-        assert_eq!(t.kernel("c", 0, &[(3, true)], 1 << 20, 1.0), 1.0);
+        assert_eq!(t.kernel("c", 0, (&[], &[3]), 1 << 20, 1.0), 1.0);
         // A GPU on the host's cores starts at once but runs at half speed
         // while every core is busy: 1 s of work ends at 2.
-        assert_eq!(t.kernel("d", 1, &[], 0, 1.0), 0.0);
-        assert_eq!(t.kernel("e", 0, &[(4, true)], 8, 1.0), 2.0);
+        assert_eq!(t.kernel("d", 1, (&[], &[]), 0, 1.0), 0.0);
+        assert_eq!(t.kernel("e", 0, (&[], &[4]), 8, 1.0), 2.0);
         let totals = t.totals();
         assert_eq!(totals.kernels, vec![4, 1]);
         assert_eq!(totals.busy_s, vec![5.0, 2.0]);
@@ -557,10 +561,10 @@ mod tests {
     fn backlogs_count_from_the_calls_release() {
         let t = timeline(1, 1, false);
         t.created(1);
-        t.kernel("k", 1, &[(1, true)], 8, 3.0);
+        t.kernel("k", 1, (&[], &[1]), 8, 3.0);
         // Buffer 1 is ready on gpu0 at 3: nothing waits there after it.
-        assert_eq!(t.backlogs(&[1], 8), vec![0.0, 0.0]);
+        assert_eq!(t.backlogs((&[1], &[]), 8), vec![0.0, 0.0]);
         t.created(2);
-        assert_eq!(t.backlogs(&[2], 8), vec![0.0, 3.0]);
+        assert_eq!(t.backlogs((&[2], &[]), 8), vec![0.0, 3.0]);
     }
 }

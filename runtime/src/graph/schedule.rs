@@ -134,7 +134,7 @@ impl Scheduler {
             // On a simulated machine the host waits for a call it made on
             // the CPU, as a real one does (a GPU's is queued, and returns).
             if let (Some(t), Ok(info)) = (timeline, result) {
-                if info.backend == Backend::Cpu && info.split.is_none() {
+                if info.backend == Backend::Cpu {
                     t.host_waits_until(t.last_end());
                 }
             }

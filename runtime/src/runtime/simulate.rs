@@ -306,8 +306,8 @@ pub(super) fn task_overhead(rt: &super::Runtime) -> Option<f64> {
     .ok()?;
     let cores = rt.device(Backend::Cpu).ok()?.threads.max(1);
     let chains: Vec<_> = (0..cores).map(|_| rt.zeros::<u32>(1)).collect();
-    let mut times = Vec::new();
-    for _ in 0..9 {
+    // Each core runs one chain: a step's time is each task's on its core.
+    median_of(9, || {
         let t = std::time::Instant::now();
         for _ in 0..STEPS {
             for c in &chains {
@@ -316,10 +316,15 @@ pub(super) fn task_overhead(rt: &super::Runtime) -> Option<f64> {
             }
         }
         rt.wait_all().ok()?;
-        times.push(t.elapsed().as_secs_f64() * cores as f64 / (STEPS * cores) as f64);
-    }
-    times.sort_by(f64::total_cmp);
-    Some(times[times.len() / 2])
+        Some(t.elapsed().as_secs_f64() / STEPS as f64)
+    })
+}
+
+/// The median of `n` measurements, or `None` if one fails.
+fn median_of(n: usize, mut measure: impl FnMut() -> Option<f64>) -> Option<f64> {
+    let mut xs = (0..n).map(|_| measure()).collect::<Option<Vec<f64>>>()?;
+    xs.sort_by(f64::total_cmp);
+    Some(xs[n / 2])
 }
 
 /// Bytes a second a read hands back at on this host: the median of five
@@ -332,14 +337,11 @@ pub(super) fn copy_bandwidth(rt: &super::Runtime) -> Option<f64> {
     const BYTES: usize = 8 << 20;
     let buf = rt.buffer(&vec![1u32; BYTES / 4]);
     rt.read(&buf).ok()?;
-    let mut rates = Vec::new();
-    for _ in 0..5 {
+    median_of(5, || {
         let t = std::time::Instant::now();
         let copy = rt.read(&buf).ok()?;
         let secs = t.elapsed().as_secs_f64().max(1e-9);
         std::hint::black_box(copy);
-        rates.push(BYTES as f64 / secs);
-    }
-    rates.sort_by(f64::total_cmp);
-    Some(rates[2])
+        Some(BYTES as f64 / secs)
+    })
 }

@@ -34,6 +34,8 @@
 pub mod calibrate;
 pub mod csv;
 pub mod demo;
+#[cfg(feature = "cluster")]
+pub mod distributed;
 pub mod tour;
 
 pub use pel_kernels as kernels;

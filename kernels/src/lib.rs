@@ -14,6 +14,7 @@
 pub mod black_scholes;
 pub mod blur;
 pub mod heat;
+pub mod heat_block;
 pub mod histogram;
 pub mod kmeans;
 pub mod kmer;

@@ -14,9 +14,14 @@
 //!   unwinding would run `MPI_Finalize` while the others wait for it, and
 //!   the job would hang.
 //!
-//! Still to come (the cluster issue): buffers whose copies live on other
-//! ranks in the validity map, tasks placed on the rank that owns what they
-//! write, and the network link in the dispatcher's model.
+//! - [`ClusterRuntime`] runs one task graph over the ranks: every rank
+//!   makes the same [`DistBuffer`]s and submits the same tasks in the same
+//!   order; a task runs on the rank that owns what it writes, its inputs
+//!   sent there once and cached; one progress thread a rank moves them.
+//!
+//! Inside a rank, each task is placed among that rank's CPU and GPUs as on
+//! one machine. Not yet: moving a task off its owner when the network's
+//! cost says it pays.
 
 mod dist;
 
@@ -24,6 +29,12 @@ pub use dist::{DistMap, Distribution};
 
 #[cfg(feature = "cluster")]
 mod mpi_cluster;
+#[cfg(feature = "cluster")]
+mod progress;
+#[cfg(feature = "cluster")]
+mod ranks;
 
 #[cfg(feature = "cluster")]
 pub use mpi_cluster::{Cluster, Reducible};
+#[cfg(feature = "cluster")]
+pub use ranks::{ClusterRuntime, ClusterStats, DistArg, DistBuffer, DistRef};

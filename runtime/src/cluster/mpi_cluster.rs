@@ -1,6 +1,6 @@
 //! [`Cluster`]: MPI through rsmpi.
 
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 
 use mpi::Threading;
 use mpi::collective::SystemOperation;
@@ -41,6 +41,33 @@ impl std::fmt::Debug for Cluster {
 
 static HOOK: Once = Once::new();
 
+/// The task this rank runs now (its number in the common order and its
+/// kernel), for the message of a rank that dies in it.
+static TASK: Mutex<Option<(u64, String)>> = Mutex::new(None);
+
+/// Records that this rank now runs task `seq`, of `kernel`.
+pub(super) fn set_task(seq: u64, kernel: &str) {
+    let mut t = TASK.lock().unwrap_or_else(|p| p.into_inner());
+    match &mut *t {
+        Some((s, k)) => {
+            *s = seq;
+            if k != kernel {
+                k.clear();
+                k.push_str(kernel);
+            }
+        }
+        None => *t = Some((seq, kernel.to_owned())),
+    }
+}
+
+/// " in task N (`kernel`)", or nothing before the first task.
+fn current_task() -> String {
+    match TASK.try_lock().as_deref() {
+        Ok(Some((seq, kernel))) => format!(" in task {seq} (`{kernel}`)"),
+        _ => String::new(),
+    }
+}
+
 impl Cluster {
     /// Starts MPI with `MPI_THREAD_MULTIPLE` (pel's workers may call MPI
     /// from any thread) and returns this rank's place. Run without a
@@ -77,7 +104,8 @@ impl Cluster {
             std::panic::set_hook(Box::new(move |info| {
                 previous(info);
                 eprintln!(
-                    "pel: rank {rank} of {size} panicked ({info}); aborting the job so no rank waits for it"
+                    "pel: rank {rank} of {size} panicked{} ({info}); aborting the job so no rank waits for it",
+                    current_task()
                 );
                 SimpleCommunicator::world().abort(70);
             }));
@@ -121,9 +149,7 @@ impl Cluster {
     /// naming `buffer` and the first rank whose map differs from rank 0's
     /// (two ranks that disagree would each think they own an element).
     pub fn agree(&self, buffer: &str, map: &DistMap) -> Result<()> {
-        let mine = map.digest();
-        let mut all = vec![0u64; self.size];
-        self.world().all_gather_into(&mine, &mut all[..]);
+        let all = self.all_gather_u64(map.digest());
         match all.iter().position(|&d| d != all[0]) {
             None => Ok(()),
             Some(r) => Err(Error::Distribution {
@@ -134,6 +160,18 @@ impl Cluster {
                 ),
             }),
         }
+    }
+
+    /// `value` summed over every rank; every rank gets the sum.
+    pub fn sum_u64(&self, value: u64) -> u64 {
+        self.all_gather_u64(value).iter().sum()
+    }
+
+    /// Every rank's `value`, in rank order.
+    pub(super) fn all_gather_u64(&self, value: u64) -> Vec<u64> {
+        let mut all = vec![0u64; self.size];
+        self.world().all_gather_into(&value, &mut all[..]);
+        all
     }
 
     /// Sums `buf` element by element over every rank, in place on each
@@ -221,8 +259,7 @@ impl Cluster {
     /// Every rank agrees on `len` (a collective over buffers of different
     /// lengths would read past one).
     fn same_len(&self, what: &str, len: usize) -> Result<()> {
-        let mut all = vec![0u64; self.size];
-        self.world().all_gather_into(&(len as u64), &mut all[..]);
+        let all = self.all_gather_u64(len as u64);
         match all.iter().position(|&l| l != len as u64) {
             None => Ok(()),
             Some(r) => Err(Error::Cluster {

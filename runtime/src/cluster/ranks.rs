@@ -1,0 +1,742 @@
+//! [`ClusterRuntime`]: one task graph, submitted by every rank in the same
+//! order, run by the ranks that own what it writes, with every buffer's
+//! copies tracked across ranks.
+//!
+//! Each rank keeps the same validity map of every [`DistBuffer`]: its
+//! version, and which ranks hold that version. A task runs on the owner of
+//! the first buffer it writes (or a rank given). Before it runs, every
+//! argument its rank lacks is sent there by a rank that holds it (the owner
+//! first) and cached; a write makes the writer's copy the only valid one.
+//! A rank with no part in a task only updates the map. Messages carry a tag
+//! from (buffer, version) and a header the receiver checks, so two never
+//! cross.
+//!
+//! Why this cannot deadlock: sends never block (the progress thread posts
+//! them), and a rank only waits for an input that an earlier task in the
+//! common order produced, on a rank that reaches that task first.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::progress::{Progress, Slot};
+use super::{Cluster, DistMap};
+use crate::buffer::{Buffer, BufferArg};
+use crate::error::{Error, Result};
+use crate::graph::Task;
+use crate::hash::Fnv;
+use crate::ids::Target;
+use crate::kernel::{Access, Element, Kernel};
+use crate::runtime::Runtime;
+
+/// Tags MPI guarantees (`MPI_TAG_UB` is at least 32,767).
+const TAG_SPACE: u64 = 32_767;
+
+/// The header before every payload: the buffer's id and version.
+const HEADER: usize = 16;
+
+/// What every rank knows of a buffer.
+struct Meta {
+    id: u64,
+    name: String,
+    owner: usize,
+    len: usize,
+    elem_size: usize,
+    state: Mutex<State>,
+}
+
+struct State {
+    version: u64,
+    /// Ranks holding the current version.
+    valid: Vec<bool>,
+}
+
+impl Meta {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A buffer's typed side, erased for an argument list.
+trait Erased: Send + Sync {
+    fn meta(&self) -> &Meta;
+    fn elem(&self) -> crate::kernel::ElemType;
+    /// This rank's copy, made (zeroed) if it has none.
+    fn local(&self, rt: &Runtime) -> &dyn BufferArg;
+    /// This rank's copy as bytes, after `HEADER` bytes of room.
+    fn read_bytes(&self, rt: &Runtime) -> Result<Vec<u8>>;
+    /// Replaces this rank's copy with `bytes`.
+    fn store(&self, rt: &Runtime, bytes: &[u8]) -> Result<()>;
+}
+
+struct Inner<T: Element> {
+    meta: Meta,
+    local: OnceLock<Buffer<T>>,
+}
+
+impl<T: Element> Inner<T> {
+    fn buffer(&self, rt: &Runtime) -> &Buffer<T> {
+        self.local.get_or_init(|| rt.zeros(self.meta.len))
+    }
+}
+
+impl<T: Element> Erased for Inner<T> {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn elem(&self) -> crate::kernel::ElemType {
+        T::TYPE
+    }
+    fn local(&self, rt: &Runtime) -> &dyn BufferArg {
+        self.buffer(rt)
+    }
+    fn read_bytes(&self, rt: &Runtime) -> Result<Vec<u8>> {
+        let data = rt.read(self.buffer(rt))?;
+        let bytes: &[u8] = bytemuck::cast_slice(&data);
+        let mut out = Vec::with_capacity(HEADER + bytes.len());
+        out.resize(HEADER, 0);
+        out.extend_from_slice(bytes);
+        Ok(out)
+    }
+    fn store(&self, rt: &Runtime, bytes: &[u8]) -> Result<()> {
+        let data: Vec<T> = bytemuck::pod_collect_to_vec(bytes);
+        rt.write(self.buffer(rt), &data)
+    }
+}
+
+/// A buffer of a [`ClusterRuntime`]: one owner rank, copies cached on the
+/// ranks that read it. Every rank holds the same handles (made in the same
+/// order); a rank's own copy exists only once it needs one.
+pub struct DistBuffer<T: Element> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T: Element> Clone for DistBuffer<T> {
+    fn clone(&self) -> Self {
+        DistBuffer {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for DistBuffer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.inner.meta;
+        f.debug_struct("DistBuffer")
+            .field("name", &m.name)
+            .field("owner", &m.owner)
+            .field("len", &m.len)
+            .finish()
+    }
+}
+
+impl<T: Element> DistBuffer<T> {
+    /// The name given when it was made (errors and panics name it).
+    pub fn name(&self) -> &str {
+        &self.inner.meta.name
+    }
+    /// Its owner rank.
+    pub fn owner(&self) -> usize {
+        self.inner.meta.owner
+    }
+    /// Elements.
+    pub fn len(&self) -> usize {
+        self.inner.meta.len
+    }
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.inner.meta.len == 0
+    }
+    /// Writes so far (every rank counts the same).
+    pub fn version(&self) -> u64 {
+        self.inner.meta.state().version
+    }
+    /// The ranks that hold its current version.
+    pub fn valid_on(&self) -> Vec<usize> {
+        let st = self.inner.meta.state();
+        (0..st.valid.len()).filter(|&r| st.valid[r]).collect()
+    }
+}
+
+/// A type-erased [`DistBuffer`] in an argument list; see
+/// [`ClusterRuntime::submit`].
+pub trait DistArg: Send + Sync {
+    /// The buffer, type-erased.
+    fn as_dist(&self) -> DistRef<'_>;
+}
+
+impl<T: Element> DistArg for DistBuffer<T> {
+    fn as_dist(&self) -> DistRef<'_> {
+        DistRef {
+            inner: &*self.inner,
+        }
+    }
+}
+
+/// A type-erased reference to a [`DistBuffer`].
+#[derive(Clone, Copy)]
+pub struct DistRef<'a> {
+    inner: &'a dyn Erased,
+}
+
+/// What a rank did and moved; [`ClusterRuntime::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Tasks submitted (every rank counts all).
+    pub tasks: u64,
+    /// Tasks this rank ran.
+    pub tasks_run: u64,
+    /// Tasks this rank only recorded (another rank ran them).
+    pub tasks_pruned: u64,
+    /// Messages this rank sent.
+    pub messages_sent: u64,
+    /// Bytes of buffer data this rank sent (headers not counted).
+    pub bytes_sent: u64,
+    /// Messages this rank received.
+    pub messages_received: u64,
+    /// Bytes of buffer data this rank received.
+    pub bytes_received: u64,
+}
+
+impl ClusterStats {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &ClusterStats) -> ClusterStats {
+        ClusterStats {
+            tasks: self.tasks - earlier.tasks,
+            tasks_run: self.tasks_run - earlier.tasks_run,
+            tasks_pruned: self.tasks_pruned - earlier.tasks_pruned,
+            messages_sent: self.messages_sent - earlier.messages_sent,
+            bytes_sent: self.bytes_sent - earlier.bytes_sent,
+            messages_received: self.messages_received - earlier.messages_received,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    tasks: AtomicU64,
+    tasks_run: AtomicU64,
+    tasks_pruned: AtomicU64,
+    messages_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    messages_received: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+/// One program on many ranks: every rank makes the same buffers and submits
+/// the same tasks in the same order; see the [module](self) page.
+///
+/// ```no_run
+/// # use pel_runtime::cluster::{Cluster, ClusterRuntime};
+/// # fn main() -> pel_runtime::Result<()> {
+/// # let kernel: pel_runtime::Kernel = todo!();
+/// let cr = ClusterRuntime::new(Cluster::init()?, pel_runtime::Runtime::new()?)?;
+/// // Rank 0 owns x, rank 1 (if any) owns y: the task runs on y's owner,
+/// // which receives x once.
+/// let x = cr.buffer("x", 0, 4, || vec![1.0f32; 4])?;
+/// let y = cr.zeros::<f32>("y", 1 % cr.size(), 4)?;
+/// cr.submit(&kernel, &[&x, &y], &())?;
+/// let on_0 = cr.fetch(&y, 0)?; // Some(..) on rank 0, None elsewhere
+/// # Ok(()) }
+/// ```
+pub struct ClusterRuntime {
+    // Stopped before the cluster finalises MPI (fields drop in order).
+    progress: Progress,
+    rt: Runtime,
+    counters: Counters,
+    next_id: AtomicU64,
+    /// Digests of buffers made since the ranks last compared them.
+    unchecked: Mutex<Vec<(String, u64)>>,
+    cluster: Cluster,
+}
+
+impl std::fmt::Debug for ClusterRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRuntime")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterRuntime {
+    /// This rank's part of a job: `cluster` for the messages, `rt` for its
+    /// own devices (placement inside the rank works as on one machine).
+    /// Starts the progress thread. Every rank calls it.
+    pub fn new(cluster: Cluster, rt: Runtime) -> Result<ClusterRuntime> {
+        let progress = Progress::start(cluster.rank());
+        Ok(ClusterRuntime {
+            progress,
+            rt,
+            counters: Counters::default(),
+            next_id: AtomicU64::new(0),
+            unchecked: Mutex::new(Vec::new()),
+            cluster,
+        })
+    }
+
+    /// The MPI side: rank, size, collectives.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// This rank's runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.cluster.rank()
+    }
+
+    /// Ranks in the job.
+    pub fn size(&self) -> usize {
+        self.cluster.size()
+    }
+
+    fn dist_error(&self, buffer: &str, rank: usize, message: String) -> Error {
+        Error::Distribution {
+            buffer: buffer.to_owned(),
+            rank,
+            message,
+        }
+    }
+
+    /// A buffer of `len` elements owned by rank `owner`, which fills it
+    /// with `init()` (no other rank calls it). Every rank calls this, in
+    /// the same order. [`Error::Distribution`] for an owner past the job,
+    /// or `init` giving another length.
+    pub fn buffer<T: Element>(
+        &self,
+        name: &str,
+        owner: usize,
+        len: usize,
+        init: impl FnOnce() -> Vec<T>,
+    ) -> Result<DistBuffer<T>> {
+        let size = self.size();
+        if owner >= size {
+            return Err(self.dist_error(
+                name,
+                owner,
+                format!("owner rank {owner}; the job has ranks 0 to {}", size - 1),
+            ));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut valid = vec![false; size];
+        valid[owner] = true;
+        let inner = Inner {
+            meta: Meta {
+                id,
+                name: name.to_owned(),
+                owner,
+                len,
+                elem_size: std::mem::size_of::<T>(),
+                state: Mutex::new(State { version: 0, valid }),
+            },
+            local: OnceLock::new(),
+        };
+        if owner == self.rank() {
+            let data = init();
+            if data.len() != len {
+                return Err(self.dist_error(
+                    name,
+                    owner,
+                    format!("{len} elements declared; its owner made {}", data.len()),
+                ));
+            }
+            let _ = inner.local.set(self.rt.buffer(&data));
+        }
+        let mut h = Fnv::new();
+        h.write(name.as_bytes());
+        h.write(&id.to_le_bytes());
+        h.write(&(owner as u64).to_le_bytes());
+        h.write(&(len as u64).to_le_bytes());
+        h.write(T::TYPE.to_string().as_bytes());
+        self.unchecked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_owned(), h.finish()));
+        Ok(DistBuffer {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A buffer of `len` zeros owned by `owner`.
+    pub fn zeros<T: Element>(&self, name: &str, owner: usize, len: usize) -> Result<DistBuffer<T>> {
+        self.buffer(name, owner, len, || vec![T::zeroed(); len])
+    }
+
+    /// One buffer for each run of consecutive elements `map` gives one
+    /// rank (a block a rank for [`Block`](super::Distribution::Block)),
+    /// in element order, with the range it covers; its owner fills it with
+    /// `init(range)`. Every rank calls this with the same map.
+    pub fn blocks<T: Element>(
+        &self,
+        name: &str,
+        map: &DistMap,
+        init: impl Fn(Range<usize>) -> Vec<T>,
+    ) -> Result<Vec<(Range<usize>, DistBuffer<T>)>> {
+        if map.ranks() != self.size() {
+            return Err(self.dist_error(
+                name,
+                0,
+                format!(
+                    "a map over {} ranks in a job of {}",
+                    map.ranks(),
+                    self.size()
+                ),
+            ));
+        }
+        let mut runs: Vec<(usize, Range<usize>)> = (0..map.ranks())
+            .flat_map(|r| map.owned(r).into_iter().map(move |range| (r, range)))
+            .collect();
+        runs.sort_by_key(|(_, range)| range.start);
+        runs.into_iter()
+            .enumerate()
+            .map(|(i, (owner, range))| {
+                let b = self.buffer(&format!("{name}[{i}]"), owner, range.len(), || {
+                    init(range.clone())
+                })?;
+                Ok((range, b))
+            })
+            .collect()
+    }
+
+    /// Compares the buffers made since the last check across ranks: one
+    /// all-gather of a digest, and on a difference [`Error::Distribution`]
+    /// naming the first buffer and rank that differ.
+    pub fn agree(&self) -> Result<()> {
+        let made = std::mem::take(&mut *self.unchecked.lock().unwrap_or_else(|p| p.into_inner()));
+        if made.is_empty() {
+            return Ok(());
+        }
+        let mut h = Fnv::new();
+        for (_, d) in &made {
+            h.write(&d.to_le_bytes());
+        }
+        h.write(&(made.len() as u64).to_le_bytes());
+        let all = self.cluster.all_gather_u64(h.finish());
+        let Some(rank) = all.iter().position(|&d| d != all[0]) else {
+            return Ok(());
+        };
+        // Find the first buffer that differs (collectively: every rank
+        // takes this path, as every rank saw the digests differ).
+        let mine: Vec<u64> = made.iter().map(|(_, d)| *d).collect();
+        let counts = self.cluster.all_gather_u64(mine.len() as u64);
+        let n = counts.iter().copied().min().unwrap_or(0) as usize;
+        for (i, (name, d)) in made.iter().enumerate().take(n) {
+            let all = self.cluster.all_gather_u64(*d);
+            if let Some(r) = all.iter().position(|&x| x != all[0]) {
+                return Err(self.dist_error(
+                    name,
+                    r,
+                    format!("rank {r} made buffer {i} of this batch differently from rank 0 (its owner, length or type): two ranks would each own it"),
+                ));
+            }
+        }
+        let r = counts.iter().position(|&c| c != counts[0]).unwrap_or(rank);
+        Err(self.dist_error(
+            made.get(n).map_or("?", |(name, _)| name),
+            r,
+            format!(
+                "rank {r} made {} buffers here, rank 0 {}",
+                counts[r], counts[0]
+            ),
+        ))
+    }
+
+    /// Submits `kernel` on `args` (in the shader's binding order) at the
+    /// owner of the first buffer it writes; see [`submit_on`](Self::submit_on).
+    pub fn submit<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        args: &[&dyn DistArg],
+        params: &P,
+    ) -> Result<Option<Task>> {
+        self.submit_on(None, Target::Auto, kernel, args, params)
+    }
+
+    /// Every rank calls this with the same task. It runs on rank `on`
+    /// (default: the owner of the first argument the shader writes, else
+    /// of the first argument), at `target` among that rank's devices, once
+    /// each argument that rank lacks has come from a rank that holds it;
+    /// there it is submitted to that rank's runtime (it runs once what it
+    /// depends on there has) and its [`Task`] returned, elsewhere `None`.
+    /// The call returns once this rank's part is posted: its sends queued,
+    /// its receives in.
+    ///
+    /// Checked on every rank before anything moves: the argument count
+    /// and element types ([`Error::ArgCount`], [`Error::ArgType`]), the
+    /// rank, and that every rank made the same buffers ([`agree`](Self::agree)).
+    /// A task that fails on its rank after that ends the job, naming the
+    /// rank, the task and the error: the other ranks would wait for its
+    /// results forever.
+    pub fn submit_on<P: bytemuck::Pod>(
+        &self,
+        on: Option<usize>,
+        target: Target,
+        kernel: &Kernel,
+        args: &[&dyn DistArg],
+        params: &P,
+    ) -> Result<Option<Task>> {
+        let storage = &kernel.reflection().storage;
+        if args.len() != storage.len() {
+            return Err(Error::ArgCount {
+                kernel: kernel.name().to_owned(),
+                what: "the call",
+                expected: storage.len(),
+                got: args.len(),
+            });
+        }
+        for (i, (a, b)) in args.iter().zip(storage).enumerate() {
+            let e = a.as_dist().inner.elem();
+            if e != b.elem {
+                return Err(Error::ArgType {
+                    kernel: kernel.name().to_owned(),
+                    index: i,
+                    name: b.name.clone(),
+                    what: "the call",
+                    expected: b.elem.to_string(),
+                    got: e.to_string(),
+                });
+            }
+        }
+        if !self
+            .unchecked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            self.agree()?;
+        }
+        let meta = |i: usize| args[i].as_dist().inner.meta();
+        let exec = match on {
+            Some(r) => r,
+            None => storage
+                .iter()
+                .position(|b| b.access == Access::ReadWrite)
+                .or(if args.is_empty() { None } else { Some(0) })
+                .map_or(0, |i| meta(i).owner),
+        };
+        if exec >= self.size() {
+            return Err(Error::Cluster {
+                rank: self.rank(),
+                size: self.size(),
+                message: format!(
+                    "task `{}` asked for rank {exec}; the job has ranks 0 to {}",
+                    kernel.name(),
+                    self.size() - 1
+                ),
+            });
+        }
+        let seq = self.counters.tasks.fetch_add(1, Ordering::Relaxed);
+        let me = self.rank();
+        let mut waits: Vec<(usize, Arc<Slot>, u64)> = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            let moved = self.transfer(a.as_dist().inner, exec);
+            if let Some((slot, version)) =
+                moved.unwrap_or_else(|err| self.fail(seq, kernel, &err.to_string()))
+            {
+                waits.push((i, slot, version));
+            }
+        }
+        let mut info = None;
+        if me == exec {
+            for (i, slot, version) in waits {
+                self.receive(args[i].as_dist().inner, &slot, version)
+                    .unwrap_or_else(|err| self.fail(seq, kernel, &err.to_string()));
+            }
+            let local: Vec<&dyn BufferArg> = args
+                .iter()
+                .map(|a| a.as_dist().inner.local(&self.rt))
+                .collect();
+            super::mpi_cluster::set_task(seq, kernel.name());
+            let task = self.rt.submit_to(target, kernel, &local, params);
+            info = Some(task.unwrap_or_else(|err| self.fail(seq, kernel, &err.to_string())));
+            bump(&self.counters.tasks_run, 1);
+        } else {
+            bump(&self.counters.tasks_pruned, 1);
+        }
+        for (i, b) in storage.iter().enumerate() {
+            if b.access == Access::ReadWrite {
+                let mut st = meta(i).state();
+                st.version += 1;
+                st.valid.fill(false);
+                st.valid[exec] = true;
+            }
+        }
+        Ok(info)
+    }
+
+    /// Makes `e`'s current version valid on rank `to`: marks it so (every
+    /// rank), sends it there (on the rank that holds it: the owner if it
+    /// can) and, on `to`, posts the receive: its slot and the version.
+    fn transfer(&self, e: &dyn Erased, to: usize) -> Result<Option<(Arc<Slot>, u64)>> {
+        let m = e.meta();
+        let mut st = m.state();
+        if st.valid[to] {
+            return Ok(None);
+        }
+        let src = if st.valid[m.owner] {
+            m.owner
+        } else {
+            st.valid.iter().position(|&v| v).unwrap_or(m.owner)
+        };
+        let version = st.version;
+        st.valid[to] = true;
+        drop(st);
+        let tag = tag_of(m.id, version);
+        let me = self.rank();
+        if me == src {
+            let mut bytes = e.read_bytes(&self.rt)?;
+            bytes[..8].copy_from_slice(&m.id.to_le_bytes());
+            bytes[8..HEADER].copy_from_slice(&version.to_le_bytes());
+            bump(&self.counters.messages_sent, 1);
+            bump(&self.counters.bytes_sent, (bytes.len() - HEADER) as u64);
+            self.progress.send(to, tag, bytes.into_boxed_slice());
+        }
+        if me != to {
+            return Ok(None);
+        }
+        let len = HEADER + m.len * m.elem_size;
+        Ok(Some((self.progress.recv(src, tag, len), version)))
+    }
+
+    /// Waits for `slot`, checks its header is `e`'s `version`, and stores
+    /// it as this rank's copy.
+    fn receive(&self, e: &dyn Erased, slot: &Slot, version: u64) -> Result<()> {
+        let m = e.meta();
+        let data = slot.wait();
+        let id = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+        let v = u64::from_le_bytes(data[8..HEADER].try_into().expect("8 bytes"));
+        if (id, v) != (m.id, version) {
+            return Err(Error::Cluster {
+                rank: self.rank(),
+                size: self.size(),
+                message: format!(
+                    "`{}` version {version} expected; buffer {id} version {v} arrived (messages crossed)",
+                    m.name
+                ),
+            });
+        }
+        bump(&self.counters.messages_received, 1);
+        bump(&self.counters.bytes_received, (data.len() - HEADER) as u64);
+        e.store(&self.rt, &data[HEADER..])
+    }
+
+    fn fail(&self, seq: u64, kernel: &Kernel, what: &str) -> ! {
+        self.cluster
+            .abort(&format!("task {seq} (`{}`) failed: {what}", kernel.name()))
+    }
+
+    /// Brings `buf`'s current version to rank `to` (sent once, then
+    /// cached there) and returns its contents there; `None` on the other
+    /// ranks. Every rank calls it.
+    pub fn fetch<T: Element>(&self, buf: &DistBuffer<T>, to: usize) -> Result<Option<Vec<T>>> {
+        if to >= self.size() {
+            return Err(Error::Cluster {
+                rank: self.rank(),
+                size: self.size(),
+                message: format!(
+                    "fetch of `{}` to rank {to}; the job has ranks 0 to {}",
+                    buf.name(),
+                    self.size() - 1
+                ),
+            });
+        }
+        let e: &Inner<T> = &buf.inner;
+        let me = self.rank();
+        if let Some((slot, version)) = self.transfer(e, to)? {
+            self.receive(e, &slot, version)?;
+        }
+        if me == to {
+            Ok(Some(self.rt.read(e.buffer(&self.rt))?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Replaces `buf`'s contents on its owner with `data()` (no other rank
+    /// calls it); the copies elsewhere become stale. Every rank calls it.
+    pub fn write<T: Element>(
+        &self,
+        buf: &DistBuffer<T>,
+        data: impl FnOnce() -> Vec<T>,
+    ) -> Result<()> {
+        let m = &buf.inner.meta;
+        if self.rank() == m.owner {
+            let d = data();
+            if d.len() != m.len {
+                return Err(self.dist_error(
+                    &m.name,
+                    m.owner,
+                    format!("{} elements written to a buffer of {}", d.len(), m.len),
+                ));
+            }
+            self.rt.write(buf.inner.buffer(&self.rt), &d)?;
+        }
+        let mut st = m.state();
+        st.version += 1;
+        st.valid.fill(false);
+        st.valid[m.owner] = true;
+        Ok(())
+    }
+
+    /// This rank's copy of `buf`, if it holds the current version.
+    pub fn local<'a, T: Element>(&self, buf: &'a DistBuffer<T>) -> Option<&'a Buffer<T>> {
+        if buf.inner.meta.state().valid[self.rank()] {
+            buf.inner.local.get()
+        } else {
+            None
+        }
+    }
+
+    /// What this rank has done and moved so far.
+    pub fn stats(&self) -> ClusterStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClusterStats {
+            tasks: get(&c.tasks),
+            tasks_run: get(&c.tasks_run),
+            tasks_pruned: get(&c.tasks_pruned),
+            messages_sent: get(&c.messages_sent),
+            bytes_sent: get(&c.bytes_sent),
+            messages_received: get(&c.messages_received),
+            bytes_received: get(&c.bytes_received),
+        }
+    }
+
+    /// Waits for this rank's own work, then for every rank.
+    pub fn wait_all(&self) -> Result<()> {
+        self.rt.wait_all()?;
+        self.cluster.barrier();
+        Ok(())
+    }
+}
+
+/// The MPI tag of `buffer`'s `version`. Two pairs may share a tag; their
+/// messages still match in order (one sender sends them in the common
+/// order, one receiver posts them in it), and the header checks it.
+fn tag_of(buffer: u64, version: u64) -> i32 {
+    let mut h = Fnv::new();
+    h.write(&buffer.to_le_bytes());
+    h.write(&version.to_le_bytes());
+    (h.finish() % TAG_SPACE) as i32
+}
+
+/// Tags stay in MPI's guaranteed range.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tags_are_in_mpis_range_and_differ_by_version() {
+        let tags: Vec<i32> = (0..64).map(|v| super::tag_of(3, v)).collect();
+        assert!(tags.iter().all(|&t| (0..32_767).contains(&t)));
+        let distinct: std::collections::HashSet<_> = tags.iter().collect();
+        assert!(distinct.len() > 60);
+    }
+}

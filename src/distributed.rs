@@ -267,9 +267,68 @@ pub fn taskbench(
     Ok(out)
 }
 
-/// Submits every task of [`taskbench`] and returns the last step's
-/// buffers without fetching them; each rank's part has been submitted
-/// (its tasks may still run).
+/// The buffers of a distributed Task Bench graph: two rows of points,
+/// each point's owned by a rank ([`Distribution::Block`]). Made once
+/// (every rank, the same), run as often as wanted.
+pub struct TaskbenchRows {
+    rows: [Vec<DistBuffer<f32>>; 2],
+    graph: Graph,
+    elems: usize,
+}
+
+impl TaskbenchRows {
+    /// The rows of `graph`, `tb`'s values a point; checked across ranks.
+    pub fn new(cr: &ClusterRuntime, tb: &TaskBench, graph: &Graph) -> Result<TaskbenchRows> {
+        graph.check(MAX_DEPS)?;
+        let map = DistMap::new("points", graph.width, cr.size(), Distribution::Block)?;
+        let elems = tb.elems_per_task();
+        let mut rows: [Vec<DistBuffer<f32>>; 2] = [Vec::new(), Vec::new()];
+        for (side, row) in rows.iter_mut().enumerate() {
+            for p in 0..graph.width {
+                row.push(cr.zeros(&format!("point{p}.{side}"), map.owner(p), elems)?);
+            }
+        }
+        cr.agree()?;
+        Ok(TaskbenchRows {
+            rows,
+            graph: *graph,
+            elems,
+        })
+    }
+
+    /// Submits every task of the graph, each of `iterations`, at `target`
+    /// on its point's owner, and returns the last step's buffers; each
+    /// rank's part has been submitted (its tasks may still be queued).
+    pub fn submit(
+        &self,
+        cr: &ClusterRuntime,
+        tb: &TaskBench,
+        target: Target,
+        iterations: u32,
+    ) -> Result<&[DistBuffer<f32>]> {
+        let graph = &self.graph;
+        for t in 0..graph.steps {
+            let (out_row, in_row) = (&self.rows[t % 2], &self.rows[(t + 1) % 2]);
+            for p in graph.points(t) {
+                let deps = graph.deps(t, p);
+                let mut args: Vec<&dyn DistArg> = deps.iter().map(|&q| &in_row[q] as _).collect();
+                args.push(&out_row[p]);
+                let params = TaskParams {
+                    iterations,
+                    n: self.elems as u32,
+                    point: p as u32,
+                    _pad0: 0,
+                };
+                let kernel = tb.kernel(deps.len()).expect("checked against MAX_DEPS");
+                cr.submit_on(None, target, kernel, &args, &params)?;
+            }
+        }
+        Ok(&self.rows[graph.steps.saturating_sub(1) % 2])
+    }
+}
+
+/// Submits every task of [`taskbench`] on new rows and returns the last
+/// step's buffers without fetching them.
 pub fn taskbench_submit(
     cr: &ClusterRuntime,
     tb: &TaskBench,
@@ -277,31 +336,6 @@ pub fn taskbench_submit(
     graph: &Graph,
     iterations: u32,
 ) -> Result<Vec<DistBuffer<f32>>> {
-    graph.check(MAX_DEPS)?;
-    let map = DistMap::new("points", graph.width, cr.size(), Distribution::Block)?;
-    let elems = tb.elems_per_task();
-    let mut rows: [Vec<DistBuffer<f32>>; 2] = [Vec::new(), Vec::new()];
-    for (side, row) in rows.iter_mut().enumerate() {
-        for p in 0..graph.width {
-            row.push(cr.zeros(&format!("point{p}.{side}"), map.owner(p), elems)?);
-        }
-    }
-    for t in 0..graph.steps {
-        let (out_row, in_row) = (&rows[t % 2], &rows[(t + 1) % 2]);
-        for p in graph.points(t) {
-            let deps = graph.deps(t, p);
-            let mut args: Vec<&dyn DistArg> = deps.iter().map(|&q| &in_row[q] as _).collect();
-            args.push(&out_row[p]);
-            let params = TaskParams {
-                iterations,
-                n: elems as u32,
-                point: p as u32,
-                _pad0: 0,
-            };
-            let kernel = tb.kernel(deps.len()).expect("checked against MAX_DEPS");
-            cr.submit_on(None, target, kernel, &args, &params)?;
-        }
-    }
-    let [a, b] = rows;
-    Ok(if graph.steps % 2 == 1 { a } else { b }.clone())
+    let rows = TaskbenchRows::new(cr, tb, graph)?;
+    Ok(rows.submit(cr, tb, target, iterations)?.to_vec())
 }

@@ -19,6 +19,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod graph;
 pub mod kernels;
 pub mod peers;

@@ -173,12 +173,29 @@ pub fn speedup_plot(
     title: &str,
     path: &Path,
 ) -> std::io::Result<()> {
-    draw_speedup(points, title, path).map_err(|e| std::io::Error::other(e.to_string()))
+    speedup_plot_axes(
+        points,
+        title,
+        ("GPUs", "predicted speed-up over one GPU"),
+        path,
+    )
+}
+
+/// [`speedup_plot`] with other axis names (`(x, y)`): the points' `gpus`
+/// are then whatever x counts.
+pub fn speedup_plot_axes(
+    points: &[crate::simulate::ScalePoint],
+    title: &str,
+    axes: (&str, &str),
+    path: &Path,
+) -> std::io::Result<()> {
+    draw_speedup(points, title, axes, path).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 fn draw_speedup(
     points: &[crate::simulate::ScalePoint],
     title: &str,
+    (x_desc, y_desc): (&str, &str),
     path: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut lines: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
@@ -200,8 +217,8 @@ fn draw_speedup(
         .build_cartesian_2d(0.5..most + 0.5, 0.0..top * 1.05)?;
     chart
         .configure_mesh()
-        .x_desc("GPUs")
-        .y_desc("predicted speed-up over one GPU")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .light_line_style(WHITE)
         .draw()?;
     let ideal = [(1.0, 1.0), (most, most)];

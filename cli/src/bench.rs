@@ -41,14 +41,14 @@ impl BenchOptions {
     }
 
     /// Timed repetitions: `--reps`, else `quick`'s or `full`'s.
-    fn reps_or(&self, quick: usize, full: usize) -> usize {
+    pub(crate) fn reps_or(&self, quick: usize, full: usize) -> usize {
         self.reps.unwrap_or(if self.quick { quick } else { full })
     }
 }
 
 /// What a suite hands back: its report as JSON and its medians as CSV rows;
 /// `None` when it was asked for no kernel it has.
-type Outcome = Option<(serde_json::Value, Vec<Row>)>;
+pub(crate) type Outcome = Option<(serde_json::Value, Vec<Row>)>;
 
 /// Runs `suite` (every suite for `all`), prints each one's table, and
 /// writes the JSON, CSV and plots asked for.
@@ -61,6 +61,10 @@ pub(crate) fn bench(suite: Suite, opts: &BenchOptions) -> Result<ExitCode> {
             Suite::Graph,
             Suite::Taskbench,
         ],
+        // Its own jobs, each rank with its own runtime.
+        Suite::Cluster => {
+            return write_json(crate::cluster::cluster(opts)?, opts);
+        }
         _ => std::slice::from_ref(&suite),
     };
     let rt = Runtime::new()?;
@@ -73,7 +77,7 @@ pub(crate) fn bench(suite: Suite, opts: &BenchOptions) -> Result<ExitCode> {
             Suite::Routing => ("routing", routing(&rt, opts)?),
             Suite::Graph => ("graph", graph(&rt, opts)?),
             Suite::Taskbench => ("taskbench", taskbench(&rt, opts)?),
-            Suite::All => continue,
+            Suite::All | Suite::Cluster => continue,
         };
         let Some((report, medians)) = outcome else {
             return Ok(ExitCode::from(2));
@@ -350,4 +354,16 @@ fn routing(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
         report.calibration_runs
     );
     Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
+}
+
+/// Writes a lone suite's JSON where asked (a rank of a cluster job, which
+/// has none, writes nothing).
+fn write_json(outcome: Outcome, opts: &BenchOptions) -> Result<ExitCode> {
+    let (Some((report, _)), Some(path)) = (outcome, &opts.json) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::write(path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    say!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }

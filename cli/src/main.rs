@@ -19,6 +19,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod cluster;
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -106,7 +107,7 @@ enum Command {
         #[command(flatten)]
         run: SimulateRun,
     },
-    /// Benchmarks, each figure measured beside its peer in the same run. `kernels`: every sample kernel over sizes on every backend, with automatic placement and beside the program a user would otherwise write, against the machine's roofline. `peers`: the six headline ratios. `routing`: placement against the best single backend. `graph`: task graphs and co-execution against the best single device. `taskbench`: Task Bench's METG(50%) for pel and rayon. `all` (the default): every suite.
+    /// Benchmarks, each figure measured beside its peer in the same run. `kernels`: every sample kernel over sizes on every backend, with automatic placement and beside the program a user would otherwise write, against the machine's roofline. `peers`: the six headline ratios. `routing`: placement against the best single backend. `graph`: task graphs and co-execution against the best single device. `taskbench`: Task Bench's METG(50%) for pel and rayon. `cluster`: the same across MPI ranks, against an rsmpi program (built with `--features cluster`). `all` (the default): every suite.
     Bench {
         /// Which suite (also `--suite`).
         #[arg(value_enum)]
@@ -205,6 +206,8 @@ enum Suite {
     Graph,
     /// Task Bench's minimum effective task granularity, METG(50%), for pel's submit and a rayon program, on stencil_1d and nearest.
     Taskbench,
+    /// Task Bench's stencil_1d across MPI ranks (2 and 4, under mpirun): METG(50%) of pel's ClusterRuntime against an rsmpi program, and a prediction for 1–64 nodes. Needs the `cluster` feature; not part of `all`.
+    Cluster,
     /// Every suite, one after another.
     All,
 }

@@ -168,7 +168,7 @@ impl Cluster {
     }
 
     /// Every rank's `value`, in rank order.
-    pub(super) fn all_gather_u64(&self, value: u64) -> Vec<u64> {
+    pub fn all_gather_u64(&self, value: u64) -> Vec<u64> {
         let mut all = vec![0u64; self.size];
         self.world().all_gather_into(&value, &mut all[..]);
         all

@@ -1,148 +1,170 @@
-//! The progress thread: the one thread of a rank that sends and receives
-//! pel's messages. Callers hand it a send (which returns at once) or a
-//! receive (a [`Slot`] to wait on); it posts them as non-blocking MPI
-//! requests on a communicator of pel's own, and tests them until they
-//! complete, so a large send progresses while its rank computes.
+//! pel's messages between ranks: non-blocking sends and receives on a
+//! communicator of pel's own, and the progress thread that completes the
+//! sends.
+//!
+//! A send is posted by the thread that has the data and returns at once;
+//! the progress thread then tests it until MPI is done with it (a large
+//! send needs MPI to be driven while its rank computes) and frees its
+//! buffer. A receive is posted as early as the receiver knows of it, and
+//! waited for when its data is needed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use mpi::ffi::MPI_Request;
 use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{Destination, Source};
 
-/// A receive's result, filled by the progress thread.
-pub(super) struct Slot {
-    done: AtomicBool,
-    data: Mutex<Option<Box<[u8]>>>,
-    ready: Condvar,
+/// Tests of a send by its poster before the progress thread takes it.
+const SEND_TESTS: usize = 16;
+
+/// A posted request and the buffer it owns (leaked while MPI holds it).
+struct Posted {
+    raw: MPI_Request,
+    buf: *mut [u8],
 }
 
-impl Slot {
-    /// Waits for the message (yielding a little first: most arrive within
-    /// microseconds) and takes it.
-    pub(super) fn wait(&self) -> Box<[u8]> {
-        for _ in 0..256 {
-            if self.done.load(Ordering::Acquire) {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(d) = data.take() {
-                return d;
-            }
-            data = self.ready.wait(data).unwrap_or_else(|p| p.into_inner());
-        }
+// SAFETY: MPI was started with MPI_THREAD_MULTIPLE (`Cluster::init` checks
+// it), under which a request may be tested or waited on from any thread;
+// each `Posted` is used by one thread at a time (it moves, never shares).
+// The buffer is owned by the request alone until it completes.
+unsafe impl Send for Posted {}
+
+impl Posted {
+    fn new(request: Request<'static, [u8], StaticScope>, buf: *mut [u8]) -> Posted {
+        // SAFETY: the request is completed before its buffer is freed: by
+        // `wait` (receives) or by the progress thread (sends), which
+        // reclaim the buffer only after MPI reports completion.
+        let (raw, _, _) = unsafe { request.into_raw() };
+        Posted { raw, buf }
     }
 
-    fn fill(&self, d: Box<[u8]>) {
-        *self.data.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
-        self.done.store(true, Ordering::Release);
-        self.ready.notify_all();
+    fn request(&self) -> Request<'static, [u8], StaticScope> {
+        // SAFETY: `raw` is the live request `new` took apart, used by no
+        // one else now; its buffer (`buf`, leaked) outlives it.
+        unsafe { Request::from_raw(self.raw, &*self.buf, StaticScope) }
+    }
+
+    /// Frees the buffer of a completed request.
+    fn reclaim(self) -> Box<[u8]> {
+        // SAFETY: `buf` came from `Box::leak`, and MPI has finished with it
+        // (the request completed): the box is whole again.
+        unsafe { Box::from_raw(self.buf) }
+    }
+
+    /// Tests it once: the buffer if done, else the request.
+    fn test(self) -> Result<Box<[u8]>, Posted> {
+        match self.request().test() {
+            Ok(_) => Ok(self.reclaim()),
+            Err(request) => Err(Posted::new(request, self.buf)),
+        }
     }
 }
 
-enum Op {
-    Send {
-        to: i32,
-        tag: i32,
-        data: Box<[u8]>,
-    },
-    Recv {
-        from: i32,
-        tag: i32,
-        len: usize,
-        slot: Arc<Slot>,
-    },
+/// A posted receive: [`wait`](Recv::wait) for its bytes.
+pub(super) struct Recv(Posted);
+
+impl Recv {
+    /// Waits for the message (MPI's own wait) and takes its bytes.
+    pub(super) fn wait(self) -> Box<[u8]> {
+        self.0.request().wait();
+        self.0.reclaim()
+    }
 }
+
+/// pel's communicator.
+struct Comm(SimpleCommunicator);
+
+// SAFETY: under MPI_THREAD_MULTIPLE (checked by `Cluster::init`) any thread
+// may post sends and receives on a communicator, concurrently; pel posts
+// only point-to-point operations on this one after it is made.
+unsafe impl Send for Comm {}
+// SAFETY: as above: concurrent point-to-point calls are allowed.
+unsafe impl Sync for Comm {}
 
 #[derive(Default)]
-struct Queue {
-    ops: Vec<Op>,
+struct Sends {
+    posted: Vec<Posted>,
     stop: bool,
 }
 
 struct Shared {
-    queue: Mutex<Queue>,
+    sends: Mutex<Sends>,
     wake: Condvar,
 }
 
-/// The progress thread of one rank; stopping it (on drop) completes every
-/// send first.
+/// A rank's messages; dropping it completes every send first.
 pub(super) struct Progress {
+    comm: Comm,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Progress {
-    /// Starts the thread. It duplicates the world communicator (collective:
-    /// every rank starts one) before this returns, so pel's messages never
-    /// match a program's own.
+    /// Duplicates the world communicator (collective: every rank starts
+    /// one), so pel's messages never match a program's own, and starts the
+    /// progress thread.
     pub(super) fn start(rank: usize) -> Progress {
+        let comm = Comm(SimpleCommunicator::world().duplicate());
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            sends: Mutex::new(Sends::default()),
             wake: Condvar::new(),
         });
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("pel-mpi-progress-{rank}"))
-            .spawn(move || {
-                let comm = SimpleCommunicator::world().duplicate();
-                let _ = ready_tx.send(());
-                drive(&comm, &s);
-            })
+            .spawn(move || drive(&s))
             .expect("the progress thread starts");
-        // The duplicate is collective; nothing else calls MPI until it is
-        // done (two collectives on one communicator from two threads at
-        // once would be erroneous).
-        let _ = ready_rx.recv();
         Progress {
+            comm,
             shared,
             thread: Some(thread),
         }
     }
 
-    fn push(&self, op: Op) {
-        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.ops.push(op);
-        drop(q);
+    /// Sends `data` to rank `to` with `tag`; returns at once.
+    pub(super) fn send(&self, to: usize, tag: i32, data: Box<[u8]>) {
+        let buf: &'static mut [u8] = Box::leak(data);
+        let ptr: *mut [u8] = buf;
+        let request = self
+            .comm
+            .0
+            .process_at_rank(to as i32)
+            .immediate_send_with_tag(StaticScope, &*buf, tag);
+        // A small message is done after a test or two (each drives MPI):
+        // then the progress thread need not wake.
+        let mut posted = Posted::new(request, ptr);
+        for _ in 0..SEND_TESTS {
+            posted = match posted.test() {
+                Ok(_) => return,
+                Err(p) => p,
+            };
+        }
+        let mut s = self.shared.sends.lock().unwrap_or_else(|p| p.into_inner());
+        s.posted.push(posted);
+        drop(s);
         self.shared.wake.notify_one();
     }
 
-    /// Sends `data` to rank `to` with `tag`; returns at once.
-    pub(super) fn send(&self, to: usize, tag: i32, data: Box<[u8]>) {
-        self.push(Op::Send {
-            to: to as i32,
-            tag,
-            data,
-        });
-    }
-
-    /// Receives `len` bytes from rank `from` with `tag`: wait on the slot.
-    pub(super) fn recv(&self, from: usize, tag: i32, len: usize) -> Arc<Slot> {
-        let slot = Arc::new(Slot {
-            done: AtomicBool::new(false),
-            data: Mutex::new(None),
-            ready: Condvar::new(),
-        });
-        self.push(Op::Recv {
-            from: from as i32,
-            tag,
-            len,
-            slot: Arc::clone(&slot),
-        });
-        slot
+    /// Posts the receive of `len` bytes from rank `from` with `tag`.
+    pub(super) fn recv(&self, from: usize, tag: i32, len: usize) -> Recv {
+        let buf: &'static mut [u8] = Box::leak(vec![0u8; len].into_boxed_slice());
+        let ptr: *mut [u8] = buf;
+        let request = self
+            .comm
+            .0
+            .process_at_rank(from as i32)
+            .immediate_receive_into_with_tag(StaticScope, buf, tag);
+        Recv(Posted::new(request, ptr))
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
         self.shared
-            .queue
+            .sends
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .stop = true;
@@ -153,88 +175,35 @@ impl Drop for Progress {
     }
 }
 
-/// A posted request and the buffer it owns (leaked while MPI holds it).
-struct Posted {
-    request: Request<'static, [u8], StaticScope>,
-    buf: *mut [u8],
-    slot: Option<Arc<Slot>>,
-}
-
-/// The thread's loop: post what is queued, test what is posted, sleep when
-/// nothing is either; stop once asked and every request is done.
-fn drive(comm: &SimpleCommunicator, shared: &Shared) {
-    let mut posted: Vec<Posted> = Vec::new();
+/// The progress thread: sleeps while no send is pending; else tests each,
+/// briefly yielding between passes, then sleeping a little; returns once
+/// asked to stop and every send is done.
+fn drive(shared: &Shared) {
+    let mut pending: Vec<Posted> = Vec::new();
+    let mut idle_passes = 0u32;
     loop {
-        let (ops, stop) = {
-            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            while q.ops.is_empty() && posted.is_empty() && !q.stop {
-                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        let stop = {
+            let mut s = shared.sends.lock().unwrap_or_else(|p| p.into_inner());
+            while s.posted.is_empty() && pending.is_empty() && !s.stop {
+                s = shared.wake.wait(s).unwrap_or_else(|p| p.into_inner());
             }
-            (std::mem::take(&mut q.ops), q.stop)
+            pending.append(&mut s.posted);
+            s.stop
         };
-        let new = !ops.is_empty();
-        for op in ops {
-            posted.push(post(comm, op));
-        }
-        let before = posted.len();
-        posted = posted.into_iter().filter_map(test).collect();
-        if stop && posted.is_empty() {
+        let before = pending.len();
+        pending = pending.into_iter().filter_map(|p| p.test().err()).collect();
+        if stop && pending.is_empty() {
             return;
         }
-        if !new && posted.len() == before {
-            std::thread::yield_now();
-        }
-    }
-}
-
-fn post(comm: &SimpleCommunicator, op: Op) -> Posted {
-    match op {
-        Op::Send { to, tag, data } => {
-            let buf: &'static mut [u8] = Box::leak(data);
-            let ptr: *mut [u8] = buf;
-            let request = comm
-                .process_at_rank(to)
-                .immediate_send_with_tag(StaticScope, &*buf, tag);
-            Posted {
-                request,
-                buf: ptr,
-                slot: None,
+        if pending.len() == before && !pending.is_empty() {
+            idle_passes += 1;
+            if idle_passes < 4 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
             }
+        } else {
+            idle_passes = 0;
         }
-        Op::Recv {
-            from,
-            tag,
-            len,
-            slot,
-        } => {
-            let buf: &'static mut [u8] = Box::leak(vec![0u8; len].into_boxed_slice());
-            let ptr: *mut [u8] = buf;
-            let request =
-                comm.process_at_rank(from)
-                    .immediate_receive_into_with_tag(StaticScope, buf, tag);
-            Posted {
-                request,
-                buf: ptr,
-                slot: Some(slot),
-            }
-        }
-    }
-}
-
-/// `None` once the request completed (its buffer reclaimed, a receive's
-/// handed to its slot); else the request, still posted.
-fn test(p: Posted) -> Option<Posted> {
-    match p.request.test() {
-        Ok(_status) => {
-            // SAFETY: `buf` came from `Box::leak` in `post`, and MPI has
-            // finished with it (the request completed), so nothing else
-            // refers to it: the box is whole again.
-            let data = unsafe { Box::from_raw(p.buf) };
-            if let Some(slot) = p.slot {
-                slot.fill(data);
-            }
-            None
-        }
-        Err(request) => Some(Posted { request, ..p }),
     }
 }

@@ -15,15 +15,15 @@
 //! them), and a rank only waits for an input that an earlier task in the
 //! common order produced, on a rank that reaches that task first.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::progress::{Progress, Slot};
+use super::progress::{Progress, Recv};
 use super::{Cluster, DistMap};
 use crate::buffer::{Buffer, BufferArg};
 use crate::error::{Error, Result};
-use crate::graph::Task;
 use crate::hash::Fnv;
 use crate::ids::Target;
 use crate::kernel::{Access, Element, Kernel};
@@ -43,6 +43,9 @@ struct Meta {
     len: usize,
     elem_size: usize,
     state: Mutex<State>,
+    /// On this rank: 1 + the number of the last task here that writes it
+    /// (0: none), so a send runs what it must first.
+    last_writer: AtomicU64,
 }
 
 struct State {
@@ -91,16 +94,26 @@ impl<T: Element> Erased for Inner<T> {
         self.buffer(rt)
     }
     fn read_bytes(&self, rt: &Runtime) -> Result<Vec<u8>> {
-        let data = rt.read(self.buffer(rt))?;
-        let bytes: &[u8] = bytemuck::cast_slice(&data);
-        let mut out = Vec::with_capacity(HEADER + bytes.len());
-        out.resize(HEADER, 0);
-        out.extend_from_slice(bytes);
+        let buf = self.buffer(rt);
+        let mut out = vec![0u8; HEADER + self.meta.len * self.meta.elem_size];
+        // Straight into the message where the allocation is aligned for T
+        // (it is, from the system allocator); else through a copy.
+        if let Ok(dst) = bytemuck::try_cast_slice_mut::<u8, T>(&mut out[HEADER..]) {
+            rt.read_into(buf, dst)?;
+        } else {
+            let data = rt.read(buf)?;
+            out[HEADER..].copy_from_slice(bytemuck::cast_slice(&data));
+        }
         Ok(out)
     }
     fn store(&self, rt: &Runtime, bytes: &[u8]) -> Result<()> {
-        let data: Vec<T> = bytemuck::pod_collect_to_vec(bytes);
-        rt.write(self.buffer(rt), &data)
+        match bytemuck::try_cast_slice::<u8, T>(bytes) {
+            Ok(data) => rt.write(self.buffer(rt), data),
+            Err(_) => rt.write(
+                self.buffer(rt),
+                &bytemuck::pod_collect_to_vec::<u8, T>(bytes),
+            ),
+        }
     }
 }
 
@@ -109,12 +122,15 @@ impl<T: Element> Erased for Inner<T> {
 /// order); a rank's own copy exists only once it needs one.
 pub struct DistBuffer<T: Element> {
     inner: Arc<Inner<T>>,
+    /// The same, erased: what a queued task keeps.
+    erased: Arc<dyn Erased>,
 }
 
 impl<T: Element> Clone for DistBuffer<T> {
     fn clone(&self) -> Self {
         DistBuffer {
             inner: Arc::clone(&self.inner),
+            erased: Arc::clone(&self.erased),
         }
     }
 }
@@ -169,6 +185,7 @@ impl<T: Element> DistArg for DistBuffer<T> {
     fn as_dist(&self) -> DistRef<'_> {
         DistRef {
             inner: &*self.inner,
+            arc: &self.erased,
         }
     }
 }
@@ -177,6 +194,7 @@ impl<T: Element> DistArg for DistBuffer<T> {
 #[derive(Clone, Copy)]
 pub struct DistRef<'a> {
     inner: &'a dyn Erased,
+    arc: &'a Arc<dyn Erased>,
 }
 
 /// What a rank did and moved; [`ClusterRuntime::stats`].
@@ -228,6 +246,19 @@ fn bump(c: &AtomicU64, by: u64) {
     c.fetch_add(by, Ordering::Relaxed);
 }
 
+/// A queued task's call: the kernel at its target with its params.
+type RunFn = Box<dyn FnOnce(&Runtime, &[&dyn BufferArg]) -> Result<()> + Send>;
+
+/// A task this rank runs, queued until something needs what it writes.
+struct Queued {
+    seq: u64,
+    name: String,
+    args: Vec<Arc<dyn Erased>>,
+    /// Inputs posted to arrive: argument, receive, version.
+    recvs: Vec<(usize, Recv, u64)>,
+    run: RunFn,
+}
+
 /// One program on many ranks: every rank makes the same buffers and submits
 /// the same tasks in the same order; see the [module](self) page.
 ///
@@ -247,6 +278,8 @@ fn bump(c: &AtomicU64, by: u64) {
 pub struct ClusterRuntime {
     // Stopped before the cluster finalises MPI (fields drop in order).
     progress: Progress,
+    /// This rank's tasks not yet run, in order.
+    queue: Mutex<VecDeque<Queued>>,
     rt: Runtime,
     counters: Counters,
     next_id: AtomicU64,
@@ -271,6 +304,7 @@ impl ClusterRuntime {
         let progress = Progress::start(cluster.rank());
         Ok(ClusterRuntime {
             progress,
+            queue: Mutex::new(VecDeque::new()),
             rt,
             counters: Counters::default(),
             next_id: AtomicU64::new(0),
@@ -337,6 +371,7 @@ impl ClusterRuntime {
                 len,
                 elem_size: std::mem::size_of::<T>(),
                 state: Mutex::new(State { version: 0, valid }),
+                last_writer: AtomicU64::new(0),
             },
             local: OnceLock::new(),
         };
@@ -361,9 +396,9 @@ impl ClusterRuntime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((name.to_owned(), h.finish()));
-        Ok(DistBuffer {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        let erased: Arc<dyn Erased> = Arc::clone(&inner) as _;
+        Ok(DistBuffer { inner, erased })
     }
 
     /// A buffer of `len` zeros owned by `owner`.
@@ -457,7 +492,7 @@ impl ClusterRuntime {
         kernel: &Kernel,
         args: &[&dyn DistArg],
         params: &P,
-    ) -> Result<Option<Task>> {
+    ) -> Result<bool> {
         self.submit_on(None, Target::Auto, kernel, args, params)
     }
 
@@ -483,7 +518,7 @@ impl ClusterRuntime {
         kernel: &Kernel,
         args: &[&dyn DistArg],
         params: &P,
-    ) -> Result<Option<Task>> {
+    ) -> Result<bool> {
         let storage = &kernel.reflection().storage;
         if args.len() != storage.len() {
             return Err(Error::ArgCount {
@@ -536,28 +571,33 @@ impl ClusterRuntime {
         }
         let seq = self.counters.tasks.fetch_add(1, Ordering::Relaxed);
         let me = self.rank();
-        let mut waits: Vec<(usize, Arc<Slot>, u64)> = Vec::new();
+        let mut recvs: Vec<(usize, Recv, u64)> = Vec::new();
         for (i, a) in args.iter().enumerate() {
             let moved = self.transfer(a.as_dist().inner, exec);
-            if let Some((slot, version)) =
-                moved.unwrap_or_else(|err| self.fail(seq, kernel, &err.to_string()))
+            if let Some((recv, version)) =
+                moved.unwrap_or_else(|err| self.fail(seq, kernel.name(), &err.to_string()))
             {
-                waits.push((i, slot, version));
+                recvs.push((i, recv, version));
             }
         }
-        let mut info = None;
-        if me == exec {
-            for (i, slot, version) in waits {
-                self.receive(args[i].as_dist().inner, &slot, version)
-                    .unwrap_or_else(|err| self.fail(seq, kernel, &err.to_string()));
+        let runs = me == exec;
+        if runs {
+            for (i, b) in storage.iter().enumerate() {
+                if b.access == Access::ReadWrite {
+                    meta(i).last_writer.store(seq + 1, Ordering::Relaxed);
+                }
             }
-            let local: Vec<&dyn BufferArg> = args
-                .iter()
-                .map(|a| a.as_dist().inner.local(&self.rt))
-                .collect();
-            super::mpi_cluster::set_task(seq, kernel.name());
-            let task = self.rt.submit_to(target, kernel, &local, params);
-            info = Some(task.unwrap_or_else(|err| self.fail(seq, kernel, &err.to_string())));
+            let (kernel, params) = (kernel.clone(), bytemuck::bytes_of(params).to_vec());
+            self.queue().push_back(Queued {
+                seq,
+                name: kernel.name().to_owned(),
+                args: args.iter().map(|a| Arc::clone(a.as_dist().arc)).collect(),
+                recvs,
+                run: Box::new(move |rt, local| {
+                    let params: P = bytemuck::pod_read_unaligned(&params);
+                    rt.execute(target, &kernel, local, &params).map(drop)
+                }),
+            });
             bump(&self.counters.tasks_run, 1);
         } else {
             bump(&self.counters.tasks_pruned, 1);
@@ -570,13 +610,43 @@ impl ClusterRuntime {
                 st.valid[exec] = true;
             }
         }
-        Ok(info)
+        Ok(runs)
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs this rank's queued tasks, in order, up to task `upto` (all of
+    /// them for `u64::MAX`): each once its received inputs are in.
+    fn drain(&self, upto: u64) {
+        loop {
+            let task = {
+                let mut q = self.queue();
+                match q.front() {
+                    Some(t) if t.seq <= upto => q.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(t) = task else {
+                return;
+            };
+            for (i, recv, version) in t.recvs {
+                self.receive(&*t.args[i], recv, version)
+                    .unwrap_or_else(|err| self.fail(t.seq, &t.name, &err.to_string()));
+            }
+            let local: Vec<&dyn BufferArg> = t.args.iter().map(|a| a.local(&self.rt)).collect();
+            super::mpi_cluster::set_task(t.seq, &t.name);
+            (t.run)(&self.rt, &local)
+                .unwrap_or_else(|err| self.fail(t.seq, &t.name, &err.to_string()));
+        }
     }
 
     /// Makes `e`'s current version valid on rank `to`: marks it so (every
     /// rank), sends it there (on the rank that holds it: the owner if it
-    /// can) and, on `to`, posts the receive: its slot and the version.
-    fn transfer(&self, e: &dyn Erased, to: usize) -> Result<Option<(Arc<Slot>, u64)>> {
+    /// can, once its tasks here that write it have run) and, on `to`,
+    /// posts the receive: returns it and the version.
+    fn transfer(&self, e: &dyn Erased, to: usize) -> Result<Option<(Recv, u64)>> {
         let m = e.meta();
         let mut st = m.state();
         if st.valid[to] {
@@ -593,6 +663,10 @@ impl ClusterRuntime {
         let tag = tag_of(m.id, version);
         let me = self.rank();
         if me == src {
+            let writer = m.last_writer.load(Ordering::Relaxed);
+            if writer > 0 {
+                self.drain(writer - 1);
+            }
             let mut bytes = e.read_bytes(&self.rt)?;
             bytes[..8].copy_from_slice(&m.id.to_le_bytes());
             bytes[8..HEADER].copy_from_slice(&version.to_le_bytes());
@@ -607,11 +681,11 @@ impl ClusterRuntime {
         Ok(Some((self.progress.recv(src, tag, len), version)))
     }
 
-    /// Waits for `slot`, checks its header is `e`'s `version`, and stores
+    /// Waits for `recv`, checks its header is `e`'s `version`, and stores
     /// it as this rank's copy.
-    fn receive(&self, e: &dyn Erased, slot: &Slot, version: u64) -> Result<()> {
+    fn receive(&self, e: &dyn Erased, recv: Recv, version: u64) -> Result<()> {
         let m = e.meta();
-        let data = slot.wait();
+        let data = recv.wait();
         let id = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
         let v = u64::from_le_bytes(data[8..HEADER].try_into().expect("8 bytes"));
         if (id, v) != (m.id, version) {
@@ -629,9 +703,9 @@ impl ClusterRuntime {
         e.store(&self.rt, &data[HEADER..])
     }
 
-    fn fail(&self, seq: u64, kernel: &Kernel, what: &str) -> ! {
+    fn fail(&self, seq: u64, kernel: &str, what: &str) -> ! {
         self.cluster
-            .abort(&format!("task {seq} (`{}`) failed: {what}", kernel.name()))
+            .abort(&format!("task {seq} (`{kernel}`) failed: {what}"))
     }
 
     /// Brings `buf`'s current version to rank `to` (sent once, then
@@ -649,10 +723,11 @@ impl ClusterRuntime {
                 ),
             });
         }
+        self.drain(u64::MAX);
         let e: &Inner<T> = &buf.inner;
         let me = self.rank();
-        if let Some((slot, version)) = self.transfer(e, to)? {
-            self.receive(e, &slot, version)?;
+        if let Some((recv, version)) = self.transfer(e, to)? {
+            self.receive(e, recv, version)?;
         }
         if me == to {
             Ok(Some(self.rt.read(e.buffer(&self.rt))?))
@@ -668,6 +743,7 @@ impl ClusterRuntime {
         buf: &DistBuffer<T>,
         data: impl FnOnce() -> Vec<T>,
     ) -> Result<()> {
+        self.drain(u64::MAX);
         let m = &buf.inner.meta;
         if self.rank() == m.owner {
             let d = data();
@@ -687,8 +763,10 @@ impl ClusterRuntime {
         Ok(())
     }
 
-    /// This rank's copy of `buf`, if it holds the current version.
+    /// This rank's copy of `buf`, if it holds the current version (once
+    /// this rank's queued tasks have run).
     pub fn local<'a, T: Element>(&self, buf: &'a DistBuffer<T>) -> Option<&'a Buffer<T>> {
+        self.drain(u64::MAX);
         if buf.inner.meta.state().valid[self.rank()] {
             buf.inner.local.get()
         } else {
@@ -711,11 +789,27 @@ impl ClusterRuntime {
         }
     }
 
-    /// Waits for this rank's own work, then for every rank.
+    /// Runs this rank's queued tasks and waits for them (not for other
+    /// ranks).
+    pub fn flush(&self) -> Result<()> {
+        self.drain(u64::MAX);
+        self.rt.wait_all()
+    }
+
+    /// Runs this rank's queued tasks and waits for them, then for every
+    /// rank.
     pub fn wait_all(&self) -> Result<()> {
-        self.rt.wait_all()?;
+        self.flush()?;
         self.cluster.barrier();
         Ok(())
+    }
+}
+
+impl Drop for ClusterRuntime {
+    /// Runs what this rank still has queued (another rank may wait for
+    /// it); the progress thread then completes the sends.
+    fn drop(&mut self) {
+        self.drain(u64::MAX);
     }
 }
 

@@ -206,20 +206,307 @@ mod with_mpi {
             "{stderr}"
         );
         assert!(took < Duration::from_secs(30));
-        // Nothing of the job is left running.
-        let left = Command::new("pgrep")
-            // The ranks' own arguments, which the harness's process lacks.
-            .args([
-                "-f",
-                "a_rank_that_panics_ends_the_job_naming_it --exact --nocapture --test-threads=1",
-            ])
-            .output();
-        if let Ok(left) = left {
+        nothing_left("a_rank_that_panics_ends_the_job_naming_it");
+    }
+
+    /// Asserts no rank of test `name` is left running: their arguments
+    /// name the test, which the harness's own process's do not.
+    fn nothing_left(name: &str) {
+        // The ranks may take a moment to be reaped after mpirun returns.
+        std::thread::sleep(Duration::from_millis(300));
+        let pattern = format!("{name} --exact --nocapture --test-threads=1");
+        if let Ok(left) = Command::new("pgrep").args(["-f", &pattern]).output() {
             assert!(
                 left.stdout.is_empty(),
                 "left running: {}",
                 String::from_utf8_lossy(&left.stdout)
             );
         }
+    }
+
+    /// Runs test `name`'s ranks at 1 (no launcher), 2 and 4 ranks and
+    /// asserts each job succeeded and printed `ok` lines for every rank.
+    fn at_1_2_and_4(name: &str, ok: &str) {
+        for ranks in [None, Some(2), Some(4)] {
+            let Some((out, _)) = launch(name, ranks, Duration::from_secs(240)) else {
+                return;
+            };
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{ranks:?} ranks: {}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let size = ranks.unwrap_or(1);
+            for r in 0..size {
+                assert!(
+                    stdout.contains(&format!("rank {r} of {size}: {ok}")),
+                    "{stdout}"
+                );
+            }
+        }
+    }
+
+    use pel::cluster::ClusterRuntime;
+    use pel::distributed;
+    use pel::kernels::heat::Heat;
+    use pel::kernels::kmeans::{Init, KMeans};
+    use pel::kernels::taskbench::{self, CPU, Graph, Pattern, TaskBench};
+    use pel::{Backend, Kernel, Read, ReadWrite, Target};
+
+    fn cluster_runtime() -> ClusterRuntime {
+        ClusterRuntime::new(Cluster::init().unwrap(), runtime()).unwrap()
+    }
+
+    /// heat, k-means and Task Bench over the ranks, each against one
+    /// process; heat's bytes between ranks against its halo.
+    fn examples() {
+        let cr = cluster_runtime();
+        let (rank, size) = (cr.rank(), cr.size());
+        // heat: 97 × 61 (a prime of rows: uneven blocks), 25 steps.
+        let (w, h, alpha, steps) = (97usize, 61usize, 0.2f32, 25usize);
+        let cell = |x: usize, y: usize| ((x * 31 + y * 17) % 101) as f32;
+        let rows = |r: std::ops::Range<usize>| -> Vec<f32> {
+            r.flat_map(|y| (0..w).map(move |x| cell(x, y))).collect()
+        };
+        let run = distributed::heat(&cr, CPU, w, h, alpha, steps, rows).unwrap();
+        // Every halo row was sent once a step: (ranks - 1) boundaries, a
+        // row each way, no more.
+        let halo = (size as u64 - 1) * 2 * (w as u64 * 4);
+        assert_eq!(run.halo_bytes_per_step, halo);
+        assert_eq!(run.bytes_sent, halo * steps as u64, "{run:?}");
+        // Each rank steps its own block: 1 task a step alone, 2 with the
+        // edges; the rest it only records.
+        let per_step = if size > 1 { 2 } else { 1 };
+        assert_eq!(run.steps.tasks_run, (per_step * steps) as u64);
+        assert_eq!(run.steps.tasks, (per_step * steps * size) as u64);
+        if let Some(grid) = run.grid {
+            let rt = cr.runtime();
+            let whole = rt.buffer(&rows(0..h));
+            Heat::new()
+                .unwrap()
+                .run(rt, Target::On(Backend::Cpu), &whole, w, h, alpha, steps)
+                .unwrap();
+            let want = rt.read(&whole).unwrap();
+            assert!(
+                grid.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "heat on {size} ranks is not bitwise the one-process run"
+            );
+        }
+        // k-means: 4,001 points in four clumps, k = 4.
+        let (n, d) = (4001usize, 2usize);
+        let points: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let (cx, cy) = [(0.2, 0.2), (0.8, 0.2), (0.2, 0.8), (0.8, 0.8)][i % 4];
+                let j = (i / 4) as f32;
+                [cx + 0.05 * (j * 0.37).sin(), cy + 0.05 * (j * 0.71).cos()]
+            })
+            .collect();
+        let init: Vec<f32> = points[..8].to_vec();
+        let fit = distributed::kmeans(&cr, CPU, n, d, &init, 50, |r| {
+            points[r.start * d..r.end * d].to_vec()
+        })
+        .unwrap();
+        let one = KMeans::new()
+            .unwrap()
+            .fit(cr.runtime(), CPU, &points, n, d, 4, Init::Centroids(&init), 50)
+            .unwrap();
+        assert!(fit.converged && one.converged);
+        // The sums are added in another order: f32 rounding, 1e-5 here.
+        for (a, b) in fit.centroids.iter().zip(&one.centroids) {
+            assert!((a - b).abs() <= 1e-5, "{:?} vs {:?}", fit.centroids, one.centroids);
+        }
+        // Task Bench stencil_1d: 7 points (uneven blocks) × 9 steps.
+        let tb = TaskBench::new().unwrap();
+        let graph = Graph::new(Pattern::Stencil1d, 7, 9);
+        let got = distributed::taskbench(&cr, &tb, CPU, &graph, 3).unwrap();
+        if let Some(got) = got {
+            let want = taskbench::reference(&graph, tb.elems_per_task(), 3).unwrap();
+            assert_eq!(got, want);
+        }
+        cr.wait_all().unwrap();
+        println!("rank {rank} of {size}: examples ok");
+    }
+
+    #[test]
+    fn heat_kmeans_and_taskbench_match_one_process_at_1_2_and_4_ranks() {
+        const NAME: &str =
+            "with_mpi::heat_kmeans_and_taskbench_match_one_process_at_1_2_and_4_ranks";
+        match child(NAME) {
+            Some(true) => return examples(),
+            Some(false) => return,
+            None => {}
+        }
+        at_1_2_and_4(NAME, "examples ok");
+    }
+
+    const COPY: &str = r#"
+        @group(0) @binding(0) var<storage, read> x: array<f32>;
+        @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+        @compute @workgroup_size(64)
+        fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+            if id.x < arrayLength(&y) { y[id.x] = x[id.x] + 1.0; }
+        }"#;
+
+    fn plus_one() -> Kernel {
+        Kernel::builder("plus_one", COPY)
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _: &()| {
+                let (x, y) = args.split();
+                for (y, x) in y.iter_mut().zip(x) {
+                    *y = x + 1.0;
+                }
+            })
+            .build()
+            .unwrap()
+    }
+
+    /// A remote copy is sent once and cached until its buffer is written;
+    /// wrong distributions and arguments are typed errors on every rank.
+    fn caching_and_errors() {
+        let cr = cluster_runtime();
+        let (rank, size) = (cr.rank(), cr.size());
+        let last = size - 1;
+        let k = plus_one();
+        let x = cr.buffer("x", 0, 256, || vec![1.0f32; 256]).unwrap();
+        let ys: Vec<_> = (0..3)
+            .map(|i| cr.zeros::<f32>(&format!("y{i}"), last, 256).unwrap())
+            .collect();
+        let before = cr.stats();
+        for y in &ys {
+            cr.submit(&k, &[&x, y], &()).unwrap();
+        }
+        let moved = cr.stats().since(&before);
+        let bytes = cr.cluster().sum_u64(moved.bytes_sent);
+        // Three readers on the last rank: x went there once (if remote).
+        assert_eq!(bytes, if size > 1 { 1024 } else { 0 });
+        assert_eq!(x.valid_on(), if size > 1 { vec![0, last] } else { vec![0] });
+        // A write on rank 0 makes the cached copy stale: one more send.
+        cr.write(&x, || vec![5.0; 256]).unwrap();
+        assert_eq!(x.valid_on(), vec![0]);
+        assert_eq!(x.version(), 1);
+        cr.submit(&k, &[&x, &ys[0]], &()).unwrap();
+        let again = cr.cluster().sum_u64(cr.stats().since(&before).bytes_sent);
+        assert_eq!(again, if size > 1 { 2048 } else { 0 });
+        let got = cr.fetch(&ys[0], 0).unwrap();
+        if rank == 0 {
+            assert_eq!(got, Some(vec![6.0; 256]));
+        } else {
+            assert_eq!(got, None);
+        }
+        // Errors, the same on every rank, and no hang after them.
+        let err = cr.zeros::<f32>("z", size, 4).unwrap_err();
+        assert!(
+            matches!(&err, Error::Distribution { buffer, rank: r, .. } if buffer == "z" && *r == size),
+            "{err}"
+        );
+        let err = cr.submit(&k, &[&x], &()).unwrap_err();
+        assert!(matches!(err, Error::ArgCount { .. }), "{err}");
+        // Two ranks that make a buffer differently: refused naming it and
+        // the first rank that differs.
+        if size > 1 {
+            let owner = if rank == last { last } else { 0 };
+            let _w = cr.zeros::<f32>("w", owner, 8).unwrap();
+            let err = cr.agree().unwrap_err();
+            assert!(
+                matches!(&err, Error::Distribution { buffer, rank: r, .. } if buffer == "w" && *r == last),
+                "{err}"
+            );
+        }
+        cr.wait_all().unwrap();
+        println!("rank {rank} of {size}: caching ok");
+    }
+
+    #[test]
+    fn remote_copies_are_sent_once_and_cached_and_bad_maps_are_errors() {
+        const NAME: &str =
+            "with_mpi::remote_copies_are_sent_once_and_cached_and_bad_maps_are_errors";
+        match child(NAME) {
+            Some(true) => return caching_and_errors(),
+            Some(false) => return,
+            None => {}
+        }
+        at_1_2_and_4(NAME, "caching ok");
+    }
+
+    /// Task Bench across the ranks; rank 1 is killed (SIGKILL) half-way.
+    fn killed_mid_graph() {
+        let cr = cluster_runtime();
+        let tb = TaskBench::new().unwrap();
+        let graph = Graph::new(Pattern::Stencil1d, 4, 1000);
+        let rows = distributed::TaskbenchRows::new(&cr, &tb, &graph).unwrap();
+        for round in 0.. {
+            if round == 5 && cr.rank() == 1 {
+                println!("rank 1: killing itself mid-graph");
+                let pid = std::process::id().to_string();
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+            rows.submit(&cr, &tb, CPU, 16).unwrap();
+            if round == 20 {
+                cr.wait_all().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_rank_killed_mid_graph_ends_the_job_naming_it() {
+        const NAME: &str = "with_mpi::a_rank_killed_mid_graph_ends_the_job_naming_it";
+        match child(NAME) {
+            Some(true) => return killed_mid_graph(),
+            Some(false) => return,
+            None => {}
+        }
+        let Some((out, took)) = launch(NAME, Some(2), Duration::from_secs(30)) else {
+            return;
+        };
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("rank 1: killing itself"), "{stdout}");
+        // mpirun names the rank that died.
+        assert!(stderr.contains("rank 1"), "{stderr}");
+        assert!(took < Duration::from_secs(30));
+        nothing_left("a_rank_killed_mid_graph_ends_the_job_naming_it");
+    }
+
+    /// A task whose kernel panics on rank 1 (pel catches it as an error):
+    /// the job ends, naming the rank and the task.
+    fn task_fails() {
+        let cr = cluster_runtime();
+        let boom = Kernel::builder("boom", COPY)
+            .cpu::<(Read<f32>, ReadWrite<f32>)>(|_, _: &()| panic!("boom on purpose"))
+            .build()
+            .unwrap();
+        let k = plus_one();
+        let x = cr.buffer("x", 0, 4, || vec![1.0f32; 4]).unwrap();
+        let y = cr.zeros::<f32>("y", 1, 4).unwrap();
+        let z = cr.zeros::<f32>("z", 0, 4).unwrap();
+        cr.submit(&k, &[&x, &y], &()).unwrap();
+        cr.submit(&boom, &[&x, &y], &()).unwrap();
+        // Rank 0 needs y: it waits for rank 1, which cannot send it.
+        cr.submit(&k, &[&y, &z], &()).unwrap();
+        cr.wait_all().unwrap();
+        unreachable!("rank 0 cannot have y");
+    }
+
+    #[test]
+    fn a_failed_task_ends_the_job_naming_the_rank_and_task() {
+        const NAME: &str = "with_mpi::a_failed_task_ends_the_job_naming_the_rank_and_task";
+        match child(NAME) {
+            Some(true) => return task_fails(),
+            Some(false) => return,
+            None => {}
+        }
+        let Some((out, took)) = launch(NAME, Some(2), Duration::from_secs(30)) else {
+            return;
+        };
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("rank 1 of 2") && stderr.contains("task 1 (`boom`)"),
+            "{stderr}"
+        );
+        assert!(took < Duration::from_secs(30));
+        nothing_left("a_failed_task_ends_the_job_naming_the_rank_and_task");
     }
 }

@@ -290,7 +290,9 @@ mod with_mpi {
                 .unwrap();
             let want = rt.read(&whole).unwrap();
             assert!(
-                grid.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                grid.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "heat on {size} ranks is not bitwise the one-process run"
             );
         }
@@ -310,12 +312,26 @@ mod with_mpi {
         .unwrap();
         let one = KMeans::new()
             .unwrap()
-            .fit(cr.runtime(), CPU, &points, n, d, 4, Init::Centroids(&init), 50)
+            .fit(
+                cr.runtime(),
+                CPU,
+                &points,
+                n,
+                d,
+                4,
+                Init::Centroids(&init),
+                50,
+            )
             .unwrap();
         assert!(fit.converged && one.converged);
         // The sums are added in another order: f32 rounding, 1e-5 here.
         for (a, b) in fit.centroids.iter().zip(&one.centroids) {
-            assert!((a - b).abs() <= 1e-5, "{:?} vs {:?}", fit.centroids, one.centroids);
+            assert!(
+                (a - b).abs() <= 1e-5,
+                "{:?} vs {:?}",
+                fit.centroids,
+                one.centroids
+            );
         }
         // Task Bench stencil_1d: 7 points (uneven blocks) × 9 steps.
         let tb = TaskBench::new().unwrap();

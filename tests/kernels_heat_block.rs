@@ -86,14 +86,19 @@ fn check(backends: &[Backend], shapes: &[((usize, usize), &[usize])], steps: usi
                 .iter()
                 .zip(&want)
                 .map(|(&g, &r)| (g as f64 - r).abs())
-                .fold(0.0f64, |a, e| if e.is_nan() { f64::INFINITY } else { a.max(e) });
+                .fold(
+                    0.0f64,
+                    |a, e| if e.is_nan() { f64::INFINITY } else { a.max(e) },
+                );
             assert!(
                 worst <= 1e-5 * top * steps.max(1) as f64,
                 "{w}×{h} cut {cuts:?} on {backend}: off by {worst}"
             );
             if backend == Backend::Cpu {
                 assert!(
-                    got.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    got.iter()
+                        .zip(&whole)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{w}×{h} cut {cuts:?}: not bitwise heat's CPU run"
                 );
             }
@@ -120,7 +125,11 @@ fn heat_block_steps_a_grid_cut_in_blocks_as_the_whole_grid() {
 #[test]
 fn heat_block_over_65535_workgroups() {
     let shapes: [((usize, usize), &[usize]); 1] = [((3, 1_398_081), &[699_040, 699_041])];
-    check(&cpu_and_first_gpu("heat_block_over_65535_workgroups"), &shapes, 1);
+    check(
+        &cpu_and_first_gpu("heat_block_over_65535_workgroups"),
+        &shapes,
+        1,
+    );
 }
 
 #[test]

@@ -17,7 +17,8 @@
 //! - [`ClusterRuntime`] runs one task graph over the ranks: every rank
 //!   makes the same [`DistBuffer`]s and submits the same tasks in the same
 //!   order; a task runs on the rank that owns what it writes, its inputs
-//!   sent there once and cached; one progress thread a rank moves them.
+//!   sent there once and cached; one progress thread a rank completes the
+//!   sends.
 //!
 //! Inside a rank, each task is placed among that rank's CPU and GPUs as on
 //! one machine. Not yet: moving a task off its owner when the network's

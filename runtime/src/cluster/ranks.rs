@@ -11,9 +11,16 @@
 //! from (buffer, version) and a header the receiver checks, so two never
 //! cross.
 //!
-//! Why this cannot deadlock: sends never block (the progress thread posts
-//! them), and a rank only waits for an input that an earlier task in the
-//! common order produced, on a rank that reaches that task first.
+//! A rank's own tasks wait in a queue, in order, and run on the rank's
+//! thread when something needs what they write: a send (the tasks up to
+//! the buffer's last writer), a fetch, a flush. So a rank sends its
+//! neighbours what they need before it runs the rest of its queue, and a
+//! CPU task costs no hand-off to another thread.
+//!
+//! Why this cannot deadlock: sends never block (posted non-blocking; the
+//! progress thread completes the slow ones), and a rank only waits for an
+//! input that an earlier task in the common order produced, on a rank that
+//! reaches that task first.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -500,10 +507,13 @@ impl ClusterRuntime {
     /// (default: the owner of the first argument the shader writes, else
     /// of the first argument), at `target` among that rank's devices, once
     /// each argument that rank lacks has come from a rank that holds it;
-    /// there it is submitted to that rank's runtime (it runs once what it
-    /// depends on there has) and its [`Task`] returned, elsewhere `None`.
-    /// The call returns once this rank's part is posted: its sends queued,
-    /// its receives in.
+    /// there it is queued, and runs on this thread (through the rank's
+    /// runtime, [`Runtime::execute`]) when something needs what it writes:
+    /// a send to another rank, [`fetch`](Self::fetch), [`flush`](Self::flush)
+    /// or [`wait_all`](Self::wait_all). Returns whether this rank runs it;
+    /// a rank with no part only records what it writes. The call returns
+    /// once this rank's part is posted: its sends on their way, its
+    /// receives posted.
     ///
     /// Checked on every rank before anything moves: the argument count
     /// and element types ([`Error::ArgCount`], [`Error::ArgType`]), the

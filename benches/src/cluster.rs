@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::taskbench::metg;
 
+/// Seconds of graphs a side each point's rounds aim at.
+pub const ROUND_S: f64 = 0.2;
+
 /// Points a rank owns.
 pub const POINTS_PER_RANK: usize = 1;
 
@@ -60,7 +63,8 @@ pub struct ClusterRun {
     pub steps: usize,
     /// Values a task.
     pub elems: usize,
-    /// Timed rounds a point (after one untimed).
+    /// Timed rounds a point at the least (after one untimed; more, up to
+    /// 40 times as many, to fill about [`ROUND_S`] a side).
     pub reps: usize,
     /// METG(50%), microseconds.
     pub metg_us: Pair,
@@ -110,9 +114,14 @@ pub fn rank(cr: &ClusterRuntime, quick: bool, reps: usize) -> Result<Option<Clus
         let iterations = 4u32.pow(k);
         let mut times = [Vec::new(), Vec::new()];
         let mut rng = StdRng::seed_from_u64(k as u64);
-        for round in 0..=reps {
+        // Round 0 is untimed; from it rank 0 sets how many rounds make
+        // about ROUND_S of graphs a side (every rank runs as many).
+        let mut rounds = reps;
+        let mut round = 0;
+        while round <= rounds {
             let mut order = [0usize, 1];
             order.shuffle(&mut rng);
+            let mut took = [0.0f64; 2];
             for m in order {
                 world.barrier();
                 let start = Instant::now();
@@ -123,10 +132,17 @@ pub fn rank(cr: &ClusterRuntime, quick: bool, reps: usize) -> Result<Option<Clus
                     peer(&world, &graph, elems, iterations)?;
                 }
                 world.barrier();
+                took[m] = start.elapsed().as_secs_f64();
                 if round > 0 {
-                    times[m].push(start.elapsed().as_secs_f64());
+                    times[m].push(took[m]);
                 }
             }
+            if round == 0 {
+                let want = (ROUND_S / took[0].max(took[1]).max(1e-9)) as u64;
+                let decided = cr.cluster().all_gather_u64(want)[0] as usize;
+                rounds = decided.clamp(reps, 40 * reps.max(1));
+            }
+            round += 1;
         }
         let work: f64 = (0..steps)
             .flat_map(|t| graph.points(t).map(move |p| (t, p)))

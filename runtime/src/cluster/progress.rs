@@ -18,7 +18,14 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{Destination, Source};
 
 /// Tests of a send by its poster before the progress thread takes it.
-const SEND_TESTS: usize = 16;
+const SEND_TESTS: usize = 4;
+
+/// Bytes from which a send wakes the progress thread at once (past MPI's
+/// eager sizes, a send moves only while MPI is driven).
+const LARGE: usize = 64 << 10;
+
+/// How often the progress thread looks at the pending sends.
+const ROUND: Duration = Duration::from_millis(1);
 
 /// A posted request and the buffer it owns (leaked while MPI holds it).
 struct Posted {
@@ -134,18 +141,34 @@ impl Progress {
             .process_at_rank(to as i32)
             .immediate_send_with_tag(StaticScope, &*buf, tag);
         // A small message is done after a test or two (each drives MPI):
-        // then the progress thread need not wake.
+        // then the progress thread has nothing to do.
+        let len = ptr.len();
         let mut posted = Posted::new(request, ptr);
         for _ in 0..SEND_TESTS {
             posted = match posted.test() {
-                Ok(_) => return,
+                Ok(_) => return self.test_pending(),
                 Err(p) => p,
             };
         }
         let mut s = self.shared.sends.lock().unwrap_or_else(|p| p.into_inner());
         s.posted.push(posted);
         drop(s);
-        self.shared.wake.notify_one();
+        // A large one needs MPI driven until the receiver takes it: wake
+        // the thread now. A small one it finds on its next round.
+        if len >= LARGE {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Tests the sends still pending, if the progress thread is not at
+    /// them (a few MPI tests, on the way, spare it a round).
+    fn test_pending(&self) {
+        if let Ok(mut s) = self.shared.sends.try_lock()
+            && !s.posted.is_empty()
+        {
+            let posted = std::mem::take(&mut s.posted);
+            s.posted = posted.into_iter().filter_map(|p| p.test().err()).collect();
+        }
     }
 
     /// Posts the receive of `len` bytes from rank `from` with `tag`.
@@ -175,17 +198,21 @@ impl Drop for Progress {
     }
 }
 
-/// The progress thread: sleeps while no send is pending; else tests each,
-/// briefly yielding between passes, then sleeping a little; returns once
-/// asked to stop and every send is done.
+/// The progress thread: every [`ROUND`] (or at once, woken for a large
+/// send) tests the pending sends, briefly yielding between tests while a
+/// large one is pending; returns once asked to stop and every send is done.
 fn drive(shared: &Shared) {
     let mut pending: Vec<Posted> = Vec::new();
     let mut idle_passes = 0u32;
     loop {
         let stop = {
             let mut s = shared.sends.lock().unwrap_or_else(|p| p.into_inner());
-            while s.posted.is_empty() && pending.is_empty() && !s.stop {
-                s = shared.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+            if pending.is_empty() && s.posted.is_empty() && !s.stop {
+                s = shared
+                    .wake
+                    .wait_timeout(s, ROUND)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
             pending.append(&mut s.posted);
             s.stop

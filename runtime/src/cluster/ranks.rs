@@ -259,7 +259,7 @@ type RunFn = Box<dyn FnOnce(&Runtime, &[&dyn BufferArg]) -> Result<()> + Send>;
 /// A task this rank runs, queued until something needs what it writes.
 struct Queued {
     seq: u64,
-    name: String,
+    kernel: Kernel,
     args: Vec<Arc<dyn Erased>>,
     /// Inputs posted to arrive: argument, receive, version.
     recvs: Vec<(usize, Recv, u64)>,
@@ -597,15 +597,16 @@ impl ClusterRuntime {
                     meta(i).last_writer.store(seq + 1, Ordering::Relaxed);
                 }
             }
-            let (kernel, params) = (kernel.clone(), bytemuck::bytes_of(params).to_vec());
+            let params = bytemuck::bytes_of(params).to_vec();
+            let k = kernel.clone();
             self.queue().push_back(Queued {
                 seq,
-                name: kernel.name().to_owned(),
+                kernel: kernel.clone(),
                 args: args.iter().map(|a| Arc::clone(a.as_dist().arc)).collect(),
                 recvs,
                 run: Box::new(move |rt, local| {
                     let params: P = bytemuck::pod_read_unaligned(&params);
-                    rt.execute(target, &kernel, local, &params).map(drop)
+                    rt.execute(target, &k, local, &params).map(drop)
                 }),
             });
             bump(&self.counters.tasks_run, 1);
@@ -643,12 +644,12 @@ impl ClusterRuntime {
             };
             for (i, recv, version) in t.recvs {
                 self.receive(&*t.args[i], recv, version)
-                    .unwrap_or_else(|err| self.fail(t.seq, &t.name, &err.to_string()));
+                    .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
             }
             let local: Vec<&dyn BufferArg> = t.args.iter().map(|a| a.local(&self.rt)).collect();
-            super::mpi_cluster::set_task(t.seq, &t.name);
+            super::mpi_cluster::set_task(t.seq, t.kernel.name());
             (t.run)(&self.rt, &local)
-                .unwrap_or_else(|err| self.fail(t.seq, &t.name, &err.to_string()));
+                .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
         }
     }
 

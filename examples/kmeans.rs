@@ -13,32 +13,13 @@ mod common;
 
 use pel::kernels::kmeans::{Init, KMeans};
 use pel::{Runtime, Target};
-use rand::{Rng, SeedableRng};
 
 fn main() -> anyhow::Result<()> {
     let out = common::out_path("kmeans.png");
     let (n, k, side) = (60_000usize, 6usize, 640usize);
 
     // Six blobs of different spreads in the unit square.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let blobs = [
-        (0.25, 0.25, 0.06),
-        (0.75, 0.3, 0.08),
-        (0.5, 0.55, 0.05),
-        (0.2, 0.75, 0.07),
-        (0.8, 0.78, 0.05),
-        (0.5, 0.9, 0.03),
-    ];
-    let mut points = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        let (cx, cy, s): (f32, f32, f32) = blobs[i % blobs.len()];
-        // Box–Muller for a normal pair.
-        let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
-        let r = (-2.0 * u.ln()).sqrt() * s;
-        let a = std::f32::consts::TAU * v;
-        points.push(cx + r * a.cos());
-        points.push(cy + r * a.sin());
-    }
+    let points = common::blob_points(n, 3);
 
     // k-means finds a local optimum that depends on its start: as usual,
     // run it from a few k-means++ starts and keep the tightest clustering

@@ -11,10 +11,11 @@
 //! `KMeans::fit`, and checks the centroids agree within 1e-4 (the sums are
 //! added in another order; the points lie in the unit square).
 
+mod common;
+
 use pel::cluster::{Cluster, ClusterRuntime};
 use pel::kernels::kmeans::KMeans;
 use pel::{Runtime, Target};
-use rand::{Rng, SeedableRng};
 
 /// The centroids' agreement with one process, absolute.
 const TOLERANCE: f32 = 1e-4;
@@ -22,24 +23,7 @@ const TOLERANCE: f32 = 1e-4;
 fn main() -> anyhow::Result<()> {
     let (n, d, k) = (60_000usize, 2usize, 6usize);
     // Six blobs in the unit square; every rank makes the same points.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let blobs = [
-        (0.25, 0.25, 0.06),
-        (0.75, 0.3, 0.08),
-        (0.5, 0.55, 0.05),
-        (0.2, 0.75, 0.07),
-        (0.8, 0.78, 0.05),
-        (0.5, 0.9, 0.03),
-    ];
-    let mut points = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        let (cx, cy, s): (f32, f32, f32) = blobs[i % blobs.len()];
-        let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
-        let r = (-2.0 * u.ln()).sqrt() * s;
-        let a = std::f32::consts::TAU * v;
-        points.push(cx + r * a.cos());
-        points.push(cy + r * a.sin());
-    }
+    let points = common::blob_points(n, 3);
     // The start: one point of each blob.
     let init: Vec<f32> = (0..k)
         .flat_map(|c| [points[2 * c], points[2 * c + 1]])

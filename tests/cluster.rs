@@ -157,25 +157,7 @@ mod with_mpi {
             Some(false) => return,
             None => {}
         }
-        for ranks in [None, Some(2), Some(4)] {
-            let Some((out, _)) = launch(NAME, ranks, Duration::from_secs(120)) else {
-                return;
-            };
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{ranks:?} ranks: {}\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let size = ranks.unwrap_or(1);
-            for r in 0..size {
-                assert!(
-                    stdout.contains(&format!("rank {r} of {size}: collectives ok")),
-                    "{stdout}"
-                );
-            }
-        }
+        at_1_2_and_4(NAME, "collectives ok");
     }
 
     /// Rank 1 panics while rank 0 waits for it.
@@ -524,5 +506,69 @@ mod with_mpi {
         );
         assert!(took < Duration::from_secs(30));
         nothing_left("a_failed_task_ends_the_job_naming_the_rank_and_task");
+    }
+
+    /// Balancing: every input on rank 0, independent tasks; over a fast
+    /// network some move to other ranks (every rank choosing alike, or
+    /// the job would hang), over a slow one none; results exact.
+    fn balanced() {
+        let cr = cluster_runtime();
+        let (rank, size) = (cr.rank(), cr.size());
+        let k = plus_one();
+        let n = 1 << 14;
+        let x = cr.buffer("x", 0, n, || vec![1.0f32; n]).unwrap();
+        cr.balance(true).unwrap();
+        let link = cr.link().unwrap();
+        if size > 1 {
+            assert!(link.latency_s > 0.0 && link.bandwidth > 0.0, "{link:?}");
+        }
+        let ys: Vec<_> = (0..24)
+            .map(|i| cr.zeros::<f32>(&format!("y{i}"), 0, n).unwrap())
+            .collect();
+        cr.set_link(pel::cluster::NetLink {
+            latency_s: 0.0,
+            bandwidth: 1e15,
+        });
+        let before = cr.stats();
+        for y in &ys[..12] {
+            cr.submit(&k, &[&x, y], &()).unwrap();
+        }
+        let fast = cr.stats().since(&before).tasks_run;
+        let moved = cr.cluster().sum_u64(if rank == 0 { 0 } else { fast });
+        if size > 1 {
+            assert!(moved > 0, "no task moved off rank 0 over a free network");
+        }
+        cr.set_link(pel::cluster::NetLink {
+            latency_s: 1.0,
+            bandwidth: 1.0,
+        });
+        let before = cr.stats();
+        for y in &ys[12..] {
+            cr.submit(&k, &[&x, y], &()).unwrap();
+        }
+        let slow = cr.stats().since(&before).tasks_run;
+        assert_eq!(slow, if rank == 0 { 12 } else { 0 });
+        for y in &ys {
+            let got = cr.fetch(y, 0).unwrap();
+            if rank == 0 {
+                assert_eq!(got, Some(vec![2.0; n]));
+            }
+        }
+        cr.balance(false).unwrap();
+        assert!(cr.link().is_none());
+        cr.wait_all().unwrap();
+        println!("rank {rank} of {size}: balance ok ({moved} moved)");
+    }
+
+    #[test]
+    fn balancing_moves_work_off_a_busy_owner_only_when_the_network_pays() {
+        const NAME: &str =
+            "with_mpi::balancing_moves_work_off_a_busy_owner_only_when_the_network_pays";
+        match child(NAME) {
+            Some(true) => return balanced(),
+            Some(false) => return,
+            None => {}
+        }
+        at_1_2_and_4(NAME, "balance ok");
     }
 }

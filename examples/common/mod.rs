@@ -64,3 +64,29 @@ pub fn category_colour(i: usize) -> [u8; 3] {
     ];
     PALETTE[i % PALETTE.len()]
 }
+
+/// `n` 2-D points (x, y interleaved) from six Gaussian blobs of different
+/// spreads in the unit square, seeded: k-means' input.
+pub fn blob_points(n: usize, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let blobs = [
+        (0.25, 0.25, 0.06),
+        (0.75, 0.3, 0.08),
+        (0.5, 0.55, 0.05),
+        (0.2, 0.75, 0.07),
+        (0.8, 0.78, 0.05),
+        (0.5, 0.9, 0.03),
+    ];
+    let mut points = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let (cx, cy, s): (f32, f32, f32) = blobs[i % blobs.len()];
+        // Box–Muller for a normal pair.
+        let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
+        let r = (-2.0 * u.ln()).sqrt() * s;
+        let a = std::f32::consts::TAU * v;
+        points.push(cx + r * a.cos());
+        points.push(cy + r * a.sin());
+    }
+    points
+}

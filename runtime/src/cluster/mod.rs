@@ -21,21 +21,30 @@
 //!   sends.
 //!
 //! Inside a rank, each task is placed among that rank's CPU and GPUs as on
-//! one machine. Not yet: moving a task off its owner when the network's
-//! cost says it pays.
+//! one machine. With [`ClusterRuntime::balance`] on, a task may also move
+//! off its owner when a common model (each rank's queue, its measured
+//! speed, and the network's measured latency and bandwidth) says it pays.
 
 mod dist;
 
 pub use dist::{DistMap, Distribution};
 
 #[cfg(feature = "cluster")]
+mod dist_buffer;
+#[cfg(feature = "cluster")]
 mod mpi_cluster;
+#[cfg(feature = "cluster")]
+mod place;
 #[cfg(feature = "cluster")]
 mod progress;
 #[cfg(feature = "cluster")]
 mod ranks;
 
 #[cfg(feature = "cluster")]
+pub use dist_buffer::{DistArg, DistBuffer, DistRef};
+#[cfg(feature = "cluster")]
 pub use mpi_cluster::{Cluster, Reducible};
 #[cfg(feature = "cluster")]
-pub use ranks::{ClusterRuntime, ClusterStats, DistArg, DistBuffer, DistRef};
+pub use place::{MARGIN, NetLink, RankSpeed};
+#[cfg(feature = "cluster")]
+pub use ranks::{ClusterRuntime, ClusterStats};

@@ -27,6 +27,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::dist_buffer::{DistArg, DistBuffer, Erased, HEADER, Inner, Meta, State};
+use super::place::{Balance, Lacks, NetLink, RankSpeed, measure_speed};
 use super::progress::{Progress, Recv};
 use super::{Cluster, DistMap};
 use crate::buffer::{Buffer, BufferArg};
@@ -38,171 +40,6 @@ use crate::runtime::Runtime;
 
 /// Tags MPI guarantees (`MPI_TAG_UB` is at least 32,767).
 const TAG_SPACE: u64 = 32_767;
-
-/// The header before every payload: the buffer's id and version.
-const HEADER: usize = 16;
-
-/// What every rank knows of a buffer.
-struct Meta {
-    id: u64,
-    name: String,
-    owner: usize,
-    len: usize,
-    elem_size: usize,
-    state: Mutex<State>,
-    /// On this rank: 1 + the number of the last task here that writes it
-    /// (0: none), so a send runs what it must first.
-    last_writer: AtomicU64,
-}
-
-struct State {
-    version: u64,
-    /// Ranks holding the current version.
-    valid: Vec<bool>,
-}
-
-impl Meta {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// A buffer's typed side, erased for an argument list.
-trait Erased: Send + Sync {
-    fn meta(&self) -> &Meta;
-    fn elem(&self) -> crate::kernel::ElemType;
-    /// This rank's copy, made (zeroed) if it has none.
-    fn local(&self, rt: &Runtime) -> &dyn BufferArg;
-    /// This rank's copy as bytes, after `HEADER` bytes of room.
-    fn read_bytes(&self, rt: &Runtime) -> Result<Vec<u8>>;
-    /// Replaces this rank's copy with `bytes`.
-    fn store(&self, rt: &Runtime, bytes: &[u8]) -> Result<()>;
-}
-
-struct Inner<T: Element> {
-    meta: Meta,
-    local: OnceLock<Buffer<T>>,
-}
-
-impl<T: Element> Inner<T> {
-    fn buffer(&self, rt: &Runtime) -> &Buffer<T> {
-        self.local.get_or_init(|| rt.zeros(self.meta.len))
-    }
-}
-
-impl<T: Element> Erased for Inner<T> {
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn elem(&self) -> crate::kernel::ElemType {
-        T::TYPE
-    }
-    fn local(&self, rt: &Runtime) -> &dyn BufferArg {
-        self.buffer(rt)
-    }
-    fn read_bytes(&self, rt: &Runtime) -> Result<Vec<u8>> {
-        let buf = self.buffer(rt);
-        let mut out = vec![0u8; HEADER + self.meta.len * self.meta.elem_size];
-        // Straight into the message where the allocation is aligned for T
-        // (it is, from the system allocator); else through a copy.
-        if let Ok(dst) = bytemuck::try_cast_slice_mut::<u8, T>(&mut out[HEADER..]) {
-            rt.read_into(buf, dst)?;
-        } else {
-            let data = rt.read(buf)?;
-            out[HEADER..].copy_from_slice(bytemuck::cast_slice(&data));
-        }
-        Ok(out)
-    }
-    fn store(&self, rt: &Runtime, bytes: &[u8]) -> Result<()> {
-        match bytemuck::try_cast_slice::<u8, T>(bytes) {
-            Ok(data) => rt.write(self.buffer(rt), data),
-            Err(_) => rt.write(
-                self.buffer(rt),
-                &bytemuck::pod_collect_to_vec::<u8, T>(bytes),
-            ),
-        }
-    }
-}
-
-/// A buffer of a [`ClusterRuntime`]: one owner rank, copies cached on the
-/// ranks that read it. Every rank holds the same handles (made in the same
-/// order); a rank's own copy exists only once it needs one.
-pub struct DistBuffer<T: Element> {
-    inner: Arc<Inner<T>>,
-    /// The same, erased: what a queued task keeps.
-    erased: Arc<dyn Erased>,
-}
-
-impl<T: Element> Clone for DistBuffer<T> {
-    fn clone(&self) -> Self {
-        DistBuffer {
-            inner: Arc::clone(&self.inner),
-            erased: Arc::clone(&self.erased),
-        }
-    }
-}
-
-impl<T: Element> std::fmt::Debug for DistBuffer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let m = &self.inner.meta;
-        f.debug_struct("DistBuffer")
-            .field("name", &m.name)
-            .field("owner", &m.owner)
-            .field("len", &m.len)
-            .finish()
-    }
-}
-
-impl<T: Element> DistBuffer<T> {
-    /// The name given when it was made (errors and panics name it).
-    pub fn name(&self) -> &str {
-        &self.inner.meta.name
-    }
-    /// Its owner rank.
-    pub fn owner(&self) -> usize {
-        self.inner.meta.owner
-    }
-    /// Elements.
-    pub fn len(&self) -> usize {
-        self.inner.meta.len
-    }
-    /// Whether it has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.inner.meta.len == 0
-    }
-    /// Writes so far (every rank counts the same).
-    pub fn version(&self) -> u64 {
-        self.inner.meta.state().version
-    }
-    /// The ranks that hold its current version.
-    pub fn valid_on(&self) -> Vec<usize> {
-        let st = self.inner.meta.state();
-        (0..st.valid.len()).filter(|&r| st.valid[r]).collect()
-    }
-}
-
-/// A type-erased [`DistBuffer`] in an argument list; see
-/// [`ClusterRuntime::submit`].
-pub trait DistArg: Send + Sync {
-    /// The buffer, type-erased.
-    fn as_dist(&self) -> DistRef<'_>;
-}
-
-impl<T: Element> DistArg for DistBuffer<T> {
-    fn as_dist(&self) -> DistRef<'_> {
-        DistRef {
-            inner: &*self.inner,
-            arc: &self.erased,
-        }
-    }
-}
-
-/// A type-erased reference to a [`DistBuffer`].
-#[derive(Clone, Copy)]
-pub struct DistRef<'a> {
-    inner: &'a dyn Erased,
-    arc: &'a Arc<dyn Erased>,
-}
 
 /// What a rank did and moved; [`ClusterRuntime::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -287,6 +124,8 @@ pub struct ClusterRuntime {
     progress: Progress,
     /// This rank's tasks not yet run, in order.
     queue: Mutex<VecDeque<Queued>>,
+    /// The common placement model, when balancing is on.
+    balance: Mutex<Option<Balance>>,
     rt: Runtime,
     counters: Counters,
     next_id: AtomicU64,
@@ -312,6 +151,7 @@ impl ClusterRuntime {
         Ok(ClusterRuntime {
             progress,
             queue: Mutex::new(VecDeque::new()),
+            balance: Mutex::new(None),
             rt,
             counters: Counters::default(),
             next_id: AtomicU64::new(0),
@@ -579,6 +419,10 @@ impl ClusterRuntime {
                 ),
             });
         }
+        let exec = match on {
+            Some(_) => exec,
+            None => self.balanced(exec, kernel, args, params).unwrap_or(exec),
+        };
         let seq = self.counters.tasks.fetch_add(1, Ordering::Relaxed);
         let me = self.rank();
         let mut recvs: Vec<(usize, Recv, u64)> = Vec::new();
@@ -622,6 +466,120 @@ impl ClusterRuntime {
             }
         }
         Ok(runs)
+    }
+
+    /// With balancing on, the rank the common model picks for this task
+    /// (its owner being `owner`); `None` with it off.
+    fn balanced<P: bytemuck::Pod>(
+        &self,
+        owner: usize,
+        kernel: &Kernel,
+        args: &[&dyn DistArg],
+        params: &P,
+    ) -> Option<usize> {
+        let mut guard = self.balance.lock().unwrap_or_else(|p| p.into_inner());
+        let balance = guard.as_mut()?;
+        let metas: Vec<&Meta> = args.iter().map(|a| a.as_dist().inner.meta()).collect();
+        let lens: Vec<usize> = metas.iter().map(|m| m.len).collect();
+        let bytes: Vec<f64> = metas.iter().map(|m| (m.len * m.elem_size) as f64).collect();
+        let work = kernel
+            .work(bytemuck::bytes_of(params), &lens)
+            .unwrap_or((0.0, bytes.iter().sum()));
+        let valid: Vec<Vec<bool>> = metas.iter().map(|m| m.state().valid.clone()).collect();
+        Some(balance.choose(owner, work, |r| {
+            let lacking = (0..metas.len()).filter(|&i| !valid[i][r]);
+            Lacks {
+                messages: lacking.clone().count(),
+                bytes: lacking.map(|i| bytes[i]).sum(),
+            }
+        }))
+    }
+
+    /// Turns balancing on (or off): from then on a task given no rank runs
+    /// where the common model expects it to finish first (see
+    /// [`NetLink`]'s module), not always on its owner. Turning it on
+    /// measures the network (rank 0 and rank 1 ping-pong) and each rank's
+    /// CPU, and shares the figures, so every rank computes the same
+    /// choices. Every rank calls it.
+    pub fn balance(&self, on: bool) -> Result<()> {
+        self.drain(u64::MAX);
+        if !on {
+            *self.balance.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Ok(());
+        }
+        let link = self.measure_link()?;
+        let mine = measure_speed();
+        let flops = self.cluster.all_gather_u64(mine.flops.to_bits());
+        let bandwidth = self.cluster.all_gather_u64(mine.bandwidth.to_bits());
+        let speeds = flops
+            .iter()
+            .zip(&bandwidth)
+            .map(|(&f, &b)| RankSpeed {
+                flops: f64::from_bits(f),
+                bandwidth: f64::from_bits(b),
+            })
+            .collect();
+        *self.balance.lock().unwrap_or_else(|p| p.into_inner()) = Some(Balance::new(link, speeds));
+        Ok(())
+    }
+
+    /// The network in the balancing model (`None` while balancing is off).
+    pub fn link(&self) -> Option<NetLink> {
+        let b = self.balance.lock().unwrap_or_else(|p| p.into_inner());
+        b.as_ref().map(|b| b.link)
+    }
+
+    /// Replaces the network's figures in the balancing model (every rank
+    /// the same: to plan for another network); nothing while it is off.
+    pub fn set_link(&self, link: NetLink) {
+        if let Some(b) = self
+            .balance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            b.link = link;
+        }
+    }
+
+    /// Rank 0 and rank 1 time round trips of 16 bytes (latency) and of
+    /// 4 MiB (bandwidth); every rank gets rank 0's figures. On one rank:
+    /// no network (free).
+    fn measure_link(&self) -> Result<NetLink> {
+        const TAG: i32 = TAG_SPACE as i32; // no buffer's tag is this
+        let (me, size) = (self.rank(), self.size());
+        let mut figures = [0.0f64, f64::INFINITY];
+        if size > 1 && me < 2 {
+            let other = 1 - me;
+            let trip = |bytes: usize, rounds: usize| -> f64 {
+                let start = std::time::Instant::now();
+                for _ in 0..rounds {
+                    if me == 0 {
+                        self.progress
+                            .send(other, TAG, vec![0u8; bytes].into_boxed_slice());
+                        self.progress.recv(other, TAG, bytes).wait();
+                    } else {
+                        self.progress.recv(other, TAG, bytes).wait();
+                        self.progress
+                            .send(other, TAG, vec![0u8; bytes].into_boxed_slice());
+                    }
+                }
+                start.elapsed().as_secs_f64() / (2 * rounds) as f64
+            };
+            trip(16, 5);
+            let latency = trip(16, 50);
+            let big = 4 << 20;
+            let one_way = trip(big, 4);
+            figures = [latency, big as f64 / (one_way - latency).max(1e-9)];
+        }
+        let all: Vec<u64> = figures
+            .iter()
+            .flat_map(|f| self.cluster.all_gather_u64(f.to_bits()))
+            .collect();
+        Ok(NetLink {
+            latency_s: f64::from_bits(all[0]),
+            bandwidth: f64::from_bits(all[size]),
+        })
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {

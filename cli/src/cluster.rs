@@ -2,7 +2,7 @@
 //! `mpirun`, this same program as every rank), collects rank 0's reports,
 //! and prints METG for pel and the rsmpi program side by side.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::bench::{BenchOptions, Outcome};
 
@@ -23,6 +23,7 @@ pub(crate) fn cluster(_opts: &BenchOptions) -> Result<Outcome> {
 
 #[cfg(feature = "cluster")]
 pub(crate) fn cluster(opts: &BenchOptions) -> Result<Outcome> {
+    use anyhow::Context;
     let reps = opts.reps_or(3, 5);
     if let Ok(path) = std::env::var(RANK_ENV) {
         return rank(opts.quick, reps, &path).map(|()| None);

@@ -95,7 +95,7 @@ impl<T: Element> Erased for Inner<T> {
     }
 }
 
-/// A buffer of a [`ClusterRuntime`]: one owner rank, copies cached on the
+/// A buffer of a [`ClusterRuntime`](super::ClusterRuntime): one owner rank, copies cached on the
 /// ranks that read it. Every rank holds the same handles (made in the same
 /// order); a rank's own copy exists only once it needs one.
 pub struct DistBuffer<T: Element> {
@@ -153,7 +153,7 @@ impl<T: Element> DistBuffer<T> {
 }
 
 /// A type-erased [`DistBuffer`] in an argument list; see
-/// [`ClusterRuntime::submit`].
+/// [`ClusterRuntime::submit`](super::ClusterRuntime::submit).
 pub trait DistArg: Send + Sync {
     /// The buffer, type-erased.
     fn as_dist(&self) -> DistRef<'_>;

@@ -30,6 +30,8 @@ mod dist;
 pub use dist::{DistMap, Distribution};
 
 #[cfg(feature = "cluster")]
+mod balance;
+#[cfg(feature = "cluster")]
 mod dist_buffer;
 #[cfg(feature = "cluster")]
 mod mpi_cluster;

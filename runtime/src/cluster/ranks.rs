@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dist_buffer::{DistArg, DistBuffer, Erased, HEADER, Inner, Meta, State};
-use super::place::{Balance, Lacks, NetLink, RankSpeed, measure_speed};
+use super::place::Balance;
 use super::progress::{Progress, Recv};
 use super::{Cluster, DistMap};
 use crate::buffer::{Buffer, BufferArg};
@@ -39,7 +39,7 @@ use crate::kernel::{Access, Element, Kernel};
 use crate::runtime::Runtime;
 
 /// Tags MPI guarantees (`MPI_TAG_UB` is at least 32,767).
-const TAG_SPACE: u64 = 32_767;
+pub(super) const TAG_SPACE: u64 = 32_767;
 
 /// What a rank did and moved; [`ClusterRuntime::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,7 +104,7 @@ struct Queued {
 }
 
 /// One program on many ranks: every rank makes the same buffers and submits
-/// the same tasks in the same order; see the [module](self) page.
+/// the same tasks in the same order; see the [module](super) page.
 ///
 /// ```no_run
 /// # use pel_runtime::cluster::{Cluster, ClusterRuntime};
@@ -121,17 +121,17 @@ struct Queued {
 /// ```
 pub struct ClusterRuntime {
     // Stopped before the cluster finalises MPI (fields drop in order).
-    progress: Progress,
+    pub(super) progress: Progress,
     /// This rank's tasks not yet run, in order.
     queue: Mutex<VecDeque<Queued>>,
     /// The common placement model, when balancing is on.
-    balance: Mutex<Option<Balance>>,
+    pub(super) balance: Mutex<Option<Balance>>,
     rt: Runtime,
     counters: Counters,
     next_id: AtomicU64,
     /// Digests of buffers made since the ranks last compared them.
     unchecked: Mutex<Vec<(String, u64)>>,
-    cluster: Cluster,
+    pub(super) cluster: Cluster,
 }
 
 impl std::fmt::Debug for ClusterRuntime {
@@ -468,127 +468,13 @@ impl ClusterRuntime {
         Ok(runs)
     }
 
-    /// With balancing on, the rank the common model picks for this task
-    /// (its owner being `owner`); `None` with it off.
-    fn balanced<P: bytemuck::Pod>(
-        &self,
-        owner: usize,
-        kernel: &Kernel,
-        args: &[&dyn DistArg],
-        params: &P,
-    ) -> Option<usize> {
-        let mut guard = self.balance.lock().unwrap_or_else(|p| p.into_inner());
-        let balance = guard.as_mut()?;
-        let metas: Vec<&Meta> = args.iter().map(|a| a.as_dist().inner.meta()).collect();
-        let lens: Vec<usize> = metas.iter().map(|m| m.len).collect();
-        let bytes: Vec<f64> = metas.iter().map(|m| (m.len * m.elem_size) as f64).collect();
-        let work = kernel
-            .work(bytemuck::bytes_of(params), &lens)
-            .unwrap_or((0.0, bytes.iter().sum()));
-        let valid: Vec<Vec<bool>> = metas.iter().map(|m| m.state().valid.clone()).collect();
-        Some(balance.choose(owner, work, |r| {
-            let lacking = (0..metas.len()).filter(|&i| !valid[i][r]);
-            Lacks {
-                messages: lacking.clone().count(),
-                bytes: lacking.map(|i| bytes[i]).sum(),
-            }
-        }))
-    }
-
-    /// Turns balancing on (or off): from then on a task given no rank runs
-    /// where the common model expects it to finish first (see
-    /// [`NetLink`]'s module), not always on its owner. Turning it on
-    /// measures the network (rank 0 and rank 1 ping-pong) and each rank's
-    /// CPU, and shares the figures, so every rank computes the same
-    /// choices. Every rank calls it.
-    pub fn balance(&self, on: bool) -> Result<()> {
-        self.drain(u64::MAX);
-        if !on {
-            *self.balance.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            return Ok(());
-        }
-        let link = self.measure_link()?;
-        let mine = measure_speed();
-        let flops = self.cluster.all_gather_u64(mine.flops.to_bits());
-        let bandwidth = self.cluster.all_gather_u64(mine.bandwidth.to_bits());
-        let speeds = flops
-            .iter()
-            .zip(&bandwidth)
-            .map(|(&f, &b)| RankSpeed {
-                flops: f64::from_bits(f),
-                bandwidth: f64::from_bits(b),
-            })
-            .collect();
-        *self.balance.lock().unwrap_or_else(|p| p.into_inner()) = Some(Balance::new(link, speeds));
-        Ok(())
-    }
-
-    /// The network in the balancing model (`None` while balancing is off).
-    pub fn link(&self) -> Option<NetLink> {
-        let b = self.balance.lock().unwrap_or_else(|p| p.into_inner());
-        b.as_ref().map(|b| b.link)
-    }
-
-    /// Replaces the network's figures in the balancing model (every rank
-    /// the same: to plan for another network); nothing while it is off.
-    pub fn set_link(&self, link: NetLink) {
-        if let Some(b) = self
-            .balance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            b.link = link;
-        }
-    }
-
-    /// Rank 0 and rank 1 time round trips of 16 bytes (latency) and of
-    /// 4 MiB (bandwidth); every rank gets rank 0's figures. On one rank:
-    /// no network (free).
-    fn measure_link(&self) -> Result<NetLink> {
-        const TAG: i32 = TAG_SPACE as i32; // no buffer's tag is this
-        let (me, size) = (self.rank(), self.size());
-        let mut figures = [0.0f64, f64::INFINITY];
-        if size > 1 && me < 2 {
-            let other = 1 - me;
-            let trip = |bytes: usize, rounds: usize| -> f64 {
-                let start = std::time::Instant::now();
-                for _ in 0..rounds {
-                    if me == 0 {
-                        self.progress
-                            .send(other, TAG, vec![0u8; bytes].into_boxed_slice());
-                        self.progress.recv(other, TAG, bytes).wait();
-                    } else {
-                        self.progress.recv(other, TAG, bytes).wait();
-                        self.progress
-                            .send(other, TAG, vec![0u8; bytes].into_boxed_slice());
-                    }
-                }
-                start.elapsed().as_secs_f64() / (2 * rounds) as f64
-            };
-            trip(16, 5);
-            let latency = trip(16, 50);
-            let big = 4 << 20;
-            let one_way = trip(big, 4);
-            figures = [latency, big as f64 / (one_way - latency).max(1e-9)];
-        }
-        let all: Vec<u64> = figures
-            .iter()
-            .flat_map(|f| self.cluster.all_gather_u64(f.to_bits()))
-            .collect();
-        Ok(NetLink {
-            latency_s: f64::from_bits(all[0]),
-            bandwidth: f64::from_bits(all[size]),
-        })
-    }
-
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs this rank's queued tasks, in order, up to task `upto` (all of
     /// them for `u64::MAX`): each once its received inputs are in.
-    fn drain(&self, upto: u64) {
+    pub(super) fn drain(&self, upto: u64) {
         loop {
             let task = {
                 let mut q = self.queue();

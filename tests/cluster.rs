@@ -178,17 +178,26 @@ mod with_mpi {
             Some(false) => return,
             None => {}
         }
-        let Some((out, took)) = launch(NAME, Some(2), Duration::from_secs(30)) else {
+        let Some((_, stderr)) = dies(NAME) else {
             return;
         };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{stderr}");
         assert!(
             stderr.contains("rank 1 of 2 panicked") && stderr.contains("stencil"),
             "{stderr}"
         );
+    }
+
+    /// Runs test `name` on 2 ranks, one of which dies: asserts the job
+    /// failed within 30 s and left nothing running; its stdout and stderr
+    /// (`None`, said, without MPI).
+    fn dies(name: &str) -> Option<(String, String)> {
+        let (out, took) = launch(name, Some(2), Duration::from_secs(30))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{stderr}");
         assert!(took < Duration::from_secs(30));
-        nothing_left("a_rank_that_panics_ends_the_job_naming_it");
+        nothing_left(name.trim_start_matches("with_mpi::"));
+        Some((stdout, stderr))
     }
 
     /// Asserts no rank of test `name` is left running: their arguments
@@ -454,17 +463,12 @@ mod with_mpi {
             Some(false) => return,
             None => {}
         }
-        let Some((out, took)) = launch(NAME, Some(2), Duration::from_secs(30)) else {
+        let Some((stdout, stderr)) = dies(NAME) else {
             return;
         };
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("rank 1: killing itself"), "{stdout}");
         // mpirun names the rank that died.
         assert!(stderr.contains("rank 1"), "{stderr}");
-        assert!(took < Duration::from_secs(30));
-        nothing_left("a_rank_killed_mid_graph_ends_the_job_naming_it");
     }
 
     /// A task whose kernel panics on rank 1 (pel catches it as an error):
@@ -495,17 +499,13 @@ mod with_mpi {
             Some(false) => return,
             None => {}
         }
-        let Some((out, took)) = launch(NAME, Some(2), Duration::from_secs(30)) else {
+        let Some((_, stderr)) = dies(NAME) else {
             return;
         };
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("rank 1 of 2") && stderr.contains("task 1 (`boom`)"),
             "{stderr}"
         );
-        assert!(took < Duration::from_secs(30));
-        nothing_left("a_failed_task_ends_the_job_naming_the_rank_and_task");
     }
 
     /// Balancing: every input on rank 0, independent tasks; over a fast

@@ -36,6 +36,14 @@ impl Meta {
     pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Rank `rank` wrote it: a new version, held there alone.
+    pub(super) fn written_on(&self, rank: usize) {
+        let mut st = self.state();
+        st.version += 1;
+        st.valid.fill(false);
+        st.valid[rank] = true;
+    }
 }
 
 /// A buffer's typed side, erased for an argument list.

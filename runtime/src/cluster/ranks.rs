@@ -90,13 +90,27 @@ fn bump(c: &AtomicU64, by: u64) {
     c.fetch_add(by, Ordering::Relaxed);
 }
 
-/// A queued task's call: the kernel at its target with its params.
-type RunFn = Box<dyn FnOnce(&Runtime, &[&dyn BufferArg]) -> Result<()> + Send>;
+/// Runs a queued call: its params' bytes read back as the type they were.
+type RunFn = fn(&Runtime, Target, &Kernel, &[&dyn BufferArg], &[u8]) -> Result<()>;
+
+/// [`RunFn`] for params of type `P`.
+fn execute_as<P: bytemuck::Pod>(
+    rt: &Runtime,
+    target: Target,
+    kernel: &Kernel,
+    args: &[&dyn BufferArg],
+    params: &[u8],
+) -> Result<()> {
+    let params: P = bytemuck::pod_read_unaligned(params);
+    rt.execute(target, kernel, args, &params).map(drop)
+}
 
 /// A task this rank runs, queued until something needs what it writes.
 struct Queued {
     seq: u64,
     kernel: Kernel,
+    target: Target,
+    params: Vec<u8>,
     args: Vec<Arc<dyn Erased>>,
     /// Inputs posted to arrive: argument, receive, version.
     recvs: Vec<(usize, Recv, u64)>,
@@ -402,11 +416,14 @@ impl ClusterRuntime {
         let meta = |i: usize| args[i].as_dist().inner.meta();
         let exec = match on {
             Some(r) => r,
-            None => storage
-                .iter()
-                .position(|b| b.access == Access::ReadWrite)
-                .or(if args.is_empty() { None } else { Some(0) })
-                .map_or(0, |i| meta(i).owner),
+            None => {
+                let owner = storage
+                    .iter()
+                    .position(|b| b.access == Access::ReadWrite)
+                    .or(if args.is_empty() { None } else { Some(0) })
+                    .map_or(0, |i| meta(i).owner);
+                self.balanced(owner, kernel, args, params).unwrap_or(owner)
+            }
         };
         if exec >= self.size() {
             return Err(Error::Cluster {
@@ -419,10 +436,6 @@ impl ClusterRuntime {
                 ),
             });
         }
-        let exec = match on {
-            Some(_) => exec,
-            None => self.balanced(exec, kernel, args, params).unwrap_or(exec),
-        };
         let seq = self.counters.tasks.fetch_add(1, Ordering::Relaxed);
         let me = self.rank();
         let mut recvs: Vec<(usize, Recv, u64)> = Vec::new();
@@ -441,17 +454,14 @@ impl ClusterRuntime {
                     meta(i).last_writer.store(seq + 1, Ordering::Relaxed);
                 }
             }
-            let params = bytemuck::bytes_of(params).to_vec();
-            let k = kernel.clone();
             self.queue().push_back(Queued {
                 seq,
                 kernel: kernel.clone(),
+                target,
+                params: bytemuck::bytes_of(params).to_vec(),
                 args: args.iter().map(|a| Arc::clone(a.as_dist().arc)).collect(),
                 recvs,
-                run: Box::new(move |rt, local| {
-                    let params: P = bytemuck::pod_read_unaligned(&params);
-                    rt.execute(target, &k, local, &params).map(drop)
-                }),
+                run: execute_as::<P>,
             });
             bump(&self.counters.tasks_run, 1);
         } else {
@@ -459,10 +469,7 @@ impl ClusterRuntime {
         }
         for (i, b) in storage.iter().enumerate() {
             if b.access == Access::ReadWrite {
-                let mut st = meta(i).state();
-                st.version += 1;
-                st.valid.fill(false);
-                st.valid[exec] = true;
+                meta(i).written_on(exec);
             }
         }
         Ok(runs)
@@ -492,7 +499,7 @@ impl ClusterRuntime {
             }
             let local: Vec<&dyn BufferArg> = t.args.iter().map(|a| a.local(&self.rt)).collect();
             super::mpi_cluster::set_task(t.seq, t.kernel.name());
-            (t.run)(&self.rt, &local)
+            (t.run)(&self.rt, t.target, &t.kernel, &local, &t.params)
                 .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
         }
     }
@@ -611,10 +618,7 @@ impl ClusterRuntime {
             }
             self.rt.write(buf.inner.buffer(&self.rt), &d)?;
         }
-        let mut st = m.state();
-        st.version += 1;
-        st.valid.fill(false);
-        st.valid[m.owner] = true;
+        m.written_on(m.owner);
         Ok(())
     }
 

@@ -49,15 +49,9 @@ impl Engine {
     }
 
     fn check_args(&self, kernel: &Kernel, args: &[&Handle]) -> Result<()> {
-        let storage = &kernel.reflection().storage;
-        if args.len() != storage.len() {
-            return Err(Error::ArgCount {
-                kernel: kernel.name().to_owned(),
-                what: "the call",
-                expected: storage.len(),
-                got: args.len(),
-            });
-        }
+        let reflection = kernel.reflection();
+        reflection.check_arg_count(kernel.name(), args.len())?;
+        let storage = &reflection.storage;
         for (index, (h, binding)) in args.iter().zip(storage).enumerate() {
             if h.runtime != self.id {
                 return Err(Error::ForeignBuffer {
@@ -67,16 +61,7 @@ impl Engine {
                     runtime: self.id,
                 });
             }
-            if h.elem != binding.elem {
-                return Err(Error::ArgType {
-                    kernel: kernel.name().to_owned(),
-                    index,
-                    name: binding.name.clone(),
-                    what: "the call",
-                    expected: binding.elem.to_string(),
-                    got: h.elem.to_string(),
-                });
-            }
+            reflection.check_arg_elem(kernel.name(), index, h.elem)?;
             // Unreachable from safe code (`Element`'s layout is checked when
             // compiled); kept because the CPU path's slices rely on it.
             if h.elem_size != binding.elem.size() as usize {

@@ -369,9 +369,9 @@ impl ClusterRuntime {
     /// once this rank's part is posted: its sends on their way, its
     /// receives posted.
     ///
-    /// Checked on every rank before anything moves: the argument count
-    /// and element types ([`Error::ArgCount`], [`Error::ArgType`]), the
-    /// rank, and that every rank made the same buffers ([`agree`](Self::agree)).
+    /// Checked on every rank before anything moves: the params type
+    /// ([`Error::Params`]), the argument count and element types
+    /// ([`Error::ArgCount`], [`Error::ArgType`]), the rank, and that every rank made the same buffers ([`agree`](Self::agree)).
     /// A task that fails on its rank after that ends the job, naming the
     /// rank, the task and the error: the other ranks would wait for its
     /// results forever.
@@ -383,28 +383,14 @@ impl ClusterRuntime {
         args: &[&dyn DistArg],
         params: &P,
     ) -> Result<bool> {
-        let storage = &kernel.reflection().storage;
-        if args.len() != storage.len() {
-            return Err(Error::ArgCount {
-                kernel: kernel.name().to_owned(),
-                what: "the call",
-                expected: storage.len(),
-                got: args.len(),
-            });
+        // The checks a call makes, on every rank (only one would run it).
+        kernel.check_params::<P>()?;
+        let reflection = kernel.reflection();
+        reflection.check_arg_count(kernel.name(), args.len())?;
+        for (i, a) in args.iter().enumerate() {
+            reflection.check_arg_elem(kernel.name(), i, a.as_dist().inner.elem())?;
         }
-        for (i, (a, b)) in args.iter().zip(storage).enumerate() {
-            let e = a.as_dist().inner.elem();
-            if e != b.elem {
-                return Err(Error::ArgType {
-                    kernel: kernel.name().to_owned(),
-                    index: i,
-                    name: b.name.clone(),
-                    what: "the call",
-                    expected: b.elem.to_string(),
-                    got: e.to_string(),
-                });
-            }
-        }
+        let storage = &reflection.storage;
         if !self
             .unchecked
             .lock()

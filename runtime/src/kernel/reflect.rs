@@ -84,6 +84,37 @@ impl Reflection {
     pub fn workgroup_invocations(&self) -> u64 {
         self.workgroup_size.iter().map(|&d| d as u64).product()
     }
+
+    /// `Ok` if a call of kernel `kernel` passes `got` storage buffers;
+    /// else [`Error::ArgCount`].
+    pub(crate) fn check_arg_count(&self, kernel: &str, got: usize) -> Result<()> {
+        if got == self.storage.len() {
+            return Ok(());
+        }
+        Err(Error::ArgCount {
+            kernel: kernel.to_owned(),
+            what: "the call",
+            expected: self.storage.len(),
+            got,
+        })
+    }
+
+    /// `Ok` if a call's argument `index` (in range) holds `elem`s, as its
+    /// binding declares; else [`Error::ArgType`].
+    pub(crate) fn check_arg_elem(&self, kernel: &str, index: usize, elem: ElemType) -> Result<()> {
+        let binding = &self.storage[index];
+        if elem == binding.elem {
+            return Ok(());
+        }
+        Err(Error::ArgType {
+            kernel: kernel.to_owned(),
+            index,
+            name: binding.name.clone(),
+            what: "the call",
+            expected: binding.elem.to_string(),
+            got: elem.to_string(),
+        })
+    }
 }
 
 /// Appends the prelude where `source` calls it, then parses, validates and

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use pel_kernels::heat_block::HeatBlock;
 use pel_kernels::kmeans::{BLOCK, CHUNK, FinalizeParams, KMeans, PartialParams, ReduceParams};
-use pel_kernels::taskbench::{Graph, MAX_DEPS, TaskBench, TaskParams};
+use pel_kernels::taskbench::{Graph, MAX_DEPS, TaskBench};
 use pel_runtime::cluster::{
     ClusterRuntime, ClusterStats, DistArg, DistBuffer, DistMap, Distribution,
 };
@@ -31,8 +31,8 @@ pub struct HeatRun {
 /// One rank's block of rows.
 struct Block {
     rows: Range<usize>,
-    u: DistBuffer<f32>,
-    v: DistBuffer<f32>,
+    /// The grid's rows and the next step's, swapping roles each step.
+    uv: [DistBuffer<f32>; 2],
     top: DistBuffer<f32>,
     bottom: DistBuffer<f32>,
 }
@@ -62,8 +62,10 @@ pub fn heat(
             let cells = rows.len() * width;
             let i = blocks.len();
             blocks.push(Block {
-                u: cr.buffer(&format!("u[{i}]"), r, cells, || initial(rows.clone()))?,
-                v: cr.zeros(&format!("v[{i}]"), r, cells)?,
+                uv: [
+                    cr.buffer(&format!("u[{i}]"), r, cells, || initial(rows.clone()))?,
+                    cr.zeros(&format!("v[{i}]"), r, cells)?,
+                ],
                 top: cr.zeros(&format!("top[{i}]"), r, width)?,
                 bottom: cr.zeros(&format!("bottom[{i}]"), r, width)?,
                 rows,
@@ -76,17 +78,15 @@ pub fn heat(
         .map(|b| HeatBlock::params(width, height, b.rows.start, b.rows.len(), alpha))
         .collect::<Result<_>>()?;
     let before = cr.stats();
-    let mut cur = 0usize; // 0: u holds the grid; 1: v does.
+    let mut cur = 0usize; // which of `uv` holds the grid
     for _ in 0..steps {
-        let src = |b: &Block| if cur == 0 { b.u.clone() } else { b.v.clone() };
-        let dst = |b: &Block| if cur == 0 { b.v.clone() } else { b.u.clone() };
         if blocks.len() > 1 {
             for (b, p) in blocks.iter().zip(&params) {
                 cr.submit_on(
                     None,
                     target,
                     hb.edges_kernel(),
-                    &[&src(b), &b.top, &b.bottom],
+                    &[&b.uv[cur], &b.top, &b.bottom],
                     p,
                 )?;
             }
@@ -96,7 +96,7 @@ pub fn heat(
             // grid's edge keeps its values, and they are never read.
             let north = if i > 0 { &blocks[i - 1].bottom } else { &b.top };
             let south = blocks.get(i + 1).map_or(&b.bottom, |n| &n.top);
-            let args: [&dyn DistArg; 4] = [&src(b), north, south, &dst(b)];
+            let args: [&dyn DistArg; 4] = [&b.uv[cur], north, south, &b.uv[1 - cur]];
             cr.submit_on(None, target, hb.kernel(), &args, p)?;
         }
         cur = 1 - cur;
@@ -105,7 +105,7 @@ pub fn heat(
     let bytes_sent = cr.cluster().sum_u64(steps_stats.bytes_sent);
     let mut grid = (cr.rank() == 0).then(|| Vec::with_capacity(width * height));
     for b in &blocks {
-        let part = cr.fetch(if cur == 0 { &b.u } else { &b.v }, 0)?;
+        let part = cr.fetch(&b.uv[cur], 0)?;
         if let (Some(g), Some(p)) = (grid.as_mut(), part) {
             g.extend_from_slice(&p);
         }
@@ -306,6 +306,17 @@ impl TaskbenchRows {
         target: Target,
         iterations: u32,
     ) -> Result<&[DistBuffer<f32>]> {
+        if tb.elems_per_task() != self.elems {
+            return Err(pel_runtime::Error::InvalidInput {
+                kernel: "taskbench".to_owned(),
+                arg: "tb".to_owned(),
+                message: format!(
+                    "tasks of {} values on rows made for {}",
+                    tb.elems_per_task(),
+                    self.elems
+                ),
+            });
+        }
         let graph = &self.graph;
         for t in 0..graph.steps {
             let (out_row, in_row) = (&self.rows[t % 2], &self.rows[(t + 1) % 2]);
@@ -313,13 +324,7 @@ impl TaskbenchRows {
                 let deps = graph.deps(t, p);
                 let mut args: Vec<&dyn DistArg> = deps.iter().map(|&q| &in_row[q] as _).collect();
                 args.push(&out_row[p]);
-                let params = TaskParams {
-                    iterations,
-                    n: self.elems as u32,
-                    point: p as u32,
-                    _pad0: 0,
-                };
-                let kernel = tb.kernel(deps.len()).expect("checked against MAX_DEPS");
+                let (kernel, params) = tb.task(deps.len(), p, iterations);
                 cr.submit_on(None, target, kernel, &args, &params)?;
             }
         }

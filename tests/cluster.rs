@@ -401,6 +401,24 @@ mod with_mpi {
         } else {
             assert_eq!(got, None);
         }
+        // Buffers a map's runs: one a block of 3, dealt in turn.
+        let map = DistMap::new("b", 10, size, Distribution::BlockCyclic { block: 3 }).unwrap();
+        let bs = cr
+            .blocks("b", &map, |r| r.map(|i| i as f32).collect())
+            .unwrap();
+        let starts: Vec<usize> = bs.iter().map(|(r, _)| r.start).collect();
+        if size == 1 {
+            assert_eq!(starts, vec![0]);
+        } else {
+            assert_eq!(starts, vec![0, 3, 6, 9]);
+        }
+        for (range, b) in &bs {
+            assert_eq!((b.owner(), b.len()), (map.owner(range.start), range.len()));
+            let got = cr.fetch(b, 0).unwrap();
+            if rank == 0 {
+                assert_eq!(got, Some(range.clone().map(|i| i as f32).collect()));
+            }
+        }
         // Errors, the same on every rank, and no hang after them.
         let err = cr.zeros::<f32>("z", size, 4).unwrap_err();
         assert!(

@@ -209,6 +209,19 @@ impl TaskBench {
         self.kernels.get(k)
     }
 
+    /// The kernel and params of the task of point `point` with `deps`
+    /// dependencies (at most [`MAX_DEPS`]; a graph's are, once checked),
+    /// each of `iterations`.
+    pub fn task(&self, deps: usize, point: usize, iterations: u32) -> (&Kernel, TaskParams) {
+        let params = TaskParams {
+            iterations,
+            n: self.elems as u32,
+            point: point as u32,
+            _pad0: 0,
+        };
+        (&self.kernels[deps], params)
+    }
+
     /// Submits every task of `graph` at `target`, each of `iterations`, and
     /// returns the buffers of the last step's points (in point order) and
     /// its tasks. Nothing waits: read the buffers, or wait for the tasks.
@@ -230,13 +243,8 @@ impl TaskBench {
                 let deps = graph.deps(t, p);
                 let mut args: Vec<&dyn BufferArg> = deps.iter().map(|&q| &in_row[q] as _).collect();
                 args.push(&out_row[p]);
-                let params = TaskParams {
-                    iterations,
-                    n: self.elems as u32,
-                    point: p as u32,
-                    _pad0: 0,
-                };
-                last.push(rt.submit_to(target, &self.kernels[deps.len()], &args, &params)?);
+                let (kernel, params) = self.task(deps.len(), p, iterations);
+                last.push(rt.submit_to(target, kernel, &args, &params)?);
             }
         }
         Ok((last_row(graph, rows), last))

@@ -22,8 +22,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::taskbench::metg;
-
 /// Seconds of graphs a side each point's rounds aim at.
 pub const ROUND_S: f64 = 0.2;
 
@@ -37,6 +35,15 @@ pub struct Pair {
     pub pel: Option<f64>,
     /// The rsmpi program.
     pub mpi: Option<f64>,
+}
+
+impl Pair {
+    fn of([pel, mpi]: [f64; 2]) -> Pair {
+        Pair {
+            pel: Some(pel),
+            mpi: Some(mpi),
+        }
+    }
 }
 
 /// One task size.
@@ -155,36 +162,20 @@ pub fn rank(cr: &ClusterRuntime, quick: bool, reps: usize) -> Result<Option<Clus
     if cr.rank() != 0 {
         return Ok(None);
     }
-    let peak = rows
+    let c = crate::taskbench::curves(&rows, size, tasks);
+    let points = c
+        .points
         .iter()
-        .flat_map(|&(_, a, b, w)| [w / a, w / b])
-        .fold(0.0, f64::max);
-    let mut points = Vec::new();
-    let mut curves = [Vec::new(), Vec::new()];
-    for &(iterations, pel_s, mpi_s, work) in &rows {
-        let gran = |s: f64| s * size as f64 / tasks * 1e6;
-        let eff = |s: f64| work / s / peak;
-        curves[0].push((gran(pel_s), eff(pel_s)));
-        curves[1].push((gran(mpi_s), eff(mpi_s)));
-        points.push(ClusterPoint {
-            iterations,
-            seconds: Pair {
-                pel: Some(pel_s),
-                mpi: Some(mpi_s),
-            },
-            granularity_us: Pair {
-                pel: Some(gran(pel_s)),
-                mpi: Some(gran(mpi_s)),
-            },
-            efficiency: Pair {
-                pel: Some(eff(pel_s)),
-                mpi: Some(eff(mpi_s)),
-            },
-        });
-    }
+        .map(|p| ClusterPoint {
+            iterations: p.iterations,
+            seconds: Pair::of(p.seconds),
+            granularity_us: Pair::of(p.granularity_us),
+            efficiency: Pair::of(p.efficiency),
+        })
+        .collect();
     let metg_us = Pair {
-        pel: metg(&curves[0], 0.5),
-        mpi: metg(&curves[1], 0.5),
+        pel: c.metg[0],
+        mpi: c.metg[1],
     };
     Ok(Some(ClusterRun {
         ranks: size,

@@ -108,6 +108,71 @@ impl TaskbenchReport {
     }
 }
 
+impl Pair {
+    fn of([pel, rayon]: [f64; 2]) -> Pair {
+        Pair {
+            pel: Some(pel),
+            rayon: Some(rayon),
+        }
+    }
+}
+
+/// Two systems' METG curves: see [`curves`].
+#[derive(Debug, Clone)]
+pub struct Curves {
+    /// The best FLOP/s either reached at any size.
+    pub peak: f64,
+    /// Each size, in the order given.
+    pub points: Vec<CurvePoint>,
+    /// Each system's METG(50%), microseconds.
+    pub metg: [Option<f64>; 2],
+}
+
+/// One size of [`Curves`]: each system's figure, in the order given.
+#[derive(Debug, Clone, Copy)]
+pub struct CurvePoint {
+    /// Iterations per task.
+    pub iterations: u32,
+    /// Median seconds of the graph.
+    pub seconds: [f64; 2],
+    /// Time × cores / tasks, microseconds.
+    pub granularity_us: [f64; 2],
+    /// FLOP/s over the peak.
+    pub efficiency: [f64; 2],
+}
+
+/// Two systems' curves from `rows` of (iterations, one's seconds, the
+/// other's seconds, the graph's FLOPs) for a graph of `tasks` tasks on
+/// `cores` cores: each size's granularity and efficiency (against the
+/// best FLOP/s either reached), and each one's METG(50%).
+pub fn curves(rows: &[(u32, f64, f64, f64)], cores: usize, tasks: f64) -> Curves {
+    let peak = rows
+        .iter()
+        .flat_map(|&(_, a, b, w)| [w / a, w / b])
+        .fold(0.0, f64::max);
+    let points: Vec<CurvePoint> = rows
+        .iter()
+        .map(|&(iterations, a, b, work)| {
+            let gran = |s: f64| s * cores as f64 / tasks * 1e6;
+            let eff = |s: f64| work / s / peak;
+            CurvePoint {
+                iterations,
+                seconds: [a, b],
+                granularity_us: [gran(a), gran(b)],
+                efficiency: [eff(a), eff(b)],
+            }
+        })
+        .collect();
+    let metg = [0, 1].map(|i| {
+        let curve: Vec<(f64, f64)> = points
+            .iter()
+            .map(|p| (p.granularity_us[i], p.efficiency[i]))
+            .collect();
+        metg(&curve, 0.5)
+    });
+    Curves { peak, points, metg }
+}
+
 /// The smallest granularity at which `points` (granularity, efficiency)
 /// reach `at`, interpolated (in log granularity) between the smallest
 /// point that does and the next smaller one, which does not.
@@ -190,41 +255,24 @@ pub fn taskbench(
             done += 1;
             step(done, total, pattern.name());
         }
-        let peak = rows
-            .iter()
-            .flat_map(|&(_, a, b, w)| [w / a, w / b])
-            .fold(0.0, f64::max);
-        let tasks = graph.tasks() as f64;
-        let mut curves = [Vec::new(), Vec::new()];
-        for &(iterations, pel_s, rayon_s, work) in &rows {
-            let gran = |s: f64| s * width as f64 / tasks * 1e6;
-            let eff = |s: f64| work / s / peak;
-            curves[0].push((gran(pel_s), eff(pel_s)));
-            curves[1].push((gran(rayon_s), eff(rayon_s)));
+        let c = curves(&rows, width, graph.tasks() as f64);
+        for p in &c.points {
             report.points.push(TaskbenchPoint {
                 pattern: pattern.name().to_owned(),
-                iterations,
-                seconds: Pair {
-                    pel: Some(pel_s),
-                    rayon: Some(rayon_s),
-                },
-                granularity_us: Pair {
-                    pel: Some(gran(pel_s)),
-                    rayon: Some(gran(rayon_s)),
-                },
-                efficiency: Pair {
-                    pel: Some(eff(pel_s)),
-                    rayon: Some(eff(rayon_s)),
-                },
+                iterations: p.iterations,
+                seconds: Pair::of(p.seconds),
+                granularity_us: Pair::of(p.granularity_us),
+                efficiency: Pair::of(p.efficiency),
             });
         }
         report.metg_us.insert(
             pattern.name().to_owned(),
             Pair {
-                pel: metg(&curves[0], 0.5),
-                rayon: metg(&curves[1], 0.5),
+                pel: c.metg[0],
+                rayon: c.metg[1],
             },
         );
+        let peak = c.peak;
         report.peak_flops.insert(pattern.name().to_owned(), peak);
     }
     let node = crate::simulate::h200_node();
@@ -235,7 +283,19 @@ pub fn taskbench(
 
 #[cfg(test)]
 mod tests {
-    use super::metg;
+    use super::{curves, metg};
+
+    #[test]
+    fn curves_put_both_systems_against_the_best_rate_either_reached() {
+        // 100 FLOPs at each size; the second system is twice as fast at
+        // the larger size, which sets the peak (100 / 0.5 = 200 FLOP/s).
+        let c = curves(&[(1, 4.0, 4.0, 100.0), (4, 1.0, 0.5, 100.0)], 2, 4.0);
+        assert_eq!(c.peak, 200.0);
+        assert_eq!(c.points[1].efficiency, [0.5, 1.0]);
+        assert_eq!(c.points[0].granularity_us, [2e6, 2e6]);
+        assert_eq!(c.metg[0], Some(0.5e6));
+        assert_eq!(c.metg[1], Some(0.25e6));
+    }
 
     #[test]
     fn metg_interpolates_between_the_sizes_around_half() {

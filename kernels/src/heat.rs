@@ -16,7 +16,6 @@
 //! columns; the CPU updates rows in parallel in loops that vectorise.
 
 use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
-use rayon::prelude::*;
 
 use crate::launch::{Launch, builder, run_and_submit};
 use crate::par::copy_par;
@@ -63,36 +62,21 @@ pub struct Heat {
     copy: Kernel,
 }
 
-/// One step from `u` into `v` (both width×height) on rayon's pool.
+/// One step from `u` into `v` (both width×height) on rayon's pool: the
+/// whole grid as one block of [`heat_block`](crate::heat_block), whose
+/// edge rows are the grid's boundary (so no halo is read).
 fn step_rows(u: &[f32], v: &mut [f32], p: &HeatParams) {
-    let (w, h) = (p.width as usize, p.height as usize);
-    if w == 0 || h == 0 || u.len() < w * h || v.len() < w * h {
-        return;
-    }
-    let alpha = p.alpha;
-    v[..w * h]
-        .par_chunks_mut(w)
-        .enumerate()
-        .with_min_len((CPU_GRAIN / w).max(1))
-        .for_each(|(y, out)| {
-            let c = &u[y * w..(y + 1) * w];
-            if y == 0 || y + 1 == h || w < 3 {
-                out.copy_from_slice(c);
-                return;
-            }
-            let n = &u[(y - 1) * w + 1..y * w - 1];
-            let s = &u[(y + 1) * w + 1..(y + 2) * w - 1];
-            let (west, mid, east) = (&c[..w - 2], &c[1..w - 1], &c[2..]);
-            out[0] = c[0];
-            out[w - 1] = c[w - 1];
-            let cells = out[1..w - 1]
-                .iter_mut()
-                .zip(n.iter().zip(s))
-                .zip(west.iter().zip(east).zip(mid));
-            for ((o, (&n, &s)), ((&we, &ea), &m)) in cells {
-                *o = m + alpha * (((n + s) + (ea + we)) - 4.0 * m);
-            }
-        });
+    let whole = crate::heat_block::HeatBlockParams {
+        width: p.width,
+        rows: p.height,
+        row0: 0,
+        height: p.height,
+        alpha: p.alpha,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    crate::heat_block::step_block(u, &[], &[], v, &whole);
 }
 
 impl Heat {

@@ -5,9 +5,10 @@
 //! (the halo), which [`HeatBlock::edges_kernel`] copies out.
 //!
 //! The arithmetic is [`heat`](crate::heat)'s, term for term
-//! (`u + α·(((u_n + u_s) + (u_e + u_w)) − 4u)`), so on the CPU a grid
-//! stepped in blocks is bitwise the grid stepped whole. Cells on the grid's
-//! boundary keep their values.
+//! (`u + α·(((u_n + u_s) + (u_e + u_w)) − 4u)`); heat's CPU step is this
+//! one over the whole grid as one block, so on the CPU a grid stepped in
+//! blocks is bitwise the grid stepped whole. Cells on the grid's boundary
+//! keep their values.
 //!
 //! Per cell and step: 7 floating-point operations, 8 bytes moved.
 
@@ -66,7 +67,13 @@ pub struct HeatBlock {
 
 /// One step of the block `u` into `v` on rayon's pool; `north` and `south`
 /// are the rows around it.
-fn step_block(u: &[f32], north: &[f32], south: &[f32], v: &mut [f32], p: &HeatBlockParams) {
+pub(crate) fn step_block(
+    u: &[f32],
+    north: &[f32],
+    south: &[f32],
+    v: &mut [f32],
+    p: &HeatBlockParams,
+) {
     let (w, rows) = (p.width as usize, p.rows as usize);
     let (row0, h) = (p.row0 as usize, p.height as usize);
     if w == 0 || rows == 0 || u.len() < w * rows || v.len() < w * rows {

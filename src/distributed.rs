@@ -322,7 +322,8 @@ impl TaskbenchRows {
             let (out_row, in_row) = (&self.rows[t % 2], &self.rows[(t + 1) % 2]);
             for p in graph.points(t) {
                 let deps = graph.deps(t, p);
-                let mut args: Vec<&dyn DistArg> = deps.iter().map(|&q| &in_row[q] as _).collect();
+                let mut args: Vec<&dyn DistArg> = Vec::with_capacity(deps.len() + 1);
+                args.extend(deps.iter().map(|&q| &in_row[q] as &dyn DistArg));
                 args.push(&out_row[p]);
                 let (kernel, params) = tb.task(deps.len(), p, iterations);
                 cr.submit_on(None, target, kernel, &args, &params)?;

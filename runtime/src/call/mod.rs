@@ -11,6 +11,9 @@
 //! calls, and completes its task in the `done` hook.
 
 mod execute;
+mod host;
+#[cfg(test)]
+pub(crate) use host::HOST_CALLS;
 
 mod place;
 mod prepare;
@@ -112,15 +115,19 @@ impl Drop for Engine {
     }
 }
 
+/// A short list kept on the stack: a call's arguments, its buffer ids, its
+/// host slices (every call makes them; few kernels have more than eight).
+pub(crate) type Few<T> = smallvec::SmallVec<[T; 8]>;
+
 /// A checked call: its buffers, params bytes, problem size and launch size.
 pub(crate) struct Call<'a> {
-    pub(crate) args: Vec<&'a Handle>,
+    pub(crate) args: Few<&'a Handle>,
     pub(crate) params: &'a [u8],
     pub(crate) size: u64,
     pub(crate) workgroups: u64,
     /// The buffers it only reads, and those it writes (see [`access_sets`]).
-    pub(crate) reads: std::borrow::Cow<'a, [u64]>,
-    pub(crate) writes: std::borrow::Cow<'a, [u64]>,
+    pub(crate) reads: Few<u64>,
+    pub(crate) writes: Few<u64>,
     /// The submitted task it runs, if any.
     pub(crate) task: Option<u64>,
     /// Where it should run.
@@ -138,7 +145,7 @@ impl Call<'_> {
 
 /// What a prepared call runs: host slices, bound GPU buffers, or both.
 enum Work {
-    Cpu(Vec<RawSlice>),
+    Cpu(Few<RawSlice>),
     Gpu(usize, Vec<(Memory, u64)>),
     Split(SplitWork),
 }
@@ -148,7 +155,7 @@ struct SplitWork {
     gpu: usize,
     items: u64,
     cut: u64,
-    raw: Vec<RawSlice>,
+    raw: Few<RawSlice>,
     bound: Vec<(Memory, u64)>,
 }
 
@@ -312,6 +319,18 @@ impl Engine {
             panic!("a broken invariant, standing in for a bug in pel");
         }
         let mut placed = placed;
+        // A call that runs on the CPU whatever happens takes the host path.
+        if placed.is_none() && self.host_path_open(&table, kernel, call) {
+            match self.place(&table, target, kernel, call, &[], true) {
+                Ok(p) if p.backend == Backend::Cpu && p.split.is_none() => {
+                    return self.run_on_host(table, lease, kernel, call, p, start, done);
+                }
+                // Charged there: the loop runs it as placed.
+                Ok(p) => placed = Some(p),
+                // Placed again below, which reports it.
+                Err(_) => {}
+            }
+        }
         // GPUs that failed this call: it is not placed on them again.
         let mut avoid: Vec<usize> = Vec::new();
         // Only an automatic call runs again elsewhere when its backend

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::ids::Target;
 use crate::kernel::Kernel;
 
-use super::{Call, Engine};
+use super::{Call, Engine, Few};
 
 impl Engine {
     /// Checks a call's params and arguments against the kernel and sizes it.
@@ -18,7 +18,7 @@ impl Engine {
         params: &'a P,
     ) -> Result<Call<'a>> {
         kernel.check_params::<P>()?;
-        let args: Vec<&Handle> = args.iter().map(|a| &**a.as_arg().handle).collect();
+        let args: Few<&Handle> = args.iter().map(|a| &**a.as_arg().handle).collect();
         self.check_args(kernel, &args)?;
         let params = bytemuck::bytes_of(params);
         debug_assert_eq!(params.len(), kernel.params_size());
@@ -40,8 +40,8 @@ impl Engine {
             workgroups: kernel.workgroups(params, lens),
             args,
             params,
-            reads: reads.into(),
-            writes: writes.into(),
+            reads,
+            writes,
             task: None,
             target: Target::Auto,
             placed: None,
@@ -94,8 +94,8 @@ impl Engine {
 
 /// The buffers a call only reads, and those it writes (from the shader's
 /// access modes; a buffer passed twice counts once, as written if either is).
-pub(crate) fn access_sets(kernel: &Kernel, args: &[&Handle]) -> (Vec<u64>, Vec<u64>) {
-    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+pub(crate) fn access_sets(kernel: &Kernel, args: &[&Handle]) -> (Few<u64>, Few<u64>) {
+    let (mut reads, mut writes) = (Few::new(), Few::new());
     for (h, b) in args.iter().zip(&kernel.reflection().storage) {
         if b.access.writes() {
             writes.push(h.id);

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::ids::Backend;
 use crate::kernel::{Kernel, RawSlice};
 
-use super::{Call, Engine, Placement, SplitWork, What, Work, split_items};
+use super::{Call, Engine, Few, Placement, SplitWork, What, Work, split_items};
 
 impl Engine {
     /// Makes every argument valid where `placement` runs the call.
@@ -54,8 +54,8 @@ impl Engine {
     }
 
     /// Makes every argument valid on the host; their host copies.
-    pub(super) fn host_args(&self, table: &mut Table, args: &[&Handle]) -> Result<Vec<RawSlice>> {
-        let mut raw = Vec::with_capacity(args.len());
+    pub(super) fn host_args(&self, table: &mut Table, args: &[&Handle]) -> Result<Few<RawSlice>> {
+        let mut raw = Few::with_capacity(args.len());
         for h in args {
             // The clock only for the trace: a read costs a CPU call a tenth
             // of its overhead.

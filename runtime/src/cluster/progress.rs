@@ -17,8 +17,11 @@ use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{Destination, Source};
 
-/// Tests of a send by its poster before the progress thread takes it.
-const SEND_TESTS: usize = 4;
+/// Pending sends at which the poster tests them all (one pass of MPI's
+/// progress engine for the lot, `MPI_Testsome`) and frees the buffers of
+/// those done. A small send is usually done at once; testing each as it
+/// is posted cost a pass of the progress engine a message.
+const TEST_AT: usize = 16;
 
 /// Bytes from which a send wakes the progress thread at once (past MPI's
 /// eager sizes, a send moves only while MPI is driven).
@@ -60,14 +63,6 @@ impl Posted {
         // (the request completed): the box is whole again.
         unsafe { Box::from_raw(self.buf) }
     }
-
-    /// Tests it once: the buffer if done, else the request.
-    fn test(self) -> Result<Box<[u8]>, Posted> {
-        match self.request().test() {
-            Ok(_) => Ok(self.reclaim()),
-            Err(request) => Err(Posted::new(request, self.buf)),
-        }
-    }
 }
 
 /// A posted receive: [`wait`](Recv::wait) for its bytes.
@@ -91,10 +86,76 @@ unsafe impl Send for Comm {}
 // SAFETY: as above: concurrent point-to-point calls are allowed.
 unsafe impl Sync for Comm {}
 
+/// Sends posted and not yet seen complete: each request and the buffer
+/// it owns (leaked while MPI holds it).
 #[derive(Default)]
 struct Sends {
-    posted: Vec<Posted>,
+    requests: Vec<MPI_Request>,
+    bufs: Vec<*mut [u8]>,
+    /// `MPI_Testsome`'s indices (kept, not made each test).
+    indices: Vec<std::os::raw::c_int>,
     stop: bool,
+}
+
+// SAFETY: as for `Posted`: under MPI_THREAD_MULTIPLE a request may be
+// tested from any thread, and `Sends` is used under its mutex only; each
+// buffer is owned by its request until MPI completes it.
+unsafe impl Send for Sends {}
+
+impl Sends {
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    fn push(&mut self, request: MPI_Request, buf: *mut [u8]) {
+        self.requests.push(request);
+        self.bufs.push(buf);
+    }
+
+    /// Tests every pending send in one call (`MPI_Testsome`: one pass of
+    /// the progress engine) and frees the buffers of those done. Returns
+    /// whether any was.
+    fn test(&mut self) -> bool {
+        let n = self.requests.len();
+        if n == 0 {
+            return false;
+        }
+        self.indices.resize(n, 0);
+        let mut done: std::os::raw::c_int = 0;
+        // SAFETY: `requests` holds `n` live send requests (each owning its
+        // leaked buffer), and `indices` has room for `n` entries; MPI sets
+        // a completed request to `MPI_REQUEST_NULL`, which the loop below
+        // reads to free its buffer.
+        unsafe {
+            mpi::ffi::MPI_Testsome(
+                n as std::os::raw::c_int,
+                self.requests.as_mut_ptr(),
+                &mut done,
+                self.indices.as_mut_ptr(),
+                mpi::ffi::RSMPI_STATUSES_IGNORE,
+            );
+        }
+        if done <= 0 {
+            return false;
+        }
+        // SAFETY: reads an MPI constant.
+        let null = unsafe { mpi::ffi::RSMPI_REQUEST_NULL };
+        let mut kept = 0;
+        for i in 0..n {
+            if self.requests[i] == null {
+                // SAFETY: the request completed, so MPI is done with the
+                // buffer, which came from `Box::leak`: the box is whole.
+                drop(unsafe { Box::from_raw(self.bufs[i]) });
+            } else {
+                self.requests[kept] = self.requests[i];
+                self.bufs[kept] = self.bufs[i];
+                kept += 1;
+            }
+        }
+        self.requests.truncate(kept);
+        self.bufs.truncate(kept);
+        true
+    }
 }
 
 struct Shared {
@@ -140,34 +201,20 @@ impl Progress {
             .0
             .process_at_rank(to as i32)
             .immediate_send_with_tag(StaticScope, &*buf, tag);
-        // A small message is done after a test or two (each drives MPI):
-        // then the progress thread has nothing to do.
+        // SAFETY: the request is completed before its buffer is freed
+        // (`Sends::test` frees only what MPI reports complete).
+        let (raw, _, _) = unsafe { request.into_raw() };
         let len = ptr.len();
-        let mut posted = Posted::new(request, ptr);
-        for _ in 0..SEND_TESTS {
-            posted = match posted.test() {
-                Ok(_) => return self.test_pending(),
-                Err(p) => p,
-            };
-        }
         let mut s = self.shared.sends.lock().unwrap_or_else(|p| p.into_inner());
-        s.posted.push(posted);
+        s.push(raw, ptr);
+        if s.requests.len() >= TEST_AT {
+            s.test();
+        }
         drop(s);
         // A large one needs MPI driven until the receiver takes it: wake
         // the thread now. A small one it finds on its next round.
         if len >= LARGE {
             self.shared.wake.notify_one();
-        }
-    }
-
-    /// Tests the sends still pending, if the progress thread is not at
-    /// them (a few MPI tests, on the way, spare it a round).
-    fn test_pending(&self) {
-        if let Ok(mut s) = self.shared.sends.try_lock()
-            && !s.posted.is_empty()
-        {
-            let posted = std::mem::take(&mut s.posted);
-            s.posted = posted.into_iter().filter_map(|p| p.test().err()).collect();
         }
     }
 
@@ -199,30 +246,27 @@ impl Drop for Progress {
 }
 
 /// The progress thread: every [`ROUND`] (or at once, woken for a large
-/// send) tests the pending sends, briefly yielding between tests while a
-/// large one is pending; returns once asked to stop and every send is done.
+/// send) tests the pending sends, briefly yielding between tests while
+/// one is pending and none completes; returns once asked to stop and every
+/// send is done.
 fn drive(shared: &Shared) {
-    let mut pending: Vec<Posted> = Vec::new();
     let mut idle_passes = 0u32;
     loop {
-        let stop = {
-            let mut s = shared.sends.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.is_empty() && s.posted.is_empty() && !s.stop {
-                s = shared
-                    .wake
-                    .wait_timeout(s, ROUND)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            pending.append(&mut s.posted);
-            s.stop
-        };
-        let before = pending.len();
-        pending = pending.into_iter().filter_map(|p| p.test().err()).collect();
-        if stop && pending.is_empty() {
+        let mut s = shared.sends.lock().unwrap_or_else(|p| p.into_inner());
+        if s.is_empty() && !s.stop {
+            s = shared
+                .wake
+                .wait_timeout(s, ROUND)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let progressed = s.test();
+        if s.stop && s.is_empty() {
             return;
         }
-        if pending.len() == before && !pending.is_empty() {
+        let pending = !s.is_empty();
+        drop(s);
+        if pending && !progressed {
             idle_passes += 1;
             if idle_passes < 4 {
                 std::thread::yield_now();

@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dist_buffer::{DistArg, DistBuffer, Erased, HEADER, Inner, Meta, State};
@@ -105,15 +105,18 @@ fn execute_as<P: bytemuck::Pod>(
     rt.execute(target, kernel, args, &params).map(drop)
 }
 
+/// A short list on the stack (a task's arguments, its params' bytes).
+type Few<T, const N: usize = 8> = smallvec::SmallVec<[T; N]>;
+
 /// A task this rank runs, queued until something needs what it writes.
 struct Queued {
     seq: u64,
     kernel: Kernel,
     target: Target,
-    params: Vec<u8>,
-    args: Vec<Arc<dyn Erased>>,
+    params: Few<u8, 32>,
+    args: Few<Arc<dyn Erased>>,
     /// Inputs posted to arrive: argument, receive, version.
-    recvs: Vec<(usize, Recv, u64)>,
+    recvs: Few<(usize, Recv, u64), 4>,
     run: RunFn,
 }
 
@@ -145,6 +148,8 @@ pub struct ClusterRuntime {
     next_id: AtomicU64,
     /// Digests of buffers made since the ranks last compared them.
     unchecked: Mutex<Vec<(String, u64)>>,
+    /// Whether `unchecked` holds any (read by every task, so no lock).
+    made: AtomicBool,
     pub(super) cluster: Cluster,
 }
 
@@ -170,6 +175,7 @@ impl ClusterRuntime {
             counters: Counters::default(),
             next_id: AtomicU64::new(0),
             unchecked: Mutex::new(Vec::new()),
+            made: AtomicBool::new(false),
             cluster,
         })
     }
@@ -257,6 +263,7 @@ impl ClusterRuntime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((name.to_owned(), h.finish()));
+        self.made.store(true, Ordering::Release);
         let inner = Arc::new(inner);
         let erased: Arc<dyn Erased> = Arc::clone(&inner) as _;
         Ok(DistBuffer { inner, erased })
@@ -307,7 +314,11 @@ impl ClusterRuntime {
     /// all-gather of a digest, and on a difference [`Error::Distribution`]
     /// naming the first buffer and rank that differ.
     pub fn agree(&self) -> Result<()> {
-        let made = std::mem::take(&mut *self.unchecked.lock().unwrap_or_else(|p| p.into_inner()));
+        let made = {
+            let mut unchecked = self.unchecked.lock().unwrap_or_else(|p| p.into_inner());
+            self.made.store(false, Ordering::Release);
+            std::mem::take(&mut *unchecked)
+        };
         if made.is_empty() {
             return Ok(());
         }
@@ -391,12 +402,7 @@ impl ClusterRuntime {
             reflection.check_arg_elem(kernel.name(), i, a.as_dist().inner.elem())?;
         }
         let storage = &reflection.storage;
-        if !self
-            .unchecked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-        {
+        if self.made.load(Ordering::Acquire) {
             self.agree()?;
         }
         let meta = |i: usize| args[i].as_dist().inner.meta();
@@ -424,7 +430,7 @@ impl ClusterRuntime {
         }
         let seq = self.counters.tasks.fetch_add(1, Ordering::Relaxed);
         let me = self.rank();
-        let mut recvs: Vec<(usize, Recv, u64)> = Vec::new();
+        let mut recvs = Few::new();
         for (i, a) in args.iter().enumerate() {
             let moved = self.transfer(a.as_dist().inner, exec);
             if let Some((recv, version)) =
@@ -444,7 +450,7 @@ impl ClusterRuntime {
                 seq,
                 kernel: kernel.clone(),
                 target,
-                params: bytemuck::bytes_of(params).to_vec(),
+                params: Few::from_slice(bytemuck::bytes_of(params)),
                 args: args.iter().map(|a| Arc::clone(a.as_dist().arc)).collect(),
                 recvs,
                 run: execute_as::<P>,
@@ -483,7 +489,7 @@ impl ClusterRuntime {
                 self.receive(&*t.args[i], recv, version)
                     .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
             }
-            let local: Vec<&dyn BufferArg> = t.args.iter().map(|a| a.local(&self.rt)).collect();
+            let local: Few<&dyn BufferArg> = t.args.iter().map(|a| a.local(&self.rt)).collect();
             super::mpi_cluster::set_task(t.seq, t.kernel.name());
             (t.run)(&self.rt, t.target, &t.kernel, &local, &t.params)
                 .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));

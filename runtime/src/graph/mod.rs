@@ -16,7 +16,6 @@
 //! fails with [`Error::DependencyFailed`], naming the cause. An ordering
 //! dependency alone (a reader that failed) does not fail the writer after it.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -27,7 +26,7 @@ mod workers;
 pub(crate) use schedule::Scheduler;
 
 use crate::buffer::Handle;
-use crate::call::{Call, Placement, RunInfo};
+use crate::call::{Call, Few, Placement, RunInfo};
 use crate::error::{Error, Result};
 use crate::ids::Target;
 use crate::kernel::Kernel;
@@ -191,8 +190,8 @@ impl TaskInner {
             params: &self.params,
             size: self.size,
             workgroups: self.workgroups,
-            reads: Cow::Borrowed(&self.reads),
-            writes: Cow::Borrowed(&self.writes),
+            reads: Few::from_slice(&self.reads),
+            writes: Few::from_slice(&self.writes),
             task: Some(self.id),
             target: self.target,
             placed: None,

@@ -161,9 +161,12 @@ impl Scheduler {
         id: u64,
         take: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
-        self.settle_before(&|| what.to_owned(), &[id], &[])?;
-        if let Some(e) = self.edges().failed_writer(id) {
-            return Err(e);
+        // No edges, no writer to wait for (as for a call, `run_now`).
+        if self.submitted.load(Ordering::Acquire) {
+            self.settle_before(&|| what.to_owned(), &[id], &[])?;
+            if let Some(e) = self.edges().failed_writer(id) {
+                return Err(e);
+            }
         }
         self.engine.host_read(what, id, take)
     }
@@ -171,6 +174,10 @@ impl Scheduler {
     /// Replaces buffer `id`'s contents from the host, once the tasks that
     /// use it have finished.
     pub(crate) fn host_write(&self, id: u64, data: &[u8]) -> Result<()> {
+        // No edges: no task to wait for, no producer to forget.
+        if !self.submitted.load(Ordering::Acquire) {
+            return self.engine.host_write(id, data);
+        }
         self.settle_before(&|| "write".to_owned(), &[], &[id])?;
         self.engine.host_write(id, data)?;
         let mut edges = self.edges();
@@ -226,7 +233,7 @@ impl Scheduler {
             call.size,
             call.workgroups,
             target,
-            (call.reads.into_owned(), call.writes.into_owned()),
+            (call.reads.to_vec(), call.writes.to_vec()),
         ));
         let (read_ids, write_ids) = (&task.reads, &task.writes);
 

@@ -55,3 +55,59 @@ fn a_task_meeting_a_panic_inside_pel_fails_and_so_do_its_dependents() {
     assert_eq!(rt.read(&c).unwrap(), vec![6; 10]);
     assert_eq!(rt.read(&d).unwrap(), vec![1; 10]);
 }
+
+/// Everything a call leaves behind that a user can see: its outcome, the
+/// contents it wrote, the counters, the decisions and the model.
+fn record_of(rt: &Runtime, k: &Kernel, bomb: &Kernel) -> Vec<String> {
+    let c = rt.zeros::<u32>(10);
+    let mut seen = Vec::new();
+    for target in [Target::On(Backend::Cpu), Target::Auto] {
+        for _ in 0..12 {
+            let info = rt.execute(target, k, &[&c], &()).unwrap();
+            seen.push(format!("{:?} {:?}", info.backend, info.reason));
+        }
+    }
+    seen.push(format!("{:?}", rt.read(&c).unwrap()));
+    // A panicking CPU implementation: the error, what became of the
+    // buffer it wrote, and how the next automatic call is placed.
+    for target in [Target::On(Backend::Cpu), Target::Auto] {
+        let d = rt.buffer(&[7u32; 10]);
+        let err = rt.execute(target, bomb, &[&d], &()).unwrap_err();
+        seen.push(format!("{target:?}: {err}"));
+        seen.push(format!("{:?}", rt.read(&d).map_err(|e| e.to_string())));
+    }
+    let stats = rt.stats();
+    seen.push(format!("runs {} {}", stats.cpu_runs, stats.gpu_runs));
+    for d in rt.decisions() {
+        seen.push(format!("{} {:?} {:?}", d.kernel, d.chosen, d.reason));
+    }
+    for r in rt.model_rows() {
+        seen.push(format!("{} {} {}", r.kernel, r.device, r.summary.samples));
+    }
+    seen
+}
+
+#[test]
+fn the_host_path_leaves_the_record_the_general_path_does() {
+    let k = inc("inc");
+    let bomb = unary("bomb", |_| panic!("a bug in the kernel"));
+    let fast = cpu_runtime();
+    let before = crate::call::HOST_CALLS.with(|c| c.get());
+    let quick = record_of(&fast, &k, &bomb);
+    let taken = crate::call::HOST_CALLS.with(|c| c.get()) - before;
+    // Tracing keeps every call on the general path.
+    let general = cpu_runtime();
+    general.enable_trace();
+    let before = crate::call::HOST_CALLS.with(|c| c.get());
+    let slow = record_of(&general, &k, &bomb);
+    assert_eq!(crate::call::HOST_CALLS.with(|c| c.get()), before);
+    // All but the automatic call of a kernel its panic excluded from the
+    // CPU (no backend is left for it: placement fails first).
+    assert_eq!(taken, 24 + 1);
+    assert_eq!(quick, slow);
+    assert!(
+        quick
+            .iter()
+            .any(|s| s.contains("KernelPanicked") || s.contains("panicked"))
+    );
+}

@@ -1,0 +1,151 @@
+//! The host path: a call that runs on the CPU and cannot go anywhere else
+//! whatever happens to it skips what only other calls need (the retry
+//! loop, a GPU's staging and recovery, the split): it leases, stages its
+//! host copies, runs, and records as the general path would, with the same
+//! decisions, model samples and errors.
+
+use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::buffer::Table;
+use crate::device::{Args, Device, Launch};
+use crate::error::{Error, Result};
+use crate::frames;
+use crate::ids::{Backend, Target};
+use crate::kernel::Kernel;
+
+use super::{Call, Done, Engine, LeaseGuard, Placement, RunInfo};
+
+#[cfg(test)]
+thread_local! {
+    /// Calls this thread ran on the host path (the tests check it is taken).
+    pub(crate) static HOST_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+impl Engine {
+    /// Whether a call may take the host path, once placed on the CPU: no
+    /// fault, trace or virtual clock to serve, and a failure could not run
+    /// it again elsewhere (a forced call never does; an automatic one only
+    /// from a copy its CPU kernel cannot have spoiled, or one kept aside
+    /// while its CPU kernel is unproven).
+    pub(super) fn host_path_open(&self, table: &Table, kernel: &Kernel, call: &Call<'_>) -> bool {
+        let quiet = !self.faults_on.load(Ordering::Relaxed)
+            && self.timeline.is_none()
+            && !self.cpu.virtual_clock()
+            && !self.tracer.on()
+            && kernel.has_cpu();
+        quiet
+            && match call.target {
+                Target::On(Backend::Cpu) => true,
+                Target::Auto => {
+                    (self.gpus.is_empty() || self.proven_on_cpu(kernel.id()))
+                        && call.writes.iter().all(|id| !table.valid_off_host(*id))
+                }
+                _ => false,
+            }
+    }
+
+    /// Runs a call placed on the CPU (`placement`, charged already) on the
+    /// host path; `table` is locked and `lease` holds the call's leases.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_on_host<'a>(
+        &'a self,
+        mut table: MutexGuard<'a, Table>,
+        mut lease: LeaseGuard<'_>,
+        kernel: &Kernel,
+        call: &Call<'_>,
+        placement: Placement,
+        start: Instant,
+        done: Done<'_>,
+    ) -> Result<RunInfo> {
+        #[cfg(test)]
+        HOST_CALLS.with(|c| c.set(c.get() + 1));
+        let (reads, writes) = (&call.reads[..], &call.writes[..]);
+        let ran = match self.host_args(&mut table, &call.args) {
+            Ok(raw) => {
+                for id in writes {
+                    table.protect_host(*id);
+                }
+                drop(table);
+                // User code runs on this thread: a call into pel from it
+                // must see what this call holds.
+                let frame = frames::enter(self.id, kernel.shared_name(), reads, writes, call.task);
+                let t = Instant::now();
+                let launch = Launch {
+                    kernel,
+                    args: Args::Host(&raw),
+                    params: call.params,
+                    workgroups: call.workgroups,
+                    timed: false,
+                    sample: false,
+                    expect_s: None,
+                };
+                let ran = Device::execute(&self.cpu, launch).map(|_| t.elapsed());
+                drop(frame);
+                table = self.table();
+                Some(ran)
+            }
+            // Nothing ran (a copy lost on the way): the charge is taken back.
+            Err(e) => {
+                self.dispatcher()
+                    .uncharge(Backend::Cpu, placement.expect_s.unwrap_or(0.0));
+                let result = Err(e);
+                table.release_lease(reads, writes);
+                lease.held = false;
+                done(&mut table, &result);
+                self.unlock(table);
+                return result;
+            }
+        };
+        self.settle_queued();
+        let result = match ran.expect("the kernel ran") {
+            Ok(exec) => {
+                for id in writes {
+                    table.mark_written(*id, Backend::Cpu, kernel.id(), &self.gpus);
+                }
+                Ok(RunInfo {
+                    backend: Backend::Cpu,
+                    reason: placement.reason,
+                    elapsed: start.elapsed(),
+                    exec,
+                    split: None,
+                })
+            }
+            Err(e) => {
+                // What it may have written is garbage; a panicking CPU
+                // implementation is excluded from placement (for this
+                // process), as on the general path.
+                for id in writes {
+                    table.written_garbage(*id, &e);
+                }
+                if matches!(e, Error::KernelPanicked { .. }) {
+                    self.dispatcher()
+                        .exclude(kernel.id(), Backend::Cpu, e.to_string(), false);
+                }
+                Err(e)
+            }
+        };
+        {
+            let mut d = self.dispatcher();
+            d.finished(kernel.id(), Backend::Cpu, call.size);
+            if let Ok(info) = &result {
+                d.record(
+                    kernel.id(),
+                    kernel.name(),
+                    Backend::Cpu,
+                    call.size,
+                    info.exec.as_secs_f64(),
+                );
+            }
+        }
+        if result.is_ok() {
+            self.counters.ran(false);
+        }
+        table.release_lease(reads, writes);
+        lease.held = false;
+        done(&mut table, &result);
+        self.unlock(table);
+        result
+    }
+}

@@ -131,6 +131,18 @@ pub enum Error {
         kernel: String,
     },
 
+    /// A kernel's variant does not fit the kernel: its shader binds other
+    /// buffers or params, its label is empty or taken.
+    #[error("kernel `{kernel}`, variant `{variant}`: {message}")]
+    Variant {
+        /// Kernel name.
+        kernel: String,
+        /// The variant's label.
+        variant: String,
+        /// What differs, naming the kernel's side and the variant's.
+        message: String,
+    },
+
     /// A buffer passed to a call belongs to another runtime.
     #[error(
         "kernel `{kernel}`: argument {index} is a buffer of another runtime (#{owner}); this is runtime #{runtime}: create it with this runtime"

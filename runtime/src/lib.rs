@@ -65,7 +65,7 @@ pub use ids::{Backend, Target, human_bytes};
 pub use inject::Inject;
 pub use kernel::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Grid, Kernel, KernelBuilder, Read,
-    ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding,
+    ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding, Variant,
 };
 pub use machine::{CpuSpec, GpuSpec, LinkSpec, Machine, Times};
 pub use runtime::{Runtime, RuntimeBuilder, SimReport, SimUse};

@@ -34,7 +34,7 @@ impl Engine {
             && self.timeline.is_none()
             && !self.cpu.virtual_clock()
             && !self.tracer.on()
-            && kernel.has_cpu();
+            && (kernel.has_cpu() || kernel.built_variants().iter().any(|v| v.kernel.has_cpu()));
         quiet
             && match call.target {
                 Target::On(Backend::Cpu) => true,
@@ -44,6 +44,17 @@ impl Engine {
                 }
                 _ => false,
             }
+    }
+
+    /// Whether implementation `variant` of `kernel`, placed on the CPU,
+    /// may take the host path: an automatic call on a machine with GPUs
+    /// keeps the general path until that implementation has run once (its
+    /// outputs are kept aside there, so a panic costs no data).
+    pub(super) fn host_variant_open(&self, kernel: &Kernel, target: Target, variant: u8) -> bool {
+        variant == 0
+            || target != Target::Auto
+            || self.gpus.is_empty()
+            || self.proven_on_cpu(kernel.implementation(variant).id())
     }
 
     /// Runs a call placed on the CPU (`placement`, charged already) on the

@@ -136,7 +136,24 @@ pub(crate) struct Call<'a> {
     pub(crate) placed: Option<Placement>,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// The call as `variant` of its kernel runs it: at the variant's own
+    /// launch size.
+    pub(crate) fn for_variant(&self, variant: &Kernel) -> Call<'a> {
+        let lens: Few<usize> = self.args.iter().map(|h| h.len).collect();
+        Call {
+            args: self.args.clone(),
+            params: self.params,
+            size: self.size,
+            workgroups: variant.workgroups(self.params, &lens),
+            reads: self.reads.clone(),
+            writes: self.writes.clone(),
+            task: self.task,
+            target: self.target,
+            placed: self.placed,
+        }
+    }
+
     /// Every argument's id, in order.
     pub(crate) fn ids(&self) -> Vec<u64> {
         self.args.iter().map(|h| h.id).collect()
@@ -322,8 +339,13 @@ impl Engine {
         // A call that runs on the CPU whatever happens takes the host path.
         if placed.is_none() && self.host_path_open(&table, kernel, call) {
             match self.place(&table, target, kernel, call, &[], true) {
-                Ok(p) if p.backend == Backend::Cpu && p.split.is_none() => {
-                    return self.run_on_host(table, lease, kernel, call, p, start, done);
+                Ok(p)
+                    if p.backend == Backend::Cpu
+                        && p.split.is_none()
+                        && self.host_variant_open(kernel, target, p.variant) =>
+                {
+                    let used = kernel.implementation(p.variant);
+                    return self.run_on_host(table, lease, used, call, p, start, done);
                 }
                 // Charged there: the loop runs it as placed.
                 Ok(p) => placed = Some(p),
@@ -338,8 +360,17 @@ impl Engine {
         let auto = target == Target::Auto;
         let mut target = target;
         let mut recovered = false;
+        // The implementation that ran last (a variant of the kernel, or
+        // the kernel itself): the model's sample and the lineage are its.
+        let mut used: &Kernel;
         let (result, decided, host_written, ticket) = loop {
             let placement = self.place_call(&mut table, target, placed, kernel, call, &avoid);
+            // A variant runs in the kernel's stead, at its own launch size.
+            let variant = placement.as_ref().map_or(0, |p| p.variant);
+            used = kernel.implementation(variant);
+            let variant_call = (variant != 0).then(|| call.for_variant(used));
+            let call = variant_call.as_ref().unwrap_or(call);
+            let kernel = used;
             let planned = placement
                 .as_ref()
                 .ok()
@@ -522,7 +553,14 @@ impl Engine {
         });
 
         let charge = Charge { decided, ticket };
-        let result = self.record(&mut table, kernel, call, result, charge, host_written);
+        let result = self.record(
+            &mut table,
+            (kernel, used),
+            call,
+            result,
+            charge,
+            host_written,
+        );
         table.release_lease(read_ids, write_ids);
         lease.held = false;
         done(&mut table, &result);

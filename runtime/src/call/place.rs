@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::ids::{Backend, Target};
 use crate::kernel::Kernel;
 
+use std::sync::Arc;
+
 use super::{Call, Engine, split_items};
 
 impl Engine {
@@ -65,7 +67,7 @@ impl Engine {
             }
             Target::Auto => None,
             Target::Split { gpu, permille } => {
-                let p = Placement::from(&self.forced_split(kernel, call, gpu, permille)?);
+                let p = Placement::of(&self.forced_split(kernel, call, gpu, permille)?, 0);
                 return Ok(charged(&mut self.dispatcher(), p));
             }
         };
@@ -115,23 +117,7 @@ impl Engine {
         // made forced calls 0.2 µs cheaper than automatic ones, and
         // `pel bench routing`, which compares the two, read the difference
         // as regret: 1.26 on the smallest calls.)
-        let backends = std::iter::once(Backend::Cpu)
-            .chain((0..self.gpus.len()).map(Backend::Gpu))
-            .filter(|&b| match b {
-                Backend::Cpu => kernel.has_cpu(),
-                Backend::Gpu(g) => {
-                    !avoid.contains(&g)
-                        && self.check_gpu_limits(kernel, args, g, workgroups).is_ok()
-                }
-            })
-            .map(|backend| {
-                let mut moves = Moves::default();
-                for h in args {
-                    table.moves_to(h.id, backend, &mut moves);
-                }
-                Candidate { backend, moves }
-            })
-            .collect();
+        let backends = self.implementations(table, kernel, call, avoid);
         let written = args
             .iter()
             .zip(&kernel.reflection().storage)
@@ -167,6 +153,71 @@ impl Engine {
             self.has_device(f)?;
         }
         ask(&mut d, &candidates)
+    }
+
+    /// Every (backend, implementation) that can run the call, backends in
+    /// order, each with what it would have to receive first: the kernel's
+    /// own implementation and each variant where it has code for the
+    /// device, its `can_run` holds, and (a GPU) the launch fits.
+    fn implementations(
+        &self,
+        table: &Table,
+        kernel: &Kernel,
+        call: &Call<'_>,
+        avoid: &[usize],
+    ) -> Vec<Candidate> {
+        let args = &call.args[..];
+        let variants = kernel.built_variants();
+        let lens = || -> Vec<usize> { args.iter().map(|h| h.len).collect() };
+        let mut out = Vec::with_capacity(1 + self.gpus.len() * (1 + variants.len()));
+        let backends = std::iter::once(Backend::Cpu).chain((0..self.gpus.len()).map(Backend::Gpu));
+        for backend in backends {
+            if matches!(backend, Backend::Gpu(g) if avoid.contains(&g)) {
+                continue;
+            }
+            let mut moves: Option<Moves> = None;
+            for i in 0..=variants.len() {
+                let k = kernel.implementation(i as u8);
+                let runs = match backend {
+                    Backend::Cpu => k.has_cpu(),
+                    Backend::Gpu(g) => {
+                        let workgroups = if i == 0 {
+                            call.workgroups
+                        } else {
+                            k.workgroups(call.params, &lens())
+                        };
+                        k.on_gpu() && self.check_gpu_limits(k, args, g, workgroups).is_ok()
+                    }
+                };
+                let allowed = i == 0
+                    || variants[i - 1].can_run.as_ref().is_none_or(|can| {
+                        can(match backend {
+                            Backend::Cpu => self.cpu.info(),
+                            Backend::Gpu(g) => self.gpus[g].info(),
+                        })
+                    });
+                if !(runs && allowed) {
+                    continue;
+                }
+                let moves = moves
+                    .get_or_insert_with(|| {
+                        let mut m = Moves::default();
+                        for h in args {
+                            table.moves_to(h.id, backend, &mut m);
+                        }
+                        m
+                    })
+                    .clone();
+                out.push(Candidate {
+                    backend,
+                    variant: i as u8,
+                    kernel: k.id(),
+                    label: (i > 0).then(|| Arc::from(variants[i - 1].label.as_str())),
+                    moves,
+                });
+            }
+        }
+        out
     }
 
     /// Why no backend can run the call: the CPU for want of an
@@ -229,6 +280,7 @@ impl Engine {
             kernel: kernel.name().to_owned(),
             size,
             chosen: backend,
+            variant: None,
             reason: Reason::Forced,
             estimates: Vec::new(),
             split: Some(permille as f64 / 1000.0),

@@ -14,11 +14,15 @@ use super::{Call, Charge, Engine, QueuedCall, RunInfo};
 
 impl Engine {
     /// Records a finished call's outcome (`parts`: a split call's CPU and
-    /// GPU times, seconds) and returns what the caller sees.
+    /// GPU times, seconds) and returns what the caller sees. `kernel` is
+    /// the kernel called and the implementation that ran (itself or one of
+    /// its variants): the model's sample and the lineage are the
+    /// implementation's, what later reads of its outputs teach is the
+    /// kernel's.
     pub(super) fn record(
         &self,
         table: &mut Table,
-        kernel: &Kernel,
+        (called, kernel): (&Kernel, &Kernel),
         call: &Call<'_>,
         result: Result<(RunInfo, Option<(f64, f64)>)>,
         charge: Charge,
@@ -42,7 +46,7 @@ impl Engine {
                     Vec::new()
                 };
                 for id in write_ids {
-                    table.mark_written(*id, written_on, kernel.id(), &self.gpus);
+                    table.mark_written(*id, written_on, called.id(), &self.gpus);
                 }
                 // A long lineage is cut short: the newest version comes to
                 // the host, and what led to it is forgotten.

@@ -34,11 +34,15 @@ impl fmt::Display for Reason {
     }
 }
 
-/// One backend's side of a decision.
+/// One backend's side of a decision (one of the kernel's variants there,
+/// where it has several).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
     /// The backend.
     pub backend: Backend,
+    /// The variant (see [`Variant`](crate::Variant)) by its label; `None`
+    /// for the kernel's own implementation.
+    pub variant: Option<String>,
     /// Expected execution time, seconds (`None`: never measured).
     pub exec_s: Option<f64>,
     /// Expected time to move the arguments there, seconds.
@@ -65,6 +69,9 @@ pub struct Decision {
     pub size: u64,
     /// Where it goes.
     pub chosen: Backend,
+    /// Which of the kernel's variants runs there, by its label; `None` for
+    /// the kernel's own implementation.
+    pub variant: Option<String>,
     /// Why.
     pub reason: Reason,
     /// Every backend that could run it.
@@ -84,6 +91,8 @@ pub struct Decision {
 pub struct Exclusion {
     /// The backend set aside.
     pub backend: Backend,
+    /// The variant set aside there, by its label (`None`: the kernel's own).
+    pub variant: Option<String>,
     /// What went wrong there.
     pub reason: String,
     /// Kept in the model file, so later processes skip it too; otherwise
@@ -94,6 +103,9 @@ pub struct Exclusion {
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (size {}) → {}", self.kernel, self.size, self.chosen)?;
+        if let Some(v) = &self.variant {
+            write!(f, "[{v}]")?;
+        }
         if let Some(share) = self.split {
             write!(
                 f,
@@ -104,10 +116,14 @@ impl fmt::Display for Decision {
         }
         write!(f, " [{}]:", self.reason)?;
         for e in &self.estimates {
+            let label = e
+                .variant
+                .as_ref()
+                .map_or(String::new(), |v| format!("[{v}]"));
             match e.finish_s() {
                 Some(t) => write!(
                     f,
-                    " {}: {} (exec {} + transfer {} + queue {}, {} samples);",
+                    " {}{label}: {} (exec {} + transfer {} + queue {}, {} samples);",
                     e.backend,
                     secs(t),
                     secs(e.exec_s.unwrap_or(0.0)),
@@ -115,12 +131,16 @@ impl fmt::Display for Decision {
                     secs(e.queue_s),
                     e.samples
                 )?,
-                None => write!(f, " {}: unmeasured;", e.backend)?,
+                None => write!(f, " {}{label}: unmeasured;", e.backend)?,
             }
         }
         for x in &self.excluded {
             let lasting = if x.permanent { ", permanently" } else { "" };
-            write!(f, " {} excluded{lasting}: {};", x.backend, x.reason)?;
+            let label = x
+                .variant
+                .as_ref()
+                .map_or(String::new(), |v| format!("[{v}]"));
+            write!(f, " {}{label} excluded{lasting}: {};", x.backend, x.reason)?;
         }
         Ok(())
     }
@@ -151,17 +171,25 @@ pub(crate) struct Placement {
     pub(crate) expect_s: Option<f64>,
     /// The model's samples near the call's size there.
     pub(crate) samples: usize,
+    /// Which implementation runs: 0 for the kernel's own, `i` for its
+    /// variant `i - 1` (see `Kernel::implementation`).
+    pub(crate) variant: u8,
 }
 
-impl From<&Decision> for Placement {
-    fn from(d: &Decision) -> Self {
-        let chosen = d.estimates.iter().find(|e| e.backend == d.chosen);
+impl Placement {
+    /// The verdict of `d`, whose chosen implementation is number `variant`.
+    pub(crate) fn of(d: &Decision, variant: u8) -> Self {
+        let chosen = d
+            .estimates
+            .iter()
+            .find(|e| e.backend == d.chosen && e.variant == d.variant);
         Placement {
             backend: d.chosen,
             reason: d.reason,
             split: d.split,
             expect_s: chosen.and_then(|e| e.exec_s),
             samples: chosen.map_or(0, |e| e.samples),
+            variant,
         }
     }
 }

@@ -35,6 +35,8 @@ mod report;
 pub(crate) mod split;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod variant_tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

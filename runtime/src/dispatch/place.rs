@@ -22,11 +22,23 @@ use crate::ids::Backend;
 /// explored further.
 const HOPELESS: f64 = 8.0;
 
-/// A backend that can run a call, and what it would have to receive first.
+/// A variant measured this many times slower than another on the same
+/// device is not explored there further (CubeCL drops candidates past
+/// 1.5×): exploring variants must not multiply calibration.
+pub(crate) const VARIANT_HOPELESS: f64 = 1.5;
+
+/// A backend that can run a call (one of the kernel's implementations
+/// there), and what it would have to receive first.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Candidate {
     /// The backend.
     pub(crate) backend: Backend,
+    /// The implementation: 0 for the kernel's own, `i` for variant `i - 1`.
+    pub(crate) variant: u8,
+    /// The implementation's id (the model keys its samples by it).
+    pub(crate) kernel: u64,
+    /// The variant's label (`None` for the kernel's own).
+    pub(crate) label: Option<Arc<str>>,
     /// Every argument not valid there: uploads to it, and the downloads
     /// that bring a copy home on the way.
     pub(crate) moves: Moves,
@@ -82,7 +94,7 @@ impl Dispatcher {
             self.touch();
             self.splits.insert(key, entry);
         }
-        let placement = Placement::from(&decision);
+        let placement = Placement::of(&decision, variant_index(c, &decision));
         let decision = Arc::new(decision);
         if let Some(key) = memo {
             self.remember(key, placement, &decision);
@@ -112,7 +124,8 @@ impl Dispatcher {
         let mut new_split = None;
         // A splittable call the model has calibrated on every device may
         // run partly on the best GPU and partly on the CPU.
-        if forced.is_none() && decision.reason == Reason::Modelled && c.splittable {
+        let variants = c.backends.iter().any(|cand| cand.variant != 0);
+        if forced.is_none() && decision.reason == Reason::Modelled && c.splittable && !variants {
             let kept = self.split_gpu(c.kernel, c.size);
             if let (Some(cpu), Some(gpu)) = split::split_pair(&decision.estimates, kept) {
                 let gpu_backend = gpu.backend;
@@ -143,28 +156,38 @@ impl Dispatcher {
 
     /// Chooses among the candidates, skipping those excluded for this
     /// kernel unless the call is forced. `Err(NoBackend)` when every
-    /// candidate is excluded.
+    /// candidate is excluded. A forced call still chooses among the
+    /// kernel's variants on its backend, by the same rules.
     fn choose(&mut self, c: &Candidates<'_>, forced: Option<Backend>) -> Result<Decision> {
-        let (kernel, size) = (c.kernel, c.size);
+        let size = c.size;
         let min = self.min_samples;
         let b = bucket(size);
+        let label = |cand: &Candidate| cand.label.as_ref().map(|l| l.to_string());
         let excluded: Vec<Exclusion> = c
             .backends
             .iter()
             .filter_map(|cand| {
-                let x = self.excluded.get(&(kernel, device_index(cand.backend)))?;
+                let x = self
+                    .excluded
+                    .get(&(cand.kernel, device_index(cand.backend)))?;
                 Some(Exclusion {
                     backend: cand.backend,
+                    variant: label(cand),
                     reason: x.reason.clone(),
                     permanent: x.permanent,
                 })
             })
             .collect();
         let mut estimates = Vec::with_capacity(c.backends.len());
+        // Each estimate's implementation id, in step with `estimates`.
+        let mut ids = Vec::with_capacity(c.backends.len());
         for cand in &c.backends {
             // A forced call goes where it is told: the exclusion is shown,
             // not applied.
-            if forced.is_none() && excluded.iter().any(|x| x.backend == cand.backend) {
+            let out = excluded.iter().any(|x| {
+                x.backend == cand.backend && x.variant.as_deref() == cand.label.as_deref()
+            });
+            if forced.is_none() && out {
                 continue;
             }
             let d = device_index(cand.backend);
@@ -175,11 +198,13 @@ impl Dispatcher {
             let transfer_s = self.transfer_to(c, cand);
             estimates.push(Estimate {
                 backend: cand.backend,
-                exec_s: self.profile.estimate(kernel, d, size, min),
+                variant: label(cand),
+                exec_s: self.profile.estimate(cand.kernel, d, size, min),
                 transfer_s,
                 queue_s,
-                samples: self.profile.samples_near(kernel, d, b),
+                samples: self.profile.samples_near(cand.kernel, d, b),
             });
+            ids.push(cand.kernel);
         }
         if forced.is_none() && estimates.is_empty() {
             let reason = if excluded.is_empty() {
@@ -197,51 +222,100 @@ impl Dispatcher {
             });
         }
 
-        let (chosen, reason) = if let Some(f) = forced {
-            (f, Reason::Forced)
-        } else if estimates.len() == 1 {
-            (estimates[0].backend, Reason::OnlyBackend)
-        } else {
-            let best_known = estimates
-                .iter()
-                .filter_map(Estimate::finish_s)
-                .fold(f64::INFINITY, f64::min);
-            let explore = estimates
-                .iter()
-                .filter(|e| e.samples < min)
-                .filter(|e| {
-                    // Hopeless: known to be far slower than the best, on
-                    // evidence near this size or from a fitted curve.
-                    let hopeless = e.finish_s().is_some_and(|t| t > HOPELESS * best_known)
-                        && (e.samples >= 2
-                            || self
-                                .profile
-                                .curve(kernel, device_index(e.backend), min)
-                                .is_some());
-                    !hopeless
-                })
-                .min_by_key(|e| e.samples);
-            match explore {
-                Some(e) => (e.backend, Reason::Calibrating),
-                None => {
-                    let best = estimates
-                        .iter()
-                        .filter(|e| e.finish_s().is_some())
-                        .min_by(|a, b| a.finish_s().unwrap().total_cmp(&b.finish_s().unwrap()))
-                        .unwrap_or(&estimates[0]);
-                    (best.backend, Reason::Modelled)
-                }
+        // What the choice is among: every estimate, or a forced call's
+        // backend's (its variants).
+        let pool: Vec<usize> = (0..estimates.len())
+            .filter(|&i| forced.is_none_or(|f| estimates[i].backend == f))
+            .collect();
+        let (chosen, picked, reason) = match (forced, pool.len()) {
+            (Some(f), 0) => (f, None, Reason::Forced),
+            (Some(_), 1) => (estimates[pool[0]].backend, Some(pool[0]), Reason::Forced),
+            (None, 1) => (
+                estimates[pool[0]].backend,
+                Some(pool[0]),
+                Reason::OnlyBackend,
+            ),
+            _ => {
+                let (i, why) = self.pick(&estimates, &ids, &pool, min);
+                let why = if forced.is_some() {
+                    Reason::Forced
+                } else {
+                    why
+                };
+                (estimates[i].backend, Some(i), why)
             }
         };
+        let variant = picked.and_then(|i| estimates[i].variant.clone());
         Ok(Decision {
             kernel: c.name.to_owned(),
             size,
             chosen,
+            variant,
             reason,
             estimates,
             split: None,
             excluded,
         })
+    }
+
+    /// The estimate to run among `pool` (indices into `estimates`, whose
+    /// implementations' ids are `ids`): one still to explore, fewest
+    /// samples first, unless it is hopeless; else the earliest finish.
+    fn pick(
+        &mut self,
+        estimates: &[Estimate],
+        ids: &[u64],
+        pool: &[usize],
+        min: usize,
+    ) -> (usize, Reason) {
+        let best_known = pool
+            .iter()
+            .filter_map(|&i| estimates[i].finish_s())
+            .fold(f64::INFINITY, f64::min);
+        // The best known finish of each backend's implementations.
+        let best_on = |b: Backend, not: usize| {
+            pool.iter()
+                .filter(|&&j| j != not && estimates[j].backend == b)
+                .filter_map(|&j| estimates[j].finish_s())
+                .fold(f64::INFINITY, f64::min)
+        };
+        let explore = pool
+            .iter()
+            .copied()
+            .filter(|&i| estimates[i].samples < min)
+            .filter(|&i| {
+                let e = &estimates[i];
+                // Hopeless: known to be far slower than the best, on
+                // evidence near this size or from a fitted curve.
+                let evidence = e.samples >= 2
+                    || self
+                        .profile
+                        .curve(ids[i], device_index(e.backend), min)
+                        .is_some();
+                let hopeless = e.finish_s().is_some_and(|t| t > HOPELESS * best_known) && evidence;
+                // A variant measured well behind another variant on its
+                // own device: one sample is evidence enough.
+                let behind = e.samples >= 1
+                    && e.finish_s()
+                        .is_some_and(|t| t > VARIANT_HOPELESS * best_on(e.backend, i));
+                !hopeless && !behind
+            })
+            .min_by_key(|&i| estimates[i].samples);
+        match explore {
+            Some(i) => (i, Reason::Calibrating),
+            None => {
+                let best = pool
+                    .iter()
+                    .copied()
+                    .filter(|&i| estimates[i].finish_s().is_some())
+                    .min_by(|&a, &b| {
+                        let t = |i: usize| estimates[i].finish_s().unwrap_or(f64::INFINITY);
+                        t(a).total_cmp(&t(b))
+                    })
+                    .unwrap_or(pool[0]);
+                (best, Reason::Modelled)
+            }
+        }
     }
 
     /// Whether to split a call of a splittable kernel between the CPU and
@@ -343,4 +417,13 @@ impl Dispatcher {
             _ => None,
         }
     }
+}
+
+/// The implementation number of `d`'s chosen variant among `c`'s
+/// candidates (0: the kernel's own).
+pub(crate) fn variant_index(c: &Candidates<'_>, d: &Decision) -> u8 {
+    c.backends
+        .iter()
+        .find(|cand| cand.backend == d.chosen && cand.label.as_deref() == d.variant.as_deref())
+        .map_or(0, |cand| cand.variant)
 }

@@ -186,6 +186,7 @@ mod tests {
     fn gpu(g: usize, secs: f64) -> Estimate {
         Estimate {
             backend: Backend::Gpu(g),
+            variant: None,
             exec_s: Some(secs),
             transfer_s: 0.0,
             queue_s: 0.0,

@@ -20,7 +20,7 @@ pub(super) fn bus(link: Link) -> Option<TransferModel> {
 }
 
 /// A CPU and one GPU, whose bus moves 1 GB/s each way.
-fn dispatcher() -> Dispatcher {
+pub(super) fn dispatcher() -> Dispatcher {
     let mut d = Dispatcher::new(vec!["cpu".into(), "gpu-a".into()], 5, None);
     d.bus[0] = bus(GBPS);
     d
@@ -28,7 +28,7 @@ fn dispatcher() -> Dispatcher {
 
 /// What `backend` must receive to take `secs` over a 1 GB/s bus: an upload
 /// to a GPU, a download from GPU 0 to the CPU.
-fn moves(backend: Backend, secs: f64) -> Moves {
+pub(super) fn moves(backend: Backend, secs: f64) -> Moves {
     let bytes = (secs * 1e9).round() as u64;
     let mut m = Moves::default();
     match (backend, bytes) {
@@ -59,6 +59,9 @@ fn call<'a>(
             .iter()
             .map(|&(backend, secs)| Candidate {
                 backend,
+                variant: 0,
+                kernel,
+                label: None,
                 moves: moves(backend, secs),
             })
             .collect(),
@@ -77,7 +80,7 @@ fn decide(
     let c = call(kernel, name, offers, forced);
     let placement = d.place(&c, None)?;
     let logged = d.log.back().cloned().expect("a placed call is logged");
-    assert_eq!(placement, Placement::from(&*logged));
+    assert_eq!(placement, Placement::of(&logged, 0));
     Ok(Decision::clone(&logged))
 }
 
@@ -284,6 +287,7 @@ fn an_excluded_backend_is_skipped_and_the_next_best_chosen() {
         dec.excluded,
         [Exclusion {
             backend: GPU,
+            variant: None,
             reason: "wrong results".into(),
             permanent: false
         }]
@@ -487,7 +491,7 @@ fn explain_records_nothing_and_place_records_once() {
     assert_eq!(d.calibration_runs(), 0);
     assert!(d.decisions().is_empty());
     let p = d.place(&c, None).unwrap();
-    assert_eq!(p, Placement::from(&first));
+    assert_eq!(p, Placement::of(&first, 0));
     assert_eq!(d.calibration_runs(), 1);
     assert_eq!(d.decisions(), [first]);
     // A split that would start calibrating: explained, it is not started.

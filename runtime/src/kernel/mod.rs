@@ -7,6 +7,7 @@
 mod prelude;
 mod reflect;
 mod signature;
+mod variant;
 
 use std::any::TypeId;
 use std::fmt;
@@ -19,6 +20,7 @@ pub use signature::{
     Access, ArgKind, ArgSpec, CpuArgs, ElemType, Element, Read, ReadWrite, Scalar, Signature,
 };
 pub(crate) use signature::{RawSlice, assert_element_layout};
+pub use variant::Variant;
 
 use crate::error::{Error, Result};
 use crate::hash::Fnv;
@@ -221,10 +223,16 @@ struct KernelInner {
     params_size: usize,
     /// `None`: built without `.cpu(...)`; the kernel runs on GPUs only.
     cpu: Option<Box<CpuFn>>,
-    grid: Box<GridFn>,
-    cost: Box<CostFn>,
-    work: Option<Box<WorkFn>>,
+    grid: Arc<GridFn>,
+    cost: Arc<CostFn>,
+    work: Option<Arc<WorkFn>>,
     split: Option<Split>,
+    /// The kernel's other implementations (see [`Variant`]); none for a
+    /// variant itself.
+    variants: Vec<variant::Built>,
+    /// Whether its shader runs on GPUs (a CPU variant's does not: it is
+    /// the kernel's own, which the kernel itself runs).
+    on_gpu: bool,
 }
 
 impl Kernel {
@@ -241,6 +249,7 @@ impl Kernel {
             cost: None,
             work: None,
             split: None,
+            variants: Vec::new(),
             _params: PhantomData,
         }
     }
@@ -339,6 +348,34 @@ impl Kernel {
         Ok(())
     }
 
+    /// The labels of the kernel's variants (see [`KernelBuilder::variant`]),
+    /// in the order given.
+    pub fn variants(&self) -> Vec<&str> {
+        self.inner
+            .variants
+            .iter()
+            .map(|v| v.label.as_str())
+            .collect()
+    }
+
+    /// The kernel's variants, built.
+    pub(crate) fn built_variants(&self) -> &[variant::Built] {
+        &self.inner.variants
+    }
+
+    /// Implementation `i`: the kernel itself for 0, else variant `i - 1`.
+    pub(crate) fn implementation(&self, i: u8) -> &Kernel {
+        match i {
+            0 => self,
+            i => &self.inner.variants[i as usize - 1].kernel,
+        }
+    }
+
+    /// Whether its shader runs on GPUs (false for a CPU variant).
+    pub(crate) fn on_gpu(&self) -> bool {
+        self.inner.on_gpu
+    }
+
     /// Whether the kernel was declared splittable between devices.
     pub fn is_splittable(&self) -> bool {
         self.inner.split.is_some()
@@ -385,6 +422,7 @@ pub struct KernelBuilder<P> {
     cost: Option<Given<Box<CostFn>>>,
     work: Option<Given<Box<WorkFn>>>,
     split: Option<Given<Split>>,
+    variants: Vec<Given<variant::Spec>>,
     _params: PhantomData<fn() -> P>,
 }
 
@@ -448,6 +486,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             cost: self.cost,
             work: self.work,
             split: self.split,
+            variants: self.variants,
             _params: PhantomData,
         }
     }
@@ -563,6 +602,19 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         self
     }
 
+    /// Another implementation of the kernel: a shader for GPUs or a
+    /// function for the CPU (see [`Variant`]). The dispatcher measures each
+    /// on each device it may run on, as it measures devices, and runs the
+    /// (device, variant) it expects to finish first; a variant that proves
+    /// several times slower than another on a device is not explored there
+    /// further. Each variant has an identity of its own (from its label and
+    /// code), so changing one keeps the others' measurements. A kernel with
+    /// variants is not split between devices.
+    pub fn variant(mut self, v: Variant<P>) -> Self {
+        self.variants.push(v.given());
+        self
+    }
+
     /// Parses and validates the WGSL, checks the CPU signature and the params
     /// against it, checks that every closure given fits the final params
     /// type, and returns the kernel.
@@ -574,6 +626,11 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         let cost = self.cost.map(|c| c.fit::<P>(&name, true)).transpose()?;
         let work = self.work.map(|w| w.fit::<P>(&name, true)).transpose()?;
         let split = self.split.map(|s| s.fit::<P>(&name, false)).transpose()?;
+        let variants = self
+            .variants
+            .into_iter()
+            .map(|v| v.fit::<P>(&name, true))
+            .collect::<Result<Vec<_>>>()?;
         if let Some((specs, _)) = &cpu {
             check_signature(&name, &reflection, specs)?;
         }
@@ -608,18 +665,18 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             _ => {}
         }
 
-        let grid: Box<GridFn> = grid.unwrap_or_else(|| {
+        let grid: Arc<GridFn> = grid.map(Arc::<GridFn>::from).unwrap_or_else(|| {
             let first_written = reflection
                 .storage
                 .iter()
                 .position(|b| b.access.writes())
                 .unwrap_or(0);
-            Box::new(move |_: &[u8], lens: &[usize]| {
+            Arc::new(move |_: &[u8], lens: &[usize]| {
                 Grid::Invocations(lens.get(first_written).copied().unwrap_or(0) as u64)
             })
         });
-        let cost: Box<CostFn> = cost.unwrap_or_else(|| {
-            Box::new(|_: &[u8], lens: &[usize]| lens.iter().map(|&n| n as u64).sum())
+        let cost: Arc<CostFn> = cost.map(Arc::<CostFn>::from).unwrap_or_else(|| {
+            Arc::new(|_: &[u8], lens: &[usize]| lens.iter().map(|&n| n as u64).sum())
         });
         let id = {
             let mut h = Fnv::new();
@@ -630,7 +687,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             }
             h.finish()
         };
-        Ok(Kernel {
+        let mut kernel = Kernel {
             inner: Arc::new(KernelInner {
                 name: name.into(),
                 source: self.source,
@@ -643,10 +700,23 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
                 cpu: cpu.map(|(_, f)| f),
                 grid,
                 cost,
-                work,
+                work: work.map(Arc::<WorkFn>::from),
                 split,
+                variants: Vec::new(),
+                on_gpu: true,
             }),
-        })
+        };
+        if !variants.is_empty() {
+            let mut built: Vec<variant::Built> = Vec::with_capacity(variants.len());
+            for v in variants {
+                let taken: Vec<String> = built.iter().map(|b| b.label.clone()).collect();
+                built.push(v.build(&kernel, &taken)?);
+            }
+            Arc::get_mut(&mut kernel.inner)
+                .expect("the kernel is not shared yet")
+                .variants = built;
+        }
+        Ok(kernel)
     }
 }
 
@@ -685,3 +755,6 @@ fn check_signature(kernel: &str, reflection: &Reflection, specs: &[ArgSpec]) -> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod variant_tests;

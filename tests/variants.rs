@@ -87,3 +87,58 @@ fn every_gpu_variant_computes_the_kernels_result_where_it_is_placed() {
         .collect();
     assert!(cpu.iter().all(|d| d.variant.is_none()));
 }
+
+/// Every matmul implementation alone (the tiled shader and the
+/// register-blocked one) against the serial reference, at awkward shapes,
+/// on every GPU. Tolerance: each element within (k + 2)·ε·(|A|·|B|)ᵢⱼ.
+#[test]
+fn each_matmul_shader_alone_matches_the_reference() {
+    use pel::kernels::matmul::{MatmulParams, reference};
+    let rt = common::rt();
+    let mm = pel::kernels::Matmul::new().unwrap();
+    let alone = [
+        ("tiled", mm.kernel().alone()),
+        (
+            "regblock",
+            mm.kernel().variant_kernel("regblock").unwrap().clone(),
+        ),
+    ];
+    let shapes = [
+        (0, 0, 0),
+        (5, 7, 0),
+        (1, 1, 1),
+        (31, 33, 7),
+        (65, 65, 65),
+        (100, 37, 211),
+        // 65,537 tiles of 64×64 (more than 65,535 workgroups of either).
+        (65_537 * 64 - 5, 2, 3),
+    ];
+    for gpu in common::gpus(rt, "each_matmul_shader_alone_matches_the_reference") {
+        for (m, n, k) in shapes {
+            let a = common::random(m * k, 1);
+            let b = common::random(k * n, 2);
+            let (want, mag) = reference(&a, &b, m, n, k);
+            let (ab, bb) = (rt.buffer(&a), rt.buffer(&b));
+            let p = MatmulParams::new(m, n, k).unwrap();
+            for (name, kernel) in &alone {
+                // The tiled shader's largest shape is tests/kernels.rs's.
+                if *name == "tiled" && m > 1000 {
+                    continue;
+                }
+                let c = rt.buffer(&vec![f32::NAN; m * n]);
+                rt.run_on(gpu, kernel, &[&ab, &bb, &c], &p).unwrap();
+                let got = rt.read(&c).unwrap();
+                let eps = f32::EPSILON as f64;
+                for i in 0..m * n {
+                    let tol = (k as f64 + 2.0) * eps * mag[i] + f32::MIN_POSITIVE as f64;
+                    assert!(
+                        (got[i] as f64 - want[i]).abs() <= tol,
+                        "{gpu} {name} {m}×{n}×{k}: c[{i}] = {} but {}",
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+}

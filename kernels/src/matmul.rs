@@ -9,7 +9,7 @@
 //! use the best implementation it can get on each processor.
 
 use faer::{Accum, MatMut, MatRef, Par};
-use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Variant};
 
 use crate::launch::{builder, one_kernel};
 use crate::uniform::wgsl_struct;
@@ -44,6 +44,17 @@ wgsl_struct! {
 
 /// The WGSL source.
 pub const WGSL: &str = concat!(include_str!("../../shaders/matmul.wgsl"), matmul_params!());
+
+/// The register-blocked variant ("regblock"): no workgroup memory, no
+/// barriers, a 4×4 block of C an invocation, 32×32 a workgroup. Faster
+/// where barriers are dear (llvmpipe); the model chooses per device.
+pub const WGSL_REGBLOCK: &str = concat!(
+    include_str!("../../shaders/matmul_regblock.wgsl"),
+    matmul_params!()
+);
+
+/// The C tile (rows, columns) of [`WGSL_REGBLOCK`]'s workgroups.
+pub const REGBLOCK_TILE: (usize, usize) = (64, 64);
 
 impl MatmulParams {
     /// The block for an m×k by k×n product, or an error naming the
@@ -96,6 +107,12 @@ fn build() -> Result<Kernel> {
     })
     .workgroups(|p, _| p.tiles as u64)
     .cost(|p, _| p.m as u64 * p.n as u64 * p.k.max(1) as u64)
+    .variant(
+        Variant::wgsl("regblock", WGSL_REGBLOCK).workgroups(|p: &MatmulParams, _| {
+            let (m, n) = (p.m as u64, p.n as u64);
+            m.div_ceil(REGBLOCK_TILE.0 as u64) * n.div_ceil(REGBLOCK_TILE.1 as u64)
+        }),
+    )
     .build()
 }
 

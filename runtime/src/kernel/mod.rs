@@ -222,11 +222,11 @@ struct KernelInner {
     params_type_name: &'static str,
     params_size: usize,
     /// `None`: built without `.cpu(...)`; the kernel runs on GPUs only.
-    cpu: Option<Box<CpuFn>>,
+    cpu: Option<Arc<CpuFn>>,
     grid: Arc<GridFn>,
     cost: Arc<CostFn>,
     work: Option<Arc<WorkFn>>,
-    split: Option<Split>,
+    split: Option<Arc<Split>>,
     /// The kernel's other implementations (see [`Variant`]); none for a
     /// variant itself.
     variants: Vec<variant::Built>,
@@ -356,6 +356,43 @@ impl Kernel {
             .iter()
             .map(|v| v.label.as_str())
             .collect()
+    }
+
+    /// The kernel's own implementation alone, without its variants: the
+    /// same identity (its measurements are the kernel's own), run as if no
+    /// variant had been given. A benchmark times each implementation so.
+    pub fn alone(&self) -> Kernel {
+        let k = &self.inner;
+        Kernel {
+            inner: Arc::new(KernelInner {
+                name: Arc::clone(&k.name),
+                source: k.source.clone(),
+                wgsl: k.wgsl.clone(),
+                id: k.id,
+                reflection: k.reflection.clone(),
+                params_type: k.params_type,
+                params_type_name: k.params_type_name,
+                params_size: k.params_size,
+                cpu: k.cpu.clone(),
+                grid: Arc::clone(&k.grid),
+                cost: Arc::clone(&k.cost),
+                work: k.work.clone(),
+                split: k.split.clone(),
+                variants: Vec::new(),
+                on_gpu: k.on_gpu,
+            }),
+        }
+    }
+
+    /// Variant `label` as a kernel of its own (named `kernel[label]`, with
+    /// the variant's identity, so its measurements are the variant's):
+    /// it runs where its code can, and nothing else is tried.
+    pub fn variant_kernel(&self, label: &str) -> Option<&Kernel> {
+        self.inner
+            .variants
+            .iter()
+            .find(|v| v.label == label)
+            .map(|v| &v.kernel)
     }
 
     /// The kernel's variants, built.
@@ -697,11 +734,11 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
                 params_type: TypeId::of::<P>(),
                 params_type_name: std::any::type_name::<P>(),
                 params_size,
-                cpu: cpu.map(|(_, f)| f),
+                cpu: cpu.map(|(_, f)| Arc::<CpuFn>::from(f)),
                 grid,
                 cost,
                 work: work.map(Arc::<WorkFn>::from),
-                split,
+                split: split.map(Arc::new),
                 variants: Vec::new(),
                 on_gpu: true,
             }),

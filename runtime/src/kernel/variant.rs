@@ -261,7 +261,7 @@ impl Spec {
                 super::check_signature(&name, &p.reflection, &specs)?;
                 h.write(b"cpu\xff");
                 h.write(version.as_bytes());
-                inner.cpu = Some(f);
+                inner.cpu = Some(Arc::from(f));
             }
         }
         inner.id = h.finish();

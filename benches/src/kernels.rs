@@ -274,6 +274,9 @@ pub struct KernelsReport {
     pub reps: usize,
     /// Every point.
     pub points: Vec<KernelPoint>,
+    /// Each implementation of the kernels with variants, timed alone on
+    /// each GPU, and which one placement chose there.
+    pub variants: Vec<crate::variants::VariantPoint>,
 }
 
 impl KernelsReport {
@@ -537,5 +540,6 @@ pub fn kernels(
         points,
         reps,
         devices: rt.devices().iter().map(|d| d.label()).collect(),
+        variants: Vec::new(),
     })
 }

@@ -28,6 +28,7 @@ pub mod plot;
 mod routing;
 pub mod simulate;
 pub mod taskbench;
+pub mod variants;
 
 pub use graph::{GraphReport, graph};
 pub use routing::{RoutingPoint, RoutingReport, routing};

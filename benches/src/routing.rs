@@ -34,6 +34,10 @@ pub struct RoutingReport {
     pub regret_max: f64,
     /// Exploration calls the dispatcher made during this invocation.
     pub calibration_runs: u64,
+    /// Seconds spent calibrating each point before it was timed (its
+    /// automatic calls until placement settled): what a program pays on a
+    /// cold model for these kernels, variants included.
+    pub calibration_s: f64,
     /// Least timed repetitions per backend per point (fast points get up to
     /// forty times more); the median is kept.
     pub reps: usize,
@@ -69,13 +73,16 @@ pub fn routing(
     step: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<RoutingReport> {
     let start_runs = rt.stats().calibration_runs;
+    let mut calibration_s = 0.0;
     let total: usize = sweep.iter().map(|(_, s)| s.len()).sum();
     let reps = reps.max(1);
     let mut points = Vec::new();
     for (sample, sizes) in sweep {
         for &size in sizes {
             let trial = std::cell::RefCell::new(sample.trial(rt, size, 23)?);
+            let calibrating = std::time::Instant::now();
             calibrate_trial(rt, trial.borrow_mut().as_mut(), 40)?;
+            calibration_s += calibrating.elapsed().as_secs_f64();
             let mut choices: BTreeMap<Backend, usize> = BTreeMap::new();
             let targets: Vec<Target> = rt
                 .backends()
@@ -135,6 +142,7 @@ pub fn routing(
         regret_total,
         regret_max,
         calibration_runs: rt.stats().calibration_runs - start_runs,
+        calibration_s,
         reps,
         devices: rt.devices().iter().map(|d| d.label()).collect(),
     })

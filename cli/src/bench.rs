@@ -128,6 +128,9 @@ fn kernels(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
             bar.set_message(what.to_owned());
         },
     )?;
+    bar.set_message("variants: matmul 256³, each shader alone");
+    let mut report = report;
+    report.variants = pel_bench::variants::variants(rt, 256, reps, min_secs)?;
     bar.finish_and_clear();
 
     say!("## kernels\n");
@@ -170,6 +173,22 @@ fn kernels(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
     say!(
         "\nTimes are medians from host-resident inputs to the result on the host; GFLOP/s, GB/s and the roofline fraction are automatic placement's, against the peaks of the backend it chose."
     );
+    if !report.variants.is_empty() {
+        say!("\n### variants, each alone (the model's choice marked)\n");
+        say!("| kernel | device | size | variant | time | chosen |");
+        say!("|---|---|---|---|---:|---|");
+        for v in &report.variants {
+            say!(
+                "| {} | {} | {} | {} | {} | {} |",
+                v.kernel,
+                v.device,
+                v.size,
+                v.variant,
+                pel::secs(v.time_s),
+                if v.chosen { "✓" } else { "" }
+            );
+        }
+    }
     if let Some(dir) = &opts.plot {
         let files = pel_bench::plot::kernel_plots(&report.points, dir)
             .with_context(|| format!("plotting into {}", dir.display()))?;
@@ -348,10 +367,11 @@ fn routing(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
         say!("{row}");
     }
     say!(
-        "\nregret_total {:.3} (target ≤ 1.05), regret_max {:.3} (target ≤ 1.25), calibration_runs {}",
+        "\nregret_total {:.3} (target ≤ 1.05), regret_max {:.3} (target ≤ 1.25), calibration_runs {} ({} calibrating)",
         report.regret_total,
         report.regret_max,
-        report.calibration_runs
+        report.calibration_runs,
+        pel::secs(report.calibration_s)
     );
     Ok(Some((serde_json::to_value(&report)?, report.csv_rows())))
 }

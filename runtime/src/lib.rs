@@ -46,6 +46,7 @@ mod error;
 mod frames;
 mod hash;
 mod ids;
+mod info;
 pub mod inject;
 mod machine;
 mod stats;

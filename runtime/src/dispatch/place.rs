@@ -27,6 +27,12 @@ const HOPELESS: f64 = 8.0;
 /// 1.5×): exploring variants must not multiply calibration.
 pub(crate) const VARIANT_HOPELESS: f64 = 1.5;
 
+/// Samples (after a warm-up call) that settle a variant on a device, and
+/// the choice among a forced backend's implementations: comparing shaders
+/// on one device takes fewer than comparing devices, and every sample
+/// still to take is a call a later program also pays for.
+pub(crate) const VARIANT_SAMPLES: usize = 2;
+
 /// A backend that can run a call (one of the kernel's implementations
 /// there), and what it would have to receive first.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,11 +242,13 @@ impl Dispatcher {
                 Reason::OnlyBackend,
             ),
             _ => {
-                let (i, why) = self.pick(&estimates, &ids, &pool, min);
-                let why = if forced.is_some() {
-                    Reason::Forced
-                } else {
-                    why
+                let (i, why) = self.pick(&estimates, &ids, &pool, min, forced.is_some());
+                // A forced call measuring its backend's variants is
+                // calibrating (run alone and timed, not queued); once they
+                // are measured it is forced, as any other.
+                let why = match (forced, why) {
+                    (Some(_), Reason::Modelled) => Reason::Forced,
+                    _ => why,
                 };
                 (estimates[i].backend, Some(i), why)
             }
@@ -267,7 +275,16 @@ impl Dispatcher {
         ids: &[u64],
         pool: &[usize],
         min: usize,
+        forced: bool,
     ) -> (usize, Reason) {
+        // Samples an estimate needs before it stops being explored.
+        let needs = |e: &Estimate| {
+            if forced || e.variant.is_some() {
+                min.min(VARIANT_SAMPLES)
+            } else {
+                min
+            }
+        };
         let best_known = pool
             .iter()
             .filter_map(|&i| estimates[i].finish_s())
@@ -282,12 +299,15 @@ impl Dispatcher {
         let explore = pool
             .iter()
             .copied()
-            .filter(|&i| estimates[i].samples < min)
+            .filter(|&i| estimates[i].samples < needs(&estimates[i]))
             .filter(|&i| {
                 let e = &estimates[i];
                 // Hopeless: known to be far slower than the best, on
                 // evidence near this size or from a fitted curve.
+                // (A variant's one sample will do: it seldom gathers
+                // enough anywhere for a curve of its own.)
                 let evidence = e.samples >= 2
+                    || (e.samples >= 1 && e.variant.is_some())
                     || self
                         .profile
                         .curve(ids[i], device_index(e.backend), min)
@@ -300,7 +320,15 @@ impl Dispatcher {
                         .is_some_and(|t| t > VARIANT_HOPELESS * best_on(e.backend, i));
                 !hopeless && !behind
             })
-            .min_by_key(|&i| estimates[i].samples);
+            // Fewest samples first; among as few, the most promising.
+            .min_by(|&a, &b| {
+                let key = |i: usize| {
+                    let e = &estimates[i];
+                    (e.samples, e.finish_s().unwrap_or(f64::INFINITY))
+                };
+                let (ka, kb) = (key(a), key(b));
+                ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+            });
         match explore {
             Some(i) => (i, Reason::Calibrating),
             None => {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use super::{CpuArgs, CpuFn, Given, Grid, GridFn, Kernel, RawSlice, Reflection, Signature};
 use super::{reflect, with_params};
-use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::hash::Fnv;
+use crate::info::DeviceInfo;
 
 /// A predicate on a device's description: whether a variant may run there
 /// (StarPU's `can_execute`).

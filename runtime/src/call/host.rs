@@ -15,7 +15,7 @@ use crate::frames;
 use crate::ids::{Backend, Target};
 use crate::kernel::Kernel;
 
-use super::{Call, Done, Engine, LeaseGuard, Placement, RunInfo};
+use super::{Call, Charge, Done, Engine, LeaseGuard, Placement, RunInfo};
 
 #[cfg(test)]
 thread_local! {
@@ -58,13 +58,15 @@ impl Engine {
     }
 
     /// Runs a call placed on the CPU (`placement`, charged already) on the
-    /// host path; `table` is locked and `lease` holds the call's leases.
+    /// host path: implementation `used` of the `called` kernel. `table` is
+    /// locked and `lease` holds the call's leases. The outcome is recorded
+    /// as the general path records it.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn run_on_host<'a>(
         &'a self,
         mut table: MutexGuard<'a, Table>,
         mut lease: LeaseGuard<'_>,
-        kernel: &Kernel,
+        (called, used): (&Kernel, &Kernel),
         call: &Call<'_>,
         placement: Placement,
         start: Instant,
@@ -73,7 +75,7 @@ impl Engine {
         #[cfg(test)]
         HOST_CALLS.with(|c| c.set(c.get() + 1));
         let (reads, writes) = (&call.reads[..], &call.writes[..]);
-        let ran = match self.host_args(&mut table, &call.args) {
+        let (result, decided, host_written) = match self.host_args(&mut table, &call.args) {
             Ok(raw) => {
                 for id in writes {
                     table.protect_host(*id);
@@ -81,10 +83,10 @@ impl Engine {
                 drop(table);
                 // User code runs on this thread: a call into pel from it
                 // must see what this call holds.
-                let frame = frames::enter(self.id, kernel.shared_name(), reads, writes, call.task);
+                let frame = frames::enter(self.id, used.shared_name(), reads, writes, call.task);
                 let t = Instant::now();
                 let launch = Launch {
-                    kernel,
+                    kernel: used,
                     args: Args::Host(&raw),
                     params: call.params,
                     workgroups: call.workgroups,
@@ -92,67 +94,43 @@ impl Engine {
                     sample: false,
                     expect_s: None,
                 };
-                let ran = Device::execute(&self.cpu, launch).map(|_| t.elapsed());
+                let ran = Device::execute(&self.cpu, launch).map(|_| RunInfo {
+                    backend: Backend::Cpu,
+                    reason: placement.reason,
+                    elapsed: start.elapsed(),
+                    exec: t.elapsed(),
+                    split: None,
+                });
                 drop(frame);
                 table = self.table();
-                Some(ran)
+                (ran, Some(Backend::Cpu), true)
             }
             // Nothing ran (a copy lost on the way): the charge is taken back.
             Err(e) => {
                 self.dispatcher()
                     .uncharge(Backend::Cpu, placement.expect_s.unwrap_or(0.0));
-                let result = Err(e);
-                table.release_lease(reads, writes);
-                lease.held = false;
-                done(&mut table, &result);
-                self.unlock(table);
-                return result;
+                (Err(e), None, false)
             }
         };
-        self.settle_queued();
-        let result = match ran.expect("the kernel ran") {
-            Ok(exec) => {
-                for id in writes {
-                    table.mark_written(*id, Backend::Cpu, kernel.id(), &self.gpus);
-                }
-                Ok(RunInfo {
-                    backend: Backend::Cpu,
-                    reason: placement.reason,
-                    elapsed: start.elapsed(),
-                    exec,
-                    split: None,
-                })
-            }
-            Err(e) => {
-                // What it may have written is garbage; a panicking CPU
-                // implementation is excluded from placement (for this
-                // process), as on the general path.
-                for id in writes {
-                    table.written_garbage(*id, &e);
-                }
-                if matches!(e, Error::KernelPanicked { .. }) {
-                    self.dispatcher()
-                        .exclude(kernel.id(), Backend::Cpu, e.to_string(), false);
-                }
-                Err(e)
-            }
+        // A panicking CPU implementation is excluded from placement (for
+        // this process), as on the general path.
+        if let Err(e @ Error::KernelPanicked { .. }) = &result {
+            self.dispatcher()
+                .exclude(used.id(), Backend::Cpu, e.to_string(), false);
+        }
+        let charge = Charge {
+            decided,
+            ticket: None,
         };
-        {
-            let mut d = self.dispatcher();
-            d.finished(kernel.id(), Backend::Cpu, call.size);
-            if let Ok(info) = &result {
-                d.record(
-                    kernel.id(),
-                    kernel.name(),
-                    Backend::Cpu,
-                    call.size,
-                    info.exec.as_secs_f64(),
-                );
-            }
-        }
-        if result.is_ok() {
-            self.counters.ran(false);
-        }
+        let result = result.map(|info| (info, None));
+        let result = self.record(
+            &mut table,
+            (called, used),
+            call,
+            result,
+            charge,
+            host_written,
+        );
         table.release_lease(reads, writes);
         lease.held = false;
         done(&mut table, &result);

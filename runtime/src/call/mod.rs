@@ -345,7 +345,7 @@ impl Engine {
                         && self.host_variant_open(kernel, target, p.variant) =>
                 {
                     let used = kernel.implementation(p.variant);
-                    return self.run_on_host(table, lease, used, call, p, start, done);
+                    return self.run_on_host(table, lease, (kernel, used), call, p, start, done);
                 }
                 // Charged there: the loop runs it as placed.
                 Ok(p) => placed = Some(p),

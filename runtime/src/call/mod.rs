@@ -23,6 +23,7 @@ pub(crate) use queued::{Queued, QueuedCall};
 mod record;
 mod recover;
 mod split;
+pub(crate) use split::split_items;
 mod stage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -250,20 +251,6 @@ fn own_argument(what: &str, frame: &Frame, id: u64) -> Error {
             frame.kernel
         ),
     }
-}
-
-/// The length of a splittable call's index range, when the call can be
-/// split: at least two items, and every written buffer a whole number of
-/// elements per item.
-pub(crate) fn split_items(kernel: &Kernel, args: &[&Handle], params: &[u8]) -> Option<u64> {
-    let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
-    let items = kernel.split_items(params, &lens)?;
-    let whole = args
-        .iter()
-        .zip(&kernel.reflection().storage)
-        .filter(|(_, b)| b.access.writes())
-        .all(|(h, _)| (h.len as u64).is_multiple_of(items.max(1)) && h.bytes.is_multiple_of(4));
-    (items >= 2 && whole).then_some(items)
 }
 
 impl Engine {

@@ -168,7 +168,12 @@ impl Engine {
     ) -> Vec<Candidate> {
         let args = &call.args[..];
         let variants = kernel.built_variants();
-        let lens = || -> Vec<usize> { args.iter().map(|h| h.len).collect() };
+        // The arguments' lengths, for a variant's own launch size.
+        let lens: Vec<usize> = if variants.is_empty() {
+            Vec::new()
+        } else {
+            args.iter().map(|h| h.len).collect()
+        };
         let mut out = Vec::with_capacity(1 + self.gpus.len() * (1 + variants.len()));
         let backends = std::iter::once(Backend::Cpu).chain((0..self.gpus.len()).map(Backend::Gpu));
         for backend in backends {
@@ -184,7 +189,7 @@ impl Engine {
                         let workgroups = if i == 0 {
                             call.workgroups
                         } else {
-                            k.workgroups(call.params, &lens())
+                            k.workgroups(call.params, &lens)
                         };
                         k.on_gpu() && self.check_gpu_limits(k, args, g, workgroups).is_ok()
                     }
@@ -212,7 +217,7 @@ impl Engine {
                     backend,
                     variant: i as u8,
                     kernel: k.id(),
-                    label: (i > 0).then(|| Arc::from(variants[i - 1].label.as_str())),
+                    label: (i > 0).then(|| Arc::clone(&variants[i - 1].label)),
                     moves,
                 });
             }

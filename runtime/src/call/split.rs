@@ -8,6 +8,8 @@ use crate::device::{Args, Launch};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 
+use crate::buffer::Handle;
+
 use super::{Call, Engine, SplitWork};
 
 impl Engine {
@@ -94,4 +96,18 @@ impl Engine {
         }
         Ok((cpu_s, gpu_s))
     }
+}
+
+/// The length of a splittable call's index range, when the call can be
+/// split: at least two items, and every written buffer a whole number of
+/// elements per item.
+pub(crate) fn split_items(kernel: &Kernel, args: &[&Handle], params: &[u8]) -> Option<u64> {
+    let lens: Vec<usize> = args.iter().map(|h| h.len).collect();
+    let items = kernel.split_items(params, &lens)?;
+    let whole = args
+        .iter()
+        .zip(&kernel.reflection().storage)
+        .filter(|(_, b)| b.access.writes())
+        .all(|(h, _)| (h.len as u64).is_multiple_of(items.max(1)) && h.bytes.is_multiple_of(4));
+    (items >= 2 && whole).then_some(items)
 }

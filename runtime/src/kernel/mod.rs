@@ -348,71 +348,6 @@ impl Kernel {
         Ok(())
     }
 
-    /// The labels of the kernel's variants (see [`KernelBuilder::variant`]),
-    /// in the order given.
-    pub fn variants(&self) -> Vec<&str> {
-        self.inner
-            .variants
-            .iter()
-            .map(|v| v.label.as_str())
-            .collect()
-    }
-
-    /// The kernel's own implementation alone, without its variants: the
-    /// same identity (its measurements are the kernel's own), run as if no
-    /// variant had been given. A benchmark times each implementation so.
-    pub fn alone(&self) -> Kernel {
-        let k = &self.inner;
-        Kernel {
-            inner: Arc::new(KernelInner {
-                name: Arc::clone(&k.name),
-                source: k.source.clone(),
-                wgsl: k.wgsl.clone(),
-                id: k.id,
-                reflection: k.reflection.clone(),
-                params_type: k.params_type,
-                params_type_name: k.params_type_name,
-                params_size: k.params_size,
-                cpu: k.cpu.clone(),
-                grid: Arc::clone(&k.grid),
-                cost: Arc::clone(&k.cost),
-                work: k.work.clone(),
-                split: k.split.clone(),
-                variants: Vec::new(),
-                on_gpu: k.on_gpu,
-            }),
-        }
-    }
-
-    /// Variant `label` as a kernel of its own (named `kernel[label]`, with
-    /// the variant's identity, so its measurements are the variant's):
-    /// it runs where its code can, and nothing else is tried.
-    pub fn variant_kernel(&self, label: &str) -> Option<&Kernel> {
-        self.inner
-            .variants
-            .iter()
-            .find(|v| v.label == label)
-            .map(|v| &v.kernel)
-    }
-
-    /// The kernel's variants, built.
-    pub(crate) fn built_variants(&self) -> &[variant::Built] {
-        &self.inner.variants
-    }
-
-    /// Implementation `i`: the kernel itself for 0, else variant `i - 1`.
-    pub(crate) fn implementation(&self, i: u8) -> &Kernel {
-        match i {
-            0 => self,
-            i => &self.inner.variants[i as usize - 1].kernel,
-        }
-    }
-
-    /// Whether its shader runs on GPUs (false for a CPU variant).
-    pub(crate) fn on_gpu(&self) -> bool {
-        self.inner.on_gpu
-    }
-
     /// Whether the kernel was declared splittable between devices.
     pub fn is_splittable(&self) -> bool {
         self.inner.split.is_some()
@@ -669,7 +604,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
             .map(|v| v.fit::<P>(&name, true))
             .collect::<Result<Vec<_>>>()?;
         if let Some((specs, _)) = &cpu {
-            check_signature(&name, &reflection, specs)?;
+            signature::check(&name, &reflection, specs)?;
         }
         if split.is_some() && cpu.is_none() {
             return Err(Error::SplittableWithoutCpu { kernel: name });
@@ -746,7 +681,7 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         if !variants.is_empty() {
             let mut built: Vec<variant::Built> = Vec::with_capacity(variants.len());
             for v in variants {
-                let taken: Vec<String> = built.iter().map(|b| b.label.clone()).collect();
+                let taken: Vec<String> = built.iter().map(|b| b.label.to_string()).collect();
                 built.push(v.build(&kernel, &taken)?);
             }
             Arc::get_mut(&mut kernel.inner)
@@ -755,39 +690,6 @@ impl<P: bytemuck::Pod + Send + Sync> KernelBuilder<P> {
         }
         Ok(kernel)
     }
-}
-
-fn check_signature(kernel: &str, reflection: &Reflection, specs: &[ArgSpec]) -> Result<()> {
-    if specs.len() != reflection.storage.len() {
-        return Err(Error::ArgCount {
-            kernel: kernel.to_owned(),
-            what: "the CPU implementation",
-            expected: reflection.storage.len(),
-            got: specs.len(),
-        });
-    }
-    for (index, (spec, binding)) in specs.iter().zip(&reflection.storage).enumerate() {
-        if spec.elem != binding.elem {
-            return Err(Error::ArgType {
-                kernel: kernel.to_owned(),
-                index,
-                name: binding.name.clone(),
-                what: "the CPU implementation",
-                expected: binding.elem.to_string(),
-                got: spec.elem.to_string(),
-            });
-        }
-        if spec.access != binding.access {
-            return Err(Error::ArgAccess {
-                kernel: kernel.to_owned(),
-                index,
-                name: binding.name.clone(),
-                expected: binding.access.to_string(),
-                got: spec.access.to_string(),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use super::reflect::Reflection;
+use crate::error::{Error, Result};
+
 /// Scalar types WGSL storage arrays can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scalar {
@@ -417,4 +420,39 @@ impl<'a, S: Signature> CpuArgs<'a, S> {
         // SAFETY: `new`'s contract is exactly `bind`'s, for the same `'a`.
         unsafe { S::bind(self.raw) }
     }
+}
+
+/// Checks a CPU implementation's argument list against the shader's
+/// bindings: count, element types and access.
+pub(super) fn check(kernel: &str, reflection: &Reflection, specs: &[ArgSpec]) -> Result<()> {
+    if specs.len() != reflection.storage.len() {
+        return Err(Error::ArgCount {
+            kernel: kernel.to_owned(),
+            what: "the CPU implementation",
+            expected: reflection.storage.len(),
+            got: specs.len(),
+        });
+    }
+    for (index, (spec, binding)) in specs.iter().zip(&reflection.storage).enumerate() {
+        if spec.elem != binding.elem {
+            return Err(Error::ArgType {
+                kernel: kernel.to_owned(),
+                index,
+                name: binding.name.clone(),
+                what: "the CPU implementation",
+                expected: binding.elem.to_string(),
+                got: spec.elem.to_string(),
+            });
+        }
+        if spec.access != binding.access {
+            return Err(Error::ArgAccess {
+                kernel: kernel.to_owned(),
+                index,
+                name: binding.name.clone(),
+                expected: binding.access.to_string(),
+                got: spec.access.to_string(),
+            });
+        }
+    }
+    Ok(())
 }

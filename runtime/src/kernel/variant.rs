@@ -190,7 +190,8 @@ pub(super) struct Spec {
 /// One of a kernel's variants, built: a kernel of its own, and where it runs.
 pub(crate) struct Built {
     pub(crate) kernel: Kernel,
-    pub(crate) label: String,
+    /// Shared: every placement of the kernel names it.
+    pub(crate) label: Arc<str>,
     pub(crate) can_run: Option<Arc<CanRunFn>>,
 }
 
@@ -220,23 +221,14 @@ impl Spec {
             h.write(part.as_bytes());
             h.write(&[0xff]);
         }
-        let mut inner = super::KernelInner {
-            name: name.as_str().into(),
-            source: p.source.clone(),
-            wgsl: p.wgsl.clone(),
-            id: 0,
-            reflection: p.reflection.clone(),
-            params_type: p.params_type,
-            params_type_name: p.params_type_name,
-            params_size: p.params_size,
-            cpu: None,
-            grid: Arc::clone(&p.grid),
-            cost: Arc::clone(&p.cost),
-            work: p.work.clone(),
-            split: None,
-            variants: Vec::new(),
-            on_gpu: false,
-        };
+        // The kernel's code, shared, less what a variant does not have: a
+        // CPU function (a shader variant's) or a shader (a CPU variant's),
+        // and a split.
+        let mut inner = p.shared();
+        inner.name = name.as_str().into();
+        inner.cpu = None;
+        inner.split = None;
+        inner.on_gpu = false;
         match self.kind {
             Kind::Gpu {
                 source,
@@ -258,7 +250,7 @@ impl Spec {
                 }
             }
             Kind::Cpu { specs, f, version } => {
-                super::check_signature(&name, &p.reflection, &specs)?;
+                super::signature::check(&name, &p.reflection, &specs)?;
                 h.write(b"cpu\xff");
                 h.write(version.as_bytes());
                 inner.cpu = Some(Arc::from(f));
@@ -269,9 +261,79 @@ impl Spec {
             kernel: Kernel {
                 inner: Arc::new(inner),
             },
-            label,
+            label: label.into(),
             can_run: self.can_run,
         })
+    }
+}
+
+impl Kernel {
+    /// The labels of the kernel's variants (see [`KernelBuilder::variant`]),
+    /// in the order given.
+    pub fn variants(&self) -> Vec<&str> {
+        self.inner.variants.iter().map(|v| &*v.label).collect()
+    }
+
+    /// The kernel's own implementation alone, without its variants: the
+    /// same identity (its measurements are the kernel's own), run as if no
+    /// variant had been given. A benchmark times each implementation so.
+    pub fn alone(&self) -> Kernel {
+        Kernel {
+            inner: Arc::new(self.inner.shared()),
+        }
+    }
+
+    /// Variant `label` as a kernel of its own (named `kernel[label]`, with
+    /// the variant's identity, so its measurements are the variant's):
+    /// it runs where its code can, and nothing else is tried.
+    pub fn variant_kernel(&self, label: &str) -> Option<&Kernel> {
+        self.inner
+            .variants
+            .iter()
+            .find(|v| &*v.label == label)
+            .map(|v| &v.kernel)
+    }
+
+    /// The kernel's variants, built.
+    pub(crate) fn built_variants(&self) -> &[Built] {
+        &self.inner.variants
+    }
+
+    /// Implementation `i`: the kernel itself for 0, else variant `i - 1`.
+    pub(crate) fn implementation(&self, i: u8) -> &Kernel {
+        match i {
+            0 => self,
+            i => &self.inner.variants[i as usize - 1].kernel,
+        }
+    }
+
+    /// Whether its shader runs on GPUs (false for a CPU variant).
+    pub(crate) fn on_gpu(&self) -> bool {
+        self.inner.on_gpu
+    }
+}
+
+impl super::KernelInner {
+    /// A copy of the kernel's own implementation sharing its code (its
+    /// closures and shader), without variants.
+    fn shared(&self) -> super::KernelInner {
+        super::KernelInner {
+            name: Arc::clone(&self.name),
+            source: self.source.clone(),
+            wgsl: self.wgsl.clone(),
+            id: self.id,
+            reflection: self.reflection.clone(),
+            params_type: self.params_type,
+            params_type_name: self.params_type_name,
+            params_size: self.params_size,
+            cpu: self.cpu.clone(),
+            grid: Arc::clone(&self.grid),
+            cost: Arc::clone(&self.cost),
+            work: self.work.clone(),
+            split: self.split.clone(),
+            variants: Vec::new(),
+            on_gpu: self.on_gpu,
+        }
     }
 }
 

@@ -2,10 +2,11 @@
 //! communicator of pel's own, and the progress thread that completes the
 //! sends.
 //!
-//! A send is posted by the thread that has the data and returns at once;
-//! the progress thread then tests it until MPI is done with it (a large
-//! send needs MPI to be driven while its rank computes) and frees its
-//! buffer. A receive is posted as early as the receiver knows of it, and
+//! A send is posted by the thread that has the data and returns at once.
+//! Pending sends are tested together (`MPI_Testsome`), by the poster once
+//! enough are pending and by the progress thread every round (at once for
+//! a large send, which needs MPI driven while its rank computes); a send's
+//! buffer is freed once MPI reports it done. A receive is posted as early as the receiver knows of it, and
 //! waited for when its data is needed.
 
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,7 +31,8 @@ const LARGE: usize = 64 << 10;
 /// How often the progress thread looks at the pending sends.
 const ROUND: Duration = Duration::from_millis(1);
 
-/// A posted request and the buffer it owns (leaked while MPI holds it).
+/// A posted receive's request and the buffer it owns (leaked while MPI
+/// holds it).
 struct Posted {
     raw: MPI_Request,
     buf: *mut [u8],
@@ -44,9 +46,8 @@ unsafe impl Send for Posted {}
 
 impl Posted {
     fn new(request: Request<'static, [u8], StaticScope>, buf: *mut [u8]) -> Posted {
-        // SAFETY: the request is completed before its buffer is freed: by
-        // `wait` (receives) or by the progress thread (sends), which
-        // reclaim the buffer only after MPI reports completion.
+        // SAFETY: the request (a receive) is completed by `Recv::wait`
+        // before its buffer is reclaimed.
         let (raw, _, _) = unsafe { request.into_raw() };
         Posted { raw, buf }
     }

@@ -2,7 +2,10 @@
 // elements to one partial result. An invocation first folds 4 elements, 64
 // apart (every load of the workgroup is coalesced), then the 64 values are
 // halved in workgroup memory (6 steps). The host side runs passes until one
-// value is left, so the data never leaves the GPU.
+// value is left, so the data never leaves the GPU. The entries ending in
+// `_light` (the kernels' "light" variants) meet at one barrier instead of
+// 6, after which invocation 0 folds the 64 values in order: faster where a
+// barrier is dear, as on a GPU emulated by a CPU.
 //
 // `min_pass` and `max_pass`: NaNs are ignored; a partial is NaN only when all
 // its elements are.
@@ -61,12 +64,17 @@ fn pick(a: f32, b: f32, smaller: bool) -> f32 {
     return select(max(a, b), min(a, b), smaller);
 }
 
-fn reduce(lid: u32, group: u32, smaller: bool) {
+// This invocation's PER elements folded into one.
+fn fold(lid: u32, group: u32, smaller: bool) -> f32 {
     var v = x[element(group, lid, 0u)];
     for (var k = 1u; k < PER; k = k + 1u) {
         v = pick(v, x[element(group, lid, k)], smaller);
     }
-    scratch[lid] = v;
+    return v;
+}
+
+fn reduce(lid: u32, group: u32, smaller: bool) {
+    scratch[lid] = fold(lid, group, smaller);
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s >> 1u) {
         if lid < s {
@@ -76,6 +84,20 @@ fn reduce(lid: u32, group: u32, smaller: bool) {
     }
     if lid == 0u {
         partial[group] = scratch[0];
+    }
+}
+
+// The variant light on barriers: one barrier, then invocation 0 folds the
+// 64 values in order.
+fn reduce_light(lid: u32, group: u32, smaller: bool) {
+    scratch[lid] = fold(lid, group, smaller);
+    workgroupBarrier();
+    if lid == 0u {
+        var v = scratch[0];
+        for (var i = 1u; i < WG; i = i + 1u) {
+            v = pick(v, scratch[i], smaller);
+        }
+        partial[group] = v;
     }
 }
 
@@ -101,6 +123,26 @@ fn max_pass(@builtin(local_invocation_index) lid: u32,
     }
 }
 
+@compute @workgroup_size(64)
+fn min_light(@builtin(local_invocation_index) lid: u32,
+             @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
+    if group < p.groups {
+        reduce_light(lid, group, true);
+    }
+}
+
+@compute @workgroup_size(64)
+fn max_light(@builtin(local_invocation_index) lid: u32,
+             @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
+    if group < p.groups {
+        reduce_light(lid, group, false);
+    }
+}
+
 // ---- argmax
 
 // Whether candidate (b, j) beats (a, i).
@@ -114,21 +156,33 @@ fn beats(b: f32, j: u32, a: f32, i: u32) -> bool {
     return b > a || (b == a && j < i);
 }
 
-// The tree over the workgroup's 64 candidates; writes the group's best.
-fn finish(lid: u32, group: u32, v: f32, i: u32) {
+// The workgroup's best of its 64 candidates, written as the group's: by a
+// tree (6 barriers), or, `light`, by invocation 0 in order after one.
+fn finish(lid: u32, group: u32, v: f32, i: u32, light: bool) {
     scratch[lid] = v;
     scratch_idx[lid] = i;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if lid < s {
-            let b = scratch[lid + s];
-            let j = scratch_idx[lid + s];
-            if beats(b, j, scratch[lid], scratch_idx[lid]) {
-                scratch[lid] = b;
-                scratch_idx[lid] = j;
+    if light {
+        if lid == 0u {
+            for (var t = 1u; t < WG; t = t + 1u) {
+                if beats(scratch[t], scratch_idx[t], scratch[0], scratch_idx[0]) {
+                    scratch[0] = scratch[t];
+                    scratch_idx[0] = scratch_idx[t];
+                }
             }
         }
-        workgroupBarrier();
+    } else {
+        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+            if lid < s {
+                let b = scratch[lid + s];
+                let j = scratch_idx[lid + s];
+                if beats(b, j, scratch[lid], scratch_idx[lid]) {
+                    scratch[lid] = b;
+                    scratch_idx[lid] = j;
+                }
+            }
+            workgroupBarrier();
+        }
     }
     if lid == 0u {
         let best = scratch[0];
@@ -137,14 +191,14 @@ fn finish(lid: u32, group: u32, v: f32, i: u32) {
     }
 }
 
-@compute @workgroup_size(64)
-fn first(@builtin(local_invocation_index) lid: u32,
-         @builtin(workgroup_id) wid: vec3<u32>,
-         @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = pel_workgroup_index(wid, groups);
-    if group >= p.groups {
-        return;
-    }
+// A value and its index.
+struct Candidate {
+    v: f32,
+    i: u32,
+}
+
+// The best of this invocation's PER input elements (index: position).
+fn first_candidate(lid: u32, group: u32) -> Candidate {
     var i = element(group, lid, 0u);
     var v = x[i];
     for (var k = 1u; k < PER; k = k + 1u) {
@@ -155,17 +209,11 @@ fn first(@builtin(local_invocation_index) lid: u32,
             i = j;
         }
     }
-    finish(lid, group, v, i);
+    return Candidate(v, i);
 }
 
-@compute @workgroup_size(64)
-fn merge(@builtin(local_invocation_index) lid: u32,
-         @builtin(workgroup_id) wid: vec3<u32>,
-         @builtin(num_workgroups) groups: vec3<u32>) {
-    let group = pel_workgroup_index(wid, groups);
-    if group >= p.groups {
-        return;
-    }
+// The best of this invocation's PER partial pairs of a previous pass.
+fn merge_candidate(lid: u32, group: u32) -> Candidate {
     let e = element(group, lid, 0u);
     var v = x[e];
     var i = idx[e];
@@ -178,5 +226,53 @@ fn merge(@builtin(local_invocation_index) lid: u32,
             i = j;
         }
     }
-    finish(lid, group, v, i);
+    return Candidate(v, i);
+}
+
+@compute @workgroup_size(64)
+fn first(@builtin(local_invocation_index) lid: u32,
+         @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
+    if group >= p.groups {
+        return;
+    }
+    let c = first_candidate(lid, group);
+    finish(lid, group, c.v, c.i, false);
+}
+
+@compute @workgroup_size(64)
+fn merge(@builtin(local_invocation_index) lid: u32,
+         @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
+    if group >= p.groups {
+        return;
+    }
+    let c = merge_candidate(lid, group);
+    finish(lid, group, c.v, c.i, false);
+}
+
+@compute @workgroup_size(64)
+fn first_light(@builtin(local_invocation_index) lid: u32,
+               @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
+    if group >= p.groups {
+        return;
+    }
+    let c = first_candidate(lid, group);
+    finish(lid, group, c.v, c.i, true);
+}
+
+@compute @workgroup_size(64)
+fn merge_light(@builtin(local_invocation_index) lid: u32,
+               @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = pel_workgroup_index(wid, groups);
+    if group >= p.groups {
+        return;
+    }
+    let c = merge_candidate(lid, group);
+    finish(lid, group, c.v, c.i, true);
 }

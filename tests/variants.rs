@@ -142,3 +142,218 @@ fn each_matmul_shader_alone_matches_the_reference() {
         }
     }
 }
+
+/// Every implementation of `kernel` for the device kind: its own code
+/// (labelled "own") and each variant that runs there (a GPU variant has no
+/// CPU code).
+fn implementations(kernel: &Kernel, on_cpu: bool) -> Vec<(String, Kernel)> {
+    let mut all = vec![("own".to_owned(), kernel.alone())];
+    for label in kernel.variants() {
+        let k = kernel.variant_kernel(label).unwrap();
+        if k.has_cpu() == on_cpu {
+            all.push((label.to_owned(), k.clone()));
+        }
+    }
+    all
+}
+
+/// `n` seeded values with a NaN every 97th (from the 5th) and a run of
+/// 300 NaNs from 1,000: a whole chunk of the reductions' is then NaN.
+fn with_nans(n: usize, seed: u64) -> Vec<f32> {
+    let mut xs = common::random(n, seed);
+    for (i, x) in xs.iter_mut().enumerate() {
+        if i % 97 == 5 || (1000..1300).contains(&i) {
+            *x = f32::NAN;
+        }
+    }
+    xs
+}
+
+/// Inputs of one reduction pass: none, one, a prime, either side of a
+/// chunk of 256 and of 4,096, and on the first GPU, more than 65,535
+/// workgroups (of either shader).
+const PASS_SIZES: [usize; 8] = [0, 1, 63, 256, 257, 4096, 4099, 100_003];
+const PASS_LARGE: usize = 65_536 * 256 + 3;
+
+fn pass_sizes(gpu: Backend, first: Backend) -> Vec<usize> {
+    let mut sizes = PASS_SIZES.to_vec();
+    if gpu == first {
+        sizes.push(PASS_LARGE);
+    }
+    sizes
+}
+
+/// One pass of sum, each shader alone, against its blocks' f64 sums: each
+/// partial within len·ε·Σ|x| of its block's (len ≤ 4,096 adds in f32).
+#[test]
+fn each_sum_shader_alone_matches_the_reference() {
+    use pel::kernels::sum::{CHUNK, Sum, SumParams, reference};
+    let rt = common::rt();
+    let sum = Sum::new().unwrap();
+    let gpus = common::gpus(rt, "each_sum_shader_alone_matches_the_reference");
+    for &gpu in &gpus {
+        for n in pass_sizes(gpu, gpus[0]) {
+            let xs = common::random(n, n as u64 + 1);
+            let x = rt.buffer(&xs);
+            let groups = n.div_ceil(CHUNK).max(1);
+            let p = SumParams {
+                n: n as u32,
+                groups: groups as u32,
+            };
+            for (name, k) in implementations(sum.kernel(), false) {
+                let partial = rt.buffer(&vec![f32::NAN; groups]);
+                rt.run_on(gpu, &k, &[&x, &partial], &p).unwrap();
+                let got = rt.read(&partial).unwrap();
+                for (g, &v) in got.iter().enumerate() {
+                    let block = &xs[(g * CHUNK).min(n)..((g + 1) * CHUNK).min(n)];
+                    let (want, mag) = reference(block);
+                    let tol = block.len() as f64 * f32::EPSILON as f64 * mag;
+                    assert!(
+                        (v as f64 - want).abs() <= tol,
+                        "{gpu} {name} n = {n}: partial {g} = {v} but {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One pass of min, max and argmax (first and merge), each shader alone,
+/// against each chunk's exact result, NaNs ignored (a chunk all NaN gives
+/// NaN, and for argmax the index u32::MAX).
+#[test]
+fn each_reduction_shader_alone_matches_the_reference() {
+    use pel::kernels::reduce::{Argmax, CHUNK, Reduce, ReduceOp, ReduceParams};
+    let rt = common::rt();
+    let (min, max) = (
+        Reduce::new(ReduceOp::Min).unwrap(),
+        Reduce::new(ReduceOp::Max).unwrap(),
+    );
+    let argmax = Argmax::new().unwrap();
+    let gpus = common::gpus(rt, "each_reduction_shader_alone_matches_the_reference");
+    // The first (value, index) of a chunk that `better` picks: NaNs never.
+    let best = |xs: &[f32], idx: &[u32], better: &dyn Fn(f32, f32) -> bool| -> (f32, u32) {
+        let mut b = (f32::NAN, u32::MAX);
+        for (&v, &i) in xs.iter().zip(idx) {
+            if !v.is_nan() && (b.0.is_nan() || better(v, b.0) || (v == b.0 && i < b.1)) {
+                b = (v, i);
+            }
+        }
+        b
+    };
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    for &gpu in &gpus {
+        for n in pass_sizes(gpu, gpus[0]) {
+            if n == 0 {
+                continue; // refused before any pass (tests/kernels_linalg.rs)
+            }
+            let xs = with_nans(n, n as u64 + 2);
+            // Indices as a merge pass reads them: shuffled, so the lowest
+            // index of a tie is not the first position.
+            let idx: Vec<u32> = (0..n as u32)
+                .map(|i| i.wrapping_mul(2_654_435_761))
+                .collect();
+            let positions: Vec<u32> = (0..n as u32).collect();
+            let (x, ib) = (rt.buffer(&xs), rt.buffer(&idx));
+            let groups = n.div_ceil(CHUNK);
+            let p = ReduceParams {
+                n: n as u32,
+                groups: groups as u32,
+            };
+            let chunks = |g: usize| (g * CHUNK)..((g + 1) * CHUNK).min(n);
+            for (op, kernel, better) in [
+                (
+                    "min",
+                    min.kernel(),
+                    (|a: f32, b: f32| a < b) as fn(f32, f32) -> bool,
+                ),
+                ("max", max.kernel(), |a, b| a > b),
+            ] {
+                for (name, k) in implementations(kernel, false) {
+                    let partial = rt.buffer(&vec![0.25f32; groups]);
+                    rt.run_on(gpu, &k, &[&x, &partial], &p).unwrap();
+                    for (g, v) in rt.read(&partial).unwrap().into_iter().enumerate() {
+                        let r = chunks(g);
+                        let want = best(&xs[r.clone()], &positions[r], &better).0;
+                        assert!(
+                            same(v, want),
+                            "{gpu} {op} {name} n = {n}: {g}: {v} but {want}"
+                        );
+                    }
+                }
+            }
+            for (pass, kernel) in [("first", argmax.kernel()), ("merge", argmax.merge_kernel())] {
+                let merge = pass == "merge";
+                for (name, k) in implementations(kernel, false) {
+                    let (val, at) = (
+                        rt.buffer(&vec![0.25f32; groups]),
+                        rt.buffer(&vec![7u32; groups]),
+                    );
+                    if merge {
+                        rt.run_on(gpu, &k, &[&x, &ib, &val, &at], &p).unwrap();
+                    } else {
+                        rt.run_on(gpu, &k, &[&x, &val, &at], &p).unwrap();
+                    }
+                    let (vals, ats) = (rt.read(&val).unwrap(), rt.read(&at).unwrap());
+                    for g in 0..groups {
+                        let r = chunks(g);
+                        let ids = if merge {
+                            &idx[r.clone()]
+                        } else {
+                            &positions[r.clone()]
+                        };
+                        let want = best(&xs[r], ids, &|a, b| a > b);
+                        assert!(
+                            same(vals[g], want.0) && ats[g] == want.1,
+                            "{gpu} argmax {pass} {name} n = {n}: {g}: ({}, {}) but {want:?}",
+                            vals[g],
+                            ats[g]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// matmul's CPU implementations alone (faer on the pool, faer on one
+/// thread) against the serial reference at awkward shapes, with the
+/// tolerance of the GPU shaders' test.
+#[test]
+fn each_matmul_cpu_implementation_alone_matches_the_reference() {
+    use pel::kernels::matmul::{MatmulParams, reference};
+    let rt = common::rt();
+    let mm = pel::kernels::Matmul::new().unwrap();
+    let all = implementations(mm.kernel(), true);
+    assert_eq!(all.len(), 2, "own and serial");
+    for (m, n, k) in [
+        (0, 0, 0),
+        (5, 7, 0),
+        (1, 1, 1),
+        (31, 33, 7),
+        (65, 65, 65),
+        (100, 37, 211),
+    ] {
+        let a = common::random(m * k, 3);
+        let b = common::random(k * n, 4);
+        let (want, mag) = reference(&a, &b, m, n, k);
+        let (ab, bb) = (rt.buffer(&a), rt.buffer(&b));
+        let p = MatmulParams::new(m, n, k).unwrap();
+        for (name, kernel) in &all {
+            let c = rt.buffer(&vec![f32::NAN; m * n]);
+            rt.run_on(Backend::Cpu, kernel, &[&ab, &bb, &c], &p)
+                .unwrap();
+            let got = rt.read(&c).unwrap();
+            for i in 0..m * n {
+                let tol =
+                    (k as f64 + 2.0) * f32::EPSILON as f64 * mag[i] + f32::MIN_POSITIVE as f64;
+                assert!(
+                    (got[i] as f64 - want[i]).abs() <= tol,
+                    "cpu {name} {m}×{n}×{k}: c[{i}] = {} but {}",
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+}

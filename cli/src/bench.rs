@@ -128,9 +128,10 @@ fn kernels(rt: &Runtime, opts: &BenchOptions) -> Result<Outcome> {
             bar.set_message(what.to_owned());
         },
     )?;
-    bar.set_message("variants: matmul 256³, each shader alone");
+    bar.set_message("variants: each implementation alone");
     let mut report = report;
-    report.variants = pel_bench::variants::variants(rt, 256, reps, min_secs)?;
+    let keep = |k: &str| opts.kernels.is_empty() || opts.kernels.iter().any(|o| o == k);
+    report.variants = pel_bench::variants::variants(rt, reps, min_secs, &keep)?;
     bar.finish_and_clear();
 
     say!("## kernels\n");

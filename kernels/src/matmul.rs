@@ -7,11 +7,16 @@
 //! registers, staging A and B through workgroup memory. The CPU side calls
 //! faer's matrix product, the fastest portable Rust GEMM: a runtime should
 //! use the best implementation it can get on each processor.
+//!
+//! Two variants, which the model chooses where they are faster: "regblock"
+//! on GPUs (no workgroup memory, no barriers) and "serial" on the CPU
+//! (faer's product on the calling thread: on small products it saves
+//! splitting the work across the pool, on large ones it leaves cores idle).
 
 use faer::{Accum, MatMut, MatRef, Par};
-use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Variant};
+use pel_runtime::{Buffer, CpuArgs, Kernel, Read, ReadWrite, Result, Variant};
 
-use crate::launch::{builder, one_kernel};
+use crate::launch::one_kernel;
 use crate::uniform::wgsl_struct;
 use crate::{ensure, invalid, u32_len};
 
@@ -46,7 +51,7 @@ wgsl_struct! {
 pub const WGSL: &str = concat!(include_str!("../../shaders/matmul.wgsl"), matmul_params!());
 
 /// The register-blocked variant ("regblock"): no workgroup memory, no
-/// barriers, a 4×4 block of C an invocation, 32×32 a workgroup. Faster
+/// barriers, an 8×8 block of C an invocation, 64×64 a workgroup. Faster
 /// where barriers are dear (llvmpipe); the model chooses per device.
 pub const WGSL_REGBLOCK: &str = concat!(
     include_str!("../../shaders/matmul_regblock.wgsl"),
@@ -95,25 +100,36 @@ one_kernel! {
         => [a, b, c], Self::params(a, b, c, (m, n, k));
 }
 
+/// faer's product of `a` (m×k) and `b` (k×n) into `c` (m×n), on `par`.
+fn product(args: CpuArgs<'_, Args>, p: &MatmulParams, par: Par) {
+    let (a, b, c) = args.split();
+    let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+    let a = MatRef::from_row_major_slice(a, m, k);
+    let b = MatRef::from_row_major_slice(b, k, n);
+    let c = MatMut::from_row_major_slice_mut(c, m, n);
+    faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, par);
+}
+
+/// The arguments: A and B read, C written.
+type Args = (Read<f32>, Read<f32>, ReadWrite<f32>);
+
 fn build() -> Result<Kernel> {
-    type Args = (Read<f32>, Read<f32>, ReadWrite<f32>);
-    builder::<MatmulParams, Args>("matmul", WGSL, |(a, b, c), p| {
-        let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
-        let a = MatRef::from_row_major_slice(a, m, k);
-        let b = MatRef::from_row_major_slice(b, k, n);
-        let c = MatMut::from_row_major_slice_mut(c, m, n);
-        // Par::rayon(0) takes the current pool: pel's CPU pool.
-        faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
-    })
-    .workgroups(|p, _| p.tiles as u64)
-    .cost(|p, _| p.m as u64 * p.n as u64 * p.k.max(1) as u64)
-    .variant(
-        Variant::wgsl("regblock", WGSL_REGBLOCK).workgroups(|p: &MatmulParams, _| {
-            let (m, n) = (p.m as u64, p.n as u64);
-            m.div_ceil(REGBLOCK_TILE.0 as u64) * n.div_ceil(REGBLOCK_TILE.1 as u64)
-        }),
-    )
-    .build()
+    // Par::rayon(0) takes the current pool: pel's CPU pool.
+    Kernel::builder("matmul", WGSL)
+        .params::<MatmulParams>()
+        .cpu::<Args>(|args, p| product(args, p, Par::rayon(0)))
+        .workgroups(|p, _| p.tiles as u64)
+        .cost(|p, _| p.m as u64 * p.n as u64 * p.k.max(1) as u64)
+        .variant(
+            Variant::wgsl("regblock", WGSL_REGBLOCK).workgroups(|p: &MatmulParams, _| {
+                let (m, n) = (p.m as u64, p.n as u64);
+                m.div_ceil(REGBLOCK_TILE.0 as u64) * n.div_ceil(REGBLOCK_TILE.1 as u64)
+            }),
+        )
+        .variant(Variant::cpu::<Args>("serial", |args, p| {
+            product(args, p, Par::Seq)
+        }))
+        .build()
 }
 
 impl Matmul {

@@ -16,7 +16,7 @@
 //! results are exact: a min, a max or a position involves no rounding.
 
 use pel_runtime::{
-    Buffer, Kernel, KernelBuilder, Read, ReadWrite, Result, RunInfo, Runtime, Target,
+    Buffer, Kernel, KernelBuilder, Read, ReadWrite, Result, RunInfo, Runtime, Target, Variant,
 };
 use rayon::prelude::*;
 
@@ -44,7 +44,8 @@ wgsl_struct! {
 }
 
 /// The WGSL source of min, max (entry points `min_pass` and `max_pass`) and
-/// argmax (`first` and `merge`).
+/// argmax (`first` and `merge`), and of their variants light on barriers
+/// (`min_light`, `max_light`, `first_light` and `merge_light`).
 pub const WGSL: &str = concat!(include_str!("../../shaders/reduce.wgsl"), reduce_params!());
 
 /// Which extremum [`Reduce`] finds.
@@ -149,9 +150,12 @@ fn all_nan(kernel: &str, n: usize) -> pel_runtime::Error {
 }
 
 /// A pass's launch size (64 invocations per partial result) and cost (its
-/// input's elements).
-fn pass_size(b: KernelBuilder<ReduceParams>) -> KernelBuilder<ReduceParams> {
-    b.invocations(|p, _| p.groups as u64 * 64)
+/// input's elements), and its variant light on barriers (labelled "light":
+/// the shader's entry point `light`, the same launch), which the model may
+/// choose where barriers are dear.
+fn pass_size(b: KernelBuilder<ReduceParams>, light: &str) -> KernelBuilder<ReduceParams> {
+    b.variant(Variant::wgsl("light", WGSL).entry(light))
+        .invocations(|p, _| p.groups as u64 * 64)
         .cost(|p, _| p.n as u64)
         // A compare and 4 bytes read an element (8 for (value, index)).
         .work(|p, _| (p.n as f64, 8.0 * p.n as f64))
@@ -176,9 +180,9 @@ pub struct Reduce {
 impl Reduce {
     /// Builds the kernel for `op`.
     pub fn new(op: ReduceOp) -> Result<Self> {
-        let entry = match op {
-            ReduceOp::Min => "min_pass",
-            ReduceOp::Max => "max_pass",
+        let (entry, light) = match op {
+            ReduceOp::Min => ("min_pass", "min_light"),
+            ReduceOp::Max => ("max_pass", "max_light"),
         };
         type Args = (Read<f32>, ReadWrite<f32>);
         let kernel = builder::<ReduceParams, Args>(op.name(), WGSL, move |(x, partial), p| {
@@ -188,7 +192,7 @@ impl Reduce {
             for_each_block(outs, n, CHUNK, 64, |out, r| *out = op.of_chunk(&x[r]));
         })
         .entry(entry);
-        let kernel = pass_size(kernel).build()?;
+        let kernel = pass_size(kernel, light).build()?;
         Ok(Reduce { op, kernel })
     }
 
@@ -266,7 +270,10 @@ impl Argmax {
             },
         )
         .entry("merge");
-        let (first, merge) = (pass_size(first).build()?, pass_size(merge).build()?);
+        let (first, merge) = (
+            pass_size(first, "first_light").build()?,
+            pass_size(merge, "merge_light").build()?,
+        );
         Ok(Argmax { first, merge })
     }
 

@@ -8,7 +8,7 @@
 //! repeat on the partial sums until one value is left, all on the device
 //! that holds them.
 
-use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result};
+use pel_runtime::{Buffer, Kernel, Read, ReadWrite, Result, Variant};
 use rayon::prelude::*;
 
 use crate::launch::{Launch, builder, reduce_to_one, run_and_submit};
@@ -40,6 +40,16 @@ pub const WGSL: &str = concat!(
     sum_params!(),
 );
 
+/// The variant light on barriers ("light"): the same blocks, in workgroups
+/// of 64 that each add 64 elements an invocation and meet at one barrier,
+/// after which one invocation adds the 64 sums. The kernel's own shader
+/// (a tree of nine barriers over 256) suits wide hardware workgroups; the
+/// model chooses per device.
+pub const WGSL_LIGHT: &str = concat!(include_str!("../../shaders/sum_light.wgsl"), sum_params!(),);
+
+/// Invocations a workgroup of [`WGSL_LIGHT`] has.
+const LIGHT_WG: u64 = 64;
+
 /// The sum kernel (one pass) and the multi-pass driver.
 #[derive(Debug, Clone)]
 pub struct Sum {
@@ -65,6 +75,10 @@ impl Sum {
         .invocations(|p, _| p.groups as u64 * WG as u64)
         // One add and 4 bytes an element read.
         .work(|p, _| (p.n as f64, 4.0 * p.n as f64))
+        .variant(
+            Variant::wgsl("light", WGSL_LIGHT)
+                .invocations(|p: &SumParams, _| p.groups as u64 * LIGHT_WG),
+        )
         .build()?;
         Ok(Sum { kernel })
     }

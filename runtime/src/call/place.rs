@@ -377,6 +377,7 @@ fn memo_key(
     }
     Some(MemoKey {
         kernel: kernel.id(),
+        variants: kernel.built_variants().len(),
         size: call.size,
         workgroups: call.workgroups,
         forced,

@@ -618,6 +618,7 @@ fn small_or_untimed_transfers_leave_the_bus_alone() {
 fn memo_key(forced: Option<Backend>) -> MemoKey {
     MemoKey {
         kernel: 1,
+        variants: 0,
         size: 1000,
         workgroups: 4,
         forced,

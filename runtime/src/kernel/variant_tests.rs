@@ -169,3 +169,46 @@ fn a_cpu_only_runtime_explores_its_cpu_variants_and_names_them() {
     let shown = rt.explain(&k, &[&x, &y], &()).unwrap().to_string();
     assert!(shown.contains("cpu[scalar]"), "{shown}");
 }
+
+#[test]
+fn a_kernel_alone_never_runs_a_variant_remembered_for_its_kernel() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static OWN_RUNS: AtomicUsize = AtomicUsize::new(0);
+    let rt = Runtime::builder()
+        .gpu(false)
+        .persist_model(false)
+        .build()
+        .unwrap();
+    // The own implementation is far slower: once calibrated, every call
+    // of the kernel runs the variant, and its decision is remembered.
+    let k = Kernel::builder("double", double_wgsl(64))
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
+            OWN_RUNS.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            double(args)
+        })
+        .variant(Variant::cpu::<(Read<f32>, ReadWrite<f32>)>(
+            "fast",
+            |args, _: &()| double(args),
+        ))
+        .build()
+        .unwrap();
+    let xs: Vec<f32> = (0..37).map(|i| i as f32).collect();
+    let want: Vec<f32> = xs.iter().map(|x| 2.0 * x).collect();
+    let (x, y) = (rt.buffer(&xs), rt.zeros::<f32>(xs.len()));
+    for _ in 0..40 {
+        rt.execute(Target::Auto, &k, &[&x, &y], &()).unwrap();
+    }
+    let last = rt.decisions().pop().unwrap();
+    assert_eq!(last.variant.as_deref(), Some("fast"), "{last}");
+    // The kernel alone has the kernel's id but no variant: it runs its
+    // own code, at the same call the kernel's decision was made for.
+    let alone = k.alone();
+    for target in [Target::Auto, Target::On(Backend::Cpu)] {
+        let before = OWN_RUNS.load(Ordering::Relaxed);
+        let y = rt.buffer(&vec![f32::NAN; xs.len()]);
+        rt.execute(target, &alone, &[&x, &y], &()).unwrap();
+        assert_eq!(rt.read(&y).unwrap(), want);
+        assert_eq!(OWN_RUNS.load(Ordering::Relaxed), before + 1, "{target:?}");
+    }
+}

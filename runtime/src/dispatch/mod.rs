@@ -38,7 +38,7 @@ mod tests;
 #[cfg(test)]
 mod variant_tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::hash::FxSet;
@@ -109,6 +109,12 @@ pub(crate) struct Dispatcher {
     splits: BTreeMap<(u64, i32, usize), SplitEntry>,
     /// (kernel, device index) pairs automatic placement skips.
     excluded: BTreeMap<(u64, usize), Excluded>,
+    /// (implementation, device index, size bucket) triples set aside:
+    /// measured well behind another implementation on their device near
+    /// that size, so not explored there again. Saved with the model: as
+    /// the estimates around it move, a later process would otherwise find
+    /// such an implementation close enough to measure again.
+    set_aside: BTreeSet<(u64, usize, i32)>,
     /// Changed since the last save.
     dirty: bool,
     /// A failed save was reported (once is enough).
@@ -148,6 +154,7 @@ impl Dispatcher {
             seen_rates: vec![Default::default(); gpus],
             splits: BTreeMap::new(),
             excluded: BTreeMap::new(),
+            set_aside: BTreeSet::new(),
             dirty: false,
             warned: false,
         }
@@ -212,6 +219,7 @@ impl Dispatcher {
         self.readback = loaded.readback;
         self.splits = loaded.splits;
         self.excluded = loaded.excluded;
+        self.set_aside = loaded.set_aside;
     }
 
     /// Writes the model if it changed since the last save.
@@ -237,6 +245,7 @@ impl Dispatcher {
         self.profile.clear();
         self.splits.clear();
         self.excluded.clear();
+        self.set_aside.clear();
         self.dirty = true;
     }
 

@@ -242,7 +242,7 @@ impl Dispatcher {
                 Reason::OnlyBackend,
             ),
             _ => {
-                let (i, why) = self.pick(&estimates, &ids, &pool, min, forced.is_some());
+                let (i, why) = self.pick(&estimates, &ids, &pool, (min, b), forced.is_some());
                 // A forced call measuring its backend's variants is
                 // calibrating (run alone and timed, not queued); once they
                 // are measured it is forced, as any other.
@@ -267,14 +267,17 @@ impl Dispatcher {
     }
 
     /// The estimate to run among `pool` (indices into `estimates`, whose
-    /// implementations' ids are `ids`): one still to explore, fewest
-    /// samples first, unless it is hopeless; else the earliest finish.
+    /// implementations' ids are `ids`) for a call of `min` samples' trust
+    /// in size bucket `b`: one still to explore, fewest samples first,
+    /// unless it is hopeless or set aside; else the earliest finish. An
+    /// implementation found well behind another on its device is set
+    /// aside for this bucket, for good.
     fn pick(
         &mut self,
         estimates: &[Estimate],
         ids: &[u64],
         pool: &[usize],
-        min: usize,
+        (min, b): (usize, i32),
         forced: bool,
     ) -> (usize, Reason) {
         // Samples an estimate needs before it stops being explored.
@@ -296,10 +299,21 @@ impl Dispatcher {
                 .filter_map(|&j| estimates[j].finish_s())
                 .fold(f64::INFINITY, f64::min)
         };
+        let key = |i: usize| (ids[i], device_index(estimates[i].backend), b);
+        // Measured well behind another implementation on its own device:
+        // one sample is evidence enough.
+        let behind = |i: usize| {
+            let e = &estimates[i];
+            e.samples >= 1
+                && e.finish_s()
+                    .is_some_and(|t| t > VARIANT_HOPELESS * best_on(e.backend, i))
+        };
+        let mut behind_now = Vec::new();
         let explore = pool
             .iter()
             .copied()
             .filter(|&i| estimates[i].samples < needs(&estimates[i]))
+            .filter(|&i| !self.set_aside.contains(&key(i)))
             .filter(|&i| {
                 let e = &estimates[i];
                 // Hopeless: known to be far slower than the best, on
@@ -313,11 +327,10 @@ impl Dispatcher {
                         .curve(ids[i], device_index(e.backend), min)
                         .is_some();
                 let hopeless = e.finish_s().is_some_and(|t| t > HOPELESS * best_known) && evidence;
-                // A variant measured well behind another variant on its
-                // own device: one sample is evidence enough.
-                let behind = e.samples >= 1
-                    && e.finish_s()
-                        .is_some_and(|t| t > VARIANT_HOPELESS * best_on(e.backend, i));
+                let behind = behind(i);
+                if behind {
+                    behind_now.push(i);
+                }
                 !hopeless && !behind
             })
             // Fewest samples first; among as few, the most promising.
@@ -329,6 +342,17 @@ impl Dispatcher {
                 let (ka, kb) = (key(a), key(b));
                 ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
             });
+        for i in behind_now {
+            self.dirty |= self.set_aside.insert(key(i));
+        }
+        // A forced call with one implementation left in contention on its
+        // backend (the others set aside or well behind it) has nothing to
+        // choose: it runs that one, as forced, however few its samples.
+        let contending = pool
+            .iter()
+            .filter(|&&i| !behind(i) && !self.set_aside.contains(&key(i)))
+            .count();
+        let explore = explore.filter(|_| !forced || contending > 1);
         match explore {
             Some(i) => (i, Reason::Calibrating),
             None => {

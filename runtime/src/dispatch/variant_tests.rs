@@ -126,3 +126,66 @@ fn a_forced_backend_still_chooses_among_its_variants() {
         (GPU, Some("wide"), Reason::Forced)
     );
 }
+
+#[test]
+fn a_variant_set_aside_stays_aside_in_a_later_process_as_estimates_move() {
+    let mut d = dispatcher();
+    // The variant is 3× slower than the GPU's own shader: set aside after
+    // one sample.
+    calibrate(&mut d, None, |b, v| match (b, v) {
+        (CPU, _) => 2e-3,
+        (_, None) => 1e-3,
+        (_, Some(_)) => 3e-3,
+    });
+    let aside = (2, 1, profile::bucket(1000));
+    assert!(d.set_aside.contains(&aside), "{:?}", d.set_aside);
+    // A later process loads the model; there the GPU's own shader runs
+    // slower, so the variant's one sample is now within 1.5× of it.
+    let text = persist::to_json(&d).unwrap();
+    let mut later = dispatcher();
+    later.absorb(persist::parse(&text, &later.keys.clone(), "the model").unwrap());
+    assert!(later.set_aside.contains(&aside));
+    for _ in 0..12 {
+        later.record(1, "k", GPU, 1000, 2.5e-3);
+    }
+    for _ in 0..20 {
+        let p = later.place(&offers(), None).unwrap();
+        let dec = later.log.back().unwrap();
+        assert_eq!(p.variant, 0, "the variant set aside ran again: {dec}");
+        let id = 1 + u64::from(p.variant);
+        let secs = if p.backend == CPU { 2e-3 } else { 2.5e-3 };
+        later.record(id, "k", p.backend, 1000, secs);
+    }
+    // Forgetting the model forgets what was set aside.
+    later.reset();
+    assert!(later.set_aside.is_empty());
+}
+
+#[test]
+fn a_forced_call_left_one_implementation_runs_it_without_calibrating() {
+    let mut d = dispatcher();
+    let mut reasons = Vec::new();
+    for _ in 0..8 {
+        let c = Candidates {
+            forced: Some(GPU),
+            ..offers()
+        };
+        let p = d.place(&c, None).unwrap();
+        let dec = d.log.back().cloned().unwrap();
+        reasons.push((dec.variant.clone(), dec.reason));
+        // The own shader is 5× slower than the variant.
+        let secs = if p.variant == 0 { 5e-3 } else { 1e-3 };
+        d.record(1 + u64::from(p.variant), "k", GPU, 1000, secs);
+    }
+    // Each shader: a warm-up and one sample. The own one is then well
+    // behind, and the variant, with one sample, is all that is left.
+    let calibrating = reasons
+        .iter()
+        .filter(|(_, r)| *r == Reason::Calibrating)
+        .count();
+    assert_eq!(calibrating, 4, "{reasons:?}");
+    assert_eq!(
+        reasons.last().unwrap(),
+        &(Some("wide".to_owned()), Reason::Forced)
+    );
+}

@@ -24,7 +24,7 @@
 //! What pel records itself stays within these bounds, so a file it wrote is
 //! never refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,20 @@ struct File {
     /// (kernel, device) pairs excluded for good.
     #[serde(default)]
     excluded: Vec<FileExclusion>,
+    /// Implementations set aside on a device near a size: measured well
+    /// behind another there, not explored again.
+    #[serde(default)]
+    set_aside: Vec<FileSetAside>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileSetAside {
+    /// Implementation identity (a kernel's or a variant's), 16 hex digits.
+    kernel: String,
+    /// Device key.
+    device: String,
+    /// Size bucket.
+    bucket: i32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,6 +116,7 @@ pub(crate) struct Loaded {
     pub(crate) readback: BTreeMap<u64, (u64, u64)>,
     pub(crate) splits: BTreeMap<(u64, i32, usize), SplitEntry>,
     pub(crate) excluded: BTreeMap<(u64, usize), Excluded>,
+    pub(crate) set_aside: BTreeSet<(u64, usize, i32)>,
     /// One line per entry refused, naming the file, the entry and the value.
     pub(crate) warnings: Vec<String>,
 }
@@ -351,6 +366,27 @@ pub(crate) fn parse(text: &str, keys: &[String], origin: &str) -> Result<Loaded,
         );
     }
 
+    for a in file.set_aside {
+        let Some(device) = index(&a.device) else {
+            continue;
+        };
+        let what = format!(
+            "set-aside of kernel {} at bucket {} on `{}`",
+            shown(&a.kernel),
+            a.bucket,
+            a.device
+        );
+        match kernel_id(&a.kernel) {
+            None => refuse(what, "the kernel id is not 16 hex digits".into()),
+            Some(_) if !(0..1024).contains(&a.bucket) => {
+                refuse(what, format!("bucket {} is outside 0 to 1023", a.bucket))
+            }
+            Some(kernel) => {
+                loaded.set_aside.insert((kernel, device, a.bucket));
+            }
+        }
+    }
+
     loaded.warnings = warnings;
     Ok(loaded)
 }
@@ -414,6 +450,16 @@ pub(crate) fn to_json(d: &Dispatcher) -> Result<String, String> {
                 kernel: format!("{k:016x}"),
                 device: keys[dev].clone(),
                 reason: x.reason.clone(),
+            })
+            .collect(),
+        set_aside: d
+            .set_aside
+            .iter()
+            .filter(|(_, dev, _)| *dev < keys.len())
+            .map(|&(k, dev, bucket)| FileSetAside {
+                kernel: format!("{k:016x}"),
+                device: keys[dev].clone(),
+                bucket,
             })
             .collect(),
     };

@@ -128,8 +128,9 @@ fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
         return;
     };
     let sum = Sum::new().unwrap();
+    let xs = random(70_000, 5);
     let run_chain = || {
-        let x = rt.buffer(&random(70_000, 5));
+        let x = rt.buffer(&xs);
         let out = rt.zeros::<f32>(1);
         sum.run(rt, Target::On(gpu), &x, &out).unwrap();
         rt.read(&out).unwrap()[0]
@@ -139,7 +140,15 @@ fn the_cpu_path_moves_nothing_and_the_pool_reuses_gpu_buffers() {
     let hits = rt.stats().pool_hits;
     let second = run_chain();
     let s = rt.stats();
-    assert_eq!(first, second, "same input, same device, same answer");
+    // The same device, but maybe another of sum's shaders (placement
+    // explores its variants), which adds in another order: the same sum
+    // within 70,000·ε·Σ|x|.
+    let mag: f64 = xs.iter().map(|&v| (v as f64).abs()).sum();
+    let tol = xs.len() as f64 * f32::EPSILON as f64 * mag;
+    assert!(
+        ((first - second) as f64).abs() <= tol,
+        "same input, same device: {first} and {second}"
+    );
     assert_eq!(
         s.pool_misses, misses,
         "the second chain allocates nothing: {s}"

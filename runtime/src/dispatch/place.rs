@@ -267,11 +267,11 @@ impl Dispatcher {
     }
 
     /// The estimate to run among `pool` (indices into `estimates`, whose
-    /// implementations' ids are `ids`) for a call of `min` samples' trust
-    /// in size bucket `b`: one still to explore, fewest samples first,
-    /// unless it is hopeless or set aside; else the earliest finish. An
-    /// implementation found well behind another on its device is set
-    /// aside for this bucket, for good.
+    /// implementations' ids are `ids`), `min` being the samples that
+    /// settle a device and `b` the call's size bucket: one still to
+    /// explore, fewest samples first, unless it is hopeless or set aside;
+    /// else the earliest finish. An implementation found well behind
+    /// another on its device is set aside for this bucket, for good.
     fn pick(
         &mut self,
         estimates: &[Estimate],

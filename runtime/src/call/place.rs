@@ -377,7 +377,11 @@ fn memo_key(
     }
     Some(MemoKey {
         kernel: kernel.id(),
-        variants: kernel.built_variants().len(),
+        // Its variants' identities, in order: 0 for none.
+        variants: kernel
+            .built_variants()
+            .iter()
+            .fold(0, |h, v| h.rotate_left(7) ^ v.kernel.id()),
         size: call.size,
         workgroups: call.workgroups,
         forced,

@@ -33,16 +33,17 @@ const REDECIDE: u32 = 16;
 const MEMO_CAP: usize = 256;
 
 /// What a decision for one call read that the call itself brings: the
-/// kernel and how many variants it offers, the call's size and
-/// workgroups, the backend it names, and per argument its bytes and where
-/// its valid copies are.
+/// kernel and its variants, the call's size and workgroups, the backend it
+/// names, and per argument its bytes and where its valid copies are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct MemoKey {
     pub(crate) kernel: u64,
-    /// The kernel's variants: [`Kernel::alone`](crate::Kernel::alone)
-    /// shares its kernel's id but has none, so a decision for one of the
-    /// variants must not be recalled for it.
-    pub(crate) variants: usize,
+    /// The kernel's variants, their identities folded (0: none). A
+    /// decision names a variant by its place among them, so it is recalled
+    /// only for the same variants: [`Kernel::alone`](crate::Kernel::alone)
+    /// shares its kernel's id but has none, and two kernels of one id may
+    /// have different ones.
+    pub(crate) variants: u64,
     pub(crate) size: u64,
     pub(crate) workgroups: u64,
     pub(crate) forced: Option<Backend>,

@@ -357,3 +357,97 @@ fn each_matmul_cpu_implementation_alone_matches_the_reference() {
         }
     }
 }
+
+/// `y[i] += 2 x[i]`, `per` outputs an invocation, at workgroup size `size`.
+fn accumulate_shader(size: u32, per: u32) -> String {
+    format!(
+        r#"
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size({size})
+fn main(@builtin(global_invocation_id) id: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {{
+    let first = pel_index(id, groups) * {per}u;
+    for (var k = 0u; k < {per}u; k++) {{
+        let i = first + k;
+        if i < arrayLength(&y) {{ y[i] = y[i] + 2.0 * x[i]; }}
+    }}
+}}
+"#
+    )
+}
+
+/// A lost GPU loses no work that its variants did: each task is replayed
+/// from lineage (with the implementation that ran it), and submitted
+/// chains finish elsewhere. Values are small integers, so every device
+/// and every variant computes them exactly.
+#[test]
+fn work_done_by_variants_survives_a_lost_gpu() {
+    let Some(gpu) = common::gpu(common::rt(), "work_done_by_variants_survives_a_lost_gpu") else {
+        return;
+    };
+    let rt = common::fresh("");
+    let k = Kernel::builder("accumulate", accumulate_shader(64, 1))
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
+            let (x, y) = args.split();
+            for (y, x) in y.iter_mut().zip(x) {
+                *y += 2.0 * x;
+            }
+        })
+        .variant(Variant::wgsl("wide", accumulate_shader(256, 1)))
+        .variant(
+            Variant::wgsl("four", accumulate_shader(64, 4))
+                .invocations(|_: &(), lens| (lens[1] as u64).div_ceil(4)),
+        )
+        .build()
+        .unwrap();
+    let n = 4099;
+    let xs: Vec<f32> = (0..n).map(|i| (i % 13) as f32).collect();
+    let ys: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+    let step = |y: &mut [f32]| y.iter_mut().zip(&xs).for_each(|(y, x)| *y += 2.0 * x);
+    let x = rt.buffer(&xs);
+
+    // Executed: the GPU is lost about to run the tenth kernel from now,
+    // after its variants have each run some of y's history.
+    let y = rt.buffer(&ys);
+    let mut want = ys.clone();
+    rt.set_faults("gpu-lost@9".parse().unwrap()).unwrap();
+    for _ in 0..12 {
+        rt.execute(Target::On(gpu), &k, &[&x, &y], &()).unwrap();
+        step(&mut want);
+    }
+    assert_eq!(rt.read(&y).unwrap(), want, "executed calls");
+    let used: std::collections::HashSet<Option<String>> = rt
+        .decisions()
+        .into_iter()
+        .filter(|d| d.chosen == gpu)
+        .map(|d| d.variant)
+        .collect();
+    assert!(
+        used.len() >= 2,
+        "the GPU ran one implementation only: {used:?}"
+    );
+    let s = rt.stats();
+    assert_eq!(s.devices_lost, 1, "{s}");
+    // y's copy was on the GPU alone: its history was replayed.
+    assert!(s.replayed_tasks >= 1 && s.recoveries >= 1, "{s}");
+
+    // Submitted: chains placed automatically on what is left.
+    let chains: Vec<_> = (0..3).map(|c| rt.buffer(&vec![c as f32; n])).collect();
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        for y in &chains {
+            tasks.push(rt.submit(&k, &[&x, y], &()).unwrap());
+        }
+    }
+    for t in tasks {
+        t.wait().unwrap();
+    }
+    for (c, y) in chains.iter().enumerate() {
+        let mut want = vec![c as f32; n];
+        for _ in 0..5 {
+            step(&mut want);
+        }
+        assert_eq!(rt.read(y).unwrap(), want, "chain {c}");
+    }
+}

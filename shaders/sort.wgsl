@@ -136,11 +136,9 @@ fn histogram(@builtin(local_invocation_index) lid: u32,
     }
 }
 
-// Loads tile `tile` (m keys from `start`) into keys_sh and ranks it: on
-// return, key[j] and pos[j] hold this invocation's keys 16·lid + j (those
-// below m) and their slots in the tile's stable order by digit, and base[d]
-// maps a slot of digit d to its global slot.
-fn rank(lid: u32, tile: u32, m: u32) {
+// Loads tile `tile` (m keys) into keys_sh; the rank that follows makes
+// them visible.
+fn load_tile(lid: u32, tile: u32, m: u32) {
     let start = tile * TILE;
     for (var j = 0u; j < PER; j = j + 1u) {
         let i = j * WG + lid; // coalesced
@@ -150,6 +148,14 @@ fn rank(lid: u32, tile: u32, m: u32) {
         }
         keys_sh[kpad(i)] = k;
     }
+}
+
+// Ranks the tile's m keys in keys_sh by their 4-bit digit at `shift`: on
+// return, key[j] and pos[j] hold this invocation's keys 16·lid + j (those
+// below m) and their slots in the tile's stable order by that digit, and
+// counts[d · ROW] is the slot of the tile's first key with digit d. Every
+// read of keys_sh is done before it returns (the caller may overwrite it).
+fn rank_by(lid: u32, m: u32, shift: u32) {
     clear_counts(lid);
     workgroupBarrier();
 
@@ -161,7 +167,7 @@ fn rank(lid: u32, tile: u32, m: u32) {
         key[j] = k;
         pos[j] = 0u;
         if i < m {
-            let c = digit(k) * ROW + lid;
+            let c = digit_at(k, shift) * ROW + lid;
             pos[j] = counts[c];
             counts[c] = counts[c] + 1u;
         }
@@ -181,18 +187,24 @@ fn rank(lid: u32, tile: u32, m: u32) {
     workgroupBarrier();
 
     // counts[d · ROW + i] is now the tile slot of invocation i's first key
-    // with digit d; counts[d · ROW] the tile slot of the first key with d.
+    // with digit d.
+    for (var j = 0u; j < PER; j = j + 1u) {
+        if lid * PER + j < m {
+            pos[j] = pos[j] + counts[digit_at(key[j], shift) * ROW + lid];
+        }
+    }
+    workgroupBarrier();
+}
+
+// Loads tile `tile` and ranks it by the pass's digit; base[d] then maps a
+// slot of digit d to its global slot (visible after the caller's next
+// barrier).
+fn rank(lid: u32, tile: u32, m: u32) {
+    load_tile(lid, tile, m);
+    rank_by(lid, m, p.shift);
     if lid < RADIX {
         base[lid] = offsets[lid * p.tiles + tile] - counts[lid * ROW];
     }
-    for (var j = 0u; j < PER; j = j + 1u) {
-        if lid * PER + j < m {
-            pos[j] = pos[j] + counts[digit(key[j]) * ROW + lid];
-        }
-    }
-    // Every read of keys_sh is done before the caller overwrites it, and
-    // base is visible to all.
-    workgroupBarrier();
 }
 
 // Writes this invocation's ranked keys into keys_sh in the tile's order.
@@ -233,25 +245,23 @@ fn scatter_keys(@builtin(local_invocation_index) lid: u32,
     }
 }
 
-@compute @workgroup_size(64)
-fn scatter_pairs(@builtin(local_invocation_index) lid: u32,
-                 @builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nw: vec3<u32>) {
-    let tile = pel_workgroup_index(wid, nw);
-    if tile >= p.tiles {
-        return;
-    }
+// Loads tile `tile`'s values (m of them) into vals_sh; the rank that
+// follows makes them visible.
+fn load_vals(lid: u32, tile: u32, m: u32) {
     let start = tile * TILE;
-    let m = tile_keys(tile);
     for (var j = 0u; j < PER; j = j + 1u) {
-        let i = j * WG + lid; // coalesced; visible after rank's first barrier
+        let i = j * WG + lid; // coalesced
         var v = 0u;
         if i < m {
             v = src_vals[start + i];
         }
         vals_sh[kpad(i)] = v;
     }
-    rank(lid, tile, m);
+}
+
+// After a rank: moves this invocation's keys and their values in keys_sh
+// and vals_sh to their ranked slots.
+fn place_pairs(lid: u32, m: u32) {
     var val: array<u32, 16>;
     for (var j = 0u; j < PER; j = j + 1u) {
         val[j] = vals_sh[kpad(lid * PER + j)];
@@ -263,11 +273,145 @@ fn scatter_pairs(@builtin(local_invocation_index) lid: u32,
             vals_sh[kpad(pos[j])] = val[j];
         }
     }
+}
+
+@compute @workgroup_size(64)
+fn scatter_pairs(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nw: vec3<u32>) {
+    let tile = pel_workgroup_index(wid, nw);
+    if tile >= p.tiles {
+        return;
+    }
+    let m = tile_keys(tile);
+    load_vals(lid, tile, m);
+    rank(lid, tile, m);
+    place_pairs(lid, m);
     workgroupBarrier();
     for (var j = 0u; j < PER; j = j + 1u) {
         let i = j * WG + lid;
         if i < m {
             dst_vals[write_key(i)] = vals_sh[kpad(i)];
+        }
+    }
+}
+
+// ---- the wide passes: 8-bit digits, 4 passes instead of 8
+
+// hist[d · tiles + t] for d below 256, then offsets likewise; the params'
+// shift is 0, 8, 16 or 24. A tile is ranked by its 8-bit digit as two
+// stable 4-bit ranks in workgroup memory (the low half, then the high),
+// which leaves it sorted by the whole digit.
+
+const WIDE: u32 = 256u;   // digit values of a wide pass
+
+// Per digit: the tile's keys (histogram), then the global slot of the
+// tile's first key with that digit less its slot in the tile (scatter).
+var<workgroup> wide_counts: array<atomic<u32>, 256>;
+var<workgroup> wide_base: array<u32, 256>;
+
+fn wide_digit(k: u32) -> u32 {
+    return (k >> p.shift) & (WIDE - 1u);
+}
+
+@compute @workgroup_size(64)
+fn histogram_wide(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nw: vec3<u32>) {
+    let tile = pel_workgroup_index(wid, nw);
+    if tile >= p.tiles {
+        return;
+    }
+    let start = tile * TILE;
+    let m = tile_keys(tile);
+    for (var d = lid; d < WIDE; d = d + WG) {
+        atomicStore(&wide_counts[d], 0u);
+    }
+    workgroupBarrier();
+    for (var j = 0u; j < PER; j = j + 1u) {
+        let i = j * WG + lid; // coalesced
+        if i < m {
+            atomicAdd(&wide_counts[wide_digit(src[start + i])], 1u);
+        }
+    }
+    workgroupBarrier();
+    for (var d = lid; d < WIDE; d = d + WG) {
+        hist[d * p.tiles + tile] = atomicLoad(&wide_counts[d]);
+    }
+}
+
+// After the tile is sorted by its wide digit in keys_sh: where each digit's
+// run starts there, as wide_base (visible after the caller's barrier).
+fn wide_bases(lid: u32, tile: u32, m: u32) {
+    for (var j = 0u; j < PER; j = j + 1u) {
+        let i = lid * PER + j;
+        if i < m {
+            let d = wide_digit(keys_sh[kpad(i)]);
+            if i == 0u || wide_digit(keys_sh[kpad(i - 1u)]) != d {
+                wide_base[d] = offsets[d * p.tiles + tile] - i;
+            }
+        }
+    }
+}
+
+// Slot i of the tile sorted by its wide digit goes to wide_base[digit] + i.
+fn write_wide(i: u32) -> u32 {
+    let k = keys_sh[kpad(i)];
+    let slot = wide_base[wide_digit(k)] + i;
+    dst[slot] = k;
+    return slot;
+}
+
+// The keys' and the pairs' entries differ in what they bind: each ranks
+// its tile twice (each half of the wide digit) and sets wide_base itself.
+
+@compute @workgroup_size(64)
+fn scatter_keys_wide(@builtin(local_invocation_index) lid: u32,
+                     @builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nw: vec3<u32>) {
+    let tile = pel_workgroup_index(wid, nw);
+    if tile >= p.tiles {
+        return;
+    }
+    let m = tile_keys(tile);
+    load_tile(lid, tile, m);
+    for (var half = 0u; half < 8u; half = half + 4u) {
+        rank_by(lid, m, p.shift + half);
+        place_keys(lid, m);
+    }
+    workgroupBarrier();
+    wide_bases(lid, tile, m);
+    workgroupBarrier();
+    for (var j = 0u; j < PER; j = j + 1u) {
+        let i = j * WG + lid;
+        if i < m {
+            write_wide(i);
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn scatter_pairs_wide(@builtin(local_invocation_index) lid: u32,
+                      @builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nw: vec3<u32>) {
+    let tile = pel_workgroup_index(wid, nw);
+    if tile >= p.tiles {
+        return;
+    }
+    let m = tile_keys(tile);
+    load_vals(lid, tile, m);
+    load_tile(lid, tile, m);
+    for (var half = 0u; half < 8u; half = half + 4u) {
+        rank_by(lid, m, p.shift + half);
+        place_pairs(lid, m);
+    }
+    workgroupBarrier();
+    wide_bases(lid, tile, m);
+    workgroupBarrier();
+    for (var j = 0u; j < PER; j = j + 1u) {
+        let i = j * WG + lid;
+        if i < m {
+            dst_vals[write_wide(i)] = vals_sh[kpad(i)];
         }
     }
 }

@@ -17,7 +17,7 @@ use pel::kernels::samples::run_check;
 use pel::kernels::samples::scan::{ScanF32Trial, ScanU32Trial};
 use pel::kernels::samples::sort::{Keys, SortPairsTrial, SortTrial};
 use pel::kernels::scan::{self, Scan, ScanKind};
-use pel::kernels::sort::{self, Sort, WholeSortParams};
+use pel::kernels::sort::{self, Digits, Sort, WholeSortParams};
 use pel::{Backend, Error, Target};
 
 /// Sizes every backend runs.
@@ -65,25 +65,37 @@ enum Algorithm {
     Chosen,
     /// `radix_sort_passes`: the multi-pass kernels wherever they run.
     MultiPass,
+    /// `radix_sort_passes_with(.., Digits::Eight)`: the wide passes.
+    Wide,
 }
 
 fn sort_case(n: usize, pairs: bool, keys: Keys, algorithm: Algorithm) -> Case {
-    let multi = matches!(algorithm, Algorithm::MultiPass);
+    let digits = match algorithm {
+        Algorithm::Chosen => None,
+        Algorithm::MultiPass => Some(Digits::Four),
+        Algorithm::Wide => Some(Digits::Eight),
+    };
     (
         format!(
             "{} n={n} {keys:?}{}",
             if pairs { "pairs" } else { "keys" },
-            if multi { " multi-pass" } else { "" }
+            digits.map_or(String::new(), |d| format!(" multi-pass {}", d.label()))
         ),
         Box::new(move |t, seed| {
             let rt = common::rt();
             if pairs {
                 let trial = SortPairsTrial::new(rt, n, keys, seed)?;
-                let mut trial = if multi { trial.multi_pass() } else { trial };
+                let mut trial = match digits {
+                    Some(d) => trial.multi_pass_with(d),
+                    None => trial,
+                };
                 run_check(&mut trial, rt, t)
             } else {
                 let trial = SortTrial::new(rt, n, keys, seed)?;
-                let mut trial = if multi { trial.multi_pass() } else { trial };
+                let mut trial = match digits {
+                    Some(d) => trial.multi_pass_with(d),
+                    None => trial,
+                };
                 run_check(&mut trial, rt, t)
             }
         }),
@@ -172,6 +184,27 @@ fn sort_gpu() {
         "sort",
         first,
         &sort_cases(&[], &[MILLION], Algorithm::Chosen),
+    );
+}
+
+/// The wide passes (8-bit digits) on the CPU and every GPU: keys and pairs,
+/// uniform and with ties, at the small sizes (100,003: keys uniform, pairs
+/// with ties); keys whose high bits are all zero; a million and three on
+/// the CPU and the first GPU.
+#[test]
+fn sort_wide_passes() {
+    let mut cases = sort_cases(&SMALL[..6], &[100_003], Algorithm::Wide);
+    cases.push(sort_case(5_000, true, Keys::Below(1000), Algorithm::Wide));
+    let gpus = common::gpus(common::rt(), "sort_wide_passes");
+    let mut all = vec![Backend::Cpu];
+    all.extend(&gpus);
+    run_all("sort", &all, &cases);
+    let mut first = vec![Backend::Cpu];
+    first.extend(gpus.first());
+    run_all(
+        "sort",
+        &first,
+        &sort_cases(&[], &[MILLION], Algorithm::Wide),
     );
 }
 
@@ -305,5 +338,39 @@ fn automatic_and_submitted() {
             "round {round} on {}",
             info.backend
         );
+    }
+}
+
+/// On a GPU the sort runs the digit width the model chooses there: each
+/// width's whole sort is measured (both named in the decisions), then one
+/// is modelled; every sort is right.
+#[test]
+fn a_gpu_sort_chooses_its_digit_width_by_measurement() {
+    let rt = common::fresh("");
+    let sort = Sort::new().unwrap();
+    for gpu in common::gpus(&rt, "a_gpu_sort_chooses_its_digit_width_by_measurement") {
+        let keys: Vec<u32> = (0..5_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let want = sort::reference(&keys);
+        for _ in 0..10 {
+            let k = rt.buffer(&keys);
+            sort.radix_sort(&rt, Target::On(gpu), &k).unwrap();
+            assert_eq!(rt.read(&k).unwrap(), want, "{gpu}");
+        }
+        let plans: Vec<_> = rt
+            .decisions()
+            .into_iter()
+            .filter(|d| d.kernel == "radix_sort" && d.chosen == gpu)
+            .collect();
+        assert_eq!(plans.len(), 10, "one decision a sort");
+        for label in ["digits4", "digits8"] {
+            assert!(
+                plans.iter().any(|d| d.variant.as_deref() == Some(label)),
+                "{gpu}: {label} never ran"
+            );
+        }
+        let last = plans.last().unwrap();
+        assert_eq!(last.reason, pel::Reason::Modelled, "{last}");
     }
 }

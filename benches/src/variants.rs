@@ -7,10 +7,13 @@
 //! (faer on the pool against faer on one thread); one pass of sum, max
 //! and argmax over 4 Mi elements on every GPU (a tree of barriers against
 //! one barrier). min's pass is max's with the comparison turned round.
+//! radix_sort's GPU plans (passes of 4-bit or of 8-bit digits) are timed
+//! the same way, each whole sort of 64 Ki keys alone.
 
 use pel::kernels::Matmul;
 use pel::kernels::matmul::MatmulParams;
 use pel::kernels::reduce::{self, Argmax, Reduce, ReduceOp, ReduceParams};
+use pel::kernels::sort::{Digits, Sort};
 use pel::kernels::sum::{self, Sum, SumParams};
 use pel::{Backend, Buffer, BufferArg, Kernel, Result, Runtime, Target};
 use serde::Serialize;
@@ -58,7 +61,7 @@ struct Case<'a, P> {
 }
 
 /// Every case on this runtime whose kernel `keep` names (as `pel list`
-/// does: `matmul`, `sum`, `max`, `argmax`).
+/// does: `matmul`, `sum`, `max`, `argmax`, `radix_sort`).
 pub fn variants(
     rt: &Runtime,
     reps: usize,
@@ -137,6 +140,65 @@ pub fn variants(
             devices: gpus,
         };
         points.extend(time(rt, &case, reps, min_secs)?);
+    }
+    if keep("radix_sort") {
+        points.extend(sort_plans(rt, reps, min_secs)?);
+    }
+    Ok(points)
+}
+
+/// Keys of the sort plans' case.
+const SORT_N: usize = 1 << 16;
+
+/// radix_sort's plans on every GPU: sorts forced there first let the model
+/// measure them and choose; then each plan's whole sort is timed alone,
+/// interleaved in shuffled rounds (keys written afresh, sorted, read).
+fn sort_plans(rt: &Runtime, reps: usize, min_secs: f64) -> Result<Vec<VariantPoint>> {
+    let sort = Sort::new()?;
+    let input: Vec<u32> = (0..SORT_N as u32)
+        .map(|i| i.wrapping_mul(2_654_435_761) ^ 0x9e37)
+        .collect();
+    let keys = rt.buffer(&input);
+    let mut points = Vec::new();
+    for gpu in rt.gpu_backends() {
+        for _ in 0..CALIBRATION / 4 {
+            rt.write(&keys, &input)?;
+            sort.radix_sort(rt, Target::On(gpu), &keys)?;
+        }
+        let chosen = rt
+            .decisions()
+            .into_iter()
+            .rev()
+            .find(|d| d.chosen == gpu && d.kernel == "radix_sort")
+            .and_then(|d| d.variant);
+        let modes: Vec<usize> = (0..Digits::ALL.len()).collect();
+        let times = interleaved_for(
+            &modes,
+            reps,
+            min_secs,
+            SORT_N as u64,
+            |_| Ok::<(), pel::Error>(()),
+            |i, _| {
+                rt.write(&keys, &input)?;
+                let on = Target::On(gpu);
+                sort.radix_sort_passes_with(rt, on, &keys, None, Digits::ALL[i])?;
+                rt.read(&keys).map(drop)
+            },
+            |_| true,
+        )?;
+        let device = rt
+            .device(gpu)
+            .map_or_else(|_| gpu.to_string(), |d| d.label());
+        for (i, digits) in Digits::ALL.into_iter().enumerate() {
+            points.push(VariantPoint {
+                kernel: "radix_sort".to_owned(),
+                device: device.clone(),
+                size: format!("{SORT_N} keys"),
+                variant: digits.label().to_owned(),
+                time_s: times[&i],
+                chosen: chosen.as_deref() == Some(digits.label()),
+            });
+        }
     }
     Ok(points)
 }

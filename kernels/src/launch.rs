@@ -50,6 +50,9 @@ pub(crate) trait Launch {
     /// now (an executed pass), and says where; a submitted pass is placed
     /// when it runs, so its followers are placed on their own (`None`).
     fn follow(&mut self, first: &Self::Out) -> Option<Backend>;
+    /// Whether the operation runs as it is launched, here and now (so it
+    /// can be timed as a whole): true when executed, false when submitted.
+    fn runs_now(&self) -> bool;
 }
 
 /// Runs each pass at once at `target`; each launch returns the run so far:
@@ -112,6 +115,9 @@ impl Launch for Execute<'_> {
         self.reason = Some(first.reason);
         Some(first.backend)
     }
+    fn runs_now(&self) -> bool {
+        true
+    }
 }
 
 /// Submits each pass at `target`; the runtime orders them by the buffers
@@ -145,6 +151,9 @@ impl Launch for Submit<'_> {
     }
     fn follow(&mut self, _first: &Task) -> Option<Backend> {
         None
+    }
+    fn runs_now(&self) -> bool {
+        false
     }
 }
 

@@ -69,7 +69,7 @@ pub use kernel::{
     ReadWrite, Reflection, Scalar, Signature, StorageBinding, UniformBinding, Variant,
 };
 pub use machine::{CpuSpec, GpuSpec, LinkSpec, Machine, Times};
-pub use runtime::{Runtime, RuntimeBuilder, SimReport, SimUse};
+pub use runtime::{PlanRun, Plans, Runtime, RuntimeBuilder, SimReport, SimUse};
 pub use stats::Stats;
 pub use trace::TraceEvent;
 /// The wgpu that pel runs on, for [`Runtime::wgpu_device`]'s device and

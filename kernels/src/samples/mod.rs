@@ -254,7 +254,7 @@ pub fn samples() -> Vec<Sample> {
         ),
         entry(
             "radix_sort",
-            "stable radix sort of u32 keys: 8 passes of 4-bit digits on a GPU, a byte partition then in-cache passes on the CPU (memory-bound)",
+            "stable radix sort of u32 keys: 8 passes of 4-bit digits or 4 of 8-bit ones on a GPU (the model chooses), a byte partition then in-cache passes on the CPU (memory-bound)",
             "keys",
             (1 << 20, 1 << 14),
             |rt, n, seed| boxed(sort::trial(rt, n, seed)),

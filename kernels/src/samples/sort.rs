@@ -33,16 +33,16 @@ pub(crate) fn random_keys(n: usize, keys: Keys, seed: u64) -> Vec<u32> {
     }
 }
 
-fn shape(n: usize, keys: Keys, multi_pass: bool) -> String {
+fn shape(n: usize, keys: Keys, multi_pass: Option<Digits>) -> String {
     let keys = match keys {
         Keys::Full => n.to_string(),
         Keys::Ties(k) => format!("{n} ({k} distinct)"),
         Keys::Below(bound) => format!("{n} (below {bound})"),
     };
-    if multi_pass {
-        format!("{keys}, multi-pass")
-    } else {
-        keys
+    match multi_pass {
+        Some(Digits::Four) => format!("{keys}, multi-pass"),
+        Some(Digits::Eight) => format!("{keys}, multi-pass, 8-bit digits"),
+        None => keys,
     }
 }
 
@@ -55,7 +55,7 @@ pub type SortTrial = Sampled<SortKeys>;
 pub struct SortKeys {
     sort: Sort,
     spread: Keys,
-    multi_pass: bool,
+    multi_pass: Option<Digits>,
     keys: Input<u32>,
 }
 
@@ -67,7 +67,7 @@ impl SortTrial {
         let problem = SortKeys {
             sort: Sort::new()?,
             spread: keys,
-            multi_pass: false,
+            multi_pass: None,
             keys: input,
         };
         Ok(Sampled::in_place(problem, &out))
@@ -75,8 +75,14 @@ impl SortTrial {
 
     /// Sorts with the multi-pass kernels wherever it runs (see
     /// [`Sort::radix_sort_passes`]), the CPU included.
-    pub fn multi_pass(mut self) -> Self {
-        self.problem.multi_pass = true;
+    pub fn multi_pass(self) -> Self {
+        self.multi_pass_with(Digits::Four)
+    }
+
+    /// Sorts with the multi-pass kernels of `digits` wherever it runs (see
+    /// [`Sort::radix_sort_passes_with`]).
+    pub fn multi_pass_with(mut self, digits: Digits) -> Self {
+        self.problem.multi_pass = Some(digits);
         self
     }
 }
@@ -99,8 +105,9 @@ impl Problem for SortKeys {
         self.keys.write(rt)
     }
     fn run(&mut self, rt: &Runtime, target: Target, keys: &Buffer<u32>) -> Result<RunInfo> {
-        if self.multi_pass {
-            self.sort.radix_sort_passes(rt, target, keys, None)
+        if let Some(digits) = self.multi_pass {
+            self.sort
+                .radix_sort_passes_with(rt, target, keys, None, digits)
         } else {
             self.sort.radix_sort(rt, target, keys)
         }
@@ -118,7 +125,7 @@ impl Problem for SortKeys {
 pub struct SortPairsTrial {
     sort: Sort,
     spread: Keys,
-    multi_pass: bool,
+    multi_pass: Option<Digits>,
     keys: Input<u32>,
     values: Input<u32>,
     got: (Vec<u32>, Vec<u32>),
@@ -130,7 +137,7 @@ impl SortPairsTrial {
         Ok(SortPairsTrial {
             sort: Sort::new()?,
             spread: keys,
-            multi_pass: false,
+            multi_pass: None,
             keys: Input::new(rt, random_keys(n, keys, seed)),
             values: Input::new(rt, random_keys(n, Keys::Full, seed ^ 0x5eed)),
             got: (Vec::new(), Vec::new()),
@@ -139,8 +146,14 @@ impl SortPairsTrial {
 
     /// Sorts with the multi-pass kernels wherever it runs (see
     /// [`Sort::radix_sort_passes`]), the CPU included.
-    pub fn multi_pass(mut self) -> Self {
-        self.multi_pass = true;
+    pub fn multi_pass(self) -> Self {
+        self.multi_pass_with(Digits::Four)
+    }
+
+    /// Sorts with the multi-pass kernels of `digits` wherever it runs (see
+    /// [`Sort::radix_sort_passes_with`]).
+    pub fn multi_pass_with(mut self, digits: Digits) -> Self {
+        self.multi_pass = Some(digits);
         self
     }
 }
@@ -164,9 +177,9 @@ impl Trial for SortPairsTrial {
     }
     fn run(&mut self, rt: &Runtime, target: Target) -> Result<RunInfo> {
         let (keys, values) = (self.keys.buf(), self.values.buf());
-        let info = if self.multi_pass {
+        let info = if let Some(digits) = self.multi_pass {
             self.sort
-                .radix_sort_passes(rt, target, keys, Some(values))?
+                .radix_sort_passes_with(rt, target, keys, Some(values), digits)?
         } else {
             self.sort.radix_sort_pairs(rt, target, keys, values)?
         };

@@ -4,12 +4,12 @@
 
 use rayon::prelude::*;
 
-use super::{RADIX, SortParams, TILE};
+use super::{SortParams, TILE};
 
-/// The digit of `key` at `shift`.
+/// The digit of `key` at `shift`, of `R` values (a power of two).
 #[inline]
-fn digit(key: u32, shift: u32) -> usize {
-    ((key >> shift) as usize) & (RADIX - 1)
+fn digit<const R: usize>(key: u32, shift: u32) -> usize {
+    ((key >> shift) as usize) & (R - 1)
 }
 
 /// Tiles per rayon task: a few tasks per thread, for balance.
@@ -20,18 +20,18 @@ fn tiles_per_task(tiles: usize) -> usize {
 
 /// Per-digit counts of `keys`. Four sets of counters, used in turn, so that
 /// runs of one digit do not wait on each other's increments.
-fn digit_counts(keys: &[u32], shift: u32) -> [u32; RADIX] {
-    let mut sets = [[0u32; RADIX]; 4];
+fn digit_counts<const R: usize>(keys: &[u32], shift: u32) -> [u32; R] {
+    let mut sets = [[0u32; R]; 4];
     let mut quads = keys.chunks_exact(4);
     for q in &mut quads {
         for (set, &k) in sets.iter_mut().zip(q) {
-            set[digit(k, shift)] += 1;
+            set[digit::<R>(k, shift)] += 1;
         }
     }
     for &k in quads.remainder() {
-        sets[0][digit(k, shift)] += 1;
+        sets[0][digit::<R>(k, shift)] += 1;
     }
-    let mut total = [0u32; RADIX];
+    let mut total = [0u32; R];
     for set in &sets {
         for (t, c) in total.iter_mut().zip(set) {
             *t += c;
@@ -43,14 +43,14 @@ fn digit_counts(keys: &[u32], shift: u32) -> [u32; RADIX] {
 /// The histogram pass on the CPU: `hist[d · tiles + t]` = keys of tile `t`
 /// with digit `d`. Each task fills its own tiles' stretch of every digit's
 /// row.
-pub(super) fn histogram_cpu(src: &[u32], hist: &mut [u32], p: &SortParams) {
+pub(super) fn histogram_cpu<const R: usize>(src: &[u32], hist: &mut [u32], p: &SortParams) {
     let n = (p.n as usize).min(src.len());
     let tiles = (p.tiles as usize).max(1);
     let shift = p.shift & 31;
     let per_task = tiles_per_task(tiles);
     let tasks = tiles.div_ceil(per_task);
-    let mut parts: Vec<Vec<&mut [u32]>> = (0..tasks).map(|_| Vec::with_capacity(RADIX)).collect();
-    for row in hist.chunks_mut(tiles).take(RADIX) {
+    let mut parts: Vec<Vec<&mut [u32]>> = (0..tasks).map(|_| Vec::with_capacity(R)).collect();
+    for row in hist.chunks_mut(tiles).take(R) {
         for (part, piece) in parts.iter_mut().zip(row.chunks_mut(per_task)) {
             part.push(piece);
         }
@@ -63,7 +63,7 @@ pub(super) fn histogram_cpu(src: &[u32], hist: &mut [u32], p: &SortParams) {
             for (j, tile) in (first..(first + per_task).min(tiles)).enumerate() {
                 let lo = (tile * TILE).min(n);
                 let hi = (lo + TILE).min(n);
-                let counts = digit_counts(&src[lo..hi], shift);
+                let counts = digit_counts::<R>(&src[lo..hi], shift);
                 for (row, &c) in rows.iter_mut().zip(&counts) {
                     if let Some(h) = row.get_mut(j) {
                         *h = c;
@@ -75,8 +75,13 @@ pub(super) fn histogram_cpu(src: &[u32], hist: &mut [u32], p: &SortParams) {
 
 /// Cuts `out` into consecutive runs of the given lengths and deals them to
 /// tasks: `runs[task][digit]`. The lengths are in output order, digit-major.
-fn deal<'a>(mut out: &'a mut [u32], lens: &[usize], tasks: usize) -> Vec<Vec<&'a mut [u32]>> {
-    let mut runs: Vec<Vec<&mut [u32]>> = (0..tasks).map(|_| Vec::with_capacity(RADIX)).collect();
+fn deal<'a>(
+    mut out: &'a mut [u32],
+    lens: &[usize],
+    tasks: usize,
+    radix: usize,
+) -> Vec<Vec<&'a mut [u32]>> {
+    let mut runs: Vec<Vec<&mut [u32]>> = (0..tasks).map(|_| Vec::with_capacity(radix)).collect();
     for (i, &len) in lens.iter().enumerate() {
         let len = len.min(out.len());
         let (run, rest) = std::mem::take(&mut out).split_at_mut(len);
@@ -97,7 +102,7 @@ const INTERLEAVE: usize = 4;
 /// range of the output; the ranges of all tasks are disjoint slices of it.
 /// Offsets that do not partition the output at the tasks' boundaries (not
 /// what the scan of this pass's histogram gives) leave it unwritten.
-pub(super) fn scatter_cpu(
+pub(super) fn scatter_cpu<const R: usize>(
     p: &SortParams,
     offsets: &[u32],
     src: &[u32],
@@ -114,15 +119,15 @@ pub(super) fn scatter_cpu(
     let start = |d: usize, tile: usize| -> Option<usize> {
         if tile < tiles {
             offsets.get(d * tiles + tile).map(|&o| o as usize)
-        } else if d + 1 < RADIX {
+        } else if d + 1 < R {
             offsets.get((d + 1) * tiles).map(|&o| o as usize)
         } else {
             Some(n)
         }
     };
-    let mut lens = Vec::with_capacity(RADIX * tasks);
+    let mut lens = Vec::with_capacity(R * tasks);
     let mut at = 0;
-    for d in 0..RADIX {
+    for d in 0..R {
         for t in 0..tasks {
             let end = ((t + 1) * per_task).min(tiles);
             match (start(d, t * per_task), start(d, end)) {
@@ -142,9 +147,9 @@ pub(super) fn scatter_cpu(
     // task's run of digit d.
     let task = |t: usize| {
         let tiles_of = t * per_task..((t + 1) * per_task).min(tiles);
-        let origin: [usize; RADIX] =
+        let origin: [usize; R] =
             std::array::from_fn(|d| start(d, tiles_of.start).unwrap_or_default());
-        let starts: Vec<[usize; RADIX]> = tiles_of
+        let starts: Vec<[usize; R]> = tiles_of
             .clone()
             .map(|tile| {
                 std::array::from_fn(|d| start(d, tile).unwrap_or_default().wrapping_sub(origin[d]))
@@ -153,21 +158,21 @@ pub(super) fn scatter_cpu(
         let keys = (tiles_of.start * TILE).min(n)..(tiles_of.end * TILE).min(n);
         (keys, starts)
     };
-    let key_runs = deal(&mut dst[..n], &lens, tasks);
+    let key_runs = deal(&mut dst[..n], &lens, tasks, R);
     match vals {
         None => key_runs.into_par_iter().enumerate().for_each(|(t, runs)| {
             let (keys, starts) = task(t);
             let Ok(mut runs) = runs.try_into() else {
                 return;
             };
-            let mut none: [&mut [u32]; RADIX] = Default::default();
-            scatter_task::<false>(&src[keys], &[], &mut runs, &mut none, &starts, shift);
+            let mut none: [&mut [u32]; R] = std::array::from_fn(|_| Default::default());
+            scatter_task::<false, R>(&src[keys], &[], &mut runs, &mut none, &starts, shift);
         }),
         Some((src_vals, dst_vals)) => {
             if src_vals.len() < n || dst_vals.len() < n {
                 return;
             }
-            let val_runs = deal(&mut dst_vals[..n], &lens, tasks);
+            let val_runs = deal(&mut dst_vals[..n], &lens, tasks, R);
             key_runs
                 .into_par_iter()
                 .zip(val_runs)
@@ -178,7 +183,9 @@ pub(super) fn scatter_cpu(
                         return;
                     };
                     let vals = &src_vals[keys.clone()];
-                    scatter_task::<true>(&src[keys], vals, &mut runs, &mut vruns, &starts, shift);
+                    scatter_task::<true, R>(
+                        &src[keys], vals, &mut runs, &mut vruns, &starts, shift,
+                    );
                 });
         }
     }
@@ -187,17 +194,17 @@ pub(super) fn scatter_cpu(
 /// Moves one task's keys (and, with `PAIRS`, their values) into its runs
 /// of each digit: tile `j`'s keys of digit `d` from `runs[d][starts[j][d]]`
 /// on, in order. `INTERLEAVE` tiles at a time, their keys taken in turn.
-fn scatter_task<const PAIRS: bool>(
+fn scatter_task<const PAIRS: bool, const R: usize>(
     keys: &[u32],
     vals: &[u32],
-    runs: &mut [&mut [u32]; RADIX],
-    vruns: &mut [&mut [u32]; RADIX],
-    starts: &[[usize; RADIX]],
+    runs: &mut [&mut [u32]; R],
+    vruns: &mut [&mut [u32]; R],
+    starts: &[[usize; R]],
     shift: u32,
 ) {
-    let mut put = |cursor: &mut [usize; RADIX], i: usize| {
+    let mut put = |cursor: &mut [usize; R], i: usize| {
         let k = keys[i];
-        let d = digit(k, shift);
+        let d = digit::<R>(k, shift);
         let c = cursor[d];
         if let Some(slot) = runs[d].get_mut(c) {
             *slot = k;
@@ -212,7 +219,7 @@ fn scatter_task<const PAIRS: bool>(
     for (g, group) in starts.chunks(INTERLEAVE).enumerate() {
         let lo = (g * INTERLEAVE * TILE).min(keys.len());
         let hi = (lo + INTERLEAVE * TILE).min(keys.len());
-        let mut cursors = [[0usize; RADIX]; INTERLEAVE];
+        let mut cursors = [[0usize; R]; INTERLEAVE];
         cursors[..group.len()].copy_from_slice(group);
         if hi - lo == INTERLEAVE * TILE && group.len() == INTERLEAVE {
             let [c0, c1, c2, c3] = &mut cursors;

@@ -7,10 +7,18 @@
 //! - GPU: 8 passes of 4-bit digits, each reading the keys twice and writing
 //!   them once: 12 bytes per key per pass, 96 in all (pairs: 160), plus
 //!   about 3/4 of a byte per key per pass for the tile histograms and their
-//!   scan.
+//!   scan; or 4 passes of 8-bit digits: 48 bytes (pairs 80), plus about 3
+//!   bytes per key per pass for the histograms (256 counts a tile).
 //! - CPU: one count of every byte of every key (4 bytes), one partition by
 //!   the highest varying byte (8; pairs 16), then buckets sorted in cache
 //!   and written back (8; pairs 16): about 20 bytes per key (pairs 36).
+//!
+//! The GPU has two plans: 8 passes of 4-bit digits, or 4 passes of 8-bit
+//! ones ([`Digits`]), each tile then ranked twice per pass (by each half of
+//! its digit) against 16 times the histogram. Which is faster depends on
+//! the device (llvmpipe: 4-bit on Vulkan, 8-bit on GL, by 1.2–2×), so
+//! [`Sort::radix_sort`] on a GPU runs the one the model chooses there
+//! ([`Runtime::choose_plan`]), after timing each as a whole.
 //!
 //! The GPU's pass, three kernels: `sort_histogram` counts each tile's keys
 //! (1,024 of them) per digit, digit-major; the scan kernels ([`Scan`]) turn
@@ -34,7 +42,8 @@
 //! is faster there), so automatic placement may put any of them anywhere.
 
 use pel_runtime::{
-    Backend, Buffer, Kernel, KernelBuilder, Read, ReadWrite, Result, RunInfo, Runtime, Target,
+    Backend, Buffer, Kernel, KernelBuilder, Plans, Read, ReadWrite, Result, RunInfo, Runtime,
+    Target,
 };
 
 use crate::launch::{Execute, Launch, builder, run_and_submit};
@@ -60,6 +69,48 @@ pub const PASSES: u32 = 32 / DIGIT_BITS;
 
 /// Digit values.
 const RADIX: usize = 1 << DIGIT_BITS;
+
+/// Bits per digit of the wide passes.
+pub const WIDE_DIGIT_BITS: u32 = 8;
+
+/// Digit values of the wide passes.
+const WIDE_RADIX: usize = 1 << WIDE_DIGIT_BITS;
+
+/// How many bits a GPU pass sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Digits {
+    /// 4-bit digits: 8 passes, each tile ranked once in workgroup memory.
+    Four,
+    /// 8-bit digits: 4 passes, each tile ranked twice (by each half of its
+    /// digit), with 16 times the histogram to scan.
+    Eight,
+}
+
+impl Digits {
+    /// Every width, in the order of the sort's [`Plans`].
+    pub const ALL: [Digits; 2] = [Digits::Four, Digits::Eight];
+
+    /// Bits per digit.
+    pub fn bits(self) -> u32 {
+        match self {
+            Digits::Four => DIGIT_BITS,
+            Digits::Eight => WIDE_DIGIT_BITS,
+        }
+    }
+
+    /// Passes over 32-bit keys.
+    pub fn passes(self) -> u32 {
+        32 / self.bits()
+    }
+
+    /// Its label, as a plan of the sort is named.
+    pub fn label(self) -> &'static str {
+        match self {
+            Digits::Four => "digits4",
+            Digits::Eight => "digits8",
+        }
+    }
+}
 
 wgsl_struct! {
     sort_params => Params;
@@ -118,9 +169,14 @@ pub struct Sort {
     histogram: Kernel,
     scatter_keys: Kernel,
     scatter_pairs: Kernel,
+    /// The wide passes' histogram, keys scatter and pairs scatter.
+    wide: [Kernel; 3],
     whole_keys: Kernel,
     whole_pairs: Kernel,
     scan: Scan,
+    /// The GPU's plans (one per digit width, in [`Digits::ALL`]'s order)
+    /// for keys, then for pairs.
+    plans: [Plans; 2],
 }
 
 fn tiles(n: u32) -> u32 {
@@ -138,6 +194,8 @@ struct Plan<'a> {
     tmp_vals: Option<Buffer<u32>>,
     hist: Buffer<u32>,
     offsets: Buffer<u32>,
+    hist_wide: Buffer<u32>,
+    offsets_wide: Buffer<u32>,
 }
 
 impl<'a> Plan<'a> {
@@ -167,16 +225,25 @@ impl<'a> Plan<'a> {
             tmp_vals: values.map(|_| rt.zeros(n as usize)),
             hist: rt.zeros(RADIX * tiles as usize),
             offsets: rt.zeros(RADIX * tiles as usize),
+            hist_wide: rt.zeros(WIDE_RADIX * tiles as usize),
+            offsets_wide: rt.zeros(WIDE_RADIX * tiles as usize),
         })
     }
 
-    fn params(&self, pass: u32) -> SortParams {
+    fn params(&self, pass: u32, digits: Digits) -> SortParams {
         SortParams {
             n: self.n,
-            shift: pass * DIGIT_BITS,
+            shift: pass * digits.bits(),
             tiles: self.tiles,
         }
     }
+}
+
+/// The GPU plans of `name`: one per digit width, each known by the
+/// shaders' source (a change to them is a new plan, measured afresh).
+fn plans(name: &str) -> Result<Plans> {
+    let plans = Digits::ALL.map(|d| (d.label(), WGSL));
+    Plans::new(name, &plans)
 }
 
 impl Sort {
@@ -196,29 +263,39 @@ impl Sort {
                 .cost(|p, _| p.n as u64)
                 .build()
         };
-        type Hist = (Read<u32>, ReadWrite<u32>);
-        let histogram = builder::<SortParams, Hist>("sort_histogram", WGSL, |(src, hist), p| {
-            histogram_cpu(src, hist, p)
-        });
-        type Keys = (Read<u32>, Read<u32>, ReadWrite<u32>);
-        let scatter_keys =
-            builder::<SortParams, Keys>("sort_scatter_keys", WGSL, |(src, offsets, dst), p| {
-                scatter_cpu(p, offsets, src, dst, None)
-            });
-        type Pairs = (
-            Read<u32>,
-            Read<u32>,
-            Read<u32>,
-            ReadWrite<u32>,
-            ReadWrite<u32>,
-        );
-        let scatter_pairs = builder::<SortParams, Pairs>(
-            "sort_scatter_pairs",
-            WGSL,
-            |(src, src_vals, offsets, dst, dst_vals), p| {
-                scatter_cpu(p, offsets, src, dst, Some((src_vals, dst_vals)))
-            },
-        );
+        // The pass kernels of digits of R values, named with `suffix`.
+        fn pass_kernels<const R: usize>(suffix: &str) -> [KernelBuilder<SortParams>; 3] {
+            type Hist = (Read<u32>, ReadWrite<u32>);
+            type Keys = (Read<u32>, Read<u32>, ReadWrite<u32>);
+            type Pairs = (
+                Read<u32>,
+                Read<u32>,
+                Read<u32>,
+                ReadWrite<u32>,
+                ReadWrite<u32>,
+            );
+            [
+                builder::<SortParams, Hist>(
+                    format!("sort_histogram{suffix}"),
+                    WGSL,
+                    |(src, hist), p| histogram_cpu::<R>(src, hist, p),
+                ),
+                builder::<SortParams, Keys>(
+                    format!("sort_scatter_keys{suffix}"),
+                    WGSL,
+                    |(src, offsets, dst), p| scatter_cpu::<R>(p, offsets, src, dst, None),
+                ),
+                builder::<SortParams, Pairs>(
+                    format!("sort_scatter_pairs{suffix}"),
+                    WGSL,
+                    |(src, src_vals, offsets, dst, dst_vals), p| {
+                        scatter_cpu::<R>(p, offsets, src, dst, Some((src_vals, dst_vals)))
+                    },
+                ),
+            ]
+        }
+        let [histogram, scatter_keys, scatter_pairs] = pass_kernels::<RADIX>("");
+        let [wide_histogram, wide_keys, wide_pairs] = pass_kernels::<WIDE_RADIX>("_wide");
         type WholeKeys = (ReadWrite<u32>, ReadWrite<u32>);
         let whole_keys =
             builder::<WholeSortParams, WholeKeys>("radix_sort", WGSL, |(keys, tmp), p| {
@@ -251,15 +328,22 @@ impl Sort {
             pass(scatter_keys, "scatter_keys")?,
             pass(scatter_pairs, "scatter_pairs")?,
         );
+        let wide = [
+            pass(wide_histogram, "histogram_wide")?,
+            pass(wide_keys, "scatter_keys_wide")?,
+            pass(wide_pairs, "scatter_pairs_wide")?,
+        ];
         let whole_keys = whole(whole_keys, "sort_keys")?;
         let whole_pairs = whole(whole_pairs, "sort_pairs")?;
         Ok(Sort {
             histogram,
             scatter_keys,
             scatter_pairs,
+            wide,
             whole_keys,
             whole_pairs,
             scan: Scan::new()?,
+            plans: [plans("radix_sort")?, plans("radix_sort_pairs")?],
         })
     }
 
@@ -283,13 +367,15 @@ impl Sort {
     run_and_submit! {
         /// Sorts `keys` in place, ascending.
         ///
-        /// On a GPU: 8 passes of the multi-pass kernels, all on that GPU. On the
-        /// CPU: the whole-sort kernel, once. Automatic placement places the
-        /// first pass's histogram, then sorts on the device that got it.
+        /// On a GPU: the passes of the multi-pass kernels, all on that GPU, of
+        /// the digit width the model chooses there. On the CPU: the
+        /// whole-sort kernel, once. Automatic placement places the first
+        /// pass's histogram, then sorts on the device that got it.
         radix_sort,
         /// Submits [`radix_sort`](Self::radix_sort) and returns its last task
         /// at once. With automatic placement each pass of the multi-pass
-        /// kernels is placed on its own when it runs.
+        /// kernels is placed on its own when it runs. Submitted passes are
+        /// of 4-bit digits (a plan is chosen only where it can be timed).
         submit_radix_sort = sort_keys(keys: &Buffer<u32>);
 
         /// Sorts `keys` in place, ascending and stably, and permutes `values`
@@ -313,8 +399,27 @@ impl Sort {
         keys: &Buffer<u32>,
         values: Option<&Buffer<u32>>,
     ) -> Result<RunInfo> {
+        self.radix_sort_passes_with(rt, target, keys, values, Digits::Four)
+    }
+
+    /// [`radix_sort_passes`](Self::radix_sort_passes) with digits of the
+    /// width given.
+    pub fn radix_sort_passes_with(
+        &self,
+        rt: &Runtime,
+        target: Target,
+        keys: &Buffer<u32>,
+        values: Option<&Buffer<u32>>,
+        digits: Digits,
+    ) -> Result<RunInfo> {
         let plan = Plan::new(rt, keys, values)?;
-        self.passes(&plan, &mut Execute::new(rt, target), false)
+        self.passes(&plan, &mut Execute::new(rt, target), false, digits)
+    }
+
+    /// The wide passes' kernels (8-bit digits): histogram, keys-only
+    /// scatter, pairs scatter.
+    pub fn wide_kernels(&self) -> [&Kernel; 3] {
+        [&self.wide[0], &self.wide[1], &self.wide[2]]
     }
 
     fn sort_keys<L: Launch>(&self, l: &mut L, keys: &Buffer<u32>) -> Result<L::Out> {
@@ -336,14 +441,41 @@ impl Sort {
             Target::Auto => {
                 // The first histogram shows where the runtime would sort
                 // (data, queues, the model); the rest follows it there.
-                let first = l.launch(&self.histogram, &[plan.keys, &plan.hist], &plan.params(0))?;
+                let first = l.launch(
+                    &self.histogram,
+                    &[plan.keys, &plan.hist],
+                    &plan.params(0, Digits::Four),
+                )?;
                 match l.follow(&first) {
                     Some(Backend::Cpu) => self.whole(plan, l),
-                    _ => self.passes(plan, l, true),
+                    Some(gpu) => self.planned(plan, l, gpu, true),
+                    None => self.passes(plan, l, true, Digits::Four),
                 }
             }
-            _ => self.passes(plan, l, false),
+            Target::On(gpu) if l.runs_now() => self.planned(plan, l, gpu, false),
+            _ => self.passes(plan, l, false, Digits::Four),
         }
+    }
+
+    /// The passes on `gpu` of the digit width the model expects to sort
+    /// fastest there, after timing each width's whole sort (see
+    /// [`Runtime::choose_plan`]); `first_counted`: as for the passes, but a
+    /// measured run counts again, to time the whole plan.
+    fn planned<L: Launch>(
+        &self,
+        plan: &Plan<'_>,
+        l: &mut L,
+        gpu: Backend,
+        first_counted: bool,
+    ) -> Result<L::Out> {
+        let rt = l.rt().clone();
+        let plans = &self.plans[usize::from(plan.values.is_some())];
+        let run = rt.choose_plan(plans, gpu, u64::from(plan.n))?;
+        let digits = Digits::ALL[run.index()];
+        let counted = first_counted && !run.measured();
+        let out = self.passes(plan, l, counted, digits)?;
+        run.finish(&rt, plans)?;
+        Ok(out)
     }
 
     /// The whole sort as one kernel (the CPU's way).
@@ -357,18 +489,34 @@ impl Sort {
         }
     }
 
-    /// Launches the 8 passes (histogram, scan, scatter each), alternating
-    /// between the caller's buffers and the temporaries, the first
-    /// histogram unless `first_counted`; returns what the last launch gave.
+    /// Launches the passes of `digits` (histogram, scan, scatter each),
+    /// alternating between the caller's buffers and the temporaries, the
+    /// first histogram unless `first_counted` (a 4-bit one only); returns
+    /// what the last launch gave.
     fn passes<L: Launch>(
         &self,
         plan: &Plan<'_>,
         launch: &mut L,
         first_counted: bool,
+        digits: Digits,
     ) -> Result<L::Out> {
+        let ([histogram, scatter_keys, scatter_pairs], hist, offsets) = match digits {
+            Digits::Four => (
+                [&self.histogram, &self.scatter_keys, &self.scatter_pairs],
+                &plan.hist,
+                &plan.offsets,
+            ),
+            Digits::Eight => (
+                [&self.wide[0], &self.wide[1], &self.wide[2]],
+                &plan.hist_wide,
+                &plan.offsets_wide,
+            ),
+        };
+        let counted = first_counted && digits == Digits::Four;
         let pass = |launch: &mut L, pass: u32| -> Result<L::Out> {
-            let params = plan.params(pass);
-            // Even passes read the caller's buffers, odd ones the temporaries.
+            let params = plan.params(pass, digits);
+            // Even passes read the caller's buffers, odd ones the temporaries
+            // (an even number of passes ends where the keys started).
             let swap = |a, b| {
                 if pass.is_multiple_of(2) {
                     (a, b)
@@ -377,25 +525,21 @@ impl Sort {
                 }
             };
             let (from, to) = swap(plan.keys, &plan.tmp);
-            if pass > 0 || !first_counted {
-                launch.launch(&self.histogram, &[from, &plan.hist], &params)?;
+            if pass > 0 || !counted {
+                launch.launch(histogram, &[from, hist], &params)?;
             }
             self.scan
-                .launch(launch, &plan.hist, &plan.offsets, ScanKind::Exclusive)?;
+                .launch(launch, hist, offsets, ScanKind::Exclusive)?;
             match (plan.values, &plan.tmp_vals) {
                 (Some(v), Some(tv)) => {
                     let (vfrom, vto) = swap(v, tv);
-                    launch.launch(
-                        &self.scatter_pairs,
-                        &[from, vfrom, &plan.offsets, to, vto],
-                        &params,
-                    )
+                    launch.launch(scatter_pairs, &[from, vfrom, offsets, to, vto], &params)
                 }
-                _ => launch.launch(&self.scatter_keys, &[from, &plan.offsets, to], &params),
+                _ => launch.launch(scatter_keys, &[from, offsets, to], &params),
             }
         };
         let mut out = pass(launch, 0)?;
-        for p in 1..PASSES {
+        for p in 1..digits.passes() {
             out = pass(launch, p)?;
         }
         Ok(out)

@@ -30,6 +30,7 @@ mod link;
 mod memo;
 pub(crate) mod persist;
 mod place;
+mod plan;
 pub(crate) mod profile;
 mod report;
 pub(crate) mod split;

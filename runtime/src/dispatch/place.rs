@@ -272,7 +272,7 @@ impl Dispatcher {
     /// explore, fewest samples first, unless it is hopeless or set aside;
     /// else the earliest finish. An implementation found well behind
     /// another on its device is set aside for this bucket, for good.
-    fn pick(
+    pub(super) fn pick(
         &mut self,
         estimates: &[Estimate],
         ids: &[u64],
@@ -346,13 +346,18 @@ impl Dispatcher {
             self.dirty |= self.set_aside.insert(key(i));
         }
         // A forced call with one implementation left in contention on its
-        // backend (the others set aside or well behind it) has nothing to
-        // choose: it runs that one, as forced, however few its samples.
-        let contending = pool
+        // backend (the others set aside or well behind it), measured once,
+        // has nothing to choose: it runs the best, as forced, however few
+        // the samples.
+        let contenders: Vec<usize> = pool
             .iter()
-            .filter(|&&i| !behind(i) && !self.set_aside.contains(&key(i)))
-            .count();
-        let explore = explore.filter(|_| !forced || contending > 1);
+            .copied()
+            .filter(|&i| !behind(i) && !self.set_aside.contains(&key(i)))
+            .collect();
+        let settled = forced
+            && contenders.len() <= 1
+            && contenders.iter().all(|&i| estimates[i].samples >= 1);
+        let explore = explore.filter(|_| !settled);
         match explore {
             Some(i) => (i, Reason::Calibrating),
             None => {

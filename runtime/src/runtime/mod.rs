@@ -6,6 +6,7 @@
 //! the same buffer take turns (see `call/`).
 
 mod builder;
+mod plans;
 mod simulate;
 
 use std::sync::atomic::Ordering;
@@ -25,6 +26,7 @@ use crate::stats::Stats;
 use crate::trace::TraceEvent;
 
 pub use builder::RuntimeBuilder;
+pub use plans::{PlanRun, Plans};
 pub use simulate::{SimReport, SimUse};
 
 /// The pel runtime: a rayon pool, every usable GPU, and the buffers.
@@ -597,6 +599,8 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+#[cfg(test)]
+mod plans_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

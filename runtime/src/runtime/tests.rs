@@ -9,7 +9,8 @@ fn inc(name: &str) -> Kernel {
     unary(name, |c| c.iter_mut().for_each(|v| *v += 1))
 }
 
-fn cpu_runtime() -> Runtime {
+/// A runtime with no GPU, saving no model.
+pub(super) fn cpu_runtime() -> Runtime {
     Runtime::builder()
         .gpu(false)
         .persist_model(false)

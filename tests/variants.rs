@@ -6,9 +6,10 @@ mod common;
 
 use pel::{Backend, Kernel, Read, ReadWrite, Target, Variant};
 
-/// `y[i] = 2 x[i] + 1`, `per` outputs an invocation, at workgroup size
-/// `size`, folded past 65,535 workgroups.
-fn shader(size: u32, per: u32) -> String {
+/// A shader of `x` (read) and `y` (read-write) that sets each `y[i]` by
+/// `statement`, `per` outputs an invocation, at workgroup size `size`,
+/// folded past 65,535 workgroups.
+fn elementwise(size: u32, per: u32, statement: &str) -> String {
     format!(
         r#"
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -19,29 +20,36 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>,
     let first = pel_index(id, groups) * {per}u;
     for (var k = 0u; k < {per}u; k++) {{
         let i = first + k;
-        if i < arrayLength(&y) {{ y[i] = 2.0 * x[i] + 1.0; }}
+        if i < arrayLength(&y) {{ {statement} }}
     }}
 }}
 "#
     )
 }
 
-fn kernel() -> Kernel {
-    Kernel::builder("affine", shader(64, 1))
-        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
+/// A kernel setting each `y[i]` by `statement` (in WGSL) and by `f(x[i],
+/// y[i])` on the CPU, with two GPU variants: "wide" (workgroups of 256)
+/// and "four" (four outputs an invocation: a launch a quarter the size).
+fn elementwise_kernel(name: &str, statement: &str, f: fn(f32, f32) -> f32) -> Kernel {
+    Kernel::builder(name, elementwise(64, 1, statement))
+        .cpu::<(Read<f32>, ReadWrite<f32>)>(move |args, _| {
             let (x, y) = args.split();
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = 2.0 * x + 1.0;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = f(x, *y);
             }
         })
-        .variant(Variant::wgsl("wide", shader(256, 1)))
-        // Four outputs an invocation: a launch of a quarter the size.
+        .variant(Variant::wgsl("wide", elementwise(256, 1, statement)))
         .variant(
-            Variant::wgsl("four", shader(64, 4))
+            Variant::wgsl("four", elementwise(64, 4, statement))
                 .invocations(|_: &(), lens| (lens[1] as u64).div_ceil(4)),
         )
         .build()
         .expect("the variants bind what the kernel binds")
+}
+
+/// `y[i] = 2 x[i] + 1`.
+fn kernel() -> Kernel {
+    elementwise_kernel("affine", "y[i] = 2.0 * x[i] + 1.0;", |x, _| 2.0 * x + 1.0)
 }
 
 #[test]
@@ -358,25 +366,6 @@ fn each_matmul_cpu_implementation_alone_matches_the_reference() {
     }
 }
 
-/// `y[i] += 2 x[i]`, `per` outputs an invocation, at workgroup size `size`.
-fn accumulate_shader(size: u32, per: u32) -> String {
-    format!(
-        r#"
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size({size})
-fn main(@builtin(global_invocation_id) id: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {{
-    let first = pel_index(id, groups) * {per}u;
-    for (var k = 0u; k < {per}u; k++) {{
-        let i = first + k;
-        if i < arrayLength(&y) {{ y[i] = y[i] + 2.0 * x[i]; }}
-    }}
-}}
-"#
-    )
-}
-
 /// A lost GPU loses no work that its variants did: each task is replayed
 /// from lineage (with the implementation that ran it), and submitted
 /// chains finish elsewhere. Values are small integers, so every device
@@ -387,20 +376,10 @@ fn work_done_by_variants_survives_a_lost_gpu() {
         return;
     };
     let rt = common::fresh("");
-    let k = Kernel::builder("accumulate", accumulate_shader(64, 1))
-        .cpu::<(Read<f32>, ReadWrite<f32>)>(|args, _| {
-            let (x, y) = args.split();
-            for (y, x) in y.iter_mut().zip(x) {
-                *y += 2.0 * x;
-            }
-        })
-        .variant(Variant::wgsl("wide", accumulate_shader(256, 1)))
-        .variant(
-            Variant::wgsl("four", accumulate_shader(64, 4))
-                .invocations(|_: &(), lens| (lens[1] as u64).div_ceil(4)),
-        )
-        .build()
-        .unwrap();
+    // `y[i] += 2 x[i]`.
+    let k = elementwise_kernel("accumulate", "y[i] = y[i] + 2.0 * x[i];", |x, y| {
+        y + 2.0 * x
+    });
     let n = 4099;
     let xs: Vec<f32> = (0..n).map(|i| (i % 13) as f32).collect();
     let ys: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();

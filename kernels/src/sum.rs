@@ -40,14 +40,11 @@ pub const WGSL: &str = concat!(
     sum_params!(),
 );
 
-/// The variant light on barriers ("light"): the same blocks, in workgroups
-/// of 64 that each add 64 elements an invocation and meet at one barrier,
-/// after which one invocation adds the 64 sums. The kernel's own shader
-/// (a tree of nine barriers over 256) suits wide hardware workgroups; the
-/// model chooses per device.
-pub const WGSL_LIGHT: &str = concat!(include_str!("../../shaders/sum_light.wgsl"), sum_params!(),);
-
-/// Invocations a workgroup of [`WGSL_LIGHT`] has.
+/// Invocations a workgroup of the variant light on barriers has ("light",
+/// entry `light` of [`WGSL`]): the same blocks, each invocation adding 64
+/// elements, meeting at one barrier, after which one invocation adds the
+/// 64 sums. The kernel's own shader (a tree of nine barriers over 256)
+/// suits wide hardware workgroups; the model chooses per device.
 const LIGHT_WG: u64 = 64;
 
 /// The sum kernel (one pass) and the multi-pass driver.
@@ -76,7 +73,8 @@ impl Sum {
         // One add and 4 bytes an element read.
         .work(|p, _| (p.n as f64, 4.0 * p.n as f64))
         .variant(
-            Variant::wgsl("light", WGSL_LIGHT)
+            Variant::wgsl("light", WGSL)
+                .entry("light")
                 .invocations(|p: &SumParams, _| p.groups as u64 * LIGHT_WG),
         )
         .build()?;

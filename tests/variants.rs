@@ -52,6 +52,16 @@ fn kernel() -> Kernel {
     elementwise_kernel("affine", "y[i] = 2.0 * x[i] + 1.0;", |x, _| 2.0 * x + 1.0)
 }
 
+/// The implementations the decisions on `device` ran (`None`: the
+/// kernel's own).
+fn ran_on(rt: &pel::Runtime, device: Backend) -> std::collections::HashSet<Option<String>> {
+    rt.decisions()
+        .into_iter()
+        .filter(|d| d.chosen == device)
+        .map(|d| d.variant)
+        .collect()
+}
+
 #[test]
 fn every_gpu_variant_computes_the_kernels_result_where_it_is_placed() {
     let rt = common::fresh("");
@@ -74,12 +84,7 @@ fn every_gpu_variant_computes_the_kernels_result_where_it_is_placed() {
                 assert_eq!(rt.read(&y).unwrap(), want, "{gpu}, n = {n}");
             }
         }
-        let ran: std::collections::HashSet<Option<String>> = rt
-            .decisions()
-            .into_iter()
-            .filter(|d| d.chosen == gpu)
-            .map(|d| d.variant)
-            .collect();
+        let ran = ran_on(&rt, gpu);
         for v in [None, Some("wide"), Some("four")] {
             assert!(
                 ran.contains(&v.map(str::to_owned)),
@@ -396,12 +401,7 @@ fn work_done_by_variants_survives_a_lost_gpu() {
         step(&mut want);
     }
     assert_eq!(rt.read(&y).unwrap(), want, "executed calls");
-    let used: std::collections::HashSet<Option<String>> = rt
-        .decisions()
-        .into_iter()
-        .filter(|d| d.chosen == gpu)
-        .map(|d| d.variant)
-        .collect();
+    let used = ran_on(&rt, gpu);
     assert!(
         used.len() >= 2,
         "the GPU ran one implementation only: {used:?}"

@@ -165,12 +165,7 @@ fn sort_plans(rt: &Runtime, reps: usize, min_secs: f64) -> Result<Vec<VariantPoi
             rt.write(&keys, &input)?;
             sort.radix_sort(rt, Target::On(gpu), &keys)?;
         }
-        let chosen = rt
-            .decisions()
-            .into_iter()
-            .rev()
-            .find(|d| d.chosen == gpu && d.kernel == "radix_sort")
-            .and_then(|d| d.variant);
+        let chosen = last_variant(rt, gpu, "radix_sort");
         let modes: Vec<usize> = (0..Digits::ALL.len()).collect();
         let times = interleaved_for(
             &modes,
@@ -186,9 +181,7 @@ fn sort_plans(rt: &Runtime, reps: usize, min_secs: f64) -> Result<Vec<VariantPoi
             },
             |_| true,
         )?;
-        let device = rt
-            .device(gpu)
-            .map_or_else(|_| gpu.to_string(), |d| d.label());
+        let device = device_label(rt, gpu);
         for (i, digits) in Digits::ALL.into_iter().enumerate() {
             points.push(VariantPoint {
                 kernel: "radix_sort".to_owned(),
@@ -234,13 +227,7 @@ fn time<P: bytemuck::Pod>(
             rt.read(case.out)?;
         }
         // The last of them, calibrated by now: what the model runs there.
-        let chosen = rt
-            .decisions()
-            .into_iter()
-            .rev()
-            .find(|d| d.chosen == device && d.kernel == name)
-            .and_then(|d| d.variant)
-            .unwrap_or_else(|| OWN.to_owned());
+        let chosen = last_variant(rt, device, name).unwrap_or_else(|| OWN.to_owned());
         let modes: Vec<usize> = (0..implementations.len()).collect();
         let times = interleaved_for(
             &modes,
@@ -254,9 +241,7 @@ fn time<P: bytemuck::Pod>(
             },
             |_| true,
         )?;
-        let label = rt
-            .device(device)
-            .map_or_else(|_| device.to_string(), |d| d.label());
+        let label = device_label(rt, device);
         for (i, (variant, _)) in implementations.iter().enumerate() {
             points.push(VariantPoint {
                 kernel: name.to_owned(),
@@ -269,4 +254,21 @@ fn time<P: bytemuck::Pod>(
         }
     }
     Ok(points)
+}
+
+/// The variant (or plan) named by the latest decision for `kernel` on
+/// `device`: what the model runs there once calibrated (`None`: the
+/// kernel's own implementation, or no decision).
+fn last_variant(rt: &Runtime, device: Backend, kernel: &str) -> Option<String> {
+    rt.decisions()
+        .into_iter()
+        .rev()
+        .find(|d| d.chosen == device && d.kernel == kernel)
+        .and_then(|d| d.variant)
+}
+
+/// The device as `pel devices` names it.
+fn device_label(rt: &Runtime, device: Backend) -> String {
+    rt.device(device)
+        .map_or_else(|_| device.to_string(), |d| d.label())
 }

@@ -474,7 +474,7 @@ impl Sort {
         let digits = Digits::ALL[run.index()];
         let counted = first_counted && !run.measured();
         let out = self.passes(plan, l, counted, digits)?;
-        run.finish(&rt, plans)?;
+        run.finish(&rt)?;
         Ok(out)
     }
 

@@ -335,12 +335,12 @@ impl Dispatcher {
             })
             // Fewest samples first; among as few, the most promising.
             .min_by(|&a, &b| {
-                let key = |i: usize| {
+                let rank = |i: usize| {
                     let e = &estimates[i];
                     (e.samples, e.finish_s().unwrap_or(f64::INFINITY))
                 };
-                let (ka, kb) = (key(a), key(b));
-                ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+                let (ra, rb) = (rank(a), rank(b));
+                ra.0.cmp(&rb.0).then(ra.1.total_cmp(&rb.1))
             });
         for i in behind_now {
             self.dirty |= self.set_aside.insert(key(i));
@@ -349,14 +349,16 @@ impl Dispatcher {
         // backend (the others set aside or well behind it), measured once,
         // has nothing to choose: it runs the best, as forced, however few
         // the samples.
-        let contenders: Vec<usize> = pool
-            .iter()
-            .copied()
-            .filter(|&i| !behind(i) && !self.set_aside.contains(&key(i)))
-            .collect();
-        let settled = forced
-            && contenders.len() <= 1
-            && contenders.iter().all(|&i| estimates[i].samples >= 1);
+        let settled = forced && {
+            let mut contenders = pool
+                .iter()
+                .filter(|&&i| !behind(i) && !self.set_aside.contains(&key(i)));
+            match (contenders.next(), contenders.next()) {
+                (None, _) => true,
+                (Some(&i), None) => estimates[i].samples >= 1,
+                _ => false,
+            }
+        };
         let explore = explore.filter(|_| !settled);
         match explore {
             Some(i) => (i, Reason::Calibrating),

@@ -75,8 +75,9 @@ pub struct PlanRun {
     id: u64,
     backend: Backend,
     size: u64,
-    /// When the run started, if it is measured.
-    timed: Option<Instant>,
+    /// When a measured run started, and the name its time is recorded
+    /// under (`operation[label]`).
+    timed: Option<(Instant, String)>,
 }
 
 impl PlanRun {
@@ -100,13 +101,12 @@ impl PlanRun {
     /// Ends the run: a measured one waits for every GPU to finish its work
     /// ([`Runtime::sync`]) and gives the model its time. Fails as `sync`
     /// does.
-    pub fn finish(self, rt: &Runtime, plans: &Plans) -> Result<()> {
-        let Some(start) = self.timed else {
+    pub fn finish(self, rt: &Runtime) -> Result<()> {
+        let Some((start, name)) = self.timed else {
             return Ok(());
         };
         rt.sync()?;
         let secs = start.elapsed().as_secs_f64();
-        let name = format!("{}[{}]", plans.name, self.label);
         rt.engine()
             .dispatcher()
             .record(self.id, &name, self.backend, self.size, secs);
@@ -134,15 +134,15 @@ impl Runtime {
             self.engine()
                 .dispatcher()
                 .choose_plan(&plans.name, &plans.plans, backend, size);
+        let (id, label) = plans.plans[index].clone();
         let timed = match reason {
             Reason::Calibrating => match self.sync() {
-                Ok(()) => Some(Instant::now()),
+                Ok(()) => Some((Instant::now(), format!("{}[{label}]", plans.name))),
                 Err(Error::WouldDeadlock { .. }) => None,
                 Err(e) => return Err(e),
             },
             _ => None,
         };
-        let (id, label) = plans.plans[index].clone();
         Ok(PlanRun {
             index,
             label,

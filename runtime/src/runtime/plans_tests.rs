@@ -16,7 +16,7 @@ fn run(rt: &Runtime, plans: &Plans, times: usize, ms: fn(&str) -> u64) -> (Vec<S
         measured += usize::from(run.measured());
         std::thread::sleep(Duration::from_millis(ms(run.label())));
         ran.push(run.label().to_owned());
-        run.finish(rt, plans).unwrap();
+        run.finish(rt).unwrap();
     }
     (ran, measured)
 }

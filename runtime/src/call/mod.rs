@@ -10,6 +10,10 @@
 //! submitted tasks: the graph waits for a call's predecessors before it
 //! calls, and completes its task in the `done` hook.
 
+mod bound;
+pub(crate) use bound::Bound;
+#[cfg(test)]
+pub(crate) use bound::SAMPLE_EVERY;
 mod execute;
 mod host;
 #[cfg(test)]

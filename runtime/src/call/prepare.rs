@@ -48,7 +48,7 @@ impl Engine {
         })
     }
 
-    fn check_args(&self, kernel: &Kernel, args: &[&Handle]) -> Result<()> {
+    pub(super) fn check_args(&self, kernel: &Kernel, args: &[&Handle]) -> Result<()> {
         let reflection = kernel.reflection();
         reflection.check_arg_count(kernel.name(), args.len())?;
         let storage = &reflection.storage;

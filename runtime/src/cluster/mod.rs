@@ -32,6 +32,8 @@ pub use dist::{DistMap, Distribution};
 #[cfg(feature = "cluster")]
 mod balance;
 #[cfg(feature = "cluster")]
+mod bindings;
+#[cfg(feature = "cluster")]
 mod dist_buffer;
 #[cfg(feature = "cluster")]
 mod mpi_cluster;

@@ -27,6 +27,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::bindings::Bindings;
 use super::dist_buffer::{DistArg, DistBuffer, Erased, HEADER, Inner, Meta, State};
 use super::place::Balance;
 use super::progress::{Progress, Recv};
@@ -144,6 +145,8 @@ pub struct ClusterRuntime {
     /// The common placement model, when balancing is on.
     pub(super) balance: Mutex<Option<Balance>>,
     rt: Runtime,
+    /// The bindings of this rank's CPU tasks.
+    bindings: Bindings,
     counters: Counters,
     next_id: AtomicU64,
     /// Digests of buffers made since the ranks last compared them.
@@ -172,6 +175,7 @@ impl ClusterRuntime {
             queue: Mutex::new(VecDeque::new()),
             balance: Mutex::new(None),
             rt,
+            bindings: Bindings::default(),
             counters: Counters::default(),
             next_id: AtomicU64::new(0),
             unchecked: Mutex::new(Vec::new()),
@@ -491,7 +495,12 @@ impl ClusterRuntime {
             }
             let local: Few<&dyn BufferArg> = t.args.iter().map(|a| a.local(&self.rt)).collect();
             super::mpi_cluster::set_task(t.seq, t.kernel.name());
-            (t.run)(&self.rt, t.target, &t.kernel, &local, &t.params)
+            let ids = t.args.iter().map(|a| a.meta().id);
+            let bound = self
+                .bindings
+                .run(&self.rt, (&t.kernel, t.target), ids, &local, &t.params);
+            bound
+                .unwrap_or_else(|| (t.run)(&self.rt, t.target, &t.kernel, &local, &t.params))
                 .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
         }
     }

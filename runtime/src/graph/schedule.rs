@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::buffer::{Buffer, BufferArg, Handle, HostCopy, Release, Table};
-use crate::call::{Call, Engine, RunInfo};
+use crate::call::{Bound, Call, Engine, RunInfo};
 use crate::dispatch;
 use crate::error::{Error, Result};
 use crate::frames;
@@ -151,6 +151,21 @@ impl Scheduler {
                 self.edges_changed(&edges);
             }
         })
+    }
+
+    /// Runs a bound call ([`Engine::run_bound`]) while nothing submitted
+    /// is pending and the engine allows it; `None` where the caller must
+    /// make an ordinary call instead.
+    pub(crate) fn run_bound(
+        &self,
+        bound: &Bound,
+        args: &[&Handle],
+        params: &[u8],
+    ) -> Option<Result<()>> {
+        if self.submitted.load(Ordering::Acquire) || !self.engine.bound_open() {
+            return None;
+        }
+        Some(self.engine.run_bound(bound, args, params))
     }
 
     /// The contents of buffer `id` on the host, once its writer has

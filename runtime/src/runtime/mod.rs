@@ -12,8 +12,8 @@ mod simulate;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
-use crate::buffer::{Buffer, BufferArg, HostCopy, Validity};
-use crate::call::{Engine, RunInfo, split_items};
+use crate::buffer::{Buffer, BufferArg, Handle, HostCopy, Validity};
+use crate::call::{Bound, Engine, Few, RunInfo, split_items};
 use crate::device::DeviceInfo;
 use crate::dispatch::{Decision, ModelRow, SplitRow};
 use crate::error::{Error, Result};
@@ -301,6 +301,28 @@ impl Runtime {
         let mut call = self.engine().call(kernel, args, params)?;
         call.target = target;
         self.shared.run_now(kernel, &call)
+    }
+
+    /// Checks `kernel` on `args` once and binds it to the CPU, for
+    /// [`run_bound`](Self::run_bound); `None` for a kernel placement must
+    /// choose an implementation of (CPU variants) or with no CPU code.
+    pub(crate) fn bind(&self, kernel: &Kernel, args: &[&dyn BufferArg]) -> Result<Option<Bound>> {
+        let handles: Few<&Handle> = args.iter().map(|a| &**a.as_arg().handle).collect();
+        self.engine().bind(kernel, &handles)
+    }
+
+    /// Runs `bound` on its buffers `args` with `params` (the bytes of the
+    /// type its kernel takes) on the CPU, skipping what its binding checked;
+    /// `None` where only an ordinary call ([`execute`](Self::execute)) may
+    /// run it now (faults, a trace, a virtual clock, or submitted tasks).
+    pub(crate) fn run_bound(
+        &self,
+        bound: &Bound,
+        args: &[&dyn BufferArg],
+        params: &[u8],
+    ) -> Option<Result<()>> {
+        let handles: Few<&Handle> = args.iter().map(|a| &**a.as_arg().handle).collect();
+        self.shared.run_bound(bound, &handles, params)
     }
 
     /// Submits `kernel` for automatic placement and returns at once.
@@ -599,6 +621,8 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+#[cfg(test)]
+mod bound_tests;
 #[cfg(test)]
 mod plans_tests;
 #[cfg(test)]

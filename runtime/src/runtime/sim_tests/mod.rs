@@ -45,7 +45,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 "#;
 
 /// One buffer of counters, read and written: `(ReadWrite<u32>,)`.
-const UNARY: &str = r#"
+pub(super) const UNARY: &str = r#"
 @group(0) @binding(0) var<storage, read_write> c: array<u32>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {

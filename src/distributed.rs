@@ -10,7 +10,7 @@ use pel_kernels::heat_block::HeatBlock;
 use pel_kernels::kmeans::{BLOCK, CHUNK, FinalizeParams, KMeans, PartialParams, ReduceParams};
 use pel_kernels::taskbench::{Graph, MAX_DEPS, TaskBench};
 use pel_runtime::cluster::{
-    ClusterRuntime, ClusterStats, DistArg, DistBuffer, DistMap, Distribution,
+    ClusterRuntime, ClusterStats, DistArg, DistBuffer, DistMap, Distribution, Recording,
 };
 use pel_runtime::{Buffer, BufferArg, Result, Target};
 
@@ -329,7 +329,25 @@ impl TaskbenchRows {
                 cr.submit_on(None, target, kernel, &args, &params)?;
             }
         }
-        Ok(&self.rows[graph.steps.saturating_sub(1) % 2])
+        Ok(self.last())
+    }
+
+    /// The buffers the last step writes.
+    pub fn last(&self) -> &[DistBuffer<f32>] {
+        &self.rows[self.graph.steps.saturating_sub(1) % 2]
+    }
+
+    /// Submits the graph as [`submit`](Self::submit) does, recorded:
+    /// [`ClusterRuntime::replay`] submits it again at a fraction of the
+    /// cost (the same tasks, of `iterations` each).
+    pub fn record(
+        &self,
+        cr: &ClusterRuntime,
+        tb: &TaskBench,
+        target: Target,
+        iterations: u32,
+    ) -> Result<Recording> {
+        cr.record(|cr| self.submit(cr, tb, target, iterations).map(drop))
     }
 }
 

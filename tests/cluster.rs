@@ -454,6 +454,101 @@ mod with_mpi {
         at_1_2_and_4(NAME, "caching ok");
     }
 
+    /// Task Bench graphs recorded and replayed: the serial result, and the
+    /// map, versions and messages that submitting them again leaves.
+    fn recordings() {
+        let cr = cluster_runtime();
+        let (rank, size) = (cr.rank(), cr.size());
+        let tb = TaskBench::new().unwrap();
+        let elems = tb.elems_per_task();
+        // An uneven width, an odd number of steps, and a pattern whose
+        // sources change step by step.
+        for pattern in [Pattern::Stencil1d, Pattern::Fft] {
+            let graph = Graph::new(pattern, 2 * size + 1, 9);
+            let want = taskbench::reference(&graph, elems, 3).unwrap();
+            let rows = distributed::TaskbenchRows::new(&cr, &tb, &graph).unwrap();
+            let recorded = rows.record(&cr, &tb, CPU, 3).unwrap();
+            assert_eq!(recorded.len(), graph.tasks());
+            let check = |what: &str| {
+                for (p, b) in rows.last().iter().enumerate() {
+                    if let Some(v) = cr.fetch(b, 0).unwrap() {
+                        assert_eq!(v, want[p], "{pattern:?} {what}, point {p}");
+                    }
+                }
+            };
+            check("recorded");
+            let state = || -> Vec<(u64, Vec<usize>)> {
+                let last = rows.last();
+                last.iter().map(|b| (b.version(), b.valid_on())).collect()
+            };
+            // The first replay finds the map the fetches left, not the
+            // recording's: it submits the tasks and keeps how they ran.
+            cr.replay(&recorded).unwrap();
+            check("submitted again");
+            for _ in 0..2 {
+                // Each replay starts from what the last one left.
+                let (s0, t0) = (state(), cr.stats());
+                cr.replay(&recorded).unwrap();
+                let (s1, t1) = (state(), cr.stats());
+                rows.submit(&cr, &tb, CPU, 3).unwrap();
+                cr.flush().unwrap();
+                let (s2, t2) = (state(), cr.stats());
+                let (replayed, again) = (t1.since(&t0), t2.since(&t1));
+                assert_eq!(replayed.tasks_replayed, graph.tasks() as u64);
+                assert_eq!(again.tasks_replayed, 0);
+                let replayed = pel::cluster::ClusterStats {
+                    tasks_replayed: 0,
+                    ..replayed
+                };
+                assert_eq!(replayed, again, "{pattern:?}: what moved");
+                for ((a, b), c) in s0.iter().zip(&s1).zip(&s2) {
+                    assert_eq!(b.1, c.1, "{pattern:?}: where the copies are");
+                    assert_eq!(b.0 - a.0, c.0 - b.0, "{pattern:?}: versions");
+                }
+                check("replayed");
+            }
+            // A write drops the copy the fetch left on rank 0 (of the last
+            // point, on the last rank): the map moved on, so the replay
+            // submits as usual. On one rank the map stays as it was.
+            cr.write(&rows.last()[2 * size], || vec![7.0; elems])
+                .unwrap();
+            let t0 = cr.stats();
+            cr.replay(&recorded).unwrap();
+            let replayed = cr.stats().since(&t0).tasks_replayed;
+            assert_eq!(replayed, if size > 1 { 0 } else { graph.tasks() as u64 });
+            check("after a write");
+        }
+        // A recording holds tasks alone, and none inside another.
+        let rows = distributed::TaskbenchRows::new(&cr, &tb, &Graph::new(Pattern::Stencil1d, 3, 2))
+            .unwrap();
+        let err = cr
+            .record(|cr| cr.fetch(&rows.last()[0], 0).map(drop))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Cluster { message, .. } if message.contains("fetch")),
+            "{err}"
+        );
+        let err = cr.record(|cr| cr.record(|_| Ok(())).map(drop)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Cluster { message, .. } if message.contains("inside")),
+            "{err}"
+        );
+        cr.wait_all().unwrap();
+        println!("rank {rank} of {size}: recordings ok");
+    }
+
+    #[test]
+    fn recorded_graphs_replay_what_submitting_them_again_does_at_1_2_and_4_ranks() {
+        const NAME: &str =
+            "with_mpi::recorded_graphs_replay_what_submitting_them_again_does_at_1_2_and_4_ranks";
+        match child(NAME) {
+            Some(true) => return recordings(),
+            Some(false) => return,
+            None => {}
+        }
+        at_1_2_and_4(NAME, "recordings ok");
+    }
+
     /// Task Bench across the ranks; rank 1 is killed (SIGKILL) half-way.
     fn killed_mid_graph() {
         let cr = cluster_runtime();

@@ -2,7 +2,7 @@
 //! and each rank's CPU, shared so every rank decides alike), and the choice
 //! for a task given no rank. The model itself is in `place.rs`.
 
-use super::dist_buffer::{DistArg, Meta};
+use super::dist_buffer::{DistRef, Meta};
 use super::place::{Balance, Lacks, NetLink, RankSpeed, measure_speed};
 use super::ranks::{ClusterRuntime, TAG_SPACE};
 use crate::error::Result;
@@ -11,20 +11,20 @@ use crate::kernel::Kernel;
 impl ClusterRuntime {
     /// With balancing on, the rank the common model picks for this task
     /// (its owner being `owner`); `None` with it off.
-    pub(super) fn balanced<P: bytemuck::Pod>(
+    pub(super) fn balanced(
         &self,
         owner: usize,
         kernel: &Kernel,
-        args: &[&dyn DistArg],
-        params: &P,
+        args: &[DistRef<'_>],
+        params: &[u8],
     ) -> Option<usize> {
         let mut guard = self.balance.lock().unwrap_or_else(|p| p.into_inner());
         let balance = guard.as_mut()?;
-        let metas: Vec<&Meta> = args.iter().map(|a| a.as_dist().inner.meta()).collect();
+        let metas: Vec<&Meta> = args.iter().map(|a| a.inner.meta()).collect();
         let lens: Vec<usize> = metas.iter().map(|m| m.len).collect();
         let bytes: Vec<f64> = metas.iter().map(|m| (m.len * m.elem_size) as f64).collect();
         let work = kernel
-            .work(bytemuck::bytes_of(params), &lens)
+            .work(params, &lens)
             .unwrap_or((0.0, bytes.iter().sum()));
         let valid: Vec<Vec<bool>> = metas.iter().map(|m| m.state().valid.clone()).collect();
         Some(balance.choose(owner, work, |r| {

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::buffer::BufferArg;
 use crate::call::Bound;
-use crate::error::Result;
 use crate::hash::FxMap;
 use crate::ids::{Backend, Target};
 use crate::kernel::Kernel;
@@ -30,19 +29,17 @@ pub(super) struct Bindings {
 }
 
 impl Bindings {
-    /// Runs `kernel` on `local` (the rank's copies of the buffers `ids`)
-    /// with `params` through its binding, made at its first run; `None`
-    /// where an ordinary call must run it: an automatic task on a rank with
-    /// GPUs (placement decides), a kernel that cannot be bound, or a moment
-    /// the rank's runtime refuses bound runs.
-    pub(super) fn run(
+    /// The binding of `kernel` on `local` (the rank's copies of the
+    /// buffers `ids`), made at its first run; `None` where an ordinary call
+    /// must run it: an automatic task on a rank with GPUs (placement
+    /// decides), or a kernel that cannot be bound.
+    pub(super) fn get(
         &self,
         rt: &Runtime,
         (kernel, target): (&Kernel, Target),
         ids: impl Iterator<Item = u64>,
         local: &[&dyn BufferArg],
-        params: &[u8],
-    ) -> Option<Result<()>> {
+    ) -> Option<Arc<Bound>> {
         let on_cpu = match target {
             Target::On(Backend::Cpu) => true,
             Target::Auto => rt.gpu_count() == 0,
@@ -52,22 +49,17 @@ impl Bindings {
             return None;
         }
         let key: Key = (kernel.id(), ids.collect());
-        let bound = {
-            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&key) {
-                Some(b) => b.clone(),
-                None => {
-                    // A binding that fails its checks is not kept: the
-                    // ordinary call reports the error.
-                    let b = rt.bind(kernel, local).ok()?.map(Arc::new);
-                    if map.len() >= KEPT {
-                        map.clear();
-                    }
-                    map.insert(key, b.clone());
-                    b
-                }
-            }
-        }?;
-        rt.run_bound(&bound, local, params)
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get(&key) {
+            return b.clone();
+        }
+        // A binding that fails its checks is not kept: the ordinary call
+        // reports the error.
+        let b = rt.bind(kernel, local).ok()?.map(Arc::new);
+        if map.len() >= KEPT {
+            map.clear();
+        }
+        map.insert(key, b.clone());
+        b
     }
 }

@@ -36,6 +36,8 @@ mod bindings;
 #[cfg(feature = "cluster")]
 mod dist_buffer;
 #[cfg(feature = "cluster")]
+mod make;
+#[cfg(feature = "cluster")]
 mod mpi_cluster;
 #[cfg(feature = "cluster")]
 mod place;
@@ -43,6 +45,8 @@ mod place;
 mod progress;
 #[cfg(feature = "cluster")]
 mod ranks;
+#[cfg(feature = "cluster")]
+mod recording;
 
 #[cfg(feature = "cluster")]
 pub use dist_buffer::{DistArg, DistBuffer, DistRef};
@@ -52,3 +56,5 @@ pub use mpi_cluster::{Cluster, Reducible};
 pub use place::{MARGIN, NetLink, RankSpeed};
 #[cfg(feature = "cluster")]
 pub use ranks::{ClusterRuntime, ClusterStats};
+#[cfg(feature = "cluster")]
+pub use recording::Recording;

@@ -23,21 +23,25 @@
 //! reaches that task first.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
+use super::Cluster;
 use super::bindings::Bindings;
-use super::dist_buffer::{DistArg, DistBuffer, Erased, HEADER, Inner, Meta, State};
+use super::dist_buffer::{DistArg, DistBuffer, DistRef, Erased, HEADER, Inner};
 use super::place::Balance;
 use super::progress::{Progress, Recv};
-use super::{Cluster, DistMap};
+use super::recording::Capture;
 use crate::buffer::{Buffer, BufferArg};
+use crate::call::Bound;
 use crate::error::{Error, Result};
 use crate::hash::Fnv;
 use crate::ids::Target;
 use crate::kernel::{Access, Element, Kernel};
 use crate::runtime::Runtime;
+
+/// The next cluster runtime's id.
+static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(0);
 
 /// Tags MPI guarantees (`MPI_TAG_UB` is at least 32,767).
 pub(super) const TAG_SPACE: u64 = 32_767;
@@ -51,6 +55,10 @@ pub struct ClusterStats {
     pub tasks_run: u64,
     /// Tasks this rank only recorded (another rank ran them).
     pub tasks_pruned: u64,
+    /// Tasks submitted by a replay that did what their recording did,
+    /// without working them out again ([`ClusterRuntime::replay`]); of
+    /// `tasks`.
+    pub tasks_replayed: u64,
     /// Messages this rank sent.
     pub messages_sent: u64,
     /// Bytes of buffer data this rank sent (headers not counted).
@@ -68,6 +76,7 @@ impl ClusterStats {
             tasks: self.tasks - earlier.tasks,
             tasks_run: self.tasks_run - earlier.tasks_run,
             tasks_pruned: self.tasks_pruned - earlier.tasks_pruned,
+            tasks_replayed: self.tasks_replayed - earlier.tasks_replayed,
             messages_sent: self.messages_sent - earlier.messages_sent,
             bytes_sent: self.bytes_sent - earlier.bytes_sent,
             messages_received: self.messages_received - earlier.messages_received,
@@ -81,6 +90,7 @@ struct Counters {
     tasks: AtomicU64,
     tasks_run: AtomicU64,
     tasks_pruned: AtomicU64,
+    tasks_replayed: AtomicU64,
     messages_sent: AtomicU64,
     bytes_sent: AtomicU64,
     messages_received: AtomicU64,
@@ -92,7 +102,7 @@ fn bump(c: &AtomicU64, by: u64) {
 }
 
 /// Runs a queued call: its params' bytes read back as the type they were.
-type RunFn = fn(&Runtime, Target, &Kernel, &[&dyn BufferArg], &[u8]) -> Result<()>;
+pub(super) type RunFn = fn(&Runtime, Target, &Kernel, &[&dyn BufferArg], &[u8]) -> Result<()>;
 
 /// [`RunFn`] for params of type `P`.
 fn execute_as<P: bytemuck::Pod>(
@@ -107,18 +117,19 @@ fn execute_as<P: bytemuck::Pod>(
 }
 
 /// A short list on the stack (a task's arguments, its params' bytes).
-type Few<T, const N: usize = 8> = smallvec::SmallVec<[T; N]>;
+pub(super) type Few<T, const N: usize = 8> = smallvec::SmallVec<[T; N]>;
 
 /// A task this rank runs, queued until something needs what it writes.
-struct Queued {
-    seq: u64,
-    kernel: Kernel,
-    target: Target,
-    params: Few<u8, 32>,
-    args: Few<Arc<dyn Erased>>,
-    /// Inputs posted to arrive: argument, receive, version.
-    recvs: Few<(usize, Recv, u64), 4>,
-    run: RunFn,
+pub(super) struct Queued {
+    pub(super) seq: u64,
+    pub(super) kernel: Kernel,
+    pub(super) target: Target,
+    pub(super) params: Few<u8, 32>,
+    pub(super) args: Few<Arc<dyn Erased>>,
+    /// Inputs posted to arrive: argument, receive, version, and slot in a
+    /// recording being made.
+    pub(super) recvs: Few<(usize, Recv, u64, u32), 4>,
+    pub(super) run: RunFn,
 }
 
 /// One program on many ranks: every rank makes the same buffers and submits
@@ -144,15 +155,21 @@ pub struct ClusterRuntime {
     queue: Mutex<VecDeque<Queued>>,
     /// The common placement model, when balancing is on.
     pub(super) balance: Mutex<Option<Balance>>,
-    rt: Runtime,
+    pub(super) rt: Runtime,
     /// The bindings of this rank's CPU tasks.
-    bindings: Bindings,
+    pub(super) bindings: Bindings,
+    /// What a recording being made has seen ([`record`](Self::record)).
+    pub(super) capture: Mutex<Option<Capture>>,
+    /// Whether `capture` holds one (read by every task, so no lock).
+    pub(super) capturing: AtomicBool,
+    /// Tells this cluster runtime's recordings from another's.
+    pub(super) id: u64,
     counters: Counters,
-    next_id: AtomicU64,
+    pub(super) next_id: AtomicU64,
     /// Digests of buffers made since the ranks last compared them.
-    unchecked: Mutex<Vec<(String, u64)>>,
+    pub(super) unchecked: Mutex<Vec<(String, u64)>>,
     /// Whether `unchecked` holds any (read by every task, so no lock).
-    made: AtomicBool,
+    pub(super) made: AtomicBool,
     pub(super) cluster: Cluster,
 }
 
@@ -176,6 +193,9 @@ impl ClusterRuntime {
             balance: Mutex::new(None),
             rt,
             bindings: Bindings::default(),
+            capture: Mutex::new(None),
+            capturing: AtomicBool::new(false),
+            id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
             counters: Counters::default(),
             next_id: AtomicU64::new(0),
             unchecked: Mutex::new(Vec::new()),
@@ -202,163 +222,6 @@ impl ClusterRuntime {
     /// Ranks in the job.
     pub fn size(&self) -> usize {
         self.cluster.size()
-    }
-
-    fn dist_error(&self, buffer: &str, rank: usize, message: String) -> Error {
-        Error::Distribution {
-            buffer: buffer.to_owned(),
-            rank,
-            message,
-        }
-    }
-
-    /// A buffer of `len` elements owned by rank `owner`, which fills it
-    /// with `init()` (no other rank calls it). Every rank calls this, in
-    /// the same order. [`Error::Distribution`] for an owner past the job,
-    /// or `init` giving another length.
-    pub fn buffer<T: Element>(
-        &self,
-        name: &str,
-        owner: usize,
-        len: usize,
-        init: impl FnOnce() -> Vec<T>,
-    ) -> Result<DistBuffer<T>> {
-        let size = self.size();
-        if owner >= size {
-            return Err(self.dist_error(
-                name,
-                owner,
-                format!("owner rank {owner}; the job has ranks 0 to {}", size - 1),
-            ));
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut valid = vec![false; size];
-        valid[owner] = true;
-        let inner = Inner {
-            meta: Meta {
-                id,
-                name: name.to_owned(),
-                owner,
-                len,
-                elem_size: std::mem::size_of::<T>(),
-                state: Mutex::new(State { version: 0, valid }),
-                last_writer: AtomicU64::new(0),
-            },
-            local: OnceLock::new(),
-        };
-        if owner == self.rank() {
-            let data = init();
-            if data.len() != len {
-                return Err(self.dist_error(
-                    name,
-                    owner,
-                    format!("{len} elements declared; its owner made {}", data.len()),
-                ));
-            }
-            let _ = inner.local.set(self.rt.buffer(&data));
-        }
-        let mut h = Fnv::new();
-        h.write(name.as_bytes());
-        h.write(&id.to_le_bytes());
-        h.write(&(owner as u64).to_le_bytes());
-        h.write(&(len as u64).to_le_bytes());
-        h.write(T::TYPE.to_string().as_bytes());
-        self.unchecked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((name.to_owned(), h.finish()));
-        self.made.store(true, Ordering::Release);
-        let inner = Arc::new(inner);
-        let erased: Arc<dyn Erased> = Arc::clone(&inner) as _;
-        Ok(DistBuffer { inner, erased })
-    }
-
-    /// A buffer of `len` zeros owned by `owner`.
-    pub fn zeros<T: Element>(&self, name: &str, owner: usize, len: usize) -> Result<DistBuffer<T>> {
-        self.buffer(name, owner, len, || vec![T::zeroed(); len])
-    }
-
-    /// One buffer for each run of consecutive elements `map` gives one
-    /// rank (a block a rank for [`Block`](super::Distribution::Block)),
-    /// in element order, with the range it covers; its owner fills it with
-    /// `init(range)`. Every rank calls this with the same map.
-    pub fn blocks<T: Element>(
-        &self,
-        name: &str,
-        map: &DistMap,
-        init: impl Fn(Range<usize>) -> Vec<T>,
-    ) -> Result<Vec<(Range<usize>, DistBuffer<T>)>> {
-        if map.ranks() != self.size() {
-            return Err(self.dist_error(
-                name,
-                0,
-                format!(
-                    "a map over {} ranks in a job of {}",
-                    map.ranks(),
-                    self.size()
-                ),
-            ));
-        }
-        let mut runs: Vec<(usize, Range<usize>)> = (0..map.ranks())
-            .flat_map(|r| map.owned(r).into_iter().map(move |range| (r, range)))
-            .collect();
-        runs.sort_by_key(|(_, range)| range.start);
-        runs.into_iter()
-            .enumerate()
-            .map(|(i, (owner, range))| {
-                let b = self.buffer(&format!("{name}[{i}]"), owner, range.len(), || {
-                    init(range.clone())
-                })?;
-                Ok((range, b))
-            })
-            .collect()
-    }
-
-    /// Compares the buffers made since the last check across ranks: one
-    /// all-gather of a digest, and on a difference [`Error::Distribution`]
-    /// naming the first buffer and rank that differ.
-    pub fn agree(&self) -> Result<()> {
-        let made = {
-            let mut unchecked = self.unchecked.lock().unwrap_or_else(|p| p.into_inner());
-            self.made.store(false, Ordering::Release);
-            std::mem::take(&mut *unchecked)
-        };
-        if made.is_empty() {
-            return Ok(());
-        }
-        let mut h = Fnv::new();
-        for (_, d) in &made {
-            h.write(&d.to_le_bytes());
-        }
-        h.write(&(made.len() as u64).to_le_bytes());
-        let all = self.cluster.all_gather_u64(h.finish());
-        let Some(rank) = all.iter().position(|&d| d != all[0]) else {
-            return Ok(());
-        };
-        // Find the first buffer that differs (collectively: every rank
-        // takes this path, as every rank saw the digests differ).
-        let mine: Vec<u64> = made.iter().map(|(_, d)| *d).collect();
-        let counts = self.cluster.all_gather_u64(mine.len() as u64);
-        let n = counts.iter().copied().min().unwrap_or(0) as usize;
-        for (i, (name, d)) in made.iter().enumerate().take(n) {
-            let all = self.cluster.all_gather_u64(*d);
-            if let Some(r) = all.iter().position(|&x| x != all[0]) {
-                return Err(self.dist_error(
-                    name,
-                    r,
-                    format!("rank {r} made buffer {i} of this batch differently from rank 0 (its owner, length or type): two ranks would each own it"),
-                ));
-            }
-        }
-        let r = counts.iter().position(|&c| c != counts[0]).unwrap_or(rank);
-        Err(self.dist_error(
-            made.get(n).map_or("?", |(name, _)| name),
-            r,
-            format!(
-                "rank {r} made {} buffers here, rank 0 {}",
-                counts[r], counts[0]
-            ),
-        ))
     }
 
     /// Submits `kernel` on `args` (in the shader's binding order) at the
@@ -398,18 +261,33 @@ impl ClusterRuntime {
         args: &[&dyn DistArg],
         params: &P,
     ) -> Result<bool> {
-        // The checks a call makes, on every rank (only one would run it).
         kernel.check_params::<P>()?;
+        let refs: Few<DistRef<'_>> = args.iter().map(|a| a.as_dist()).collect();
+        let params = bytemuck::bytes_of(params);
+        self.submit_refs(on, (target, kernel), &refs, params, execute_as::<P>)
+    }
+
+    /// [`submit_on`](Self::submit_on) once the params' type is checked:
+    /// `params` are its bytes, `run` runs the task from them.
+    pub(super) fn submit_refs(
+        &self,
+        on: Option<usize>,
+        (target, kernel): (Target, &Kernel),
+        args: &[DistRef<'_>],
+        params: &[u8],
+        run: RunFn,
+    ) -> Result<bool> {
+        // The checks a call makes, on every rank (only one would run it).
         let reflection = kernel.reflection();
         reflection.check_arg_count(kernel.name(), args.len())?;
         for (i, a) in args.iter().enumerate() {
-            reflection.check_arg_elem(kernel.name(), i, a.as_dist().inner.elem())?;
+            reflection.check_arg_elem(kernel.name(), i, a.inner.elem())?;
         }
         let storage = &reflection.storage;
         if self.made.load(Ordering::Acquire) {
             self.agree()?;
         }
-        let meta = |i: usize| args[i].as_dist().inner.meta();
+        let meta = |i: usize| args[i].inner.meta();
         let exec = match on {
             Some(r) => r,
             None => {
@@ -433,14 +311,17 @@ impl ClusterRuntime {
             });
         }
         let seq = self.counters.tasks.fetch_add(1, Ordering::Relaxed);
+        if self.capturing() {
+            self.capture_task(seq, (on, target, kernel), args, params, run);
+        }
         let me = self.rank();
         let mut recvs = Few::new();
         for (i, a) in args.iter().enumerate() {
-            let moved = self.transfer(a.as_dist().inner, exec);
-            if let Some((recv, version)) =
+            let moved = self.transfer(a.inner, exec);
+            if let Some((recv, version, slot)) =
                 moved.unwrap_or_else(|err| self.fail(seq, kernel.name(), &err.to_string()))
             {
-                recvs.push((i, recv, version));
+                recvs.push((i, recv, version, slot));
             }
         }
         let runs = me == exec;
@@ -454,10 +335,10 @@ impl ClusterRuntime {
                 seq,
                 kernel: kernel.clone(),
                 target,
-                params: Few::from_slice(bytemuck::bytes_of(params)),
-                args: args.iter().map(|a| Arc::clone(a.as_dist().arc)).collect(),
+                params: Few::from_slice(params),
+                args: args.iter().map(|a| Arc::clone(a.arc)).collect(),
                 recvs,
-                run: execute_as::<P>,
+                run,
             });
             bump(&self.counters.tasks_run, 1);
         } else {
@@ -469,6 +350,20 @@ impl ClusterRuntime {
             }
         }
         Ok(runs)
+    }
+
+    /// Tasks submitted so far (the next one's number).
+    pub(super) fn counters_tasks(&self) -> u64 {
+        self.counters.tasks.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` tasks submitted at once, `runs` of them run here; the
+    /// first one's number.
+    pub(super) fn count_tasks(&self, n: u64, runs: u64) -> u64 {
+        bump(&self.counters.tasks_run, runs);
+        bump(&self.counters.tasks_pruned, n - runs);
+        bump(&self.counters.tasks_replayed, n);
+        self.counters.tasks.fetch_add(n, Ordering::Relaxed)
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
@@ -489,27 +384,51 @@ impl ClusterRuntime {
             let Some(t) = task else {
                 return;
             };
-            for (i, recv, version) in t.recvs {
-                self.receive(&*t.args[i], recv, version)
-                    .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
-            }
             let local: Few<&dyn BufferArg> = t.args.iter().map(|a| a.local(&self.rt)).collect();
-            super::mpi_cluster::set_task(t.seq, t.kernel.name());
             let ids = t.args.iter().map(|a| a.meta().id);
             let bound = self
                 .bindings
-                .run(&self.rt, (&t.kernel, t.target), ids, &local, &t.params);
-            bound
-                .unwrap_or_else(|| (t.run)(&self.rt, t.target, &t.kernel, &local, &t.params))
-                .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
+                .get(&self.rt, (&t.kernel, t.target), ids, &local);
+            if self.capturing() {
+                self.capture_run(&t, bound.clone());
+            }
+            for (i, recv, version, _) in t.recvs {
+                self.receive(&*t.args[i], recv, version)
+                    .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
+            }
+            super::mpi_cluster::set_task(t.seq, t.kernel.name());
+            self.run_task(
+                bound.as_deref(),
+                (t.target, &t.kernel),
+                &local,
+                &t.params,
+                t.run,
+            )
+            .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
         }
+    }
+
+    /// Runs a task on this rank's runtime: through its binding where it
+    /// has one and the runtime takes it, else as an ordinary call.
+    pub(super) fn run_task(
+        &self,
+        bound: Option<&Bound>,
+        (target, kernel): (Target, &Kernel),
+        local: &[&dyn BufferArg],
+        params: &[u8],
+        run: RunFn,
+    ) -> Result<()> {
+        bound
+            .and_then(|b| self.rt.run_bound(b, local, params))
+            .unwrap_or_else(|| run(&self.rt, target, kernel, local, params))
     }
 
     /// Makes `e`'s current version valid on rank `to`: marks it so (every
     /// rank), sends it there (on the rank that holds it: the owner if it
     /// can, once its tasks here that write it have run) and, on `to`,
-    /// posts the receive: returns it and the version.
-    fn transfer(&self, e: &dyn Erased, to: usize) -> Result<Option<(Recv, u64)>> {
+    /// posts the receive: returns it, the version, and its slot in a
+    /// recording being made.
+    fn transfer(&self, e: &dyn Erased, to: usize) -> Result<Option<(Recv, u64, u32)>> {
         let m = e.meta();
         let mut st = m.state();
         if st.valid[to] {
@@ -523,30 +442,51 @@ impl ClusterRuntime {
         let version = st.version;
         st.valid[to] = true;
         drop(st);
-        let tag = tag_of(m.id, version);
         let me = self.rank();
         if me == src {
             let writer = m.last_writer.load(Ordering::Relaxed);
             if writer > 0 {
                 self.drain(writer - 1);
             }
-            let mut bytes = e.read_bytes(&self.rt)?;
-            bytes[..8].copy_from_slice(&m.id.to_le_bytes());
-            bytes[8..HEADER].copy_from_slice(&version.to_le_bytes());
-            bump(&self.counters.messages_sent, 1);
-            bump(&self.counters.bytes_sent, (bytes.len() - HEADER) as u64);
-            self.progress.send(to, tag, bytes.into_boxed_slice());
+            self.send(e, to, version)?;
+            if self.capturing() {
+                self.capture_send(m.id, to, version);
+            }
         }
         if me != to {
             return Ok(None);
         }
+        let slot = if self.capturing() {
+            self.capture_recv(m.id, src, version)
+        } else {
+            u32::MAX
+        };
+        Ok(Some((self.recv(e, src, version), version, slot)))
+    }
+
+    /// Sends this rank's copy of `e`, as its `version`, to rank `to`.
+    pub(super) fn send(&self, e: &dyn Erased, to: usize, version: u64) -> Result<()> {
+        let m = e.meta();
+        let mut bytes = e.read_bytes(&self.rt)?;
+        bytes[..8].copy_from_slice(&m.id.to_le_bytes());
+        bytes[8..HEADER].copy_from_slice(&version.to_le_bytes());
+        bump(&self.counters.messages_sent, 1);
+        bump(&self.counters.bytes_sent, (bytes.len() - HEADER) as u64);
+        self.progress
+            .send(to, tag_of(m.id, version), bytes.into_boxed_slice());
+        Ok(())
+    }
+
+    /// Posts the receive of `e`'s `version` from rank `from`.
+    pub(super) fn recv(&self, e: &dyn Erased, from: usize, version: u64) -> Recv {
+        let m = e.meta();
         let len = HEADER + m.len * m.elem_size;
-        Ok(Some((self.progress.recv(src, tag, len), version)))
+        self.progress.recv(from, tag_of(m.id, version), len)
     }
 
     /// Waits for `recv`, checks its header is `e`'s `version`, and stores
     /// it as this rank's copy.
-    fn receive(&self, e: &dyn Erased, recv: Recv, version: u64) -> Result<()> {
+    pub(super) fn receive(&self, e: &dyn Erased, recv: Recv, version: u64) -> Result<()> {
         let m = e.meta();
         let data = recv.wait();
         let id = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
@@ -566,7 +506,7 @@ impl ClusterRuntime {
         e.store(&self.rt, &data[HEADER..])
     }
 
-    fn fail(&self, seq: u64, kernel: &str, what: &str) -> ! {
+    pub(super) fn fail(&self, seq: u64, kernel: &str, what: &str) -> ! {
         self.cluster
             .abort(&format!("task {seq} (`{kernel}`) failed: {what}"))
     }
@@ -586,10 +526,13 @@ impl ClusterRuntime {
                 ),
             });
         }
+        if self.capturing() {
+            self.capture_outside("fetch");
+        }
         self.drain(u64::MAX);
         let e: &Inner<T> = &buf.inner;
         let me = self.rank();
-        if let Some((recv, version)) = self.transfer(e, to)? {
+        if let Some((recv, version, _)) = self.transfer(e, to)? {
             self.receive(e, recv, version)?;
         }
         if me == to {
@@ -606,6 +549,9 @@ impl ClusterRuntime {
         buf: &DistBuffer<T>,
         data: impl FnOnce() -> Vec<T>,
     ) -> Result<()> {
+        if self.capturing() {
+            self.capture_outside("write");
+        }
         self.drain(u64::MAX);
         let m = &buf.inner.meta;
         if self.rank() == m.owner {
@@ -642,6 +588,7 @@ impl ClusterRuntime {
             tasks: get(&c.tasks),
             tasks_run: get(&c.tasks_run),
             tasks_pruned: get(&c.tasks_pruned),
+            tasks_replayed: get(&c.tasks_replayed),
             messages_sent: get(&c.messages_sent),
             bytes_sent: get(&c.bytes_sent),
             messages_received: get(&c.messages_received),
@@ -676,7 +623,7 @@ impl Drop for ClusterRuntime {
 /// The MPI tag of `buffer`'s `version`. Two pairs may share a tag; their
 /// messages still match in order (one sender sends them in the common
 /// order, one receiver posts them in it), and the header checks it.
-fn tag_of(buffer: u64, version: u64) -> i32 {
+pub(super) fn tag_of(buffer: u64, version: u64) -> i32 {
     let mut h = Fnv::new();
     h.write(&buffer.to_le_bytes());
     h.write(&version.to_le_bytes());

@@ -316,11 +316,11 @@ impl Table {
         gpus: &[Box<dyn Device>],
         c: &Counters,
     ) -> Result<HostMade> {
-        let timeline = self.timeline.clone();
-        let e = self.entry(id);
-        if e.valid.host {
+        if self.entries[&id].valid.host {
             return Ok(HostMade::default());
         }
+        let timeline = self.timeline.clone();
+        let e = self.entry(id);
         if let Some(err) = &e.lost {
             return Err(err.clone());
         }
@@ -442,6 +442,16 @@ impl Table {
     }
 
     /// A pointer to the valid host copy (call [`ensure_host`] first).
+    /// The host copy, if it is valid (one lookup: the common case of a
+    /// CPU call's argument).
+    pub(crate) fn valid_host_ptr(&mut self, id: u64) -> Option<*mut u8> {
+        let e = self.entry(id);
+        match (&mut e.host, e.valid.host) {
+            (Some(h), true) => Some(h.as_mut_ptr()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn host_ptr(&mut self, id: u64) -> *mut u8 {
         let e = self.entry(id);
         debug_assert!(e.valid.host);

@@ -52,8 +52,9 @@ pub(super) trait Erased: Send + Sync {
     fn elem(&self) -> crate::kernel::ElemType;
     /// This rank's copy, made (zeroed) if it has none.
     fn local(&self, rt: &Runtime) -> &dyn BufferArg;
-    /// This rank's copy as bytes, after `HEADER` bytes of room.
-    fn read_bytes(&self, rt: &Runtime) -> Result<Vec<u8>>;
+    /// Copies this rank's copy into `out` (its bytes exactly; the
+    /// message's payload).
+    fn read_into(&self, rt: &Runtime, out: &mut [u8]) -> Result<()>;
     /// Replaces this rank's copy with `bytes`.
     fn store(&self, rt: &Runtime, bytes: &[u8]) -> Result<()>;
 }
@@ -79,18 +80,18 @@ impl<T: Element> Erased for Inner<T> {
     fn local(&self, rt: &Runtime) -> &dyn BufferArg {
         self.buffer(rt)
     }
-    fn read_bytes(&self, rt: &Runtime) -> Result<Vec<u8>> {
+    fn read_into(&self, rt: &Runtime, out: &mut [u8]) -> Result<()> {
         let buf = self.buffer(rt);
-        let mut out = vec![0u8; HEADER + self.meta.len * self.meta.elem_size];
-        // Straight into the message where the allocation is aligned for T
-        // (it is, from the system allocator); else through a copy.
-        if let Ok(dst) = bytemuck::try_cast_slice_mut::<u8, T>(&mut out[HEADER..]) {
-            rt.read_into(buf, dst)?;
+        // Straight into the message where it is aligned for T (a message
+        // buffer from the system allocator, past the 16-byte header, is);
+        // else through a copy.
+        if let Ok(dst) = bytemuck::try_cast_slice_mut::<u8, T>(out) {
+            rt.read_into(buf, dst)
         } else {
             let data = rt.read(buf)?;
-            out[HEADER..].copy_from_slice(bytemuck::cast_slice(&data));
+            out.copy_from_slice(bytemuck::cast_slice(&data));
+            Ok(())
         }
-        Ok(out)
     }
     fn store(&self, rt: &Runtime, bytes: &[u8]) -> Result<()> {
         match bytemuck::try_cast_slice::<u8, T>(bytes) {

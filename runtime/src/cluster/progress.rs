@@ -28,6 +28,10 @@ const TEST_AT: usize = 16;
 /// eager sizes, a send moves only while MPI is driven).
 const LARGE: usize = 64 << 10;
 
+/// Message buffers kept for reuse: an allocation freed on the progress
+/// thread is slow to make again on the rank's.
+const SPARE: usize = 64;
+
 /// How often the progress thread looks at the pending sends.
 const ROUND: Duration = Duration::from_millis(1);
 
@@ -95,6 +99,8 @@ struct Sends {
     bufs: Vec<*mut [u8]>,
     /// `MPI_Testsome`'s indices (kept, not made each test).
     indices: Vec<std::os::raw::c_int>,
+    /// Message buffers done with, for the next messages.
+    spare: Vec<Box<[u8]>>,
     stop: bool,
 }
 
@@ -106,6 +112,23 @@ unsafe impl Send for Sends {}
 impl Sends {
     fn is_empty(&self) -> bool {
         self.requests.is_empty()
+    }
+
+    /// Keeps `buf` for a later message, up to [`SPARE`] of them.
+    fn keep(&mut self, buf: Box<[u8]>) {
+        if self.spare.len() < SPARE {
+            self.spare.push(buf);
+        }
+    }
+
+    /// A buffer of `len` bytes: a spare one (its old bytes are
+    /// overwritten whole: a payload or a message of this length), or a new
+    /// one.
+    fn take(&mut self, len: usize) -> Box<[u8]> {
+        match self.spare.iter().rposition(|b| b.len() == len) {
+            Some(i) => self.spare.swap_remove(i),
+            None => vec![0u8; len].into_boxed_slice(),
+        }
     }
 
     fn push(&mut self, request: MPI_Request, buf: *mut [u8]) {
@@ -146,7 +169,8 @@ impl Sends {
             if self.requests[i] == null {
                 // SAFETY: the request completed, so MPI is done with the
                 // buffer, which came from `Box::leak`: the box is whole.
-                drop(unsafe { Box::from_raw(self.bufs[i]) });
+                let buf = unsafe { Box::from_raw(self.bufs[i]) };
+                self.keep(buf);
             } else {
                 self.requests[kept] = self.requests[i];
                 self.bufs[kept] = self.bufs[i];
@@ -219,9 +243,24 @@ impl Progress {
         }
     }
 
+    fn sends(&self) -> std::sync::MutexGuard<'_, Sends> {
+        self.shared.sends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A message buffer of `len` bytes (its contents are whatever a
+    /// message left: write it whole).
+    pub(super) fn buffer(&self, len: usize) -> Box<[u8]> {
+        self.sends().take(len)
+    }
+
+    /// Gives back a message's buffer, done with, for another.
+    pub(super) fn give_back(&self, buf: Box<[u8]>) {
+        self.sends().keep(buf);
+    }
+
     /// Posts the receive of `len` bytes from rank `from` with `tag`.
     pub(super) fn recv(&self, from: usize, tag: i32, len: usize) -> Recv {
-        let buf: &'static mut [u8] = Box::leak(vec![0u8; len].into_boxed_slice());
+        let buf: &'static mut [u8] = Box::leak(self.buffer(len));
         let ptr: *mut [u8] = buf;
         let request = self
             .comm

@@ -467,13 +467,16 @@ impl ClusterRuntime {
     /// Sends this rank's copy of `e`, as its `version`, to rank `to`.
     pub(super) fn send(&self, e: &dyn Erased, to: usize, version: u64) -> Result<()> {
         let m = e.meta();
-        let mut bytes = e.read_bytes(&self.rt)?;
+        let mut bytes = self.progress.buffer(HEADER + m.len * m.elem_size);
+        if let Err(err) = e.read_into(&self.rt, &mut bytes[HEADER..]) {
+            self.progress.give_back(bytes);
+            return Err(err);
+        }
         bytes[..8].copy_from_slice(&m.id.to_le_bytes());
         bytes[8..HEADER].copy_from_slice(&version.to_le_bytes());
         bump(&self.counters.messages_sent, 1);
         bump(&self.counters.bytes_sent, (bytes.len() - HEADER) as u64);
-        self.progress
-            .send(to, tag_of(m.id, version), bytes.into_boxed_slice());
+        self.progress.send(to, tag_of(m.id, version), bytes);
         Ok(())
     }
 
@@ -503,7 +506,9 @@ impl ClusterRuntime {
         }
         bump(&self.counters.messages_received, 1);
         bump(&self.counters.bytes_received, (data.len() - HEADER) as u64);
-        e.store(&self.rt, &data[HEADER..])
+        let stored = e.store(&self.rt, &data[HEADER..]);
+        self.progress.give_back(data);
+        stored
     }
 
     pub(super) fn fail(&self, seq: u64, kernel: &str, what: &str) -> ! {

@@ -114,6 +114,12 @@ impl Sends {
         self.requests.is_empty()
     }
 
+    /// Whether a pending send is [`LARGE`]: one that moves only while MPI
+    /// is driven. A small one went eagerly; its buffer waits for a test.
+    fn large_pending(&self) -> bool {
+        self.bufs.iter().any(|b| b.len() >= LARGE)
+    }
+
     /// Keeps `buf` for a later message, up to [`SPARE`] of them.
     fn keep(&mut self, buf: Box<[u8]>) {
         if self.spare.len() < SPARE {
@@ -286,14 +292,18 @@ impl Drop for Progress {
 }
 
 /// The progress thread: every [`ROUND`] (or at once, woken for a large
-/// send) tests the pending sends, briefly yielding between tests while
-/// one is pending and none completes; returns once asked to stop and every
-/// send is done.
+/// send) tests the pending sends; while a large one is pending (or it is
+/// asked to stop) it tests again and again, briefly yielding between
+/// tests that complete none; returns once asked to stop and every send is
+/// done.
 fn drive(shared: &Shared) {
     let mut idle_passes = 0u32;
     loop {
         let mut s = shared.sends.lock().unwrap_or_else(|p| p.into_inner());
-        if s.is_empty() && !s.stop {
+        // Small sends need no driving: the thread looks at them once a
+        // round and otherwise sleeps, leaving the cores to the ranks (more
+        // ranks than cores share them).
+        if !s.stop && !s.large_pending() {
             s = shared
                 .wake
                 .wait_timeout(s, ROUND)

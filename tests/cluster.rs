@@ -507,6 +507,13 @@ mod with_mpi {
                 }
                 check("replayed");
             }
+            // With the rank's runtime tracing, its tasks run as ordinary
+            // calls: the replay still does what it recorded.
+            cr.runtime().enable_trace();
+            let t0 = cr.stats();
+            cr.replay(&recorded).unwrap();
+            assert_eq!(cr.stats().since(&t0).tasks_replayed, graph.tasks() as u64);
+            check("replayed as ordinary calls");
             // A write drops the copy the fetch left on rank 0 (of the last
             // point, on the last rank): the map moved on, so the replay
             // submits as usual. On one rank the map stays as it was.

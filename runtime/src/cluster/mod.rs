@@ -20,6 +20,10 @@
 //!   sent there once and cached; one progress thread a rank completes the
 //!   sends.
 //!
+//! - A [`Recording`] keeps a stretch of tasks and how each rank ran them;
+//!   [`ClusterRuntime::replay`] submits them again without working them
+//!   out, where the ranks holding their buffers are those of last time.
+//!
 //! Inside a rank, each task is placed among that rank's CPU and GPUs as on
 //! one machine. With [`ClusterRuntime::balance`] on, a task may also move
 //! off its owner when a common model (each rank's queue, its measured

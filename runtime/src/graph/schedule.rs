@@ -153,6 +153,7 @@ impl Scheduler {
         })
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// Runs a bound call ([`Engine::run_bound`]) while nothing submitted
     /// is pending and the engine allows it; `None` where the caller must
     /// make an ordinary call instead.

@@ -268,7 +268,7 @@ impl Spec {
 }
 
 impl Kernel {
-    /// The labels of the kernel's variants (see [`KernelBuilder::variant`]),
+    /// The labels of the kernel's variants (see [`KernelBuilder::variant`](super::KernelBuilder::variant)),
     /// in the order given.
     pub fn variants(&self) -> Vec<&str> {
         self.inner.variants.iter().map(|v| &*v.label).collect()

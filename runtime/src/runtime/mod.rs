@@ -303,6 +303,7 @@ impl Runtime {
         self.shared.run_now(kernel, &call)
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// Checks `kernel` on `args` once and binds it to the CPU, for
     /// [`run_bound`](Self::run_bound); `None` for a kernel placement must
     /// choose an implementation of (CPU variants) or with no CPU code.
@@ -311,6 +312,7 @@ impl Runtime {
         self.engine().bind(kernel, &handles)
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// Runs `bound` on its buffers `args` with `params` (the bytes of the
     /// type its kernel takes) on the CPU, skipping what its binding checked;
     /// `None` where only an ordinary call ([`execute`](Self::execute)) may

@@ -396,31 +396,27 @@ impl ClusterRuntime {
                 self.receive(&*t.args[i], recv, version)
                     .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
             }
-            super::mpi_cluster::set_task(t.seq, t.kernel.name());
-            self.run_task(
-                bound.as_deref(),
-                (t.target, &t.kernel),
-                &local,
-                &t.params,
-                t.run,
-            )
-            .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
+            let task = (t.seq, t.target, &t.kernel);
+            self.run_task(task, bound.as_deref(), &local, &t.params, t.run);
         }
     }
 
-    /// Runs a task on this rank's runtime: through its binding where it
-    /// has one and the runtime takes it, else as an ordinary call.
+    /// Runs task number `seq` on this rank's runtime: through its binding
+    /// where it has one and the runtime takes it, else as an ordinary
+    /// call. A failure ends the job, naming the rank and the task.
     pub(super) fn run_task(
         &self,
+        (seq, target, kernel): (u64, Target, &Kernel),
         bound: Option<&Bound>,
-        (target, kernel): (Target, &Kernel),
         local: &[&dyn BufferArg],
         params: &[u8],
         run: RunFn,
-    ) -> Result<()> {
+    ) {
+        super::mpi_cluster::set_task(seq, kernel.name());
         bound
             .and_then(|b| self.rt.run_bound(b, local, params))
             .unwrap_or_else(|| run(&self.rt, target, kernel, local, params))
+            .unwrap_or_else(|err| self.fail(seq, kernel.name(), &err.to_string()));
     }
 
     /// Makes `e`'s current version valid on rank `to`: marks it so (every

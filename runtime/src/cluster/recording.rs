@@ -434,15 +434,8 @@ impl ClusterRuntime {
                     }
                     let local: Few<&dyn BufferArg> =
                         t.args.iter().map(|a| a.local(&self.rt)).collect();
-                    super::mpi_cluster::set_task(seq, t.kernel.name());
-                    self.run_task(
-                        bound.as_deref(),
-                        (t.target, &t.kernel),
-                        &local,
-                        &t.params,
-                        t.run,
-                    )
-                    .unwrap_or_else(|err| self.fail(seq, t.kernel.name(), &err.to_string()));
+                    let task = (seq, t.target, &t.kernel);
+                    self.run_task(task, bound.as_deref(), &local, &t.params, t.run);
                 }
             }
         }

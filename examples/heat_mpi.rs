@@ -41,11 +41,12 @@ fn main() -> anyhow::Result<()> {
     let took = start.elapsed();
     let s = &run.steps;
     println!(
-        "rank {} of {}: {} tasks run, {} pruned; sent {} messages ({} bytes), received {} ({} bytes)",
+        "rank {} of {}: {} tasks run, {} pruned, {} replayed; sent {} messages ({} bytes), received {} ({} bytes)",
         cr.rank(),
         cr.size(),
         s.tasks_run,
         s.tasks_pruned,
+        s.tasks_replayed,
         s.messages_sent,
         s.bytes_sent,
         s.messages_received,

@@ -272,10 +272,8 @@ mod with_mpi {
         let per_step = if size > 1 { 2 } else { 1 };
         assert_eq!(run.steps.tasks_run, (per_step * steps) as u64);
         assert_eq!(run.steps.tasks, (per_step * steps * size) as u64);
-        // Two steps recorded, then replayed in pairs: the first replay on
-        // more than one rank finds the halos cached where the recording
-        // found none, and submits; the others (20 of the 25 steps, or 22
-        // on one rank) do what the recording did.
+        // Two steps recorded, replayed in pairs; on more than one rank the
+        // first replay finds halos cached that the recording did not.
         let replayed = if size > 1 { 20 } else { 22 };
         assert_eq!(
             run.steps.tasks_replayed,

@@ -10,25 +10,22 @@
 //! submitted tasks: the graph waits for a call's predecessors before it
 //! calls, and completes its task in the `done` hook.
 
-mod bound;
-pub(crate) use bound::Bound;
-#[cfg(test)]
-pub(crate) use bound::SAMPLE_EVERY;
+pub(crate) mod bound;
 mod execute;
 mod host;
-#[cfg(test)]
-pub(crate) use host::HOST_CALLS;
-
 mod place;
 mod prepare;
 mod queued;
-
-pub(crate) use queued::{Queued, QueuedCall};
 mod record;
 mod recover;
 mod split;
-pub(crate) use split::split_items;
 mod stage;
+
+pub(crate) use bound::Bound;
+#[cfg(test)]
+pub(crate) use host::HOST_CALLS;
+pub(crate) use queued::{Queued, QueuedCall};
+pub(crate) use split::split_items;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};

@@ -5,7 +5,7 @@ use super::sim_tests::unary;
 use super::tests::cpu_runtime;
 use super::*;
 
-use crate::call::SAMPLE_EVERY;
+use crate::call::bound::SAMPLE_EVERY;
 use crate::kernel::{ReadWrite, Variant};
 
 fn inc() -> Kernel {

@@ -80,10 +80,24 @@ impl Engine {
 
     /// Runs `bound` on `args` (its own buffers, [`Bound::binds`]) with
     /// `params` on this thread: leased, staged on the host, run, and its
-    /// writes recorded as the host path records them.
-    pub(crate) fn run_bound(&self, bound: &Bound, args: &[&Handle], params: &[u8]) -> Result<()> {
+    /// writes recorded as the host path records them. With `out`
+    /// (argument, room), that argument's bytes are copied out once the run
+    /// succeeded, under the run's own lease.
+    pub(crate) fn run_bound(
+        &self,
+        bound: &Bound,
+        args: &[&Handle],
+        params: &[u8],
+        out: Option<(usize, &mut [u8])>,
+    ) -> Result<()> {
         let kernel = &bound.kernel;
-        if params.len() != kernel.params_size() || !bound.binds(kernel, args) {
+        let fits = |(i, room): &(usize, &mut [u8])| {
+            args.get(*i).is_some_and(|h| h.bytes as usize == room.len())
+        };
+        if params.len() != kernel.params_size()
+            || !bound.binds(kernel, args)
+            || !out.as_ref().is_none_or(fits)
+        {
             return Err(Error::Internal {
                 what: format!("kernel `{}`", kernel.name()),
                 message: "a bound call ran on buffers or params it was not bound to".to_owned(),
@@ -120,6 +134,14 @@ impl Engine {
         };
         let ran = Device::execute(&self.cpu, launch).map(drop);
         let secs = t.map(|t| t.elapsed().as_secs_f64());
+        if let (Ok(()), Some((i, room))) = (&ran, out) {
+            let r = &raw[i];
+            // SAFETY: `r` is argument `i`'s host copy, `r.bytes` long (made
+            // valid above from the table, which sized it from the buffer),
+            // and this run's lease on it (shared or exclusive) is held until
+            // the table's lock is taken again below: no one writes it now.
+            room.copy_from_slice(unsafe { std::slice::from_raw_parts(r.ptr, r.bytes) });
+        }
         drop(frame);
         let mut table = self.table();
         match &ran {

@@ -397,25 +397,34 @@ impl ClusterRuntime {
                     .unwrap_or_else(|err| self.fail(t.seq, t.kernel.name(), &err.to_string()));
             }
             let task = (t.seq, t.target, &t.kernel);
-            self.run_task(task, bound.as_deref(), &local, &t.params, t.run);
+            let code = (bound.as_deref(), t.run);
+            self.run_task(task, code, &local, &t.params, None);
         }
     }
 
     /// Runs task number `seq` on this rank's runtime: through its binding
     /// where it has one and the runtime takes it, else as an ordinary
-    /// call. A failure ends the job, naming the rank and the task.
+    /// call; then copies argument `out.0` (`out.1`) into `out.2`, if asked.
+    /// A failure ends the job, naming the rank and the task.
     pub(super) fn run_task(
         &self,
         (seq, target, kernel): (u64, Target, &Kernel),
-        bound: Option<&Bound>,
+        (bound, run): (Option<&Bound>, RunFn),
         local: &[&dyn BufferArg],
         params: &[u8],
-        run: RunFn,
+        mut out: Option<(usize, &dyn Erased, &mut [u8])>,
     ) {
         super::mpi_cluster::set_task(seq, kernel.name());
+        let room = out.as_mut().map(|(i, _, room)| (*i, &mut **room));
         bound
-            .and_then(|b| self.rt.run_bound(b, local, params))
-            .unwrap_or_else(|| run(&self.rt, target, kernel, local, params))
+            .and_then(|b| self.rt.run_bound(b, local, params, room))
+            .unwrap_or_else(|| {
+                run(&self.rt, target, kernel, local, params)?;
+                match out {
+                    Some((_, e, room)) => e.read_into(&self.rt, room),
+                    None => Ok(()),
+                }
+            })
             .unwrap_or_else(|err| self.fail(seq, kernel.name(), &err.to_string()));
     }
 
@@ -462,18 +471,31 @@ impl ClusterRuntime {
 
     /// Sends this rank's copy of `e`, as its `version`, to rank `to`.
     pub(super) fn send(&self, e: &dyn Erased, to: usize, version: u64) -> Result<()> {
-        let m = e.meta();
-        let mut bytes = self.progress.buffer(HEADER + m.len * m.elem_size);
-        if let Err(err) = e.read_into(&self.rt, &mut bytes[HEADER..]) {
-            self.progress.give_back(bytes);
+        let mut msg = self.message(e);
+        if let Err(err) = e.read_into(&self.rt, &mut msg[HEADER..]) {
+            self.progress.give_back(msg);
             return Err(err);
         }
-        bytes[..8].copy_from_slice(&m.id.to_le_bytes());
-        bytes[8..HEADER].copy_from_slice(&version.to_le_bytes());
-        bump(&self.counters.messages_sent, 1);
-        bump(&self.counters.bytes_sent, (bytes.len() - HEADER) as u64);
-        self.progress.send(to, tag_of(m.id, version), bytes);
+        self.post(e, to, version, msg);
         Ok(())
+    }
+
+    /// A message's buffer for `e`: [`HEADER`] bytes, then room for its
+    /// bytes.
+    pub(super) fn message(&self, e: &dyn Erased) -> Box<[u8]> {
+        let m = e.meta();
+        self.progress.buffer(HEADER + m.len * m.elem_size)
+    }
+
+    /// Sends `msg` (a [`message`](Self::message) holding `e`'s bytes) as
+    /// its `version` to rank `to`.
+    pub(super) fn post(&self, e: &dyn Erased, to: usize, version: u64, mut msg: Box<[u8]>) {
+        let m = e.meta();
+        msg[..8].copy_from_slice(&m.id.to_le_bytes());
+        msg[8..HEADER].copy_from_slice(&version.to_le_bytes());
+        bump(&self.counters.messages_sent, 1);
+        bump(&self.counters.bytes_sent, (msg.len() - HEADER) as u64);
+        self.progress.send(to, tag_of(m.id, version), msg);
     }
 
     /// Posts the receive of `e`'s `version` from rank `from`.

@@ -19,7 +19,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::dist_buffer::{DistRef, Erased};
+use super::dist_buffer::{DistRef, Erased, HEADER};
 use super::progress::Recv;
 use super::ranks::{ClusterRuntime, Few, Queued, RunFn};
 use crate::buffer::BufferArg;
@@ -85,11 +85,14 @@ enum Action {
     Recv { buf: u32, from: u32, version: u64 },
     /// Sent its copy of a buffer's version.
     Send { buf: u32, to: u32, version: u64 },
-    /// Ran a task, once its inputs had arrived: (buffer, slot, version).
+    /// Ran a task, once its inputs had arrived (buffer, slot, version),
+    /// and at once sent one of its arguments (argument, buffer, rank,
+    /// version), if it did: the run copies it out under its own lease.
     Run {
         task: u32,
         waits: Few<(u32, u32, u64), 4>,
         bound: Option<Arc<Bound>>,
+        then_send: Option<(u32, u32, u32, u64)>,
     },
 }
 
@@ -190,6 +193,19 @@ impl ClusterRuntime {
             let Some((buf, version)) = c.of(id, version) else {
                 return;
             };
+            // Right after a run of a task that has it: sent by that run.
+            if let Some(Action::Run {
+                task,
+                then_send: then @ None,
+                ..
+            }) = c.actions.last_mut()
+            {
+                let args = &c.tasks[*task as usize].args;
+                if let Some(arg) = args.iter().position(|a| a.meta().id == id) {
+                    *then = Some((arg as u32, buf, to as u32, version));
+                    return;
+                }
+            }
             c.actions.push(Action::Send {
                 buf,
                 to: to as u32,
@@ -231,6 +247,7 @@ impl ClusterRuntime {
                 task: (t.seq - c.first_seq) as u32,
                 waits,
                 bound,
+                then_send: None,
             });
             c.runs += 1;
         }
@@ -422,7 +439,12 @@ impl ClusterRuntime {
                         self.fail(first, "a replayed send", &err.to_string())
                     });
                 }
-                Action::Run { task, waits, bound } => {
+                Action::Run {
+                    task,
+                    waits,
+                    bound,
+                    then_send,
+                } => {
                     let t = &tasks[*task as usize];
                     let seq = first + u64::from(*task);
                     for &(buf, slot, version) in waits {
@@ -435,7 +457,17 @@ impl ClusterRuntime {
                     let local: Few<&dyn BufferArg> =
                         t.args.iter().map(|a| a.local(&self.rt)).collect();
                     let task = (seq, t.target, &t.kernel);
-                    self.run_task(task, bound.as_deref(), &local, &t.params, t.run);
+                    let code = (bound.as_deref(), t.run);
+                    match then_send {
+                        None => self.run_task(task, code, &local, &t.params, None),
+                        Some((arg, buf, to, version)) => {
+                            let (e, v) = at(*buf, *version);
+                            let mut msg = self.message(e);
+                            let out = Some((*arg as usize, e, &mut msg[HEADER..]));
+                            self.run_task(task, code, &local, &t.params, out);
+                            self.post(e, *to as usize, v, msg);
+                        }
+                    }
                 }
             }
         }

@@ -162,11 +162,12 @@ impl Scheduler {
         bound: &Bound,
         args: &[&Handle],
         params: &[u8],
+        out: Option<(usize, &mut [u8])>,
     ) -> Option<Result<()>> {
         if self.submitted.load(Ordering::Acquire) || !self.engine.bound_open() {
             return None;
         }
-        Some(self.engine.run_bound(bound, args, params))
+        Some(self.engine.run_bound(bound, args, params, out))
     }
 
     /// The contents of buffer `id` on the host, once its writer has

@@ -314,17 +314,18 @@ impl Runtime {
 
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// Runs `bound` on its buffers `args` with `params` (the bytes of the
-    /// type its kernel takes) on the CPU, skipping what its binding checked;
-    /// `None` where only an ordinary call ([`execute`](Self::execute)) may
+    /// type its kernel takes) on the CPU, skipping what its binding checked,
+    /// and copies argument `out.0`'s bytes into `out.1` after; `None` where only an ordinary call ([`execute`](Self::execute)) may
     /// run it now (faults, a trace, a virtual clock, or submitted tasks).
     pub(crate) fn run_bound(
         &self,
         bound: &Bound,
         args: &[&dyn BufferArg],
         params: &[u8],
+        out: Option<(usize, &mut [u8])>,
     ) -> Option<Result<()>> {
         let handles: Few<&Handle> = args.iter().map(|a| &**a.as_arg().handle).collect();
-        self.shared.run_bound(bound, &handles, params)
+        self.shared.run_bound(bound, &handles, params, out)
     }
 
     /// Submits `kernel` for automatic placement and returns at once.

@@ -488,8 +488,7 @@ mod with_mpi {
                 let last = rows.last();
                 last.iter().map(|b| (b.version(), b.valid_on())).collect()
             };
-            // The first replay finds the map the fetches left, not the
-            // recording's: it submits the tasks and keeps how they ran.
+            // The fetches moved the map: this one submits, and re-plans.
             cr.replay(&recorded).unwrap();
             check("submitted again");
             for _ in 0..2 {

@@ -7,8 +7,8 @@
 //! host copies made valid, the write recorded; the model gets one run in
 //! [`SAMPLE_EVERY`], timed.
 //!
-//! A bound run is open only where the host path is (no fault, trace or
-//! virtual clock to serve); elsewhere the caller makes an ordinary call.
+//! A bound run is open only where the host path is ([`Engine::quiet`]);
+//! elsewhere the caller makes an ordinary call.
 //! The cluster's ranks run their tasks through bindings; a build without
 //! them has no caller yet.
 #![cfg_attr(not(feature = "cluster"), allow(dead_code))]
@@ -41,10 +41,8 @@ pub(crate) struct Bound {
 
 impl Bound {
     /// Whether `args` are the buffers it was bound to.
-    pub(crate) fn binds(&self, kernel: &Kernel, args: &[&Handle]) -> bool {
-        kernel.id() == self.kernel.id()
-            && args.len() == self.ids.len()
-            && args.iter().zip(&self.ids).all(|(h, id)| h.id == *id)
+    pub(crate) fn binds(&self, args: &[&Handle]) -> bool {
+        args.len() == self.ids.len() && args.iter().zip(&self.ids).all(|(h, id)| h.id == *id)
     }
 }
 
@@ -69,15 +67,6 @@ impl Engine {
         }))
     }
 
-    /// Whether a bound run may be taken now: nothing a call's other paths
-    /// serve (faults, a trace, a virtual clock) is on.
-    pub(crate) fn bound_open(&self) -> bool {
-        !self.faults_on.load(Ordering::Relaxed)
-            && self.timeline.is_none()
-            && !self.cpu.virtual_clock()
-            && !self.tracer.on()
-    }
-
     /// Runs `bound` on `args` (its own buffers, [`Bound::binds`]) with
     /// `params` on this thread: leased, staged on the host, run, and its
     /// writes recorded as the host path records them. With `out`
@@ -95,7 +84,7 @@ impl Engine {
             args.get(*i).is_some_and(|h| h.bytes as usize == room.len())
         };
         if params.len() != kernel.params_size()
-            || !bound.binds(kernel, args)
+            || !bound.binds(args)
             || !out.as_ref().is_none_or(fits)
         {
             return Err(Error::Internal {

@@ -24,18 +24,25 @@ thread_local! {
 }
 
 impl Engine {
+    /// Whether nothing only the general path serves is on: no fault
+    /// injected, no trace, no virtual clock. The host path and bound runs
+    /// ([`run_bound`](Self::run_bound)) are open only then.
+    pub(crate) fn quiet(&self) -> bool {
+        !self.faults_on.load(Ordering::Relaxed)
+            && self.timeline.is_none()
+            && !self.cpu.virtual_clock()
+            && !self.tracer.on()
+    }
+
     /// Whether a call may take the host path, once placed on the CPU: no
     /// fault, trace or virtual clock to serve, and a failure could not run
     /// it again elsewhere (a forced call never does; an automatic one only
     /// from a copy its CPU kernel cannot have spoiled, or one kept aside
     /// while its CPU kernel is unproven).
     pub(super) fn host_path_open(&self, table: &Table, kernel: &Kernel, call: &Call<'_>) -> bool {
-        let quiet = !self.faults_on.load(Ordering::Relaxed)
-            && self.timeline.is_none()
-            && !self.cpu.virtual_clock()
-            && !self.tracer.on()
-            && (kernel.has_cpu() || kernel.built_variants().iter().any(|v| v.kernel.has_cpu()));
-        quiet
+        let cpu = kernel.has_cpu() || kernel.built_variants().iter().any(|v| v.kernel.has_cpu());
+        self.quiet()
+            && cpu
             && match call.target {
                 Target::On(Backend::Cpu) => true,
                 Target::Auto => {

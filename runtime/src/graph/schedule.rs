@@ -164,7 +164,7 @@ impl Scheduler {
         params: &[u8],
         out: Option<(usize, &mut [u8])>,
     ) -> Option<Result<()>> {
-        if self.submitted.load(Ordering::Acquire) || !self.engine.bound_open() {
+        if self.submitted.load(Ordering::Acquire) || !self.engine.quiet() {
             return None;
         }
         Some(self.engine.run_bound(bound, args, params, out))

@@ -4,7 +4,7 @@
 
 use super::dist_buffer::{DistRef, Meta};
 use super::place::{Balance, Lacks, NetLink, RankSpeed, measure_speed};
-use super::ranks::{ClusterRuntime, TAG_SPACE};
+use super::ranks::ClusterRuntime;
 use crate::error::Result;
 use crate::kernel::Kernel;
 
@@ -87,7 +87,7 @@ impl ClusterRuntime {
     /// 4 MiB (bandwidth); every rank gets rank 0's figures. On one rank:
     /// no network (free).
     fn measure_link(&self) -> Result<NetLink> {
-        const TAG: i32 = TAG_SPACE as i32; // no buffer's tag is this
+        let tag = self.wire.own_tag();
         let (me, size) = (self.rank(), self.size());
         let mut figures = [0.0f64, f64::INFINITY];
         if size > 1 && me < 2 {
@@ -97,12 +97,12 @@ impl ClusterRuntime {
                 for _ in 0..rounds {
                     if me == 0 {
                         self.progress
-                            .send(other, TAG, vec![0u8; bytes].into_boxed_slice());
-                        self.progress.recv(other, TAG, bytes).wait();
+                            .send(other, tag, vec![0u8; bytes].into_boxed_slice());
+                        self.progress.recv(other, tag, bytes).wait();
                     } else {
-                        self.progress.recv(other, TAG, bytes).wait();
+                        self.progress.recv(other, tag, bytes).wait();
                         self.progress
-                            .send(other, TAG, vec![0u8; bytes].into_boxed_slice());
+                            .send(other, tag, vec![0u8; bytes].into_boxed_slice());
                     }
                 }
                 start.elapsed().as_secs_f64() / (2 * rounds) as f64

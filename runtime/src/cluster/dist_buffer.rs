@@ -10,9 +10,6 @@ use crate::error::Result;
 use crate::kernel::Element;
 use crate::runtime::Runtime;
 
-/// The header before every payload: the buffer's id and version.
-pub(super) const HEADER: usize = 16;
-
 /// What every rank knows of a buffer.
 pub(super) struct Meta {
     pub(super) id: u64,

@@ -51,6 +51,8 @@ mod progress;
 mod ranks;
 #[cfg(feature = "cluster")]
 mod recording;
+#[cfg(feature = "cluster")]
+mod wire;
 
 #[cfg(feature = "cluster")]
 pub use dist_buffer::{DistArg, DistBuffer, DistRef};

@@ -4,6 +4,7 @@ use std::sync::{Mutex, Once};
 
 use mpi::Threading;
 use mpi::collective::SystemOperation;
+use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Equivalence, Root};
 
@@ -129,6 +130,29 @@ impl Cluster {
 
     fn world(&self) -> SimpleCommunicator {
         self.universe.world()
+    }
+
+    /// MPI's largest tag (`MPI_TAG_UB`; the standard promises 32,767).
+    pub(super) fn tag_ub(&self) -> i32 {
+        let mut value: *mut std::os::raw::c_int = std::ptr::null_mut();
+        let mut found: std::os::raw::c_int = 0;
+        // SAFETY: MPI_TAG_UB is a predefined attribute of the world
+        // communicator; MPI writes a pointer to its `int` value into
+        // `value` (and sets `found`), valid while MPI runs, which `self`
+        // keeps it doing.
+        unsafe {
+            mpi::ffi::MPI_Comm_get_attr(
+                self.world().as_raw(),
+                mpi::ffi::MPI_TAG_UB as std::os::raw::c_int,
+                (&raw mut value).cast(),
+                &mut found,
+            );
+            if found != 0 && !value.is_null() {
+                *value
+            } else {
+                32_767
+            }
+        }
     }
 
     /// Waits until every rank has come here.

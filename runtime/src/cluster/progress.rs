@@ -16,7 +16,7 @@ use std::time::Duration;
 use mpi::ffi::MPI_Request;
 use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
-use mpi::traits::{Destination, Source};
+use mpi::traits::{Destination, Equivalence, Source};
 
 /// Pending sends at which the poster tests them all (one pass of MPI's
 /// progress engine for the lot, `MPI_Testsome`) and frees the buffers of
@@ -74,17 +74,22 @@ impl Posted {
 pub(super) struct Recv(Posted);
 
 impl Recv {
-    /// Waits for the message and takes its bytes. It tests until the
+    /// Waits for the message and takes its buffer, and how many bytes
+    /// came (a message may be shorter than the room). It tests until the
     /// message is in (each test drives MPI's progress, as a wait does):
     /// under `MPI_THREAD_MULTIPLE` Open MPI's wait makes and unmakes a
     /// mutex and a condition variable every time, which cost a rank with
     /// small tasks a tenth of its time.
-    pub(super) fn wait(self) -> Box<[u8]> {
+    pub(super) fn wait(self) -> (Box<[u8]>, usize) {
         let mut request = self.0.request();
-        while let Err(pending) = request.test() {
-            request = pending;
-        }
-        self.0.reclaim()
+        let status = loop {
+            match request.test() {
+                Ok(status) => break status,
+                Err(pending) => request = pending,
+            }
+        };
+        let got = status.count(u8::equivalent_datatype());
+        (self.0.reclaim(), usize::try_from(got).unwrap_or(0))
     }
 }
 

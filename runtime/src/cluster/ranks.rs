@@ -8,8 +8,8 @@
 //! argument its rank lacks is sent there by a rank that holds it (the owner
 //! first) and cached; a write makes the writer's copy the only valid one.
 //! A rank with no part in a task only updates the map. Messages carry a tag
-//! from (buffer, version) and a header the receiver checks, so two never
-//! cross.
+//! from (buffer, version), so two never cross ([`Wire`]: where MPI's tags
+//! are few, a header the receiver checks too).
 //!
 //! A rank's own tasks wait in a queue, in order, and run on the rank's
 //! thread when something needs what they write: a send (the tasks up to
@@ -28,23 +28,20 @@ use std::sync::{Arc, Mutex};
 
 use super::Cluster;
 use super::bindings::Bindings;
-use super::dist_buffer::{DistArg, DistBuffer, DistRef, Erased, HEADER, Inner};
+use super::dist_buffer::{DistArg, DistBuffer, DistRef, Erased, Inner};
 use super::place::Balance;
 use super::progress::{Progress, Recv};
 use super::recording::Capture;
+use super::wire::Wire;
 use crate::buffer::{Buffer, BufferArg};
 use crate::call::Bound;
 use crate::error::{Error, Result};
-use crate::hash::Fnv;
 use crate::ids::Target;
 use crate::kernel::{Access, Element, Kernel};
 use crate::runtime::Runtime;
 
 /// The next cluster runtime's id.
 static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(0);
-
-/// Tags MPI guarantees (`MPI_TAG_UB` is at least 32,767).
-pub(super) const TAG_SPACE: u64 = 32_767;
 
 /// What a rank did and moved; [`ClusterRuntime::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,7 +58,8 @@ pub struct ClusterStats {
     pub tasks_replayed: u64,
     /// Messages this rank sent.
     pub messages_sent: u64,
-    /// Bytes of buffer data this rank sent (headers not counted).
+    /// Bytes of buffer data this rank sent (a header, where messages have
+    /// one, not counted).
     pub bytes_sent: u64,
     /// Messages this rank received.
     pub messages_received: u64,
@@ -151,6 +149,8 @@ pub(super) struct Queued {
 pub struct ClusterRuntime {
     // Stopped before the cluster finalises MPI (fields drop in order).
     pub(super) progress: Progress,
+    /// How messages name what they carry.
+    pub(super) wire: Wire,
     /// This rank's tasks not yet run, in order.
     queue: Mutex<VecDeque<Queued>>,
     /// The common placement model, when balancing is on.
@@ -185,10 +185,27 @@ impl ClusterRuntime {
     /// This rank's part of a job: `cluster` for the messages, `rt` for its
     /// own devices (placement inside the rank works as on one machine).
     /// Starts the progress thread. Every rank calls it.
+    ///
+    /// With `PEL_CLUSTER_CHECK=1` (on every rank), every message also
+    /// carries the name of the buffer version it holds, and the receiver
+    /// checks it ([`Error::Cluster`] where the ranks do not agree on it).
     pub fn new(cluster: Cluster, rt: Runtime) -> Result<ClusterRuntime> {
         let progress = Progress::start(cluster.rank());
+        let check = std::env::var("PEL_CLUSTER_CHECK").is_ok_and(|v| v == "1");
+        let wire = Wire::new(cluster.tag_ub(), check);
+        let formats = cluster.all_gather_u64(u64::from(wire.checked()));
+        if formats.iter().any(|&f| f != formats[0]) {
+            return Err(Error::Cluster {
+                rank: cluster.rank(),
+                size: cluster.size(),
+                message: format!(
+                    "ranks disagree on PEL_CLUSTER_CHECK (headers on by rank: {formats:?}); set it on every rank or none"
+                ),
+            });
+        }
         Ok(ClusterRuntime {
             progress,
+            wire,
             queue: Mutex::new(VecDeque::new()),
             balance: Mutex::new(None),
             rt,
@@ -472,7 +489,7 @@ impl ClusterRuntime {
     /// Sends this rank's copy of `e`, as its `version`, to rank `to`.
     pub(super) fn send(&self, e: &dyn Erased, to: usize, version: u64) -> Result<()> {
         let mut msg = self.message(e);
-        if let Err(err) = e.read_into(&self.rt, &mut msg[HEADER..]) {
+        if let Err(err) = e.read_into(&self.rt, &mut msg[self.wire.header()..]) {
             self.progress.give_back(msg);
             return Err(err);
         }
@@ -480,51 +497,57 @@ impl ClusterRuntime {
         Ok(())
     }
 
-    /// A message's buffer for `e`: [`HEADER`] bytes, then room for its
-    /// bytes.
+    /// A message's buffer for `e`: its header, if messages have one
+    /// ([`Wire::header`]), then room for its bytes.
     pub(super) fn message(&self, e: &dyn Erased) -> Box<[u8]> {
+        self.progress.buffer(self.message_len(e))
+    }
+
+    fn message_len(&self, e: &dyn Erased) -> usize {
         let m = e.meta();
-        self.progress.buffer(HEADER + m.len * m.elem_size)
+        self.wire.header() + m.len * m.elem_size
     }
 
     /// Sends `msg` (a [`message`](Self::message) holding `e`'s bytes) as
     /// its `version` to rank `to`.
     pub(super) fn post(&self, e: &dyn Erased, to: usize, version: u64, mut msg: Box<[u8]>) {
         let m = e.meta();
-        msg[..8].copy_from_slice(&m.id.to_le_bytes());
-        msg[8..HEADER].copy_from_slice(&version.to_le_bytes());
+        self.wire.stamp(&mut msg, m.id, version);
         bump(&self.counters.messages_sent, 1);
-        bump(&self.counters.bytes_sent, (msg.len() - HEADER) as u64);
-        self.progress.send(to, tag_of(m.id, version), msg);
+        bump(
+            &self.counters.bytes_sent,
+            (msg.len() - self.wire.header()) as u64,
+        );
+        self.progress.send(to, self.wire.tag(m.id, version), msg);
     }
 
     /// Posts the receive of `e`'s `version` from rank `from`.
     pub(super) fn recv(&self, e: &dyn Erased, from: usize, version: u64) -> Recv {
-        let m = e.meta();
-        let len = HEADER + m.len * m.elem_size;
-        self.progress.recv(from, tag_of(m.id, version), len)
+        let tag = self.wire.tag(e.meta().id, version);
+        self.progress.recv(from, tag, self.message_len(e))
     }
 
-    /// Waits for `recv`, checks its header is `e`'s `version`, and stores
-    /// it as this rank's copy.
+    /// Waits for `recv`, checks it is `e`'s `version` (its length, and its
+    /// header where messages have one), and stores it as this rank's copy.
     pub(super) fn receive(&self, e: &dyn Erased, recv: Recv, version: u64) -> Result<()> {
         let m = e.meta();
-        let data = recv.wait();
-        let id = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
-        let v = u64::from_le_bytes(data[8..HEADER].try_into().expect("8 bytes"));
-        if (id, v) != (m.id, version) {
+        let (data, got) = recv.wait();
+        if let Some((id, v, len)) = self.wire.crossed(&data, got, data.len(), (m.id, version)) {
+            self.progress.give_back(data);
             return Err(Error::Cluster {
                 rank: self.rank(),
                 size: self.size(),
                 message: format!(
-                    "`{}` version {version} expected; buffer {id} version {v} arrived (messages crossed)",
-                    m.name
+                    "`{}` version {version} expected; buffer {id} version {v} arrived as {len} bytes, not {} (messages crossed)",
+                    m.name,
+                    self.message_len(e)
                 ),
             });
         }
+        let payload = &data[self.wire.header()..];
         bump(&self.counters.messages_received, 1);
-        bump(&self.counters.bytes_received, (data.len() - HEADER) as u64);
-        let stored = e.store(&self.rt, &data[HEADER..]);
+        bump(&self.counters.bytes_received, payload.len() as u64);
+        let stored = e.store(&self.rt, payload);
         self.progress.give_back(data);
         stored
     }
@@ -640,27 +663,5 @@ impl Drop for ClusterRuntime {
     /// it); the progress thread then completes the sends.
     fn drop(&mut self) {
         self.drain(u64::MAX);
-    }
-}
-
-/// The MPI tag of `buffer`'s `version`. Two pairs may share a tag; their
-/// messages still match in order (one sender sends them in the common
-/// order, one receiver posts them in it), and the header checks it.
-pub(super) fn tag_of(buffer: u64, version: u64) -> i32 {
-    let mut h = Fnv::new();
-    h.write(&buffer.to_le_bytes());
-    h.write(&version.to_le_bytes());
-    (h.finish() % TAG_SPACE) as i32
-}
-
-/// Tags stay in MPI's guaranteed range.
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tags_are_in_mpis_range_and_differ_by_version() {
-        let tags: Vec<i32> = (0..64).map(|v| super::tag_of(3, v)).collect();
-        assert!(tags.iter().all(|&t| (0..32_767).contains(&t)));
-        let distinct: std::collections::HashSet<_> = tags.iter().collect();
-        assert!(distinct.len() > 60);
     }
 }

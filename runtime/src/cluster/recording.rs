@@ -19,7 +19,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::dist_buffer::{DistRef, Erased, HEADER};
+use super::dist_buffer::{DistRef, Erased};
 use super::progress::Recv;
 use super::ranks::{ClusterRuntime, Few, Queued, RunFn};
 use crate::buffer::BufferArg;
@@ -463,7 +463,7 @@ impl ClusterRuntime {
                         Some((arg, buf, to, version)) => {
                             let (e, v) = at(*buf, *version);
                             let mut msg = self.message(e);
-                            let out = Some((*arg as usize, e, &mut msg[HEADER..]));
+                            let out = Some((*arg as usize, e, &mut msg[self.wire.header()..]));
                             self.run_task(task, code, &local, &t.params, out);
                             self.post(e, *to as usize, v, msg);
                         }

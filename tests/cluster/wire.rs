@@ -1,0 +1,107 @@
+//! How messages name what they carry: with `PEL_CLUSTER_CHECK=1` every
+//! message also carries a header the receiver checks; the results are the
+//! same, and ranks that disagree on it are told so at the start.
+
+use std::time::Duration;
+
+use super::harness::{child, launch, launch_with, runtime};
+use pel::Error;
+use pel::cluster::{Cluster, ClusterRuntime};
+use pel::kernels::taskbench::{self, CPU, Graph, Pattern, TaskBench};
+
+/// Task Bench's stencil, submitted and then replayed, against its serial
+/// result; the bytes between ranks are the payloads alone either way.
+fn stencil() {
+    let cr = ClusterRuntime::new(Cluster::init().unwrap(), runtime()).unwrap();
+    let (rank, size) = (cr.rank(), cr.size());
+    let tb = TaskBench::new().unwrap();
+    let graph = Graph::new(Pattern::Stencil1d, 2 * size + 1, 7);
+    let want = taskbench::reference(&graph, tb.elems_per_task(), 2).unwrap();
+    let rows = pel::distributed::TaskbenchRows::new(&cr, &tb, &graph).unwrap();
+    let before = cr.stats();
+    let recorded = rows.record(&cr, &tb, CPU, 2).unwrap();
+    for _ in 0..3 {
+        cr.replay(&recorded).unwrap();
+    }
+    cr.flush().unwrap();
+    let moved = cr.stats().since(&before);
+    let payload = (tb.elems_per_task() * 4) as u64;
+    assert_eq!(moved.bytes_sent, moved.messages_sent * payload);
+    assert_eq!(moved.bytes_received, moved.messages_received * payload);
+    if size > 1 {
+        assert!(moved.messages_received > 0);
+    }
+    for (p, b) in rows.last().iter().enumerate() {
+        if let Some(v) = cr.fetch(b, 0).unwrap() {
+            assert_eq!(v, want[p], "point {p}");
+        }
+    }
+    cr.wait_all().unwrap();
+    let check = std::env::var("PEL_CLUSTER_CHECK").unwrap_or_default();
+    println!("rank {rank} of {size}: stencil ok (check {check:?})");
+}
+
+#[test]
+fn checked_messages_give_the_same_results_at_2_and_4_ranks() {
+    const NAME: &str = "wire::checked_messages_give_the_same_results_at_2_and_4_ranks";
+    match child(NAME) {
+        Some(true) => return stencil(),
+        Some(false) => return,
+        None => {}
+    }
+    for (ranks, check) in [(2, "1"), (4, "1"), (2, "0")] {
+        let env = [("PEL_CLUSTER_CHECK", check)];
+        let Some((out, _)) = launch_with(NAME, Some(ranks), Duration::from_secs(120), &env) else {
+            return;
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{ranks} ranks: {stdout}\n{stderr}");
+        for r in 0..ranks {
+            let ok = format!("rank {r} of {ranks}: stencil ok (check \"{check}\")");
+            assert!(stdout.contains(&ok), "{stdout}");
+        }
+    }
+}
+
+/// Rank 0 asks for checked messages, the others do not.
+fn disagree() {
+    let cluster = Cluster::init().unwrap();
+    let (rank, size) = (cluster.rank(), cluster.size());
+    if rank == 0 {
+        // SAFETY: this rank's process runs one test on one thread
+        // (`--test-threads=1`), and nothing else reads the environment now.
+        unsafe { std::env::set_var("PEL_CLUSTER_CHECK", "1") };
+    }
+    let err = ClusterRuntime::new(cluster, runtime()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Cluster { message, .. } if message.contains("PEL_CLUSTER_CHECK")),
+        "{err}"
+    );
+    println!("rank {rank} of {size}: disagreement refused");
+}
+
+#[test]
+fn ranks_that_disagree_on_checked_messages_are_refused() {
+    const NAME: &str = "wire::ranks_that_disagree_on_checked_messages_are_refused";
+    match child(NAME) {
+        Some(true) => return disagree(),
+        Some(false) => return,
+        None => {}
+    }
+    let Some((out, _)) = launch(NAME, Some(2), Duration::from_secs(60)) else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for r in 0..2 {
+        assert!(
+            stdout.contains(&format!("rank {r} of 2: disagreement refused")),
+            "{stdout}"
+        );
+    }
+}

@@ -269,7 +269,8 @@ impl Table {
     }
 
     /// The host copy of `id` holds a newer version: records it no longer
-    /// needs go, and what they read is unpinned.
+    /// needs go, and what they read is unpinned. (Nothing to do for a
+    /// buffer without records, which callers skip.)
     fn host_caught_up(&mut self, id: u64, gpus: &[Box<dyn Device>]) {
         let mut released = Vec::new();
         prune(self.entry(id), &mut released);
@@ -486,7 +487,9 @@ impl Table {
         e.lost = None;
         e.version += 1;
         e.host_version = e.version;
-        self.host_caught_up(id, gpus);
+        if !e.records.is_empty() {
+            self.host_caught_up(id, gpus);
+        }
         if let Some(t) = &self.timeline {
             t.host_wrote(id);
         }
@@ -571,7 +574,9 @@ impl Table {
         }
         if backend == Backend::Cpu {
             e.host_version = e.version;
-            self.host_caught_up(id, gpus);
+            if !e.records.is_empty() {
+                self.host_caught_up(id, gpus);
+            }
         } else {
             e.last_used = tick;
         }

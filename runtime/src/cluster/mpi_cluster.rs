@@ -1,5 +1,6 @@
 //! [`Cluster`]: MPI through rsmpi.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
 use mpi::Threading;
@@ -11,7 +12,7 @@ use mpi::traits::{CommunicatorCollectives, Equivalence, Root};
 use super::DistMap;
 use crate::buffer::Buffer;
 use crate::error::{Error, Result};
-use crate::kernel::Element;
+use crate::kernel::{Element, Kernel};
 use crate::runtime::Runtime;
 
 /// The most elements one MPI call moves: its counts are C `int`s.
@@ -42,29 +43,31 @@ impl std::fmt::Debug for Cluster {
 
 static HOOK: Once = Once::new();
 
-/// The task this rank runs now (its number in the common order and its
-/// kernel), for the message of a rank that dies in it.
-static TASK: Mutex<Option<(u64, String)>> = Mutex::new(None);
+/// The task this rank runs now, for the message of a rank that dies in
+/// it: its number in the common order plus one (0: none yet), and its
+/// kernel's name (written only when the kernel changes, which its id
+/// tells).
+static TASK: AtomicU64 = AtomicU64::new(0);
+static TASK_KERNEL: Mutex<String> = Mutex::new(String::new());
+static TASK_KERNEL_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Records that this rank now runs task `seq`, of `kernel`.
-pub(super) fn set_task(seq: u64, kernel: &str) {
-    let mut t = TASK.lock().unwrap_or_else(|p| p.into_inner());
-    match &mut *t {
-        Some((s, k)) => {
-            *s = seq;
-            if k != kernel {
-                k.clear();
-                k.push_str(kernel);
-            }
-        }
-        None => *t = Some((seq, kernel.to_owned())),
+pub(super) fn set_task(seq: u64, kernel: &Kernel) {
+    if TASK_KERNEL_ID.load(Ordering::Relaxed) != kernel.id() {
+        let mut name = TASK_KERNEL.lock().unwrap_or_else(|p| p.into_inner());
+        name.clear();
+        name.push_str(kernel.name());
+        TASK_KERNEL_ID.store(kernel.id(), Ordering::Relaxed);
     }
+    TASK.store(seq + 1, Ordering::Release);
 }
 
 /// " in task N (`kernel`)", or nothing before the first task.
 fn current_task() -> String {
-    match TASK.try_lock().as_deref() {
-        Ok(Some((seq, kernel))) => format!(" in task {seq} (`{kernel}`)"),
+    let seq = TASK.load(Ordering::Acquire);
+    match (seq.checked_sub(1), TASK_KERNEL.try_lock().as_deref()) {
+        (Some(seq), Ok(kernel)) => format!(" in task {seq} (`{kernel}`)"),
+        (Some(seq), Err(_)) => format!(" in task {seq}"),
         _ => String::new(),
     }
 }

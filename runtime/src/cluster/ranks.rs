@@ -431,7 +431,7 @@ impl ClusterRuntime {
         params: &[u8],
         mut out: Option<(usize, &dyn Erased, &mut [u8])>,
     ) {
-        super::mpi_cluster::set_task(seq, kernel.name());
+        super::mpi_cluster::set_task(seq, kernel);
         let room = out.as_mut().map(|(i, _, room)| (*i, &mut **room));
         bound
             .and_then(|b| self.rt.run_bound(b, local, params, room))

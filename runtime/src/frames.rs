@@ -15,6 +15,12 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
+/// A frame's buffer ids: a call's few, held in place (entering a frame,
+/// which every CPU call does, allocates nothing).
+pub(crate) type Ids = SmallVec<[u64; 4]>;
+
 /// One call this thread is inside of: its buffer leases and, for a
 /// submitted task, the task.
 #[derive(Debug, Clone)]
@@ -24,18 +30,15 @@ pub(crate) struct Frame {
     /// The kernel's name.
     pub(crate) kernel: Arc<str>,
     /// Buffers it reads (shared leases).
-    pub(crate) reads: Vec<u64>,
+    pub(crate) reads: Ids,
     /// Buffers it writes (exclusive leases).
-    pub(crate) writes: Vec<u64>,
+    pub(crate) writes: Ids,
     /// The submitted task it runs, if any.
     pub(crate) task: Option<u64>,
 }
 
 thread_local! {
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
-    /// Id lists of popped frames, kept for the next: entering a frame,
-    /// which every CPU call does, allocates nothing once warm.
-    static SPARE: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
     /// The runtime whose worker this thread is (0: none).
     static WORKER_OF: Cell<u64> = const { Cell::new(0) };
 }
@@ -50,16 +53,11 @@ pub(crate) fn enter(
     writes: &[u64],
     task: Option<u64>,
 ) -> Entered {
-    let list = |ids: &[u64]| {
-        let mut v = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
-        v.extend_from_slice(ids);
-        v
-    };
     let frame = Frame {
         runtime,
         kernel,
-        reads: list(reads),
-        writes: list(writes),
+        reads: Ids::from_slice(reads),
+        writes: Ids::from_slice(writes),
         task,
     };
     FRAMES.with_borrow_mut(|f| f.push(frame));
@@ -71,14 +69,7 @@ pub(crate) struct Entered(());
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        if let Some(frame) = FRAMES.with_borrow_mut(Vec::pop) {
-            SPARE.with_borrow_mut(|s| {
-                for mut v in [frame.reads, frame.writes] {
-                    v.clear();
-                    s.push(v);
-                }
-            });
-        }
+        FRAMES.with_borrow_mut(Vec::pop);
     }
 }
 

@@ -19,8 +19,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::hash::FxMap;
 use std::sync::Arc;
+
+use crate::hash::FxMap;
 
 use crate::device::timeline::Timeline;
 use crate::device::{Device, Memory};
@@ -30,10 +31,12 @@ use crate::stats::Counters;
 
 mod handle;
 mod lineage;
+mod slots;
 
 pub use handle::{ArgRef, Buffer, BufferArg, Validity};
 pub(crate) use handle::{Handle, HostCopy, Moves, Release};
 use lineage::{Record, Unpin, protect, prune, release_record};
+use slots::Slots;
 
 /// The host-slot version meaning "these bytes are garbage" (a CPU kernel
 /// failed halfway through writing them).
@@ -107,10 +110,9 @@ pub(crate) struct Download {
 
 /// Every live buffer of one runtime.
 pub(crate) struct Table {
-    entries: FxMap<u64, Entry>,
+    entries: Slots<Entry>,
     /// Threads waiting for a lease to be given back.
     pub(crate) waiters: usize,
-    next_id: u64,
     gpus: usize,
     /// Counts uses on a GPU, for eviction order.
     tick: u64,
@@ -124,9 +126,8 @@ pub(crate) struct Table {
 impl Table {
     pub(crate) fn new(gpus: usize) -> Self {
         Table {
-            entries: FxMap::default(),
+            entries: Slots::default(),
             waiters: 0,
-            next_id: 1,
             gpus,
             tick: 0,
             lost_gpus: vec![false; gpus],
@@ -143,39 +144,34 @@ impl Table {
     /// Registers a buffer whose host copy is `data`, or whose contents are
     /// zeros (materialised lazily wherever first needed) when `data` is None.
     pub(crate) fn insert(&mut self, bytes: u64, len: usize, data: Option<HostCopy>) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
         let host_valid = data.is_some();
+        let id = self.entries.insert(Entry {
+            bytes,
+            len,
+            version: 0,
+            host_version: 0,
+            born_zero: !host_valid,
+            records: BTreeMap::new(),
+            pins: FxMap::default(),
+            outside_pins: 0,
+            retained: FxMap::default(),
+            zombie: false,
+            lost: None,
+            last_used: 0,
+            readers: 0,
+            writer: false,
+            gpu_writer: None,
+            host: data,
+            gpu: (0..self.gpus).map(|_| None).collect(),
+            valid: Validity {
+                host: host_valid,
+                gpu: vec![false; self.gpus],
+                zero: !host_valid,
+            },
+        });
         if let Some(t) = &self.timeline {
             t.created(id);
         }
-        self.entries.insert(
-            id,
-            Entry {
-                bytes,
-                len,
-                version: 0,
-                host_version: 0,
-                born_zero: !host_valid,
-                records: BTreeMap::new(),
-                pins: FxMap::default(),
-                outside_pins: 0,
-                retained: FxMap::default(),
-                zombie: false,
-                lost: None,
-                last_used: 0,
-                readers: 0,
-                writer: false,
-                gpu_writer: None,
-                host: data,
-                gpu: (0..self.gpus).map(|_| None).collect(),
-                valid: Validity {
-                    host: host_valid,
-                    gpu: vec![false; self.gpus],
-                    zero: !host_valid,
-                },
-            },
-        );
         id
     }
 

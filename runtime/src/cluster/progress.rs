@@ -13,10 +13,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mpi::ffi::MPI_Request;
-use mpi::request::{Request, StaticScope};
+use std::os::raw::c_int;
+
+use mpi::ffi::{MPI_Request, MPI_Status};
+use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
-use mpi::traits::{Destination, Equivalence, Source};
 
 /// Pending sends at which the poster tests them all (one pass of MPI's
 /// progress engine for the lot, `MPI_Testsome`) and frees the buffers of
@@ -49,19 +50,6 @@ struct Posted {
 unsafe impl Send for Posted {}
 
 impl Posted {
-    fn new(request: Request<'static, [u8], StaticScope>, buf: *mut [u8]) -> Posted {
-        // SAFETY: the request (a receive) is completed by `Recv::wait`
-        // before its buffer is reclaimed.
-        let (raw, _, _) = unsafe { request.into_raw() };
-        Posted { raw, buf }
-    }
-
-    fn request(&self) -> Request<'static, [u8], StaticScope> {
-        // SAFETY: `raw` is the live request `new` took apart, used by no
-        // one else now; its buffer (`buf`, leaked) outlives it.
-        unsafe { Request::from_raw(self.raw, &*self.buf, StaticScope) }
-    }
-
     /// Frees the buffer of a completed request.
     fn reclaim(self) -> Box<[u8]> {
         // SAFETY: `buf` came from `Box::leak`, and MPI has finished with it
@@ -80,15 +68,20 @@ impl Recv {
     /// under `MPI_THREAD_MULTIPLE` Open MPI's wait makes and unmakes a
     /// mutex and a condition variable every time, which cost a rank with
     /// small tasks a tenth of its time.
-    pub(super) fn wait(self) -> (Box<[u8]>, usize) {
-        let mut request = self.0.request();
-        let status = loop {
-            match request.test() {
-                Ok(status) => break status,
-                Err(pending) => request = pending,
+    pub(super) fn wait(mut self) -> (Box<[u8]>, usize) {
+        let mut done: c_int = 0;
+        let mut got: c_int = 0;
+        // SAFETY: `raw` is this receive's live request, tested by this
+        // thread alone (a `Recv` moves, never shares) until it completes,
+        // when MPI sets it to the null request and fills `status`, whose
+        // count is then read.
+        unsafe {
+            let mut status = std::mem::MaybeUninit::<MPI_Status>::uninit();
+            while done == 0 {
+                mpi::ffi::MPI_Test(&mut self.0.raw, &mut done, status.as_mut_ptr());
             }
-        };
-        let got = status.count(u8::equivalent_datatype());
+            mpi::ffi::MPI_Get_count(status.as_ptr(), mpi::ffi::RSMPI_UINT8_T, &mut got);
+        }
         (self.0.reclaim(), usize::try_from(got).unwrap_or(0))
     }
 }
@@ -110,7 +103,7 @@ struct Sends {
     requests: Vec<MPI_Request>,
     bufs: Vec<*mut [u8]>,
     /// `MPI_Testsome`'s indices (kept, not made each test).
-    indices: Vec<std::os::raw::c_int>,
+    indices: Vec<c_int>,
     /// Message buffers done with, for the next messages.
     spare: Vec<Box<[u8]>>,
     stop: bool,
@@ -163,14 +156,14 @@ impl Sends {
             return false;
         }
         self.indices.resize(n, 0);
-        let mut done: std::os::raw::c_int = 0;
+        let mut done: c_int = 0;
         // SAFETY: `requests` holds `n` live send requests (each owning its
         // leaked buffer), and `indices` has room for `n` entries; MPI sets
         // a completed request to `MPI_REQUEST_NULL`, which the loop below
         // reads to free its buffer.
         unsafe {
             mpi::ffi::MPI_Testsome(
-                n as std::os::raw::c_int,
+                n as c_int,
                 self.requests.as_mut_ptr(),
                 &mut done,
                 self.indices.as_mut_ptr(),
@@ -237,18 +230,27 @@ impl Progress {
 
     /// Sends `data` to rank `to` with `tag`; returns at once.
     pub(super) fn send(&self, to: usize, tag: i32, data: Box<[u8]>) {
-        let buf: &'static mut [u8] = Box::leak(data);
-        let ptr: *mut [u8] = buf;
-        let request = self
-            .comm
-            .0
-            .process_at_rank(to as i32)
-            .immediate_send_with_tag(StaticScope, &*buf, tag);
-        // SAFETY: the request is completed before its buffer is freed
-        // (`Sends::test` frees only what MPI reports complete).
-        let (raw, _, _) = unsafe { request.into_raw() };
-        let len = ptr.len();
-        let mut s = self.shared.sends.lock().unwrap_or_else(|p| p.into_inner());
+        let len = data.len();
+        let ptr: *mut [u8] = Box::leak(data);
+        // SAFETY: `ptr` is a leaked buffer of `len` bytes, owned by the
+        // request until `Sends::test` sees it complete and frees it; the
+        // communicator is pel's own, alive while `self` is (the progress
+        // thread completes every send before it drops); `to` and `tag` are
+        // a rank of the job and a tag in range (the caller's).
+        let raw = unsafe {
+            let mut raw = mpi::ffi::RSMPI_REQUEST_NULL;
+            mpi::ffi::MPI_Isend(
+                ptr.cast::<u8>().cast(),
+                count(len),
+                mpi::ffi::RSMPI_UINT8_T,
+                to as c_int,
+                tag,
+                self.comm.0.as_raw(),
+                &mut raw,
+            );
+            raw
+        };
+        let mut s = self.sends();
         s.push(raw, ptr);
         if s.requests.len() >= TEST_AT {
             s.test();
@@ -278,15 +280,31 @@ impl Progress {
 
     /// Posts the receive of `len` bytes from rank `from` with `tag`.
     pub(super) fn recv(&self, from: usize, tag: i32, len: usize) -> Recv {
-        let buf: &'static mut [u8] = Box::leak(self.buffer(len));
-        let ptr: *mut [u8] = buf;
-        let request = self
-            .comm
-            .0
-            .process_at_rank(from as i32)
-            .immediate_receive_into_with_tag(StaticScope, buf, tag);
-        Recv(Posted::new(request, ptr))
+        let buf: *mut [u8] = Box::leak(self.buffer(len));
+        // SAFETY: `buf` is a leaked buffer of `len` bytes, owned by the
+        // request until `Recv::wait` sees it complete and takes it back;
+        // the communicator is pel's own, alive while `self` is; `from` and
+        // `tag` are a rank of the job and a tag in range (the caller's).
+        let raw = unsafe {
+            let mut raw = mpi::ffi::RSMPI_REQUEST_NULL;
+            mpi::ffi::MPI_Irecv(
+                buf.cast::<u8>().cast(),
+                count(len),
+                mpi::ffi::RSMPI_UINT8_T,
+                from as c_int,
+                tag,
+                self.comm.0.as_raw(),
+                &mut raw,
+            );
+            raw
+        };
+        Recv(Posted { raw, buf })
     }
+}
+
+/// A message's length as MPI's `int` count.
+fn count(len: usize) -> c_int {
+    c_int::try_from(len).expect("a message of at most 2^31 - 1 bytes")
 }
 
 impl Drop for Progress {

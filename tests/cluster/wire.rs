@@ -1,6 +1,8 @@
 //! How messages name what they carry: with `PEL_CLUSTER_CHECK=1` every
 //! message also carries a header the receiver checks; the results are the
-//! same, and ranks that disagree on it are told so at the start.
+//! same, and ranks that disagree on it are told so at the start. With
+//! `PEL_CLUSTER_MAX_MESSAGE` a message longer than it goes as blocks (as
+//! every message past MPI's `int` does), cut alike or not on each side.
 
 use std::time::Duration;
 
@@ -12,7 +14,16 @@ use pel::kernels::taskbench::{self, CPU, Graph, Pattern, TaskBench};
 /// Task Bench's stencil, submitted and then replayed, against its serial
 /// result; the bytes between ranks are the payloads alone either way.
 fn stencil() {
-    let cr = ClusterRuntime::new(Cluster::init().unwrap(), runtime()).unwrap();
+    let cluster = Cluster::init().unwrap();
+    if std::env::var("CUT_ON_RANK_0").is_ok() {
+        // Rank 0 cuts messages into blocks of 100 bytes, the others into
+        // blocks of 1,000 (longer than a message): MPI matches bytes.
+        let limit = if cluster.rank() == 0 { "100" } else { "1000" };
+        // SAFETY: this rank's process runs one test on one thread
+        // (`--test-threads=1`), and nothing else reads the environment now.
+        unsafe { std::env::set_var("PEL_CLUSTER_MAX_MESSAGE", limit) };
+    }
+    let cr = ClusterRuntime::new(cluster, runtime()).unwrap();
     let (rank, size) = (cr.rank(), cr.size());
     let tb = TaskBench::new().unwrap();
     let graph = Graph::new(Pattern::Stencil1d, 2 * size + 1, 7);
@@ -38,28 +49,51 @@ fn stencil() {
     }
     cr.wait_all().unwrap();
     let check = std::env::var("PEL_CLUSTER_CHECK").unwrap_or_default();
-    println!("rank {rank} of {size}: stencil ok (check {check:?})");
+    let cut = std::env::var("PEL_CLUSTER_MAX_MESSAGE").unwrap_or_default();
+    println!("rank {rank} of {size}: stencil ok (check {check:?}, cut {cut:?})");
 }
 
 #[test]
-fn checked_messages_give_the_same_results_at_2_and_4_ranks() {
-    const NAME: &str = "wire::checked_messages_give_the_same_results_at_2_and_4_ranks";
+fn checked_and_cut_messages_give_the_same_results_at_2_and_4_ranks() {
+    const NAME: &str = "wire::checked_and_cut_messages_give_the_same_results_at_2_and_4_ranks";
     match child(NAME) {
         Some(true) => return stencil(),
         Some(false) => return,
         None => {}
     }
-    for (ranks, check) in [(2, "1"), (4, "1"), (2, "0")] {
-        let env = [("PEL_CLUSTER_CHECK", check)];
-        let Some((out, _)) = launch_with(NAME, Some(ranks), Duration::from_secs(120), &env) else {
+    // Payloads of 256 bytes (272 with a header): cut into blocks of 100.
+    // (ranks, environment, what every rank says).
+    type Job<'a> = (usize, &'a [(&'a str, &'a str)], &'a str);
+    let jobs: [Job; 6] = [
+        (2, &[("PEL_CLUSTER_CHECK", "1")], "check \"1\", cut \"\""),
+        (4, &[("PEL_CLUSTER_CHECK", "1")], "check \"1\", cut \"\""),
+        (2, &[("PEL_CLUSTER_CHECK", "0")], "check \"0\", cut \"\""),
+        (4, &[("PEL_CLUSTER_MAX_MESSAGE", "100")], "cut \"100\""),
+        (
+            2,
+            &[
+                ("PEL_CLUSTER_MAX_MESSAGE", "100"),
+                ("PEL_CLUSTER_CHECK", "1"),
+            ],
+            "check \"1\", cut \"100\"",
+        ),
+        (2, &[("CUT_ON_RANK_0", "1")], "cut \""),
+    ];
+    for (ranks, env, said) in jobs {
+        let Some((out, _)) = launch_with(NAME, Some(ranks), Duration::from_secs(120), env) else {
             return;
         };
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{ranks} ranks: {stdout}\n{stderr}");
+        assert!(
+            out.status.success(),
+            "{ranks} ranks, {env:?}: {stdout}\n{stderr}"
+        );
         for r in 0..ranks {
-            let ok = format!("rank {r} of {ranks}: stencil ok (check \"{check}\")");
-            assert!(stdout.contains(&ok), "{stdout}");
+            let ok = stdout.lines().any(|l| {
+                l.contains(&format!("rank {r} of {ranks}: stencil ok")) && l.contains(said)
+            });
+            assert!(ok, "{env:?}: {stdout}");
         }
     }
 }

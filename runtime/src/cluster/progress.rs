@@ -59,7 +59,7 @@ impl Posted {
 }
 
 /// A posted receive: [`wait`](Recv::wait) for its bytes.
-pub(super) struct Recv(Posted);
+pub(super) struct Recv(Posted, Shape);
 
 impl Recv {
     /// Waits for the message and takes its buffer, and how many bytes
@@ -70,7 +70,7 @@ impl Recv {
     /// small tasks a tenth of its time.
     pub(super) fn wait(mut self) -> (Box<[u8]>, usize) {
         let mut done: c_int = 0;
-        let mut got: c_int = 0;
+        let got;
         // SAFETY: `raw` is this receive's live request, tested by this
         // thread alone (a `Recv` moves, never shares) until it completes,
         // when MPI sets it to the null request and fills `status`, whose
@@ -80,9 +80,9 @@ impl Recv {
             while done == 0 {
                 mpi::ffi::MPI_Test(&mut self.0.raw, &mut done, status.as_mut_ptr());
             }
-            mpi::ffi::MPI_Get_count(status.as_ptr(), mpi::ffi::RSMPI_UINT8_T, &mut got);
+            got = self.1.received(status.as_ptr());
         }
-        (self.0.reclaim(), usize::try_from(got).unwrap_or(0))
+        (self.0.reclaim(), got)
     }
 }
 
@@ -202,6 +202,8 @@ struct Shared {
 /// A rank's messages; dropping it completes every send first.
 pub(super) struct Progress {
     comm: Comm,
+    /// The most bytes MPI is told of as a count of bytes ([`Shape`]).
+    block: usize,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -209,8 +211,9 @@ pub(super) struct Progress {
 impl Progress {
     /// Duplicates the world communicator (collective: every rank starts
     /// one), so pel's messages never match a program's own, and starts the
-    /// progress thread.
-    pub(super) fn start(rank: usize) -> Progress {
+    /// progress thread. A message longer than `block` bytes (at most
+    /// MPI's `int`) goes as blocks of it ([`Shape`]).
+    pub(super) fn start(rank: usize, block: usize) -> Progress {
         let comm = Comm(SimpleCommunicator::world().duplicate());
         let shared = Arc::new(Shared {
             sends: Mutex::new(Sends::default()),
@@ -223,6 +226,7 @@ impl Progress {
             .expect("the progress thread starts");
         Progress {
             comm,
+            block: block.clamp(1, MAX_BLOCK),
             shared,
             thread: Some(thread),
         }
@@ -232,6 +236,7 @@ impl Progress {
     pub(super) fn send(&self, to: usize, tag: i32, data: Box<[u8]>) {
         let len = data.len();
         let ptr: *mut [u8] = Box::leak(data);
+        let shape = Shape::of(len, self.block);
         // SAFETY: `ptr` is a leaked buffer of `len` bytes, owned by the
         // request until `Sends::test` sees it complete and frees it; the
         // communicator is pel's own, alive while `self` is (the progress
@@ -241,8 +246,8 @@ impl Progress {
             let mut raw = mpi::ffi::RSMPI_REQUEST_NULL;
             mpi::ffi::MPI_Isend(
                 ptr.cast::<u8>().cast(),
-                count(len),
-                mpi::ffi::RSMPI_UINT8_T,
+                shape.count,
+                shape.ty,
                 to as c_int,
                 tag,
                 self.comm.0.as_raw(),
@@ -250,6 +255,8 @@ impl Progress {
             );
             raw
         };
+        // The send keeps what it needs of a made type.
+        shape.free();
         let mut s = self.sends();
         s.push(raw, ptr);
         if s.requests.len() >= TEST_AT {
@@ -281,6 +288,7 @@ impl Progress {
     /// Posts the receive of `len` bytes from rank `from` with `tag`.
     pub(super) fn recv(&self, from: usize, tag: i32, len: usize) -> Recv {
         let buf: *mut [u8] = Box::leak(self.buffer(len));
+        let shape = Shape::of(len, self.block);
         // SAFETY: `buf` is a leaked buffer of `len` bytes, owned by the
         // request until `Recv::wait` sees it complete and takes it back;
         // the communicator is pel's own, alive while `self` is; `from` and
@@ -289,8 +297,8 @@ impl Progress {
             let mut raw = mpi::ffi::RSMPI_REQUEST_NULL;
             mpi::ffi::MPI_Irecv(
                 buf.cast::<u8>().cast(),
-                count(len),
-                mpi::ffi::RSMPI_UINT8_T,
+                shape.count,
+                shape.ty,
                 from as c_int,
                 tag,
                 self.comm.0.as_raw(),
@@ -298,13 +306,105 @@ impl Progress {
             );
             raw
         };
-        Recv(Posted { raw, buf })
+        Recv(Posted { raw, buf }, shape)
     }
 }
 
-/// A message's length as MPI's `int` count.
-fn count(len: usize) -> c_int {
-    c_int::try_from(len).expect("a message of at most 2^31 - 1 bytes")
+/// The most bytes one count of bytes may tell MPI (its counts are `int`s).
+pub(super) const MAX_BLOCK: usize = c_int::MAX as usize;
+
+/// How a message's length is told to MPI: a count of bytes where it is
+/// at most a block, else one element of a type made for it (blocks of
+/// that many bytes and the rest, a single message either way; MPI matches
+/// a send and a receive by the bytes they hold, so ranks need not cut a
+/// message alike). The large-count way of MPI 3 (BigMPI's), which keeps
+/// one request a message.
+struct Shape {
+    ty: mpi::ffi::MPI_Datatype,
+    count: c_int,
+    len: usize,
+    made: bool,
+}
+
+// SAFETY: a datatype handle may be used and freed from any thread under
+// MPI_THREAD_MULTIPLE (checked by `Cluster::init`); a `Shape` moves with
+// its receive, never shared.
+unsafe impl Send for Shape {}
+
+impl Shape {
+    fn of(len: usize, block: usize) -> Shape {
+        // SAFETY: reads an MPI constant.
+        let byte = unsafe { mpi::ffi::RSMPI_UINT8_T };
+        if len <= block {
+            return Shape {
+                ty: byte,
+                count: len as c_int,
+                len,
+                made: false,
+            };
+        }
+        // Blocks few enough that their count is an `int` too.
+        let block = block.max(len.div_ceil(MAX_BLOCK));
+        let (blocks, rest) = (len / block, len % block);
+        // SAFETY: makes and commits a datatype from the predefined byte
+        // type: `blocks` (an `int`: `len / block <= MAX_BLOCK`) blocks of
+        // `block` bytes (an `int`: at most MAX_BLOCK), then `rest` bytes
+        // after them; the intermediate block type is freed once the struct
+        // holds it (MPI keeps what a type is made of).
+        unsafe {
+            let mut chunk = std::mem::MaybeUninit::uninit();
+            mpi::ffi::MPI_Type_contiguous(block as c_int, byte, chunk.as_mut_ptr());
+            let mut chunk = chunk.assume_init();
+            let lengths = [blocks as c_int, rest as c_int];
+            let at = [0, (blocks * block) as mpi::ffi::MPI_Aint];
+            let types = [chunk, byte];
+            let mut ty = std::mem::MaybeUninit::uninit();
+            mpi::ffi::MPI_Type_create_struct(
+                2,
+                lengths.as_ptr(),
+                at.as_ptr(),
+                types.as_ptr(),
+                ty.as_mut_ptr(),
+            );
+            let mut ty = ty.assume_init();
+            mpi::ffi::MPI_Type_commit(&mut ty);
+            mpi::ffi::MPI_Type_free(&mut chunk);
+            Shape {
+                ty,
+                count: 1,
+                len,
+                made: true,
+            }
+        }
+    }
+
+    /// Bytes a completed receive of this shape got (`status`): a made
+    /// type's whole message or nothing (a shorter message has no whole
+    /// element; 0 tells the receiver it is not the one it waited for).
+    ///
+    /// # Safety
+    /// `status` is the completed receive's.
+    unsafe fn received(self, status: *const MPI_Status) -> usize {
+        let mut got: c_int = 0;
+        // SAFETY: `status` is a completed receive's (the caller's), and
+        // `ty` this receive's type, alive until freed below.
+        unsafe { mpi::ffi::MPI_Get_count(status, self.ty, &mut got) };
+        let bytes = match (self.made, usize::try_from(got)) {
+            (false, Ok(n)) => n,
+            (true, Ok(1)) => self.len,
+            _ => 0,
+        };
+        self.free();
+        bytes
+    }
+
+    /// Frees a made type (an operation posted with it keeps what it needs).
+    fn free(mut self) {
+        if self.made {
+            // SAFETY: `ty` was made and committed by `of`, freed once here.
+            unsafe { mpi::ffi::MPI_Type_free(&mut self.ty) };
+        }
+    }
 }
 
 impl Drop for Progress {

@@ -30,7 +30,7 @@ use super::Cluster;
 use super::bindings::Bindings;
 use super::dist_buffer::{DistArg, DistBuffer, DistRef, Erased, Inner};
 use super::place::Balance;
-use super::progress::{Progress, Recv};
+use super::progress::{MAX_BLOCK, Progress, Recv};
 use super::recording::Capture;
 use super::wire::Wire;
 use crate::buffer::{Buffer, BufferArg};
@@ -189,8 +189,11 @@ impl ClusterRuntime {
     /// With `PEL_CLUSTER_CHECK=1` (on every rank), every message also
     /// carries the name of the buffer version it holds, and the receiver
     /// checks it ([`Error::Cluster`] where the ranks do not agree on it).
+    /// `PEL_CLUSTER_MAX_MESSAGE=BYTES` cuts a message longer than that
+    /// into blocks of it (one MPI message still; the default, and the
+    /// most, is MPI's `int`, past which every message is cut so).
     pub fn new(cluster: Cluster, rt: Runtime) -> Result<ClusterRuntime> {
-        let progress = Progress::start(cluster.rank());
+        let progress = Progress::start(cluster.rank(), max_message(&cluster)?);
         let check = std::env::var("PEL_CLUSTER_CHECK").is_ok_and(|v| v == "1");
         let wire = Wire::new(cluster.tag_ub(), check);
         let formats = cluster.all_gather_u64(u64::from(wire.checked()));
@@ -656,6 +659,23 @@ impl ClusterRuntime {
         self.cluster.barrier();
         Ok(())
     }
+}
+
+/// `PEL_CLUSTER_MAX_MESSAGE`: the most bytes one MPI count tells of.
+fn max_message(cluster: &Cluster) -> Result<usize> {
+    let Ok(v) = std::env::var("PEL_CLUSTER_MAX_MESSAGE") else {
+        return Ok(MAX_BLOCK);
+    };
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .map(|n| n.min(MAX_BLOCK))
+        .ok_or_else(|| Error::Cluster {
+            rank: cluster.rank(),
+            size: cluster.size(),
+            message: format!("PEL_CLUSTER_MAX_MESSAGE={v:?}: not a positive number of bytes"),
+        })
 }
 
 impl Drop for ClusterRuntime {

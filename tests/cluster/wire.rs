@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::harness::{child, launch, launch_with, runtime};
+use super::harness::{child, launch_with, runtime};
 use pel::Error;
 use pel::cluster::{Cluster, ClusterRuntime};
 use pel::kernels::taskbench::{self, CPU, Graph, Pattern, TaskBench};
@@ -98,44 +98,48 @@ fn checked_and_cut_messages_give_the_same_results_at_2_and_4_ranks() {
     }
 }
 
-/// Rank 0 asks for checked messages, the others do not.
+/// Rank 0 alone asks for checked messages (`REFUSE=check`), or sets a
+/// block that is no number (`REFUSE=block`): every rank is refused, none
+/// left waiting.
 fn disagree() {
     let cluster = Cluster::init().unwrap();
     let (rank, size) = (cluster.rank(), cluster.size());
+    let (var, value, said) = match std::env::var("REFUSE").as_deref() {
+        Ok("block") => ("PEL_CLUSTER_MAX_MESSAGE", "lots", "PEL_CLUSTER_MAX_MESSAGE"),
+        _ => ("PEL_CLUSTER_CHECK", "1", "PEL_CLUSTER_CHECK"),
+    };
     if rank == 0 {
         // SAFETY: this rank's process runs one test on one thread
         // (`--test-threads=1`), and nothing else reads the environment now.
-        unsafe { std::env::set_var("PEL_CLUSTER_CHECK", "1") };
+        unsafe { std::env::set_var(var, value) };
     }
     let err = ClusterRuntime::new(cluster, runtime()).unwrap_err();
     assert!(
-        matches!(&err, Error::Cluster { message, .. } if message.contains("PEL_CLUSTER_CHECK")),
+        matches!(&err, Error::Cluster { message, .. } if message.contains(said)),
         "{err}"
     );
-    println!("rank {rank} of {size}: disagreement refused");
+    println!("rank {rank} of {size}: refused ({err})");
 }
 
 #[test]
-fn ranks_that_disagree_on_checked_messages_are_refused() {
-    const NAME: &str = "wire::ranks_that_disagree_on_checked_messages_are_refused";
+fn ranks_that_disagree_on_the_wire_or_set_no_number_are_all_refused() {
+    const NAME: &str = "wire::ranks_that_disagree_on_the_wire_or_set_no_number_are_all_refused";
     match child(NAME) {
         Some(true) => return disagree(),
         Some(false) => return,
         None => {}
     }
-    let Some((out, _)) = launch(NAME, Some(2), Duration::from_secs(60)) else {
-        return;
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for r in 0..2 {
-        assert!(
-            stdout.contains(&format!("rank {r} of 2: disagreement refused")),
-            "{stdout}"
-        );
+    for refuse in ["check", "block"] {
+        let env = [("REFUSE", refuse)];
+        let Some((out, _)) = launch_with(NAME, Some(2), Duration::from_secs(60), &env) else {
+            return;
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{refuse}: {stdout}\n{stderr}");
+        for r in 0..2 {
+            let line = format!("rank {r} of 2: refused");
+            assert!(stdout.contains(&line), "{refuse}: {stdout}");
+        }
     }
 }

@@ -193,18 +193,30 @@ impl ClusterRuntime {
     /// into blocks of it (one MPI message still; the default, and the
     /// most, is MPI's `int`, past which every message is cut so).
     pub fn new(cluster: Cluster, rt: Runtime) -> Result<ClusterRuntime> {
-        let progress = Progress::start(cluster.rank(), max_message(&cluster)?);
+        // Every rank comes through the collectives below, a refused setting
+        // or not, and all refuse together: none is left waiting.
+        let block = max_message(&cluster);
+        let progress = Progress::start(cluster.rank(), *block.as_ref().unwrap_or(&MAX_BLOCK));
         let check = std::env::var("PEL_CLUSTER_CHECK").is_ok_and(|v| v == "1");
         let wire = Wire::new(cluster.tag_ub(), check);
-        let formats = cluster.all_gather_u64(u64::from(wire.checked()));
+        let mine = u64::from(wire.checked()) | (u64::from(block.is_err()) << 1);
+        let all = cluster.all_gather_u64(mine);
+        let refuse = |message: String| Error::Cluster {
+            rank: cluster.rank(),
+            size: cluster.size(),
+            message,
+        };
+        block?;
+        if let Some(r) = all.iter().position(|&f| f & 2 != 0) {
+            return Err(refuse(format!(
+                "rank {r} refused its PEL_CLUSTER_MAX_MESSAGE"
+            )));
+        }
+        let formats: Vec<u64> = all.iter().map(|&f| f & 1).collect();
         if formats.iter().any(|&f| f != formats[0]) {
-            return Err(Error::Cluster {
-                rank: cluster.rank(),
-                size: cluster.size(),
-                message: format!(
-                    "ranks disagree on PEL_CLUSTER_CHECK (headers on by rank: {formats:?}); set it on every rank or none"
-                ),
-            });
+            return Err(refuse(format!(
+                "ranks disagree on PEL_CLUSTER_CHECK (headers on by rank: {formats:?}); set it on every rank or none"
+            )));
         }
         Ok(ClusterRuntime {
             progress,

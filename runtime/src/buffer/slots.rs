@@ -2,7 +2,8 @@
 //! slot of a vector and the slot's generation, so a lookup (every lease,
 //! host copy and write of every call) is an index and a compare. A freed
 //! slot is used again under the next generation, so an old id never finds
-//! a new buffer.
+//! a new buffer (until one slot has been used 2^32 times: its generation
+//! then starts again).
 
 /// Bits of an id that name its slot (plus one: no id is 0).
 const SLOT_BITS: u32 = 32;
@@ -35,7 +36,7 @@ impl<E> Slots<E> {
         match self.free.pop() {
             Some(i) => {
                 let (id, e) = &mut self.slots[i as usize];
-                let generation = (*id >> SLOT_BITS) + 1;
+                let generation = ((*id >> SLOT_BITS) + 1) & u64::from(u32::MAX);
                 *id = (generation << SLOT_BITS) | (u64::from(i) + 1);
                 *e = Some(entry);
                 *id

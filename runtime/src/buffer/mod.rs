@@ -18,14 +18,12 @@
 //! without its GPU copies being handed out) while a record still reads it.
 
 use std::collections::BTreeMap;
-
 use std::sync::Arc;
-
-use crate::hash::FxMap;
 
 use crate::device::timeline::Timeline;
 use crate::device::{Device, Memory};
 use crate::error::{Error, Result};
+use crate::hash::FxMap;
 use crate::ids::Backend;
 use crate::stats::Counters;
 
@@ -438,7 +436,6 @@ impl Table {
         Ok((buf, true, made))
     }
 
-    /// A pointer to the valid host copy (call [`ensure_host`] first).
     /// The host copy, if it is valid (one lookup: the common case of a
     /// CPU call's argument).
     pub(crate) fn valid_host_ptr(&mut self, id: u64) -> Option<*mut u8> {
@@ -449,6 +446,7 @@ impl Table {
         }
     }
 
+    /// A pointer to the valid host copy (call [`ensure_host`] first).
     pub(crate) fn host_ptr(&mut self, id: u64) -> *mut u8 {
         let e = self.entry(id);
         debug_assert!(e.valid.host);

@@ -80,8 +80,8 @@ impl<T: Element> Erased for Inner<T> {
     fn read_into(&self, rt: &Runtime, out: &mut [u8]) -> Result<()> {
         let buf = self.buffer(rt);
         // Straight into the message where it is aligned for T (a message
-        // buffer from the system allocator, past the 16-byte header, is);
-        // else through a copy.
+        // buffer from the system allocator, past a header of 0 or 16
+        // bytes, is); else through a copy.
         if let Ok(dst) = bytemuck::try_cast_slice_mut::<u8, T>(out) {
             rt.read_into(buf, dst)
         } else {
